@@ -1,0 +1,62 @@
+//! The command line: `clap` definitions and one file per command group.
+
+mod plugin;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Wharf: a host for WebAssembly message handlers.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and try plugins without a broker.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Parses the process's arguments, runs the command and reports its error, if any.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plugin(command) => plugin::run(command).await,
+    }
+}
+
+fn init_tracing() {
+    // Plugin output is printed by the commands that run plugins; by default the log shows
+    // only the host's warnings. RUST_LOG overrides (e.g. RUST_LOG=wharf=debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wharf::plugin=off"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,254 @@
+//! `wharf plugin check` and `wharf plugin run`.
+
+use crate::message::Message;
+use crate::runtime::{
+    CallReport, LogLine, Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone,
+};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print what a plugin declares, or exactly why it is not a valid plugin.
+    Check {
+        /// The plugin's .wasm file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a plugin on one message, with no broker, and print its outputs, logs and cost.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plugin's .wasm file.
+    file: PathBuf,
+    /// The message: a JSON object (`{"topic": "t", "payload": "hi"}`), a file holding one,
+    /// or `-` for standard input.
+    #[arg(long, conflicts_with = "payload")]
+    input: Option<String>,
+    /// Shorthand for a message with this text payload.
+    #[arg(long)]
+    payload: Option<String>,
+    /// A config value for the plugin, KEY=VALUE (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// A grant such as publish:local:out.* (repeatable).
+    #[arg(long = "grant", value_name = "GRANT")]
+    grants: Vec<String>,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mb: usize,
+    /// CPU time limit per call in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    /// Run the message this many times and report the cost of each call (a reusable
+    /// plugin's later calls reuse its instance).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    repeat: u32,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Check { file, json } => check(&file, json).await,
+        PluginCommand::Run(args) => run_once(args).await,
+    }
+}
+
+async fn load(file: &Path, settings: PluginSettings) -> anyhow::Result<Plugin> {
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let plugin = runtime
+        .load(&bytes, settings, Arc::new(Standalone::default()))
+        .await
+        .with_context(|| format!("{} is not a valid plugin", file.display()))?;
+    Ok(plugin)
+}
+
+async fn check(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let plugin = load(file, PluginSettings::default()).await?;
+    let info = plugin.info();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(info)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} {}", info.name, info.version);
+    println!("  kind:        {}", info.kind.as_str());
+    println!("  contract:    {}", info.contract);
+    if !info.description.is_empty() {
+        println!("  description: {}", info.description);
+    }
+    println!(
+        "  reusable:    {}",
+        if info.reusable {
+            "yes (instances may be reused across messages)"
+        } else {
+            "no (a fresh instance per message)"
+        }
+    );
+    if info.wants.is_empty() {
+        println!("  wants:       nothing");
+    } else {
+        println!("  wants:       {}", info.wants.join(", "));
+    }
+    println!(
+        "  file:        {} bytes, sha256 {}",
+        info.size_bytes, info.sha256
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_input(args: &RunArgs) -> anyhow::Result<Message> {
+    if let Some(payload) = &args.payload {
+        return Ok(Message::new("", payload.as_bytes().to_vec()));
+    }
+    let Some(input) = &args.input else {
+        bail!("give the message with --input JSON-or-FILE or --payload TEXT");
+    };
+    let text = if input == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        text
+    } else if input.trim_start().starts_with('{') {
+        input.clone()
+    } else {
+        std::fs::read_to_string(input).with_context(|| {
+            format!("--input `{input}` is neither a JSON object nor a readable file")
+        })?
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).context("--input is not valid JSON")?;
+    Ok(Message::from_json(&doc).context("--input is not a message")?)
+}
+
+async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let input = read_input(&args)?;
+    let settings = PluginSettings {
+        memory_bytes: args.memory_mb * 1024 * 1024,
+        cpu_limit: Duration::from_millis(args.timeout_ms),
+        config: args.config.iter().cloned().collect::<BTreeMap<_, _>>(),
+        grants: args.grants.clone(),
+        ..PluginSettings::default()
+    };
+    let plugin = load(&args.file, settings).await?;
+    let mut failed = false;
+    for call in 1..=args.repeat {
+        let report = match plugin.info().kind {
+            crate::runtime::PluginKind::Transformer => plugin.transform(&input).await,
+            crate::runtime::PluginKind::Handler => plugin
+                .handle(&input)
+                .await
+                .map(|reply| reply.into_iter().collect()),
+            crate::runtime::PluginKind::Daemon => {
+                bail!(
+                    "`{}` is a daemon: daemons run under the host, not on one message",
+                    plugin.name()
+                )
+            }
+        };
+        failed |= report.result.is_err();
+        // With --repeat, only the first call's outputs and logs are printed in full.
+        if args.json {
+            println!("{}", serde_json::to_string(&report_json(&report, call))?);
+        } else if call == 1 {
+            print_report(&report);
+        } else {
+            print_cost(call, &report);
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn report_json(report: &CallReport<Vec<Message>>, call: u32) -> serde_json::Value {
+    json!({
+        "call": call,
+        "outputs": report.result.as_ref().map(|out| out.iter().map(Message::to_json).collect::<Vec<_>>()).ok(),
+        "error": report.result.as_ref().err().map(|e| json!({ "name": e.exception_name(), "message": e.to_string() })),
+        "published": report.published.iter().map(|p| json!({ "destination": p.destination, "message": p.message.to_json() })).collect::<Vec<_>>(),
+        "logs": report.logs,
+        "dropped_logs": report.dropped_logs,
+        "cost": {
+            "wall_us": report.cost.wall.as_micros() as u64,
+            "cpu_us": report.cost.cpu.as_micros() as u64,
+            "instantiate_us": report.cost.instantiate.as_micros() as u64,
+            "fresh_instance": report.cost.fresh_instance,
+            "memory_bytes": report.cost.memory_bytes,
+        },
+    })
+}
+
+fn print_report(report: &CallReport<Vec<Message>>) {
+    match &report.result {
+        Ok(outputs) => {
+            println!("outputs: {}", outputs.len());
+            for output in outputs {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output.to_json()).unwrap_or_default()
+                );
+            }
+        }
+        Err(e) => println!("error ({}): {e}", e.exception_name()),
+    }
+    for p in &report.published {
+        println!("published to {}: {}", p.destination, p.message.to_json());
+    }
+    if !report.logs.is_empty() || report.dropped_logs > 0 {
+        println!("logs:");
+        for LogLine {
+            level,
+            source,
+            text,
+        } in &report.logs
+        {
+            println!("  [{level:?} {source:?}] {text}");
+        }
+        if report.dropped_logs > 0 {
+            println!("  ({} more lines not kept)", report.dropped_logs);
+        }
+    }
+    print_cost(1, report);
+}
+
+fn print_cost<T>(call: u32, report: &CallReport<T>) {
+    let cost = &report.cost;
+    println!(
+        "cost of call {call}: wall {:.1} µs, guest cpu {:.1} µs, {}, memory {} KiB",
+        cost.wall.as_secs_f64() * 1e6,
+        cost.cpu.as_secs_f64() * 1e6,
+        if cost.fresh_instance {
+            format!(
+                "fresh instance (instantiate {:.1} µs)",
+                cost.instantiate.as_secs_f64() * 1e6
+            )
+        } else {
+            "reused instance".to_owned()
+        },
+        cost.memory_bytes / 1024,
+    );
+}

@@ -1,0 +1,321 @@
+//! The one message type every part of the host speaks.
+//!
+//! Transports map their broker's properties to and from [`Message`]; the runtime maps it to
+//! and from the WIT `message` record. Header values keep their type ([`HeaderValue`]) so that
+//! AMQP tables and Kafka byte headers survive a round trip.
+//!
+//! The JSON form ([`Message::from_json`], [`Message::to_json`]) is what people type on the
+//! command line and what the HTTP API will speak: the payload is text when it is UTF-8 and
+//! `payload_base64` otherwise; header values are JSON values (string, integer, float, boolean,
+//! array of strings, object) or `{"bytes_base64": "..."}` for raw bytes.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map, Value as Json, json};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A typed header value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderValue {
+    Text(String),
+    Bytes(Vec<u8>),
+    Int(i64),
+    Float(f64),
+    Boolean(bool),
+    List(Vec<String>),
+    /// A JSON document, for nested values such as AMQP field tables.
+    Json(String),
+}
+
+/// One message, as every transport and every plugin sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: String,
+    /// Topic, routing key or queue name the message was sent to.
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, HeaderValue)>,
+    pub content_type: Option<String>,
+    pub correlation_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub priority: Option<u8>,
+    pub expiration_ms: Option<u64>,
+    pub persistent: bool,
+    pub payload: Vec<u8>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+/// Why a JSON document is not a message; names the field at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("message field `{field}`: {problem}")]
+pub struct MessageJsonError {
+    pub field: String,
+    pub problem: String,
+}
+
+fn bad(field: impl Into<String>, problem: impl Into<String>) -> MessageJsonError {
+    MessageJsonError {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Message {
+    /// A new message with a fresh id and the current time.
+    pub fn new(topic: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+        Message {
+            id: uuid::Uuid::new_v4().to_string(),
+            topic: topic.into(),
+            key: None,
+            headers: Vec::new(),
+            content_type: None,
+            correlation_id: None,
+            reply_to: None,
+            priority: None,
+            expiration_ms: None,
+            persistent: true,
+            payload: payload.into(),
+            timestamp_ms: now_ms(),
+        }
+    }
+
+    /// The first header named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&HeaderValue> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Reads the JSON form. Every field is optional: a missing id is generated, a missing
+    /// timestamp is now, `persistent` defaults to true. Unknown fields are an error, so a typo
+    /// does not silently lose data.
+    pub fn from_json(doc: &Json) -> Result<Message, MessageJsonError> {
+        let obj = doc
+            .as_object()
+            .ok_or_else(|| bad("(message)", "expected a JSON object"))?;
+        let mut msg = Message::new("", Vec::new());
+        for (field, value) in obj {
+            match field.as_str() {
+                "id" => msg.id = string(field, value)?,
+                "topic" => msg.topic = string(field, value)?,
+                "key" => msg.key = optional(value, |v| string(field, v).map(String::into_bytes))?,
+                "key_base64" => msg.key = optional(value, |v| base64_bytes(field, v))?,
+                "content_type" => msg.content_type = optional(value, |v| string(field, v))?,
+                "correlation_id" => msg.correlation_id = optional(value, |v| string(field, v))?,
+                "reply_to" => msg.reply_to = optional(value, |v| string(field, v))?,
+                "priority" => {
+                    msg.priority = optional(value, |v| {
+                        v.as_u64()
+                            .and_then(|n| u8::try_from(n).ok())
+                            .ok_or_else(|| bad(field, "expected an integer from 0 to 255"))
+                    })?
+                }
+                "expiration_ms" => {
+                    msg.expiration_ms = optional(value, |v| {
+                        v.as_u64()
+                            .ok_or_else(|| bad(field, "expected a non-negative integer"))
+                    })?
+                }
+                "persistent" => {
+                    msg.persistent = value
+                        .as_bool()
+                        .ok_or_else(|| bad(field, "expected true or false"))?
+                }
+                "payload" => {
+                    msg.payload = match value {
+                        Json::String(s) => s.clone().into_bytes(),
+                        // A JSON payload may be written inline as a document.
+                        other => serde_json::to_vec(other).expect("a JSON value serialises"),
+                    }
+                }
+                "payload_base64" => msg.payload = base64_bytes(field, value)?,
+                "timestamp_ms" => {
+                    msg.timestamp_ms = value
+                        .as_u64()
+                        .ok_or_else(|| bad(field, "expected milliseconds since the Unix epoch"))?
+                }
+                "headers" => msg.headers = headers_from_json(value)?,
+                other => {
+                    return Err(bad(
+                        other,
+                        "unknown field (known: id, topic, key, key_base64, headers, content_type, \
+                         correlation_id, reply_to, priority, expiration_ms, persistent, payload, \
+                         payload_base64, timestamp_ms)",
+                    ));
+                }
+            }
+        }
+        if obj.contains_key("payload") && obj.contains_key("payload_base64") {
+            return Err(bad(
+                "payload",
+                "give `payload` or `payload_base64`, not both",
+            ));
+        }
+        Ok(msg)
+    }
+
+    /// Writes the JSON form that [`Message::from_json`] reads back to an equal message.
+    pub fn to_json(&self) -> Json {
+        let mut obj = Map::new();
+        obj.insert("id".into(), json!(self.id));
+        obj.insert("topic".into(), json!(self.topic));
+        if let Some(key) = &self.key {
+            match std::str::from_utf8(key) {
+                Ok(text) => obj.insert("key".into(), json!(text)),
+                Err(_) => obj.insert("key_base64".into(), json!(BASE64.encode(key))),
+            };
+        }
+        let headers: Map<String, Json> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), header_to_json(v)))
+            .collect();
+        obj.insert("headers".into(), Json::Object(headers));
+        obj.insert("content_type".into(), json!(self.content_type));
+        obj.insert("correlation_id".into(), json!(self.correlation_id));
+        obj.insert("reply_to".into(), json!(self.reply_to));
+        obj.insert("priority".into(), json!(self.priority));
+        obj.insert("expiration_ms".into(), json!(self.expiration_ms));
+        obj.insert("persistent".into(), json!(self.persistent));
+        match std::str::from_utf8(&self.payload) {
+            Ok(text) => obj.insert("payload".into(), json!(text)),
+            Err(_) => obj.insert("payload_base64".into(), json!(BASE64.encode(&self.payload))),
+        };
+        obj.insert("timestamp_ms".into(), json!(self.timestamp_ms));
+        Json::Object(obj)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn string(field: &str, value: &Json) -> Result<String, MessageJsonError> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| bad(field, "expected a string"))
+}
+
+fn optional<T>(
+    value: &Json,
+    read: impl FnOnce(&Json) -> Result<T, MessageJsonError>,
+) -> Result<Option<T>, MessageJsonError> {
+    if value.is_null() {
+        Ok(None)
+    } else {
+        read(value).map(Some)
+    }
+}
+
+fn base64_bytes(field: &str, value: &Json) -> Result<Vec<u8>, MessageJsonError> {
+    BASE64
+        .decode(string(field, value)?)
+        .map_err(|e| bad(field, format!("not valid base64: {e}")))
+}
+
+fn headers_from_json(value: &Json) -> Result<Vec<(String, HeaderValue)>, MessageJsonError> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad("headers", "expected an object of name to value"))?;
+    obj.iter()
+        .map(|(name, v)| {
+            let field = format!("headers.{name}");
+            let value = match v {
+                Json::String(s) => HeaderValue::Text(s.clone()),
+                Json::Bool(b) => HeaderValue::Boolean(*b),
+                Json::Number(n) => match n.as_i64() {
+                    Some(i) => HeaderValue::Int(i),
+                    None => HeaderValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                Json::Array(items) => HeaderValue::List(
+                    items
+                        .iter()
+                        .map(|item| string(&field, item))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Json::Object(o) if o.len() == 1 && o.contains_key("bytes_base64") => {
+                    HeaderValue::Bytes(base64_bytes(&field, &o["bytes_base64"])?)
+                }
+                Json::Object(_) => HeaderValue::Json(v.to_string()),
+                Json::Null => return Err(bad(field, "a header cannot be null")),
+            };
+            Ok((name.clone(), value))
+        })
+        .collect()
+}
+
+fn header_to_json(value: &HeaderValue) -> Json {
+    match value {
+        HeaderValue::Text(s) => json!(s),
+        HeaderValue::Bytes(b) => json!({ "bytes_base64": BASE64.encode(b) }),
+        HeaderValue::Int(i) => json!(i),
+        HeaderValue::Float(f) => json!(f),
+        HeaderValue::Boolean(b) => json!(b),
+        HeaderValue::List(items) => json!(items),
+        HeaderValue::Json(doc) => {
+            serde_json::from_str(doc).unwrap_or_else(|_| json!({ "json": doc }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_keeps_every_field() {
+        let msg = Message {
+            id: "m-1".into(),
+            topic: "orders.in".into(),
+            key: Some(vec![0xff, 0x00]),
+            headers: vec![
+                ("text".into(), HeaderValue::Text("a".into())),
+                ("bytes".into(), HeaderValue::Bytes(vec![1, 2, 255])),
+                ("int".into(), HeaderValue::Int(-7)),
+                ("float".into(), HeaderValue::Float(1.5)),
+                ("bool".into(), HeaderValue::Boolean(true)),
+                (
+                    "list".into(),
+                    HeaderValue::List(vec!["x".into(), "y".into()]),
+                ),
+                ("table".into(), HeaderValue::Json(r#"{"a":1}"#.into())),
+            ],
+            content_type: Some("application/json".into()),
+            correlation_id: Some("c-1".into()),
+            reply_to: Some("replies".into()),
+            priority: Some(3),
+            expiration_ms: Some(60_000),
+            persistent: false,
+            payload: vec![0, 159, 146, 150],
+            timestamp_ms: 1_700_000_000_000,
+        };
+        let back = Message::from_json(&msg.to_json()).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn a_minimal_document_gets_defaults() {
+        let msg = Message::from_json(&json!({ "payload": "hi" })).unwrap();
+        assert_eq!(msg.payload, b"hi");
+        assert!(msg.persistent);
+        assert!(!msg.id.is_empty());
+        assert!(msg.timestamp_ms > 0);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = Message::from_json(&json!({ "priority": 300 })).unwrap_err();
+        assert_eq!(err.field, "priority");
+        let err = Message::from_json(&json!({ "paylod": "typo" })).unwrap_err();
+        assert_eq!(err.field, "paylod");
+        let err = Message::from_json(&json!({ "headers": { "h": null } })).unwrap_err();
+        assert_eq!(err.field, "headers.h");
+    }
+}

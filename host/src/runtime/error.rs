@@ -1,0 +1,122 @@
+//! What can go wrong with a plugin: refusing a file ([`InvalidPlugin`]) and a call that did
+//! not succeed ([`PluginError`]). Both name the plugin or the check, so an admin reading a log
+//! line or a dead letter's `exception` header knows what to fix.
+
+use std::time::Duration;
+
+/// Why one call of a plugin did not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PluginError {
+    /// The plugin returned `failure::retry`: transient, try again later.
+    #[error("plugin `{plugin}` asked to retry: {reason}")]
+    Retry { plugin: String, reason: String },
+    /// The plugin returned `failure::reject`: the message will never succeed.
+    #[error("plugin `{plugin}` rejected the message: {reason}")]
+    Rejected { plugin: String, reason: String },
+    /// The call used more CPU time than its limit and was stopped.
+    #[error("plugin `{plugin}` was stopped at its CPU deadline of {} ms", limit.as_millis())]
+    Deadline { plugin: String, limit: Duration },
+    /// The plugin asked for more memory than its limit.
+    #[error(
+        "plugin `{plugin}` hit its memory limit: it asked for {requested_bytes} bytes, the limit is {limit_bytes} bytes"
+    )]
+    MemoryLimit {
+        plugin: String,
+        limit_bytes: usize,
+        requested_bytes: usize,
+    },
+    /// The guest trapped: a panic, an `unreachable`, an out-of-bounds access.
+    #[error("plugin `{plugin}` trapped: {detail}")]
+    Trap { plugin: String, detail: String },
+    /// No instance could be made (the pool is full, the host is shutting down).
+    #[error("plugin `{plugin}` could not be instantiated: {detail}")]
+    Instantiate { plugin: String, detail: String },
+    /// The call does not fit the plugin's world, e.g. `transform` on a handler.
+    #[error("plugin `{plugin}` is a {actual}, it cannot {wanted}")]
+    WrongKind {
+        plugin: String,
+        actual: &'static str,
+        wanted: &'static str,
+    },
+}
+
+impl PluginError {
+    /// The error's kind, as it goes in a dead letter's `exception_name` header.
+    pub fn exception_name(&self) -> &'static str {
+        match self {
+            PluginError::Retry { .. } => "Retry",
+            PluginError::Rejected { .. } => "Rejected",
+            PluginError::Deadline { .. } => "Deadline",
+            PluginError::MemoryLimit { .. } => "MemoryLimit",
+            PluginError::Trap { .. } => "Trap",
+            PluginError::Instantiate { .. } => "Instantiate",
+            PluginError::WrongKind { .. } => "WrongKind",
+        }
+    }
+
+    /// Whether trying the same message again may succeed. A trap, a deadline or a memory
+    /// breach counts as retryable: the route's retry budget decides when to give up.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            PluginError::Rejected { .. } | PluginError::WrongKind { .. }
+        )
+    }
+
+    pub fn plugin(&self) -> &str {
+        match self {
+            PluginError::Retry { plugin, .. }
+            | PluginError::Rejected { plugin, .. }
+            | PluginError::Deadline { plugin, .. }
+            | PluginError::MemoryLimit { plugin, .. }
+            | PluginError::Trap { plugin, .. }
+            | PluginError::Instantiate { plugin, .. }
+            | PluginError::WrongKind { plugin, .. } => plugin,
+        }
+    }
+}
+
+/// Why a file is not a plugin this host can run. Each variant is one check, in the order
+/// they are made; the message says which check failed and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidPlugin {
+    #[error("size check failed: the file is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error(
+        "format check failed: not a WebAssembly file (it does not start with the bytes `\\0asm`)"
+    )]
+    NotWasm,
+    #[error(
+        "component check failed: this is a core WebAssembly module, not a component; build the plugin with the Wharf SDK for the wasm32-wasip2 target"
+    )]
+    CoreModule,
+    #[error(
+        "validation check failed: not a valid WebAssembly component, it may be truncated or corrupt: {detail}"
+    )]
+    Invalid { detail: String },
+    #[error(
+        "world check failed: the component exports [{exports}], which is no Wharf world (a transformer exports `describe` and `transform`, a handler `describe` and `handle`, a daemon `describe` and `run`)"
+    )]
+    UnknownWorld { exports: String },
+    #[error(
+        "version check failed: the plugin imports `{import}`, but this host serves wharf:plugin@0.1.x"
+    )]
+    UnsupportedVersion { import: String },
+    #[error("world check failed: the component does not match the {world} world: {detail}")]
+    WorldMismatch { world: &'static str, detail: String },
+    #[error("import check failed: the plugin needs something this host does not provide: {detail}")]
+    Imports { detail: String },
+    #[error("describe check failed: {0}")]
+    Describe(PluginError),
+    #[error("describe check failed: {0}")]
+    InvalidInfo(String),
+    #[error(
+        "kind check failed: the plugin implements the {world} world but describes itself as a {declared}"
+    )]
+    KindMismatch {
+        world: &'static str,
+        declared: &'static str,
+    },
+    #[error("settings check failed: {0}")]
+    Settings(String),
+}

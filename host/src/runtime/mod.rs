@@ -1,0 +1,186 @@
+//! The plugin runtime: the only module that knows wasmtime.
+//!
+//! A [`Runtime`] holds the process-wide pieces: one engine with the pooling allocator, one
+//! linker that provides every import of the `wharf:plugin@0.1` worlds plus WASI, and the
+//! thread that ticks the engine's epoch. [`Runtime::load`] checks a plugin file, compiles it
+//! once, pre-instantiates it and asks it to describe itself; the resulting [`Plugin`] is
+//! called per message with a fresh instance (or a reused one, for plugins that declare
+//! themselves reusable).
+//!
+//! Invariants:
+//! - A plugin can never stop the host: a trap, a deadline or a memory breach ends that one
+//!   call with a [`PluginError`] naming the plugin and the cause, and its instance is dropped.
+//! - A spinning guest cannot starve other tasks: the epoch ticks on a plain OS thread, and at
+//!   every tick a running guest is charged CPU time and yields to the async runtime.
+//! - Nothing is granted by default: no files, no sockets, no environment; `publish`,
+//!   `request` and `receive` only to what the plugin's grants match.
+
+mod bindings;
+mod error;
+mod journal;
+mod plugin;
+mod services;
+mod state;
+
+pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+pub use error::{InvalidPlugin, PluginError};
+pub use journal::{Level, LogLine, Source};
+pub use plugin::{CallCost, CallReport, Plugin, PluginInfo, PluginKind, PluginSettings};
+pub use services::{HostFuture, HostServices, KvLimits, Standalone};
+pub use state::Publication;
+
+use state::CallState;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Process-wide limits of the runtime; each plugin's own limits are in [`PluginSettings`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instances that may exist at once across all plugins (the pool's size).
+    pub max_instances: u32,
+    /// The most memory any plugin may be given; each plugin's limit is at most this.
+    pub max_memory_bytes: usize,
+    /// How often running guests are charged CPU time and yield. Smaller is fairer and finer
+    /// grained deadlines; each tick costs a running guest one callback.
+    pub tick: Duration,
+    /// Largest plugin file accepted.
+    pub max_plugin_bytes: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: 256,
+            max_memory_bytes: 1024 * 1024 * 1024,
+            tick: Duration::from_millis(1),
+            max_plugin_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The runtime could not start (an engine setting the platform refuses).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the plugin runtime: {0}")]
+pub struct RuntimeError(String);
+
+/// The process-wide tier: engine, linker, epoch ticker. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<CallState>,
+    config: RuntimeConfig,
+    shutdown: watch::Sender<bool>,
+    /// Held for its `Drop`, which stops the epoch thread.
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine =
+            Engine::new(&engine_config(&config)).map_err(|e| RuntimeError(e.to_string()))?;
+        let linker = linker(&engine).map_err(|e| RuntimeError(e.to_string()))?;
+        let ticker = EpochTicker::start(engine.clone(), config.tick);
+        let (shutdown, _) = watch::channel(false);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                config,
+                shutdown,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Tells daemons to return (their `sleep` answers false).
+    pub fn shut_down(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    fn linker(&self) -> &Linker<CallState> {
+        &self.inner.linker
+    }
+
+    fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    let instances = config.max_instances.max(1);
+    pool.total_component_instances(instances)
+        // A Rust plugin is a handful of core instances (its module and WASI glue).
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_memory_size(config.max_memory_bytes)
+        // Keeping a small plugin's memory and tables resident and zeroing it on reuse is
+        // cheaper than returning the pages to the kernel on every message.
+        .linear_memory_keep_resident(1024 * 1024)
+        .table_keep_resident(64 * 1024);
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true)
+        .wasm_component_model(true)
+        .memory_reservation(config.max_memory_bytes as u64)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    wasm
+}
+
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    bindings::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    bindings::config::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    bindings::daemon_host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// Increments the engine's epoch from a plain OS thread. A tokio task would share the
+/// runtime's threads with the guests it is meant to interrupt, and a spinning guest on a
+/// two-core machine could starve it.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::Builder::new()
+            .name("wharf-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

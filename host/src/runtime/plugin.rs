@@ -1,0 +1,651 @@
+//! One loaded plugin: its checks at load time, its instances, and its calls.
+
+use super::bindings::{
+    self, Daemon, DaemonPre, Handler, HandlerPre, Transformer, TransformerPre, types,
+};
+use super::error::{InvalidPlugin, PluginError};
+use super::journal::{LogLine, Source};
+use super::services::HostServices;
+use super::state::{CallState, PluginContext, Publication};
+use super::{CONTRACT_PACKAGE, Runtime};
+use crate::grant::Grants;
+use crate::message::Message;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::Component;
+use wasmtime::{Store, UpdateDeadline};
+
+/// The three worlds of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Transformer,
+    Handler,
+    Daemon,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Transformer => "transformer",
+            PluginKind::Handler => "handler",
+            PluginKind::Daemon => "daemon",
+        }
+    }
+}
+
+impl From<types::Kind> for PluginKind {
+    fn from(kind: types::Kind) -> Self {
+        match kind {
+            types::Kind::Transformer => PluginKind::Transformer,
+            types::Kind::Handler => PluginKind::Handler,
+            types::Kind::Daemon => PluginKind::Daemon,
+        }
+    }
+}
+
+/// What a plugin declares, with what the host learnt of its file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub description: String,
+    pub reusable: bool,
+    pub wants: Vec<String>,
+    /// The contract version the plugin was built against, e.g. `wharf:plugin@0.1.0`.
+    pub contract: String,
+    pub size_bytes: usize,
+    /// Hex SHA-256 of the file: plugin files are content-addressed.
+    pub sha256: String,
+}
+
+/// What the admin gives one plugin. The defaults are safe: small limits, nothing granted.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    /// Overrides the name the plugin declares.
+    pub name: Option<String>,
+    pub memory_bytes: usize,
+    /// CPU time one call may use before it is stopped.
+    pub cpu_limit: Duration,
+    /// Instances of this plugin that may exist at once (its concurrency).
+    pub max_instances: u32,
+    /// Reuse instances when the plugin declares itself reusable.
+    pub reuse: bool,
+    /// A reused instance is replaced after this many calls.
+    pub recycle_after: u32,
+    /// Upper bound on one `request` or `receive` wait.
+    pub max_wait: Duration,
+    pub config: BTreeMap<String, String>,
+    pub grants: Vec<String>,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            name: None,
+            memory_bytes: 64 * 1024 * 1024,
+            cpu_limit: Duration::from_secs(1),
+            max_instances: 64,
+            reuse: true,
+            recycle_after: 10_000,
+            max_wait: Duration::from_secs(30),
+            config: BTreeMap::new(),
+            grants: Vec::new(),
+        }
+    }
+}
+
+/// What one call cost.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CallCost {
+    /// From asking for an instance to having the result.
+    pub wall: Duration,
+    /// Guest CPU time charged against the deadline.
+    pub cpu: Duration,
+    /// Time spent making a fresh instance (zero when one was reused).
+    pub instantiate: Duration,
+    pub fresh_instance: bool,
+    /// The instance's largest linear memory size, in bytes.
+    pub memory_bytes: usize,
+}
+
+/// The result of one call, with what the plugin said and what it cost.
+#[derive(Debug)]
+pub struct CallReport<T> {
+    pub result: Result<T, PluginError>,
+    /// Messages the plugin published during the call; empty unless the call succeeded.
+    pub published: Vec<Publication>,
+    pub logs: Vec<LogLine>,
+    /// Log lines past the journal's bound, counted but not kept.
+    pub dropped_logs: usize,
+    pub cost: CallCost,
+}
+
+impl<T> CallReport<T> {
+    /// The same report with its result mapped.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> CallReport<U> {
+        CallReport {
+            result: self.result.map(f),
+            published: self.published,
+            logs: self.logs,
+            dropped_logs: self.dropped_logs,
+            cost: self.cost,
+        }
+    }
+
+    fn failed(error: PluginError, started: Instant) -> Self {
+        CallReport {
+            result: Err(error),
+            published: Vec::new(),
+            logs: Vec::new(),
+            dropped_logs: 0,
+            cost: CallCost {
+                wall: started.elapsed(),
+                ..CallCost::default()
+            },
+        }
+    }
+}
+
+/// A loaded plugin. Cheap to clone; calls may run concurrently up to its instance limit.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    runtime: Runtime,
+    ctx: Arc<PluginContext>,
+    info: PluginInfo,
+    pre: Pre,
+    permits: Semaphore,
+    /// Idle instances of a reusable plugin, each with the number of calls it has served.
+    idle: Mutex<Vec<Worker>>,
+    reuse: bool,
+    recycle_after: u32,
+}
+
+enum Pre {
+    Transformer(TransformerPre<CallState>),
+    Handler(HandlerPre<CallState>),
+    Daemon(DaemonPre<CallState>),
+}
+
+enum Exports {
+    Transformer(Transformer),
+    Handler(Handler),
+    Daemon(Daemon),
+}
+
+/// One instance and its store.
+struct Worker {
+    store: Store<CallState>,
+    exports: Exports,
+    calls: u32,
+}
+
+enum Call {
+    Describe,
+    Transform(types::Message),
+    Handle(types::Message),
+}
+
+enum Returned {
+    Info(types::Info),
+    Messages(Vec<types::Message>),
+    Reply(Option<types::Message>),
+}
+
+impl Runtime {
+    /// Checks `bytes` and loads them as a plugin. Each check that fails says which it was:
+    /// size, format, component, validation, world, version, imports, describe, kind, settings.
+    pub async fn load(
+        &self,
+        bytes: &[u8],
+        settings: PluginSettings,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Plugin, InvalidPlugin> {
+        let limit = self.config().max_plugin_bytes;
+        if bytes.len() > limit {
+            return Err(InvalidPlugin::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(InvalidPlugin::NotWasm);
+        }
+        if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
+            return Err(InvalidPlugin::CoreModule);
+        }
+        let component =
+            Component::new(self.engine(), bytes).map_err(|e| InvalidPlugin::Invalid {
+                detail: error_chain(&e),
+            })?;
+        let (world, contract) = detect_world(&component, self.engine())?;
+        let instance_pre =
+            self.linker()
+                .instantiate_pre(&component)
+                .map_err(|e| InvalidPlugin::Imports {
+                    detail: error_chain(&e),
+                })?;
+        let mismatch = |e: wasmtime::Error| InvalidPlugin::WorldMismatch {
+            world: world.as_str(),
+            detail: error_chain(&e),
+        };
+        let pre = match world {
+            PluginKind::Transformer => {
+                Pre::Transformer(TransformerPre::new(instance_pre).map_err(mismatch)?)
+            }
+            PluginKind::Handler => Pre::Handler(HandlerPre::new(instance_pre).map_err(mismatch)?),
+            PluginKind::Daemon => Pre::Daemon(DaemonPre::new(instance_pre).map_err(mismatch)?),
+        };
+        let grants =
+            Grants::new(&settings.grants).map_err(|e| InvalidPlugin::Settings(e.to_string()))?;
+        if settings.memory_bytes > self.config().max_memory_bytes {
+            return Err(InvalidPlugin::Settings(format!(
+                "memory limit {} bytes is over the host's maximum of {} bytes",
+                settings.memory_bytes,
+                self.config().max_memory_bytes
+            )));
+        }
+        if settings.max_instances == 0 || settings.cpu_limit.is_zero() {
+            return Err(InvalidPlugin::Settings(
+                "max_instances and the CPU limit must be above zero".into(),
+            ));
+        }
+
+        let context = |name: &str| {
+            Arc::new(PluginContext {
+                name: name.into(),
+                config: settings.config.clone(),
+                grants: grants.clone(),
+                memory_limit: settings.memory_bytes,
+                cpu_limit: settings.cpu_limit,
+                max_wait: settings.max_wait,
+                services: services.clone(),
+                shutdown: self.shutdown_signal(),
+            })
+        };
+        // Ask the plugin who it is, in a sandbox like any call's, then name it.
+        let provisional = settings.name.clone().unwrap_or_else(|| "(loading)".into());
+        let plugin = PluginInner {
+            runtime: self.clone(),
+            ctx: context(&provisional),
+            info: PluginInfo {
+                name: provisional,
+                version: String::new(),
+                kind: world,
+                description: String::new(),
+                reusable: false,
+                wants: Vec::new(),
+                contract,
+                size_bytes: bytes.len(),
+                sha256: hex::encode(Sha256::digest(bytes)),
+            },
+            pre,
+            permits: Semaphore::new(settings.max_instances as usize),
+            idle: Mutex::new(Vec::new()),
+            reuse: false,
+            recycle_after: settings.recycle_after.max(1),
+        };
+        let loading = Plugin {
+            inner: Arc::new(plugin),
+        };
+        let info = match loading.call(Call::Describe).await.result {
+            Ok(Returned::Info(info)) => info,
+            Ok(_) => unreachable!("describe returns info"),
+            Err(e) => return Err(InvalidPlugin::Describe(e)),
+        };
+        // `describe` ran on a fresh instance that was not kept, so nothing else holds it.
+        let Ok(mut plugin) = Arc::try_unwrap(loading.inner) else {
+            unreachable!("no call holds a plugin that is being loaded")
+        };
+        let declared = PluginKind::from(info.kind);
+        if declared != world {
+            return Err(InvalidPlugin::KindMismatch {
+                world: world.as_str(),
+                declared: declared.as_str(),
+            });
+        }
+        check_info(&info)?;
+        let name = settings.name.clone().unwrap_or_else(|| info.name.clone());
+        plugin.ctx = context(&name);
+        plugin.reuse = settings.reuse && info.reusable;
+        plugin.info = PluginInfo {
+            name,
+            version: info.version,
+            description: info.description,
+            reusable: info.reusable,
+            wants: info.wants,
+            ..plugin.info
+        };
+        Ok(Plugin {
+            inner: Arc::new(plugin),
+        })
+    }
+}
+
+fn check_info(info: &types::Info) -> Result<(), InvalidPlugin> {
+    let valid_name = !info.name.is_empty()
+        && info.name.len() <= 64
+        && info
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid_name {
+        return Err(InvalidPlugin::InvalidInfo(format!(
+            "name `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
+            info.name
+        )));
+    }
+    if info.version.is_empty() {
+        return Err(InvalidPlugin::InvalidInfo(format!(
+            "plugin `{}` declares no version",
+            info.name
+        )));
+    }
+    Grants::new(&info.wants)
+        .map_err(|e| InvalidPlugin::InvalidInfo(format!("it wants a malformed grant: {e}")))?;
+    Ok(())
+}
+
+/// Which world a component implements, and the contract version it was built against.
+fn detect_world(
+    component: &Component,
+    engine: &wasmtime::Engine,
+) -> Result<(PluginKind, String), InvalidPlugin> {
+    let ty = component.component_type();
+    let mut contract = None;
+    for (import, _) in ty.imports(engine) {
+        let Some(rest) = import
+            .strip_prefix(CONTRACT_PACKAGE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
+        if !version.starts_with("0.1.") {
+            return Err(InvalidPlugin::UnsupportedVersion {
+                import: import.to_owned(),
+            });
+        }
+        contract.get_or_insert_with(|| format!("{CONTRACT_PACKAGE}@{version}"));
+    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let has = |name: &str| exports.contains(&name);
+    let world = match () {
+        _ if has("describe") && has("transform") => PluginKind::Transformer,
+        _ if has("describe") && has("handle") => PluginKind::Handler,
+        _ if has("describe") && has("run") => PluginKind::Daemon,
+        _ => {
+            return Err(InvalidPlugin::UnknownWorld {
+                exports: exports.join(", "),
+            });
+        }
+    };
+    let contract =
+        contract.unwrap_or_else(|| format!("{CONTRACT_PACKAGE}@{}", bindings::CONTRACT_VERSION));
+    Ok((world, contract))
+}
+
+/// An error and its causes on one line, without wasmtime's multi-line backtrace.
+fn error_chain(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let first = text.lines().next().unwrap_or_default().trim().to_owned();
+        if !first.is_empty() && !parts.contains(&first) {
+            parts.push(first);
+        }
+    }
+    parts.join(": ")
+}
+
+impl Plugin {
+    pub fn info(&self) -> &PluginInfo {
+        &self.inner.info
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.info.name
+    }
+
+    /// Whether calls reuse instances (the plugin is reusable and the settings allow it).
+    pub fn reuses_instances(&self) -> bool {
+        self.inner.reuse
+    }
+
+    /// Runs a transformer on `msg`: zero, one or several outputs.
+    pub async fn transform(&self, msg: &Message) -> CallReport<Vec<Message>> {
+        if self.inner.info.kind != PluginKind::Transformer {
+            return CallReport::failed(self.wrong_kind("transform"), Instant::now());
+        }
+        self.call(Call::Transform(msg.into()))
+            .await
+            .map(|returned| match returned {
+                Returned::Messages(out) => out.into_iter().map(Message::from).collect(),
+                _ => unreachable!("transform returns messages"),
+            })
+    }
+
+    /// Runs a handler on `msg`: an optional reply, and what it published.
+    pub async fn handle(&self, msg: &Message) -> CallReport<Option<Message>> {
+        if self.inner.info.kind != PluginKind::Handler {
+            return CallReport::failed(self.wrong_kind("handle a message"), Instant::now());
+        }
+        self.call(Call::Handle(msg.into()))
+            .await
+            .map(|returned| match returned {
+                Returned::Reply(reply) => reply.map(Message::from),
+                _ => unreachable!("handle returns a reply"),
+            })
+    }
+
+    fn wrong_kind(&self, wanted: &'static str) -> PluginError {
+        PluginError::WrongKind {
+            plugin: self.name().to_owned(),
+            actual: self.inner.info.kind.as_str(),
+            wanted,
+        }
+    }
+
+    async fn call(&self, call: Call) -> CallReport<Returned> {
+        let inner = &*self.inner;
+        let started = Instant::now();
+        let Ok(_permit) = inner.permits.acquire().await else {
+            return CallReport::failed(inner.instantiate_error("the plugin is unloading"), started);
+        };
+        let reused = inner
+            .reuse
+            .then(|| inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop())
+            .flatten();
+        let (mut worker, instantiate) = match reused {
+            Some(worker) => (worker, Duration::ZERO),
+            None => match inner.instantiate().await {
+                Ok(worker) => (worker, started.elapsed()),
+                Err(error) => return CallReport::failed(error, started),
+            },
+        };
+        let fresh = worker.calls == 0;
+
+        worker.store.data_mut().begin_call();
+        worker.store.data().cpu.resume();
+        let outcome = worker.invoke(call).await;
+        worker.calls += 1;
+
+        let state = worker.store.data_mut();
+        state.cpu.charge();
+        let (logs, dropped_logs) = state.take_logs();
+        let published = std::mem::take(&mut state.published);
+        let cost = CallCost {
+            wall: started.elapsed(),
+            cpu: state.cpu.used,
+            instantiate,
+            fresh_instance: fresh,
+            memory_bytes: state.memory.peak,
+        };
+        let plugin = inner.info.name.clone();
+        let trapped = outcome.is_err();
+        let result = match outcome {
+            Ok(Ok(returned)) => match state.refused.take() {
+                Some(detail) => Err(PluginError::Trap { plugin, detail }),
+                None => Ok(returned),
+            },
+            Ok(Err(types::Failure::Retry(reason))) => Err(PluginError::Retry { plugin, reason }),
+            Ok(Err(types::Failure::Reject(reason))) => {
+                Err(PluginError::Rejected { plugin, reason })
+            }
+            Err(error) => Err(classify(plugin, &error, state, &logs)),
+        };
+        // An instance that trapped is never used again; a healthy one goes back to the pool
+        // until it has served `recycle_after` calls.
+        if inner.reuse && !trapped && worker.calls < inner.recycle_after {
+            inner
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(worker);
+        }
+        CallReport {
+            published: if result.is_ok() {
+                published
+            } else {
+                Vec::new()
+            },
+            result,
+            logs,
+            dropped_logs,
+            cost,
+        }
+    }
+}
+
+/// Names the cause of a failed call: the CPU deadline and the memory limit are read from the
+/// store, because the trap they end in says nothing of them.
+fn classify(
+    plugin: String,
+    error: &wasmtime::Error,
+    state: &CallState,
+    logs: &[LogLine],
+) -> PluginError {
+    if state.cpu.exceeded {
+        return PluginError::Deadline {
+            plugin,
+            limit: state.cpu.limit,
+        };
+    }
+    if let Some(requested_bytes) = state.memory.refused {
+        return PluginError::MemoryLimit {
+            plugin,
+            limit_bytes: state.plugin.memory_limit,
+            requested_bytes,
+        };
+    }
+    let mut detail = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error_chain(error),
+    };
+    // A Rust guest's panic message is on stderr: "panicked at FILE:LINE:COL:" then the message.
+    let stderr: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.source == Source::Stderr)
+        .map(|l| l.text.as_str())
+        .collect();
+    if let Some(at) = stderr.iter().position(|l| l.contains("panicked at")) {
+        let message = stderr.get(at + 1).copied().unwrap_or_default();
+        detail = format!("{detail} (the plugin panicked: {message})");
+    }
+    PluginError::Trap { plugin, detail }
+}
+
+impl PluginInner {
+    fn instantiate_error(&self, detail: &str) -> PluginError {
+        PluginError::Instantiate {
+            plugin: self.info.name.clone(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    async fn instantiate(&self) -> Result<Worker, PluginError> {
+        let mut store = Store::new(self.runtime.engine(), CallState::new(self.ctx.clone()));
+        store.limiter(|state| &mut state.memory);
+        // At every epoch tick a running guest is charged the time since it last resumed; past
+        // its limit the call traps, otherwise it yields so that other tasks on this thread run.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let cpu = &mut ctx.data_mut().cpu;
+            if cpu.charge() {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            let resumed = cpu.resume_handle();
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(async move {
+                    tokio::task::yield_now().await;
+                    resumed();
+                }),
+            ))
+        });
+        store.data().cpu.resume();
+        let exports = match &self.pre {
+            Pre::Transformer(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Transformer),
+            Pre::Handler(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Handler),
+            Pre::Daemon(pre) => pre.instantiate_async(&mut store).await.map(Exports::Daemon),
+        };
+        match exports {
+            Ok(exports) => Ok(Worker {
+                store,
+                exports,
+                calls: 0,
+            }),
+            Err(error) => {
+                let state = store.data_mut();
+                let (logs, _) = state.take_logs();
+                Err(
+                    match classify(self.info.name.clone(), &error, state, &logs) {
+                        PluginError::Trap { plugin, detail } => {
+                            PluginError::Instantiate { plugin, detail }
+                        }
+                        other => other,
+                    },
+                )
+            }
+        }
+    }
+}
+
+impl Worker {
+    async fn invoke(&mut self, call: Call) -> wasmtime::Result<Result<Returned, types::Failure>> {
+        let store = &mut self.store;
+        Ok(match (&self.exports, call) {
+            (Exports::Transformer(t), Call::Transform(msg)) => t
+                .call_transform(&mut *store, &msg)
+                .await?
+                .map(Returned::Messages),
+            (Exports::Handler(h), Call::Handle(msg)) => {
+                h.call_handle(&mut *store, &msg).await?.map(Returned::Reply)
+            }
+            (Exports::Transformer(t), Call::Describe) => {
+                Ok(Returned::Info(t.call_describe(&mut *store).await?))
+            }
+            (Exports::Handler(h), Call::Describe) => {
+                Ok(Returned::Info(h.call_describe(&mut *store).await?))
+            }
+            (Exports::Daemon(d), Call::Describe) => {
+                Ok(Returned::Info(d.call_describe(&mut *store).await?))
+            }
+            _ => unreachable!("the call was checked against the plugin's kind"),
+        })
+    }
+}

@@ -1,0 +1,167 @@
+//! What the host does for plugins beyond the sandbox: requests, subscriptions and state.
+//!
+//! The runtime knows nothing of brokers or databases; whoever loads a plugin hands it a
+//! [`HostServices`]. [`Standalone`] serves a plugin run on its own (`wharf plugin run`, tests):
+//! state kept in memory, and no broker to send requests to or receive from.
+
+use crate::message::Message;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A boxed future, so [`HostServices`] can be used as a trait object.
+pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The host's side of the `host` and `daemon-host` imports. Grants are checked by the
+/// runtime before these are called; errors are plain text because the plugin sees them.
+pub trait HostServices: Send + Sync + 'static {
+    /// Sends `msg` to `destination` and waits up to `timeout` for the reply.
+    fn request<'a>(
+        &'a self,
+        plugin: &'a str,
+        destination: &'a str,
+        msg: Message,
+        timeout: Duration,
+    ) -> HostFuture<'a, Result<Message, String>>;
+
+    /// Waits up to `timeout` for the next message of `source`.
+    fn receive<'a>(
+        &'a self,
+        plugin: &'a str,
+        source: &'a str,
+        timeout: Duration,
+    ) -> HostFuture<'a, Result<Option<Message>, String>>;
+
+    fn kv_get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> HostFuture<'a, Result<Option<Vec<u8>>, String>>;
+
+    fn kv_set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+    ) -> HostFuture<'a, Result<(), String>>;
+}
+
+/// Limits on a plugin's kv state, the same wherever it is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct KvLimits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_total_bytes: usize,
+}
+
+impl Default for KvLimits {
+    fn default() -> Self {
+        KvLimits {
+            max_key_bytes: 256,
+            max_value_bytes: 64 * 1024,
+            max_total_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl KvLimits {
+    /// Checks a write of `value` under `key`, given the plugin's total before it (which
+    /// includes any old value of `key`, `replaced_bytes` long).
+    pub fn check(
+        &self,
+        key: &str,
+        value: &[u8],
+        total_bytes: usize,
+        replaced_bytes: usize,
+    ) -> Result<(), String> {
+        if key.is_empty() || key.len() > self.max_key_bytes {
+            return Err(format!(
+                "kv key must be 1 to {} bytes, `{key:.40}` is {}",
+                self.max_key_bytes,
+                key.len()
+            ));
+        }
+        if value.len() > self.max_value_bytes {
+            return Err(format!(
+                "kv value for `{key}` is {} bytes, over the limit of {}",
+                value.len(),
+                self.max_value_bytes
+            ));
+        }
+        let after = total_bytes - replaced_bytes + key.len() + value.len();
+        if after > self.max_total_bytes {
+            return Err(format!(
+                "kv state would be {after} bytes, over the plugin's limit of {}",
+                self.max_total_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Services for a plugin that runs without a broker: state in memory, no requests.
+#[derive(Default)]
+pub struct Standalone {
+    limits: KvLimits,
+    kv: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
+}
+
+impl Standalone {
+    pub fn new(limits: KvLimits) -> Self {
+        Standalone {
+            limits,
+            kv: Mutex::default(),
+        }
+    }
+}
+
+const NO_BROKER: &str = "this plugin runs without a broker (standalone), so there is nothing to";
+
+impl HostServices for Standalone {
+    fn request<'a>(
+        &'a self,
+        _plugin: &'a str,
+        destination: &'a str,
+        _msg: Message,
+        _timeout: Duration,
+    ) -> HostFuture<'a, Result<Message, String>> {
+        Box::pin(async move { Err(format!("{NO_BROKER} send a request to `{destination}`")) })
+    }
+
+    fn receive<'a>(
+        &'a self,
+        _plugin: &'a str,
+        source: &'a str,
+        _timeout: Duration,
+    ) -> HostFuture<'a, Result<Option<Message>, String>> {
+        Box::pin(async move { Err(format!("{NO_BROKER} receive from `{source}`")) })
+    }
+
+    fn kv_get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> HostFuture<'a, Result<Option<Vec<u8>>, String>> {
+        let kv = self.kv.lock().unwrap_or_else(|p| p.into_inner());
+        let value = kv.get(plugin).and_then(|m| m.get(key)).cloned();
+        Box::pin(async move { Ok(value) })
+    }
+
+    fn kv_set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+    ) -> HostFuture<'a, Result<(), String>> {
+        let mut kv = self.kv.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = kv.entry(plugin.to_owned()).or_default();
+        let total = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let replaced = entries.get(key).map_or(0, |v| key.len() + v.len());
+        let result = self.limits.check(key, &value, total, replaced).map(|()| {
+            entries.insert(key.to_owned(), value);
+        });
+        Box::pin(async move { result })
+    }
+}
