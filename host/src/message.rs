@@ -7,7 +7,8 @@
 //! The JSON form ([`Message::from_json`], [`Message::to_json`]) is what people type on the
 //! command line and what the HTTP API will speak: the payload is text when it is UTF-8 and
 //! `payload_base64` otherwise; header values are JSON values (string, integer, float, boolean,
-//! array of strings, object) or `{"bytes_base64": "..."}` for raw bytes.
+//! array of strings, object) or `{"bytes_base64": "..."}` for raw bytes; a list of
+//! `[name, value]` pairs instead of an object keeps repeated header names.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -167,12 +168,7 @@ impl Message {
                 Err(_) => obj.insert("key_base64".into(), json!(BASE64.encode(key))),
             };
         }
-        let headers: Map<String, Json> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), header_to_json(v)))
-            .collect();
-        obj.insert("headers".into(), Json::Object(headers));
+        obj.insert("headers".into(), headers_to_json(&self.headers));
         obj.insert("content_type".into(), json!(self.content_type));
         obj.insert("correlation_id".into(), json!(self.correlation_id));
         obj.insert("reply_to".into(), json!(self.reply_to));
@@ -221,10 +217,24 @@ fn base64_bytes(field: &str, value: &Json) -> Result<Vec<u8>, MessageJsonError> 
 }
 
 fn headers_from_json(value: &Json) -> Result<Vec<(String, HeaderValue)>, MessageJsonError> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| bad("headers", "expected an object of name to value"))?;
-    obj.iter()
+    // An object is the usual form; a list of [name, value] pairs keeps repeated names (Kafka
+    // allows them).
+    let pairs: Vec<(String, &Json)> = match value {
+        Json::Object(obj) => obj.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Json::Array(items) => items
+            .iter()
+            .map(|item| match item.as_array().map(Vec::as_slice) {
+                Some([Json::String(name), v]) => Ok((name.clone(), v)),
+                _ => Err(bad(
+                    "headers",
+                    "a list of headers holds [name, value] pairs",
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(bad("headers", "expected an object of name to value")),
+    };
+    pairs
+        .into_iter()
         .map(|(name, v)| {
             let field = format!("headers.{name}");
             let value = match v {
@@ -246,9 +256,26 @@ fn headers_from_json(value: &Json) -> Result<Vec<(String, HeaderValue)>, Message
                 Json::Object(_) => HeaderValue::Json(v.to_string()),
                 Json::Null => return Err(bad(field, "a header cannot be null")),
             };
-            Ok((name.clone(), value))
+            Ok((name, value))
         })
         .collect()
+}
+
+fn headers_to_json(headers: &[(String, HeaderValue)]) -> Json {
+    let unique: std::collections::HashSet<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
+    if unique.len() == headers.len() {
+        Json::Object(
+            headers
+                .iter()
+                .map(|(k, v)| (k.clone(), header_to_json(v)))
+                .collect(),
+        )
+    } else {
+        headers
+            .iter()
+            .map(|(k, v)| json!([k, header_to_json(v)]))
+            .collect()
+    }
 }
 
 fn header_to_json(value: &HeaderValue) -> Json {
@@ -298,6 +325,14 @@ mod tests {
         };
         let back = Message::from_json(&msg.to_json()).unwrap();
         assert_eq!(back, msg);
+
+        // Repeated header names survive too, as a list of pairs.
+        let mut repeated = msg.clone();
+        repeated
+            .headers
+            .push(("text".into(), HeaderValue::Text("b".into())));
+        assert!(repeated.to_json()["headers"].is_array());
+        assert_eq!(Message::from_json(&repeated.to_json()).unwrap(), repeated);
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn read_input(args: &RunArgs) -> anyhow::Result<Message> {
     };
     let doc: serde_json::Value =
         serde_json::from_str(&text).context("--input is not valid JSON")?;
-    Ok(Message::from_json(&doc).context("--input is not a message")?)
+    Message::from_json(&doc).context("--input is not a message")
 }
 
 async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {

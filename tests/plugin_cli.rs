@@ -1,0 +1,139 @@
+//! `wharf plugin check` and `wharf plugin run`, as a plugin author types them.
+
+mod support;
+
+use std::process::{Command, Output};
+use support::plugin_path;
+
+fn wharf(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .output()
+        .expect("running wharf")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn check_prints_what_a_plugin_declares() {
+    let out = wharf(&[
+        "plugin",
+        "check",
+        plugin_path("uppercase").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "uppercase 0.1.0",
+        "kind:        transformer",
+        "wharf:plugin@0.1.0",
+        "reusable:    yes",
+        "sha256",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    let out = wharf(&[
+        "plugin",
+        "check",
+        "--json",
+        plugin_path("relay").to_str().unwrap(),
+    ]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["kind"], "handler");
+    assert_eq!(info["wants"][0], "publish:local:relay.*");
+}
+
+#[test]
+fn check_says_why_a_file_is_not_a_plugin() {
+    let dir = std::env::temp_dir().join(format!("wharf-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("notes.wasm");
+    std::fs::write(&text, "just text").unwrap();
+    let out = wharf(&["plugin", "check", text.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("format check failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = wharf(&["plugin", "check", plugin_path("alien").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("world check failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = wharf(&["plugin", "check", dir.join("absent.wasm").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn run_prints_outputs_logs_and_cost() {
+    let upper = plugin_path("uppercase");
+    let out = wharf(&[
+        "plugin",
+        "run",
+        upper.to_str().unwrap(),
+        "--input",
+        r#"{"topic": "t", "payload": "hello"}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\"payload\": \"HELLO\""), "{text}");
+    assert!(text.contains("fresh instance"), "{text}");
+
+    let out = wharf(&[
+        "plugin",
+        "run",
+        upper.to_str().unwrap(),
+        "--payload",
+        "x",
+        "--repeat",
+        "3",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[0]["outputs"][0]["payload"], "X");
+    assert_eq!(calls[0]["cost"]["fresh_instance"], true);
+    assert_eq!(calls[2]["cost"]["fresh_instance"], false);
+
+    let out = wharf(&[
+        "plugin",
+        "run",
+        plugin_path("panicker").to_str().unwrap(),
+        "--payload",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("error (Trap)") && text.contains("panicked at"),
+        "{text}"
+    );
+
+    let out = wharf(&[
+        "plugin",
+        "run",
+        upper.to_str().unwrap(),
+        "--input",
+        r#"{"priority": 999}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("priority"), "{}", stderr(&out));
+}

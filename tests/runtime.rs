@@ -1,0 +1,585 @@
+//! The plugin runtime against real plugins built for wasm32-wasip2: the sandbox holds, a
+//! misbehaving plugin stops only itself, bad files are refused by name, reuse is invisible.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{load, plugin_bytes, runtime, text_message};
+use wharf::message::{HeaderValue, Message};
+use wharf::runtime::{
+    InvalidPlugin, PluginError, PluginKind, PluginSettings, Runtime, RuntimeConfig, Standalone,
+};
+
+fn settings() -> PluginSettings {
+    PluginSettings::default()
+}
+
+#[tokio::test]
+async fn uppercase_describes_itself_and_transforms() {
+    let rt = runtime();
+    let plugin = load(&rt, "uppercase", settings()).await;
+    let info = plugin.info();
+    assert_eq!(info.name, "uppercase");
+    assert_eq!(info.kind, PluginKind::Transformer);
+    assert!(info.reusable);
+    assert_eq!(info.contract, "wharf:plugin@0.1.0");
+    assert_eq!(info.sha256.len(), 64);
+
+    let mut input = text_message("hello, wharf! straße");
+    input
+        .headers
+        .push(("trace".into(), HeaderValue::Bytes(vec![0, 1, 255])));
+    input.correlation_id = Some("c-9".into());
+    input.key = Some(b"k".to_vec());
+    let outputs = plugin
+        .transform(&input)
+        .await
+        .result
+        .expect("uppercase succeeds");
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].payload, "HELLO, WHARF! STRASSE".as_bytes());
+    // Everything but the payload crosses the boundary and comes back unchanged.
+    assert_eq!(
+        Message {
+            payload: input.payload.clone(),
+            ..outputs[0].clone()
+        },
+        input
+    );
+}
+
+#[tokio::test]
+async fn a_looping_plugin_is_stopped_near_its_deadline() {
+    let rt = runtime();
+    let limit = Duration::from_millis(200);
+    let plugin = load(
+        &rt,
+        "looper",
+        PluginSettings {
+            cpu_limit: limit,
+            ..settings()
+        },
+    )
+    .await;
+    let started = Instant::now();
+    let report = plugin.transform(&text_message("spin")).await;
+    let elapsed = started.elapsed();
+    match report.result {
+        Err(PluginError::Deadline {
+            plugin,
+            limit: reported,
+        }) => {
+            assert_eq!(plugin, "looper");
+            assert_eq!(reported, limit);
+        }
+        other => panic!("expected a deadline, got {other:?}"),
+    }
+    assert!(report.cost.cpu >= limit, "charged {:?}", report.cost.cpu);
+    // Stopped at the deadline, not long after it (generous: a loaded machine is slow).
+    assert!(
+        elapsed >= limit && elapsed < limit * 10,
+        "stopped after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_allocating_plugin_is_stopped_at_its_memory_limit() {
+    let rt = runtime();
+    let limit = 16 * 1024 * 1024;
+    let plugin = load(
+        &rt,
+        "hog",
+        PluginSettings {
+            memory_bytes: limit,
+            ..settings()
+        },
+    )
+    .await;
+    let report = plugin.transform(&text_message("eat")).await;
+    let error = report.result.expect_err("the hog cannot succeed");
+    match &error {
+        PluginError::MemoryLimit {
+            plugin,
+            limit_bytes,
+            requested_bytes,
+        } => {
+            assert_eq!(plugin, "hog");
+            assert_eq!(*limit_bytes, limit);
+            assert!(*requested_bytes > limit);
+        }
+        other => panic!("expected a memory limit, got {other:?}"),
+    }
+    assert!(error.to_string().contains("memory limit"), "{error}");
+    assert_eq!(error.exception_name(), "MemoryLimit");
+    assert!(report.cost.memory_bytes <= limit);
+}
+
+#[tokio::test]
+async fn a_prying_plugin_is_denied_files_sockets_names_and_environment() {
+    // Secrets the host holds must not reach the guest.
+    // SAFETY: set before any plugin thread reads the environment; tests in this binary only read it.
+    unsafe { std::env::set_var("WHARF_TEST_SECRET", "hunter2") };
+    let rt = runtime();
+    let plugin = load(&rt, "prying", settings()).await;
+    let outputs = plugin
+        .transform(&text_message("pry"))
+        .await
+        .result
+        .expect("prying reports");
+    let out = &outputs[0];
+    for attempt in [
+        "x-read-file",
+        "x-list-dir",
+        "x-connect",
+        "x-resolve",
+        "x-env",
+    ] {
+        match out.header(attempt) {
+            Some(HeaderValue::Text(outcome)) => {
+                assert!(outcome.starts_with("denied:"), "{attempt} was {outcome}")
+            }
+            other => panic!("{attempt} not reported: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_plugin_is_contained_and_the_host_carries_on() {
+    let rt = runtime();
+    let panicker = load(&rt, "panicker", settings()).await;
+    let uppercase = load(&rt, "uppercase", settings()).await;
+    for _ in 0..3 {
+        let report = panicker.transform(&text_message("boom")).await;
+        match report.result {
+            Err(PluginError::Trap { plugin, detail }) => {
+                assert_eq!(plugin, "panicker");
+                assert!(detail.contains("panicker always panics"), "{detail}");
+            }
+            other => panic!("expected a trap, got {other:?}"),
+        }
+        assert!(report.logs.iter().any(|l| l.text.contains("panicked at")));
+        let ok = uppercase.transform(&text_message("still here")).await;
+        assert_eq!(ok.result.unwrap()[0].payload, b"STILL HERE");
+    }
+}
+
+/// One runtime thread only: if a spinning, allocating or panicking guest held the thread,
+/// no uppercase call could complete until it was stopped.
+#[tokio::test(flavor = "current_thread")]
+async fn other_calls_keep_completing_while_plugins_misbehave() {
+    let rt = runtime();
+    let deadline = Duration::from_secs(3);
+    let looper = load(
+        &rt,
+        "looper",
+        PluginSettings {
+            cpu_limit: deadline,
+            ..settings()
+        },
+    )
+    .await;
+    let hog = load(
+        &rt,
+        "hog",
+        PluginSettings {
+            memory_bytes: 32 << 20,
+            ..settings()
+        },
+    )
+    .await;
+    let panicker = load(&rt, "panicker", settings()).await;
+    let uppercase = load(&rt, "uppercase", settings()).await;
+
+    let spinning: Vec<_> = (0..2)
+        .map(|_| {
+            let looper = looper.clone();
+            tokio::spawn(async move { looper.transform(&text_message("spin")).await })
+        })
+        .collect();
+    let misbehaving = {
+        let (hog, panicker) = (hog.clone(), panicker.clone());
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                assert!(hog.transform(&text_message("eat")).await.result.is_err());
+                assert!(
+                    panicker
+                        .transform(&text_message("boom"))
+                        .await
+                        .result
+                        .is_err()
+                );
+            }
+        })
+    };
+
+    let started = Instant::now();
+    for i in 0..200 {
+        let out = uppercase
+            .transform(&text_message(&format!("call {i}")))
+            .await;
+        assert_eq!(
+            out.result.unwrap()[0].payload,
+            format!("CALL {i}").as_bytes()
+        );
+    }
+    let uppercase_done = started.elapsed();
+    assert!(
+        spinning.iter().all(|task| !task.is_finished()),
+        "the loopers should still be spinning when 200 uppercase calls are done ({uppercase_done:?})"
+    );
+    misbehaving.await.unwrap();
+    for task in spinning {
+        let report = task.await.unwrap();
+        assert!(matches!(report.result, Err(PluginError::Deadline { .. })));
+    }
+}
+
+#[tokio::test]
+async fn bad_files_are_refused_with_the_check_that_failed() {
+    let rt = Runtime::new(RuntimeConfig {
+        max_plugin_bytes: 4 * 1024 * 1024,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let services = Arc::new(Standalone::default());
+    let refuse = |bytes: Vec<u8>| {
+        let (rt, services) = (rt.clone(), services.clone());
+        async move {
+            match rt.load(&bytes, settings(), services).await {
+                Ok(plugin) => panic!("{} was accepted", plugin.name()),
+                Err(e) => e,
+            }
+        }
+    };
+
+    let e = refuse(b"#!/bin/sh\necho not a plugin\n".to_vec()).await;
+    assert!(matches!(e, InvalidPlugin::NotWasm), "{e}");
+    assert!(e.to_string().starts_with("format check failed"), "{e}");
+
+    let e = refuse(wat::parse_str("(module (func (export \"transform\")))").unwrap()).await;
+    assert!(matches!(e, InvalidPlugin::CoreModule), "{e}");
+    assert!(e.to_string().contains("wasm32-wasip2"), "{e}");
+
+    let e = refuse(plugin_bytes("alien")).await;
+    assert!(matches!(e, InvalidPlugin::UnknownWorld { .. }), "{e}");
+    assert!(e.to_string().contains("frob"), "{e}");
+
+    let e = refuse(plugin_bytes("future")).await;
+    assert!(matches!(e, InvalidPlugin::UnsupportedVersion { .. }), "{e}");
+    assert!(e.to_string().contains("0.2.0"), "{e}");
+
+    let whole = plugin_bytes("uppercase");
+    let e = refuse(whole[..whole.len() / 2].to_vec()).await;
+    assert!(matches!(e, InvalidPlugin::Invalid { .. }), "{e}");
+    assert!(e.to_string().starts_with("validation check failed"), "{e}");
+
+    let mut oversized = whole.clone();
+    oversized.resize(4 * 1024 * 1024 + 1, 0);
+    let e = refuse(oversized).await;
+    assert!(
+        matches!(e, InvalidPlugin::TooLarge { size, limit } if size == limit + 1),
+        "{e}"
+    );
+    assert!(e.to_string().starts_with("size check failed"), "{e}");
+
+    let e = refuse(Vec::new()).await;
+    assert!(matches!(e, InvalidPlugin::NotWasm), "{e}");
+
+    // A good file with settings that make no sense is refused by the settings check.
+    let e = rt
+        .load(
+            &whole,
+            PluginSettings {
+                grants: vec!["send:x:y".into()],
+                ..settings()
+            },
+            services.clone(),
+        )
+        .await
+        .err()
+        .expect("a malformed grant is refused");
+    assert!(e.to_string().starts_with("settings check failed"), "{e}");
+}
+
+#[tokio::test]
+async fn a_reused_instance_gives_the_same_results_as_fresh_ones() {
+    let rt = runtime();
+    let reused = load(&rt, "uppercase", settings()).await;
+    let fresh = load(
+        &rt,
+        "uppercase",
+        PluginSettings {
+            reuse: false,
+            ..settings()
+        },
+    )
+    .await;
+    assert!(reused.reuses_instances());
+    assert!(!fresh.reuses_instances());
+    let inputs = ["a", "Mixed Case", "", "ünïcödé", "{\"json\": true}", "x\0y"];
+    for (i, text) in inputs.iter().cycle().take(30).enumerate() {
+        let a = reused.transform(&text_message(text)).await;
+        let b = fresh.transform(&text_message(text)).await;
+        assert_eq!(a.result.unwrap()[0].payload, b.result.unwrap()[0].payload);
+        assert!(b.cost.fresh_instance);
+        assert_eq!(a.cost.fresh_instance, i == 0, "call {i}");
+    }
+}
+
+fn calls_header(out: &[Message]) -> i64 {
+    match out[0].header("x-calls") {
+        Some(HeaderValue::Int(n)) => *n,
+        other => panic!("no x-calls header: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reusable_plugin_is_recycled_after_a_trap_and_after_n_calls() {
+    let rt = runtime();
+    let counter = load(
+        &rt,
+        "counter",
+        PluginSettings {
+            recycle_after: 5,
+            ..settings()
+        },
+    )
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(calls_header(
+            &counter
+                .transform(&text_message("count"))
+                .await
+                .result
+                .unwrap(),
+        ));
+    }
+    assert_eq!(seen, [1, 2, 3], "one instance served the calls in turn");
+
+    let trap = counter.transform(&text_message("panic")).await;
+    assert!(matches!(trap.result, Err(PluginError::Trap { .. })));
+
+    // The instance that trapped is gone: the next call starts a fresh one at 1.
+    let after = counter.transform(&text_message("count")).await;
+    assert!(after.cost.fresh_instance);
+    assert_eq!(calls_header(&after.result.unwrap()), 1);
+
+    // After `recycle_after` calls an instance is replaced even when healthy.
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(calls_header(
+            &counter
+                .transform(&text_message("count"))
+                .await
+                .result
+                .unwrap(),
+        ));
+    }
+    assert_eq!(seen, [2, 3, 4, 5, 1, 2]);
+
+    // Without reuse every call gets a fresh instance.
+    let fresh = load(
+        &rt,
+        "counter",
+        PluginSettings {
+            reuse: false,
+            ..settings()
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            calls_header(
+                &fresh
+                    .transform(&text_message("count"))
+                    .await
+                    .result
+                    .unwrap()
+            ),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_filter_keeps_matches_drops_the_rest_and_rejects_what_it_cannot_read() {
+    let rt = runtime();
+    let config = |pairs: &[(&str, &str)]| PluginSettings {
+        config: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..settings()
+    };
+    let shipped = load(
+        &rt,
+        "json-filter",
+        config(&[("field", "order.status"), ("value", "shipped")]),
+    )
+    .await;
+    let big = load(
+        &rt,
+        "json-filter",
+        config(&[("field", "/order/total"), ("op", "gt"), ("value", "100")]),
+    )
+    .await;
+    let unconfigured = load(&rt, "json-filter", config(&[])).await;
+
+    let order = |status: &str, total: u32| {
+        text_message(&format!(
+            r#"{{"order": {{"status": "{status}", "total": {total}}}}}"#
+        ))
+    };
+    assert_eq!(
+        shipped
+            .transform(&order("shipped", 5))
+            .await
+            .result
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        shipped
+            .transform(&order("pending", 5))
+            .await
+            .result
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        big.transform(&order("pending", 500))
+            .await
+            .result
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        big.transform(&order("pending", 50))
+            .await
+            .result
+            .unwrap()
+            .len(),
+        0
+    );
+
+    let not_json = shipped.transform(&text_message("plain text")).await;
+    assert!(
+        matches!(&not_json.result, Err(PluginError::Rejected { reason, .. }) if reason.contains("not JSON")),
+        "{:?}",
+        not_json.result
+    );
+    let missing = unconfigured.transform(&order("shipped", 1)).await;
+    assert!(
+        matches!(&missing.result, Err(PluginError::Rejected { reason, .. }) if reason.contains("`field`")),
+        "{:?}",
+        missing.result
+    );
+}
+
+#[tokio::test]
+async fn echo_replies_to_the_reply_to_with_the_correlation_id() {
+    let rt = runtime();
+    let echo = load(&rt, "echo", settings()).await;
+    assert_eq!(echo.info().kind, PluginKind::Handler);
+    let mut request = text_message("ping");
+    request.reply_to = Some("replies".into());
+    request.correlation_id = Some("corr-1".into());
+    let reply = echo
+        .handle(&request)
+        .await
+        .result
+        .unwrap()
+        .expect("echo replies");
+    assert_eq!(reply.payload, b"ping");
+    assert_eq!(reply.topic, "replies");
+    assert_eq!(reply.correlation_id.as_deref(), Some("corr-1"));
+
+    // A handler is not a transformer, and the error says so.
+    let wrong = echo.transform(&request).await;
+    assert!(matches!(wrong.result, Err(PluginError::WrongKind { .. })));
+}
+
+#[tokio::test]
+async fn publishing_needs_a_grant_and_is_kept_only_when_the_call_succeeds() {
+    let rt = runtime();
+    let with = |grants: &[&str], to: &str| PluginSettings {
+        grants: grants.iter().map(|g| g.to_string()).collect(),
+        config: [("to".to_string(), to.to_string())].into(),
+        ..settings()
+    };
+    let denied = load(&rt, "relay", with(&[], "local:relay.a")).await;
+    let report = denied.handle(&text_message("hi")).await;
+    match &report.result {
+        Err(PluginError::Rejected { reason, .. }) => {
+            assert!(reason.contains("no grant"), "{reason}")
+        }
+        other => panic!("expected the publish to be refused, got {other:?}"),
+    }
+    assert!(report.published.is_empty());
+
+    // The first destination is granted, the second is not: the call fails and nothing is sent.
+    let partly = load(
+        &rt,
+        "relay",
+        with(&["publish:local:relay.*"], "local:relay.a, kafka:elsewhere"),
+    )
+    .await;
+    let report = partly.handle(&text_message("hi")).await;
+    assert!(report.result.is_err());
+    assert!(report.published.is_empty());
+
+    let granted = load(
+        &rt,
+        "relay",
+        with(&["publish:local:relay.*"], "local:relay.a,local:relay.b"),
+    )
+    .await;
+    let report = granted.handle(&text_message("hi")).await;
+    let reply = report.result.unwrap().unwrap();
+    let destinations: Vec<_> = report
+        .published
+        .iter()
+        .map(|p| p.destination.as_str())
+        .collect();
+    assert_eq!(destinations, ["local:relay.a", "local:relay.b"]);
+    assert_eq!(report.published[0].message.payload, b"hi");
+    assert_eq!(reply.payload, b"1");
+    // kv state outlives the instance: the next (fresh) instance counts on.
+    let second = granted
+        .handle(&text_message("again"))
+        .await
+        .result
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.payload, b"2");
+}
+
+#[tokio::test]
+async fn calls_run_concurrently_up_to_the_instance_limit() {
+    let rt = runtime();
+    let plugin = load(
+        &rt,
+        "uppercase",
+        PluginSettings {
+            max_instances: 4,
+            reuse: false,
+            ..settings()
+        },
+    )
+    .await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let plugin = plugin.clone();
+            tokio::spawn(async move { plugin.transform(&text_message(&format!("m{i}"))).await })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let out = task.await.unwrap().result.unwrap();
+        assert_eq!(out[0].payload, format!("M{i}").as_bytes());
+    }
+}
