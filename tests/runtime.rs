@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use support::{load, plugin_bytes, runtime, text_message};
 use wharf::message::{HeaderValue, Message};
 use wharf::runtime::{
-    InvalidPlugin, PluginError, PluginKind, PluginSettings, Runtime, RuntimeConfig, Standalone,
+    InvalidPlugin, Plugin, PluginError, PluginKind, PluginSettings, Runtime, RuntimeConfig,
+    Standalone,
 };
 
 fn settings() -> PluginSettings {
@@ -432,40 +433,14 @@ async fn json_filter_keeps_matches_drops_the_rest_and_rejects_what_it_cannot_rea
             r#"{{"order": {{"status": "{status}", "total": {total}}}}}"#
         ))
     };
-    assert_eq!(
-        shipped
-            .transform(&order("shipped", 5))
-            .await
-            .result
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        shipped
-            .transform(&order("pending", 5))
-            .await
-            .result
-            .unwrap()
-            .len(),
-        0
-    );
-    assert_eq!(
-        big.transform(&order("pending", 500))
-            .await
-            .result
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        big.transform(&order("pending", 50))
-            .await
-            .result
-            .unwrap()
-            .len(),
-        0
-    );
+    let kept = |plugin: &Plugin, msg: Message| {
+        let plugin = plugin.clone();
+        async move { plugin.transform(&msg).await.result.unwrap().len() }
+    };
+    assert_eq!(kept(&shipped, order("shipped", 5)).await, 1);
+    assert_eq!(kept(&shipped, order("pending", 5)).await, 0);
+    assert_eq!(kept(&big, order("pending", 500)).await, 1);
+    assert_eq!(kept(&big, order("pending", 50)).await, 0);
 
     let not_json = shipped.transform(&text_message("plain text")).await;
     assert!(
@@ -581,5 +556,18 @@ async fn calls_run_concurrently_up_to_the_instance_limit() {
     for (i, task) in tasks.into_iter().enumerate() {
         let out = task.await.unwrap().result.unwrap();
         assert_eq!(out[0].payload, format!("M{i}").as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_links_and_describes_itself_but_is_not_called_per_message() {
+    let rt = runtime();
+    let daemon = load(&rt, "heartbeat", settings()).await;
+    assert_eq!(daemon.info().kind, PluginKind::Daemon);
+    assert_eq!(daemon.info().wants, ["publish:local:heartbeat"]);
+    let report = daemon.transform(&text_message("x")).await;
+    match report.result {
+        Err(e @ PluginError::WrongKind { .. }) => assert!(e.to_string().contains("daemon"), "{e}"),
+        other => panic!("expected WrongKind, got {other:?}"),
     }
 }

@@ -112,6 +112,11 @@ pub mod host {
     pub use crate::handler::wharf::plugin::host::{kv_get, kv_set, publish, request};
 }
 
+/// Sleeping and receiving: for daemons only.
+pub mod daemon_host {
+    pub use crate::daemon::wharf::plugin::daemon_host::{receive, sleep};
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;

@@ -97,14 +97,12 @@ async fn check(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     if !info.description.is_empty() {
         println!("  description: {}", info.description);
     }
-    println!(
-        "  reusable:    {}",
-        if info.reusable {
-            "yes (instances may be reused across messages)"
-        } else {
-            "no (a fresh instance per message)"
-        }
-    );
+    let reuse = match (info.kind, info.reusable) {
+        (crate::runtime::PluginKind::Daemon, _) => "not applicable (a daemon runs once)",
+        (_, true) => "yes (instances may be reused across messages)",
+        (_, false) => "no (a fresh instance per message)",
+    };
+    println!("  reusable:    {reuse}");
     if info.wants.is_empty() {
         println!("  wants:       nothing");
     } else {
