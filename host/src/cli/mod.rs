@@ -15,7 +15,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Inspect and try plugins without a broker.
+    /// Check, try, install and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }

@@ -1,0 +1,479 @@
+//! The embedded broker: durable FIFO queues in the host's own database.
+//!
+//! Guarantees, and where they are kept:
+//! - *Durable*: [`EmbeddedBroker::publish`] returns only after the transaction holding the
+//!   message has committed (SQLite with `synchronous = FULL`, or PostgreSQL), so an accepted
+//!   message survives a SIGKILL of the host. Writes from all callers are batched by one writer
+//!   task into one transaction per batch: the cost of a commit is shared, not skipped.
+//! - *At-least-once*: a claimed message is invisible for the queue's visibility timeout. If it
+//!   is not acked by then (the consumer died, or is stuck) it becomes ready again and is
+//!   delivered with its delivery count raised. An ack that arrives after that is refused
+//!   ([`BrokerError::LeaseLost`]) rather than deleting a message someone else now holds.
+//! - *Competing consumers*: a claim marks rows in the same statement that selects them
+//!   (one writer on SQLite; `FOR UPDATE SKIP LOCKED` on PostgreSQL), so no message is held by
+//!   two consumers at once.
+//! - *FIFO* per queue, apart from redeliveries and delayed retries, which rejoin by time.
+//! - *Nothing dropped silently*: an expired message, or one past the queue's
+//!   `max_deliveries`, is moved to the queue's dead letters with the reason in its headers.
+
+use super::{AckHandle, BrokerError, DeadLetter, Delivery, Nack};
+use crate::message::{HeaderValue, Message, now_ms};
+use crate::store::queue::{Claimed, OpOutcome, QueueOp};
+use crate::store::{QueueOptions, QueueStats, Store};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// Tuning of the embedded broker.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// How often an idle consumer looks for messages it was not woken for: delayed retries
+    /// coming due, expired leases, and publishes by other hosts on a shared PostgreSQL.
+    pub poll_interval: Duration,
+    /// The most writes committed in one transaction.
+    pub max_batch: usize,
+    /// Largest payload accepted.
+    pub max_message_bytes: usize,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            poll_interval: Duration::from_millis(200),
+            max_batch: 512,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A handle on the embedded broker. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: EmbeddedConfig,
+    writes: mpsc::Sender<Write>,
+    /// Options of the queues this host has used, so a publish does not read them again.
+    queues: Mutex<HashMap<String, QueueOptions>>,
+    /// Wakes this host's idle consumers of a queue when a publish to it commits.
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+struct Write {
+    op: QueueOp,
+    done: oneshot::Sender<Result<OpOutcome, Arc<BrokerError>>>,
+}
+
+impl EmbeddedBroker {
+    /// Starts the broker on `store`, with its writer task on the current tokio runtime.
+    pub fn new(store: Store, config: EmbeddedConfig) -> EmbeddedBroker {
+        let (writes, queue) = mpsc::channel(config.max_batch * 4);
+        let inner = Arc::new(Inner {
+            store,
+            config,
+            writes,
+            queues: Mutex::default(),
+            wakers: Mutex::default(),
+        });
+        tokio::spawn(write_batches(Arc::downgrade(&inner), queue));
+        EmbeddedBroker { inner }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Creates `queue` with `options`, or changes the options of an existing queue.
+    pub async fn declare(&self, queue: &str, options: QueueOptions) -> Result<(), BrokerError> {
+        check_queue_name(queue)?;
+        self.inner
+            .store
+            .declare_queue(queue, &options, now_ms() as i64)
+            .await?;
+        self.lock_queues().insert(queue.to_owned(), options);
+        Ok(())
+    }
+
+    /// Stores `msg` in `queue` (created on first use); returns once it is committed.
+    pub async fn publish(&self, queue: &str, msg: Message) -> Result<(), BrokerError> {
+        self.publish_delayed(queue, msg, Duration::ZERO).await
+    }
+
+    /// Stores `msg` in `queue`, ready after `delay`; returns once it is committed.
+    pub async fn publish_delayed(
+        &self,
+        queue: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        let limit = self.inner.config.max_message_bytes;
+        if msg.payload.len() > limit {
+            return Err(BrokerError::TooLarge {
+                size: msg.payload.len(),
+                limit,
+            });
+        }
+        self.options(queue).await?;
+        let now = now_ms() as i64;
+        self.write(QueueOp::Publish {
+            queue: queue.to_owned(),
+            message: msg,
+            visible_at_ms: now + delay.as_millis() as i64,
+            now_ms: now,
+        })
+        .await?;
+        if delay.is_zero() {
+            self.waker(queue).notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Starts consuming `queue` with at most `prefetch` unsettled deliveries at a time.
+    pub async fn consume(
+        &self,
+        queue: &str,
+        prefetch: usize,
+    ) -> Result<EmbeddedConsumer, BrokerError> {
+        let options = self.options(queue).await?;
+        Ok(EmbeddedConsumer {
+            broker: self.clone(),
+            queue: queue.to_owned(),
+            options,
+            prefetch: prefetch.max(1),
+            permits: Arc::new(Semaphore::new(prefetch.max(1))),
+            ready: VecDeque::new(),
+        })
+    }
+
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, BrokerError> {
+        check_queue_name(queue)?;
+        Ok(self.inner.store.queue_stats(queue, now_ms() as i64).await?)
+    }
+
+    /// Removes every message of `queue`; returns how many. Unsettled deliveries of removed
+    /// messages then fail to ack with [`BrokerError::LeaseLost`].
+    pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
+        check_queue_name(queue)?;
+        Ok(self.inner.store.purge_queue(queue).await?)
+    }
+
+    pub async fn queues(&self) -> Result<Vec<String>, BrokerError> {
+        Ok(self.inner.store.queue_names().await?)
+    }
+
+    fn lock_queues(&self) -> std::sync::MutexGuard<'_, HashMap<String, QueueOptions>> {
+        self.inner.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The options of `queue`, creating it with defaults if it does not exist.
+    async fn options(&self, queue: &str) -> Result<QueueOptions, BrokerError> {
+        if let Some(options) = self.lock_queues().get(queue) {
+            return Ok(options.clone());
+        }
+        check_queue_name(queue)?;
+        let options = self
+            .inner
+            .store
+            .ensure_queue(queue, now_ms() as i64)
+            .await?;
+        self.lock_queues().insert(queue.to_owned(), options.clone());
+        Ok(options)
+    }
+
+    fn waker(&self, queue: &str) -> Arc<Notify> {
+        let mut wakers = self.inner.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        wakers.entry(queue.to_owned()).or_default().clone()
+    }
+
+    async fn write(&self, op: QueueOp) -> Result<OpOutcome, BrokerError> {
+        let (done, outcome) = oneshot::channel();
+        self.inner
+            .writes
+            .send(Write { op, done })
+            .await
+            .map_err(|_| BrokerError::Closed)?;
+        match outcome.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(shared)) => Err(match Arc::try_unwrap(shared) {
+                Ok(error) => error,
+                Err(shared) => {
+                    BrokerError::Store(crate::store::StoreError::Invalid(shared.to_string()))
+                }
+            }),
+            Err(_) => Err(BrokerError::Closed),
+        }
+    }
+}
+
+fn check_queue_name(queue: &str) -> Result<(), BrokerError> {
+    let problem = if queue.is_empty() {
+        "a queue name cannot be empty"
+    } else if queue.len() > 255 {
+        "a queue name is at most 255 bytes"
+    } else if queue.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        "a queue name cannot hold spaces or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(BrokerError::InvalidAddress {
+        address: queue.to_owned(),
+        problem: problem.into(),
+    })
+}
+
+/// The one writer: takes every pending write, applies them in one transaction, answers each.
+/// It ends when the broker is dropped.
+async fn write_batches(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<Write>) {
+    let mut batch = Vec::new();
+    loop {
+        let max_batch = match inner.upgrade() {
+            Some(inner) => inner.config.max_batch,
+            None => return,
+        };
+        if queue.recv_many(&mut batch, max_batch).await == 0 {
+            return;
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let (ops, answers): (Vec<QueueOp>, Vec<_>) =
+            batch.drain(..).map(|w| (w.op, w.done)).unzip();
+        match inner.store.apply_queue_ops(&ops).await {
+            Ok(outcomes) => {
+                for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                    let _ = answer.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, writes = ops.len(), "embedded broker: a batch of writes failed");
+                let error = Arc::new(BrokerError::Store(error));
+                for answer in answers {
+                    let _ = answer.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Consumes one queue. Holds at most `prefetch` unsettled deliveries.
+pub struct EmbeddedConsumer {
+    broker: EmbeddedBroker,
+    queue: String,
+    options: QueueOptions,
+    prefetch: usize,
+    /// One permit per unsettled delivery; a delivery gives its permit back when settled or
+    /// dropped.
+    permits: Arc<Semaphore>,
+    /// Claimed messages not yet handed out.
+    ready: VecDeque<Delivery>,
+}
+
+impl EmbeddedConsumer {
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        loop {
+            if let Some(delivery) = self.ready.pop_front() {
+                return Ok(delivery);
+            }
+            // Wait for room under the prefetch, then take as much room as there is.
+            let mut permits = vec![
+                self.permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| BrokerError::Closed)?,
+            ];
+            while permits.len() < self.prefetch {
+                match self.permits.clone().try_acquire_owned() {
+                    Ok(permit) => permits.push(permit),
+                    Err(_) => break,
+                }
+            }
+            let waker = self.broker.waker(&self.queue);
+            let woken = waker.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+
+            let now = now_ms() as i64;
+            let lease = self.options.visibility_timeout.as_millis() as i64;
+            let claimed = match self
+                .broker
+                .write(QueueOp::Claim {
+                    queue: self.queue.clone(),
+                    max: permits.len() as i64,
+                    now_ms: now,
+                    lease_until_ms: now + lease,
+                })
+                .await?
+            {
+                OpOutcome::Claimed(claimed) => claimed,
+                OpOutcome::Done(_) => unreachable!("a claim answers with messages"),
+            };
+            for claimed in claimed {
+                if let Some(reason) = self.undeliverable(&claimed, now) {
+                    self.dead_letter(claimed, reason).await?;
+                    continue;
+                }
+                let permit = permits.pop().expect("no more claimed than permits");
+                self.ready.push_back(self.delivery(claimed, permit));
+            }
+            if self.ready.is_empty() {
+                tokio::select! {
+                    _ = &mut woken => {}
+                    _ = tokio::time::sleep(self.broker.inner.config.poll_interval) => {}
+                }
+            }
+        }
+    }
+
+    /// Why a claimed message must not be delivered, if it must not.
+    fn undeliverable(&self, claimed: &Claimed, now: i64) -> Option<DeadLetter> {
+        if let Some(expiration) = claimed.message.expiration_ms {
+            if claimed.enqueued_ms.saturating_add(expiration as i64) <= now {
+                return Some(DeadLetter::new(
+                    format!("the message expired {expiration} ms after it was queued"),
+                    "Expired",
+                    "broker",
+                ));
+            }
+        }
+        match self.options.max_deliveries {
+            Some(max) if claimed.deliveries > i64::from(max) => Some(DeadLetter::new(
+                format!("delivered {max} times without being acked"),
+                "MaxDeliveries",
+                "broker",
+            )),
+            _ => None,
+        }
+    }
+
+    async fn dead_letter(&self, claimed: Claimed, reason: DeadLetter) -> Result<(), BrokerError> {
+        let ack = EmbeddedAck {
+            broker: self.broker.clone(),
+            queue: self.queue.clone(),
+            dead_letter_queue: self.options.dead_letter_queue(&self.queue),
+            id: claimed.message.id.clone(),
+            seq: claimed.seq,
+            deliveries: claimed.deliveries,
+            _permit: None,
+        };
+        tracing::warn!(queue = %self.queue, id = %claimed.message.id, reason = ?reason.headers.first(), "dead-lettering an undeliverable message");
+        ack.nack(Nack::DeadLetter(reason)).await
+    }
+
+    fn delivery(&self, claimed: Claimed, permit: OwnedSemaphorePermit) -> Delivery {
+        Delivery {
+            deliveries: claimed.deliveries.clamp(0, u32::MAX as i64) as u32,
+            ack: AckHandle::Embedded(EmbeddedAck {
+                broker: self.broker.clone(),
+                queue: self.queue.clone(),
+                dead_letter_queue: self.options.dead_letter_queue(&self.queue),
+                id: claimed.message.id.clone(),
+                seq: claimed.seq,
+                deliveries: claimed.deliveries,
+                _permit: Some(permit),
+            }),
+            message: claimed.message,
+        }
+    }
+}
+
+/// Settles one delivery of the embedded broker. Dropping it unsettled leaves the message
+/// leased until the queue's visibility timeout, then it is delivered again.
+pub struct EmbeddedAck {
+    broker: EmbeddedBroker,
+    queue: String,
+    dead_letter_queue: String,
+    id: String,
+    seq: i64,
+    deliveries: i64,
+    /// Held until the delivery is settled, to keep the consumer within its prefetch.
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl std::fmt::Debug for EmbeddedAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedAck")
+            .field("queue", &self.queue)
+            .field("id", &self.id)
+            .field("deliveries", &self.deliveries)
+            .finish()
+    }
+}
+
+impl EmbeddedAck {
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        let op = QueueOp::Ack {
+            seq: self.seq,
+            deliveries: self.deliveries,
+        };
+        self.settle(op).await
+    }
+
+    pub async fn nack(self, nack: Nack) -> Result<(), BrokerError> {
+        let now = now_ms() as i64;
+        let op = match nack {
+            Nack::Requeue => QueueOp::Release {
+                seq: self.seq,
+                deliveries: self.deliveries,
+                visible_at_ms: now,
+            },
+            Nack::RequeueAfter(delay) => QueueOp::Release {
+                seq: self.seq,
+                deliveries: self.deliveries,
+                visible_at_ms: now + delay.as_millis() as i64,
+            },
+            Nack::DeadLetter(dead) => {
+                let mut headers = dead.headers;
+                headers.push((
+                    "x-wharf-queue".into(),
+                    HeaderValue::Text(self.queue.clone()),
+                ));
+                headers.push((
+                    "x-wharf-deliveries".into(),
+                    HeaderValue::Int(self.deliveries),
+                ));
+                QueueOp::Move {
+                    seq: self.seq,
+                    deliveries: self.deliveries,
+                    to_queue: self.dead_letter_queue.clone(),
+                    headers,
+                    now_ms: now,
+                }
+            }
+        };
+        let requeued = matches!(op, QueueOp::Release { .. } | QueueOp::Move { .. });
+        self.settle_then_wake(op, requeued).await
+    }
+
+    async fn settle(self, op: QueueOp) -> Result<(), BrokerError> {
+        self.settle_then_wake(op, false).await
+    }
+
+    async fn settle_then_wake(self, op: QueueOp, wake: bool) -> Result<(), BrokerError> {
+        let target = match &op {
+            QueueOp::Move { to_queue, .. } => to_queue.clone(),
+            _ => self.queue.clone(),
+        };
+        if matches!(op, QueueOp::Move { .. }) {
+            self.broker.options(&target).await?;
+        }
+        match self.broker.write(op).await? {
+            OpOutcome::Done(true) => {
+                if wake {
+                    self.broker.waker(&target).notify_waiters();
+                }
+                Ok(())
+            }
+            _ => Err(BrokerError::LeaseLost {
+                queue: self.queue,
+                id: self.id,
+            }),
+        }
+    }
+}

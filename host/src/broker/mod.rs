@@ -1,0 +1,125 @@
+//! Transports: the only module that knows brokers.
+//!
+//! Every transport offers the same two halves. A [`Consumer`] yields [`Delivery`]s, each with
+//! an [`AckHandle`] that settles it: `ack` when its outputs are confirmed, `nack` to return it
+//! (now or after a delay) or dead-letter it. A producer's send completes only when the broker
+//! has confirmed the message. The set of transports is closed, so each half is an enum with a
+//! variant per transport (one file each); today that is the embedded broker.
+//!
+//! The shape leaves room for what comes: Kafka's `AckHandle` will mark an offset done and
+//! commit per partition in order; HTTP's will complete the waiting request with the reply.
+
+pub mod embedded;
+
+pub use embedded::{EmbeddedAck, EmbeddedBroker, EmbeddedConfig, EmbeddedConsumer};
+
+use crate::message::{HeaderValue, Message};
+use crate::store::StoreError;
+use std::time::Duration;
+
+/// What went wrong in a transport.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("`{address}` is not a valid address: {problem}")]
+    InvalidAddress { address: String, problem: String },
+    #[error("the message is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    /// The delivery's lease ran out (visibility timeout) and the message was delivered again,
+    /// so this settlement came too late and changed nothing.
+    #[error(
+        "message `{id}` from `{queue}` was not settled: its visibility timeout ran out and it was delivered again"
+    )]
+    LeaseLost { queue: String, id: String },
+    #[error("embedded broker: {0}")]
+    Store(#[from] StoreError),
+    #[error("the broker connection is closed")]
+    Closed,
+}
+
+/// One message taken from a queue, to be settled through its [`AckHandle`].
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: Message,
+    /// How many times the message has been delivered, this time included.
+    pub deliveries: u32,
+    pub ack: AckHandle,
+}
+
+impl Delivery {
+    /// Whether the message was delivered before (and not acked then).
+    pub fn redelivered(&self) -> bool {
+        self.deliveries > 1
+    }
+}
+
+/// What to do with a message that was not handled.
+#[derive(Debug, Clone)]
+pub enum Nack {
+    /// Make it ready again at once (behind nothing: FIFO order is not kept for redeliveries).
+    Requeue,
+    /// Make it ready again after a delay, without holding it unacked meanwhile.
+    RequeueAfter(Duration),
+    /// Move it to the queue's dead letters, adding these headers.
+    DeadLetter(DeadLetter),
+}
+
+/// The headers a dead letter carries, besides its original ones.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetter {
+    pub headers: Vec<(String, HeaderValue)>,
+}
+
+impl DeadLetter {
+    /// A dead letter with the `exception` headers: the message, the error's kind (`Trap`,
+    /// `Rejected`, `Expired`, ...) and where it came from (`plugin`, `host` or `broker`).
+    pub fn new(exception: impl Into<String>, name: &str, source: &str) -> Self {
+        DeadLetter {
+            headers: vec![
+                ("exception".into(), HeaderValue::Text(exception.into())),
+                ("exception_name".into(), HeaderValue::Text(name.into())),
+                ("exception_type".into(), HeaderValue::Text(source.into())),
+            ],
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: HeaderValue) -> Self {
+        self.headers.push((name.into(), value));
+        self
+    }
+}
+
+/// Settles one delivery.
+#[derive(Debug)]
+pub enum AckHandle {
+    Embedded(EmbeddedAck),
+}
+
+impl AckHandle {
+    /// The message is done with: remove it from its queue.
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        match self {
+            AckHandle::Embedded(ack) => ack.ack().await,
+        }
+    }
+
+    pub async fn nack(self, nack: Nack) -> Result<(), BrokerError> {
+        match self {
+            AckHandle::Embedded(ack) => ack.nack(nack).await,
+        }
+    }
+}
+
+/// A stream of deliveries from one address.
+pub enum Consumer {
+    Embedded(EmbeddedConsumer),
+}
+
+impl Consumer {
+    /// The next delivery; waits until there is one. An error means the consumer is finished
+    /// and its owner should reconnect or give up.
+    pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        match self {
+            Consumer::Embedded(consumer) => consumer.next().await,
+        }
+    }
+}

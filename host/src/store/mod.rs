@@ -1,0 +1,182 @@
+//! The database: the only module that runs SQL.
+//!
+//! SQLite by default (`sqlite://wharf.db`, WAL), PostgreSQL by URL (`postgres://…`). The
+//! schema is the same on both, in numbered migrations per dialect (`host/migrations/`), run at
+//! start-up and never edited once landed. Queries are written once with `$n` placeholders, which
+//! both dialects accept, and run on either pool through [`with_pool!`]; where the dialects differ
+//! (PostgreSQL's `FOR UPDATE SKIP LOCKED`) the text is chosen by [`Dialect`].
+
+mod codec;
+mod kv;
+mod plugins;
+pub(crate) mod queue;
+
+pub use plugins::{InstalledPlugin, PluginInstall};
+pub use queue::{QueueOptions, QueueStats};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What went wrong in the store, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL `{url}` is not usable: {problem}")]
+    Url { url: String, problem: String },
+    #[error("cannot open the database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot migrate the database {url}: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error while {doing}: {source}")]
+    Query {
+        doing: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Adds what the store was doing to a sqlx error.
+pub(crate) trait Doing<T> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Doing<T> for Result<T, sqlx::Error> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { doing, source })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool the store has. The body is compiled once
+/// per dialect, so the same query text and binds serve both.
+macro_rules! with_pool {
+    ($store_pool:expr, |$pool:ident| $body:expr) => {
+        match $store_pool {
+            $crate::store::Pool::Sqlite($pool) => $body,
+            $crate::store::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// A handle on the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `url`:
+    /// `sqlite://PATH` (relative to the working directory), `sqlite::memory:`, or
+    /// `postgres://USER@HOST:PORT/DB`.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let bad = |problem: String| StoreError::Url {
+            url: url.to_owned(),
+            problem,
+        };
+        let connect = |source| StoreError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let migrate = |source| StoreError::Migrate {
+            url: url.to_owned(),
+            source,
+        };
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| bad(e.to_string()))?
+                .create_if_missing(true)
+                // WAL lets readers run beside the one writer. FULL makes every commit reach
+                // the disk before a publisher hears yes; commits are batched, so it is cheap.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let in_memory = url.contains(":memory:");
+            let pool = SqlitePoolOptions::new()
+                // An in-memory database exists once per connection: keep exactly one.
+                .max_connections(if in_memory { 1 } else { 8 })
+                .min_connections(if in_memory { 1 } else { 0 })
+                .idle_timeout(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(1800))
+                })
+                .connect_with(options)
+                .await
+                .map_err(connect)?;
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&pool)
+                .await
+                .map_err(migrate)?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(connect)?;
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(migrate)?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(bad(
+                "expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into(),
+            ));
+        };
+        Ok(Store {
+            pool,
+            url: url.to_owned(),
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pool {
+            Pool::Sqlite(_) => Dialect::Sqlite,
+            Pool::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Closes every connection; pending writes finish first.
+    pub async fn close(&self) {
+        with_pool!(&self.pool, |pool| pool.close().await)
+    }
+}
