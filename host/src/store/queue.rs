@@ -260,6 +260,9 @@ impl Store {
                                 let mut message =
                                     message_from_row(&row).doing("reading a dead letter")?;
                                 message.headers.extend(headers.iter().cloned());
+                                // A dead letter is kept until someone looks at it, as
+                                // RabbitMQ does: its expiration would dead-letter it again.
+                                message.expiration_ms = None;
                                 insert_message!(&mut *tx, to_queue, *now_ms, *now_ms, &message)
                                     .doing("dead-lettering")?;
                                 OpOutcome::Done(true)
