@@ -333,14 +333,14 @@ impl EmbeddedConsumer {
 
     /// Why a claimed message must not be delivered, if it must not.
     fn undeliverable(&self, claimed: &Claimed, now: i64) -> Option<DeadLetter> {
-        if let Some(expiration) = claimed.message.expiration_ms {
-            if claimed.enqueued_ms.saturating_add(expiration as i64) <= now {
-                return Some(DeadLetter::new(
-                    format!("the message expired {expiration} ms after it was queued"),
-                    "Expired",
-                    "broker",
-                ));
-            }
+        if let Some(expiration) = claimed.message.expiration_ms
+            && claimed.enqueued_ms.saturating_add(expiration as i64) <= now
+        {
+            return Some(DeadLetter::new(
+                format!("the message expired {expiration} ms after it was queued"),
+                "Expired",
+                "broker",
+            ));
         }
         match self.options.max_deliveries {
             Some(max) if claimed.deliveries > i64::from(max) => Some(DeadLetter::new(
