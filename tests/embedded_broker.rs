@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{Backend, TestDb};
-use wharf::broker::{BrokerError, DeadLetter, EmbeddedBroker, EmbeddedConfig, Nack};
+use wharf::broker::{BrokerError, DeadLetter, EmbeddedBroker, EmbeddedConfig, Nack, Producer};
 use wharf::message::{HeaderValue, Message};
 use wharf::store::{QueueOptions, Store};
 
@@ -111,9 +111,11 @@ async fn a_round_trip_keeps_every_field(backend: Backend) {
 
 async fn queues_are_fifo(backend: Backend) {
     let b = broker(backend).await;
+    // Through the transport-neutral producer, as a route will send.
+    let producer = Producer::Embedded(b.broker.clone());
     for i in 0..100 {
-        b.broker
-            .publish("fifo", message(&format!("m{i:03}")))
+        producer
+            .send("fifo", message(&format!("m{i:03}")))
             .await
             .unwrap();
     }

@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use support::{Backend, TestDb, plugin_bytes, plugin_path, runtime};
 use wharf::runtime::{KvLimits, PluginSettings, Standalone};
-use wharf::store::{PluginInstall, Store};
+use wharf::store::Store;
 
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -31,20 +31,8 @@ async fn install(store: &Store, file: &str, name: &str) -> (wharf::store::Instal
         .load(&bytes, settings, std::sync::Arc::new(Standalone::default()))
         .await
         .unwrap();
-    let info = plugin.info();
     store
-        .install_plugin(&PluginInstall {
-            name: &info.name,
-            version: &info.version,
-            kind: info.kind.as_str(),
-            description: &info.description,
-            reusable: info.reusable,
-            wants: &info.wants,
-            contract: &info.contract,
-            sha256: &info.sha256,
-            content: &bytes,
-            now_ms: wharf::message::now_ms() as i64,
-        })
+        .install_plugin(plugin.info(), &bytes, wharf::message::now_ms() as i64)
         .await
         .unwrap()
 }

@@ -352,16 +352,21 @@ impl EmbeddedConsumer {
         }
     }
 
-    async fn dead_letter(&self, claimed: Claimed, reason: DeadLetter) -> Result<(), BrokerError> {
-        let ack = EmbeddedAck {
+    /// The settlement of one claimed message.
+    fn settlement(&self, claimed: &Claimed, permit: Option<OwnedSemaphorePermit>) -> EmbeddedAck {
+        EmbeddedAck {
             broker: self.broker.clone(),
             queue: self.queue.clone(),
             dead_letter_queue: self.options.dead_letter_queue(&self.queue),
             id: claimed.message.id.clone(),
             seq: claimed.seq,
             deliveries: claimed.deliveries,
-            _permit: None,
-        };
+            _permit: permit,
+        }
+    }
+
+    async fn dead_letter(&self, claimed: Claimed, reason: DeadLetter) -> Result<(), BrokerError> {
+        let ack = self.settlement(&claimed, None);
         tracing::warn!(queue = %self.queue, id = %claimed.message.id, reason = ?reason.headers.first(), "dead-lettering an undeliverable message");
         ack.nack(Nack::DeadLetter(reason)).await
     }
@@ -369,15 +374,7 @@ impl EmbeddedConsumer {
     fn delivery(&self, claimed: Claimed, permit: OwnedSemaphorePermit) -> Delivery {
         Delivery {
             deliveries: claimed.deliveries.clamp(0, u32::MAX as i64) as u32,
-            ack: AckHandle::Embedded(EmbeddedAck {
-                broker: self.broker.clone(),
-                queue: self.queue.clone(),
-                dead_letter_queue: self.options.dead_letter_queue(&self.queue),
-                id: claimed.message.id.clone(),
-                seq: claimed.seq,
-                deliveries: claimed.deliveries,
-                _permit: Some(permit),
-            }),
+            ack: AckHandle::Embedded(self.settlement(&claimed, Some(permit))),
             message: claimed.message,
         }
     }

@@ -123,3 +123,32 @@ impl Consumer {
         }
     }
 }
+
+/// Sends messages to addresses of one connection. A send completes only once the broker has
+/// confirmed the message (committed, for the embedded broker), so its caller may then ack the
+/// input that produced it.
+#[derive(Clone)]
+pub enum Producer {
+    Embedded(EmbeddedBroker),
+}
+
+impl Producer {
+    /// Sends `msg` to `address` (for the embedded broker, a queue) and waits for the confirm.
+    pub async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
+        match self {
+            Producer::Embedded(broker) => broker.publish(address, msg).await,
+        }
+    }
+
+    /// Sends `msg` so that it is ready only after `delay` (retries re-queued with a delay).
+    pub async fn send_delayed(
+        &self,
+        address: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        match self {
+            Producer::Embedded(broker) => broker.publish_delayed(address, msg, delay).await,
+        }
+    }
+}

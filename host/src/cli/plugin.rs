@@ -4,7 +4,7 @@ use crate::message::Message;
 use crate::runtime::{
     CallReport, LogLine, Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone,
 };
-use crate::store::{PluginInstall, Store};
+use crate::store::Store;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -301,20 +301,8 @@ async fn install(file: &Path, name: Option<String>, database: &str) -> anyhow::R
     .await?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let store = Store::open(database).await?;
-    let info = plugin.info();
     let (installed, new) = store
-        .install_plugin(&PluginInstall {
-            name: &info.name,
-            version: &info.version,
-            kind: info.kind.as_str(),
-            description: &info.description,
-            reusable: info.reusable,
-            wants: &info.wants,
-            contract: &info.contract,
-            sha256: &info.sha256,
-            content: &bytes,
-            now_ms: crate::message::now_ms() as i64,
-        })
+        .install_plugin(plugin.info(), &bytes, crate::message::now_ms() as i64)
         .await?;
     store.close().await;
     let short = &installed.sha256[..12];

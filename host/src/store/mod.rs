@@ -11,7 +11,7 @@ mod kv;
 mod plugins;
 pub(crate) mod queue;
 
-pub use plugins::{InstalledPlugin, PluginInstall};
+pub use plugins::InstalledPlugin;
 pub use queue::{QueueOptions, QueueStats};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

@@ -1,23 +1,9 @@
 //! The plugin registry: every installed version of every plugin, files kept by content hash.
 
 use super::{Doing, Store, StoreError, with_pool};
+use crate::runtime::PluginInfo;
 // The dynamic SQL here is built only from constants in this file.
 use sqlx::AssertSqlSafe;
-
-/// What to record for one install; the fields come from the runtime's checks of the file.
-#[derive(Debug, Clone)]
-pub struct PluginInstall<'a> {
-    pub name: &'a str,
-    pub version: &'a str,
-    pub kind: &'a str,
-    pub description: &'a str,
-    pub reusable: bool,
-    pub wants: &'a [String],
-    pub contract: &'a str,
-    pub sha256: &'a str,
-    pub content: &'a [u8],
-    pub now_ms: i64,
-}
 
 /// One installed version.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -74,21 +60,25 @@ fn from_row(row: PluginRow) -> InstalledPlugin {
 impl Store {
     /// Records an install. Returns the version and whether it is new: installing the same file
     /// under the same name again changes nothing.
+    /// `info` is what the runtime learnt when it checked `content`, so only files that passed
+    /// every check are recorded.
     pub async fn install_plugin(
         &self,
-        p: &PluginInstall<'_>,
+        info: &PluginInfo,
+        content: &[u8],
+        now_ms: i64,
     ) -> Result<(InstalledPlugin, bool), StoreError> {
-        let wants = serde_json::to_string(p.wants).expect("a list of strings serialises");
+        let wants = serde_json::to_string(&info.wants).expect("a list of strings serialises");
         let inserted = with_pool!(&self.pool, |pool| {
             let mut tx = pool.begin().await.doing("starting an install")?;
             sqlx::query(
                 "INSERT INTO plugin_files (sha256, size_bytes, content, created_ms) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
             )
-            .bind(p.sha256)
-            .bind(p.content.len() as i64)
-            .bind(p.content)
-            .bind(p.now_ms)
+            .bind(&info.sha256)
+            .bind(content.len() as i64)
+            .bind(content)
+            .bind(now_ms)
             .execute(&mut *tx)
             .await
             .doing("storing a plugin file")?;
@@ -97,15 +87,15 @@ impl Store {
                  contract, sha256, installed_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (name, sha256) DO NOTHING",
             )
-            .bind(p.name)
-            .bind(p.version)
-            .bind(p.kind)
-            .bind(p.description)
-            .bind(i64::from(p.reusable))
+            .bind(&info.name)
+            .bind(&info.version)
+            .bind(info.kind.as_str())
+            .bind(&info.description)
+            .bind(i64::from(info.reusable))
             .bind(&wants)
-            .bind(p.contract)
-            .bind(p.sha256)
-            .bind(p.now_ms)
+            .bind(&info.contract)
+            .bind(&info.sha256)
+            .bind(now_ms)
             .execute(&mut *tx)
             .await
             .doing("recording a plugin version")?;
@@ -116,8 +106,8 @@ impl Store {
         let row: PluginRow = with_pool!(&self.pool, |pool| sqlx::query_as(AssertSqlSafe(
             sql.as_str()
         ))
-        .bind(p.name)
-        .bind(p.sha256)
+        .bind(&info.name)
+        .bind(&info.sha256)
         .fetch_one(pool)
         .await
         .doing("reading an installed plugin"))?;
