@@ -5,7 +5,12 @@
 
 pub mod broker;
 pub mod cli;
+pub mod config;
 pub mod grant;
+pub mod host;
 pub mod message;
+pub mod router;
 pub mod runtime;
+pub mod shutdown;
 pub mod store;
+pub mod web;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wharf::message::Message;
 use wharf::runtime::{Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone};
 
-/// The folder `./dev plugins` copies the built plugins into.
+/// The folder `./dev plugins` copies the example plugins into (test plugins: `test/` in it).
 pub fn plugin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist")
 }
@@ -14,7 +14,12 @@ pub fn plugin_dir() -> PathBuf {
 /// The path of a built plugin; panics with what to run when it is missing, so a test never
 /// passes (or fails obscurely) because the plugins were not built.
 pub fn plugin_path(name: &str) -> PathBuf {
-    let path = plugin_dir().join(format!("{name}.wasm"));
+    let example = plugin_dir().join(format!("{name}.wasm"));
+    let path = if example.is_file() {
+        example
+    } else {
+        plugin_dir().join("test").join(format!("{name}.wasm"))
+    };
     assert!(
         path.is_file(),
         "{} is missing: build the plugins with `./dev plugins` (./dev test does it)",

@@ -152,3 +152,100 @@ impl Producer {
         }
     }
 }
+
+/// A `connection:address` pair, as routes and the CLI name where messages come from and go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Address {
+    pub connection: String,
+    pub address: String,
+}
+
+impl Address {
+    pub fn parse(text: &str) -> Result<Address, BrokerError> {
+        match text.split_once(':') {
+            Some((connection, address)) if !connection.is_empty() && !address.is_empty() => {
+                Ok(Address {
+                    connection: connection.to_owned(),
+                    address: address.to_owned(),
+                })
+            }
+            _ => Err(BrokerError::InvalidAddress {
+                address: text.to_owned(),
+                problem: "write it as connection:address, e.g. local:orders.in".into(),
+            }),
+        }
+    }
+
+    /// The same connection, another address.
+    pub fn sibling(&self, address: impl Into<String>) -> Address {
+        Address {
+            connection: self.connection.clone(),
+            address: address.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.connection, self.address)
+    }
+}
+
+/// The host's broker connections, by name.
+#[derive(Clone, Default)]
+pub struct Connections {
+    embedded: std::collections::BTreeMap<String, EmbeddedBroker>,
+}
+
+impl Connections {
+    pub fn add_embedded(&mut self, name: &str, broker: EmbeddedBroker) {
+        self.embedded.insert(name.to_owned(), broker);
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.embedded.keys().map(String::as_str)
+    }
+
+    pub fn embedded(&self, name: &str) -> Option<&EmbeddedBroker> {
+        self.embedded.get(name)
+    }
+
+    fn unknown(&self, address: &Address) -> BrokerError {
+        BrokerError::InvalidAddress {
+            address: address.to_string(),
+            problem: format!("there is no connection named `{}`", address.connection),
+        }
+    }
+
+    pub fn producer(&self, address: &Address) -> Result<Producer, BrokerError> {
+        match self.embedded.get(&address.connection) {
+            Some(broker) => Ok(Producer::Embedded(broker.clone())),
+            None => Err(self.unknown(address)),
+        }
+    }
+
+    pub async fn consume(
+        &self,
+        address: &Address,
+        prefetch: usize,
+    ) -> Result<Consumer, BrokerError> {
+        match self.embedded.get(&address.connection) {
+            Some(broker) => Ok(Consumer::Embedded(
+                broker.consume(&address.address, prefetch).await?,
+            )),
+            None => Err(self.unknown(address)),
+        }
+    }
+
+    /// Whether every connection can serve right now; the first problem otherwise.
+    pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
+        let mut states = Vec::new();
+        for (name, broker) in &self.embedded {
+            states.push((
+                name.clone(),
+                broker.store().ping().await.map_err(|e| e.to_string()),
+            ));
+        }
+        states
+    }
+}

@@ -1,6 +1,8 @@
 //! The command line: `clap` definitions and one file per command group.
 
 mod plugin;
+mod queue;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -15,6 +17,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the host: routes, connections and the HTTP API, until SIGTERM or Ctrl-C.
+    Serve {
+        /// The configuration file (wharf.toml); without one, the embedded defaults.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Publish one message to CONNECTION:ADDRESS through a running host.
+    Publish(queue::PublishArgs),
+    /// Take messages from CONNECTION:ADDRESS through a running host and print them.
+    Consume(queue::ConsumeArgs),
+    /// Queue statistics and purge, through a running host.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Check, try, install and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -46,6 +61,10 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve { config } => serve::run(config).await,
+        Command::Publish(args) => queue::publish(args).await,
+        Command::Consume(args) => queue::consume(args).await,
+        Command::Queue(command) => queue::queue(command).await,
         Command::Plugin(command) => plugin::run(command).await,
     }
 }
@@ -53,8 +72,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn init_tracing() {
     // Plugin output is printed by the commands that run plugins; by default the log shows
     // only the host's warnings. RUST_LOG overrides (e.g. RUST_LOG=wharf=debug).
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wharf::plugin=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let serving = std::env::args().nth(1).as_deref() == Some("serve");
+        // `serve` logs what it does; the other commands print their results and log only
+        // the host's warnings (plugin output is part of `plugin run`'s report).
+        tracing_subscriber::EnvFilter::new(if serving {
+            "info"
+        } else {
+            "warn,wharf::plugin=off"
+        })
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

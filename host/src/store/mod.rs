@@ -175,6 +175,15 @@ impl Store {
         &self.url
     }
 
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .doing("checking the database"))
+    }
+
     /// Closes every connection; pending writes finish first.
     pub async fn close(&self) {
         with_pool!(&self.pool, |pool| pool.close().await)

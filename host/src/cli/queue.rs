@@ -1,0 +1,206 @@
+//! `wharf publish`, `wharf consume` and `wharf queue`: talk to a running host through its HTTP
+//! API, the same way for every connection kind.
+
+use crate::broker::Address;
+use crate::config::Config;
+use crate::message::{HeaderValue, Message};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Which host to talk to.
+#[derive(Debug, Args)]
+pub struct HostArg {
+    /// The host's URL (default: the `server.listen` of --config, else http://127.0.0.1:8080).
+    #[arg(long, env = "WHARF_URL")]
+    url: Option<String>,
+    /// The host's configuration file, to find its listen address.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl HostArg {
+    fn base(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.url {
+            return Ok(url.trim_end_matches('/').to_owned());
+        }
+        let config = match &self.config {
+            Some(path) => Config::load(Some(path))?,
+            None => Config::default(),
+        };
+        Ok(format!("http://{}", config.server.listen))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Where to publish: CONNECTION:ADDRESS, e.g. local:demo.in.
+    address: String,
+    /// The payload; `-` (or nothing) reads standard input.
+    data: Option<String>,
+    /// A header, NAME=VALUE (repeatable; values are text).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    #[arg(long)]
+    content_type: Option<String>,
+    #[arg(long)]
+    correlation_id: Option<String>,
+    #[arg(long)]
+    reply_to: Option<String>,
+    #[command(flatten)]
+    host: HostArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Where to consume from: CONNECTION:ADDRESS.
+    address: String,
+    /// How many messages to take.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// How long to wait for them, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Print each message's JSON form instead of its payload.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    host: HostArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Depth, ready, in flight, delayed and the oldest message's age.
+    Stats {
+        address: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Remove every message of a queue.
+    Purge {
+        address: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+}
+
+fn queue_url(host: &HostArg, address: &str) -> anyhow::Result<String> {
+    let address = Address::parse(address)?;
+    Ok(format!(
+        "{}/api/v1/queues/{}/{}",
+        host.base()?,
+        address.connection,
+        address.address
+    ))
+}
+
+/// Sends a request and turns an error answer into its message.
+async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the host at {url}: is `wharf serve` running?"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = body["error"].as_str().unwrap_or("no detail");
+        bail!("the host answered {status}: {message}");
+    }
+    Ok(body)
+}
+
+pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let payload = match args.data.as_deref() {
+        Some(data) if data != "-" => data.as_bytes().to_vec(),
+        _ => {
+            let mut data = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .context("reading the payload from standard input")?;
+            data
+        }
+    };
+    let mut msg = Message::new("", payload);
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once('=')
+            .filter(|(n, _)| !n.is_empty())
+            .with_context(|| format!("--header `{header}` is not NAME=VALUE"))?;
+        msg.headers
+            .push((name.to_owned(), HeaderValue::Text(value.to_owned())));
+    }
+    msg.content_type = args.content_type;
+    msg.correlation_id = args.correlation_id;
+    msg.reply_to = args.reply_to;
+    let url = format!("{}/messages", queue_url(&args.host, &args.address)?);
+    let body = answer(reqwest::Client::new().post(&url).json(&msg.to_json()), &url).await?;
+    println!("published {}", body["id"].as_str().unwrap_or(&msg.id));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/messages", queue_url(&args.host, &args.address)?);
+    let timeout_ms = (args.timeout.max(0.0) * 1000.0) as u64;
+    let request = reqwest::Client::new()
+        .get(&url)
+        .query(&[("count", args.count as u64), ("timeout_ms", timeout_ms)]);
+    let body = answer(request, &url).await?;
+    let messages = body.as_array().cloned().unwrap_or_default();
+    for doc in &messages {
+        if args.json {
+            println!("{doc}");
+            continue;
+        }
+        let msg =
+            Message::from_json(doc).context("the host sent a message this client cannot read")?;
+        match String::from_utf8(msg.payload) {
+            Ok(text) => println!("{text}"),
+            Err(e) => println!(
+                "{}",
+                Message {
+                    payload: e.into_bytes(),
+                    ..Message::new("", Vec::new())
+                }
+                .to_json()["payload_base64"]
+            ),
+        }
+    }
+    if messages.len() < args.count {
+        eprintln!(
+            "got {} of {} messages within {} s",
+            messages.len(),
+            args.count,
+            args.timeout
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        QueueCommand::Stats { address, host } => {
+            let url = queue_url(&host, &address)?;
+            let stats = answer(reqwest::Client::new().get(&url), &url).await?;
+            println!(
+                "{address}: depth {}, ready {}, in flight {}, delayed {}, oldest {}",
+                stats["depth"],
+                stats["ready"],
+                stats["in_flight"],
+                stats["delayed"],
+                stats["oldest_age_ms"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |ms| format!("{ms} ms")),
+            );
+        }
+        QueueCommand::Purge { address, host } => {
+            let url = format!("{}/messages", queue_url(&host, &address)?);
+            let body = answer(reqwest::Client::new().delete(&url), &url).await?;
+            println!("purged {} messages from {address}", body["purged"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,301 @@
+//! The host's own configuration: `wharf.toml` plus `WHARF_…` environment overrides.
+//!
+//! Every key has a safe default, so `wharf serve` runs with no file at all: SQLite in
+//! `wharf.db`, the embedded broker as connection `local`, the listener on 127.0.0.1:8080, the
+//! example plugins from `plugins/dist/` and a demo route. An environment variable overrides a
+//! key by its path in capitals, sections joined by `__`: `WHARF_SERVER__LISTEN=0.0.0.0:9000`.
+//! Errors name the key (`routes[0].retry.max`) and where its value came from.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub connections: BTreeMap<String, ConnectionConfig>,
+    pub plugins: BTreeMap<String, PluginConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the HTTP listener (health, API) binds.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
+    pub database: String,
+    /// Every `.wasm` file here is loaded as a plugin under its file name (the example
+    /// plugins, by default), unless `[plugins]` names it already.
+    pub plugin_dir: Option<PathBuf>,
+    /// The largest payload a route accepts; a larger one is dead-lettered with the reason.
+    pub max_message_bytes: usize,
+    /// How long shutdown waits for in-flight messages before returning them to their queues.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            database: "sqlite://wharf.db".into(),
+            plugin_dir: Some("plugins/dist".into()),
+            max_message_bytes: 4 * 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// One broker connection. Today the embedded broker; `amqp`, `kafka` and `http` come next.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ConnectionConfig {
+    Embedded {
+        #[serde(default)]
+        queues: Vec<QueueConfig>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub name: String,
+    pub dead_letter: Option<String>,
+    pub visibility_timeout_ms: Option<u64>,
+    pub max_deliveries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// The plugin's file.
+    pub path: PathBuf,
+    pub memory_mb: usize,
+    pub timeout_ms: u64,
+    pub max_instances: u32,
+    /// Reuse instances when the plugin declares itself reusable.
+    pub reuse: bool,
+    /// Grants, as `connection:address` globs, by kind.
+    pub publish: Vec<String>,
+    pub request: Vec<String>,
+    pub receive: Vec<String>,
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            path: PathBuf::new(),
+            memory_mb: 64,
+            timeout_ms: 1000,
+            max_instances: 64,
+            reuse: true,
+            publish: Vec::new(),
+            request: Vec::new(),
+            receive: Vec::new(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    /// `connection:address` to consume.
+    pub from: String,
+    /// Plugins in order: transformers, optionally ending in one handler.
+    #[serde(default)]
+    pub through: Vec<String>,
+    /// `connection:address` for the outputs; may be left out when the chain ends in a
+    /// handler whose replies go to each request's reply-to.
+    pub to: Option<String>,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Where dead letters go; by default `{address}.dead` on the input's connection.
+    pub dead_letter: Option<String>,
+    /// Outputs through the outbox (arrives with the outbox).
+    #[serde(default)]
+    pub durable: bool,
+}
+
+fn default_concurrency() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts after the first before a message is dead-lettered.
+    pub max: u32,
+    /// The first retry's delay; each further one doubles it, up to `max_backoff_ms`.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max: 5,
+            backoff_ms: 100,
+            max_backoff_ms: 30_000,
+        }
+    }
+}
+
+impl Default for Config {
+    /// What `wharf serve` runs with no file: the embedded broker as `local`, the example
+    /// plugins and the demo route `local:demo.in` → `uppercase` → `local:demo.out`.
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            connections: BTreeMap::from([(
+                "local".to_owned(),
+                ConnectionConfig::Embedded { queues: Vec::new() },
+            )]),
+            plugins: BTreeMap::new(),
+            routes: vec![RouteConfig {
+                name: "demo".into(),
+                from: "local:demo.in".into(),
+                through: vec!["uppercase".into()],
+                to: Some("local:demo.out".into()),
+                concurrency: default_concurrency(),
+                retry: RetryConfig::default(),
+                dead_letter: None,
+                durable: false,
+            }],
+        }
+    }
+}
+
+/// The configuration is not usable; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads the defaults, then `file` (if given), then `WHARF_…` variables, and checks the
+    /// result. With a file, the demo route and the local connection are not added: the file
+    /// says what runs (a file without `[connections]` still gets `local`).
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        match file {
+            None => figment = figment.merge(Serialized::defaults(Config::default())),
+            Some(path) => {
+                if !path.is_file() {
+                    return Err(invalid(
+                        "--config",
+                        format!("{} does not exist or is not a file", path.display()),
+                    ));
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+        }
+        // Only variables with a section (`WHARF_SERVER__LISTEN`) are configuration; others
+        // such as WHARF_DATABASE belong to the command line.
+        figment = figment.merge(
+            Env::prefixed("WHARF_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        config
+            .connections
+            .entry("local".into())
+            .or_insert(ConnectionConfig::Embedded { queues: Vec::new() });
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: references between sections and the shape of addresses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = |field: &str| format!("routes[{i}].{field}");
+            if !names.insert(&route.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` names two routes", route.name),
+                ));
+            }
+            self.check_address(&key("from"), &route.from)?;
+            if let Some(to) = &route.to {
+                self.check_address(&key("to"), to)?;
+            }
+            if let Some(dead) = &route.dead_letter {
+                self.check_address(&key("dead_letter"), dead)?;
+            }
+            if route.concurrency == 0 {
+                return Err(invalid(key("concurrency"), "must be at least 1"));
+            }
+            if route.durable {
+                return Err(invalid(
+                    key("durable"),
+                    "durable routes need the outbox, which this version does not have yet",
+                ));
+            }
+            for plugin in &route.through {
+                if !self.plugins.contains_key(plugin) && !self.plugin_file_exists(plugin) {
+                    return Err(invalid(
+                        key("through"),
+                        format!(
+                            "no plugin `{plugin}` is configured under [plugins] or found in the plugin_dir"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, plugin) in &self.plugins {
+            if plugin.path.as_os_str().is_empty() {
+                return Err(invalid(format!("plugins.{name}.path"), "is required"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_address(&self, key: &str, address: &str) -> Result<(), ConfigError> {
+        let Some((connection, rest)) = address.split_once(':') else {
+            return Err(invalid(
+                key,
+                format!("`{address}` is not connection:address"),
+            ));
+        };
+        if rest.is_empty() {
+            return Err(invalid(
+                key,
+                format!("`{address}` has no address after the colon"),
+            ));
+        }
+        if !self.connections.contains_key(connection) {
+            return Err(invalid(
+                key,
+                format!("`{address}` names connection `{connection}`, which is not configured"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn plugin_file_exists(&self, name: &str) -> bool {
+        self.server
+            .plugin_dir
+            .as_ref()
+            .is_some_and(|dir| dir.join(format!("{name}.wasm")).is_file())
+    }
+}

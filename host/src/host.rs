@@ -1,0 +1,325 @@
+//! The running host: everything `wharf serve` starts, and its orderly stop.
+//!
+//! [`start`] opens the store, loads the plugins (installing them in the registry), opens the
+//! connections, declares their queues, binds the HTTP listener and starts one supervised
+//! [`RouteRunner`] per route. [`RunningHost::stop`] stops taking input, lets in-flight messages
+//! finish (up to the grace period) and returns when every task has ended: nothing accepted is
+//! lost, because nothing is acked before its outputs are confirmed.
+
+use crate::broker::{Address, Connections, EmbeddedBroker, EmbeddedConfig};
+use crate::config::{Config, ConnectionConfig, PluginConfig};
+use crate::router::{Route, RouteRunner};
+use crate::runtime::{
+    HostFuture, HostServices, KvLimits, Plugin, PluginKind, PluginSettings, Runtime, RuntimeConfig,
+};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::store::{QueueOptions, Store};
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// A started host.
+pub struct RunningHost {
+    /// Where the HTTP listener is bound (useful with port 0).
+    pub addr: SocketAddr,
+    trigger: ShutdownTrigger,
+    tasks: JoinSet<()>,
+    store: Store,
+}
+
+impl RunningHost {
+    /// Stops taking input, finishes what is in flight, and returns when everything has ended.
+    pub async fn stop(mut self) {
+        self.trigger.fire();
+        while self.tasks.join_next().await.is_some() {}
+        self.store.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Runs the host until `signal` completes, then stops it.
+pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let host = start(config).await?;
+    tracing::info!(listen = %host.addr, "wharf is running");
+    signal.await;
+    tracing::info!("shutting down");
+    host.stop().await;
+    Ok(())
+}
+
+/// Plugins' kv state in the store; requests and subscriptions arrive with RPC.
+struct StoreServices {
+    store: Store,
+    limits: KvLimits,
+}
+
+impl HostServices for StoreServices {
+    fn request<'a>(
+        &'a self,
+        _: &'a str,
+        destination: &'a str,
+        _: crate::message::Message,
+        _: Duration,
+    ) -> HostFuture<'a, Result<crate::message::Message, String>> {
+        Box::pin(async move {
+            Err(format!(
+                "requests are not available on this host yet (to `{destination}`)"
+            ))
+        })
+    }
+
+    fn receive<'a>(
+        &'a self,
+        _: &'a str,
+        source: &'a str,
+        _: Duration,
+    ) -> HostFuture<'a, Result<Option<crate::message::Message>, String>> {
+        Box::pin(async move {
+            Err(format!(
+                "subscriptions are not available on this host yet (`{source}`)"
+            ))
+        })
+    }
+
+    fn kv_get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> HostFuture<'a, Result<Option<Vec<u8>>, String>> {
+        Box::pin(async move {
+            self.store
+                .kv_get(plugin, key)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn kv_set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+    ) -> HostFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let now = crate::message::now_ms() as i64;
+            match self
+                .store
+                .kv_set(plugin, key, &value, &self.limits, now)
+                .await
+            {
+                Ok(result) => result,
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
+    let grants = [
+        ("publish", &plugin.publish),
+        ("request", &plugin.request),
+        ("receive", &plugin.receive),
+    ]
+    .into_iter()
+    .flat_map(|(kind, globs)| globs.iter().map(move |g| format!("{kind}:{g}")))
+    .collect();
+    PluginSettings {
+        name: Some(name.to_owned()),
+        memory_bytes: plugin.memory_mb * 1024 * 1024,
+        cpu_limit: Duration::from_millis(plugin.timeout_ms),
+        max_instances: plugin.max_instances,
+        reuse: plugin.reuse,
+        config: plugin.config.clone(),
+        grants,
+        ..PluginSettings::default()
+    }
+}
+
+/// The plugins to load: those named in `[plugins]`, and every `.wasm` in the plugin_dir under
+/// its file name.
+fn plugin_files(config: &Config) -> anyhow::Result<BTreeMap<String, PluginConfig>> {
+    let mut plugins = config.plugins.clone();
+    if let Some(dir) = &config.server.plugin_dir
+        && dir.is_dir()
+    {
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the plugin_dir {}", dir.display()))?;
+        for entry in entries {
+            let path: PathBuf = entry?.path();
+            if path.extension().is_some_and(|e| e == "wasm")
+                && let Some(name) = path.file_stem().and_then(|s| s.to_str())
+            {
+                plugins
+                    .entry(name.to_owned())
+                    .or_insert_with(|| PluginConfig {
+                        path: path.clone(),
+                        ..PluginConfig::default()
+                    });
+            }
+        }
+    }
+    Ok(plugins)
+}
+
+/// Starts the host described by `config` and returns once it is serving.
+pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
+    let store = Store::open(&config.server.database).await?;
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let services: Arc<dyn HostServices> = Arc::new(StoreServices {
+        store: store.clone(),
+        limits: KvLimits::default(),
+    });
+
+    let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
+    for (name, plugin_config) in plugin_files(&config)? {
+        let path = &plugin_config.path;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("plugins.{name}: cannot read {}", path.display()))?;
+        let plugin = runtime
+            .load(&bytes, settings(&name, &plugin_config), services.clone())
+            .await
+            .with_context(|| format!("plugins.{name}: {} is not a valid plugin", path.display()))?;
+        let (installed, new) = store
+            .install_plugin(plugin.info(), &bytes, crate::message::now_ms() as i64)
+            .await?;
+        if new {
+            tracing::info!(plugin = %name, version = %installed.version, "installed plugin");
+        }
+        plugins.insert(name, plugin);
+    }
+
+    let mut connections = Connections::default();
+    for (name, connection) in &config.connections {
+        match connection {
+            ConnectionConfig::Embedded { queues } => {
+                let broker = EmbeddedBroker::new(
+                    store.clone(),
+                    EmbeddedConfig {
+                        max_message_bytes: config.server.max_message_bytes,
+                        ..EmbeddedConfig::default()
+                    },
+                );
+                for queue in queues {
+                    let defaults = QueueOptions::default();
+                    let options = QueueOptions {
+                        dead_letter: queue.dead_letter.clone(),
+                        visibility_timeout: queue
+                            .visibility_timeout_ms
+                            .map_or(defaults.visibility_timeout, Duration::from_millis),
+                        max_deliveries: queue.max_deliveries,
+                    };
+                    broker
+                        .declare(&queue.name, options)
+                        .await
+                        .with_context(|| {
+                            format!("connections.{name}: declaring queue `{}`", queue.name)
+                        })?;
+                }
+                connections.add_embedded(name, broker);
+            }
+        }
+    }
+
+    let mut routes = Vec::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let key = format!("routes[{i}] (`{}`)", route.name);
+        let mut transformers = Vec::new();
+        let mut handler = None;
+        for (position, name) in route.through.iter().enumerate() {
+            let plugin = plugins
+                .get(name)
+                .with_context(|| format!("{key}: no plugin `{name}` was loaded"))?
+                .clone();
+            match plugin.info().kind {
+                PluginKind::Transformer if handler.is_none() => transformers.push(plugin),
+                PluginKind::Handler if position + 1 == route.through.len() => {
+                    handler = Some(plugin)
+                }
+                kind => bail!(
+                    "{key}: `{name}` is a {}; a chain is transformers, optionally ending in one handler",
+                    kind.as_str()
+                ),
+            }
+        }
+        if handler.is_none() && route.to.is_none() {
+            bail!("{key}: `to` is required unless the chain ends in a handler");
+        }
+        let from = Address::parse(&route.from)?;
+        let dead_letter = match &route.dead_letter {
+            Some(address) => Address::parse(address)?,
+            None => from.sibling(format!("{}.dead", from.address)),
+        };
+        routes.push(Route {
+            name: route.name.clone(),
+            to: route.to.as_deref().map(Address::parse).transpose()?,
+            from,
+            transformers,
+            handler,
+            concurrency: route.concurrency,
+            retry: route.retry.clone(),
+            dead_letter,
+            max_message_bytes: config.server.max_message_bytes,
+        });
+    }
+
+    let (trigger, shutdown) = shutdown::channel();
+    let mut tasks = JoinSet::new();
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let app = crate::web::router(crate::web::AppState {
+        connections: connections.clone(),
+    });
+    let mut http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.fired().await });
+        if let Err(error) = server.await {
+            tracing::error!(%error, "the HTTP listener failed");
+        }
+    });
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    for route in routes {
+        tasks.spawn(supervise(
+            Arc::new(route),
+            connections.clone(),
+            shutdown.clone(),
+            grace,
+        ));
+    }
+    Ok(RunningHost {
+        addr,
+        trigger,
+        tasks,
+        store,
+    })
+}
+
+/// Keeps a route running: if its consumer fails, it is started again with capped backoff.
+async fn supervise(
+    route: Arc<Route>,
+    connections: Connections,
+    mut shutdown: Shutdown,
+    grace: Duration,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let runner = RouteRunner::new(route.clone(), connections.clone());
+        match runner.run(shutdown.clone(), grace).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::error!(route = %route.name, %error, retry_in_ms = delay.as_millis() as u64, "route failed; restarting")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.fired() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,347 @@
+//! Routes: consume from one address, run the plugin chain, send the outputs, settle the input.
+//!
+//! Delivery guarantee: at-least-once. An input is acked only after every output (transformer
+//! outputs, a handler's reply and what it published) has been confirmed by its broker. If the
+//! host dies before that, the input is delivered again and produces outputs with the same ids
+//! (derived from the input's id, the route and the output's position), so consumers can
+//! deduplicate. A failed attempt is not held unacked while it waits: a copy carrying
+//! `x-wharf-attempts` is re-queued with a delay (capped exponential backoff) and the original
+//! acked once that copy is confirmed. Past the retry budget, or at once for `reject`, a copy
+//! with the `exception` headers goes to the route's dead letters. Backpressure comes from the
+//! consumer's prefetch: at most `concurrency` inputs are in flight, so a slow output slows the
+//! intake instead of filling memory.
+
+use crate::broker::{Address, BrokerError, Connections, Delivery};
+use crate::config::RetryConfig;
+use crate::message::{HeaderValue, Message};
+use crate::runtime::{Plugin, PluginError};
+use crate::shutdown::Shutdown;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Namespace of output ids: v5(namespace, "{input id}/{route}/{position}").
+const OUTPUT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6d2c_94e1_5b0a_4f7e_9c3d_1a2b_3c4d_5e6f);
+
+/// One route, resolved: its plugins loaded and its addresses parsed.
+pub struct Route {
+    pub name: String,
+    pub from: Address,
+    /// Transformers in order.
+    pub transformers: Vec<Plugin>,
+    /// The handler that ends the chain, if any.
+    pub handler: Option<Plugin>,
+    pub to: Option<Address>,
+    pub concurrency: usize,
+    pub retry: RetryConfig,
+    pub dead_letter: Address,
+    pub max_message_bytes: usize,
+}
+
+/// Why an attempt failed, with what a dead letter says of it.
+#[derive(Debug)]
+struct Failure {
+    exception: String,
+    name: &'static str,
+    /// `plugin`, `host` or `broker`.
+    source: &'static str,
+    plugin: Option<String>,
+    retryable: bool,
+}
+
+impl From<PluginError> for Failure {
+    fn from(e: PluginError) -> Self {
+        Failure {
+            name: e.exception_name(),
+            source: "plugin",
+            plugin: Some(e.plugin().to_owned()),
+            retryable: e.is_retryable(),
+            exception: e.to_string(),
+        }
+    }
+}
+
+impl Failure {
+    fn host(name: &'static str, exception: String) -> Self {
+        Failure {
+            exception,
+            name,
+            source: "host",
+            plugin: None,
+            retryable: false,
+        }
+    }
+
+    fn broker(error: BrokerError) -> Self {
+        Failure {
+            exception: error.to_string(),
+            name: "Broker",
+            source: "broker",
+            plugin: None,
+            retryable: true,
+        }
+    }
+}
+
+/// Runs one route until shutdown.
+pub struct RouteRunner {
+    route: Arc<Route>,
+    connections: Connections,
+}
+
+impl RouteRunner {
+    pub fn new(route: Arc<Route>, connections: Connections) -> Self {
+        RouteRunner { route, connections }
+    }
+
+    /// Consumes until `shutdown` fires, then waits up to `grace` for the messages in flight.
+    /// Messages still unsettled after that are returned to the broker (for the embedded broker,
+    /// they come back when their visibility timeout runs out).
+    pub async fn run(self, mut shutdown: Shutdown, grace: Duration) -> Result<(), BrokerError> {
+        let route = self.route;
+        let mut consumer = self
+            .connections
+            .consume(&route.from, route.concurrency)
+            .await?;
+        tracing::info!(route = %route.name, from = %route.from, "route started");
+        let mut in_flight = JoinSet::new();
+        let result = loop {
+            while in_flight.try_join_next().is_some() {}
+            let delivery = tokio::select! {
+                biased;
+                _ = shutdown.fired() => break Ok(()),
+                delivery = consumer.next() => delivery,
+            };
+            match delivery {
+                Ok(delivery) => {
+                    let (route, connections) = (route.clone(), self.connections.clone());
+                    in_flight.spawn(async move { process(&route, &connections, delivery).await });
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        drop(consumer);
+        let pending = in_flight.len();
+        if pending > 0 {
+            tracing::info!(route = %route.name, pending, "route stopping: finishing messages in flight");
+        }
+        if tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(route = %route.name, left = in_flight.len(), "grace period over: returning unfinished messages to the broker");
+            in_flight.shutdown().await;
+        }
+        tracing::info!(route = %route.name, "route stopped");
+        result
+    }
+}
+
+fn attempts_of(msg: &Message) -> u32 {
+    match msg.header("x-wharf-attempts") {
+        Some(HeaderValue::Int(n)) => (*n).clamp(0, u32::MAX as i64) as u32,
+        _ => 0,
+    }
+}
+
+fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
+    let factor = 1u64 << attempt.min(30);
+    let ms = retry
+        .backoff_ms
+        .saturating_mul(factor)
+        .min(retry.max_backoff_ms);
+    // Up to 10% jitter, so retries of a burst do not all come back at once.
+    let jitter = rand::random_range(0..=ms / 10);
+    Duration::from_millis(ms + jitter)
+}
+
+fn set_header(msg: &mut Message, name: &str, value: HeaderValue) {
+    msg.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+    msg.headers.push((name.to_owned(), value));
+}
+
+/// Handles one delivery to the end: outputs sent and input acked, or re-queued, or dead-lettered.
+async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
+    let Delivery {
+        message: input,
+        ack,
+        ..
+    } = delivery;
+    let outcome = match run_chain(route, &input).await {
+        Ok(sends) => send_all(connections, sends).await,
+        Err(failure) => Err(failure),
+    };
+    let settled = match outcome {
+        Ok(()) => ack.ack().await,
+        Err(failure) => {
+            let attempts = attempts_of(&input);
+            let next = if failure.retryable && attempts < route.retry.max {
+                retry(route, connections, &input, attempts, &failure).await
+            } else {
+                dead_letter(route, connections, &input, attempts, &failure).await
+            };
+            match next {
+                Ok(()) => ack.ack().await,
+                // Neither a retry nor a dead letter could be sent: leave the message with its
+                // broker, to come back later, rather than lose it.
+                Err(error) => {
+                    tracing::error!(route = %route.name, id = %input.id, %error, "cannot re-queue or dead-letter; returning the message");
+                    ack.nack(crate::broker::Nack::RequeueAfter(backoff(
+                        &route.retry,
+                        attempts,
+                    )))
+                    .await
+                }
+            }
+        }
+    };
+    if let Err(error) = settled {
+        tracing::warn!(route = %route.name, id = %input.id, %error, "settling a message failed; it will be delivered again");
+    }
+}
+
+async fn retry(
+    route: &Route,
+    connections: &Connections,
+    input: &Message,
+    attempts: u32,
+    failure: &Failure,
+) -> Result<(), BrokerError> {
+    let delay = backoff(&route.retry, attempts);
+    tracing::info!(route = %route.name, id = %input.id, attempt = attempts + 1, delay_ms = delay.as_millis() as u64, error = %failure.exception, "retrying");
+    let mut copy = input.clone();
+    set_header(
+        &mut copy,
+        "x-wharf-attempts",
+        HeaderValue::Int(i64::from(attempts) + 1),
+    );
+    connections
+        .producer(&route.from)?
+        .send_delayed(&route.from.address, copy, delay)
+        .await
+}
+
+async fn dead_letter(
+    route: &Route,
+    connections: &Connections,
+    input: &Message,
+    attempts: u32,
+    failure: &Failure,
+) -> Result<(), BrokerError> {
+    tracing::warn!(route = %route.name, id = %input.id, to = %route.dead_letter, error = %failure.exception, "dead-lettering");
+    let mut copy = input.clone();
+    for (name, value) in [
+        ("exception", HeaderValue::Text(failure.exception.clone())),
+        ("exception_name", HeaderValue::Text(failure.name.to_owned())),
+        (
+            "exception_type",
+            HeaderValue::Text(failure.source.to_owned()),
+        ),
+        ("x-wharf-route", HeaderValue::Text(route.name.clone())),
+        (
+            "x-wharf-attempts",
+            HeaderValue::Int(i64::from(attempts) + 1),
+        ),
+    ] {
+        set_header(&mut copy, name, value);
+    }
+    if let Some(plugin) = &failure.plugin {
+        set_header(
+            &mut copy,
+            "x-wharf-plugin",
+            HeaderValue::Text(plugin.clone()),
+        );
+    }
+    connections
+        .producer(&route.dead_letter)?
+        .send(&route.dead_letter.address, copy)
+        .await
+}
+
+/// Runs the chain on `input`; returns every message to send and where.
+async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Message)>, Failure> {
+    if input.payload.len() > route.max_message_bytes {
+        return Err(Failure::host(
+            "TooLarge",
+            format!(
+                "the payload is {} bytes, over the route's limit of {} bytes",
+                input.payload.len(),
+                route.max_message_bytes
+            ),
+        ));
+    }
+    let mut current = vec![input.clone()];
+    for plugin in &route.transformers {
+        let mut next = Vec::with_capacity(current.len());
+        for msg in &current {
+            next.extend(plugin.transform(msg).await.result?);
+        }
+        current = next;
+    }
+    let mut sends = Vec::new();
+    match &route.handler {
+        None => {
+            let to = route
+                .to
+                .as_ref()
+                .expect("a route without a handler has `to` (checked at start)");
+            sends.extend(current.into_iter().map(|msg| (to.clone(), msg)));
+        }
+        Some(handler) => {
+            for request in current {
+                let report = handler.handle(&request).await;
+                let reply = report.result?;
+                for publication in report.published {
+                    let to = Address::parse(&publication.destination).map_err(Failure::broker)?;
+                    sends.push((to, publication.message));
+                }
+                if let Some(mut reply) = reply {
+                    let to = match (&route.to, &request.reply_to) {
+                        (Some(to), _) => to.clone(),
+                        (None, Some(reply_to)) => Address::parse(reply_to)
+                            .unwrap_or_else(|_| route.from.sibling(reply_to.clone())),
+                        (None, None) => {
+                            return Err(Failure::host("NoReplyTo", "the handler replied, but the request has no reply-to and the route no `to`".into()));
+                        }
+                    };
+                    if reply.correlation_id.is_none() {
+                        reply.correlation_id = request
+                            .correlation_id
+                            .clone()
+                            .or_else(|| Some(request.id.clone()));
+                    }
+                    sends.push((to, reply));
+                }
+            }
+        }
+    }
+    for (position, (_, msg)) in sends.iter_mut().enumerate() {
+        let name = format!("{}/{}/{position}", input.id, route.name);
+        msg.id = uuid::Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes()).to_string();
+        if msg.timestamp_ms == 0 {
+            msg.timestamp_ms = crate::message::now_ms();
+        }
+    }
+    Ok(sends)
+}
+
+/// Sends every output and waits for every confirm.
+async fn send_all(
+    connections: &Connections,
+    sends: Vec<(Address, Message)>,
+) -> Result<(), Failure> {
+    let mut confirms = JoinSet::new();
+    for (to, msg) in sends {
+        let producer = connections.producer(&to).map_err(Failure::broker)?;
+        confirms.spawn(async move { producer.send(&to.address, msg).await });
+    }
+    while let Some(confirmed) = confirms.join_next().await {
+        confirmed
+            .map_err(|e| Failure::host("Panic", format!("a send task failed: {e}")))?
+            .map_err(Failure::broker)?;
+    }
+    Ok(())
+}
