@@ -196,13 +196,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     for (name, connection) in &config.connections {
         match connection {
             ConnectionConfig::Embedded { queues } => {
-                let broker = EmbeddedBroker::new(
-                    store.clone(),
-                    EmbeddedConfig {
-                        max_message_bytes: config.server.max_message_bytes,
-                        ..EmbeddedConfig::default()
-                    },
-                );
+                // The broker's own limit stays above the routes' (server.max_message_bytes), so a
+                // message a route refuses as too large can still be dead-lettered.
+                let broker = EmbeddedBroker::new(store.clone(), EmbeddedConfig::default());
                 for queue in queues {
                     let defaults = QueueOptions::default();
                     let options = QueueOptions {
