@@ -57,6 +57,20 @@ fn wharf(args: &[&str], port: u16) -> Output {
         .unwrap()
 }
 
+/// A plain HTTP/1.1 GET; returns the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -84,8 +98,27 @@ fn the_first_run_from_the_readme() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\n");
 
-    let health = wharf(&["queue", "stats", "local:demo.in"], port);
-    assert!(String::from_utf8_lossy(&health.stdout).contains("depth 0"));
+    let stats = wharf(&["queue", "stats", "local:demo.in"], port);
+    assert!(String::from_utf8_lossy(&stats.stdout).contains("depth 0"));
+    assert!(http_get(port, "/healthz").starts_with("HTTP/1.1 200"));
+    let ready = http_get(port, "/readyz");
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains(r#""local":{"status":"up"}"#),
+        "{ready}"
+    );
+
+    wharf(&["publish", "local:scratch", "a"], port);
+    wharf(&["publish", "local:scratch", "b"], port);
+    let out = wharf(&["queue", "purge", "local:scratch"], port);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "purged 2 messages from local:scratch\n"
+    );
+    let out = wharf(&["publish", "nowhere:q", "x"], port);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("no connection named")
+    );
     sigterm(&host);
     assert!(
         host.wait().unwrap().success(),

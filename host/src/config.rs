@@ -299,3 +299,81 @@ impl Config {
             .is_some_and(|dir| dir.join(format!("{name}.wasm")).is_file())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wharf.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn no_file_means_the_embedded_defaults_and_the_demo_route() {
+        let config = Config::default();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.database, "sqlite://wharf.db");
+        assert!(matches!(
+            config.connections["local"],
+            ConnectionConfig::Embedded { .. }
+        ));
+        assert_eq!(config.routes[0].from, "local:demo.in");
+        assert_eq!(config.routes[0].to.as_deref(), Some("local:demo.out"));
+    }
+
+    #[test]
+    fn a_file_is_read_and_local_is_always_there() {
+        let config = load_text(
+            r#"
+            [server]
+            listen = "127.0.0.1:9999"
+            plugin_dir = "/nonexistent"
+            [plugins.up]
+            path = "up.wasm"
+            timeout_ms = 50
+            [[routes]]
+            name = "r"
+            from = "local:a"
+            through = ["up"]
+            to = "local:b"
+            retry = { max = 2, backoff_ms = 10 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.server.listen.port(), 9999);
+        assert_eq!(config.plugins["up"].timeout_ms, 50);
+        assert_eq!(config.routes[0].retry.max, 2);
+        assert_eq!(config.routes[0].retry.max_backoff_ms, 30_000);
+        assert!(config.connections.contains_key("local"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_text("[server]\nlisten = 12\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        let e = load_text("[server]\nlisen = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let e = load_text("[[routes]]\nname = \"r\"\nfrom = \"nowhere:q\"\nto = \"local:b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("routes[0].from") && e.contains("nowhere"), "{e}");
+        let e = load_text("[[routes]]\nname = \"r\"\nfrom = \"local:a\"\nthrough = [\"ghost\"]\nto = \"local:b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("routes[0].through") && e.contains("ghost"),
+            "{e}"
+        );
+        let e = Config::load(Some(Path::new("/no/such/wharf.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+    }
+}
