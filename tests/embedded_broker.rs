@@ -34,6 +34,7 @@ on_every_backend!(
     prefetch_bounds_unsettled_deliveries,
     expired_and_over_delivered_messages_are_dead_lettered,
     stats_and_purge,
+    closing_a_consumer_returns_what_it_claimed_but_did_not_hand_out,
     a_sigkilled_process_loses_no_accepted_message,
 );
 
@@ -413,6 +414,27 @@ async fn stats_and_purge(backend: Backend) {
         matches!(bad, Err(BrokerError::InvalidAddress { .. })),
         "{bad:?}"
     );
+}
+
+async fn closing_a_consumer_returns_what_it_claimed_but_did_not_hand_out(backend: Backend) {
+    let b = broker(backend).await;
+    for i in 0..5 {
+        b.broker
+            .publish("close", message(&format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let mut consumer = b.broker.consume("close", 5).await.unwrap();
+    let held = next(&mut consumer).await;
+    // One claim took all five; four are buffered in the consumer.
+    assert_eq!(b.broker.stats("close").await.unwrap().in_flight, 5);
+    consumer.close().await;
+    let stats = b.broker.stats("close").await.unwrap();
+    assert_eq!((stats.ready, stats.in_flight), (4, 1), "{stats:?}");
+    held.ack.ack().await.unwrap();
+    let mut again = b.broker.consume("close", 4).await.unwrap();
+    let d = next(&mut again).await;
+    assert_eq!((d.message.id.as_str(), d.deliveries), ("m1", 2));
 }
 
 /// The child side of the SIGKILL test: publishes and consumes until it is killed, printing

@@ -121,7 +121,7 @@ impl RouteRunner {
                 Err(error) => break Err(error),
             }
         };
-        drop(consumer);
+        consumer.close().await;
         let pending = in_flight.len();
         if pending > 0 {
             tracing::info!(route = %route.name, pending, "route stopping: finishing messages in flight");

@@ -242,8 +242,23 @@ async fn write_batches(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<
             batch.drain(..).map(|w| (w.op, w.done)).unzip();
         match inner.store.apply_queue_ops(&ops).await {
             Ok(outcomes) => {
+                let mut orphans = Vec::new();
                 for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                    let _ = answer.send(Ok(outcome));
+                    // A consumer that stopped waiting (its `next` was cancelled, say by a
+                    // shutdown) while its claim committed: give the messages back at once
+                    // instead of leaving them leased until their visibility timeout.
+                    if let Err(Ok(OpOutcome::Claimed(claimed))) = answer.send(Ok(outcome)) {
+                        orphans.extend(claimed.into_iter().map(|c| QueueOp::Release {
+                            seq: c.seq,
+                            deliveries: c.deliveries,
+                            visible_at_ms: now_ms() as i64,
+                        }));
+                    }
+                }
+                if !orphans.is_empty()
+                    && let Err(error) = inner.store.apply_queue_ops(&orphans).await
+                {
+                    tracing::warn!(%error, messages = orphans.len(), "could not return unclaimed messages; they come back after their visibility timeout");
                 }
             }
             Err(error) => {
@@ -273,6 +288,16 @@ pub struct EmbeddedConsumer {
 impl EmbeddedConsumer {
     pub fn queue(&self) -> &str {
         &self.queue
+    }
+
+    /// Stops consuming: messages claimed but not yet handed out go back to the queue now.
+    /// (Dropping the consumer instead leaves them until their visibility timeout.)
+    pub async fn close(mut self) {
+        for delivery in std::mem::take(&mut self.ready) {
+            if let Err(error) = delivery.ack.nack(Nack::Requeue).await {
+                tracing::warn!(queue = %self.queue, %error, "could not return a claimed message on close");
+            }
+        }
     }
 
     pub async fn next(&mut self) -> Result<Delivery, BrokerError> {

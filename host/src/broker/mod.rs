@@ -122,6 +122,13 @@ impl Consumer {
             Consumer::Embedded(consumer) => consumer.next().await,
         }
     }
+
+    /// Stops consuming and returns what was taken but not handed out.
+    pub async fn close(self) {
+        match self {
+            Consumer::Embedded(consumer) => consumer.close().await,
+        }
+    }
 }
 
 /// Sends messages to addresses of one connection. A send completes only once the broker has
