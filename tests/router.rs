@@ -327,7 +327,16 @@ async fn a_stalled_output_applies_backpressure() {
     let runner = tokio::spawn(
         RouteRunner::new(Arc::new(route), connections).run(shutdown, Duration::from_secs(30)),
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait for the route to fill its window, then give it time to (wrongly) take more.
+    let started = std::time::Instant::now();
+    while input.stats("work").await.unwrap().in_flight < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the route never took its first inputs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     let stalled = input.stats("work").await.unwrap();
     assert_eq!(
         stalled.in_flight, 4,
