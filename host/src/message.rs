@@ -89,6 +89,12 @@ impl Message {
             .map(|(_, v)| v)
     }
 
+    /// Sets header `name`, replacing any header of that name (ASCII case-insensitive).
+    pub fn set_header(&mut self, name: &str, value: HeaderValue) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value));
+    }
+
     /// Reads the JSON form. Every field is optional: a missing id is generated, a missing
     /// timestamp is now, `persistent` defaults to true. Unknown fields are an error, so a typo
     /// does not silently lose data.

@@ -158,11 +158,6 @@ fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
     Duration::from_millis(ms + jitter)
 }
 
-fn set_header(msg: &mut Message, name: &str, value: HeaderValue) {
-    msg.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-    msg.headers.push((name.to_owned(), value));
-}
-
 /// Handles one delivery to the end: outputs sent and input acked, or re-queued, or dead-lettered.
 async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
     let Delivery {
@@ -213,8 +208,7 @@ async fn retry(
     let delay = backoff(&route.retry, attempts);
     tracing::info!(route = %route.name, id = %input.id, attempt = attempts + 1, delay_ms = delay.as_millis() as u64, error = %failure.exception, "retrying");
     let mut copy = input.clone();
-    set_header(
-        &mut copy,
+    copy.set_header(
         "x-wharf-attempts",
         HeaderValue::Int(i64::from(attempts) + 1),
     );
@@ -246,14 +240,10 @@ async fn dead_letter(
             HeaderValue::Int(i64::from(attempts) + 1),
         ),
     ] {
-        set_header(&mut copy, name, value);
+        copy.set_header(name, value);
     }
     if let Some(plugin) = &failure.plugin {
-        set_header(
-            &mut copy,
-            "x-wharf-plugin",
-            HeaderValue::Text(plugin.clone()),
-        );
+        copy.set_header("x-wharf-plugin", HeaderValue::Text(plugin.clone()));
     }
     connections
         .producer(&route.dead_letter)?
