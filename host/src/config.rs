@@ -226,6 +226,7 @@ impl Config {
 
     /// Checks what serde cannot: references between sections and the shape of addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let plugins = self.plugin_sources()?;
         let mut names = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let key = |field: &str| format!("routes[{i}].{field}");
@@ -252,7 +253,7 @@ impl Config {
                 ));
             }
             for plugin in &route.through {
-                if !self.plugins.contains_key(plugin) && !self.plugin_file_exists(plugin) {
+                if !plugins.contains_key(plugin) {
                     return Err(invalid(
                         key("through"),
                         format!(
@@ -292,11 +293,33 @@ impl Config {
         Ok(())
     }
 
-    fn plugin_file_exists(&self, name: &str) -> bool {
-        self.server
-            .plugin_dir
-            .as_ref()
-            .is_some_and(|dir| dir.join(format!("{name}.wasm")).is_file())
+    /// The plugins to load, by name: those under `[plugins]`, and every `.wasm` file in the
+    /// plugin_dir under its file name (unless `[plugins]` has that name).
+    pub fn plugin_sources(&self) -> Result<BTreeMap<String, PluginConfig>, ConfigError> {
+        let mut plugins = self.plugins.clone();
+        let Some(dir) = self.server.plugin_dir.as_ref().filter(|dir| dir.is_dir()) else {
+            return Ok(plugins);
+        };
+        let unreadable = |e: std::io::Error| {
+            invalid(
+                "server.plugin_dir",
+                format!("cannot read {}: {e}", dir.display()),
+            )
+        };
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let path = entry.map_err(unreadable)?.path();
+            if path.extension().is_some_and(|e| e == "wasm")
+                && let Some(name) = path.file_stem().and_then(|s| s.to_str())
+            {
+                plugins
+                    .entry(name.to_owned())
+                    .or_insert_with(|| PluginConfig {
+                        path: path.clone(),
+                        ..PluginConfig::default()
+                    });
+            }
+        }
+        Ok(plugins)
     }
 }
 

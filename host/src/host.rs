@@ -17,7 +17,6 @@ use crate::store::{QueueOptions, Store};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -29,12 +28,14 @@ pub struct RunningHost {
     trigger: ShutdownTrigger,
     tasks: JoinSet<()>,
     store: Store,
+    runtime: Runtime,
 }
 
 impl RunningHost {
     /// Stops taking input, finishes what is in flight, and returns when everything has ended.
     pub async fn stop(mut self) {
         self.trigger.fire();
+        self.runtime.shut_down();
         while self.tasks.join_next().await.is_some() {}
         self.store.close().await;
         tracing::info!("stopped");
@@ -139,32 +140,6 @@ fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
     }
 }
 
-/// The plugins to load: those named in `[plugins]`, and every `.wasm` in the plugin_dir under
-/// its file name.
-fn plugin_files(config: &Config) -> anyhow::Result<BTreeMap<String, PluginConfig>> {
-    let mut plugins = config.plugins.clone();
-    if let Some(dir) = &config.server.plugin_dir
-        && dir.is_dir()
-    {
-        let entries = std::fs::read_dir(dir)
-            .with_context(|| format!("reading the plugin_dir {}", dir.display()))?;
-        for entry in entries {
-            let path: PathBuf = entry?.path();
-            if path.extension().is_some_and(|e| e == "wasm")
-                && let Some(name) = path.file_stem().and_then(|s| s.to_str())
-            {
-                plugins
-                    .entry(name.to_owned())
-                    .or_insert_with(|| PluginConfig {
-                        path: path.clone(),
-                        ..PluginConfig::default()
-                    });
-            }
-        }
-    }
-    Ok(plugins)
-}
-
 /// Starts the host described by `config` and returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.server.database).await?;
@@ -175,7 +150,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     });
 
     let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
-    for (name, plugin_config) in plugin_files(&config)? {
+    for (name, plugin_config) in config.plugin_sources()? {
         let path = &plugin_config.path;
         let bytes = std::fs::read(path)
             .with_context(|| format!("plugins.{name}: cannot read {}", path.display()))?;
@@ -293,6 +268,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         trigger,
         tasks,
         store,
+        runtime,
     })
 }
 

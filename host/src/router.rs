@@ -263,14 +263,18 @@ async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Messa
             ),
         ));
     }
-    let mut current = vec![input.clone()];
+    // The input is read in place by the first stage; it is copied only when no transformer
+    // makes new messages from it.
+    let mut stage: Option<Vec<Message>> = None;
     for plugin in &route.transformers {
-        let mut next = Vec::with_capacity(current.len());
-        for msg in &current {
+        let inputs = stage.as_deref().unwrap_or(std::slice::from_ref(input));
+        let mut next = Vec::with_capacity(inputs.len());
+        for msg in inputs {
             next.extend(plugin.transform(msg).await.result?);
         }
-        current = next;
+        stage = Some(next);
     }
+    let current = stage.unwrap_or_else(|| vec![input.clone()]);
     let mut sends = Vec::new();
     match &route.handler {
         None => {

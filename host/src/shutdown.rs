@@ -25,12 +25,6 @@ impl ShutdownTrigger {
     pub fn fire(&self) {
         self.tx.send_replace(true);
     }
-
-    pub fn subscribe(&self) -> Shutdown {
-        Shutdown {
-            rx: self.tx.subscribe(),
-        }
-    }
 }
 
 impl Shutdown {

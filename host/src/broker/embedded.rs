@@ -117,7 +117,7 @@ impl EmbeddedBroker {
                 limit,
             });
         }
-        self.options(queue).await?;
+        self.ensure_queue(queue).await?;
         let now = now_ms() as i64;
         self.write(QueueOp::Publish {
             queue: queue.to_owned(),
@@ -141,7 +141,9 @@ impl EmbeddedBroker {
         let options = self.options(queue).await?;
         Ok(EmbeddedConsumer {
             broker: self.clone(),
-            queue: queue.to_owned(),
+            queue: queue.into(),
+            dead_letter_queue: options.dead_letter_queue(queue).into(),
+            waker: self.waker(queue),
             options,
             prefetch: prefetch.max(1),
             permits: Arc::new(Semaphore::new(prefetch.max(1))),
@@ -171,8 +173,14 @@ impl EmbeddedBroker {
 
     /// The options of `queue`, creating it with defaults if it does not exist.
     async fn options(&self, queue: &str) -> Result<QueueOptions, BrokerError> {
-        if let Some(options) = self.lock_queues().get(queue) {
-            return Ok(options.clone());
+        self.ensure_queue(queue).await?;
+        Ok(self.lock_queues()[queue].clone())
+    }
+
+    /// Makes sure `queue` exists (once per queue and host; a publish only checks a map).
+    async fn ensure_queue(&self, queue: &str) -> Result<(), BrokerError> {
+        if self.lock_queues().contains_key(queue) {
+            return Ok(());
         }
         check_queue_name(queue)?;
         let options = self
@@ -180,12 +188,15 @@ impl EmbeddedBroker {
             .store
             .ensure_queue(queue, now_ms() as i64)
             .await?;
-        self.lock_queues().insert(queue.to_owned(), options.clone());
-        Ok(options)
+        self.lock_queues().insert(queue.to_owned(), options);
+        Ok(())
     }
 
     fn waker(&self, queue: &str) -> Arc<Notify> {
         let mut wakers = self.inner.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(waker) = wakers.get(queue) {
+            return waker.clone();
+        }
         wakers.entry(queue.to_owned()).or_default().clone()
     }
 
@@ -275,7 +286,11 @@ async fn write_batches(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<
 /// Consumes one queue. Holds at most `prefetch` unsettled deliveries.
 pub struct EmbeddedConsumer {
     broker: EmbeddedBroker,
-    queue: String,
+    /// Shared with every delivery's settlement, so a delivery costs no copy of the names.
+    queue: Arc<str>,
+    dead_letter_queue: Arc<str>,
+    /// Woken when a publish to this queue commits on this host.
+    waker: Arc<Notify>,
     options: QueueOptions,
     prefetch: usize,
     /// One permit per unsettled delivery; a delivery gives its permit back when settled or
@@ -286,10 +301,6 @@ pub struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
-    pub fn queue(&self) -> &str {
-        &self.queue
-    }
-
     /// Stops consuming: messages claimed but not yet handed out go back to the queue now.
     /// (Dropping the consumer instead leaves them until their visibility timeout.)
     pub async fn close(mut self) {
@@ -319,7 +330,7 @@ impl EmbeddedConsumer {
                     Err(_) => break,
                 }
             }
-            let waker = self.broker.waker(&self.queue);
+            let waker = self.waker.clone();
             let woken = waker.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
@@ -329,7 +340,7 @@ impl EmbeddedConsumer {
             let claimed = match self
                 .broker
                 .write(QueueOp::Claim {
-                    queue: self.queue.clone(),
+                    queue: self.queue.to_string(),
                     max: permits.len() as i64,
                     now_ms: now,
                     lease_until_ms: now + lease,
@@ -382,7 +393,7 @@ impl EmbeddedConsumer {
         EmbeddedAck {
             broker: self.broker.clone(),
             queue: self.queue.clone(),
-            dead_letter_queue: self.options.dead_letter_queue(&self.queue),
+            dead_letter_queue: self.dead_letter_queue.clone(),
             id: claimed.message.id.clone(),
             seq: claimed.seq,
             deliveries: claimed.deliveries,
@@ -409,8 +420,8 @@ impl EmbeddedConsumer {
 /// leased until the queue's visibility timeout, then it is delivered again.
 pub struct EmbeddedAck {
     broker: EmbeddedBroker,
-    queue: String,
-    dead_letter_queue: String,
+    queue: Arc<str>,
+    dead_letter_queue: Arc<str>,
     id: String,
     seq: i64,
     deliveries: i64,
@@ -454,7 +465,7 @@ impl EmbeddedAck {
                 let mut headers = dead.headers;
                 headers.push((
                     "x-wharf-queue".into(),
-                    HeaderValue::Text(self.queue.clone()),
+                    HeaderValue::Text(self.queue.to_string()),
                 ));
                 headers.push((
                     "x-wharf-deliveries".into(),
@@ -463,37 +474,35 @@ impl EmbeddedAck {
                 QueueOp::Move {
                     seq: self.seq,
                     deliveries: self.deliveries,
-                    to_queue: self.dead_letter_queue.clone(),
+                    to_queue: self.dead_letter_queue.to_string(),
                     headers,
                     now_ms: now,
                 }
             }
         };
-        let requeued = matches!(op, QueueOp::Release { .. } | QueueOp::Move { .. });
-        self.settle_then_wake(op, requeued).await
+        self.settle(op).await
     }
 
+    /// Applies a settlement; a message made ready again (here or in the dead-letter queue)
+    /// wakes that queue's idle consumers.
     async fn settle(self, op: QueueOp) -> Result<(), BrokerError> {
-        self.settle_then_wake(op, false).await
-    }
-
-    async fn settle_then_wake(self, op: QueueOp, wake: bool) -> Result<(), BrokerError> {
-        let target = match &op {
-            QueueOp::Move { to_queue, .. } => to_queue.clone(),
-            _ => self.queue.clone(),
+        let woken = match &op {
+            QueueOp::Release { .. } => Some(self.queue.to_string()),
+            QueueOp::Move { to_queue, .. } => {
+                self.broker.ensure_queue(to_queue).await?;
+                Some(to_queue.clone())
+            }
+            _ => None,
         };
-        if matches!(op, QueueOp::Move { .. }) {
-            self.broker.options(&target).await?;
-        }
         match self.broker.write(op).await? {
             OpOutcome::Done(true) => {
-                if wake {
-                    self.broker.waker(&target).notify_waiters();
+                if let Some(queue) = woken {
+                    self.broker.waker(&queue).notify_waiters();
                 }
                 Ok(())
             }
             _ => Err(BrokerError::LeaseLost {
-                queue: self.queue,
+                queue: self.queue.to_string(),
                 id: self.id,
             }),
         }

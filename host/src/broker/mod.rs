@@ -209,10 +209,6 @@ impl Connections {
         self.embedded.insert(name.to_owned(), broker);
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.embedded.keys().map(String::as_str)
-    }
-
     pub fn embedded(&self, name: &str) -> Option<&EmbeddedBroker> {
         self.embedded.get(name)
     }

@@ -113,18 +113,19 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn load(file: &Path, settings: PluginSettings) -> anyhow::Result<Plugin> {
+/// Reads and checks a plugin file; returns the loaded plugin and the file's bytes.
+async fn load(file: &Path, settings: PluginSettings) -> anyhow::Result<(Plugin, Vec<u8>)> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let plugin = runtime
         .load(&bytes, settings, Arc::new(Standalone::default()))
         .await
         .with_context(|| format!("{} is not a valid plugin", file.display()))?;
-    Ok(plugin)
+    Ok((plugin, bytes))
 }
 
 async fn check(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    let plugin = load(file, PluginSettings::default()).await?;
+    let (plugin, _) = load(file, PluginSettings::default()).await?;
     let info = plugin.info();
     if as_json {
         println!("{}", serde_json::to_string_pretty(info)?);
@@ -188,7 +189,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         grants: args.grants.clone(),
         ..PluginSettings::default()
     };
-    let plugin = load(&args.file, settings).await?;
+    let (plugin, _) = load(&args.file, settings).await?;
     let mut failed = false;
     for call in 1..=args.repeat {
         let report = match plugin.info().kind {
@@ -291,7 +292,7 @@ fn print_cost<T>(call: u32, report: &CallReport<T>) {
 }
 
 async fn install(file: &Path, name: Option<String>, database: &str) -> anyhow::Result<ExitCode> {
-    let plugin = load(
+    let (plugin, bytes) = load(
         file,
         PluginSettings {
             name,
@@ -299,7 +300,6 @@ async fn install(file: &Path, name: Option<String>, database: &str) -> anyhow::R
         },
     )
     .await?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let store = Store::open(database).await?;
     let (installed, new) = store
         .install_plugin(plugin.info(), &bytes, crate::message::now_ms() as i64)

@@ -154,18 +154,11 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             println!("{doc}");
             continue;
         }
-        let msg =
-            Message::from_json(doc).context("the host sent a message this client cannot read")?;
-        match String::from_utf8(msg.payload) {
-            Ok(text) => println!("{text}"),
-            Err(e) => println!(
-                "{}",
-                Message {
-                    payload: e.into_bytes(),
-                    ..Message::new("", Vec::new())
-                }
-                .to_json()["payload_base64"]
-            ),
+        // The JSON form carries the payload as text when it is UTF-8, else as base64.
+        match (doc["payload"].as_str(), doc.get("payload_base64")) {
+            (Some(text), _) => println!("{text}"),
+            (None, Some(base64)) => println!("{base64}"),
+            (None, None) => bail!("the host sent a message without a payload: {doc}"),
         }
     }
     if messages.len() < args.count {

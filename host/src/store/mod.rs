@@ -171,10 +171,6 @@ impl Store {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(&self.pool, |pool| sqlx::query("SELECT 1")
