@@ -50,14 +50,135 @@ impl Default for ServerConfig {
     }
 }
 
-/// One broker connection. Today the embedded broker; `amqp`, `kafka` and `http` come next.
+/// One broker connection: the embedded broker or RabbitMQ (`amqp`); `kafka` and `http` come
+/// next.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ConnectionConfig {
-    Embedded {
-        #[serde(default)]
-        queues: Vec<QueueConfig>,
-    },
+    Embedded(EmbeddedConnectionConfig),
+    Amqp(AmqpConfig),
+}
+
+/// The embedded broker: queues in the host's database, declared here or created on first use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConnectionConfig {
+    pub queues: Vec<QueueConfig>,
+}
+
+/// A RabbitMQ connection (or any AMQP 0-9-1 broker) and the topology it declares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    /// `amqp://user:pass@host:port/vhost` or `amqps://…`.
+    pub url: Option<String>,
+    /// More brokers, tried in turn after `url` (in random order with `shuffle`).
+    pub urls: Vec<String>,
+    pub shuffle: bool,
+    /// How long one broker gets to accept the connection before the next is tried.
+    pub connect_timeout_ms: u64,
+    /// AMQP heartbeat; a dead peer is noticed after about twice this.
+    pub heartbeat_s: u16,
+    /// Channels kept open for publishing with confirms, shared by every sender.
+    pub channels: usize,
+    /// Reconnect backoff: from 100 ms doubling up to this, with jitter.
+    pub reconnect_max_ms: u64,
+    pub tls: Option<TlsConfig>,
+    pub exchanges: Vec<ExchangeConfig>,
+    pub queues: Vec<AmqpQueueConfig>,
+    pub bindings: Vec<BindingConfig>,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            url: None,
+            urls: Vec::new(),
+            shuffle: false,
+            connect_timeout_ms: 5_000,
+            heartbeat_s: 30,
+            channels: 4,
+            reconnect_max_ms: 10_000,
+            tls: None,
+            exchanges: Vec::new(),
+            queues: Vec::new(),
+            bindings: Vec::new(),
+        }
+    }
+}
+
+impl AmqpConfig {
+    /// Every broker address, `url` first.
+    pub fn all_urls(&self) -> Vec<String> {
+        self.url.iter().chain(&self.urls).cloned().collect()
+    }
+}
+
+/// TLS for `amqps://` brokers: a private CA, and a client certificate when the broker asks
+/// for one (PEM certificate and PKCS#8 key, or a PKCS#12 bundle).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificates to trust (the system's are trusted too).
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (with `key`).
+    pub cert: Option<PathBuf>,
+    /// PEM PKCS#8 private key of `cert`.
+    pub key: Option<PathBuf>,
+    /// PKCS#12 bundle of client certificate and key, instead of `cert` and `key`.
+    pub pkcs12: Option<PathBuf>,
+    #[serde(default)]
+    pub pkcs12_password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    pub name: String,
+    /// `direct`, `topic`, `fanout` or `headers`.
+    #[serde(rename = "type", default = "default_exchange_type")]
+    pub kind: String,
+    #[serde(default = "yes")]
+    pub durable: bool,
+    #[serde(default)]
+    pub auto_delete: bool,
+}
+
+fn default_exchange_type() -> String {
+    "direct".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpQueueConfig {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub durable: bool,
+    /// `classic` (the default) or `quorum`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Where the broker moves messages rejected without requeue or expired
+    /// (`x-dead-letter-exchange`; `""` is the default exchange).
+    pub dead_letter_exchange: Option<String>,
+    /// The routing key they get there (`x-dead-letter-routing-key`).
+    pub dead_letter_routing_key: Option<String>,
+    /// How long a message may wait in the queue (`x-message-ttl`).
+    pub message_ttl_ms: Option<u64>,
+    /// The most messages the queue holds (`x-max-length`).
+    pub max_length: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    pub exchange: String,
+    pub queue: String,
+    #[serde(default)]
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,7 +278,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             connections: BTreeMap::from([(
                 "local".to_owned(),
-                ConnectionConfig::Embedded { queues: Vec::new() },
+                ConnectionConfig::Embedded(EmbeddedConnectionConfig::default()),
             )]),
             plugins: BTreeMap::new(),
             routes: vec![RouteConfig {
@@ -219,7 +340,9 @@ impl Config {
         config
             .connections
             .entry("local".into())
-            .or_insert(ConnectionConfig::Embedded { queues: Vec::new() });
+            .or_insert(ConnectionConfig::Embedded(
+                EmbeddedConnectionConfig::default(),
+            ));
         config.validate()?;
         Ok(config)
     }
@@ -261,6 +384,11 @@ impl Config {
                         ),
                     ));
                 }
+            }
+        }
+        for (name, connection) in &self.connections {
+            if let ConnectionConfig::Amqp(amqp) = connection {
+                amqp.validate(&format!("connections.{name}"))?;
             }
         }
         for (name, plugin) in &self.plugins {
@@ -323,6 +451,94 @@ impl Config {
     }
 }
 
+impl AmqpConfig {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let urls = self.all_urls();
+        if urls.is_empty() {
+            return Err(invalid(
+                format!("{key}.url"),
+                "an amqp connection needs `url` (or `urls`)",
+            ));
+        }
+        for url in &urls {
+            if let Err(problem) = url.parse::<lapin::uri::AMQPUri>() {
+                return Err(invalid(
+                    format!("{key}.url"),
+                    format!("`{}` is not an AMQP URL: {problem}", redact(url)),
+                ));
+            }
+        }
+        if self.channels == 0 {
+            return Err(invalid(format!("{key}.channels"), "must be at least 1"));
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert.is_some() != tls.key.is_some() {
+                return Err(invalid(
+                    format!("{key}.tls"),
+                    "`cert` and `key` go together",
+                ));
+            }
+            if tls.pkcs12.is_some() && tls.cert.is_some() {
+                return Err(invalid(
+                    format!("{key}.tls"),
+                    "give either `pkcs12` or `cert` and `key`, not both",
+                ));
+            }
+        }
+        for (i, exchange) in self.exchanges.iter().enumerate() {
+            if !["direct", "topic", "fanout", "headers"].contains(&exchange.kind.as_str()) {
+                return Err(invalid(
+                    format!("{key}.exchanges[{i}].type"),
+                    format!(
+                        "`{}` is not an exchange type: use direct, topic, fanout or headers",
+                        exchange.kind
+                    ),
+                ));
+            }
+        }
+        for (i, queue) in self.queues.iter().enumerate() {
+            if let Some(kind) = &queue.kind
+                && kind != "classic"
+                && kind != "quorum"
+            {
+                return Err(invalid(
+                    format!("{key}.queues[{i}].type"),
+                    format!("`{kind}` is not a queue type: use classic or quorum"),
+                ));
+            }
+            if queue.kind.as_deref() == Some("quorum") && !queue.durable {
+                return Err(invalid(
+                    format!("{key}.queues[{i}].durable"),
+                    "quorum queues are always durable",
+                ));
+            }
+        }
+        for (i, binding) in self.bindings.iter().enumerate() {
+            if binding.exchange.is_empty() {
+                return Err(invalid(
+                    format!("{key}.bindings[{i}].exchange"),
+                    "the default exchange cannot be bound",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `url` with its password replaced, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +557,7 @@ mod tests {
         assert_eq!(config.server.database, "sqlite://wharf.db");
         assert!(matches!(
             config.connections["local"],
-            ConnectionConfig::Embedded { .. }
+            ConnectionConfig::Embedded(_)
         ));
         assert_eq!(config.routes[0].from, "local:demo.in");
         assert_eq!(config.routes[0].to.as_deref(), Some("local:demo.out"));

@@ -6,8 +6,9 @@
 //! finish (up to the grace period) and returns when every task has ended: nothing accepted is
 //! lost, because nothing is acked before its outputs are confirmed.
 
-use crate::broker::{Address, Connections, EmbeddedBroker, EmbeddedConfig};
-use crate::config::{Config, ConnectionConfig, PluginConfig};
+use crate::broker::amqp::Topology;
+use crate::broker::{Address, AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig};
+use crate::config::{AmqpConfig, Config, ConnectionConfig, PluginConfig};
 use crate::router::{Route, RouteRunner};
 use crate::runtime::{
     HostFuture, HostServices, KvLimits, Plugin, PluginKind, PluginSettings, Runtime, RuntimeConfig,
@@ -29,6 +30,7 @@ pub struct RunningHost {
     tasks: JoinSet<()>,
     store: Store,
     runtime: Runtime,
+    connections: Connections,
 }
 
 impl RunningHost {
@@ -37,6 +39,7 @@ impl RunningHost {
         self.trigger.fire();
         self.runtime.shut_down();
         while self.tasks.join_next().await.is_some() {}
+        self.connections.close().await;
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -170,11 +173,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let mut connections = Connections::default();
     for (name, connection) in &config.connections {
         match connection {
-            ConnectionConfig::Embedded { queues } => {
+            ConnectionConfig::Embedded(embedded) => {
                 // The broker's own limit stays above the routes' (server.max_message_bytes), so a
                 // message a route refuses as too large can still be dead-lettered.
                 let broker = EmbeddedBroker::new(store.clone(), EmbeddedConfig::default());
-                for queue in queues {
+                for queue in &embedded.queues {
                     let defaults = QueueOptions::default();
                     let options = QueueOptions {
                         dead_letter: queue.dead_letter.clone(),
@@ -191,6 +194,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
                         })?;
                 }
                 connections.add_embedded(name, broker);
+            }
+            ConnectionConfig::Amqp(amqp) => {
+                let broker =
+                    AmqpBroker::start(name, amqp.clone(), topology_of(&config, name, amqp))?;
+                broker
+                    .wait_first_attempt()
+                    .await
+                    .with_context(|| format!("connections.{name}"))?;
+                if let Err(problem) = broker.check() {
+                    tracing::warn!(connection = %name, %problem, "starting without this connection; its routes wait for it");
+                }
+                connections.add_amqp(name, broker);
             }
         }
     }
@@ -269,7 +284,40 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         tasks,
         store,
         runtime,
+        connections,
     })
+}
+
+/// What AMQP connection `name` declares: its configured topology, plus the queues routes use
+/// on it (inputs, plain-queue outputs, dead-letter queues), ensured to exist.
+pub fn topology_of(config: &Config, name: &str, amqp: &AmqpConfig) -> Topology {
+    let mut ensured: Vec<String> = Vec::new();
+    let mut ensure = |address: &str| {
+        if let Ok(address) = Address::parse(address)
+            && address.connection == name
+            && !address.address.contains('/')
+            && !amqp.queues.iter().any(|q| q.name == address.address)
+            && !ensured.contains(&address.address)
+        {
+            ensured.push(address.address);
+        }
+    };
+    for route in &config.routes {
+        ensure(&route.from);
+        if let Some(to) = &route.to {
+            ensure(to);
+        }
+        match &route.dead_letter {
+            Some(dead) => ensure(dead),
+            None => ensure(&format!("{}.dead", route.from)),
+        }
+    }
+    Topology {
+        exchanges: amqp.exchanges.clone(),
+        queues: amqp.queues.clone(),
+        bindings: amqp.bindings.clone(),
+        ensured,
+    }
 }
 
 /// Keeps a route running: if its consumer fails, it is started again with capped backoff.
@@ -279,18 +327,26 @@ async fn supervise(
     mut shutdown: Shutdown,
     grace: Duration,
 ) {
-    let mut delay = Duration::from_millis(100);
+    let initial = Duration::from_millis(100);
+    let mut delay = initial;
     loop {
         let runner = RouteRunner::new(route.clone(), connections.clone());
-        match runner.run(shutdown.clone(), grace).await {
+        let started = tokio::time::Instant::now();
+        let error = match runner.run(shutdown.clone(), grace).await {
             Ok(()) => return,
-            Err(error) => {
-                tracing::error!(route = %route.name, %error, retry_in_ms = delay.as_millis() as u64, "route failed; restarting")
-            }
+            Err(error) => error,
+        };
+        // A route that ran a while before failing (a dropped connection) starts over from
+        // the shortest delay; one that keeps failing at once backs off.
+        if started.elapsed() > Duration::from_secs(10) {
+            delay = initial;
         }
+        let wait =
+            delay + Duration::from_millis(rand::random_range(0..=delay.as_millis() as u64 / 5));
+        tracing::error!(route = %route.name, %error, retry_in_ms = wait.as_millis() as u64, "route stopped by an error; restarting");
         tokio::select! {
             _ = shutdown.fired() => return,
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(30));
     }

@@ -4,13 +4,15 @@
 //! an [`AckHandle`] that settles it: `ack` when its outputs are confirmed, `nack` to return it
 //! (now or after a delay) or dead-letter it. A producer's send completes only when the broker
 //! has confirmed the message. The set of transports is closed, so each half is an enum with a
-//! variant per transport (one file each); today that is the embedded broker.
+//! variant per transport (a module each): the embedded broker and AMQP (RabbitMQ).
 //!
 //! The shape leaves room for what comes: Kafka's `AckHandle` will mark an offset done and
 //! commit per partition in order; HTTP's will complete the waiting request with the reply.
 
+pub mod amqp;
 pub mod embedded;
 
+pub use amqp::{AmqpAck, AmqpBroker, AmqpConsumer};
 pub use embedded::{EmbeddedAck, EmbeddedBroker, EmbeddedConfig, EmbeddedConsumer};
 
 use crate::message::{HeaderValue, Message};
@@ -34,6 +36,15 @@ pub enum BrokerError {
     Store(#[from] StoreError),
     #[error("the broker connection is closed")]
     Closed,
+    #[error("{0}")]
+    Amqp(String),
+    #[error("connection `{connection}` is down ({detail}); try again when it is back")]
+    Unavailable { connection: String, detail: String },
+    /// A `mandatory` message no queue would take.
+    #[error("no queue takes messages sent to {target} ({reason}); declare the queue or binding")]
+    Unroutable { target: String, reason: String },
+    #[error("message field `{field}` cannot be sent: {problem}")]
+    Mapping { field: String, problem: String },
 }
 
 /// One message taken from a queue, to be settled through its [`AckHandle`].
@@ -92,6 +103,7 @@ impl DeadLetter {
 #[derive(Debug)]
 pub enum AckHandle {
     Embedded(EmbeddedAck),
+    Amqp(AmqpAck),
 }
 
 impl AckHandle {
@@ -99,12 +111,14 @@ impl AckHandle {
     pub async fn ack(self) -> Result<(), BrokerError> {
         match self {
             AckHandle::Embedded(ack) => ack.ack().await,
+            AckHandle::Amqp(ack) => ack.ack().await,
         }
     }
 
     pub async fn nack(self, nack: Nack) -> Result<(), BrokerError> {
         match self {
             AckHandle::Embedded(ack) => ack.nack(nack).await,
+            AckHandle::Amqp(ack) => ack.nack(nack).await,
         }
     }
 }
@@ -112,6 +126,7 @@ impl AckHandle {
 /// A stream of deliveries from one address.
 pub enum Consumer {
     Embedded(EmbeddedConsumer),
+    Amqp(AmqpConsumer),
 }
 
 impl Consumer {
@@ -120,6 +135,7 @@ impl Consumer {
     pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
         match self {
             Consumer::Embedded(consumer) => consumer.next().await,
+            Consumer::Amqp(consumer) => consumer.next().await,
         }
     }
 
@@ -127,6 +143,7 @@ impl Consumer {
     pub async fn close(self) {
         match self {
             Consumer::Embedded(consumer) => consumer.close().await,
+            Consumer::Amqp(consumer) => consumer.close().await,
         }
     }
 }
@@ -137,6 +154,7 @@ impl Consumer {
 #[derive(Clone)]
 pub enum Producer {
     Embedded(EmbeddedBroker),
+    Amqp(AmqpBroker),
 }
 
 impl Producer {
@@ -144,6 +162,7 @@ impl Producer {
     pub async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
         match self {
             Producer::Embedded(broker) => broker.publish(address, msg).await,
+            Producer::Amqp(broker) => broker.publish(address, msg).await,
         }
     }
 
@@ -156,6 +175,7 @@ impl Producer {
     ) -> Result<(), BrokerError> {
         match self {
             Producer::Embedded(broker) => broker.publish_delayed(address, msg, delay).await,
+            Producer::Amqp(broker) => broker.publish_delayed(address, msg, delay).await,
         }
     }
 }
@@ -202,6 +222,18 @@ impl std::fmt::Display for Address {
 #[derive(Clone, Default)]
 pub struct Connections {
     embedded: std::collections::BTreeMap<String, EmbeddedBroker>,
+    amqp: std::collections::BTreeMap<String, AmqpBroker>,
+}
+
+/// How full a queue is, as far as its transport can tell.
+#[derive(Debug, Clone)]
+pub enum QueueDepth {
+    Embedded(crate::store::QueueStats),
+    /// What AMQP tells: messages ready (not the unacked ones) and consumers.
+    Amqp {
+        ready: u32,
+        consumers: u32,
+    },
 }
 
 impl Connections {
@@ -209,8 +241,16 @@ impl Connections {
         self.embedded.insert(name.to_owned(), broker);
     }
 
+    pub fn add_amqp(&mut self, name: &str, broker: AmqpBroker) {
+        self.amqp.insert(name.to_owned(), broker);
+    }
+
     pub fn embedded(&self, name: &str) -> Option<&EmbeddedBroker> {
         self.embedded.get(name)
+    }
+
+    pub fn amqp(&self, name: &str) -> Option<&AmqpBroker> {
+        self.amqp.get(name)
     }
 
     fn unknown(&self, address: &Address) -> BrokerError {
@@ -221,8 +261,11 @@ impl Connections {
     }
 
     pub fn producer(&self, address: &Address) -> Result<Producer, BrokerError> {
-        match self.embedded.get(&address.connection) {
-            Some(broker) => Ok(Producer::Embedded(broker.clone())),
+        if let Some(broker) = self.embedded.get(&address.connection) {
+            return Ok(Producer::Embedded(broker.clone()));
+        }
+        match self.amqp.get(&address.connection) {
+            Some(broker) => Ok(Producer::Amqp(broker.clone())),
             None => Err(self.unknown(address)),
         }
     }
@@ -232,10 +275,40 @@ impl Connections {
         address: &Address,
         prefetch: usize,
     ) -> Result<Consumer, BrokerError> {
-        match self.embedded.get(&address.connection) {
-            Some(broker) => Ok(Consumer::Embedded(
+        if let Some(broker) = self.embedded.get(&address.connection) {
+            return Ok(Consumer::Embedded(
+                broker.consume(&address.address, prefetch).await?,
+            ));
+        }
+        match self.amqp.get(&address.connection) {
+            Some(broker) => Ok(Consumer::Amqp(
                 broker.consume(&address.address, prefetch).await?,
             )),
+            None => Err(self.unknown(address)),
+        }
+    }
+
+    /// How many messages wait in the queue at `address`.
+    pub async fn depth(&self, address: &Address) -> Result<QueueDepth, BrokerError> {
+        if let Some(broker) = self.embedded.get(&address.connection) {
+            return Ok(QueueDepth::Embedded(broker.stats(&address.address).await?));
+        }
+        match self.amqp.get(&address.connection) {
+            Some(broker) => {
+                let (ready, consumers) = broker.queue_depth(&address.address).await?;
+                Ok(QueueDepth::Amqp { ready, consumers })
+            }
+            None => Err(self.unknown(address)),
+        }
+    }
+
+    /// Removes the ready messages of the queue at `address`; returns how many.
+    pub async fn purge(&self, address: &Address) -> Result<u64, BrokerError> {
+        if let Some(broker) = self.embedded.get(&address.connection) {
+            return broker.purge(&address.address).await;
+        }
+        match self.amqp.get(&address.connection) {
+            Some(broker) => broker.purge(&address.address).await,
             None => Err(self.unknown(address)),
         }
     }
@@ -249,6 +322,16 @@ impl Connections {
                 broker.store().ping().await.map_err(|e| e.to_string()),
             ));
         }
+        for (name, broker) in &self.amqp {
+            states.push((name.clone(), broker.check()));
+        }
         states
+    }
+
+    /// Closes the broker connections (the embedded broker lives in the store).
+    pub async fn close(&self) {
+        for broker in self.amqp.values() {
+            broker.close().await;
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod plugin;
 mod queue;
+mod schema;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,9 @@ pub enum Command {
     /// Queue statistics and purge, through a running host.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Show or declare the AMQP exchanges, queues and bindings of the configuration.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
     /// Check, try, install and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -65,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => queue::publish(args).await,
         Command::Consume(args) => queue::consume(args).await,
         Command::Queue(command) => queue::queue(command).await,
+        Command::Schema(command) => schema::run(command).await,
         Command::Plugin(command) => plugin::run(command).await,
     }
 }
@@ -76,10 +81,12 @@ fn init_tracing() {
         let serving = std::env::args().nth(1).as_deref() == Some("serve");
         // `serve` logs what it does; the other commands print their results and log only
         // the host's warnings (plugin output is part of `plugin run`'s report).
+        // lapin logs every channel the broker closes as an error, including the expected
+        // NOT_FOUND of a passive declare; Wharf logs what matters of those itself.
         tracing_subscriber::EnvFilter::new(if serving {
-            "info"
+            "info,lapin=off"
         } else {
-            "warn,wharf::plugin=off"
+            "warn,wharf::plugin=off,lapin=off"
         })
     });
     tracing_subscriber::fmt()

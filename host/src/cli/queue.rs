@@ -178,6 +178,14 @@ pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
         QueueCommand::Stats { address, host } => {
             let url = queue_url(&host, &address)?;
             let stats = answer(reqwest::Client::new().get(&url), &url).await?;
+            if stats.get("consumers").is_some() {
+                // An AMQP queue: the broker tells only what is ready and who consumes.
+                println!(
+                    "{address}: ready {}, consumers {}",
+                    stats["ready"], stats["consumers"]
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{address}: depth {}, ready {}, in flight {}, delayed {}, oldest {}",
                 stats["depth"],

@@ -1,7 +1,7 @@
 //! The HTTP side of the host: health, readiness and the JSON API. The only module that knows
 //! axum. The admin UI will live here too.
 
-use crate::broker::{Address, BrokerError, Connections};
+use crate::broker::{Address, BrokerError, Connections, QueueDepth};
 use crate::message::Message;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -26,9 +26,11 @@ pub enum AppError {
 impl From<BrokerError> for AppError {
     fn from(e: BrokerError) -> Self {
         match e {
-            BrokerError::InvalidAddress { .. } | BrokerError::TooLarge { .. } => {
-                AppError::BadRequest(e.to_string())
-            }
+            BrokerError::InvalidAddress { .. }
+            | BrokerError::TooLarge { .. }
+            | BrokerError::Unroutable { .. }
+            | BrokerError::Mapping { .. } => AppError::BadRequest(e.to_string()),
+            BrokerError::Unavailable { .. } => AppError::Unavailable(e.to_string()),
             other => {
                 tracing::error!(error = %other, "broker error in the API");
                 AppError::Unavailable("the broker could not complete the request; try again".into())
@@ -60,16 +62,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Liveness: the process answers.
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
-}
-
-/// Readiness: every connection is up.
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Every connection's state, and whether all are up.
+async fn connection_states(state: &AppState) -> (bool, serde_json::Map<String, Value>) {
     let checks = state.connections.check().await;
-    let ready = checks.iter().all(|(_, state)| state.is_ok());
-    let connections: serde_json::Map<String, Value> = checks
+    let up = checks.iter().all(|(_, state)| state.is_ok());
+    let connections = checks
         .into_iter()
         .map(|(name, state)| {
             let state = match state {
@@ -79,6 +76,22 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (name, state)
         })
         .collect();
+    (up, connections)
+}
+
+/// Liveness: the process answers (always 200). `status` is `degraded` while a connection is
+/// down (the host is reconnecting it), with each connection's state.
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let (up, connections) = connection_states(&state).await;
+    Json(json!({
+        "status": if up { "ok" } else { "degraded" },
+        "connections": connections,
+    }))
+}
+
+/// Readiness: every connection is up (503 otherwise).
+async fn readyz(State(state): State<AppState>) -> Response {
+    let (ready, connections) = connection_states(&state).await;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -91,30 +104,42 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-fn embedded<'a>(
-    state: &'a AppState,
-    connection: &str,
-) -> Result<&'a crate::broker::EmbeddedBroker, AppError> {
-    state
-        .connections
-        .embedded(connection)
-        .ok_or_else(|| AppError::NotFound(format!("there is no connection named `{connection}`")))
+fn known(state: &AppState, connection: String, queue: String) -> Result<Address, AppError> {
+    if state.connections.embedded(&connection).is_none()
+        && state.connections.amqp(&connection).is_none()
+    {
+        return Err(AppError::NotFound(format!(
+            "there is no connection named `{connection}`"
+        )));
+    }
+    Ok(Address {
+        connection,
+        address: queue,
+    })
 }
 
 async fn queue_stats(
     State(state): State<AppState>,
     Path((connection, queue)): Path<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
-    let stats = embedded(&state, &connection)?.stats(&queue).await?;
-    Ok(Json(json!({
-        "connection": connection,
-        "queue": stats.queue,
-        "depth": stats.depth(),
-        "ready": stats.ready,
-        "in_flight": stats.in_flight,
-        "delayed": stats.delayed,
-        "oldest_age_ms": stats.oldest_age_ms,
-    })))
+    let address = known(&state, connection, queue)?;
+    Ok(Json(match state.connections.depth(&address).await? {
+        QueueDepth::Embedded(stats) => json!({
+            "connection": address.connection,
+            "queue": stats.queue,
+            "depth": stats.depth(),
+            "ready": stats.ready,
+            "in_flight": stats.in_flight,
+            "delayed": stats.delayed,
+            "oldest_age_ms": stats.oldest_age_ms,
+        }),
+        QueueDepth::Amqp { ready, consumers } => json!({
+            "connection": address.connection,
+            "queue": address.address,
+            "ready": ready,
+            "consumers": consumers,
+        }),
+    }))
 }
 
 /// Publishes the message in the body (the JSON form of `Message`); answers once committed.
@@ -183,6 +208,7 @@ async fn purge(
     State(state): State<AppState>,
     Path((connection, queue)): Path<(String, String)>,
 ) -> Result<Json<Value>, AppError> {
-    let purged = embedded(&state, &connection)?.purge(&queue).await?;
+    let address = known(&state, connection, queue)?;
+    let purged = state.connections.purge(&address).await?;
     Ok(Json(json!({ "purged": purged })))
 }

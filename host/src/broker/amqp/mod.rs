@@ -1,0 +1,916 @@
+//! RabbitMQ (AMQP 0-9-1) through lapin.
+//!
+//! One [`AmqpBroker`] per configured connection owns one AMQP connection and a task that keeps
+//! it up: it tries the configured URLs in turn (or shuffled), each within the connect timeout,
+//! declares the topology, opens the publishing channels, and when the connection drops (broker
+//! restart, `rabbitmqctl close_all_connections`, a missed heartbeat) logs it, reports the
+//! connection as down to `/healthz` and `/readyz`, and connects again with capped exponential
+//! backoff and jitter. Consumers opened on the old connection end with an error; their routes'
+//! supervisors open new ones once the connection is back. Unacked messages of the old
+//! connection are redelivered by the broker, so nothing is lost; settling one of them on the
+//! dead channel fails, which is logged.
+//!
+//! Guarantees:
+//! - *Sends are confirmed*: every publishing channel is in confirm mode and a send completes
+//!   only on the broker's ack. Sends are `mandatory`, so a message no queue would take comes
+//!   back as [`BrokerError::Unroutable`] instead of vanishing.
+//! - *Consumers ack manually*, with prefetch equal to the route's concurrency.
+//! - *Delayed sends* (retries) go through a per-delay holding queue `wharf.delay.{ms}` whose
+//!   messages expire into the default exchange with their original routing key, that is, back
+//!   into the target queue. Delays are rounded up to two significant digits so few holding
+//!   queues exist. The move from the holding queue is the broker's own dead-lettering.
+
+pub mod map;
+pub mod topology;
+
+use super::{AckHandle, BrokerError, Delivery, Nack};
+use crate::config::{AmqpConfig, redact};
+use crate::message::Message;
+use futures::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+pub use topology::{Outcome, Topology, TopologyError};
+
+/// Where the connection stands, as `/healthz` reports it.
+#[derive(Clone)]
+enum Link {
+    /// Not connected yet, or lost: trying again.
+    Down {
+        since: Instant,
+        error: Option<String>,
+        /// The last attempt failed in a way retrying cannot fix (a topology mismatch).
+        permanent: bool,
+        attempts: u32,
+    },
+    Up(Arc<Live>),
+    /// The broker handle was shut down.
+    Closed,
+}
+
+/// One established connection and its publishing channels.
+struct Live {
+    connection: Connection,
+    url: String,
+    channels: Mutex<Vec<Channel>>,
+    next: AtomicUsize,
+}
+
+/// A handle on one AMQP connection. Cheap to clone.
+#[derive(Clone)]
+pub struct AmqpBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    config: AmqpConfig,
+    tls: OwnedTLSConfig,
+    topology: Topology,
+    link: watch::Sender<Link>,
+    /// Holding queues for delayed sends already declared.
+    delays: Mutex<HashSet<u64>>,
+}
+
+fn amqp_error(context: &str, e: lapin::Error) -> BrokerError {
+    BrokerError::Amqp(format!("{context}: {e}"))
+}
+
+impl AmqpBroker {
+    /// Starts keeping connection `name` up, in the background. Fails only if the TLS files
+    /// cannot be read; see [`AmqpBroker::wait_first_attempt`] for the broker itself.
+    pub fn start(
+        name: &str,
+        config: AmqpConfig,
+        topology: Topology,
+    ) -> Result<AmqpBroker, BrokerError> {
+        let tls = load_tls(name, &config)?;
+        let (link, _) = watch::channel(Link::Down {
+            since: Instant::now(),
+            error: None,
+            permanent: false,
+            attempts: 0,
+        });
+        let inner = Arc::new(Inner {
+            name: name.to_owned(),
+            config,
+            tls,
+            topology,
+            link,
+            delays: Mutex::default(),
+        });
+        tokio::spawn(keep_connected(Arc::downgrade(&inner)));
+        Ok(AmqpBroker { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Waits until the first connection attempt has succeeded or failed. A failure that
+    /// retrying cannot fix (the topology does not match the broker's) is returned; the broker
+    /// being unreachable is not (the host starts degraded and keeps trying).
+    pub async fn wait_first_attempt(&self) -> Result<(), BrokerError> {
+        let mut link = self.inner.link.subscribe();
+        let state = link
+            .wait_for(|link| !matches!(link, Link::Down { attempts: 0, .. }))
+            .await
+            .map_err(|_| BrokerError::Closed)?
+            .clone();
+        match state {
+            Link::Down {
+                error: Some(error),
+                permanent: true,
+                ..
+            } => Err(BrokerError::Amqp(error)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The live connection, waiting up to `wait` for one.
+    async fn live(&self, wait: Duration) -> Result<Arc<Live>, BrokerError> {
+        let mut link = self.inner.link.subscribe();
+        let found = tokio::time::timeout(
+            wait,
+            link.wait_for(|l| {
+                matches!(l, Link::Up(live) if live.connection.status().connected())
+                    || matches!(l, Link::Closed)
+            }),
+        )
+        .await;
+        match found {
+            Ok(Ok(state)) => match &*state {
+                Link::Up(live) => Ok(live.clone()),
+                _ => Err(BrokerError::Closed),
+            },
+            Ok(Err(_)) => Err(BrokerError::Closed),
+            Err(_) => Err(self.unavailable()),
+        }
+    }
+
+    fn unavailable(&self) -> BrokerError {
+        let detail = match &*self.inner.link.borrow() {
+            Link::Down { error: Some(e), .. } => e.clone(),
+            Link::Down { .. } => "connecting".into(),
+            Link::Up(_) => "reconnecting".into(),
+            Link::Closed => "closed".into(),
+        };
+        BrokerError::Unavailable {
+            connection: self.inner.name.clone(),
+            detail,
+        }
+    }
+
+    /// Up, or why not (for `/healthz` and `/readyz`).
+    pub fn check(&self) -> Result<(), String> {
+        match &*self.inner.link.borrow() {
+            Link::Up(live) if live.connection.status().connected() => Ok(()),
+            Link::Up(_) => Err("the connection dropped; reconnecting".into()),
+            Link::Down { since, error, .. } => Err(format!(
+                "down for {:.1} s, reconnecting{}",
+                since.elapsed().as_secs_f64(),
+                error
+                    .as_ref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            )),
+            Link::Closed => Err("closed".into()),
+        }
+    }
+
+    /// Closes the connection; unacked deliveries go back to their queues.
+    pub async fn close(&self) {
+        let previous = self.inner.link.send_replace(Link::Closed);
+        if let Link::Up(live) = previous
+            && live.connection.status().connected()
+        {
+            let _ = live.connection.close(200, "wharf is stopping".into()).await;
+        }
+    }
+
+    /// Starts consuming `queue` with manual acks and at most `prefetch` unacked deliveries.
+    pub async fn consume(&self, queue: &str, prefetch: usize) -> Result<AmqpConsumer, BrokerError> {
+        let live = self.live(self.connect_wait()).await?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| amqp_error("opening a channel", e))?;
+        let guard = Arc::new(ChannelGuard(channel.clone()));
+        channel
+            .basic_qos(
+                prefetch.clamp(1, usize::from(u16::MAX)) as u16,
+                BasicQosOptions::default(),
+            )
+            .await
+            .map_err(|e| amqp_error("setting prefetch", e))?;
+        let tag = format!("wharf-{}", uuid::Uuid::new_v4());
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_error(&format!("consuming queue `{queue}`"), e))?;
+        let dead_letters = self
+            .inner
+            .topology
+            .queues
+            .iter()
+            .any(|q| q.name == queue && q.dead_letter_exchange.is_some());
+        Ok(AmqpConsumer {
+            consumer,
+            channel: guard,
+            tag,
+            queue: Arc::from(queue),
+            dead_letters,
+        })
+    }
+
+    /// How long an operation waits for the connection to come back before failing.
+    fn connect_wait(&self) -> Duration {
+        Duration::from_millis(self.inner.config.connect_timeout_ms)
+    }
+
+    /// A publishing channel in confirm mode, replacing a closed one.
+    async fn publish_channel(&self, live: &Live) -> Result<Channel, BrokerError> {
+        let index = live.next.fetch_add(1, Ordering::Relaxed);
+        let current = {
+            let channels = live.channels.lock().expect("channel pool");
+            let index = index % channels.len();
+            (index, channels[index].clone())
+        };
+        if current.1.status().connected() {
+            return Ok(current.1);
+        }
+        let channel = open_publish_channel(&live.connection).await?;
+        live.channels.lock().expect("channel pool")[current.0] = channel.clone();
+        Ok(channel)
+    }
+
+    /// Publishes `msg` to `address` (`exchange/routing-key`, `exchange/` to route by the
+    /// message's topic, or a queue name) and waits for the broker's confirm.
+    pub async fn publish(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
+        let (exchange, routing_key) = match address.split_once('/') {
+            Some((exchange, "")) => (exchange, msg.topic.as_str()),
+            Some((exchange, key)) => (exchange, key),
+            None => ("", address),
+        };
+        let properties = map::to_amqp(&msg, routing_key)?;
+        self.publish_raw(exchange, routing_key, &msg.payload, properties)
+            .await
+    }
+
+    async fn publish_raw(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        properties: lapin::BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let live = self.live(self.connect_wait()).await?;
+        let channel = self.publish_channel(&live).await?;
+        let target = || {
+            if exchange.is_empty() {
+                format!("queue `{routing_key}`")
+            } else {
+                format!("exchange `{exchange}` with key `{routing_key}`")
+            }
+        };
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                payload,
+                properties,
+            )
+            .await
+            .map_err(|e| amqp_error(&format!("publishing to {}", target()), e))?
+            .await
+            .map_err(|e| amqp_error(&format!("publishing to {}", target()), e))?;
+        match confirm {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+                Err(BrokerError::Unroutable {
+                    target: target(),
+                    reason: returned.reply_text.to_string(),
+                })
+            }
+            Confirmation::Nack(None) => Err(BrokerError::Amqp(format!(
+                "the broker refused the message for {} (nack)",
+                target()
+            ))),
+            Confirmation::NotRequested => Err(BrokerError::Amqp(
+                "the publishing channel is not in confirm mode".into(),
+            )),
+        }
+    }
+
+    /// Publishes `msg` to `queue` so that it arrives there after `delay`.
+    pub async fn publish_delayed(
+        &self,
+        queue: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        if delay.is_zero() {
+            return self.publish(queue, msg).await;
+        }
+        if queue.contains('/') {
+            return Err(BrokerError::InvalidAddress {
+                address: queue.to_owned(),
+                problem: "a delayed send goes to a queue, not an exchange".into(),
+            });
+        }
+        let ms = delay_bucket(delay.as_millis() as u64);
+        let holding = format!("wharf.delay.{ms}");
+        if !self.inner.delays.lock().expect("delays").contains(&ms) {
+            self.declare_holding(&holding, ms).await?;
+            self.inner.delays.lock().expect("delays").insert(ms);
+        }
+        let properties = map::to_amqp(&msg, queue)?;
+        let result = self
+            .publish_raw(&holding, queue, &msg.payload, properties)
+            .await;
+        if result.is_err() {
+            // Declared again next time, in case the broker lost it.
+            self.inner.delays.lock().expect("delays").remove(&ms);
+        }
+        result
+    }
+
+    async fn declare_holding(&self, name: &str, ms: u64) -> Result<(), BrokerError> {
+        let live = self.live(self.connect_wait()).await?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| amqp_error("opening a channel", e))?;
+        let _guard = ChannelGuard(channel.clone());
+        let failed = |e| amqp_error(&format!("declaring the delay queue `{name}`"), e);
+        channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(failed)?;
+        let mut args = std::collections::BTreeMap::new();
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::from(args),
+            )
+            .await
+            .map_err(failed)?;
+        channel
+            .queue_bind(
+                name.into(),
+                name.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    /// Messages ready in `queue` and its consumers (a passive declare).
+    pub async fn queue_depth(&self, queue: &str) -> Result<(u32, u32), BrokerError> {
+        let live = self.live(self.connect_wait()).await?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| amqp_error("opening a channel", e))?;
+        let _guard = ChannelGuard(channel.clone());
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_error(&format!("queue `{queue}`"), e))?;
+        Ok((q.message_count(), q.consumer_count()))
+    }
+
+    /// Removes every ready message from `queue`; returns how many.
+    pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
+        let live = self.live(self.connect_wait()).await?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| amqp_error("opening a channel", e))?;
+        let _guard = ChannelGuard(channel.clone());
+        let n = channel
+            .queue_purge(queue.into(), QueuePurgeOptions::default())
+            .await
+            .map_err(|e| amqp_error(&format!("purging queue `{queue}`"), e))?;
+        Ok(u64::from(n))
+    }
+}
+
+/// Rounds a delay up to two significant digits (1234 ms → 1300 ms), so the holding queues
+/// stay few.
+fn delay_bucket(ms: u64) -> u64 {
+    let mut scale = 1;
+    while ms / scale >= 100 {
+        scale *= 10;
+    }
+    ms.div_ceil(scale).max(1) * scale
+}
+
+fn load_tls(name: &str, config: &AmqpConfig) -> Result<OwnedTLSConfig, BrokerError> {
+    let Some(tls) = &config.tls else {
+        return Ok(OwnedTLSConfig::default());
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            BrokerError::Amqp(format!(
+                "connections.{name}.tls: cannot read {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let cert_chain = match &tls.ca {
+        Some(path) => Some(String::from_utf8_lossy(&read(path)?).into_owned()),
+        None => None,
+    };
+    let identity = match (&tls.pkcs12, &tls.cert, &tls.key) {
+        (Some(bundle), _, _) => Some(OwnedIdentity::PKCS12 {
+            der: read(bundle)?,
+            password: tls.pkcs12_password.clone(),
+        }),
+        (None, Some(cert), Some(key)) => Some(OwnedIdentity::PKCS8 {
+            pem: read(cert)?,
+            key: read(key)?,
+        }),
+        _ => None,
+    };
+    Ok(OwnedTLSConfig {
+        identity,
+        cert_chain,
+    })
+}
+
+async fn open_publish_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| amqp_error("opening a publishing channel", e))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| amqp_error("enabling publisher confirms", e))?;
+    Ok(channel)
+}
+
+/// Why one attempt to connect failed; `permanent` when retrying cannot help.
+struct ConnectFailure {
+    error: String,
+    permanent: bool,
+}
+
+/// Connects once to connection `name`, declares its topology and disconnects: `wharf schema
+/// apply`. Returns the broker it reached and what each item needed.
+pub async fn declare_once(
+    name: &str,
+    config: AmqpConfig,
+    topology: Topology,
+) -> Result<(String, Vec<(String, Outcome)>), BrokerError> {
+    let (link, _) = watch::channel(Link::Closed);
+    let inner = Inner {
+        name: name.to_owned(),
+        tls: load_tls(name, &config)?,
+        config: AmqpConfig {
+            channels: 0,
+            ..config
+        },
+        topology,
+        link,
+        delays: Mutex::default(),
+    };
+    let (live, report) = connect(&inner)
+        .await
+        .map_err(|failure| BrokerError::Amqp(failure.error))?;
+    let _ = live.connection.close(200, "schema applied".into()).await;
+    Ok((live.url, report))
+}
+
+/// Connects to the first URL that answers, declares the topology and opens the channels.
+async fn connect(inner: &Inner) -> Result<(Live, Vec<(String, Outcome)>), ConnectFailure> {
+    let mut urls = inner.config.all_urls();
+    if inner.config.shuffle {
+        use rand::seq::SliceRandom as _;
+        urls.shuffle(&mut rand::rng());
+    }
+    let timeout = Duration::from_millis(inner.config.connect_timeout_ms);
+    let mut errors = Vec::new();
+    for url in urls {
+        let shown = redact(&url);
+        let mut uri: lapin::uri::AMQPUri = match url.parse() {
+            Ok(uri) => uri,
+            Err(e) => {
+                errors.push(format!("{shown}: {e}"));
+                continue;
+            }
+        };
+        uri.query.heartbeat = Some(inner.config.heartbeat_s);
+        uri.query.connection_timeout = Some(inner.config.connect_timeout_ms);
+        let properties = ConnectionProperties::default().with_connection_name(
+            format!("wharf {} (pid {})", inner.name, std::process::id()).into(),
+        );
+        let runtime = match lapin::runtime::default_runtime() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                errors.push(format!("{shown}: {e}"));
+                continue;
+            }
+        };
+        let attempt = tokio::time::timeout(
+            timeout,
+            Connection::connect_uri_with_config(uri, properties, inner.tls.clone(), runtime),
+        )
+        .await;
+        let connection = match attempt {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(e)) => {
+                errors.push(format!("{shown}: {e}"));
+                continue;
+            }
+            Err(_) => {
+                errors.push(format!(
+                    "{shown}: no answer within {} ms",
+                    timeout.as_millis()
+                ));
+                continue;
+            }
+        };
+        let report = inner
+            .topology
+            .apply(&connection)
+            .await
+            .map_err(|e| ConnectFailure {
+                permanent: e.is_permanent(),
+                error: format!("connections.{}: {e}", inner.name),
+            });
+        let report = match report {
+            Ok(report) => report,
+            Err(failure) => {
+                let _ = connection.close(200, "topology".into()).await;
+                return Err(failure);
+            }
+        };
+        let mut channels = Vec::with_capacity(inner.config.channels);
+        for _ in 0..inner.config.channels {
+            channels.push(
+                open_publish_channel(&connection)
+                    .await
+                    .map_err(|e| ConnectFailure {
+                        error: e.to_string(),
+                        permanent: false,
+                    })?,
+            );
+        }
+        let live = Live {
+            connection,
+            url: shown,
+            channels: Mutex::new(channels),
+            next: AtomicUsize::new(0),
+        };
+        return Ok((live, report));
+    }
+    Err(ConnectFailure {
+        error: errors.join("; "),
+        permanent: false,
+    })
+}
+
+/// The task behind every [`AmqpBroker`]: connect, watch, reconnect, until the handle is gone.
+async fn keep_connected(inner: std::sync::Weak<Inner>) {
+    let initial = Duration::from_millis(100);
+    let mut delay = initial;
+    let mut attempts = 0u32;
+    let mut since = Instant::now();
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if matches!(*strong.link.borrow(), Link::Closed) {
+            return;
+        }
+        attempts += 1;
+        match connect(&strong).await {
+            Ok((live, _)) => {
+                tracing::info!(connection = %strong.name, url = %live.url, "connected to the AMQP broker");
+                let live = Arc::new(live);
+                let mut events = live.connection.events_listener();
+                let replaced = strong.link.send_if_modified(|link| {
+                    if matches!(link, Link::Closed) {
+                        return false;
+                    }
+                    *link = Link::Up(live.clone());
+                    true
+                });
+                if !replaced {
+                    let _ = live.connection.close(200, "wharf is stopping".into()).await;
+                    return;
+                }
+                delay = initial;
+                let mut closed = strong.link.subscribe();
+                drop(strong);
+                // Watch until the connection drops or the broker handle is closed.
+                let error = loop {
+                    tokio::select! {
+                        event = events.next() => match event {
+                            Some(lapin::Event::Error(e)) => break Some(e.to_string()),
+                            Some(_) => {}
+                            None => break None,
+                        },
+                        changed = closed.changed() => {
+                            if changed.is_err() || matches!(*closed.borrow(), Link::Closed) {
+                                return;
+                            }
+                        }
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                            if !live.connection.status().connected() {
+                                break None;
+                            }
+                        }
+                    }
+                };
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
+                let error = error.unwrap_or_else(|| "the connection closed".into());
+                tracing::warn!(connection = %strong.name, %error, "AMQP connection lost; reconnecting");
+                since = Instant::now();
+                attempts = 0;
+                strong.link.send_if_modified(|link| {
+                    if matches!(link, Link::Closed) {
+                        return false;
+                    }
+                    *link = Link::Down {
+                        since,
+                        error: Some(error.clone()),
+                        permanent: false,
+                        attempts: attempts.max(1),
+                    };
+                    true
+                });
+                continue;
+            }
+            Err(failure) => {
+                let jitter = rand::random_range(0..=delay.as_millis() as u64 / 5);
+                let wait = delay + Duration::from_millis(jitter);
+                if failure.permanent {
+                    tracing::error!(connection = %strong.name, error = %failure.error, retry_in_ms = wait.as_millis() as u64, "cannot set up the AMQP connection");
+                } else {
+                    tracing::warn!(connection = %strong.name, error = %failure.error, retry_in_ms = wait.as_millis() as u64, "cannot connect to the AMQP broker");
+                }
+                strong.link.send_if_modified(|link| {
+                    if matches!(link, Link::Closed) {
+                        return false;
+                    }
+                    *link = Link::Down {
+                        since,
+                        error: Some(failure.error.clone()),
+                        permanent: failure.permanent,
+                        attempts,
+                    };
+                    true
+                });
+                let mut closed = strong.link.subscribe();
+                let max = Duration::from_millis(strong.config.reconnect_max_ms);
+                drop(strong);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = closed.wait_for(|l| matches!(l, Link::Closed)) => return,
+                }
+                delay = (delay * 2).min(max);
+            }
+        }
+    }
+}
+
+/// Closes its channel when the last user (consumer or unsettled delivery) is gone, so
+/// whatever is still unacked on it goes back to the queue.
+struct ChannelGuard(Channel);
+
+impl Drop for ChannelGuard {
+    fn drop(&mut self) {
+        if self.0.status().connected()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let channel = self.0.clone();
+            runtime.spawn(async move {
+                let _ = channel.close(200, "done".into()).await;
+            });
+        }
+    }
+}
+
+/// Deliveries from one queue.
+pub struct AmqpConsumer {
+    consumer: lapin::Consumer,
+    channel: Arc<ChannelGuard>,
+    tag: String,
+    queue: Arc<str>,
+    /// The queue is configured with a dead-letter exchange.
+    dead_letters: bool,
+}
+
+impl AmqpConsumer {
+    pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        match self.consumer.next().await {
+            Some(Ok(delivery)) => {
+                let deliveries = match delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| h.inner().get("x-delivery-count").cloned())
+                {
+                    // Quorum queues count earlier deliveries.
+                    Some(AMQPValue::LongLongInt(n)) => (n.max(0) as u32).saturating_add(1),
+                    Some(AMQPValue::LongInt(n)) => (n.max(0) as u32).saturating_add(1),
+                    _ if delivery.redelivered => 2,
+                    _ => 1,
+                };
+                let message = map::from_amqp(
+                    delivery.routing_key.as_str(),
+                    &delivery.properties,
+                    delivery.data,
+                );
+                Ok(Delivery {
+                    message,
+                    deliveries,
+                    ack: AckHandle::Amqp(AmqpAck {
+                        acker: delivery.acker,
+                        channel: self.channel.clone(),
+                        queue: self.queue.clone(),
+                        dead_letters: self.dead_letters,
+                    }),
+                })
+            }
+            Some(Err(e)) => Err(amqp_error(&format!("consuming queue `{}`", self.queue), e)),
+            None => Err(BrokerError::Amqp(format!(
+                "the consumer of queue `{}` was cancelled (the queue was deleted, or the channel closed)",
+                self.queue
+            ))),
+        }
+    }
+
+    /// Stops deliveries and returns the ones received but not handed out. The channel stays
+    /// open until the deliveries handed out are settled.
+    pub async fn close(mut self) {
+        if self.channel.0.status().connected() {
+            let _ = self
+                .channel
+                .0
+                .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+                .await;
+        }
+        while let Some(Some(Ok(delivery))) = futures::FutureExt::now_or_never(self.consumer.next())
+        {
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+}
+
+/// Settles one AMQP delivery on the channel it came from.
+pub struct AmqpAck {
+    acker: lapin::Acker,
+    channel: Arc<ChannelGuard>,
+    queue: Arc<str>,
+    dead_letters: bool,
+}
+
+impl std::fmt::Debug for AmqpAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpAck")
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+impl AmqpAck {
+    fn settle_error(&self, e: lapin::Error) -> BrokerError {
+        BrokerError::Amqp(format!(
+            "settling a message from queue `{}` (it will be delivered again): {e}",
+            self.queue
+        ))
+    }
+
+    pub async fn ack(self) -> Result<(), BrokerError> {
+        self.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(drop)
+            .map_err(|e| self.settle_error(e))
+    }
+
+    /// `Requeue` returns the message now; `RequeueAfter` after the delay (held unacked until
+    /// then, without holding up the caller); `DeadLetter` rejects it to the queue's
+    /// dead-letter exchange, which the broker records in `x-death`. A queue the config does
+    /// not give a dead-letter exchange gets the message back instead (the broker would drop
+    /// it), and the call fails saying so.
+    pub async fn nack(self, nack: Nack) -> Result<(), BrokerError> {
+        if !self.channel.0.status().connected() {
+            return Err(BrokerError::Amqp(format!(
+                "the channel of queue `{}` is closed; the broker will deliver the message again",
+                self.queue
+            )));
+        }
+        match nack {
+            Nack::Requeue => self.requeue().await,
+            Nack::RequeueAfter(delay) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Err(error) = self.requeue().await {
+                        tracing::warn!(%error, "returning a message after its delay failed");
+                    }
+                });
+                Ok(())
+            }
+            Nack::DeadLetter(_) if !self.dead_letters => {
+                let queue = self.queue.clone();
+                self.requeue().await?;
+                Err(BrokerError::Amqp(format!(
+                    "queue `{queue}` has no dead-letter exchange in the config, so the message was returned to it rather than dropped"
+                )))
+            }
+            Nack::DeadLetter(_) => self
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
+                .map(drop)
+                .map_err(|e| self.settle_error(e)),
+        }
+    }
+
+    async fn requeue(self) -> Result<(), BrokerError> {
+        self.acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .map(drop)
+            .map_err(|e| self.settle_error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_round_up_to_two_significant_digits() {
+        assert_eq!(delay_bucket(1), 1);
+        assert_eq!(delay_bucket(99), 99);
+        assert_eq!(delay_bucket(100), 100);
+        assert_eq!(delay_bucket(101), 110);
+        assert_eq!(delay_bucket(1234), 1300);
+        assert_eq!(delay_bucket(30_000), 30_000);
+        assert_eq!(delay_bucket(33_001), 34_000);
+    }
+}

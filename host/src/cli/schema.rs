@@ -1,0 +1,69 @@
+//! `wharf schema show|apply`: the AMQP topology the configuration wants, and declaring it.
+
+use crate::config::{Config, ConnectionConfig};
+use clap::Subcommand;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print the exchanges, queues and bindings the configuration declares on each AMQP
+    /// connection (the queues its routes use included), without connecting.
+    Show {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this connection.
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    /// Declare them on the brokers and print what was created and what existed. Safe to run
+    /// again; a queue that exists with other arguments is reported as an error.
+    Apply {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        connection: Option<String>,
+    },
+}
+
+pub async fn run(command: SchemaCommand) -> anyhow::Result<ExitCode> {
+    let (config_path, only, apply) = match command {
+        SchemaCommand::Show { config, connection } => (config, connection, false),
+        SchemaCommand::Apply { config, connection } => (config, connection, true),
+    };
+    let config = Config::load(config_path.as_deref())?;
+    let mut found = false;
+    for (name, connection) in &config.connections {
+        let ConnectionConfig::Amqp(amqp) = connection else {
+            continue;
+        };
+        if only.as_ref().is_some_and(|only| only != name) {
+            continue;
+        }
+        found = true;
+        let topology = crate::host::topology_of(&config, name, amqp);
+        if !apply {
+            println!("{name}:");
+            for line in topology.describe() {
+                println!("  {line}");
+            }
+            continue;
+        }
+        let (url, report) = crate::broker::amqp::declare_once(name, amqp.clone(), topology)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        println!("{name} ({url}):");
+        for (item, outcome) in report {
+            println!("  {item}: {outcome}");
+        }
+    }
+    if !found {
+        match only {
+            Some(only) => {
+                anyhow::bail!("there is no AMQP connection named `{only}` in the configuration")
+            }
+            None => println!("the configuration has no AMQP connections"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
