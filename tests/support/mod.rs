@@ -128,3 +128,55 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// The RabbitMQ the AMQP tests use: `WHARF_TEST_AMQP`, by default the local one
+/// (`./dev test` starts it).
+pub fn amqp_url() -> String {
+    std::env::var("WHARF_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Tests that drop every AMQP connection hold this for writing; every other AMQP test of the
+/// same binary holds it for reading, so a drop never hits a test that does not expect it.
+pub static RABBIT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Closes every client connection to the local RabbitMQ, as `rabbitmqctl
+/// close_all_connections` does to a live system; panics if it cannot.
+pub async fn drop_amqp_connections() {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args(["close_all_connections", "wharf test: dropping connections"])
+        .output()
+        .await
+        .expect("running rabbitmqctl (is RabbitMQ installed? ./dev test starts it)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl close_all_connections failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A plain lapin connection, as an independent service would open.
+pub async fn amqp_client() -> lapin::Connection {
+    lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ at {} is needed (./dev test starts it): {e}",
+                amqp_url()
+            )
+        })
+}
+
+/// Deletes test queues (and their `.dead` queues) with a plain client.
+pub async fn delete_amqp_queues(names: &[String]) {
+    let client = amqp_client().await;
+    let channel = client.create_channel().await.expect("a channel");
+    for name in names {
+        for queue in [name.clone(), format!("{name}.dead")] {
+            let _ = channel
+                .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+                .await;
+        }
+    }
+    let _ = client.close(200, "done".into()).await;
+}

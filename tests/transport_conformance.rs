@@ -1,0 +1,541 @@
+//! The transport conformance suite: what every transport must do, run against each real one
+//! through the same `Connections` API the routes use. Today: the embedded broker (SQLite) and
+//! AMQP (the local RabbitMQ). Kafka and HTTP join when they arrive: add a `Transport` variant.
+//!
+//! Each test runs once per transport (`for_every_transport!`). A test that drops the broker
+//! connection holds the `RABBIT` lock for writing, so it never disturbs another AMQP test.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use support::{Backend, TestDb};
+use wharf::broker::amqp::Topology;
+use wharf::broker::{
+    Address, AmqpBroker, BrokerError, Connections, Consumer, DeadLetter, Delivery, EmbeddedBroker,
+    EmbeddedConfig, Nack,
+};
+use wharf::config::{AmqpConfig, AmqpQueueConfig};
+use wharf::message::{HeaderValue, Message};
+use wharf::store::{QueueOptions, Store};
+
+macro_rules! for_every_transport {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Transport::Embedded).await } )*
+        }
+        mod amqp {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Transport::Amqp).await } )*
+        }
+    };
+}
+
+for_every_transport!(
+    a_round_trip_maps_every_field,
+    an_acked_message_is_gone,
+    a_nacked_message_is_delivered_again,
+    competing_consumers_each_get_a_share,
+    prefetch_bounds_unsettled_deliveries,
+    nothing_is_lost_when_the_connection_drops_mid_stream,
+    a_dead_lettered_message_reaches_the_dead_letter_queue,
+    one_consumer_sees_the_order_messages_were_sent_in,
+    a_delayed_send_arrives_after_its_delay,
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Embedded,
+    Amqp,
+}
+
+/// One transport, set up with fresh queues for one test.
+struct Harness {
+    transport: Transport,
+    connections: Connections,
+    queues: Vec<String>,
+    _db: Option<TestDb>,
+    _shared: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
+}
+
+const CONNECTION: &str = "t";
+
+impl Harness {
+    /// `count` fresh queues, each with a dead-letter queue `{name}.dead`.
+    async fn new(transport: Transport, count: usize) -> Harness {
+        let guard = match transport {
+            Transport::Amqp => Some(support::RABBIT.read().await),
+            Transport::Embedded => None,
+        };
+        Harness::with_guard(transport, count, guard).await
+    }
+
+    async fn with_guard(
+        transport: Transport,
+        count: usize,
+        guard: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
+    ) -> Harness {
+        let queues: Vec<String> = (0..count)
+            .map(|i| format!("conformance.{}.{i}", uuid::Uuid::new_v4().simple()))
+            .collect();
+        let mut connections = Connections::default();
+        let mut db = None;
+        match transport {
+            Transport::Embedded => {
+                let test_db = TestDb::new(Backend::Sqlite).await;
+                let store = Store::open(&test_db.url).await.expect("the store opens");
+                let broker = EmbeddedBroker::new(
+                    store,
+                    EmbeddedConfig {
+                        poll_interval: Duration::from_millis(50),
+                        ..EmbeddedConfig::default()
+                    },
+                );
+                for queue in &queues {
+                    broker
+                        .declare(
+                            queue,
+                            QueueOptions {
+                                // A dead consumer's messages come back this soon.
+                                visibility_timeout: Duration::from_secs(1),
+                                ..QueueOptions::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+                connections.add_embedded(CONNECTION, broker);
+                db = Some(test_db);
+            }
+            Transport::Amqp => {
+                let topology = Topology {
+                    queues: queues
+                        .iter()
+                        .map(|name| AmqpQueueConfig {
+                            name: name.clone(),
+                            durable: true,
+                            kind: None,
+                            dead_letter_exchange: Some(String::new()),
+                            dead_letter_routing_key: Some(format!("{name}.dead")),
+                            message_ttl_ms: None,
+                            max_length: None,
+                        })
+                        .collect(),
+                    ensured: queues.iter().map(|name| format!("{name}.dead")).collect(),
+                    ..Topology::default()
+                };
+                let config = AmqpConfig {
+                    url: Some(support::amqp_url()),
+                    connect_timeout_ms: 10_000,
+                    reconnect_max_ms: 1_000,
+                    ..AmqpConfig::default()
+                };
+                let broker = AmqpBroker::start(CONNECTION, config, topology).unwrap();
+                broker.wait_first_attempt().await.unwrap();
+                broker
+                    .check()
+                    .unwrap_or_else(|e| panic!("RabbitMQ is needed (./dev test starts it): {e}"));
+                connections.add_amqp(CONNECTION, broker);
+            }
+        }
+        Harness {
+            transport,
+            connections,
+            queues,
+            _db: db,
+            _shared: guard,
+        }
+    }
+
+    fn queue(&self, i: usize) -> &str {
+        &self.queues[i]
+    }
+
+    fn address(&self, queue: &str) -> Address {
+        Address {
+            connection: CONNECTION.into(),
+            address: queue.into(),
+        }
+    }
+
+    async fn send(&self, queue: &str, msg: Message) {
+        self.connections
+            .producer(&self.address(queue))
+            .unwrap()
+            .send(queue, msg)
+            .await
+            .unwrap_or_else(|e| panic!("sending to {queue}: {e}"));
+    }
+
+    async fn consume(&self, queue: &str, prefetch: usize) -> Consumer {
+        self.connections
+            .consume(&self.address(queue), prefetch)
+            .await
+            .unwrap_or_else(|e| panic!("consuming {queue}: {e}"))
+    }
+
+    async fn finish(self) {
+        self.connections.close().await;
+        if self.transport == Transport::Amqp {
+            support::delete_amqp_queues(&self.queues).await;
+        }
+    }
+}
+
+async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(20), consumer.next())
+        .await
+        .expect("a delivery within 20 s")
+        .expect("a delivery")
+}
+
+/// Waits `wait` and returns what arrived meanwhile, if anything.
+async fn quiet(consumer: &mut Consumer, wait: Duration) -> Option<Delivery> {
+    tokio::time::timeout(wait, consumer.next())
+        .await
+        .ok()
+        .map(|d| d.expect("a delivery"))
+}
+
+fn numbered(i: usize) -> Message {
+    let mut msg = Message::new("", format!("message {i}").into_bytes());
+    msg.id = format!("id-{i}");
+    msg
+}
+
+fn sorted(mut headers: Vec<(String, HeaderValue)>) -> Vec<(String, HeaderValue)> {
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    headers
+}
+
+async fn a_round_trip_maps_every_field(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    let sent = Message {
+        id: "m-1".into(),
+        topic: "orders.created".into(),
+        key: Some(vec![0, 1, 254, 255]),
+        headers: vec![
+            ("text".into(), HeaderValue::Text("ünï".into())),
+            ("bytes".into(), HeaderValue::Bytes(vec![0, 159])),
+            ("int".into(), HeaderValue::Int(-42)),
+            ("float".into(), HeaderValue::Float(2.5)),
+            ("bool".into(), HeaderValue::Boolean(true)),
+            (
+                "list".into(),
+                HeaderValue::List(vec!["a".into(), "b".into()]),
+            ),
+            (
+                "table".into(),
+                HeaderValue::Json(r#"{"nested":[1,2],"s":"x"}"#.into()),
+            ),
+            ("text".into(), HeaderValue::Text("repeated name".into())),
+        ],
+        content_type: Some("application/json".into()),
+        correlation_id: Some("corr-7".into()),
+        reply_to: Some("replies".into()),
+        priority: Some(9),
+        expiration_ms: Some(3_600_000),
+        persistent: false,
+        payload: vec![0, 1, 2, 255],
+        timestamp_ms: 1_700_000_000_123,
+    };
+    h.send(&q, sent.clone()).await;
+    let mut consumer = h.consume(&q, 1).await;
+    let delivery = next(&mut consumer).await;
+    let got = delivery.message.clone();
+    // AMQP tables are sorted by name; every transport keeps the values and their types.
+    assert_eq!(sorted(got.headers.clone()), sorted(sent.headers.clone()));
+    assert_eq!(
+        Message {
+            headers: Vec::new(),
+            ..got
+        },
+        Message {
+            headers: Vec::new(),
+            ..sent
+        }
+    );
+    assert_eq!(delivery.deliveries, 1);
+    assert!(!delivery.redelivered());
+    delivery.ack.ack().await.unwrap();
+    consumer.close().await;
+    h.finish().await;
+}
+
+async fn an_acked_message_is_gone(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    h.send(&q, numbered(1)).await;
+    let mut consumer = h.consume(&q, 4).await;
+    next(&mut consumer).await.ack.ack().await.unwrap();
+    consumer.close().await;
+    let mut again = h.consume(&q, 4).await;
+    assert!(
+        quiet(&mut again, Duration::from_millis(700))
+            .await
+            .is_none(),
+        "an acked message came back"
+    );
+    again.close().await;
+    h.finish().await;
+}
+
+async fn a_nacked_message_is_delivered_again(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    h.send(&q, numbered(1)).await;
+    let mut consumer = h.consume(&q, 4).await;
+    let first = next(&mut consumer).await;
+    assert!(!first.redelivered());
+    first.ack.nack(Nack::Requeue).await.unwrap();
+    let second = next(&mut consumer).await;
+    assert_eq!(second.message.id, "id-1");
+    assert!(
+        second.redelivered(),
+        "a requeued message is marked redelivered"
+    );
+    assert!(second.deliveries >= 2);
+    second.ack.ack().await.unwrap();
+    consumer.close().await;
+    h.finish().await;
+}
+
+async fn competing_consumers_each_get_a_share(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    let total = 200;
+    for i in 0..total {
+        h.send(&q, numbered(i)).await;
+    }
+    let mut tasks = Vec::new();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    for c in 0..2 {
+        let mut consumer = h.consume(&q, 5).await;
+        let seen = seen_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Ok(Ok(delivery)) =
+                tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
+            {
+                seen.send((c, delivery.message.id.clone())).unwrap();
+                // A little work, so both consumers are busy at once.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                delivery.ack.ack().await.unwrap();
+            }
+            consumer.close().await;
+        }));
+    }
+    drop(seen_tx);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut per_consumer = [0usize; 2];
+    let mut ids = HashSet::new();
+    while let Ok((c, id)) = seen_rx.try_recv() {
+        per_consumer[c] += 1;
+        assert!(ids.insert(id.clone()), "{id} was delivered twice");
+    }
+    assert_eq!(ids.len(), total, "every message was consumed once");
+    assert!(
+        per_consumer.iter().all(|&n| n > 0),
+        "each consumer got a share: {per_consumer:?}"
+    );
+    h.finish().await;
+}
+
+async fn prefetch_bounds_unsettled_deliveries(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    for i in 0..20 {
+        h.send(&q, numbered(i)).await;
+    }
+    let mut consumer = h.consume(&q, 5).await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(next(&mut consumer).await);
+    }
+    assert!(
+        quiet(&mut consumer, Duration::from_millis(700))
+            .await
+            .is_none(),
+        "a sixth delivery arrived while five were unsettled"
+    );
+    held.pop().unwrap().ack.ack().await.unwrap();
+    held.push(next(&mut consumer).await);
+    for delivery in held {
+        delivery.ack.ack().await.unwrap();
+    }
+    consumer.close().await;
+    h.finish().await;
+}
+
+/// At-least-once across a dropped connection: messages are taken and acked while the
+/// connection is dropped twice mid-stream; every id arrives (duplicates are allowed and
+/// counted). For the embedded broker, "dropping the connection" is a consumer vanishing with
+/// unacked messages, which come back after the visibility timeout.
+async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transport) {
+    let exclusive = match transport {
+        Transport::Amqp => Some(support::RABBIT.write().await),
+        Transport::Embedded => None,
+    };
+    let h = Harness::with_guard(transport, 1, None).await;
+    let q = h.queue(0).to_owned();
+    let total = 600;
+    for i in 0..total {
+        h.send(&q, numbered(i)).await;
+    }
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut received = 0usize;
+    let mut drops = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    'consumers: while seen.len() < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {total} ids arrived",
+            seen.len()
+        );
+        let Ok(mut consumer) = h.connections.consume(&h.address(&q), 50).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        loop {
+            let delivery = match tokio::time::timeout(Duration::from_secs(3), consumer.next()).await
+            {
+                Ok(Ok(delivery)) => delivery,
+                // The connection dropped under the consumer, or it has gone quiet: start over.
+                Ok(Err(_)) | Err(_) => continue 'consumers,
+            };
+            received += 1;
+            *seen.entry(delivery.message.id.clone()).or_default() += 1;
+            if drops < 2 && received >= (drops + 1) * total / 3 {
+                drops += 1;
+                match transport {
+                    Transport::Amqp => {
+                        // The delivery in hand is never acked: the broker must redeliver it.
+                        support::drop_amqp_connections().await;
+                        drop(delivery);
+                    }
+                    Transport::Embedded => {
+                        // The consumer vanishes with this and its prefetched messages unacked.
+                        drop(delivery);
+                        drop(consumer);
+                        continue 'consumers;
+                    }
+                }
+                continue;
+            }
+            // Acks on a dropped connection fail; those messages come again.
+            let _ = delivery.ack.ack().await;
+        }
+    }
+    let duplicates: u32 = seen.values().map(|n| n - 1).sum();
+    println!(
+        "{transport:?}: {total} ids, {received} deliveries, {duplicates} duplicates, {drops} drops"
+    );
+    assert_eq!(drops, 2);
+    assert_eq!(seen.len(), total, "every id arrived");
+    assert!(
+        duplicates > 0,
+        "the messages unacked at each drop were delivered again"
+    );
+    h.finish().await;
+    drop(exclusive);
+}
+
+async fn a_dead_lettered_message_reaches_the_dead_letter_queue(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    let mut msg = numbered(1);
+    msg.set_header("kept", HeaderValue::Text("yes".into()));
+    h.send(&q, msg).await;
+    let mut consumer = h.consume(&q, 1).await;
+    next(&mut consumer)
+        .await
+        .ack
+        .nack(Nack::DeadLetter(DeadLetter::new(
+            "no good", "Rejected", "host",
+        )))
+        .await
+        .unwrap();
+    consumer.close().await;
+    let dead = format!("{q}.dead");
+    let mut dead_consumer = h.consume(&dead, 1).await;
+    let delivery = next(&mut dead_consumer).await;
+    assert_eq!(delivery.message.id, "id-1");
+    assert_eq!(delivery.message.payload, b"message 1");
+    assert_eq!(
+        delivery.message.header("kept"),
+        Some(&HeaderValue::Text("yes".into()))
+    );
+    // Each broker says why in its own words: the embedded broker in `exception` headers,
+    // RabbitMQ in `x-death`.
+    let why = match transport {
+        Transport::Embedded => delivery.message.header("exception_name"),
+        Transport::Amqp => delivery.message.header("x-death"),
+    };
+    assert!(
+        why.is_some(),
+        "the dead letter says why: {:?}",
+        delivery.message.headers
+    );
+    delivery.ack.ack().await.unwrap();
+    dead_consumer.close().await;
+    h.finish().await;
+}
+
+async fn one_consumer_sees_the_order_messages_were_sent_in(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    for i in 0..100 {
+        h.send(&q, numbered(i)).await;
+    }
+    let mut consumer = h.consume(&q, 10).await;
+    for i in 0..100 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.message.id, format!("id-{i}"));
+        delivery.ack.ack().await.unwrap();
+    }
+    consumer.close().await;
+    h.finish().await;
+}
+
+async fn a_delayed_send_arrives_after_its_delay(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    let producer = h.connections.producer(&h.address(&q)).unwrap();
+    producer
+        .send_delayed(&q, numbered(1), Duration::from_millis(1_500))
+        .await
+        .unwrap();
+    let mut consumer = h.consume(&q, 1).await;
+    assert!(
+        quiet(&mut consumer, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a delayed message arrived before its delay"
+    );
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.message.id, "id-1");
+    delivery.ack.ack().await.unwrap();
+    consumer.close().await;
+    h.finish().await;
+}
+
+/// Sending to a queue that is not there: the embedded broker creates it, AMQP refuses the
+/// message as unroutable instead of dropping it.
+#[tokio::test]
+async fn amqp_refuses_a_message_no_queue_takes() {
+    let h = Harness::new(Transport::Amqp, 0).await;
+    let address = h.address("conformance.nowhere");
+    let error = h
+        .connections
+        .producer(&address)
+        .unwrap()
+        .send("conformance.nowhere", numbered(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, BrokerError::Unroutable { .. }), "{error}");
+    assert!(error.to_string().contains("conformance.nowhere"), "{error}");
+    h.finish().await;
+}
