@@ -17,8 +17,12 @@ use std::path::{Path, PathBuf};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    // A file says what runs: without `[connections]` or `[[routes]]` it has none of the
+    // defaults' (`local` is added back by `load`), rather than the demo route.
+    #[serde(default)]
     pub connections: BTreeMap<String, ConnectionConfig>,
     pub plugins: BTreeMap<String, PluginConfig>,
+    #[serde(default)]
     pub routes: Vec<RouteConfig>,
 }
 
@@ -587,6 +591,13 @@ mod tests {
         assert_eq!(config.routes[0].retry.max, 2);
         assert_eq!(config.routes[0].retry.max_backoff_ms, 30_000);
         assert!(config.connections.contains_key("local"));
+    }
+
+    #[test]
+    fn a_file_without_routes_runs_none() {
+        let config = load_text("[server]\nplugin_dir = \"/nonexistent\"\n").unwrap();
+        assert!(config.routes.is_empty());
+        assert_eq!(config.connections.len(), 1);
     }
 
     #[test]

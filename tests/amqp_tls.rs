@@ -1,0 +1,243 @@
+//! AMQP over TLS with a private CA and a client certificate, as PDC's brokers required,
+//! against a RabbitMQ node of its own: started for this test on free ports with a TLS-only
+//! listener that demands a client certificate, and stopped at the end. Certificates are made
+//! with `openssl` for the run.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use wharf::broker::amqp::Topology;
+use wharf::broker::{Address, AmqpBroker, Connections};
+use wharf::config::{AmqpConfig, AmqpQueueConfig, TlsConfig};
+use wharf::message::Message;
+
+fn run(dir: &Path, args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for localhost and a client certificate, in `dir`.
+fn make_certificates(dir: &Path) {
+    let days = ["-days", "2"];
+    run(
+        dir,
+        &[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            days[0],
+            days[1],
+            "-subj",
+            "/CN=wharf test CA",
+        ],
+    );
+    for (name, cn, usage) in [
+        (
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "wharf client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), usage).unwrap();
+        run(
+            dir,
+            &[
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        run(
+            dir,
+            &[
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                days[0],
+                days[1],
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A RabbitMQ node of this test's own; stopped when dropped.
+struct Node {
+    name: String,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn start(dir: &Path) -> Node {
+        let port = free_port();
+        let name = format!("wharftls{}@localhost", std::process::id());
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp = none\nlisteners.ssl.default = {port}\n\
+                 ssl_options.cacertfile = {d}/ca.pem\nssl_options.certfile = {d}/server.pem\n\
+                 ssl_options.keyfile = {d}/server.key\nssl_options.verify = verify_peer\n\
+                 ssl_options.fail_if_no_peer_cert = true\nloopback_users = none\n",
+                d = dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        // The server drops to the `rabbitmq` user: let it read the keys and write its data.
+        run(dir, &["chmod", "-R", "a+rwX", "."]);
+        run(dir, &["chmod", "a+rwx", dir.to_str().unwrap()]);
+        let status = Command::new("rabbitmq-server")
+            .arg("-detached")
+            .env("RABBITMQ_NODENAME", &name)
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", dir.join("node.pid"))
+            .status()
+            .expect("rabbitmq-server is needed for this test (./dev test starts RabbitMQ)");
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        let node = Node {
+            name,
+            port,
+            dir: dir.to_owned(),
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "the TLS RabbitMQ node did not listen on {port}; see {}/log",
+                node.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        node
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.name, "stop"])
+            .output();
+    }
+}
+
+fn config(node: &Node, dir: &Path, client_certificate: bool) -> AmqpConfig {
+    AmqpConfig {
+        url: Some(format!("amqps://guest:guest@localhost:{}/%2f", node.port)),
+        connect_timeout_ms: 5_000,
+        tls: Some(TlsConfig {
+            ca: Some(dir.join("ca.pem")),
+            cert: client_certificate.then(|| dir.join("client.pem")),
+            key: client_certificate.then(|| dir.join("client.key")),
+            pkcs12: None,
+            pkcs12_password: String::new(),
+        }),
+        ..AmqpConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
+    let dir = tempfile::Builder::new()
+        .prefix("wharf-tls-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    make_certificates(dir.path());
+    let node = Node::start(dir.path());
+    let topology = Topology {
+        queues: vec![AmqpQueueConfig {
+            name: "tls.q".into(),
+            durable: true,
+            kind: None,
+            dead_letter_exchange: None,
+            dead_letter_routing_key: None,
+            message_ttl_ms: None,
+            max_length: None,
+        }],
+        ..Topology::default()
+    };
+
+    // With the client certificate: connected, and a message goes round.
+    let broker =
+        AmqpBroker::start("secure", config(&node, dir.path(), true), topology.clone()).unwrap();
+    broker.wait_first_attempt().await.unwrap();
+    broker
+        .check()
+        .expect("connected over TLS with a client certificate");
+    let mut connections = Connections::default();
+    connections.add_amqp("secure", broker);
+    let address = Address::parse("secure:tls.q").unwrap();
+    let sent = Message::new("tls.q", b"over tls".to_vec());
+    connections
+        .producer(&address)
+        .unwrap()
+        .send("tls.q", sent.clone())
+        .await
+        .unwrap();
+    let mut consumer = connections.consume(&address, 1).await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.message.id, sent.id);
+    assert_eq!(delivery.message.payload, b"over tls");
+    delivery.ack.ack().await.unwrap();
+    consumer.close().await;
+    connections.close().await;
+
+    // Without it, the broker refuses the connection, and the connection reports why.
+    let refused = AmqpBroker::start("secure", config(&node, dir.path(), false), topology).unwrap();
+    refused.wait_first_attempt().await.unwrap();
+    let problem = refused.check().unwrap_err();
+    assert!(problem.contains(&node.port.to_string()), "{problem}");
+    refused.close().await;
+    drop(node);
+}
