@@ -233,6 +233,35 @@ async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
     consumer.close().await;
     connections.close().await;
 
+    // The same identity as a PKCS#12 bundle with a password.
+    run(
+        dir.path(),
+        &[
+            "openssl",
+            "pkcs12",
+            "-export",
+            "-out",
+            "client.p12",
+            "-inkey",
+            "client.key",
+            "-in",
+            "client.pem",
+            "-passout",
+            "pass:bunnies",
+        ],
+    );
+    let mut bundled = config(&node, dir.path(), false);
+    if let Some(tls) = bundled.tls.as_mut() {
+        tls.pkcs12 = Some(dir.path().join("client.p12"));
+        tls.pkcs12_password = "bunnies".into();
+    }
+    let broker = AmqpBroker::start("bundled", bundled, topology.clone()).unwrap();
+    broker.wait_first_attempt().await.unwrap();
+    broker
+        .check()
+        .expect("connected with a PKCS#12 client identity");
+    broker.close().await;
+
     // Without it, the broker refuses the connection, and the connection reports why.
     let refused = AmqpBroker::start("secure", config(&node, dir.path(), false), topology).unwrap();
     refused.wait_first_attempt().await.unwrap();
