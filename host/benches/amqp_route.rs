@@ -233,12 +233,12 @@ async fn through_wharf(client: &Connection, dir: &std::path::Path) -> Figures {
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
     config.connections.insert(
         "rabbit".into(),
-        ConnectionConfig::Amqp(AmqpConfig {
+        ConnectionConfig::Amqp(Box::new(AmqpConfig {
             url: Some(amqp_url()),
             channels: CHANNELS,
             queues: vec![durable_queue(input), durable_queue(output)],
             ..AmqpConfig::default()
-        }),
+        })),
     );
     config.routes = vec![RouteConfig {
         name: "bench".into(),

@@ -60,7 +60,7 @@ impl Default for ServerConfig {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ConnectionConfig {
     Embedded(EmbeddedConnectionConfig),
-    Amqp(AmqpConfig),
+    Amqp(Box<AmqpConfig>),
 }
 
 /// The embedded broker: queues in the host's database, declared here or created on first use.

@@ -197,7 +197,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             }
             ConnectionConfig::Amqp(amqp) => {
                 let broker =
-                    AmqpBroker::start(name, amqp.clone(), topology_of(&config, name, amqp))?;
+                    AmqpBroker::start(name, (**amqp).clone(), topology_of(&config, name, amqp))?;
                 broker
                     .wait_first_attempt()
                     .await

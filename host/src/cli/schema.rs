@@ -49,7 +49,7 @@ pub async fn run(command: SchemaCommand) -> anyhow::Result<ExitCode> {
             }
             continue;
         }
-        let (url, report) = crate::broker::amqp::declare_once(name, amqp.clone(), topology)
+        let (url, report) = crate::broker::amqp::declare_once(name, (**amqp).clone(), topology)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         println!("{name} ({url}):");

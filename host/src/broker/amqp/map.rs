@@ -112,7 +112,7 @@ pub fn to_amqp(msg: &Message, routing_key: &str) -> Result<BasicProperties, Brok
             AMQPValue::ByteArray(ByteArray::from(key.as_slice())),
         );
     }
-    if msg.timestamp_ms % 1000 != 0 {
+    if !msg.timestamp_ms.is_multiple_of(1000) {
         table.insert(
             TIMESTAMP_MS.into(),
             AMQPValue::LongLongInt(msg.timestamp_ms as i64),
