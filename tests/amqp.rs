@@ -26,14 +26,6 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}.{}", uuid::Uuid::new_v4().simple())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn write_config(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("wharf.toml");
     let text = format!(
@@ -51,7 +43,7 @@ connect_timeout_ms = 10000
 reconnect_max_ms = 1000
 {body}
 "#,
-        port = free_port(),
+        port = support::free_port(),
         db = dir.join("wharf.db").display(),
         plugins = plugin_dir().display(),
         url = amqp_url(),
@@ -541,9 +533,9 @@ key = "Booking.*"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_is_down_leaves_the_host_up_and_degraded_and_urls_are_tried_in_turn() {
     let dir = tempfile::tempdir().unwrap();
-    let dead_port = free_port();
+    let dead_port = support::free_port();
     let path = dir.path().join("wharf.toml");
-    let port = free_port();
+    let port = support::free_port();
     std::fs::write(
         &path,
         format!(

@@ -97,14 +97,6 @@ fn make_certificates(dir: &Path) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A RabbitMQ node of this test's own; stopped when dropped.
 struct Node {
     name: String,
@@ -114,7 +106,7 @@ struct Node {
 
 impl Node {
     fn start(dir: &Path) -> Node {
-        let port = free_port();
+        let port = support::free_port();
         let name = format!("wharftls{}@localhost", std::process::id());
         std::fs::write(
             dir.join("rabbitmq.conf"),
@@ -134,7 +126,7 @@ impl Node {
         let status = Command::new("rabbitmq-server")
             .arg("-detached")
             .env("RABBITMQ_NODENAME", &name)
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_DIST_PORT", support::free_port().to_string())
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
@@ -193,15 +185,7 @@ async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
     make_certificates(dir.path());
     let node = Node::start(dir.path());
     let topology = Topology {
-        queues: vec![AmqpQueueConfig {
-            name: "tls.q".into(),
-            durable: true,
-            kind: None,
-            dead_letter_exchange: None,
-            dead_letter_routing_key: None,
-            message_ttl_ms: None,
-            max_length: None,
-        }],
+        queues: vec![AmqpQueueConfig::named("tls.q")],
         ..Topology::default()
     };
 

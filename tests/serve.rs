@@ -12,14 +12,6 @@ use wharf::broker::{EmbeddedBroker, EmbeddedConfig};
 use wharf::message::Message;
 use wharf::store::Store;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `wharf serve` in `dir`, with no config file: the embedded defaults, on `port`.
 fn serve(dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
@@ -82,7 +74,7 @@ fn sigterm(child: &Child) {
 #[test]
 fn the_first_run_from_the_readme() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let mut host = serve(dir.path(), port, &[]);
     let out = wharf(&["publish", "local:demo.in", "hello"], port);
     assert!(
@@ -153,7 +145,7 @@ fn msg_id(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_messages_in_flight_loses_none() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     let mut host = serve(dir.path(), port, &[]);
     let broker = broker(dir.path()).await;
     let inputs = publish_inputs(&broker, 2_000).await;
@@ -187,7 +179,7 @@ async fn sigterm_with_messages_in_flight_loses_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing_and_the_restart_reproduces_the_same_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = support::free_port();
     // A short visibility timeout, so the messages the killed host held come back soon.
     let config = dir.path().join("wharf.toml");
     std::fs::write(

@@ -113,13 +113,9 @@ impl Harness {
                     queues: queues
                         .iter()
                         .map(|name| AmqpQueueConfig {
-                            name: name.clone(),
-                            durable: true,
-                            kind: None,
                             dead_letter_exchange: Some(String::new()),
                             dead_letter_routing_key: Some(format!("{name}.dead")),
-                            message_ttl_ms: None,
-                            max_length: None,
+                            ..AmqpQueueConfig::named(name.clone())
                         })
                         .collect(),
                     ensured: queues.iter().map(|name| format!("{name}.dead")).collect(),

@@ -52,18 +52,6 @@ async fn connect() -> Connection {
         .unwrap_or_else(|e| panic!("RabbitMQ at {} is needed: {e}", amqp_url()))
 }
 
-fn durable_queue(name: &str) -> AmqpQueueConfig {
-    AmqpQueueConfig {
-        name: name.into(),
-        durable: true,
-        kind: None,
-        dead_letter_exchange: None,
-        dead_letter_routing_key: None,
-        message_ttl_ms: None,
-        max_length: None,
-    }
-}
-
 /// Fresh durable queues `in` and `out`, with `in` holding the workload.
 async fn prepare(client: &Connection, input: &str, output: &str) {
     let channel = client.create_channel().await.unwrap();
@@ -236,7 +224,10 @@ async fn through_wharf(client: &Connection, dir: &std::path::Path) -> Figures {
         ConnectionConfig::Amqp(Box::new(AmqpConfig {
             url: Some(amqp_url()),
             channels: CHANNELS,
-            queues: vec![durable_queue(input), durable_queue(output)],
+            queues: vec![
+                AmqpQueueConfig::named(input),
+                AmqpQueueConfig::named(output),
+            ],
             ..AmqpConfig::default()
         })),
     );

@@ -176,6 +176,21 @@ pub struct AmqpQueueConfig {
     pub max_length: Option<u64>,
 }
 
+impl AmqpQueueConfig {
+    /// A durable classic queue with no arguments.
+    pub fn named(name: impl Into<String>) -> Self {
+        AmqpQueueConfig {
+            name: name.into(),
+            durable: true,
+            kind: None,
+            dead_letter_exchange: None,
+            dead_letter_routing_key: None,
+            message_ttl_ms: None,
+            max_length: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {

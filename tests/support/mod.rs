@@ -129,6 +129,15 @@ impl Drop for TestDb {
     }
 }
 
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The RabbitMQ the AMQP tests use: `WHARF_TEST_AMQP`, by default the local one
 /// (`./dev test` starts it).
 pub fn amqp_url() -> String {

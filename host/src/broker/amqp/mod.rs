@@ -356,13 +356,7 @@ impl AmqpBroker {
     }
 
     async fn declare_holding(&self, name: &str, ms: u64) -> Result<(), BrokerError> {
-        let live = self.live(self.connect_wait()).await?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| amqp_error("opening a channel", e))?;
-        let _guard = ChannelGuard(channel.clone());
+        let (channel, _guard) = self.scratch_channel().await?;
         let failed = |e| amqp_error(&format!("declaring the delay queue `{name}`"), e);
         channel
             .exchange_declare(
@@ -403,15 +397,20 @@ impl AmqpBroker {
         Ok(())
     }
 
-    /// Messages ready in `queue` and its consumers (a passive declare).
-    pub async fn queue_depth(&self, queue: &str) -> Result<(u32, u32), BrokerError> {
+    /// A channel for one short operation, closed when the guard is dropped.
+    async fn scratch_channel(&self) -> Result<(Channel, ChannelGuard), BrokerError> {
         let live = self.live(self.connect_wait()).await?;
         let channel = live
             .connection
             .create_channel()
             .await
             .map_err(|e| amqp_error("opening a channel", e))?;
-        let _guard = ChannelGuard(channel.clone());
+        Ok((channel.clone(), ChannelGuard(channel)))
+    }
+
+    /// Messages ready in `queue` and its consumers (a passive declare).
+    pub async fn queue_depth(&self, queue: &str) -> Result<(u32, u32), BrokerError> {
+        let (channel, _guard) = self.scratch_channel().await?;
         let q = channel
             .queue_declare(
                 queue.into(),
@@ -428,13 +427,7 @@ impl AmqpBroker {
 
     /// Removes every ready message from `queue`; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
-        let live = self.live(self.connect_wait()).await?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| amqp_error("opening a channel", e))?;
-        let _guard = ChannelGuard(channel.clone());
+        let (channel, _guard) = self.scratch_channel().await?;
         let n = channel
             .queue_purge(queue.into(), QueuePurgeOptions::default())
             .await
