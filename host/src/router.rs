@@ -325,8 +325,18 @@ async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Messa
 /// Sends every output and waits for every confirm.
 async fn send_all(
     connections: &Connections,
-    sends: Vec<(Address, Message)>,
+    mut sends: Vec<(Address, Message)>,
 ) -> Result<(), Failure> {
+    // One output (the common case) is sent from this task; several wait for their confirms
+    // together.
+    if sends.len() == 1 {
+        let (to, msg) = sends.pop().expect("one output");
+        let producer = connections.producer(&to).map_err(Failure::broker)?;
+        return producer
+            .send(&to.address, msg)
+            .await
+            .map_err(Failure::broker);
+    }
     let mut confirms = JoinSet::new();
     for (to, msg) in sends {
         let producer = connections.producer(&to).map_err(Failure::broker)?;

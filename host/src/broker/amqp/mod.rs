@@ -139,6 +139,12 @@ impl AmqpBroker {
 
     /// The live connection, waiting up to `wait` for one.
     async fn live(&self, wait: Duration) -> Result<Arc<Live>, BrokerError> {
+        // The common case, without a timer: connected now.
+        if let Link::Up(live) = &*self.inner.link.borrow()
+            && live.connection.status().connected()
+        {
+            return Ok(live.clone());
+        }
         let mut link = self.inner.link.subscribe();
         let found = tokio::time::timeout(
             wait,
