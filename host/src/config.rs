@@ -609,6 +609,47 @@ mod tests {
     }
 
     #[test]
+    fn amqp_connections_are_checked_by_key() {
+        let base =
+            "[server]\nplugin_dir = \"/nonexistent\"\n[connections.rabbit]\nkind = \"amqp\"\n";
+        let e = load_text(base).unwrap_err().to_string();
+        assert!(e.contains("connections.rabbit.url"), "{e}");
+        let e = load_text(&format!("{base}url = \"http://x\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("connections.rabbit.url") && e.contains("http://x"),
+            "{e}"
+        );
+        let e = load_text(&format!(
+            "{base}url = \"amqp://u:secret@h/%2f\"\n[[connections.rabbit.queues]]\nname = \"q\"\ntype = \"stream\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("connections.rabbit.queues[0].type"), "{e}");
+        let e = load_text(&format!(
+            "{base}url = \"amqp://h\"\ntls = {{ cert = \"c.pem\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("connections.rabbit.tls"), "{e}");
+        let e = load_text(&format!("{base}url = \"amqp://h\"\nurll = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("urll"), "{e}");
+        let config = load_text(&format!(
+            "{base}url = \"amqp://h\"\nurls = [\"amqp://h2\"]\n[[connections.rabbit.exchanges]]\nname = \"events\"\ntype = \"topic\"\n"
+        ))
+        .unwrap();
+        let ConnectionConfig::Amqp(amqp) = &config.connections["rabbit"] else {
+            panic!("an amqp connection");
+        };
+        assert_eq!(amqp.all_urls(), ["amqp://h", "amqp://h2"]);
+        assert!(amqp.exchanges[0].durable);
+        assert_eq!(redact("amqp://u:secret@h/%2f"), "amqp://u:***@h/%2f");
+    }
+
+    #[test]
     fn a_file_without_routes_runs_none() {
         let config = load_text("[server]\nplugin_dir = \"/nonexistent\"\n").unwrap();
         assert!(config.routes.is_empty());
