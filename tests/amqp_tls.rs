@@ -1,7 +1,8 @@
 //! AMQP over TLS with a private CA and a client certificate, as PDC's brokers required,
 //! against a RabbitMQ node of its own: started for this test on free ports with a TLS-only
 //! listener that demands a client certificate, and stopped at the end. Certificates are made
-//! with `openssl` for the run.
+//! with `openssl` for the run. Being its own node, it is also where a broker restart is
+//! tested without disturbing the other AMQP tests.
 
 mod support;
 
@@ -153,6 +154,20 @@ impl Node {
     }
 }
 
+impl Node {
+    fn ctl(&self, command: &str) {
+        let out = Command::new("rabbitmqctl")
+            .args(["-n", &self.name, command])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = Command::new("rabbitmqctl")
@@ -213,6 +228,46 @@ async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
         .unwrap();
     assert_eq!(delivery.message.id, sent.id);
     assert_eq!(delivery.message.payload, b"over tls");
+    delivery.ack.ack().await.unwrap();
+    consumer.close().await;
+
+    // A broker restart: a persistent message sent before it is there after it, the
+    // connection reports itself down meanwhile and comes back by itself.
+    let kept = Message::new("tls.q", b"kept".to_vec());
+    connections
+        .producer(&address)
+        .unwrap()
+        .send("tls.q", kept.clone())
+        .await
+        .unwrap();
+    node.ctl("stop_app");
+    let broker = connections.amqp("secure").unwrap();
+    let started = Instant::now();
+    while broker.check().is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the drop was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    node.ctl("start_app");
+    let started = Instant::now();
+    while let Err(problem) = broker.check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no reconnect after the restart: {problem}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut consumer = connections.consume(&address, 1).await.unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        delivery.message.id, kept.id,
+        "the message survived the restart"
+    );
     delivery.ack.ack().await.unwrap();
     consumer.close().await;
     connections.close().await;

@@ -535,3 +535,31 @@ async fn amqp_refuses_a_message_no_queue_takes() {
     assert!(error.to_string().contains("conformance.nowhere"), "{error}");
     h.finish().await;
 }
+
+/// A channel the broker closes (here: a publish to an exchange that does not exist) is
+/// replaced; the sends after it go through.
+#[tokio::test]
+async fn amqp_replaces_a_publishing_channel_the_broker_closed() {
+    let h = Harness::new(Transport::Amqp, 1).await;
+    let q = h.queue(0).to_owned();
+    let error = h
+        .connections
+        .producer(&h.address("no.such.exchange/key"))
+        .unwrap()
+        .send("no.such.exchange/key", numbered(0))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no.such.exchange"), "{error}");
+    // More sends than there are publishing channels, so the closed one is used again.
+    for i in 1..=10 {
+        h.send(&q, numbered(i)).await;
+    }
+    let mut consumer = h.consume(&q, 10).await;
+    for i in 1..=10 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.message.id, format!("id-{i}"));
+        delivery.ack.ack().await.unwrap();
+    }
+    consumer.close().await;
+    h.finish().await;
+}
