@@ -7,7 +7,8 @@
 //! `uppercase` plugin. (b) Bare lapin: the same pipeline with the transform in native Rust and
 //! as many publishing channels as Wharf keeps (4). Measured from the first output to the last;
 //! CPU is this process's user + system time over that span (the broker's own CPU is not in
-//! either figure).
+//! either figure). Two rounds of bare then Wharf; each phase's queues are deleted before the
+//! next starts, so every phase finds the broker holding the same messages.
 //!
 //! Run with `./dev bench` (RabbitMQ at `WHARF_TEST_AMQP`, default the local one).
 
@@ -27,6 +28,7 @@ use wharf::config::{
 const MESSAGES: u32 = 20_000;
 const PREFETCH: u16 = 256;
 const CHANNELS: usize = 4;
+const ROUNDS: u32 = 2;
 
 fn amqp_url() -> String {
     std::env::var("WHARF_TEST_AMQP")
@@ -247,6 +249,17 @@ async fn through_wharf(client: &Connection, dir: &std::path::Path) -> Figures {
     figures
 }
 
+/// Deletes a phase's queues, so the next phase finds the broker as empty as this one did.
+async fn clean(client: &Connection, queues: &[&str]) {
+    let channel = client.create_channel().await.unwrap();
+    for queue in queues {
+        let _ = channel
+            .queue_delete((*queue).into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = channel.close(200, "cleaned".into()).await;
+}
+
 fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -256,33 +269,29 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let client = connect().await;
         println!(
-            "{MESSAGES} persistent 256-byte JSON messages, durable queues, prefetch {PREFETCH}, confirms, ack after confirm"
+            "{MESSAGES} persistent 256-byte JSON messages, durable queues, prefetch {PREFETCH}, confirms, ack after confirm; two rounds, queues emptied between phases"
         );
-        let bare = bare_lapin(&client).await;
-        let wharf = through_wharf(&client, dir.path()).await;
-        println!(
-            "bare lapin, native uppercase   {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-            bare.rate, bare.cpu_us
-        );
-        println!(
-            "wharf route, uppercase plugin  {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-            wharf.rate, wharf.cpu_us
-        );
-        println!(
-            "wharf/bare: throughput {:.2}, CPU per message {:.2}",
-            wharf.rate / bare.rate,
-            wharf.cpu_us / bare.cpu_us
-        );
-        let channel = client.create_channel().await.unwrap();
-        for queue in [
-            "wharf.bench.bare.in",
-            "wharf.bench.bare.out",
-            "wharf.bench.route.in",
-            "wharf.bench.route.out",
-        ] {
-            let _ = channel
-                .queue_delete(queue.into(), QueueDeleteOptions::default())
-                .await;
+        let (mut bare_total, mut wharf_total) = ((0.0, 0.0), (0.0, 0.0));
+        for round in 1..=ROUNDS {
+            let bare = bare_lapin(&client).await;
+            clean(&client, &["wharf.bench.bare.in", "wharf.bench.bare.out"]).await;
+            let wharf = through_wharf(&client, dir.path()).await;
+            clean(&client, &["wharf.bench.route.in", "wharf.bench.route.out", "wharf.bench.route.in.dead"]).await;
+            println!(
+                "round {round}: bare lapin, native uppercase   {:>7.0} msg/s   {:>6.1} µs CPU/msg",
+                bare.rate, bare.cpu_us
+            );
+            println!(
+                "round {round}: wharf route, uppercase plugin  {:>7.0} msg/s   {:>6.1} µs CPU/msg",
+                wharf.rate, wharf.cpu_us
+            );
+            bare_total = (bare_total.0 + bare.rate, bare_total.1 + bare.cpu_us);
+            wharf_total = (wharf_total.0 + wharf.rate, wharf_total.1 + wharf.cpu_us);
         }
+        println!(
+            "wharf/bare over {ROUNDS} rounds: throughput {:.2}, CPU per message {:.2}",
+            wharf_total.0 / bare_total.0,
+            wharf_total.1 / bare_total.1
+        );
     });
 }
