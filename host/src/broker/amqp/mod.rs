@@ -206,13 +206,8 @@ impl AmqpBroker {
 
     /// Starts consuming `queue` with manual acks and at most `prefetch` unacked deliveries.
     pub async fn consume(&self, queue: &str, prefetch: usize) -> Result<AmqpConsumer, BrokerError> {
-        let live = self.live(self.connect_wait()).await?;
-        let channel = live
-            .connection
-            .create_channel()
-            .await
-            .map_err(|e| amqp_error("opening a channel", e))?;
-        let guard = Arc::new(ChannelGuard(channel.clone()));
+        let (channel, guard) = self.own_channel().await?;
+        let guard = Arc::new(guard);
         channel
             .basic_qos(
                 prefetch.clamp(1, usize::from(u16::MAX)) as u16,
@@ -362,7 +357,7 @@ impl AmqpBroker {
     }
 
     async fn declare_holding(&self, name: &str, ms: u64) -> Result<(), BrokerError> {
-        let (channel, _guard) = self.scratch_channel().await?;
+        let (channel, _guard) = self.own_channel().await?;
         let failed = |e| amqp_error(&format!("declaring the delay queue `{name}`"), e);
         channel
             .exchange_declare(
@@ -403,8 +398,9 @@ impl AmqpBroker {
         Ok(())
     }
 
-    /// A channel for one short operation, closed when the guard is dropped.
-    async fn scratch_channel(&self) -> Result<(Channel, ChannelGuard), BrokerError> {
+    /// A channel of its own (a consumer's, or one short operation's), closed when the guard
+    /// is dropped.
+    async fn own_channel(&self) -> Result<(Channel, ChannelGuard), BrokerError> {
         let live = self.live(self.connect_wait()).await?;
         let channel = live
             .connection
@@ -416,7 +412,7 @@ impl AmqpBroker {
 
     /// Messages ready in `queue` and its consumers (a passive declare).
     pub async fn queue_depth(&self, queue: &str) -> Result<(u32, u32), BrokerError> {
-        let (channel, _guard) = self.scratch_channel().await?;
+        let (channel, _guard) = self.own_channel().await?;
         let q = channel
             .queue_declare(
                 queue.into(),
@@ -433,7 +429,7 @@ impl AmqpBroker {
 
     /// Removes every ready message from `queue`; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
-        let (channel, _guard) = self.scratch_channel().await?;
+        let (channel, _guard) = self.own_channel().await?;
         let n = channel
             .queue_purge(queue.into(), QueuePurgeOptions::default())
             .await
