@@ -592,3 +592,87 @@ connect_timeout_ms = 2000
     assert_eq!(status, 503);
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_publishes_to_an_exchange_and_reads_a_queue_through_the_host() {
+    let _shared = support::RABBIT.read().await;
+    let (exchange, queue) = (unique("cli.events"), unique("cli.q"));
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(
+        dir.path(),
+        &format!(
+            r#"
+[[connections.rabbit.exchanges]]
+name = "{exchange}"
+type = "topic"
+[[connections.rabbit.queues]]
+name = "{queue}"
+[[connections.rabbit.bindings]]
+exchange = "{exchange}"
+queue = "{queue}"
+key = "Booking.*"
+"#
+        ),
+    )
+    .await;
+    let url = format!("http://{}", host.addr);
+    let wharf = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let url = url.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_wharf"))
+                    .args(&args)
+                    .args(["--url", &url])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = wharf(&[
+        "publish",
+        &format!("rabbit:{exchange}/Booking.created"),
+        "booked",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wharf(&[
+        "publish",
+        &format!("rabbit:{exchange}/Invoice.sent"),
+        "nobody",
+    ])
+    .await;
+    assert!(!out.status.success(), "an unroutable message is refused");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("no queue takes") && error.contains("Invoice.sent"),
+        "{error}"
+    );
+    let out = wharf(&["consume", &format!("rabbit:{queue}"), "--count", "1"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "booked");
+    let out = wharf(&["queue", "stats", &format!("rabbit:{queue}")]).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ready 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    host.stop().await;
+    let client = amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    let _ = channel
+        .exchange_delete(exchange.as_str().into(), Default::default())
+        .await;
+    let _ = client.close(200, "done".into()).await;
+    support::delete_amqp_queues(&[queue]).await;
+}

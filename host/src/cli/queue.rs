@@ -87,14 +87,17 @@ pub enum QueueCommand {
     },
 }
 
+/// The API URL of `address`, each part one path segment (so `rabbit:events/Booking.created`,
+/// an exchange and routing key, is sent as `events%2FBooking.created`).
 fn queue_url(host: &HostArg, address: &str) -> anyhow::Result<String> {
     let address = Address::parse(address)?;
-    Ok(format!(
-        "{}/api/v1/queues/{}/{}",
-        host.base()?,
-        address.connection,
-        address.address
-    ))
+    let base = host.base()?;
+    let mut url = reqwest::Url::parse(&base).with_context(|| format!("`{base}` is not a URL"))?;
+    url.path_segments_mut()
+        .map_err(|()| anyhow::anyhow!("`{base}` cannot have a path"))?
+        .pop_if_empty()
+        .extend(["api", "v1", "queues", &address.connection, &address.address]);
+    Ok(url.to_string())
 }
 
 /// Sends a request and turns an error answer into its message.
