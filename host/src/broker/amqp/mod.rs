@@ -18,7 +18,9 @@
 //! - *Delayed sends* (retries) go through a per-delay holding queue `wharf.delay.{ms}` whose
 //!   messages expire into the default exchange with their original routing key, that is, back
 //!   into the target queue. Delays are rounded up to two significant digits so few holding
-//!   queues exist. The move from the holding queue is the broker's own dead-lettering.
+//!   queues exist. The move from the holding queue is the broker's own dead-lettering, which
+//!   RabbitMQ does at-most-once for classic queues (a broker crash in that instant can lose
+//!   the retry copy; its input was acked once the copy was confirmed into the holding queue).
 
 pub mod map;
 pub mod topology;
