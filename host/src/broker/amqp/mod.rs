@@ -15,12 +15,11 @@
 //!   only on the broker's ack. Sends are `mandatory`, so a message no queue would take comes
 //!   back as [`BrokerError::Unroutable`] instead of vanishing.
 //! - *Consumers ack manually*, with prefetch equal to the route's concurrency.
-//! - *Delayed sends* (retries) go through a per-delay holding queue `wharf.delay.{ms}` whose
+//! - *Delayed sends* (retries) go through a per-delay holding queue `wharf.retry.{ms}` whose
 //!   messages expire into the default exchange with their original routing key, that is, back
 //!   into the target queue. Delays are rounded up to two significant digits so few holding
-//!   queues exist. The move from the holding queue is the broker's own dead-lettering, which
-//!   RabbitMQ does at-most-once for classic queues (a broker crash in that instant can lose
-//!   the retry copy; its input was acked once the copy was confirmed into the holding queue).
+//!   queues exist. The holding queues are quorum queues with at-least-once dead-lettering
+//!   (RabbitMQ 3.10 or later), so a retry copy leaves one only once the target queue has it.
 
 pub mod map;
 pub mod topology;
@@ -342,7 +341,7 @@ impl AmqpBroker {
             });
         }
         let ms = delay_bucket(delay.as_millis() as u64);
-        let holding = format!("wharf.delay.{ms}");
+        let holding = format!("wharf.retry.{ms}");
         if !self.inner.delays.lock().expect("delays").contains(&ms) {
             self.declare_holding(&holding, ms).await?;
             self.inner.delays.lock().expect("delays").insert(ms);
@@ -378,6 +377,20 @@ impl AmqpBroker {
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString("".into()),
+        );
+        // A quorum queue with at-least-once dead-lettering (RabbitMQ 3.10 or later): a copy
+        // leaves the holding queue only once the target queue has it.
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
         );
         channel
             .queue_declare(
