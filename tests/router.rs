@@ -71,10 +71,25 @@ async fn take(broker: &EmbeddedBroker, queue: &str, count: usize) -> Vec<Message
     let mut consumer: EmbeddedConsumer = broker.consume(queue, count).await.unwrap();
     let mut out = Vec::new();
     for _ in 0..count {
-        let d = tokio::time::timeout(Duration::from_secs(20), consumer.next())
-            .await
-            .unwrap_or_else(|_| panic!("{queue}: only {} of {count} messages arrived", out.len()))
-            .unwrap();
+        let Ok(d) = tokio::time::timeout(Duration::from_secs(20), consumer.next()).await else {
+            // Say where the missing ones went, if they were dead-lettered.
+            let mut dead = Vec::new();
+            for queue in broker.store().queue_names().await.unwrap_or_default() {
+                if queue.ends_with(".dead") {
+                    let mut c = broker.consume(&queue, 100).await.unwrap();
+                    while let Ok(Ok(d)) =
+                        tokio::time::timeout(Duration::from_millis(300), c.next()).await
+                    {
+                        dead.push((queue.clone(), d.message.headers.clone()));
+                    }
+                }
+            }
+            panic!(
+                "{queue}: only {} of {count} messages arrived; dead letters: {dead:?}",
+                out.len()
+            );
+        };
+        let d = d.unwrap();
         out.push(d.message.clone());
         d.ack.ack().await.unwrap();
     }
@@ -114,12 +129,22 @@ async fn a_chain_of_two_transformers_and_a_handler() {
             plugin("relay", &[("to", "local:relay.copies")], &["local:relay.*"]),
         ),
     ]);
-    let routes = vec![route(
-        "orders",
-        "local:orders",
-        &["shipped", "uppercase", "relay"],
-        None,
-    )];
+    // This test is about the chain, not retries: a generous budget, so a retryable failure on
+    // a loaded machine (a plugin deadline, a busy database) is retried rather than
+    // dead-lettered.
+    let routes = vec![RouteConfig {
+        retry: RetryConfig {
+            max: 10,
+            backoff_ms: 50,
+            max_backoff_ms: 1_000,
+        },
+        ..route(
+            "orders",
+            "local:orders",
+            &["shipped", "uppercase", "relay"],
+            None,
+        )
+    }];
     let (host, broker) = host(&db, plugins, routes).await;
 
     for (id, status) in [("o1", "shipped"), ("o2", "pending"), ("o3", "shipped")] {
