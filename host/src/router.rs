@@ -322,30 +322,18 @@ async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Messa
     Ok(sends)
 }
 
-/// Sends every output and waits for every confirm.
+/// Sends every output and waits for every confirm. The sends run together on this task: they
+/// wait on their brokers, not on the CPU.
 async fn send_all(
     connections: &Connections,
-    mut sends: Vec<(Address, Message)>,
+    sends: Vec<(Address, Message)>,
 ) -> Result<(), Failure> {
-    // One output (the common case) is sent from this task; several wait for their confirms
-    // together.
-    if sends.len() == 1 {
-        let (to, msg) = sends.pop().expect("one output");
-        let producer = connections.producer(&to).map_err(Failure::broker)?;
-        return producer
-            .send(&to.address, msg)
-            .await
-            .map_err(Failure::broker);
-    }
-    let mut confirms = JoinSet::new();
-    for (to, msg) in sends {
-        let producer = connections.producer(&to).map_err(Failure::broker)?;
-        confirms.spawn(async move { producer.send(&to.address, msg).await });
-    }
-    while let Some(confirmed) = confirms.join_next().await {
-        confirmed
-            .map_err(|e| Failure::host("Panic", format!("a send task failed: {e}")))?
-            .map_err(Failure::broker)?;
-    }
-    Ok(())
+    futures::future::try_join_all(
+        sends.into_iter().map(|(to, msg)| async move {
+            connections.producer(&to)?.send(&to.address, msg).await
+        }),
+    )
+    .await
+    .map(drop)
+    .map_err(Failure::broker)
 }

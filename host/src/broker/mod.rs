@@ -148,7 +148,7 @@ impl Consumer {
     }
 }
 
-/// Sends messages to addresses of one connection. A send completes only once the broker has
+/// One connection's broker, as its senders hold it. A send completes only once the broker has
 /// confirmed the message (committed, for the embedded broker), so its caller may then ack the
 /// input that produced it.
 #[derive(Clone)]
@@ -218,11 +218,11 @@ impl std::fmt::Display for Address {
     }
 }
 
-/// The host's broker connections, by name.
+/// The host's broker connections, by name: each is the handle its producers share, and
+/// every other operation dispatches on it.
 #[derive(Clone, Default)]
 pub struct Connections {
-    embedded: std::collections::BTreeMap<String, EmbeddedBroker>,
-    amqp: std::collections::BTreeMap<String, AmqpBroker>,
+    brokers: std::collections::BTreeMap<String, Producer>,
 }
 
 /// How full a queue is, as far as its transport can tell.
@@ -238,36 +238,37 @@ pub enum QueueDepth {
 
 impl Connections {
     pub fn add_embedded(&mut self, name: &str, broker: EmbeddedBroker) {
-        self.embedded.insert(name.to_owned(), broker);
+        self.brokers
+            .insert(name.to_owned(), Producer::Embedded(broker));
     }
 
     pub fn add_amqp(&mut self, name: &str, broker: AmqpBroker) {
-        self.amqp.insert(name.to_owned(), broker);
+        self.brokers.insert(name.to_owned(), Producer::Amqp(broker));
     }
 
-    pub fn embedded(&self, name: &str) -> Option<&EmbeddedBroker> {
-        self.embedded.get(name)
+    /// Whether a connection of that name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.brokers.contains_key(name)
     }
 
     pub fn amqp(&self, name: &str) -> Option<&AmqpBroker> {
-        self.amqp.get(name)
+        match self.brokers.get(name) {
+            Some(Producer::Amqp(broker)) => Some(broker),
+            _ => None,
+        }
     }
 
-    fn unknown(&self, address: &Address) -> BrokerError {
-        BrokerError::InvalidAddress {
-            address: address.to_string(),
-            problem: format!("there is no connection named `{}`", address.connection),
-        }
+    fn broker(&self, address: &Address) -> Result<&Producer, BrokerError> {
+        self.brokers
+            .get(&address.connection)
+            .ok_or_else(|| BrokerError::InvalidAddress {
+                address: address.to_string(),
+                problem: format!("there is no connection named `{}`", address.connection),
+            })
     }
 
     pub fn producer(&self, address: &Address) -> Result<Producer, BrokerError> {
-        if let Some(broker) = self.embedded.get(&address.connection) {
-            return Ok(Producer::Embedded(broker.clone()));
-        }
-        match self.amqp.get(&address.connection) {
-            Some(broker) => Ok(Producer::Amqp(broker.clone())),
-            None => Err(self.unknown(address)),
-        }
+        self.broker(address).cloned()
     }
 
     pub async fn consume(
@@ -275,63 +276,58 @@ impl Connections {
         address: &Address,
         prefetch: usize,
     ) -> Result<Consumer, BrokerError> {
-        if let Some(broker) = self.embedded.get(&address.connection) {
-            return Ok(Consumer::Embedded(
-                broker.consume(&address.address, prefetch).await?,
-            ));
-        }
-        match self.amqp.get(&address.connection) {
-            Some(broker) => Ok(Consumer::Amqp(
-                broker.consume(&address.address, prefetch).await?,
-            )),
-            None => Err(self.unknown(address)),
-        }
+        Ok(match self.broker(address)? {
+            Producer::Embedded(broker) => {
+                Consumer::Embedded(broker.consume(&address.address, prefetch).await?)
+            }
+            Producer::Amqp(broker) => {
+                Consumer::Amqp(broker.consume(&address.address, prefetch).await?)
+            }
+        })
     }
 
     /// How many messages wait in the queue at `address`.
     pub async fn depth(&self, address: &Address) -> Result<QueueDepth, BrokerError> {
-        if let Some(broker) = self.embedded.get(&address.connection) {
-            return Ok(QueueDepth::Embedded(broker.stats(&address.address).await?));
-        }
-        match self.amqp.get(&address.connection) {
-            Some(broker) => {
-                let (ready, consumers) = broker.queue_depth(&address.address).await?;
-                Ok(QueueDepth::Amqp { ready, consumers })
+        Ok(match self.broker(address)? {
+            Producer::Embedded(broker) => {
+                QueueDepth::Embedded(broker.stats(&address.address).await?)
             }
-            None => Err(self.unknown(address)),
-        }
+            Producer::Amqp(broker) => {
+                let (ready, consumers) = broker.queue_depth(&address.address).await?;
+                QueueDepth::Amqp { ready, consumers }
+            }
+        })
     }
 
     /// Removes the ready messages of the queue at `address`; returns how many.
     pub async fn purge(&self, address: &Address) -> Result<u64, BrokerError> {
-        if let Some(broker) = self.embedded.get(&address.connection) {
-            return broker.purge(&address.address).await;
-        }
-        match self.amqp.get(&address.connection) {
-            Some(broker) => broker.purge(&address.address).await,
-            None => Err(self.unknown(address)),
+        match self.broker(address)? {
+            Producer::Embedded(broker) => broker.purge(&address.address).await,
+            Producer::Amqp(broker) => broker.purge(&address.address).await,
         }
     }
 
-    /// Whether every connection can serve right now; the first problem otherwise.
+    /// Whether every connection can serve right now; the problem of each that cannot.
     pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
         let mut states = Vec::new();
-        for (name, broker) in &self.embedded {
-            states.push((
-                name.clone(),
-                broker.store().ping().await.map_err(|e| e.to_string()),
-            ));
-        }
-        for (name, broker) in &self.amqp {
-            states.push((name.clone(), broker.check()));
+        for (name, broker) in &self.brokers {
+            let state = match broker {
+                Producer::Embedded(broker) => {
+                    broker.store().ping().await.map_err(|e| e.to_string())
+                }
+                Producer::Amqp(broker) => broker.check(),
+            };
+            states.push((name.clone(), state));
         }
         states
     }
 
     /// Closes the broker connections (the embedded broker lives in the store).
     pub async fn close(&self) {
-        for broker in self.amqp.values() {
-            broker.close().await;
+        for broker in self.brokers.values() {
+            if let Producer::Amqp(broker) = broker {
+                broker.close().await;
+            }
         }
     }
 }

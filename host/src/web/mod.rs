@@ -105,9 +105,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 fn known(state: &AppState, connection: String, queue: String) -> Result<Address, AppError> {
-    if state.connections.embedded(&connection).is_none()
-        && state.connections.amqp(&connection).is_none()
-    {
+    if !state.connections.contains(&connection) {
         return Err(AppError::NotFound(format!(
             "there is no connection named `{connection}`"
         )));

@@ -114,10 +114,6 @@ impl AmqpBroker {
         Ok(AmqpBroker { inner })
     }
 
-    pub fn name(&self) -> &str {
-        &self.inner.name
-    }
-
     /// Waits until the first connection attempt has succeeded or failed. A failure that
     /// retrying cannot fix (the topology does not match the broker's) is returned; the broker
     /// being unreachable is not (the host starts degraded and keeps trying).
@@ -521,33 +517,28 @@ pub async fn declare_once(
     config: AmqpConfig,
     topology: Topology,
 ) -> Result<(String, Vec<(String, Outcome)>), BrokerError> {
-    let (link, _) = watch::channel(Link::Closed);
-    let inner = Inner {
-        name: name.to_owned(),
-        tls: load_tls(name, &config)?,
-        config: AmqpConfig {
-            channels: 0,
-            ..config
-        },
-        topology,
-        link,
-        delays: Mutex::default(),
-    };
-    let (live, report) = connect(&inner)
+    let tls = load_tls(name, &config)?;
+    let (connection, url, report) = connect(name, &config, &tls, &topology)
         .await
         .map_err(|failure| BrokerError::Amqp(failure.error))?;
-    let _ = live.connection.close(200, "schema applied".into()).await;
-    Ok((live.url, report))
+    let _ = connection.close(200, "schema applied".into()).await;
+    Ok((url, report))
 }
 
-/// Connects to the first URL that answers, declares the topology and opens the channels.
-async fn connect(inner: &Inner) -> Result<(Live, Vec<(String, Outcome)>), ConnectFailure> {
-    let mut urls = inner.config.all_urls();
-    if inner.config.shuffle {
+/// Connects to the first URL that answers and declares the topology; returns the connection,
+/// the URL (password hidden) and what each item of the topology needed.
+async fn connect(
+    name: &str,
+    config: &AmqpConfig,
+    tls: &OwnedTLSConfig,
+    topology: &Topology,
+) -> Result<(Connection, String, Vec<(String, Outcome)>), ConnectFailure> {
+    let mut urls = config.all_urls();
+    if config.shuffle {
         use rand::seq::SliceRandom as _;
         urls.shuffle(&mut rand::rng());
     }
-    let timeout = Duration::from_millis(inner.config.connect_timeout_ms);
+    let timeout = Duration::from_millis(config.connect_timeout_ms);
     let mut errors = Vec::new();
     for url in urls {
         let shown = redact(&url);
@@ -558,11 +549,10 @@ async fn connect(inner: &Inner) -> Result<(Live, Vec<(String, Outcome)>), Connec
                 continue;
             }
         };
-        uri.query.heartbeat = Some(inner.config.heartbeat_s);
-        uri.query.connection_timeout = Some(inner.config.connect_timeout_ms);
-        let properties = ConnectionProperties::default().with_connection_name(
-            format!("wharf {} (pid {})", inner.name, std::process::id()).into(),
-        );
+        uri.query.heartbeat = Some(config.heartbeat_s);
+        uri.query.connection_timeout = Some(config.connect_timeout_ms);
+        let properties = ConnectionProperties::default()
+            .with_connection_name(format!("wharf {} (pid {})", name, std::process::id()).into());
         let runtime = match lapin::runtime::default_runtime() {
             Ok(runtime) => runtime,
             Err(e) => {
@@ -572,7 +562,7 @@ async fn connect(inner: &Inner) -> Result<(Live, Vec<(String, Outcome)>), Connec
         };
         let attempt = tokio::time::timeout(
             timeout,
-            Connection::connect_uri_with_config(uri, properties, inner.tls.clone(), runtime),
+            Connection::connect_uri_with_config(uri, properties, tls.clone(), runtime),
         )
         .await;
         let connection = match attempt {
@@ -589,13 +579,12 @@ async fn connect(inner: &Inner) -> Result<(Live, Vec<(String, Outcome)>), Connec
                 continue;
             }
         };
-        let report = inner
-            .topology
+        let report = topology
             .apply(&connection)
             .await
             .map_err(|e| ConnectFailure {
                 permanent: e.is_permanent(),
-                error: format!("connections.{}: {e}", inner.name),
+                error: format!("connections.{name}: {e}"),
             });
         let report = match report {
             Ok(report) => report,
@@ -604,29 +593,28 @@ async fn connect(inner: &Inner) -> Result<(Live, Vec<(String, Outcome)>), Connec
                 return Err(failure);
             }
         };
-        let mut channels = Vec::with_capacity(inner.config.channels);
-        for _ in 0..inner.config.channels {
-            channels.push(
-                open_publish_channel(&connection)
-                    .await
-                    .map_err(|e| ConnectFailure {
-                        error: e.to_string(),
-                        permanent: false,
-                    })?,
-            );
-        }
-        let live = Live {
-            connection,
-            url: shown,
-            channels: Mutex::new(channels),
-            next: AtomicUsize::new(0),
-        };
-        return Ok((live, report));
+        return Ok((connection, shown, report));
     }
     Err(ConnectFailure {
         error: errors.join("; "),
         permanent: false,
     })
+}
+
+impl Live {
+    /// A connection made live: its `count` publishing channels opened in confirm mode.
+    async fn open(connection: Connection, url: String, count: usize) -> Result<Live, BrokerError> {
+        let mut channels = Vec::with_capacity(count);
+        for _ in 0..count {
+            channels.push(open_publish_channel(&connection).await?);
+        }
+        Ok(Live {
+            connection,
+            url,
+            channels: Mutex::new(channels),
+            next: AtomicUsize::new(0),
+        })
+    }
 }
 
 /// The task behind every [`AmqpBroker`]: connect, watch, reconnect, until the handle is gone.
@@ -643,8 +631,18 @@ async fn keep_connected(inner: std::sync::Weak<Inner>) {
             return;
         }
         attempts += 1;
-        match connect(&strong).await {
-            Ok((live, _)) => {
+        let live = match connect(&strong.name, &strong.config, &strong.tls, &strong.topology).await
+        {
+            Ok((connection, url, _)) => Live::open(connection, url, strong.config.channels)
+                .await
+                .map_err(|e| ConnectFailure {
+                    error: e.to_string(),
+                    permanent: false,
+                }),
+            Err(failure) => Err(failure),
+        };
+        match live {
+            Ok(live) => {
                 tracing::info!(connection = %strong.name, url = %live.url, "connected to the AMQP broker");
                 let live = Arc::new(live);
                 let mut events = live.connection.events_listener();
@@ -771,11 +769,11 @@ impl AmqpConsumer {
                     .properties
                     .headers()
                     .as_ref()
-                    .and_then(|h| h.inner().get("x-delivery-count").cloned())
+                    .and_then(|h| h.inner().get("x-delivery-count"))
                 {
                     // Quorum queues count earlier deliveries.
-                    Some(AMQPValue::LongLongInt(n)) => (n.max(0) as u32).saturating_add(1),
-                    Some(AMQPValue::LongInt(n)) => (n.max(0) as u32).saturating_add(1),
+                    Some(AMQPValue::LongLongInt(n)) => ((*n).max(0) as u32).saturating_add(1),
+                    Some(AMQPValue::LongInt(n)) => ((*n).max(0) as u32).saturating_add(1),
                     _ if delivery.redelivered => 2,
                     _ => 1,
                 };

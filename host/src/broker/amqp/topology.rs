@@ -33,6 +33,17 @@ pub enum Outcome {
     Declared,
 }
 
+impl Outcome {
+    /// What declaring an item did, given whether it was there before.
+    fn of(existed: bool) -> Outcome {
+        if existed {
+            Outcome::Existed
+        } else {
+            Outcome::Created
+        }
+    }
+}
+
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -192,14 +203,7 @@ impl Topology {
                     }
                 })
                 .await?;
-            report.push((
-                item,
-                if existed {
-                    Outcome::Existed
-                } else {
-                    Outcome::Created
-                },
-            ));
+            report.push((item, Outcome::of(existed)));
         }
         for q in &self.queues {
             let item = format!("queue `{}`", q.name);
@@ -215,14 +219,7 @@ impl Topology {
                     async move { ch.queue_declare(name.into(), options, args).await.map(drop) }
                 })
                 .await?;
-            report.push((
-                item,
-                if existed {
-                    Outcome::Existed
-                } else {
-                    Outcome::Created
-                },
-            ));
+            report.push((item, Outcome::of(existed)));
         }
         for name in &self.ensured {
             let item = format!("queue `{name}`");
@@ -326,23 +323,30 @@ impl Declarer<'_> {
         Ok(channel)
     }
 
+    /// Runs `op` on the current channel; a failed operation has closed it, so the next one
+    /// opens another.
+    async fn run<F, Fut>(&mut self, item: &str, op: F) -> Result<lapin::Result<()>, TopologyError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = lapin::Result<()>>,
+    {
+        let result = op(self.channel(item).await?).await;
+        if result.is_err() {
+            self.channel = None;
+        }
+        Ok(result)
+    }
+
     /// Runs a passive check: true if it passed, false on 404 NOT_FOUND.
     async fn try_op<F, Fut>(&mut self, item: &str, op: F) -> Result<bool, TopologyError>
     where
         F: FnOnce(Channel) -> Fut,
         Fut: Future<Output = lapin::Result<()>>,
     {
-        let channel = self.channel(item).await?;
-        match op(channel).await {
+        match self.run(item, op).await? {
             Ok(()) => Ok(true),
-            Err(e) if code_of(&e) == Some(404) => {
-                self.channel = None;
-                Ok(false)
-            }
-            Err(e) => Err(TopologyError::Failed {
-                item: item.to_owned(),
-                detail: broker_text(&e),
-            }),
+            Err(e) if code_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(failure(item, "item", &e)),
         }
     }
 
@@ -375,21 +379,24 @@ impl Declarer<'_> {
         F: FnOnce(Channel) -> Fut,
         Fut: Future<Output = lapin::Result<()>>,
     {
-        let channel = self.channel(item).await?;
-        op(channel).await.map_err(|e| {
-            self.channel = None;
-            if code_of(&e) == Some(406) {
-                TopologyError::Mismatch {
-                    item: item.to_owned(),
-                    what,
-                    detail: broker_text(&e),
-                }
-            } else {
-                TopologyError::Failed {
-                    item: item.to_owned(),
-                    detail: broker_text(&e),
-                }
-            }
-        })
+        self.run(item, op)
+            .await?
+            .map_err(|e| failure(item, what, &e))
+    }
+}
+
+/// A declaration the broker refused: a 406 PRECONDITION_FAILED is a mismatch with what exists.
+fn failure(item: &str, what: &'static str, e: &lapin::Error) -> TopologyError {
+    if code_of(e) == Some(406) {
+        TopologyError::Mismatch {
+            item: item.to_owned(),
+            what,
+            detail: broker_text(e),
+        }
+    } else {
+        TopologyError::Failed {
+            item: item.to_owned(),
+            detail: broker_text(e),
+        }
     }
 }
