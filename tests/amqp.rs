@@ -17,7 +17,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{amqp_client, amqp_url, plugin_dir};
 use wharf::config::Config;
@@ -246,24 +246,7 @@ async fn ten_thousand_messages_arrive_when_the_host_is_sigkilled_and_restarted()
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &route_body(&input, &output, 16));
     let port = Config::load(Some(&config)).unwrap().server.listen.port();
-    let spawn = || {
-        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "wharf did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
-    };
+    let spawn = || support::serve_config(&config, dir.path(), port);
     let mut host = spawn();
     publish_inputs(&input, "in", total).await;
     while ready(&output).await < 3_000 {
@@ -523,10 +506,8 @@ key = "Booking.*"
         "routed by the binding"
     );
     assert_eq!(ready(&queue).await, 1);
-    let _ = channel
-        .exchange_delete(exchange.as_str().into(), Default::default())
-        .await;
     let _ = client.close(200, "done".into()).await;
+    support::delete_amqp_exchange(&exchange).await;
     support::delete_amqp_queues(&[queue]).await;
 }
 
@@ -668,11 +649,6 @@ key = "Booking.*"
         String::from_utf8_lossy(&out.stdout)
     );
     host.stop().await;
-    let client = amqp_client().await;
-    let channel = client.create_channel().await.unwrap();
-    let _ = channel
-        .exchange_delete(exchange.as_str().into(), Default::default())
-        .await;
-    let _ = client.close(200, "done".into()).await;
+    support::delete_amqp_exchange(&exchange).await;
     support::delete_amqp_queues(&[queue]).await;
 }

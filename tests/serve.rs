@@ -26,19 +26,8 @@ fn serve(dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Child {
         command.env(k, v);
     }
     let child = command.spawn().expect("starting wharf serve");
-    wait_ready(port);
+    support::wait_ready(port);
     child
-}
-
-fn wait_ready(port: u16) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("wharf serve did not listen on port {port} within 60 s");
 }
 
 fn wharf(args: &[&str], port: u16) -> Output {
@@ -206,17 +195,7 @@ to = "local:demo.out"
         ),
     )
     .unwrap();
-    let start = || {
-        let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_ready(port);
-        child
-    };
+    let start = || support::serve_config(&config, dir.path(), port);
     let mut host = start();
     let broker = broker(dir.path()).await;
     let inputs = publish_inputs(&broker, 3_000).await;

@@ -12,6 +12,9 @@
 //!
 //! Run with `./dev bench` (RabbitMQ at `WHARF_TEST_AMQP`, default the local one).
 
+mod common;
+
+use common::cpu_time;
 use futures::StreamExt as _;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -33,19 +36,6 @@ const ROUNDS: u32 = 2;
 fn amqp_url() -> String {
     std::env::var("WHARF_TEST_AMQP")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// User + system CPU time of this process so far.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("reading /proc/self/stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(ticks as f64 / 100.0)
 }
 
 async fn connect() -> Connection {

@@ -5,6 +5,9 @@
 //! Both runs: 10,000 messages of 256 bytes already queued, 64 in flight, each output committed
 //! before its input is acked. CPU is the whole process's user + system time from the first output to the last.
 
+mod common;
+
+use common::cpu_time;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wharf::broker::{EmbeddedBroker, EmbeddedConfig};
@@ -14,20 +17,6 @@ use wharf::store::Store;
 
 const MESSAGES: u64 = 10_000;
 const CONCURRENCY: usize = 64;
-
-/// User + system CPU time of this process so far.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("reading /proc/self/stat");
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(ticks as f64 / 100.0)
-}
 
 async fn fill(broker: &EmbeddedBroker) {
     let payload = vec![b'a'; 256];

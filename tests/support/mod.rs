@@ -138,6 +138,37 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until something listens on `port` (a `wharf serve` starting); panics after 60 s.
+pub fn wait_ready(port: u16) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("wharf serve did not listen on port {port} within 60 s");
+}
+
+/// `wharf serve --config CONFIG` in `dir`, once it listens on `port`.
+pub fn serve_config(
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting wharf serve");
+    wait_ready(port);
+    child
+}
+
 /// The RabbitMQ the AMQP tests use: `WHARF_TEST_AMQP`, by default the local one
 /// (`./dev test` starts it).
 pub fn amqp_url() -> String {
@@ -174,6 +205,19 @@ pub async fn amqp_client() -> lapin::Connection {
                 amqp_url()
             )
         })
+}
+
+/// Deletes a test exchange with a plain client.
+pub async fn delete_amqp_exchange(name: &str) {
+    let client = amqp_client().await;
+    let channel = client.create_channel().await.expect("a channel");
+    let _ = channel
+        .exchange_delete(
+            name.into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await;
+    let _ = client.close(200, "done".into()).await;
 }
 
 /// Deletes test queues (and their `.dead` queues) with a plain client.
