@@ -379,18 +379,26 @@ async fn a_queue_declared_with_other_arguments_stops_the_start_with_a_clear_erro
     let queue = unique("mismatch");
     let client = amqp_client().await;
     let channel = client.create_channel().await.unwrap();
+    // The same dead-letter exchange on both sides; only the TTL differs.
+    let mut args = std::collections::BTreeMap::new();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        lapin::types::AMQPValue::LongString("".into()),
+    );
     channel
         .queue_declare(
             queue.as_str().into(),
             QueueDeclareOptions::durable(),
-            FieldTable::default(),
+            FieldTable::from(args),
         )
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
-        &format!("[[connections.rabbit.queues]]\nname = \"{queue}\"\nmessage_ttl_ms = 5000\n"),
+        &format!(
+            "[[connections.rabbit.queues]]\nname = \"{queue}\"\nmessage_ttl_ms = 5000\ndead_letter_exchange = \"\"\n"
+        ),
     );
     let error = match wharf::host::start(Config::load(Some(&config)).unwrap()).await {
         Ok(_) => panic!("the host started over a mismatched queue"),

@@ -1,5 +1,6 @@
 //! The embedded broker against real databases: every test runs on SQLite and on PostgreSQL.
 
+#[macro_use]
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -9,20 +10,6 @@ use support::{Backend, TestDb};
 use wharf::broker::{BrokerError, DeadLetter, EmbeddedBroker, EmbeddedConfig, Nack, Producer};
 use wharf::message::{HeaderValue, Message};
 use wharf::store::{QueueOptions, Store};
-
-/// Runs each listed test once per backend, as `sqlite::NAME` and `postgres::NAME`.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
 
 on_every_backend!(
     a_round_trip_keeps_every_field,
@@ -324,7 +311,7 @@ async fn prefetch_bounds_unsettled_deliveries(backend: Backend) {
 async fn expired_and_over_delivered_messages_are_dead_lettered(backend: Backend) {
     let b = broker(backend).await;
     let options = QueueOptions {
-        max_deliveries: Some(2),
+        max_deliveries: 2,
         ..QueueOptions::default()
     };
     b.broker.declare("limited", options).await.unwrap();
@@ -523,7 +510,7 @@ async fn a_sigkilled_process_loses_no_accepted_message(backend: Backend) {
 
     let store = Store::open(&db.url).await.unwrap();
     let remaining: HashSet<String> = store
-        .queue_message_ids("crash")
+        .queue_message_ids("local:crash")
         .await
         .unwrap()
         .into_iter()

@@ -1,19 +1,13 @@
 //! The plugin registry and kv state in the store, on SQLite and PostgreSQL, and
 //! `wharf plugin install` / `wharf plugin list` as an admin types them.
 
+#[macro_use]
 mod support;
 
 use std::process::Command;
 use support::{Backend, TestDb, plugin_bytes, plugin_path, runtime};
 use wharf::runtime::{KvLimits, PluginSettings, Standalone};
 use wharf::store::Store;
-
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await } )* }
-    };
-}
 
 on_every_backend!(
     every_version_is_kept_and_files_are_content_addressed,

@@ -29,6 +29,7 @@ fn route(name: &str, from: &str, through: &[&str], to: Option<&str>) -> RouteCon
         },
         dead_letter: None,
         durable: false,
+        ..RouteConfig::default()
     }
 }
 
@@ -74,7 +75,7 @@ async fn take(broker: &EmbeddedBroker, queue: &str, count: usize) -> Vec<Message
         let Ok(d) = tokio::time::timeout(Duration::from_secs(20), consumer.next()).await else {
             // Say where the missing ones went, if they were dead-lettered.
             let mut dead = Vec::new();
-            for queue in broker.store().queue_names().await.unwrap_or_default() {
+            for queue in broker.queues().await.unwrap_or_default() {
                 if queue.ends_with(".dead") {
                     let mut c = broker.consume(&queue, 100).await.unwrap();
                     while let Ok(Ok(d)) =
@@ -331,6 +332,9 @@ async fn a_stalled_output_applies_backpressure() {
         retry: RetryConfig::default(),
         dead_letter: Address::parse("in:work.dead").unwrap(),
         max_message_bytes: 1024,
+        max_outputs: 1_000,
+        max_deliveries: 10,
+        reply_to_allow: Default::default(),
     };
     for i in 0..100 {
         input

@@ -146,8 +146,8 @@ async fn sigterm_with_messages_in_flight_loses_none() {
     assert!(host.wait().unwrap().success());
 
     let store = broker.store();
-    let outputs = store.queue_message_ids("demo.out").await.unwrap();
-    let left = store.queue_message_ids("demo.in").await.unwrap();
+    let outputs = store.queue_message_ids("local:demo.out").await.unwrap();
+    let left = store.queue_message_ids("local:demo.in").await.unwrap();
     let stats = broker.stats("demo.in").await.unwrap();
     assert_eq!(
         stats.in_flight, 0,
@@ -223,7 +223,11 @@ to = "local:demo.out"
 
     // Every input produced an output; a message redelivered after the kill produced the same
     // id again, so the set of ids is exactly one per input.
-    let outputs = broker.store().queue_message_ids("demo.out").await.unwrap();
+    let outputs = broker
+        .store()
+        .queue_message_ids("local:demo.out")
+        .await
+        .unwrap();
     let unique: HashSet<&String> = outputs.iter().collect();
     assert_eq!(
         unique.len(),

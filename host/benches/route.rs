@@ -78,6 +78,7 @@ async fn through_wharf(dir: &std::path::Path) -> Figures {
         retry: RetryConfig::default(),
         dead_letter: None,
         durable: false,
+        ..RouteConfig::default()
     }];
     let host = wharf::host::start(config).await.unwrap();
     let figures = measure(&broker).await;

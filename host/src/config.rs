@@ -38,8 +38,17 @@ pub struct ServerConfig {
     pub plugin_dir: Option<PathBuf>,
     /// The largest payload a route accepts; a larger one is dead-lettered with the reason.
     pub max_message_bytes: usize,
-    /// How long shutdown waits for in-flight messages before returning them to their queues.
+    /// How long shutdown waits for in-flight messages before returning them to their queues;
+    /// also the longest an HTTP request may outlive a shutdown.
     pub shutdown_grace_ms: u64,
+    /// The most messages one input may make along a route (outputs, publications, replies);
+    /// past it the input is dead-lettered as `TooManyOutputs`. A route may set its own.
+    pub max_outputs: usize,
+    /// The largest HTTP request body the API takes (413 past it).
+    pub max_request_bytes: usize,
+    /// The most payload bytes one API call that reads messages returns; the messages past it
+    /// stay in their queue.
+    pub max_response_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +59,9 @@ impl Default for ServerConfig {
             plugin_dir: Some("plugins/dist".into()),
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            max_outputs: 1_000,
+            max_request_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -263,6 +275,38 @@ pub struct RouteConfig {
     /// Outputs through the outbox (arrives with the outbox).
     #[serde(default)]
     pub durable: bool,
+    /// The most messages one input may make (default: `server.max_outputs`).
+    pub max_outputs: Option<usize>,
+    /// Dead-letter an input delivered more often than this without being settled.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+    /// Connections and addresses (`connection:address` globs) a reply may go to besides the
+    /// input's own connection; none by default.
+    #[serde(default)]
+    pub reply_to_allow: Vec<String>,
+}
+
+fn default_max_deliveries() -> u32 {
+    crate::store::DEFAULT_MAX_DELIVERIES
+}
+
+impl Default for RouteConfig {
+    /// A route with every optional key at its default; `name` and `from` are to be set.
+    fn default() -> Self {
+        RouteConfig {
+            name: String::new(),
+            from: String::new(),
+            through: Vec::new(),
+            to: None,
+            concurrency: default_concurrency(),
+            retry: RetryConfig::default(),
+            dead_letter: None,
+            durable: false,
+            max_outputs: None,
+            max_deliveries: default_max_deliveries(),
+            reply_to_allow: Vec::new(),
+        }
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -305,10 +349,7 @@ impl Default for Config {
                 from: "local:demo.in".into(),
                 through: vec!["uppercase".into()],
                 to: Some("local:demo.out".into()),
-                concurrency: default_concurrency(),
-                retry: RetryConfig::default(),
-                dead_letter: None,
-                durable: false,
+                ..RouteConfig::default()
             }],
         }
     }
@@ -382,12 +423,31 @@ impl Config {
             if let Some(to) = &route.to {
                 self.check_address(&key("to"), to)?;
             }
-            if let Some(dead) = &route.dead_letter {
-                self.check_address(&key("dead_letter"), dead)?;
+            match &route.dead_letter {
+                Some(dead) => self.check_address(&key("dead_letter"), dead)?,
+                // The default, `{from}.dead`, must be a name too.
+                None => self
+                    .check_address(&key("from"), &format!("{}.dead", route.from))
+                    .map_err(|e| match e {
+                        ConfigError::Invalid { key, problem } => ConfigError::Invalid {
+                            key,
+                            problem: format!("{problem} (with `.dead` added, the default dead_letter; set `dead_letter` or use a shorter name)"),
+                        },
+                        other => other,
+                    })?,
             }
             if route.concurrency == 0 {
                 return Err(invalid(key("concurrency"), "must be at least 1"));
             }
+            if route.max_outputs == Some(0) {
+                return Err(invalid(key("max_outputs"), "must be at least 1"));
+            }
+            if route.max_deliveries == 0 {
+                return Err(invalid(key("max_deliveries"), "must be at least 1"));
+            }
+            route
+                .reply_grants()
+                .map_err(|e| invalid(key("reply_to_allow"), e.to_string()))?;
             if route.durable {
                 return Err(invalid(
                     key("durable"),
@@ -405,9 +465,39 @@ impl Config {
                 }
             }
         }
+        for (key, value) in [
+            ("server.max_outputs", self.server.max_outputs),
+            ("server.max_request_bytes", self.server.max_request_bytes),
+            ("server.max_response_bytes", self.server.max_response_bytes),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         for (name, connection) in &self.connections {
-            if let ConnectionConfig::Amqp(amqp) = connection {
-                amqp.validate(&format!("connections.{name}"))?;
+            if name.is_empty() || name.contains([':', '/']) || name.chars().any(char::is_control) {
+                return Err(invalid(
+                    format!("connections.{}", name.escape_debug()),
+                    "a connection name cannot be empty or hold `:`, `/` or control characters",
+                ));
+            }
+            match connection {
+                ConnectionConfig::Amqp(amqp) => amqp.validate(&format!("connections.{name}"))?,
+                ConnectionConfig::Embedded(embedded) => {
+                    for (i, queue) in embedded.queues.iter().enumerate() {
+                        let key = format!("connections.{name}.queues[{i}]");
+                        check_name(&format!("{key}.name"), &queue.name)?;
+                        if let Some(dead) = &queue.dead_letter {
+                            check_name(&format!("{key}.dead_letter"), dead)?;
+                        }
+                        if queue.max_deliveries == Some(0) {
+                            return Err(invalid(
+                                format!("{key}.max_deliveries"),
+                                "must be at least 1",
+                            ));
+                        }
+                    }
+                }
             }
         }
         for (name, plugin) in &self.plugins {
@@ -437,7 +527,11 @@ impl Config {
                 format!("`{address}` names connection `{connection}`, which is not configured"),
             ));
         }
-        Ok(())
+        // A queue, or an exchange and a routing key: each within what brokers take.
+        let (name, routing_key) = rest.split_once('/').unwrap_or((rest, ""));
+        crate::broker::check_name("queue or exchange", name, false)
+            .and_then(|()| crate::broker::check_name("routing key", routing_key, true))
+            .map_err(|e| invalid(key, e.to_string()))
     }
 
     /// The plugins to load, by name: those under `[plugins]`, and every `.wasm` file in the
@@ -515,7 +609,28 @@ impl AmqpConfig {
                 ));
             }
         }
+        for (i, exchange) in self.exchanges.iter().enumerate() {
+            check_name(&format!("{key}.exchanges[{i}].name"), &exchange.name)?;
+        }
         for (i, queue) in self.queues.iter().enumerate() {
+            check_name(&format!("{key}.queues[{i}].name"), &queue.name)?;
+            // Without a dead-letter exchange the broker drops what overflows or expires.
+            if queue.dead_letter_exchange.is_none() {
+                for (field, set) in [
+                    ("max_length", queue.max_length.is_some()),
+                    ("message_ttl_ms", queue.message_ttl_ms.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(
+                            format!("{key}.queues[{i}].{field}"),
+                            format!(
+                                "RabbitMQ drops the messages this limit removes unless the queue has a dead-letter exchange; set `dead_letter_exchange` (\"\" for the default exchange) and `dead_letter_routing_key` (e.g. \"{}.dead\") on queue `{}` to keep them",
+                                queue.name, queue.name
+                            ),
+                        ));
+                    }
+                }
+            }
             if let Some(kind) = &queue.kind
                 && kind != "classic"
                 && kind != "quorum"
@@ -533,6 +648,11 @@ impl AmqpConfig {
             }
         }
         for (i, binding) in self.bindings.iter().enumerate() {
+            check_name(&format!("{key}.bindings[{i}].queue"), &binding.queue)?;
+            check_name(&format!("{key}.bindings[{i}].exchange"), &binding.exchange)?;
+            if let Err(e) = crate::broker::check_name("routing key", &binding.key, true) {
+                return Err(invalid(format!("{key}.bindings[{i}].key"), e.to_string()));
+            }
             if binding.exchange.is_empty() {
                 return Err(invalid(
                     format!("{key}.bindings[{i}].exchange"),
@@ -544,9 +664,30 @@ impl AmqpConfig {
     }
 }
 
-/// `url` with its password replaced, for messages and logs.
+/// Checks a queue or exchange name against what brokers take (see `broker::check_name`).
+fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    crate::broker::check_name("queue or exchange", name, false).map_err(|e| match e {
+        crate::broker::BrokerError::InvalidAddress { problem, .. } => invalid(key, problem),
+        other => invalid(key, other.to_string()),
+    })
+}
+
+impl RouteConfig {
+    /// The route's `reply_to_allow`, as `publish:` grants.
+    pub fn reply_grants(&self) -> Result<crate::grant::Grants, crate::grant::GrantError> {
+        let patterns: Vec<String> = self
+            .reply_to_allow
+            .iter()
+            .map(|p| format!("publish:{p}"))
+            .collect();
+        crate::grant::Grants::new(&patterns)
+    }
+}
+
+/// `url` with its password replaced, for messages and logs: the one in the authority
+/// (`scheme://user:password@host`) and a `password=` query parameter (PostgreSQL's).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let mut shown = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
             match credentials.split_once(':') {
@@ -555,7 +696,19 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    };
+    if let Some(query) = shown.find('?') {
+        let (base, params) = shown.split_at(query + 1);
+        let params: Vec<String> = params
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        shown = format!("{base}{}", params.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -647,6 +800,68 @@ mod tests {
         assert_eq!(amqp.all_urls(), ["amqp://h", "amqp://h2"]);
         assert!(amqp.exchanges[0].durable);
         assert_eq!(redact("amqp://u:secret@h/%2f"), "amqp://u:***@h/%2f");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+    }
+
+    #[test]
+    fn limits_that_would_lose_or_loop_messages_are_refused_by_key() {
+        let base = "[server]\nplugin_dir = \"/nonexistent\"\n[connections.rabbit]\nkind = \"amqp\"\nurl = \"amqp://h\"\n";
+        // A queue the broker would silently trim or expire.
+        for limit in ["max_length = 10", "message_ttl_ms = 1000"] {
+            let e = load_text(&format!(
+                "{base}[[connections.rabbit.queues]]\nname = \"q\"\n{limit}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            let field = limit.split(' ').next().unwrap();
+            assert!(
+                e.contains(&format!("connections.rabbit.queues[0].{field}"))
+                    && e.contains("dead_letter_exchange"),
+                "{e}"
+            );
+        }
+        // With a dead-letter exchange they keep what they remove.
+        load_text(&format!(
+            "{base}[[connections.rabbit.queues]]\nname = \"q\"\nmax_length = 10\ndead_letter_exchange = \"\"\ndead_letter_routing_key = \"q.dead\"\n"
+        ))
+        .unwrap();
+        let long = "q".repeat(256);
+        let e = load_text(&format!(
+            "{base}[[connections.rabbit.queues]]\nname = \"{long}\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("connections.rabbit.queues[0].name") && e.contains("255"),
+            "{e}"
+        );
+        let e = load_text(
+            "[server]\nplugin_dir = \"/nonexistent\"\n[connections.local]\nkind = \"embedded\"\n[[connections.local.queues]]\nname = \"q\"\nmax_deliveries = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("connections.local.queues[0].max_deliveries"),
+            "{e}"
+        );
+        let route = "[server]\nplugin_dir = \"/nonexistent\"\n[[routes]]\nname = \"r\"\nfrom = \"local:a\"\nto = \"local:b\"\n";
+        for (line, key) in [
+            ("max_outputs = 0", "routes[0].max_outputs"),
+            ("max_deliveries = 0", "routes[0].max_deliveries"),
+            ("reply_to_allow = [\"nocolon\"]", "routes[0].reply_to_allow"),
+        ] {
+            let e = load_text(&format!("{route}{line}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{line}: {e}");
+        }
+        let e = load_text("[server]\nplugin_dir = \"/nonexistent\"\nmax_outputs = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.max_outputs"), "{e}");
     }
 
     #[test]

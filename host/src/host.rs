@@ -26,6 +26,8 @@ use tokio::task::JoinSet;
 pub struct RunningHost {
     /// Where the HTTP listener is bound (useful with port 0).
     pub addr: SocketAddr,
+    /// How long stopping waits for work in flight.
+    grace: Duration,
     trigger: ShutdownTrigger,
     tasks: JoinSet<()>,
     store: Store,
@@ -35,10 +37,24 @@ pub struct RunningHost {
 
 impl RunningHost {
     /// Stops taking input, finishes what is in flight, and returns when everything has ended.
+    /// Every task gets the grace period (and a second more for the routes to return what
+    /// they held); one still running then is ended, so a stop never hangs.
     pub async fn stop(mut self) {
         self.trigger.fire();
         self.runtime.shut_down();
-        while self.tasks.join_next().await.is_some() {}
+        let limit = self.grace + Duration::from_secs(1);
+        if tokio::time::timeout(limit, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "tasks still running after the grace period; ending them"
+            );
+            self.tasks.shutdown().await;
+        }
         self.connections.close().await;
         self.store.close().await;
         tracing::info!("stopped");
@@ -176,7 +192,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             ConnectionConfig::Embedded(embedded) => {
                 // The broker's own limit stays above the routes' (server.max_message_bytes), so a
                 // message a route refuses as too large can still be dead-lettered.
-                let broker = EmbeddedBroker::new(store.clone(), EmbeddedConfig::default());
+                let broker = EmbeddedBroker::new(
+                    store.clone(),
+                    EmbeddedConfig {
+                        connection: name.clone(),
+                        ..EmbeddedConfig::default()
+                    },
+                );
                 for queue in &embedded.queues {
                     let defaults = QueueOptions::default();
                     let options = QueueOptions {
@@ -184,7 +206,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
                         visibility_timeout: queue
                             .visibility_timeout_ms
                             .map_or(defaults.visibility_timeout, Duration::from_millis),
-                        max_deliveries: queue.max_deliveries,
+                        max_deliveries: queue
+                            .max_deliveries
+                            .unwrap_or(crate::store::DEFAULT_MAX_DELIVERIES),
                     };
                     broker
                         .declare(&queue.name, options)
@@ -249,6 +273,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             retry: route.retry.clone(),
             dead_letter,
             max_message_bytes: config.server.max_message_bytes,
+            max_outputs: route.max_outputs.unwrap_or(config.server.max_outputs),
+            max_deliveries: route.max_deliveries,
+            reply_to_allow: route
+                .reply_grants()
+                .with_context(|| format!("{key}.reply_to_allow"))?,
         });
     }
 
@@ -260,6 +289,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let addr = listener.local_addr()?;
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
+        shutdown: shutdown.clone(),
+        max_request_bytes: config.server.max_request_bytes,
+        max_response_bytes: config.server.max_response_bytes,
     });
     let mut http_shutdown = shutdown.clone();
     tasks.spawn(async move {
@@ -280,6 +312,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     }
     Ok(RunningHost {
         addr,
+        grace,
         trigger,
         tasks,
         store,

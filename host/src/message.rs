@@ -95,6 +95,95 @@ impl Message {
         self.headers.push((name.to_owned(), value));
     }
 
+    /// The first field that no store can hold: a NUL byte is refused by PostgreSQL's `text`
+    /// (and by AMQP clients that read C strings), so it is refused everywhere, before a
+    /// message reaches a batch it would fail for everyone; so is a header name that is empty
+    /// or holds control characters, and a time past what a store keeps.
+    pub fn check_text(&self) -> Result<(), MessageJsonError> {
+        let fields = [
+            ("id", Some(self.id.as_str())),
+            ("topic", Some(self.topic.as_str())),
+            ("content_type", self.content_type.as_deref()),
+            ("correlation_id", self.correlation_id.as_deref()),
+            ("reply_to", self.reply_to.as_deref()),
+        ];
+        for (field, value) in fields {
+            if value.is_some_and(|v| v.contains('\0')) {
+                return Err(bad(field, "holds a NUL byte, which no store can keep"));
+            }
+        }
+        // Stores keep times as signed 64-bit integers; later than that is no time at all.
+        for (field, value) in [
+            ("timestamp_ms", Some(self.timestamp_ms)),
+            ("expiration_ms", self.expiration_ms),
+        ] {
+            if value.is_some_and(|v| v > i64::MAX as u64) {
+                return Err(bad(
+                    field,
+                    format!("is over the largest time kept, {}", i64::MAX),
+                ));
+            }
+        }
+        for (name, _) in &self.headers {
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(bad(
+                    format!("headers.{}", name.escape_debug()),
+                    "a header name must be non-empty and hold no control characters",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy every transport can carry, for a dead letter whose original cannot be sent
+    /// as it is: NUL bytes become U+FFFD, and a property too long for AMQP (over 255 bytes) or
+    /// an unusable header name moves into a text header `x-wharf-original-…` instead of being
+    /// lost, and JSON header values travel as text.
+    pub fn sendable_copy(&self) -> Message {
+        let mut copy = self.clone();
+        let clean = |text: &str| text.replace('\0', "\u{fffd}");
+        let mut moved = Vec::new();
+        copy.topic = clean(&copy.topic);
+        let short_fields = [
+            ("id", Some(&mut copy.id)),
+            ("content_type", copy.content_type.as_mut()),
+            ("correlation_id", copy.correlation_id.as_mut()),
+            ("reply_to", copy.reply_to.as_mut()),
+        ];
+        for (field, value) in short_fields {
+            let Some(value) = value else { continue };
+            *value = clean(value);
+            if value.len() > 255 {
+                moved.push((
+                    format!("x-wharf-original-{field}"),
+                    HeaderValue::Text(std::mem::take(value)),
+                ));
+            }
+        }
+        if copy.id.is_empty() {
+            copy.id =
+                uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, self.id.as_bytes()).to_string();
+        }
+        copy.content_type = copy.content_type.filter(|v| !v.is_empty());
+        copy.correlation_id = copy.correlation_id.filter(|v| !v.is_empty());
+        copy.reply_to = copy.reply_to.filter(|v| !v.is_empty());
+        for (name, value) in &mut copy.headers {
+            if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+                moved.push((
+                    "x-wharf-original-header".into(),
+                    HeaderValue::Text(std::mem::take(name)),
+                ));
+                *name = "x-wharf-renamed-header".into();
+            }
+            // A JSON value becomes nested AMQP tables, whose keys have the same limits.
+            if let HeaderValue::Json(text) = value {
+                *value = HeaderValue::Text(std::mem::take(text));
+            }
+        }
+        copy.headers.extend(moved);
+        copy
+    }
+
     /// Reads the JSON form. Every field is optional: a missing id is generated, a missing
     /// timestamp is now, `persistent` defaults to true. Unknown fields are an error, so a typo
     /// does not silently lose data.

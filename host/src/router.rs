@@ -10,12 +10,25 @@
 //! with the `exception` headers goes to the route's dead letters. Backpressure comes from the
 //! consumer's prefetch: at most `concurrency` inputs are in flight, so a slow output slows the
 //! intake instead of filling memory.
+//!
+//! Limits that keep one bad message from costing more than its own place:
+//! - a delivery past `max_deliveries` (counted by the broker, or by the host for AMQP queues
+//!   that do not count) is dead-lettered as `MaxDeliveries` before its chain runs;
+//! - a chain that makes more than `max_outputs` messages from one input stops at once and the
+//!   input is dead-lettered as `TooManyOutputs`;
+//! - a reply goes to the input's own connection; another connection only where the route's
+//!   `reply_to_allow` matches, else the input is dead-lettered as `ReplyRefused`;
+//! - a panic while a delivery is handled is caught and handled like any other failure, so the
+//!   delivery is still settled.
 
-use crate::broker::{Address, BrokerError, Connections, Delivery};
+use crate::broker::{Address, BrokerError, Connections, Delivery, Nack};
 use crate::config::RetryConfig;
+use crate::grant::{Access, Grants};
 use crate::message::{HeaderValue, Message};
 use crate::runtime::{Plugin, PluginError};
 use crate::shutdown::Shutdown;
+use futures::FutureExt as _;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -37,6 +50,13 @@ pub struct Route {
     pub retry: RetryConfig,
     pub dead_letter: Address,
     pub max_message_bytes: usize,
+    /// The most messages (outputs, publications and replies) one input may make.
+    pub max_outputs: usize,
+    /// Dead-letter an input delivered more often than this without being settled.
+    pub max_deliveries: u32,
+    /// Where replies may go besides the input's own connection, as `publish:` grants
+    /// (`publish:rabbit:replies.*`); nothing by default.
+    pub reply_to_allow: Grants,
 }
 
 /// Why an attempt failed, with what a dead letter says of it.
@@ -76,10 +96,10 @@ impl Failure {
     fn broker(error: BrokerError) -> Self {
         Failure {
             exception: error.to_string(),
-            name: "Broker",
+            name: error.exception_name(),
             source: "broker",
             plugin: None,
-            retryable: true,
+            retryable: error.is_retryable(),
         }
     }
 }
@@ -158,37 +178,83 @@ fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
     Duration::from_millis(ms + jitter)
 }
 
+/// What a panic carried, as text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs `work`; a panic in it becomes an error, so the delivery it belongs to is settled.
+async fn unless_panic<T>(
+    work: impl Future<Output = Result<T, Failure>>,
+    doing: &str,
+) -> Result<T, Failure> {
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let text = panic_text(&*panic);
+            tracing::error!(panic = %text, doing, "a panic while handling a message");
+            Err(Failure::host(
+                "Panic",
+                format!("the host failed while {doing}: {text}"),
+            ))
+        }
+    }
+}
+
 /// Handles one delivery to the end: outputs sent and input acked, or re-queued, or dead-lettered.
 async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
     let Delivery {
         message: input,
         ack,
-        ..
+        deliveries,
     } = delivery;
-    let outcome = match run_chain(route, &input).await {
-        Ok(sends) => send_all(connections, sends).await,
-        Err(failure) => Err(failure),
+    let outcome = if deliveries > route.max_deliveries {
+        Err(Failure::host(
+            "MaxDeliveries",
+            format!(
+                "delivered {deliveries} times, over the route's limit of {}, without being settled",
+                route.max_deliveries
+            ),
+        ))
+    } else {
+        unless_panic(
+            async {
+                let sends = run_chain(route, connections, &input).await?;
+                send_all(connections, sends).await
+            },
+            "running the route",
+        )
+        .await
     };
     let settled = match outcome {
         Ok(()) => ack.ack().await,
         Err(failure) => {
             let attempts = attempts_of(&input);
-            let next = if failure.retryable && attempts < route.retry.max {
-                retry(route, connections, &input, attempts, &failure).await
-            } else {
-                dead_letter(route, connections, &input, attempts, &failure).await
-            };
+            let retrying = failure.retryable && attempts < route.retry.max;
+            let next = unless_panic(
+                async {
+                    if retrying {
+                        retry(route, connections, &input, attempts, &failure).await
+                    } else {
+                        dead_letter(route, connections, &input, attempts, &failure).await
+                    }
+                    .map_err(Failure::broker)
+                },
+                "re-queueing or dead-lettering a message",
+            )
+            .await;
             match next {
                 Ok(()) => ack.ack().await,
                 // Neither a retry nor a dead letter could be sent: leave the message with its
                 // broker, to come back later, rather than lose it.
                 Err(error) => {
-                    tracing::error!(route = %route.name, id = %input.id, %error, "cannot re-queue or dead-letter; returning the message");
-                    ack.nack(crate::broker::Nack::RequeueAfter(backoff(
-                        &route.retry,
-                        attempts,
-                    )))
-                    .await
+                    tracing::error!(route = %route.name, id = %input.id, error = %error.exception, "cannot re-queue or dead-letter; returning the message");
+                    ack.nack(Nack::RequeueAfter(backoff(&route.retry, attempts)))
+                        .await
                 }
             }
         }
@@ -245,14 +311,79 @@ async fn dead_letter(
     if let Some(plugin) = &failure.plugin {
         copy.set_header("x-wharf-plugin", HeaderValue::Text(plugin.clone()));
     }
-    connections
-        .producer(&route.dead_letter)?
-        .send(&route.dead_letter.address, copy)
-        .await
+    let producer = connections.producer(&route.dead_letter)?;
+    let sendable = copy.sendable_copy();
+    match producer.send(&route.dead_letter.address, copy).await {
+        // The input itself is what no transport takes (a NUL byte, a property too long): keep
+        // it in a form the dead letters can carry rather than return it to loop.
+        Err(error) if !error.is_retryable() => {
+            tracing::warn!(route = %route.name, id = %input.id, %error, "the dead letter cannot be sent as it is; sending a copy with its fields made sendable");
+            producer.send(&route.dead_letter.address, sendable).await
+        }
+        result => result,
+    }
+}
+
+/// Fails once a chain has made more messages than the route allows from one input.
+fn within_outputs(route: &Route, made: usize) -> Result<(), Failure> {
+    if made > route.max_outputs {
+        return Err(Failure::host(
+            "TooManyOutputs",
+            format!(
+                "the chain made more than {} messages from one input (the route's max_outputs)",
+                route.max_outputs
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a reply to `request` goes: the route's `to`, else the request's reply-to on the
+/// input's own connection (`queue`, or `connection:queue` naming it), else another connection
+/// the route's `reply_to_allow` grants. Anything else is refused, not sent.
+fn reply_address(
+    route: &Route,
+    connections: &Connections,
+    request: &Message,
+) -> Result<Address, Failure> {
+    if let Some(to) = &route.to {
+        return Ok(to.clone());
+    }
+    let Some(reply_to) = &request.reply_to else {
+        return Err(Failure::host(
+            "NoReplyTo",
+            "the handler replied, but the request has no reply-to and the route no `to`".into(),
+        ));
+    };
+    let address = match Address::parse(reply_to) {
+        Ok(address) if connections.contains(&address.connection) => address,
+        // Not `connection:address` of a known connection: an address on the input's own.
+        _ => route.from.sibling(reply_to.clone()),
+    };
+    if address.connection != route.from.connection
+        && !route
+            .reply_to_allow
+            .allows(Access::Publish, &address.to_string())
+    {
+        return Err(Failure::host(
+            "ReplyRefused",
+            format!(
+                "the request's reply-to `{}` is on connection `{}`, but replies go to the input's own connection `{}` unless the route's reply_to_allow grants more",
+                crate::broker::shorten(reply_to),
+                address.connection,
+                route.from.connection
+            ),
+        ));
+    }
+    Ok(address)
 }
 
 /// Runs the chain on `input`; returns every message to send and where.
-async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Message)>, Failure> {
+async fn run_chain(
+    route: &Route,
+    connections: &Connections,
+    input: &Message,
+) -> Result<Vec<(Address, Message)>, Failure> {
     if input.payload.len() > route.max_message_bytes {
         return Err(Failure::host(
             "TooLarge",
@@ -271,6 +402,7 @@ async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Messa
         let mut next = Vec::with_capacity(inputs.len());
         for msg in inputs {
             next.extend(plugin.transform(msg).await.result?);
+            within_outputs(route, next.len())?;
         }
         stage = Some(next);
     }
@@ -293,14 +425,7 @@ async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Messa
                     sends.push((to, publication.message));
                 }
                 if let Some(mut reply) = reply {
-                    let to = match (&route.to, &request.reply_to) {
-                        (Some(to), _) => to.clone(),
-                        (None, Some(reply_to)) => Address::parse(reply_to)
-                            .unwrap_or_else(|_| route.from.sibling(reply_to.clone())),
-                        (None, None) => {
-                            return Err(Failure::host("NoReplyTo", "the handler replied, but the request has no reply-to and the route no `to`".into()));
-                        }
-                    };
+                    let to = reply_address(route, connections, &request)?;
                     if reply.correlation_id.is_none() {
                         reply.correlation_id = request
                             .correlation_id
@@ -309,6 +434,7 @@ async fn run_chain(route: &Route, input: &Message) -> Result<Vec<(Address, Messa
                     }
                     sends.push((to, reply));
                 }
+                within_outputs(route, sends.len())?;
             }
         }
     }
@@ -336,4 +462,31 @@ async fn send_all(
     .await
     .map(drop)
     .map_err(Failure::broker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_failure_that_can_be_settled() {
+        let failed = unless_panic(
+            async {
+                if true {
+                    panic!("a name of 300 bytes");
+                }
+                Ok(())
+            },
+            "running the route",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(failed.name, "Panic");
+        assert!(!failed.retryable);
+        assert!(
+            failed.exception.contains("a name of 300 bytes"),
+            "{}",
+            failed.exception
+        );
+    }
 }

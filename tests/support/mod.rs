@@ -6,6 +6,22 @@ use std::sync::Arc;
 use wharf::message::Message;
 use wharf::runtime::{Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone};
 
+/// Runs each named `async fn NAME(backend: Backend)` of the test file on both databases, as
+/// `sqlite::NAME` and `postgres::NAME` (the file declares `#[macro_use] mod support;`).
+#[allow(unused_macros)]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
 /// The folder `./dev plugins` copies the example plugins into (test plugins: `test/` in it).
 pub fn plugin_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist")

@@ -14,7 +14,13 @@
 //!   two consumers at once.
 //! - *FIFO* per queue, apart from redeliveries and delayed retries, which rejoin by time.
 //! - *Nothing dropped silently*: an expired message, or one past the queue's
-//!   `max_deliveries`, is moved to the queue's dead letters with the reason in its headers.
+//!   `max_deliveries` (10 unless declared otherwise), is moved to the queue's dead letters
+//!   with the reason in its headers, so a message that keeps failing is not delivered forever.
+//! - *One caller's bad input fails only that caller*: a message is checked before it joins a
+//!   batch, and a batch the database refuses is applied again one write at a time, so a row
+//!   it cannot take fails its own sender and nobody else's publish, ack or claim.
+//! - *Queues belong to their connection*: two embedded connections on one database each have
+//!   their own queues; the store keys a queue by `connection:queue`.
 
 use super::{AckHandle, BrokerError, DeadLetter, Delivery, Nack};
 use crate::message::{HeaderValue, Message, now_ms};
@@ -35,6 +41,9 @@ pub struct EmbeddedConfig {
     pub max_batch: usize,
     /// Largest payload accepted.
     pub max_message_bytes: usize,
+    /// The connection this broker serves: its queues are its own, even when another embedded
+    /// connection on the same database uses the same names.
+    pub connection: String,
 }
 
 impl Default for EmbeddedConfig {
@@ -43,6 +52,7 @@ impl Default for EmbeddedConfig {
             poll_interval: Duration::from_millis(200),
             max_batch: 512,
             max_message_bytes: 16 * 1024 * 1024,
+            connection: "local".into(),
         }
     }
 }
@@ -90,9 +100,12 @@ impl EmbeddedBroker {
     /// Creates `queue` with `options`, or changes the options of an existing queue.
     pub async fn declare(&self, queue: &str, options: QueueOptions) -> Result<(), BrokerError> {
         check_queue_name(queue)?;
+        if let Some(dead_letter) = &options.dead_letter {
+            check_queue_name(dead_letter)?;
+        }
         self.inner
             .store
-            .declare_queue(queue, &options, now_ms() as i64)
+            .declare_queue(&self.stored(queue), &options, now_ms() as i64)
             .await?;
         self.lock_queues().insert(queue.to_owned(), options);
         Ok(())
@@ -117,10 +130,11 @@ impl EmbeddedBroker {
                 limit,
             });
         }
+        super::check_message(&msg)?;
         self.ensure_queue(queue).await?;
         let now = now_ms() as i64;
         self.write(QueueOp::Publish {
-            queue: queue.to_owned(),
+            queue: self.stored(queue),
             message: msg,
             visible_at_ms: now + delay.as_millis() as i64,
             now_ms: now,
@@ -139,10 +153,13 @@ impl EmbeddedBroker {
         prefetch: usize,
     ) -> Result<EmbeddedConsumer, BrokerError> {
         let options = self.options(queue).await?;
+        let dead_letter_queue = options.dead_letter_queue(queue);
         Ok(EmbeddedConsumer {
             broker: self.clone(),
             queue: queue.into(),
-            dead_letter_queue: options.dead_letter_queue(queue).into(),
+            stored_queue: self.stored(queue).into(),
+            stored_dead_letter_queue: self.stored(&dead_letter_queue).into(),
+            dead_letter_queue: dead_letter_queue.into(),
             waker: self.waker(queue),
             options,
             prefetch: prefetch.max(1),
@@ -153,18 +170,49 @@ impl EmbeddedBroker {
 
     pub async fn stats(&self, queue: &str) -> Result<QueueStats, BrokerError> {
         check_queue_name(queue)?;
-        Ok(self.inner.store.queue_stats(queue, now_ms() as i64).await?)
+        let mut stats = self
+            .inner
+            .store
+            .queue_stats(&self.stored(queue), now_ms() as i64)
+            .await?;
+        stats.queue = queue.to_owned();
+        Ok(stats)
+    }
+
+    /// Up to `count` ready messages of `queue`, in order, left where they are.
+    pub async fn peek(&self, queue: &str, count: usize) -> Result<Vec<Message>, BrokerError> {
+        check_queue_name(queue)?;
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        Ok(self
+            .inner
+            .store
+            .peek_queue(&self.stored(queue), count, now_ms() as i64)
+            .await?)
     }
 
     /// Removes every message of `queue`; returns how many. Unsettled deliveries of removed
     /// messages then fail to ack with [`BrokerError::LeaseLost`].
     pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
         check_queue_name(queue)?;
-        Ok(self.inner.store.purge_queue(queue).await?)
+        Ok(self.inner.store.purge_queue(&self.stored(queue)).await?)
     }
 
+    /// The names of this connection's queues, sorted.
     pub async fn queues(&self) -> Result<Vec<String>, BrokerError> {
-        Ok(self.inner.store.queue_names().await?)
+        let prefix = format!("{}:", self.inner.config.connection);
+        Ok(self
+            .inner
+            .store
+            .queue_names()
+            .await?
+            .into_iter()
+            .filter_map(|name| name.strip_prefix(&prefix).map(str::to_owned))
+            .collect())
+    }
+
+    /// The name the store keeps `queue` under: the connection's name, a colon, the queue.
+    pub fn stored(&self, queue: &str) -> String {
+        format!("{}:{queue}", self.inner.config.connection)
     }
 
     fn lock_queues(&self) -> std::sync::MutexGuard<'_, HashMap<String, QueueOptions>> {
@@ -186,7 +234,7 @@ impl EmbeddedBroker {
         let options = self
             .inner
             .store
-            .ensure_queue(queue, now_ms() as i64)
+            .ensure_queue(&self.stored(queue), now_ms() as i64)
             .await?;
         self.lock_queues().insert(queue.to_owned(), options);
         Ok(())
@@ -220,20 +268,17 @@ impl EmbeddedBroker {
     }
 }
 
+/// The broker-wide name rules, and no spaces: an embedded queue name is also a path segment
+/// and a command-line word.
 fn check_queue_name(queue: &str) -> Result<(), BrokerError> {
-    let problem = if queue.is_empty() {
-        "a queue name cannot be empty"
-    } else if queue.len() > 255 {
-        "a queue name is at most 255 bytes"
-    } else if queue.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        "a queue name cannot hold spaces or control characters"
-    } else {
-        return Ok(());
-    };
-    Err(BrokerError::InvalidAddress {
-        address: queue.to_owned(),
-        problem: problem.into(),
-    })
+    super::check_name("queue", queue, false)?;
+    if queue.chars().any(char::is_whitespace) {
+        return Err(BrokerError::InvalidAddress {
+            address: super::shorten(queue),
+            problem: "a queue name cannot hold spaces".into(),
+        });
+    }
+    Ok(())
 }
 
 /// The one writer: takes every pending write, applies them in one transaction, answers each.
@@ -251,35 +296,60 @@ async fn write_batches(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<
         let Some(inner) = inner.upgrade() else { return };
         let (ops, answers): (Vec<QueueOp>, Vec<_>) =
             batch.drain(..).map(|w| (w.op, w.done)).unzip();
+        let mut orphans = Vec::new();
         match inner.store.apply_queue_ops(&ops).await {
             Ok(outcomes) => {
-                let mut orphans = Vec::new();
                 for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                    // A consumer that stopped waiting (its `next` was cancelled, say by a
-                    // shutdown) while its claim committed: give the messages back at once
-                    // instead of leaving them leased until their visibility timeout.
-                    if let Err(Ok(OpOutcome::Claimed(claimed))) = answer.send(Ok(outcome)) {
-                        orphans.extend(claimed.into_iter().map(|c| QueueOp::Release {
-                            seq: c.seq,
-                            deliveries: c.deliveries,
-                            visible_at_ms: now_ms() as i64,
-                        }));
-                    }
+                    answer_write(answer, Ok(outcome), &mut orphans);
                 }
-                if !orphans.is_empty()
-                    && let Err(error) = inner.store.apply_queue_ops(&orphans).await
-                {
-                    tracing::warn!(%error, messages = orphans.len(), "could not return unclaimed messages; they come back after their visibility timeout");
+            }
+            // The batch was rolled back whole. Apply its writes again one at a time, so that
+            // a write the database refuses fails its own caller only, and the others commit.
+            Err(error) if ops.len() > 1 => {
+                tracing::warn!(%error, writes = ops.len(), "embedded broker: a batch failed; applying its writes one by one");
+                for (op, answer) in ops.into_iter().zip(answers) {
+                    let outcome = inner
+                        .store
+                        .apply_queue_ops(std::slice::from_ref(&op))
+                        .await
+                        .map(|mut outcomes| outcomes.remove(0))
+                        .map_err(|error| Arc::new(BrokerError::Store(error)));
+                    if let Err(error) = &outcome {
+                        tracing::warn!(%error, "embedded broker: a write failed");
+                    }
+                    answer_write(answer, outcome, &mut orphans);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, writes = ops.len(), "embedded broker: a batch of writes failed");
+                tracing::error!(%error, "embedded broker: a write failed");
                 let error = Arc::new(BrokerError::Store(error));
                 for answer in answers {
                     let _ = answer.send(Err(error.clone()));
                 }
             }
         }
+        if !orphans.is_empty()
+            && let Err(error) = inner.store.apply_queue_ops(&orphans).await
+        {
+            tracing::warn!(%error, messages = orphans.len(), "could not return unclaimed messages; they come back after their visibility timeout");
+        }
+    }
+}
+
+/// Answers one write. A consumer that stopped waiting (its `next` was cancelled, say by a
+/// shutdown) while its claim committed gets its messages returned at once (through
+/// `orphans`) instead of leaving them leased until their visibility timeout.
+fn answer_write(
+    answer: oneshot::Sender<Result<OpOutcome, Arc<BrokerError>>>,
+    outcome: Result<OpOutcome, Arc<BrokerError>>,
+    orphans: &mut Vec<QueueOp>,
+) {
+    if let Err(Ok(OpOutcome::Claimed(claimed))) = answer.send(outcome) {
+        orphans.extend(claimed.into_iter().map(|c| QueueOp::Release {
+            seq: c.seq,
+            deliveries: c.deliveries,
+            visible_at_ms: now_ms() as i64,
+        }));
     }
 }
 
@@ -289,6 +359,9 @@ pub struct EmbeddedConsumer {
     /// Shared with every delivery's settlement, so a delivery costs no copy of the names.
     queue: Arc<str>,
     dead_letter_queue: Arc<str>,
+    /// The names the store keeps them under (`connection:queue`).
+    stored_queue: Arc<str>,
+    stored_dead_letter_queue: Arc<str>,
     /// Woken when a publish to this queue commits on this host.
     waker: Arc<Notify>,
     options: QueueOptions,
@@ -340,7 +413,7 @@ impl EmbeddedConsumer {
             let claimed = match self
                 .broker
                 .write(QueueOp::Claim {
-                    queue: self.queue.to_string(),
+                    queue: self.stored_queue.to_string(),
                     max: permits.len() as i64,
                     now_ms: now,
                     lease_until_ms: now + lease,
@@ -378,14 +451,14 @@ impl EmbeddedConsumer {
                 "broker",
             ));
         }
-        match self.options.max_deliveries {
-            Some(max) if claimed.deliveries > i64::from(max) => Some(DeadLetter::new(
+        let max = self.options.max_deliveries;
+        (claimed.deliveries > i64::from(max)).then(|| {
+            DeadLetter::new(
                 format!("delivered {max} times without being acked"),
                 "MaxDeliveries",
                 "broker",
-            )),
-            _ => None,
-        }
+            )
+        })
     }
 
     /// The settlement of one claimed message.
@@ -394,6 +467,7 @@ impl EmbeddedConsumer {
             broker: self.broker.clone(),
             queue: self.queue.clone(),
             dead_letter_queue: self.dead_letter_queue.clone(),
+            stored_dead_letter_queue: self.stored_dead_letter_queue.clone(),
             id: claimed.message.id.clone(),
             seq: claimed.seq,
             deliveries: claimed.deliveries,
@@ -422,6 +496,7 @@ pub struct EmbeddedAck {
     broker: EmbeddedBroker,
     queue: Arc<str>,
     dead_letter_queue: Arc<str>,
+    stored_dead_letter_queue: Arc<str>,
     id: String,
     seq: i64,
     deliveries: i64,
@@ -474,7 +549,7 @@ impl EmbeddedAck {
                 QueueOp::Move {
                     seq: self.seq,
                     deliveries: self.deliveries,
-                    to_queue: self.dead_letter_queue.to_string(),
+                    to_queue: self.stored_dead_letter_queue.to_string(),
                     headers,
                     now_ms: now,
                 }
@@ -487,10 +562,10 @@ impl EmbeddedAck {
     /// wakes that queue's idle consumers.
     async fn settle(self, op: QueueOp) -> Result<(), BrokerError> {
         let woken = match &op {
-            QueueOp::Release { .. } => Some(self.queue.to_string()),
-            QueueOp::Move { to_queue, .. } => {
-                self.broker.ensure_queue(to_queue).await?;
-                Some(to_queue.clone())
+            QueueOp::Release { .. } => Some(self.queue.clone()),
+            QueueOp::Move { .. } => {
+                self.broker.ensure_queue(&self.dead_letter_queue).await?;
+                Some(self.dead_letter_queue.clone())
             }
             _ => None,
         };

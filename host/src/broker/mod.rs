@@ -47,6 +47,82 @@ pub enum BrokerError {
     Mapping { field: String, problem: String },
 }
 
+impl BrokerError {
+    /// Whether trying again later may succeed: a broker that is down or busy may come back;
+    /// a name, a size or a field that is wrong will be wrong next time too.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            BrokerError::InvalidAddress { .. }
+                | BrokerError::TooLarge { .. }
+                | BrokerError::Mapping { .. }
+        )
+    }
+
+    /// The error's kind, for a dead letter's `exception_name`.
+    pub fn exception_name(&self) -> &'static str {
+        match self {
+            BrokerError::InvalidAddress { .. } => "InvalidAddress",
+            BrokerError::TooLarge { .. } => "TooLarge",
+            BrokerError::LeaseLost { .. } => "LeaseLost",
+            BrokerError::Store(_) => "Store",
+            BrokerError::Closed => "Closed",
+            BrokerError::Amqp(_) => "Broker",
+            BrokerError::Unavailable { .. } => "Unavailable",
+            BrokerError::Unroutable { .. } => "Unroutable",
+            BrokerError::Mapping { .. } => "InvalidMessage",
+        }
+    }
+}
+
+/// The longest name a broker takes: AMQP's short strings (queue, exchange, routing key, header
+/// name) hold 255 bytes, and the embedded broker keeps the same rule so that an address works
+/// on either.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Checks a name before it reaches a broker: `what` says what it names (`queue`, `exchange`,
+/// `routing key`) for the error. Empty names are refused unless `may_be_empty` (the default
+/// exchange, an empty routing key); so are names over [`MAX_NAME_BYTES`] and names holding
+/// control characters.
+pub fn check_name(what: &str, name: &str, may_be_empty: bool) -> Result<(), BrokerError> {
+    let problem = if name.is_empty() && !may_be_empty {
+        format!("a {what} name cannot be empty")
+    } else if name.len() > MAX_NAME_BYTES {
+        format!(
+            "a {what} name is at most {MAX_NAME_BYTES} bytes; this one is {}",
+            name.len()
+        )
+    } else if name.chars().any(char::is_control) {
+        format!("a {what} name cannot hold control characters")
+    } else {
+        return Ok(());
+    };
+    Err(BrokerError::InvalidAddress {
+        address: shorten(name),
+        problem,
+    })
+}
+
+/// The start of a long value, for an error message.
+pub(crate) fn shorten(value: &str) -> String {
+    if value.len() <= 80 {
+        return value.escape_debug().to_string();
+    }
+    let mut end = 60;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", value[..end].escape_debug())
+}
+
+/// Checks what every transport needs of a message before it is sent.
+pub fn check_message(msg: &Message) -> Result<(), BrokerError> {
+    msg.check_text().map_err(|e| BrokerError::Mapping {
+        field: e.field,
+        problem: e.problem,
+    })
+}
+
 /// One message taken from a queue, to be settled through its [`AckHandle`].
 #[derive(Debug)]
 pub struct Delivery {
@@ -297,6 +373,14 @@ impl Connections {
                 QueueDepth::Amqp { ready, consumers }
             }
         })
+    }
+
+    /// Up to `count` ready messages of the queue at `address`, left in the queue.
+    pub async fn peek(&self, address: &Address, count: usize) -> Result<Vec<Message>, BrokerError> {
+        match self.broker(address)? {
+            Producer::Embedded(broker) => broker.peek(&address.address, count).await,
+            Producer::Amqp(broker) => broker.peek(&address.address, count).await,
+        }
     }
 
     /// Removes the ready messages of the queue at `address`; returns how many.

@@ -79,6 +79,18 @@ pub enum QueueCommand {
         #[command(flatten)]
         host: HostArg,
     },
+    /// Show up to COUNT ready messages of a queue without taking them.
+    Peek {
+        address: String,
+        /// How many messages to show (at most 1000).
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Print each message's JSON form instead of its payload.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        host: HostArg,
+    },
     /// Remove every message of a queue.
     Purge {
         address: String,
@@ -144,16 +156,10 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let url = format!("{}/messages", queue_url(&args.host, &args.address)?);
-    let timeout_ms = (args.timeout.max(0.0) * 1000.0) as u64;
-    let request = reqwest::Client::new()
-        .get(&url)
-        .query(&[("count", args.count as u64), ("timeout_ms", timeout_ms)]);
-    let body = answer(request, &url).await?;
-    let messages = body.as_array().cloned().unwrap_or_default();
-    for doc in &messages {
-        if args.json {
+/// Prints messages as the API returned them: each payload, or each whole JSON form.
+fn print_messages(messages: &[Value], json: bool) -> anyhow::Result<()> {
+    for doc in messages {
+        if json {
             println!("{doc}");
             continue;
         }
@@ -164,6 +170,21 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
             (None, None) => bail!("the host sent a message without a payload: {doc}"),
         }
     }
+    Ok(())
+}
+
+pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let url = format!("{}/take", queue_url(&args.host, &args.address)?);
+    if !args.timeout.is_finite() || args.timeout < 0.0 {
+        bail!("--timeout must be a number of seconds, 0 or more");
+    }
+    let timeout_ms = (args.timeout * 1000.0) as u64;
+    let request = reqwest::Client::new()
+        .post(&url)
+        .query(&[("count", args.count as u64), ("timeout_ms", timeout_ms)]);
+    let body = answer(request, &url).await?;
+    let messages = body.as_array().cloned().unwrap_or_default();
+    print_messages(&messages, args.json)?;
     if messages.len() < args.count {
         eprintln!(
             "got {} of {} messages within {} s",
@@ -199,6 +220,19 @@ pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
                     .as_u64()
                     .map_or("-".to_owned(), |ms| format!("{ms} ms")),
             );
+        }
+        QueueCommand::Peek {
+            address,
+            count,
+            json,
+            host,
+        } => {
+            let url = format!("{}/messages", queue_url(&host, &address)?);
+            let request = reqwest::Client::new()
+                .get(&url)
+                .query(&[("count", count as u64)]);
+            let body = answer(request, &url).await?;
+            print_messages(body.as_array().map_or(&[][..], Vec::as_slice), json)?;
         }
         QueueCommand::Purge { address, host } => {
             let url = format!("{}/messages", queue_url(&host, &address)?);

@@ -222,8 +222,15 @@ impl Runtime {
         if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
             return Err(InvalidPlugin::CoreModule);
         }
-        let component =
-            Component::new(self.engine(), bytes).map_err(|e| InvalidPlugin::Invalid {
+        // Compiling runs Cranelift for a while: on the blocking pool, not a tokio worker that
+        // other tasks (message deliveries, the HTTP API) are waiting for.
+        let (engine, owned) = (self.engine().clone(), bytes.to_vec());
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+            .await
+            .map_err(|e| InvalidPlugin::Invalid {
+                detail: format!("compiling stopped: {e}"),
+            })?
+            .map_err(|e| InvalidPlugin::Invalid {
                 detail: error_chain(&e),
             })?;
         let (world, contract) = detect_world(&component, self.engine())?;

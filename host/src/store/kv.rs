@@ -1,6 +1,6 @@
 //! Plugins' small kv state (the `kv-get` and `kv-set` imports), limited per plugin.
 
-use super::{Doing, Store, StoreError, with_pool};
+use super::{Dialect, Doing, Store, StoreError, with_pool};
 use crate::runtime::KvLimits;
 
 impl Store {
@@ -25,8 +25,21 @@ impl Store {
         limits: &KvLimits,
         now_ms: i64,
     ) -> Result<Result<(), String>, StoreError> {
+        let dialect = self.dialect();
         with_pool!(&self.pool, |pool| {
-            let mut tx = pool.begin().await.doing("starting a kv write")?;
+            // The quota is checked, then written: one writer per plugin at a time, or two
+            // writes that each fit could together pass the limit.
+            let mut tx = pool
+                .begin_with(dialect.begin_write())
+                .await
+                .doing("starting a kv write")?;
+            if dialect == Dialect::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(plugin)
+                    .execute(&mut *tx)
+                    .await
+                    .doing("locking kv state")?;
+            }
             let (total, replaced): (i64, i64) = sqlx::query_as(
                 "SELECT \
                  CAST(COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) AS BIGINT), \

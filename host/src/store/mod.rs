@@ -12,7 +12,7 @@ mod plugins;
 pub(crate) mod queue;
 
 pub use plugins::InstalledPlugin;
-pub use queue::{QueueOptions, QueueStats};
+pub use queue::{DEFAULT_MAX_DELIVERIES, QueueOptions, QueueStats};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -77,10 +77,23 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+impl Dialect {
+    /// How a transaction that writes begins. SQLite's default (deferred) `BEGIN` takes the
+    /// write lock only at the first write, and a transaction that read first then fails with
+    /// BUSY instead of waiting; `BEGIN IMMEDIATE` waits for the lock up front.
+    pub(crate) fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
 /// A handle on the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    /// The database URL without its password.
     url: String,
 }
 
@@ -95,16 +108,18 @@ impl Store {
     /// `sqlite://PATH` (relative to the working directory), `sqlite::memory:`, or
     /// `postgres://USER@HOST:PORT/DB`.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        // Errors and `Debug` show the URL without its password.
+        let shown = crate::config::redact(url);
         let bad = |problem: String| StoreError::Url {
-            url: url.to_owned(),
-            problem,
+            url: shown.clone(),
+            problem: problem.replace(url, &shown),
         };
         let connect = |source| StoreError::Connect {
-            url: url.to_owned(),
+            url: shown.clone(),
             source,
         };
         let migrate = |source| StoreError::Migrate {
-            url: url.to_owned(),
+            url: shown.clone(),
             source,
         };
         let pool = if url.starts_with("sqlite:") {
@@ -158,10 +173,7 @@ impl Store {
                 "expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into(),
             ));
         };
-        Ok(Store {
-            pool,
-            url: url.to_owned(),
-        })
+        Ok(Store { pool, url: shown })
     }
 
     pub fn dialect(&self) -> Dialect {

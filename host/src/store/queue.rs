@@ -18,16 +18,21 @@ pub struct QueueOptions {
     pub dead_letter: Option<String>,
     /// How long a claimed message stays invisible before it is delivered again.
     pub visibility_timeout: Duration,
-    /// Dead-letter a message instead of delivering it for the (n+1)th time.
-    pub max_deliveries: Option<u32>,
+    /// Dead-letter a message instead of delivering it for the (n+1)th time. Every queue has
+    /// a limit ([`DEFAULT_MAX_DELIVERIES`] unless declared), so a message that keeps failing
+    /// before anyone acks it cannot come back forever.
+    pub max_deliveries: u32,
 }
+
+/// The delivery limit of a queue declared without one.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
 
 impl Default for QueueOptions {
     fn default() -> Self {
         QueueOptions {
             dead_letter: None,
             visibility_timeout: Duration::from_secs(30),
-            max_deliveries: None,
+            max_deliveries: DEFAULT_MAX_DELIVERIES,
         }
     }
 }
@@ -168,9 +173,13 @@ impl Store {
         &self,
         ops: &[QueueOp],
     ) -> Result<Vec<OpOutcome>, StoreError> {
-        let claim = claim_sql(self.dialect());
+        let dialect = self.dialect();
+        let claim = claim_sql(dialect);
         with_pool!(&self.pool, |pool| {
-            let mut tx = pool.begin().await.doing("starting a queue transaction")?;
+            let mut tx = pool
+                .begin_with(dialect.begin_write())
+                .await
+                .doing("starting a queue transaction")?;
             let mut outcomes = Vec::with_capacity(ops.len());
             for op in ops {
                 let outcome = match op {
@@ -294,7 +303,7 @@ impl Store {
             .bind(queue)
             .bind(&options.dead_letter)
             .bind(options.visibility_timeout.as_millis().min(i64::MAX as u128) as i64)
-            .bind(options.max_deliveries.map(i64::from))
+            .bind(i64::from(options.max_deliveries))
             .bind(now_ms)
             .execute(pool)
             .await
@@ -333,7 +342,10 @@ impl Store {
         Ok(row.map(|(dead_letter, visibility, max)| QueueOptions {
             dead_letter,
             visibility_timeout: Duration::from_millis(visibility.max(0) as u64),
-            max_deliveries: max.map(|m| m.clamp(0, u32::MAX as i64) as u32),
+            // Queues made before every queue had a limit have none stored: they get the default.
+            max_deliveries: max.map_or(DEFAULT_MAX_DELIVERIES, |m| {
+                m.clamp(1, u32::MAX as i64) as u32
+            }),
         }))
     }
 
@@ -381,6 +393,32 @@ impl Store {
         .doing("purging a queue")
         .map(|r| r.rows_affected()))?;
         Ok(done)
+    }
+
+    /// Up to `count` ready messages of `queue`, in order, without claiming them.
+    pub async fn peek_queue(
+        &self,
+        queue: &str,
+        count: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM queue_messages WHERE queue = $1 AND visible_at_ms <= $2 \
+             ORDER BY seq LIMIT $3"
+        );
+        with_pool!(&self.pool, |pool| {
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(queue)
+                .bind(now_ms)
+                .bind(count)
+                .fetch_all(pool)
+                .await
+                .doing("reading a queue")?;
+            rows.iter()
+                .map(message_from_row)
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .doing("reading a queue")
+        })
     }
 
     /// The ids of every message in `queue`, in order: for tests and inspection.

@@ -1,33 +1,79 @@
 //! The HTTP side of the host: health, readiness and the JSON API. The only module that knows
 //! axum. The admin UI will live here too.
+//!
+//! Rules every endpoint keeps: a GET never changes anything (reading a queue's messages with
+//! GET peeks; taking them is a POST); a body is at most `server.max_request_bytes` (413); one
+//! answer carries at most `max_response_bytes` of payload; every error is JSON
+//! `{"error": "..."}` that says what to fix; a request that waits (taking messages) ends when
+//! the host shuts down.
 
 use crate::broker::{Address, BrokerError, Connections, QueueDepth};
 use crate::message::Message;
-use axum::extract::{Path, Query, State};
+use crate::shutdown::Shutdown;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// The most messages one call reads from a queue.
+pub const MAX_COUNT: usize = 1_000;
+/// The longest a call waits for messages.
+pub const MAX_WAIT_MS: u64 = 300_000;
+
 #[derive(Clone)]
 pub struct AppState {
     pub connections: Connections,
+    /// Fires when the host stops: requests that wait stop waiting.
+    pub shutdown: Shutdown,
+    /// The largest request body taken.
+    pub max_request_bytes: usize,
+    /// The most payload bytes one answer carries.
+    pub max_response_bytes: usize,
 }
 
 /// Every error the API returns: a status and a message that says what to fix, never internals.
 pub enum AppError {
     BadRequest(String),
     NotFound(String),
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
     Unavailable(String),
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(e: JsonRejection) -> Self {
+        match e {
+            JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType(
+                "send the message as JSON, with `Content-Type: application/json`".into(),
+            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                AppError::PayloadTooLarge(
+                    "the request body is over the host's limit (server.max_request_bytes)".into(),
+                )
+            }
+            other => AppError::BadRequest(format!(
+                "the body is not usable JSON: {}",
+                other.body_text()
+            )),
+        }
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(e: QueryRejection) -> Self {
+        AppError::BadRequest(format!("bad query parameters: {}", e.body_text()))
+    }
 }
 
 impl From<BrokerError> for AppError {
     fn from(e: BrokerError) -> Self {
         match e {
+            BrokerError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),
             BrokerError::InvalidAddress { .. }
-            | BrokerError::TooLarge { .. }
             | BrokerError::Unroutable { .. }
             | BrokerError::Mapping { .. } => AppError::BadRequest(e.to_string()),
             BrokerError::Unavailable { .. } => AppError::Unavailable(e.to_string()),
@@ -44,6 +90,8 @@ impl IntoResponse for AppError {
         let (status, message) = match self {
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            AppError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
         };
         (status, Json(json!({ "error": message }))).into_response()
@@ -51,15 +99,23 @@ impl IntoResponse for AppError {
 }
 
 pub fn router(state: AppState) -> Router {
+    let body_limit = state.max_request_bytes;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/queues/{connection}/{queue}", get(queue_stats))
         .route(
             "/api/v1/queues/{connection}/{queue}/messages",
-            get(consume).post(publish).delete(purge),
+            get(peek).post(publish).delete(purge),
         )
+        .route("/api/v1/queues/{connection}/{queue}/take", post(take))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such endpoint; the API is under /api/v1".into())
 }
 
 /// Every connection's state, and whether all are up.
@@ -107,7 +163,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 fn known(state: &AppState, connection: String, queue: String) -> Result<Address, AppError> {
     if !state.connections.contains(&connection) {
         return Err(AppError::NotFound(format!(
-            "there is no connection named `{connection}`"
+            "there is no connection named `{}`",
+            crate::broker::shorten(&connection)
         )));
     }
     Ok(Address {
@@ -144,17 +201,16 @@ async fn queue_stats(
 async fn publish(
     State(state): State<AppState>,
     Path((connection, queue)): Path<(String, String)>,
-    Json(body): Json<Value>,
+    body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
+    let address = known(&state, connection, queue)?;
+    let Json(body) = body?;
     let mut msg = Message::from_json(&body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    crate::broker::check_message(&msg)?;
     if msg.topic.is_empty() {
-        msg.topic = queue.clone();
+        msg.topic = address.address.clone();
     }
     let id = msg.id.clone();
-    let address = Address {
-        connection,
-        address: queue,
-    };
     state
         .connections
         .producer(&address)?
@@ -164,40 +220,105 @@ async fn publish(
 }
 
 #[derive(serde::Deserialize)]
-struct ConsumeParams {
+#[serde(deny_unknown_fields)]
+struct ReadParams {
     count: Option<usize>,
     timeout_ms: Option<u64>,
 }
 
-/// Takes up to `count` messages (default 1), waiting up to `timeout_ms` (default 5000) for
-/// them, and acks them as they are returned: for people and tests, not for services that need
-/// at-least-once (they use a broker of their own).
-async fn consume(
+impl ReadParams {
+    fn count(&self, default: usize) -> Result<usize, AppError> {
+        match self.count.unwrap_or(default) {
+            count @ 1..=MAX_COUNT => Ok(count),
+            count => Err(AppError::BadRequest(format!(
+                "count {count} is out of range: from 1 to {MAX_COUNT}"
+            ))),
+        }
+    }
+
+    fn timeout(&self) -> Result<Duration, AppError> {
+        match self.timeout_ms.unwrap_or(5_000) {
+            ms @ 0..=MAX_WAIT_MS => Ok(Duration::from_millis(ms)),
+            ms => Err(AppError::BadRequest(format!(
+                "timeout_ms {ms} is out of range: at most {MAX_WAIT_MS}"
+            ))),
+        }
+    }
+}
+
+/// How many of `sizes` (payload bytes, in order) fit in `limit`; always at least one, so a
+/// single large message can still be read.
+fn fitting(sizes: impl Iterator<Item = usize>, limit: usize) -> usize {
+    let mut total = 0usize;
+    let mut n = 0;
+    for size in sizes {
+        total = total.saturating_add(size);
+        if n > 0 && total > limit {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Up to `count` ready messages (default 10), left in the queue: reading changes nothing.
+async fn peek(
     State(state): State<AppState>,
     Path((connection, queue)): Path<(String, String)>,
-    Query(params): Query<ConsumeParams>,
+    params: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let count = params.count.unwrap_or(1).clamp(1, 10_000);
-    let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(5_000).min(300_000));
-    let address = Address {
-        connection,
-        address: queue,
-    };
+    let Query(params) = params?;
+    let count = params.count(10)?;
+    let address = known(&state, connection, queue)?;
+    let messages = state.connections.peek(&address, count).await?;
+    let shown = fitting(
+        messages.iter().map(|m| m.payload.len()),
+        state.max_response_bytes,
+    );
+    Ok(Json(Value::Array(
+        messages.iter().take(shown).map(Message::to_json).collect(),
+    )))
+}
+
+/// Takes up to `count` messages (default 1), waiting up to `timeout_ms` (default 5000) for
+/// them, and acks them as they are returned: for people and tests, not for services that need
+/// at-least-once (they use a broker of their own). Messages past `max_response_bytes` are
+/// returned to the queue; a shutdown ends the wait with what has arrived.
+async fn take(
+    State(state): State<AppState>,
+    Path((connection, queue)): Path<(String, String)>,
+    params: Result<Query<ReadParams>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(params) = params?;
+    let (count, timeout) = (params.count(1)?, params.timeout()?);
+    let address = known(&state, connection, queue)?;
     let mut consumer = state.connections.consume(&address, count).await?;
     // Deliveries are held until the end, so the consumer's prefetch never lets it claim
     // more than `count`: nothing is left leased when the request returns.
     let mut deliveries = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut shutdown = state.shutdown.clone();
     while deliveries.len() < count {
-        let Ok(delivery) = tokio::time::timeout_at(deadline, consumer.next()).await else {
-            break;
+        let delivery = tokio::select! {
+            delivery = tokio::time::timeout_at(deadline, consumer.next()) => delivery,
+            _ = shutdown.fired() => break,
         };
+        let Ok(delivery) = delivery else { break };
         deliveries.push(delivery?);
     }
-    let mut messages = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        messages.push(delivery.message.to_json());
-        delivery.ack.ack().await?;
+    consumer.close().await;
+    let kept = fitting(
+        deliveries.iter().map(|d| d.message.payload.len()),
+        state.max_response_bytes,
+    );
+    let mut messages = Vec::with_capacity(kept);
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        if i < kept {
+            messages.push(delivery.message.to_json());
+            delivery.ack.ack().await?;
+        } else {
+            delivery.ack.nack(crate::broker::Nack::Requeue).await?;
+        }
     }
     Ok(Json(Value::Array(messages)))
 }

@@ -73,7 +73,7 @@ pub fn to_amqp(msg: &Message, routing_key: &str) -> Result<BasicProperties, Brok
             _ => {}
         }
         let key = short("header name", name)?;
-        let value = header_to_amqp(value);
+        let value = header_to_amqp(name, value)?;
         match table.get_mut(&key) {
             None => {
                 table.insert(key, value);
@@ -246,8 +246,8 @@ fn int_of(value: &AMQPValue) -> Option<i64> {
     })
 }
 
-fn header_to_amqp(value: &HeaderValue) -> AMQPValue {
-    match value {
+fn header_to_amqp(name: &str, value: &HeaderValue) -> Result<AMQPValue, BrokerError> {
+    Ok(match value {
         HeaderValue::Text(text) => AMQPValue::LongString(text.clone().into()),
         HeaderValue::Bytes(bytes) => AMQPValue::ByteArray(ByteArray::from(bytes.as_slice())),
         HeaderValue::Int(n) => AMQPValue::LongLongInt(*n),
@@ -260,14 +260,16 @@ fn header_to_amqp(value: &HeaderValue) -> AMQPValue {
                 .collect::<Vec<_>>(),
         )),
         HeaderValue::Json(text) => match serde_json::from_str::<Json>(text) {
-            Ok(doc) => json_to_amqp(&doc),
+            Ok(doc) => json_to_amqp(name, &doc)?,
             Err(_) => AMQPValue::LongString(text.clone().into()),
         },
-    }
+    })
 }
 
-fn json_to_amqp(doc: &Json) -> AMQPValue {
-    match doc {
+/// A JSON header value as nested AMQP tables and arrays. An object key is a short string, so
+/// one over 255 bytes is refused by its header's name rather than reaching lapin (which panics).
+fn json_to_amqp(header: &str, doc: &Json) -> Result<AMQPValue, BrokerError> {
+    Ok(match doc {
         Json::Null => AMQPValue::Void,
         Json::Bool(b) => AMQPValue::Boolean(*b),
         Json::Number(n) => match n.as_i64() {
@@ -276,15 +278,23 @@ fn json_to_amqp(doc: &Json) -> AMQPValue {
         },
         Json::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
         Json::Array(items) => AMQPValue::FieldArray(FieldArray::from(
-            items.iter().map(json_to_amqp).collect::<Vec<_>>(),
+            items
+                .iter()
+                .map(|item| json_to_amqp(header, item))
+                .collect::<Result<Vec<_>, _>>()?,
         )),
         Json::Object(fields) => AMQPValue::FieldTable(FieldTable::from(
             fields
                 .iter()
-                .map(|(k, v)| (ShortString::from(k.as_str()), json_to_amqp(v)))
-                .collect::<BTreeMap<_, _>>(),
+                .map(|(k, v)| {
+                    Ok((
+                        short(&format!("headers.{header} (a key)"), k)?,
+                        json_to_amqp(header, v)?,
+                    ))
+                })
+                .collect::<Result<BTreeMap<_, _>, BrokerError>>()?,
         )),
-    }
+    })
 }
 
 fn header_from_amqp(value: &AMQPValue) -> HeaderValue {
@@ -431,6 +441,19 @@ mod tests {
         // Sent back to the queue it came from, no topic header is added.
         let out = to_amqp(&msg, "jobs").unwrap();
         assert!(!out.headers().as_ref().unwrap().contains_key(TOPIC));
+    }
+
+    #[test]
+    fn a_json_header_key_too_long_for_amqp_is_refused_not_a_panic() {
+        let mut msg = Message::new("t", "x");
+        msg.headers.push((
+            "nested".into(),
+            HeaderValue::Json(format!(r#"{{"ok": {{"{}": 1}}}}"#, "k".repeat(256))),
+        ));
+        let e = to_amqp(&msg, "t").unwrap_err().to_string();
+        assert!(e.contains("headers.nested") && e.contains("255"), "{e}");
+        // The copy a dead letter carries can be sent.
+        to_amqp(&msg.sendable_copy(), "t").unwrap();
     }
 
     #[test]

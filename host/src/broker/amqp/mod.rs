@@ -24,19 +24,19 @@
 pub mod map;
 pub mod topology;
 
-use super::{AckHandle, BrokerError, Delivery, Nack};
+use super::{AckHandle, BrokerError, Delivery, Nack, check_name};
 use crate::config::{AmqpConfig, redact};
 use crate::message::Message;
 use futures::StreamExt as _;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,6 +81,39 @@ struct Inner {
     link: watch::Sender<Link>,
     /// Holding queues for delayed sends already declared.
     delays: Mutex<HashSet<u64>>,
+    /// Redeliveries counted by the host, for queues whose broker does not count them.
+    redeliveries: Arc<Redeliveries>,
+}
+
+/// How often each message has come back, per queue, for queues without `x-delivery-count`
+/// (classic queues): the broker only says "redelivered", and a message that keeps failing
+/// before its route settles it must still reach a delivery limit. Counted in memory, so a
+/// restart starts the count again; bounded, so it cannot grow without end.
+#[derive(Default)]
+struct Redeliveries(Mutex<HashMap<(Arc<str>, String), u32>>);
+
+impl Redeliveries {
+    /// The most messages counted at once; past it the counts start again.
+    const MAX: usize = 100_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, String), u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one more redelivery of `id` from `queue`; returns the deliveries so far.
+    fn count(&self, queue: &Arc<str>, id: &str) -> u32 {
+        let mut counts = self.lock();
+        if counts.len() >= Self::MAX {
+            counts.clear();
+        }
+        let seen = counts.entry((queue.clone(), id.to_owned())).or_insert(1);
+        *seen = seen.saturating_add(1);
+        *seen
+    }
+
+    fn forget(&self, queue: &Arc<str>, id: &str) {
+        self.lock().remove(&(queue.clone(), id.to_owned()));
+    }
 }
 
 fn amqp_error(context: &str, e: lapin::Error) -> BrokerError {
@@ -109,6 +142,7 @@ impl AmqpBroker {
             topology,
             link,
             delays: Mutex::default(),
+            redeliveries: Arc::default(),
         });
         tokio::spawn(keep_connected(Arc::downgrade(&inner)));
         Ok(AmqpBroker { inner })
@@ -203,6 +237,7 @@ impl AmqpBroker {
 
     /// Starts consuming `queue` with manual acks and at most `prefetch` unacked deliveries.
     pub async fn consume(&self, queue: &str, prefetch: usize) -> Result<AmqpConsumer, BrokerError> {
+        check_name("queue", queue, false)?;
         let (channel, guard) = self.own_channel().await?;
         let guard = Arc::new(guard);
         channel
@@ -234,6 +269,7 @@ impl AmqpBroker {
             tag,
             queue: Arc::from(queue),
             dead_letters,
+            redeliveries: self.inner.redeliveries.clone(),
         })
     }
 
@@ -266,6 +302,11 @@ impl AmqpBroker {
             Some((exchange, key)) => (exchange, key),
             None => ("", address),
         };
+        check_name("exchange", exchange, true)?;
+        check_name("routing key", routing_key, exchange.is_empty())?;
+        if exchange.is_empty() {
+            check_name("queue", routing_key, false)?;
+        }
         let properties = map::to_amqp(&msg, routing_key)?;
         self.publish_raw(exchange, routing_key, &msg.payload, properties)
             .await
@@ -336,6 +377,7 @@ impl AmqpBroker {
                 problem: "a delayed send goes to a queue, not an exchange".into(),
             });
         }
+        check_name("queue", queue, false)?;
         let ms = delay_bucket(delay.as_millis() as u64);
         let holding = format!("wharf.retry.{ms}");
         if !self.inner.delays.lock().expect("delays").contains(&ms) {
@@ -423,6 +465,7 @@ impl AmqpBroker {
 
     /// Messages ready in `queue` and its consumers (a passive declare).
     pub async fn queue_depth(&self, queue: &str) -> Result<(u32, u32), BrokerError> {
+        check_name("queue", queue, false)?;
         let (channel, _guard) = self.own_channel().await?;
         let q = channel
             .queue_declare(
@@ -438,8 +481,44 @@ impl AmqpBroker {
         Ok((q.message_count(), q.consumer_count()))
     }
 
+    /// Up to `count` ready messages of `queue`, left in it: they are fetched unacked on a
+    /// channel of their own, which is then closed, so the broker puts them back where they
+    /// were (marked redelivered; a quorum queue counts the delivery).
+    pub async fn peek(&self, queue: &str, count: usize) -> Result<Vec<Message>, BrokerError> {
+        check_name("queue", queue, false)?;
+        let (channel, _guard) = self.own_channel().await?;
+        let mut messages = Vec::new();
+        let mut last = None;
+        while messages.len() < count {
+            let got = channel
+                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| amqp_error(&format!("reading queue `{queue}`"), e))?;
+            let Some(got) = got else { break };
+            let delivery = got.delivery;
+            messages.push(map::from_amqp(
+                delivery.routing_key.as_str(),
+                &delivery.properties,
+                delivery.data,
+            ));
+            last = Some(delivery.acker);
+        }
+        // Put them all back before answering, so the next reader sees them again.
+        if let Some(last) = last {
+            last.nack(BasicNackOptions {
+                multiple: true,
+                requeue: true,
+            })
+            .await
+            .map_err(|e| amqp_error(&format!("returning messages to queue `{queue}`"), e))?;
+        }
+        let _ = channel.close(200, "peeked".into()).await;
+        Ok(messages)
+    }
+
     /// Removes every ready message from `queue`; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
+        check_name("queue", queue, false)?;
         let (channel, _guard) = self.own_channel().await?;
         let n = channel
             .queue_purge(queue.into(), QueuePurgeOptions::default())
@@ -759,38 +838,50 @@ pub struct AmqpConsumer {
     queue: Arc<str>,
     /// The queue is configured with a dead-letter exchange.
     dead_letters: bool,
+    redeliveries: Arc<Redeliveries>,
 }
 
 impl AmqpConsumer {
     pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
         match self.consumer.next().await {
             Some(Ok(delivery)) => {
-                let deliveries = match delivery
+                let counted = delivery
                     .properties
                     .headers()
                     .as_ref()
                     .and_then(|h| h.inner().get("x-delivery-count"))
-                {
-                    // Quorum queues count earlier deliveries.
-                    Some(AMQPValue::LongLongInt(n)) => ((*n).max(0) as u32).saturating_add(1),
-                    Some(AMQPValue::LongInt(n)) => ((*n).max(0) as u32).saturating_add(1),
-                    _ if delivery.redelivered => 2,
-                    _ => 1,
-                };
+                    .and_then(|count| match count {
+                        AMQPValue::LongLongInt(n) => Some(*n),
+                        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+                        _ => None,
+                    });
                 let message = map::from_amqp(
                     delivery.routing_key.as_str(),
                     &delivery.properties,
                     delivery.data,
                 );
+                let (deliveries, host_counted) = match counted {
+                    // Quorum queues count earlier deliveries.
+                    Some(n) => (
+                        (n.clamp(0, i64::from(u32::MAX)) as u32).saturating_add(1),
+                        false,
+                    ),
+                    None if delivery.redelivered => {
+                        (self.redeliveries.count(&self.queue, &message.id), true)
+                    }
+                    None => (1, false),
+                };
                 Ok(Delivery {
-                    message,
-                    deliveries,
                     ack: AckHandle::Amqp(AmqpAck {
-                        acker: delivery.acker,
+                        acker: Some(delivery.acker),
                         channel: self.channel.clone(),
                         queue: self.queue.clone(),
                         dead_letters: self.dead_letters,
+                        counted: host_counted
+                            .then(|| (self.redeliveries.clone(), message.id.clone())),
                     }),
+                    message,
+                    deliveries,
                 })
             }
             Some(Err(e)) => Err(amqp_error(&format!("consuming queue `{}`", self.queue), e)),
@@ -824,12 +915,36 @@ impl AmqpConsumer {
     }
 }
 
-/// Settles one AMQP delivery on the channel it came from.
+/// Settles one AMQP delivery on the channel it came from. Dropped unsettled (its task
+/// panicked or was cancelled), it returns the message to the queue at once, so the delivery
+/// does not hold a prefetch slot until the channel closes.
 pub struct AmqpAck {
-    acker: lapin::Acker,
+    /// Taken when the delivery is settled.
+    acker: Option<lapin::Acker>,
     channel: Arc<ChannelGuard>,
     queue: Arc<str>,
     dead_letters: bool,
+    /// Set when the host counts this message's redeliveries: forgotten once it is settled.
+    counted: Option<(Arc<Redeliveries>, String)>,
+}
+
+impl Drop for AmqpAck {
+    fn drop(&mut self) {
+        if let Some(acker) = self.acker.take()
+            && self.channel.0.status().connected()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            tracing::warn!(queue = %self.queue, "a delivery was dropped unsettled; returning it to the queue");
+            runtime.spawn(async move {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for AmqpAck {
@@ -848,8 +963,22 @@ impl AmqpAck {
         ))
     }
 
-    pub async fn ack(self) -> Result<(), BrokerError> {
+    fn take_acker(&mut self) -> lapin::Acker {
         self.acker
+            .take()
+            .expect("an AMQP delivery is settled once (settling takes it by value)")
+    }
+
+    /// The message will not come back from this queue: stop counting its redeliveries.
+    fn forget(&self) {
+        if let Some((redeliveries, id)) = &self.counted {
+            redeliveries.forget(&self.queue, id);
+        }
+    }
+
+    pub async fn ack(mut self) -> Result<(), BrokerError> {
+        self.forget();
+        self.take_acker()
             .ack(BasicAckOptions::default())
             .await
             .map(drop)
@@ -886,17 +1015,20 @@ impl AmqpAck {
                     "queue `{queue}` has no dead-letter exchange in the config, so the message was returned to it rather than dropped"
                 )))
             }
-            Nack::DeadLetter(_) => self
-                .acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await
-                .map(drop)
-                .map_err(|e| self.settle_error(e)),
+            Nack::DeadLetter(_) => {
+                self.forget();
+                let mut this = self;
+                this.take_acker()
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await
+                    .map(drop)
+                    .map_err(|e| this.settle_error(e))
+            }
         }
     }
 
-    async fn requeue(self) -> Result<(), BrokerError> {
-        self.acker
+    async fn requeue(mut self) -> Result<(), BrokerError> {
+        self.take_acker()
             .nack(BasicNackOptions {
                 requeue: true,
                 ..Default::default()
