@@ -36,6 +36,8 @@ for_every_transport!(
     a_round_trip_maps_every_field,
     an_acked_message_is_gone,
     a_nacked_message_is_delivered_again,
+    every_redelivery_is_counted,
+    a_delivery_dropped_unsettled_comes_back,
     competing_consumers_each_get_a_share,
     prefetch_bounds_unsettled_deliveries,
     nothing_is_lost_when_the_connection_drops_mid_stream,
@@ -294,6 +296,46 @@ async fn a_nacked_message_is_delivered_again(transport: Transport) {
     );
     assert!(second.deliveries >= 2);
     second.ack.ack().await.unwrap();
+    consumer.close().await;
+    h.finish().await;
+}
+
+/// Each return of a message raises its delivery count by one, on every transport (AMQP
+/// classic queues only say "redelivered": the host counts), so a delivery limit can end a
+/// message that keeps coming back.
+async fn every_redelivery_is_counted(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    h.send(&q, numbered(1)).await;
+    h.send(&q, numbered(2)).await;
+    let mut consumer = h.consume(&q, 1).await;
+    let first = next(&mut consumer).await;
+    assert_eq!((first.message.id.as_str(), first.deliveries), ("id-1", 1));
+    first.ack.ack().await.unwrap();
+    for expected in 1..=5 {
+        let delivery = next(&mut consumer).await;
+        assert_eq!(delivery.message.id, "id-2");
+        assert_eq!(delivery.deliveries, expected, "delivery {expected}");
+        delivery.ack.nack(Nack::Requeue).await.unwrap();
+    }
+    next(&mut consumer).await.ack.ack().await.unwrap();
+    consumer.close().await;
+    h.finish().await;
+}
+
+/// A delivery whose task panicked or was cancelled is dropped unsettled: it comes back (on
+/// AMQP at once; on the embedded broker after its visibility timeout), and does not hold its
+/// consumer's prefetch.
+async fn a_delivery_dropped_unsettled_comes_back(transport: Transport) {
+    let h = Harness::new(transport, 1).await;
+    let q = h.queue(0).to_owned();
+    h.send(&q, numbered(1)).await;
+    let mut consumer = h.consume(&q, 1).await;
+    drop(next(&mut consumer).await);
+    let again = next(&mut consumer).await;
+    assert_eq!(again.message.id, "id-1");
+    assert!(again.redelivered());
+    again.ack.ack().await.unwrap();
     consumer.close().await;
     h.finish().await;
 }
