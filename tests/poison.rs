@@ -78,22 +78,6 @@ async fn take(broker: &EmbeddedBroker, queue: &str, count: usize) -> Vec<Message
     out
 }
 
-/// Waits until `queue` is empty of ready, delayed and leased messages.
-async fn drained(broker: &EmbeddedBroker, queue: &str) {
-    let started = std::time::Instant::now();
-    loop {
-        let stats = broker.stats(queue).await.unwrap();
-        if stats.depth() == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{queue} never drained: {stats:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn with_header(mut msg: Message, name: &str, value: &str) -> Message {
     msg.set_header(name, HeaderValue::Text(value.into()));
     msg
@@ -167,7 +151,7 @@ async fn a_route_keeps_moving_good_messages_past_poison(backend: Backend) {
         // Not retried: each of these would fail the same way again.
         assert_eq!(text(msg, "x-wharf-attempts"), "1", "{id}");
     }
-    drained(&broker, "mix.in").await;
+    support::drained(&broker, "mix.in").await;
     // Nothing more arrived anywhere.
     assert_eq!(broker.stats("mix.out").await.unwrap().depth(), 0);
     assert_eq!(broker.stats("mix.in.dead").await.unwrap().depth(), 0);

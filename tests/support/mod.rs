@@ -249,3 +249,21 @@ pub async fn delete_amqp_queues(names: &[String]) {
     }
     let _ = client.close(200, "done".into()).await;
 }
+
+/// Waits until `queue` holds nothing (ready, delayed or leased): an input is acked only after
+/// its outputs or dead letter are confirmed, so a reader can see those a moment before the
+/// ack lands. Panics after 30 s with the queue's stats.
+pub async fn drained(broker: &wharf::broker::EmbeddedBroker, queue: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let stats = broker.stats(queue).await.unwrap();
+        if stats.depth() == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{queue} never drained: {stats:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
