@@ -144,6 +144,14 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             "payloda",
         ),
         (
+            "an empty id",
+            client
+                .post(&messages)
+                .json(&json!({ "id": "", "payload": "x" })),
+            400,
+            "`id`",
+        ),
+        (
             "a NUL byte in the topic",
             client
                 .post(&messages)
@@ -460,6 +468,78 @@ async fn the_cli_refuses_bad_input_with_a_clear_message() {
     assert!(out.stdout.is_empty());
     support::delete_amqp_queues(std::slice::from_ref(&h.queue)).await;
     h.host.stop().await;
+}
+
+/// The commands that work without a host (plugins, schema, serve) refuse bad files, bad
+/// arguments and unreachable databases with an error that says what is wrong, and never show
+/// a password.
+#[test]
+fn local_commands_refuse_bad_input_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let text_file = dir.path().join("notes.wasm");
+    std::fs::write(&text_file, "not a plugin").unwrap();
+    let bad_config = dir.path().join("bad.toml");
+    std::fs::write(&bad_config, "[server]\nlisten = 12\n").unwrap();
+    let uppercase = support::plugin_path("uppercase");
+    let (uppercase, text_file, bad_config) = (
+        uppercase.to_str().unwrap(),
+        text_file.to_str().unwrap(),
+        bad_config.to_str().unwrap(),
+    );
+    let secret_db = "postgres://wharf:hunter2secret@127.0.0.1:1/db";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["plugin", "check", "/nonexistent/p.wasm"],
+            "/nonexistent/p.wasm",
+        ),
+        (vec!["plugin", "check", text_file], "wasm"),
+        (
+            vec!["plugin", "run", uppercase, "--input", "{not json"],
+            "input",
+        ),
+        (
+            vec![
+                "plugin",
+                "run",
+                uppercase,
+                "--input",
+                r#"{"payload": "x", "payload_base64": "eA=="}"#,
+            ],
+            "payload_base64",
+        ),
+        (
+            vec!["plugin", "install", uppercase, "--database", secret_db],
+            "***",
+        ),
+        (
+            vec!["plugin", "list", "--database", "mysql://x"],
+            "sqlite://",
+        ),
+        (
+            vec!["serve", "--config", "/nonexistent/wharf.toml"],
+            "--config",
+        ),
+        (
+            vec!["schema", "show", "--config", bad_config],
+            "server.listen",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(&args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running wharf");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: the error should mention `{needle}`: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2secret"), "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test]

@@ -188,18 +188,20 @@ fn bytes(max: usize) -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
+/// A time in milliseconds a store keeps: up to `i64::MAX` (later ones are refused, or clamped
+/// when another client sends them).
 fn timestamp() -> BoxedStrategy<u64> {
     prop_oneof![
         Just(0),
-        any::<u64>(),
+        0..=i64::MAX as u64,
         (0u64..4_000_000_000).prop_map(|s| s * 1000),
         1_600_000_000_000u64..1_800_000_000_000,
     ]
     .boxed()
 }
 
-/// A message from the given strategies for its short strings, headers, expiration and
-/// timestamp.
+/// A message from the given strategies for its short strings (its id never empty), headers,
+/// expiration and timestamp.
 fn message_with(
     text: BoxedStrategy<String>,
     headers: BoxedStrategy<Vec<(String, HeaderValue)>>,
@@ -223,7 +225,8 @@ fn message_with(
                 (content_type, correlation_id, reply_to, priority, expiration_ms, persistent),
                 (payload, timestamp_ms),
             )| Message {
-                id,
+                // An empty id is no id (a transport gives such a message one of its own).
+                id: if id.is_empty() { "m".into() } else { id },
                 topic,
                 key,
                 headers,
@@ -262,7 +265,12 @@ fn amqp_message() -> BoxedStrategy<Message> {
             headers
         })
         .boxed();
-    message_with(short_text(), headers, any::<u64>().boxed(), timestamp())
+    message_with(
+        short_text(),
+        headers,
+        (0..=i64::MAX as u64).boxed(),
+        timestamp(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1083,5 +1091,112 @@ proptest! {
     fn config_load_survives_any_tomlish_text(text in tomlish()) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         check_load(load(&dir, text.as_bytes()))?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AMQP deliveries from other clients
+// ---------------------------------------------------------------------------------------------
+
+/// Any AMQP field value another client could send, nested tables and arrays included.
+fn amqp_value() -> BoxedStrategy<lapin::types::AMQPValue> {
+    use lapin::types::{AMQPValue, ByteArray, DecimalValue, LongString, ShortString};
+    let leaf = prop_oneof![
+        any::<bool>().prop_map(AMQPValue::Boolean),
+        any::<i8>().prop_map(AMQPValue::ShortShortInt),
+        any::<u8>().prop_map(AMQPValue::ShortShortUInt),
+        any::<i16>().prop_map(AMQPValue::ShortInt),
+        any::<u16>().prop_map(AMQPValue::ShortUInt),
+        any::<i32>().prop_map(AMQPValue::LongInt),
+        any::<u32>().prop_map(AMQPValue::LongUInt),
+        any::<i64>().prop_map(AMQPValue::LongLongInt),
+        any::<f32>().prop_map(AMQPValue::Float),
+        any_float().prop_map(AMQPValue::Double),
+        (any::<u8>(), any::<u32>())
+            .prop_map(|(scale, value)| AMQPValue::DecimalValue(DecimalValue { scale, value })),
+        any::<u64>().prop_map(AMQPValue::Timestamp),
+        any_text().prop_map(|s| AMQPValue::LongString(LongString::from(s))),
+        "[ -~]{0,40}".prop_map(|s| AMQPValue::ShortString(ShortString::from(s))),
+        bytes(64).prop_map(|b| AMQPValue::ByteArray(ByteArray::from(b))),
+        Just(AMQPValue::Void),
+    ];
+    leaf.prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4)
+                .prop_map(|items| { AMQPValue::FieldArray(lapin::types::FieldArray::from(items)) }),
+            vec(("[a-z-]{1,12}", inner), 0..4)
+                .prop_map(|fields| { AMQPValue::FieldTable(amqp_table(fields)) }),
+        ]
+    })
+    .boxed()
+}
+
+fn amqp_table(fields: Vec<(String, lapin::types::AMQPValue)>) -> lapin::types::FieldTable {
+    lapin::types::FieldTable::from(
+        fields
+            .into_iter()
+            .map(|(k, v)| (lapin::types::ShortString::from(k), v))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+}
+
+/// Header names a delivery may carry, Wharf's own among them with values of any type (a
+/// client that sets `x-wharf-repeated` to a number, `x-wharf-key` to text, ...).
+fn amqp_header_name() -> BoxedStrategy<String> {
+    prop_oneof![
+        select(vec![
+            "x-wharf-topic",
+            "x-wharf-key",
+            "x-wharf-timestamp-ms",
+            "x-wharf-repeated",
+            "x-amqp-type",
+            "x-delivery-count",
+            "x-death",
+            "a",
+        ])
+        .prop_map(String::from),
+        "[a-z-]{1,20}",
+    ]
+    .boxed()
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Whatever properties and headers another client sends, reading the delivery gives a
+    /// message (never a panic), and that message can be sent on or refused with an error.
+    #[test]
+    fn any_delivery_from_another_client_reads_without_panic(
+        routing_key in "[ -~]{0,40}",
+        headers in vec((amqp_header_name(), amqp_value()), 0..8),
+        message_id in option::of("[ -~]{0,40}"),
+        expiration in option::of(any_text()),
+        timestamp in option::of(any::<u64>()),
+        priority in option::of(any::<u8>()),
+        payload in bytes(64),
+    ) {
+        use lapin::types::ShortString;
+        let mut props = lapin::BasicProperties::default().with_headers(amqp_table(headers));
+        if let Some(id) = message_id {
+            props = props.with_message_id(ShortString::from(id));
+        }
+        if let Some(expiration) = expiration.filter(|e| e.len() <= SHORT) {
+            props = props.with_expiration(ShortString::from(expiration));
+        }
+        if let Some(timestamp) = timestamp {
+            props = props.with_timestamp(timestamp);
+        }
+        if let Some(priority) = priority {
+            props = props.with_priority(priority);
+        }
+        let msg = from_amqp(&routing_key, &props, payload.clone());
+        prop_assert_eq!(&msg.payload, &payload);
+        prop_assert!(!msg.id.is_empty(), "every message gets an id");
+        match to_amqp(&msg, &routing_key) {
+            Ok(_) => {}
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        // Its JSON form reads back too.
+        let _ = Message::from_json(&msg.to_json());
     }
 }

@@ -100,6 +100,12 @@ impl Message {
     /// message reaches a batch it would fail for everyone; so is a header name that is empty
     /// or holds control characters, and a time past what a store keeps.
     pub fn check_text(&self) -> Result<(), MessageJsonError> {
+        if self.id.is_empty() {
+            return Err(bad(
+                "id",
+                "cannot be empty (leave it out to get a fresh one)",
+            ));
+        }
         let fields = [
             ("id", Some(self.id.as_str())),
             ("topic", Some(self.topic.as_str())),
@@ -144,6 +150,8 @@ impl Message {
         let clean = |text: &str| text.replace('\0', "\u{fffd}");
         let mut moved = Vec::new();
         copy.topic = clean(&copy.topic);
+        copy.timestamp_ms = copy.timestamp_ms.min(i64::MAX as u64);
+        copy.expiration_ms = copy.expiration_ms.map(|ms| ms.min(i64::MAX as u64));
         let short_fields = [
             ("id", Some(&mut copy.id)),
             ("content_type", copy.content_type.as_mut()),

@@ -182,8 +182,15 @@ pub fn from_amqp(routing_key: &str, props: &BasicProperties, payload: Vec<u8>) -
     }
     let timestamp_ms = timestamp_ms
         .or_else(|| props.timestamp().map(|s| s.saturating_mul(1000)))
-        .unwrap_or(0);
-    let id = match props.message_id() {
+        .unwrap_or(0)
+        // What a store can keep (a signed 64-bit count of milliseconds).
+        .min(i64::MAX as u64);
+    // An empty id is no id: every such message would get the same derived output ids.
+    let id = match props
+        .message_id()
+        .as_ref()
+        .filter(|id| !id.as_str().is_empty())
+    {
         Some(id) => id.to_string(),
         None => content_id(routing_key, props, &payload),
     };
@@ -199,7 +206,8 @@ pub fn from_amqp(routing_key: &str, props: &BasicProperties, payload: Vec<u8>) -
         expiration_ms: props
             .expiration()
             .as_ref()
-            .and_then(|e| e.as_str().parse().ok()),
+            .and_then(|e| e.as_str().parse().ok())
+            .map(|ms: u64| ms.min(i64::MAX as u64)),
         persistent: *props.delivery_mode() == Some(2),
         payload,
         timestamp_ms,
