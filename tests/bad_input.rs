@@ -35,7 +35,13 @@ async fn host(configure: impl FnOnce(&mut Config)) -> Host {
         "rabbit".into(),
         ConnectionConfig::Amqp(Box::new(AmqpConfig {
             url: Some(support::amqp_url()),
-            queues: vec![AmqpQueueConfig::named(&queue)],
+            queues: vec![
+                AmqpQueueConfig::named(&queue),
+                AmqpQueueConfig {
+                    kind: Some("quorum".into()),
+                    ..AmqpQueueConfig::named(format!("{queue}.quorum"))
+                },
+            ],
             ..AmqpConfig::default()
         })),
     );
@@ -222,6 +228,17 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             "255",
         ),
         (
+            "a peek at a quorum queue (it would count a delivery)",
+            client.get(url(
+                &h.base,
+                "rabbit",
+                &format!("{}.quorum", h.queue),
+                "/messages",
+            )),
+            400,
+            "quorum",
+        ),
+        (
             "a count of 0",
             client.post(url(&h.base, "local", "q", "/take?count=0")),
             400,
@@ -308,7 +325,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         assert_eq!(body[0]["payload"], "fits");
     }
     h.host.stop().await;
-    support::delete_amqp_queues(std::slice::from_ref(&h.queue)).await;
+    support::delete_amqp_queues(&[h.queue.clone(), format!("{}.quorum", h.queue)]).await;
     let client = support::amqp_client().await;
     let channel = client.create_channel().await.unwrap();
     channel
@@ -366,7 +383,7 @@ async fn a_get_only_peeks_and_taking_is_bounded() {
         taken.sort();
         assert_eq!(taken, ["p0", "p1", "p2"], "{connection}");
     }
-    support::delete_amqp_queues(std::slice::from_ref(&h.queue)).await;
+    support::delete_amqp_queues(&[h.queue.clone(), format!("{}.quorum", h.queue)]).await;
     h.host.stop().await;
 }
 
@@ -396,7 +413,7 @@ async fn a_waiting_request_ends_with_the_host() {
         assert_eq!(response.status(), 200);
         assert_eq!(response.json::<Value>().await.unwrap(), json!([]));
     }
-    support::delete_amqp_queues(std::slice::from_ref(&h.queue)).await;
+    support::delete_amqp_queues(&[h.queue.clone(), format!("{}.quorum", h.queue)]).await;
 }
 
 /// The CLI says what is wrong with its arguments, and exits non-zero, before or after it
@@ -466,7 +483,7 @@ async fn the_cli_refuses_bad_input_with_a_clear_message() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.stdout.is_empty());
-    support::delete_amqp_queues(std::slice::from_ref(&h.queue)).await;
+    support::delete_amqp_queues(&[h.queue.clone(), format!("{}.quorum", h.queue)]).await;
     h.host.stop().await;
 }
 

@@ -23,6 +23,7 @@ on_every_backend!(
     each_embedded_connection_has_its_own_queues,
     a_message_that_never_settles_is_dead_lettered_after_the_default_limit,
     one_bad_publish_fails_only_itself,
+    a_routes_delivery_limit_holds_on_its_embedded_input,
 );
 
 fn plugin(name: &str) -> PluginConfig {
@@ -351,6 +352,54 @@ async fn one_bad_publish_fails_only_itself(backend: Backend) {
     assert_eq!(broker.stats("batch").await.unwrap().ready, 199);
 }
 
+/// A route's `max_deliveries` is what ends a message on its embedded input, and the message
+/// goes to the route's dead letters (not the queue's own), with the reason.
+async fn a_routes_delivery_limit_holds_on_its_embedded_input(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let broker = EmbeddedBroker::new(
+        Store::open(&db.url).await.unwrap(),
+        EmbeddedConfig::default(),
+    );
+    let mut looped = Message::new("limited", "looped");
+    looped.id = "looped".into();
+    broker.publish("limited.in", looped).await.unwrap();
+    // Delivered three times and returned each time, before the route runs.
+    let mut consumer = broker.consume("limited.in", 1).await.unwrap();
+    for _ in 0..3 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+        delivery
+            .ack
+            .nack(wharf::broker::Nack::Requeue)
+            .await
+            .unwrap();
+    }
+    consumer.close().await;
+    let config = Config {
+        routes: vec![RouteConfig {
+            name: "limited".into(),
+            from: "local:limited.in".into(),
+            through: vec!["uppercase".into()],
+            to: Some("local:limited.out".into()),
+            max_deliveries: 3,
+            dead_letter: Some("local:limited.rejects".into()),
+            ..RouteConfig::default()
+        }],
+        ..Config::default()
+    };
+    let (host, broker) = host(&db, config).await;
+    let dead = take(&broker, "limited.rejects", 1).await;
+    assert_eq!(dead[0].id, "looped");
+    assert_eq!(text(&dead[0], "exception_name"), "MaxDeliveries");
+    assert_eq!(text(&dead[0], "x-wharf-route"), "limited");
+    support::drained(&broker, "limited.in").await;
+    assert_eq!(broker.stats("limited.out").await.unwrap().depth(), 0);
+    assert_eq!(broker.stats("limited.in.dead").await.unwrap().depth(), 0);
+    host.stop().await;
+}
+
 // --- RabbitMQ ---
 
 fn amqp_connection(queues: Vec<AmqpQueueConfig>, exchange: &str, bound: &str) -> AmqpConfig {
@@ -529,6 +578,11 @@ async fn on_rabbitmq_a_route_keeps_moving_good_messages_past_poison() {
         let msg = match i % 4 {
             1 => with_header(msg, "x-output-topic", &"t".repeat(300)),
             2 => with_header(msg, "x-copies", "50"),
+            // Good: an empty topic is an empty routing key, which an exchange takes.
+            3 => {
+                good += 1;
+                with_header(msg, "x-output-topic", "")
+            }
             _ => {
                 good += 1;
                 msg

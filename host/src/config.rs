@@ -26,7 +26,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Where the HTTP listener (health, API) binds.
@@ -83,7 +83,7 @@ pub struct EmbeddedConnectionConfig {
 }
 
 /// A RabbitMQ connection (or any AMQP 0-9-1 broker) and the topology it declares.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
     /// `amqp://user:pass@host:port/vhost` or `amqps://…`.
@@ -132,7 +132,7 @@ impl AmqpConfig {
 
 /// TLS for `amqps://` brokers: a private CA, and a client certificate when the broker asks
 /// for one (PEM certificate and PKCS#8 key, or a PKCS#12 bundle).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of the CA certificates to trust (the system's are trusted too).
@@ -664,6 +664,64 @@ impl AmqpConfig {
     }
 }
 
+// The configuration types that hold a password print it redacted, so a `{:?}` in a log or an
+// error never shows one.
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("database", &redact(&self.database))
+            .field("plugin_dir", &self.plugin_dir)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("shutdown_grace_ms", &self.shutdown_grace_ms)
+            .field("max_outputs", &self.max_outputs)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AmqpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpConfig")
+            .field("url", &self.url.as_deref().map(redact))
+            .field(
+                "urls",
+                &self.urls.iter().map(|u| redact(u)).collect::<Vec<_>>(),
+            )
+            .field("shuffle", &self.shuffle)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("heartbeat_s", &self.heartbeat_s)
+            .field("channels", &self.channels)
+            .field("reconnect_max_ms", &self.reconnect_max_ms)
+            .field("tls", &self.tls)
+            .field("exchanges", &self.exchanges)
+            .field("queues", &self.queues)
+            .field("bindings", &self.bindings)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("pkcs12", &self.pkcs12)
+            .field(
+                "pkcs12_password",
+                &if self.pkcs12_password.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .finish()
+    }
+}
+
 /// Checks a queue or exchange name against what brokers take (see `broker::check_name`).
 fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     crate::broker::check_name("queue or exchange", name, false).map_err(|e| match e {
@@ -702,7 +760,9 @@ pub fn redact(url: &str) -> String {
         let params: Vec<String> = params
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
                 _ => param.to_owned(),
             })
             .collect();
@@ -801,9 +861,28 @@ mod tests {
         assert!(amqp.exchanges[0].durable);
         assert_eq!(redact("amqp://u:secret@h/%2f"), "amqp://u:***@h/%2f");
         assert_eq!(
-            redact("postgres://u@h/db?sslmode=require&password=secret"),
-            "postgres://u@h/db?sslmode=require&password=***"
+            redact("postgres://u@h/db?sslmode=require&password=secret&sslpassword=key"),
+            "postgres://u@h/db?sslmode=require&password=***&sslpassword=***"
         );
+        let mut config = Config::default();
+        config.server.database = "postgres://u:hunter2@h/db".into();
+        config.connections.insert(
+            "rabbit".into(),
+            ConnectionConfig::Amqp(Box::new(AmqpConfig {
+                url: Some("amqp://u:hunter2@h/%2f".into()),
+                urls: vec!["amqps://u:hunter2@h2/%2f".into()],
+                tls: Some(TlsConfig {
+                    ca: None,
+                    cert: None,
+                    key: None,
+                    pkcs12: Some("id.p12".into()),
+                    pkcs12_password: "hunter2".into(),
+                }),
+                ..AmqpConfig::default()
+            })),
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

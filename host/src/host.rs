@@ -234,6 +234,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         }
     }
 
+    warn_of_unserved_queues(&store, &config).await;
+
     let mut routes = Vec::new();
     for (i, route) in config.routes.iter().enumerate() {
         let key = format!("routes[{i}] (`{}`)", route.name);
@@ -259,6 +261,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             bail!("{key}: `to` is required unless the chain ends in a handler");
         }
         let from = Address::parse(&route.from)?;
+        let route_from = from.clone();
         let dead_letter = match &route.dead_letter {
             Some(address) => Address::parse(address)?,
             None => from.sibling(format!("{}.dead", from.address)),
@@ -274,7 +277,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             dead_letter,
             max_message_bytes: config.server.max_message_bytes,
             max_outputs: route.max_outputs.unwrap_or(config.server.max_outputs),
-            max_deliveries: route.max_deliveries,
+            // A limit declared on an embedded input queue holds for its route too.
+            max_deliveries: match config.connections.get(&route_from.connection) {
+                Some(ConnectionConfig::Embedded(embedded)) => embedded
+                    .queues
+                    .iter()
+                    .find(|q| q.name == route_from.address)
+                    .and_then(|q| q.max_deliveries)
+                    .map_or(route.max_deliveries, |q| q.min(route.max_deliveries)),
+                _ => route.max_deliveries,
+            },
             reply_to_allow: route
                 .reply_grants()
                 .with_context(|| format!("{key}.reply_to_allow"))?,
@@ -319,6 +331,37 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         runtime,
         connections,
     })
+}
+
+/// Says which embedded queues in the database belong to no configured connection (an
+/// embedded connection renamed or removed; before each connection had its own queues, every
+/// queue was `local`'s): their messages are kept, but nothing serves them.
+async fn warn_of_unserved_queues(store: &Store, config: &Config) {
+    let Ok(names) = store.queue_names().await else {
+        return;
+    };
+    let served = |connection: &str| {
+        matches!(
+            config.connections.get(connection),
+            Some(ConnectionConfig::Embedded(_))
+        )
+    };
+    let mut unserved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for name in &names {
+        if let Some((connection, queue)) = name.split_once(':')
+            && !served(connection)
+        {
+            unserved.entry(connection).or_default().push(queue);
+        }
+    }
+    for (connection, queues) in unserved {
+        tracing::warn!(
+            connection,
+            queues = %queues.iter().take(5).copied().collect::<Vec<_>>().join(", "),
+            count = queues.len(),
+            "the database holds queues of an embedded connection that is not configured; configure it (kind = \"embedded\") to serve them"
+        );
+    }
 }
 
 /// What AMQP connection `name` declares: its configured topology, plus the queues routes use

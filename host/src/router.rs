@@ -122,7 +122,7 @@ impl RouteRunner {
         let route = self.route;
         let mut consumer = self
             .connections
-            .consume(&route.from, route.concurrency)
+            .consume_counted(&route.from, route.concurrency)
             .await?;
         tracing::info!(route = %route.name, from = %route.from, "route started");
         let mut in_flight = JoinSet::new();

@@ -146,11 +146,32 @@ impl EmbeddedBroker {
         Ok(())
     }
 
-    /// Starts consuming `queue` with at most `prefetch` unsettled deliveries at a time.
+    /// Starts consuming `queue` with at most `prefetch` unsettled deliveries at a time. A
+    /// message delivered more often than the queue's `max_deliveries` is dead-lettered.
     pub async fn consume(
         &self,
         queue: &str,
         prefetch: usize,
+    ) -> Result<EmbeddedConsumer, BrokerError> {
+        self.consume_limited(queue, prefetch, true).await
+    }
+
+    /// Like [`EmbeddedBroker::consume`], for a consumer that enforces a delivery limit of its
+    /// own (a route, which dead-letters to its own dead letters): every delivery is handed
+    /// out with its count.
+    pub async fn consume_counted(
+        &self,
+        queue: &str,
+        prefetch: usize,
+    ) -> Result<EmbeddedConsumer, BrokerError> {
+        self.consume_limited(queue, prefetch, false).await
+    }
+
+    async fn consume_limited(
+        &self,
+        queue: &str,
+        prefetch: usize,
+        limited: bool,
     ) -> Result<EmbeddedConsumer, BrokerError> {
         let options = self.options(queue).await?;
         let dead_letter_queue = options.dead_letter_queue(queue);
@@ -162,6 +183,7 @@ impl EmbeddedBroker {
             dead_letter_queue: dead_letter_queue.into(),
             waker: self.waker(queue),
             options,
+            limited,
             prefetch: prefetch.max(1),
             permits: Arc::new(Semaphore::new(prefetch.max(1))),
             ready: VecDeque::new(),
@@ -179,14 +201,20 @@ impl EmbeddedBroker {
         Ok(stats)
     }
 
-    /// Up to `count` ready messages of `queue`, in order, left where they are.
-    pub async fn peek(&self, queue: &str, count: usize) -> Result<Vec<Message>, BrokerError> {
+    /// Up to `count` ready messages of `queue`, in order, left where they are; no more than
+    /// `max_bytes` of payload (but always the first).
+    pub async fn peek(
+        &self,
+        queue: &str,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, BrokerError> {
         check_queue_name(queue)?;
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         Ok(self
             .inner
             .store
-            .peek_queue(&self.stored(queue), count, now_ms() as i64)
+            .peek_queue(&self.stored(queue), count, max_bytes, now_ms() as i64)
             .await?)
     }
 
@@ -303,9 +331,11 @@ async fn write_batches(inner: std::sync::Weak<Inner>, mut queue: mpsc::Receiver<
                     answer_write(answer, Ok(outcome), &mut orphans);
                 }
             }
-            // The batch was rolled back whole. Apply its writes again one at a time, so that
-            // a write the database refuses fails its own caller only, and the others commit.
-            Err(error) if ops.len() > 1 => {
+            // The database refused something in the batch, which was rolled back whole. Apply
+            // its writes again one at a time, so that a write the database refuses fails its
+            // own caller only, and the others commit. (A lost connection or a timeout fails
+            // the batch at once: retrying each write would only wait that long again.)
+            Err(error) if ops.len() > 1 && error.is_refused_data() => {
                 tracing::warn!(%error, writes = ops.len(), "embedded broker: a batch failed; applying its writes one by one");
                 for (op, answer) in ops.into_iter().zip(answers) {
                     let outcome = inner
@@ -365,6 +395,8 @@ pub struct EmbeddedConsumer {
     /// Woken when a publish to this queue commits on this host.
     waker: Arc<Notify>,
     options: QueueOptions,
+    /// Whether this consumer dead-letters past the queue's `max_deliveries`.
+    limited: bool,
     prefetch: usize,
     /// One permit per unsettled delivery; a delivery gives its permit back when settled or
     /// dropped.
@@ -452,7 +484,7 @@ impl EmbeddedConsumer {
             ));
         }
         let max = self.options.max_deliveries;
-        (claimed.deliveries > i64::from(max)).then(|| {
+        (self.limited && claimed.deliveries > i64::from(max)).then(|| {
             DeadLetter::new(
                 format!("delivered {max} times without being acked"),
                 "MaxDeliveries",

@@ -362,6 +362,23 @@ impl Connections {
         })
     }
 
+    /// Like [`Connections::consume`], for a consumer that enforces its own delivery limit
+    /// from each delivery's count (a route): the broker does not dead-letter on its own.
+    pub async fn consume_counted(
+        &self,
+        address: &Address,
+        prefetch: usize,
+    ) -> Result<Consumer, BrokerError> {
+        Ok(match self.broker(address)? {
+            Producer::Embedded(broker) => {
+                Consumer::Embedded(broker.consume_counted(&address.address, prefetch).await?)
+            }
+            Producer::Amqp(broker) => {
+                Consumer::Amqp(broker.consume(&address.address, prefetch).await?)
+            }
+        })
+    }
+
     /// How many messages wait in the queue at `address`.
     pub async fn depth(&self, address: &Address) -> Result<QueueDepth, BrokerError> {
         Ok(match self.broker(address)? {
@@ -375,11 +392,17 @@ impl Connections {
         })
     }
 
-    /// Up to `count` ready messages of the queue at `address`, left in the queue.
-    pub async fn peek(&self, address: &Address, count: usize) -> Result<Vec<Message>, BrokerError> {
+    /// Up to `count` ready messages of the queue at `address`, left in the queue; no more
+    /// than `max_bytes` of payload (but always the first).
+    pub async fn peek(
+        &self,
+        address: &Address,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, BrokerError> {
         match self.broker(address)? {
-            Producer::Embedded(broker) => broker.peek(&address.address, count).await,
-            Producer::Amqp(broker) => broker.peek(&address.address, count).await,
+            Producer::Embedded(broker) => broker.peek(&address.address, count, max_bytes).await,
+            Producer::Amqp(broker) => broker.peek(&address.address, count, max_bytes).await,
         }
     }
 

@@ -42,6 +42,32 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// Whether the database refused what was written (a value it cannot hold, a constraint),
+    /// rather than failing to run it at all (connection lost, pool or lock timeout): only such
+    /// a write fails the same way when tried alone.
+    pub fn is_refused_data(&self) -> bool {
+        match self {
+            StoreError::Query {
+                source: sqlx::Error::Database(e),
+                ..
+            } => {
+                let code = e.code().unwrap_or_default();
+                // PostgreSQL: SQLSTATE classes 22 (data exception) and 23 (integrity
+                // constraint). SQLite: TOOBIG (18), CONSTRAINT (19), MISMATCH (20), RANGE (25).
+                code.starts_with("22")
+                    || code.starts_with("23")
+                    || matches!(code.as_ref(), "18" | "19" | "20" | "25")
+            }
+            StoreError::Query {
+                source: sqlx::Error::Encode(_),
+                ..
+            } => true,
+            _ => false,
+        }
+    }
+}
+
 /// Adds what the store was doing to a sqlx error.
 pub(crate) trait Doing<T> {
     fn doing(self, doing: &'static str) -> Result<T, StoreError>;

@@ -395,21 +395,47 @@ impl Store {
         Ok(done)
     }
 
-    /// Up to `count` ready messages of `queue`, in order, without claiming them.
+    /// Up to `count` ready messages of `queue`, in order, without claiming them, and no more
+    /// than `max_bytes` of payload (but always the first): sizes are read first, so a large
+    /// queue is never loaded whole.
     pub async fn peek_queue(
         &self,
         queue: &str,
         count: i64,
+        max_bytes: usize,
         now_ms: i64,
     ) -> Result<Vec<Message>, StoreError> {
+        let sizes: Vec<(i64, i64)> = with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT seq, CAST(LENGTH(payload) AS BIGINT) FROM queue_messages \
+             WHERE queue = $1 AND visible_at_ms <= $2 ORDER BY seq LIMIT $3"
+        )
+        .bind(queue)
+        .bind(now_ms)
+        .bind(count)
+        .fetch_all(pool)
+        .await
+        .doing("reading a queue"))?;
+        let mut total = 0usize;
+        let mut last = None;
+        for (seq, size) in sizes {
+            total = total.saturating_add(size.max(0) as usize);
+            if last.is_some() && total > max_bytes {
+                break;
+            }
+            last = Some(seq);
+        }
+        let Some(last) = last else {
+            return Ok(Vec::new());
+        };
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM queue_messages WHERE queue = $1 AND visible_at_ms <= $2 \
-             ORDER BY seq LIMIT $3"
+             AND seq <= $3 ORDER BY seq LIMIT $4"
         );
         with_pool!(&self.pool, |pool| {
             let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(queue)
                 .bind(now_ms)
+                .bind(last)
                 .bind(count)
                 .fetch_all(pool)
                 .await

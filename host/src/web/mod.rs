@@ -246,22 +246,8 @@ impl ReadParams {
     }
 }
 
-/// How many of `sizes` (payload bytes, in order) fit in `limit`; always at least one, so a
-/// single large message can still be read.
-fn fitting(sizes: impl Iterator<Item = usize>, limit: usize) -> usize {
-    let mut total = 0usize;
-    let mut n = 0;
-    for size in sizes {
-        total = total.saturating_add(size);
-        if n > 0 && total > limit {
-            break;
-        }
-        n += 1;
-    }
-    n
-}
-
 /// Up to `count` ready messages (default 10), left in the queue: reading changes nothing.
+/// At most `max_response_bytes` of payload (but always one message).
 async fn peek(
     State(state): State<AppState>,
     Path((connection, queue)): Path<(String, String)>,
@@ -270,20 +256,24 @@ async fn peek(
     let Query(params) = params?;
     let count = params.count(10)?;
     let address = known(&state, connection, queue)?;
-    let messages = state.connections.peek(&address, count).await?;
-    let shown = fitting(
-        messages.iter().map(|m| m.payload.len()),
-        state.max_response_bytes,
-    );
+    let messages = state
+        .connections
+        .peek(&address, count, state.max_response_bytes)
+        .await?;
     Ok(Json(Value::Array(
-        messages.iter().take(shown).map(Message::to_json).collect(),
+        messages.iter().map(Message::to_json).collect(),
     )))
 }
 
+/// The most deliveries a take holds at once: each is acked as it arrives, so a large count
+/// does not mean as many messages in memory.
+const TAKE_PREFETCH: usize = 32;
+
 /// Takes up to `count` messages (default 1), waiting up to `timeout_ms` (default 5000) for
-/// them, and acks them as they are returned: for people and tests, not for services that need
-/// at-least-once (they use a broker of their own). Messages past `max_response_bytes` are
-/// returned to the queue; a shutdown ends the wait with what has arrived.
+/// them, acking each as it arrives: for people and tests, not for services that need
+/// at-least-once (they use a broker of their own). A message that would take the answer past
+/// `max_response_bytes` is returned to the queue and ends the take; a shutdown ends the wait
+/// with what has arrived.
 async fn take(
     State(state): State<AppState>,
     Path((connection, queue)): Path<(String, String)>,
@@ -292,34 +282,47 @@ async fn take(
     let Query(params) = params?;
     let (count, timeout) = (params.count(1)?, params.timeout()?);
     let address = known(&state, connection, queue)?;
-    let mut consumer = state.connections.consume(&address, count).await?;
-    // Deliveries are held until the end, so the consumer's prefetch never lets it claim
-    // more than `count`: nothing is left leased when the request returns.
-    let mut deliveries = Vec::new();
+    let mut consumer = state
+        .connections
+        .consume(&address, count.min(TAKE_PREFETCH))
+        .await?;
+    let mut messages = Vec::new();
+    let mut bytes = 0usize;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut shutdown = state.shutdown.clone();
-    while deliveries.len() < count {
+    while messages.len() < count {
         let delivery = tokio::select! {
             delivery = tokio::time::timeout_at(deadline, consumer.next()) => delivery,
             _ = shutdown.fired() => break,
         };
-        let Ok(delivery) = delivery else { break };
-        deliveries.push(delivery?);
-    }
-    consumer.close().await;
-    let kept = fitting(
-        deliveries.iter().map(|d| d.message.payload.len()),
-        state.max_response_bytes,
-    );
-    let mut messages = Vec::with_capacity(kept);
-    for (i, delivery) in deliveries.into_iter().enumerate() {
-        if i < kept {
-            messages.push(delivery.message.to_json());
-            delivery.ack.ack().await?;
-        } else {
-            delivery.ack.nack(crate::broker::Nack::Requeue).await?;
+        let delivery = match delivery {
+            Err(_) => break,
+            Ok(Ok(delivery)) => delivery,
+            Ok(Err(error)) if messages.is_empty() => return Err(error.into()),
+            // What was taken is acked already: answer with it.
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "a take ended early");
+                break;
+            }
+        };
+        let size = delivery.message.payload.len();
+        if !messages.is_empty() && bytes.saturating_add(size) > state.max_response_bytes {
+            if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
+                tracing::warn!(%error, "could not return a message past the answer's size; it comes back by itself");
+            }
+            break;
+        }
+        let doc = delivery.message.to_json();
+        match delivery.ack.ack().await {
+            Ok(()) => {
+                bytes = bytes.saturating_add(size);
+                messages.push(doc);
+            }
+            // Not acked (its lease ran out): it stays in the queue and is not answered.
+            Err(error) => tracing::warn!(%error, "a taken message could not be acked"),
         }
     }
+    consumer.close().await;
     Ok(Json(Value::Array(messages)))
 }
 

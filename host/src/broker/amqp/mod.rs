@@ -303,7 +303,9 @@ impl AmqpBroker {
             None => ("", address),
         };
         check_name("exchange", exchange, true)?;
-        check_name("routing key", routing_key, exchange.is_empty())?;
+        // An exchange takes any key, the empty one too (fanout exchanges, topic-less
+        // messages); the default exchange's key is a queue name.
+        check_name("routing key", routing_key, true)?;
         if exchange.is_empty() {
             check_name("queue", routing_key, false)?;
         }
@@ -481,21 +483,46 @@ impl AmqpBroker {
         Ok((q.message_count(), q.consumer_count()))
     }
 
-    /// Up to `count` ready messages of `queue`, left in it: they are fetched unacked on a
-    /// channel of their own, which is then closed, so the broker puts them back where they
-    /// were (marked redelivered; a quorum queue counts the delivery).
-    pub async fn peek(&self, queue: &str, count: usize) -> Result<Vec<Message>, BrokerError> {
+    /// Up to `count` ready messages of `queue` (no more than `max_bytes` of payload, but
+    /// always the first), left in it: they are fetched unacked on a channel of their own and
+    /// put back before it closes, where they were, marked redelivered. A quorum queue would
+    /// count that as a delivery towards its messages' limits, so peeking one the config
+    /// declares is refused.
+    pub async fn peek(
+        &self,
+        queue: &str,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, BrokerError> {
         check_name("queue", queue, false)?;
+        if self
+            .inner
+            .topology
+            .queues
+            .iter()
+            .any(|q| q.name == queue && q.kind.as_deref() == Some("quorum"))
+        {
+            return Err(BrokerError::InvalidAddress {
+                address: queue.to_owned(),
+                problem: "a quorum queue cannot be read without counting a delivery of each message; take messages instead".into(),
+            });
+        }
         let (channel, _guard) = self.own_channel().await?;
         let mut messages = Vec::new();
         let mut last = None;
-        while messages.len() < count {
+        let mut bytes = 0usize;
+        while messages.len() < count && (messages.is_empty() || bytes < max_bytes) {
             let got = channel
                 .basic_get(queue.into(), BasicGetOptions { no_ack: false })
                 .await
                 .map_err(|e| amqp_error(&format!("reading queue `{queue}`"), e))?;
             let Some(got) = got else { break };
             let delivery = got.delivery;
+            bytes = bytes.saturating_add(delivery.data.len());
+            if !messages.is_empty() && bytes > max_bytes {
+                last = Some(delivery.acker);
+                break;
+            }
             messages.push(map::from_amqp(
                 delivery.routing_key.as_str(),
                 &delivery.properties,
@@ -860,15 +887,23 @@ impl AmqpConsumer {
                     &delivery.properties,
                     delivery.data,
                 );
+                // Only a message with an id of its own is counted: ids derived from content
+                // are shared by identical messages, which must not share a count.
+                let has_id = delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .is_some_and(|id| !id.as_str().is_empty());
                 let (deliveries, host_counted) = match counted {
                     // Quorum queues count earlier deliveries.
                     Some(n) => (
                         (n.clamp(0, i64::from(u32::MAX)) as u32).saturating_add(1),
                         false,
                     ),
-                    None if delivery.redelivered => {
+                    None if delivery.redelivered && has_id => {
                         (self.redeliveries.count(&self.queue, &message.id), true)
                     }
+                    None if delivery.redelivered => (2, false),
                     None => (1, false),
                 };
                 Ok(Delivery {
