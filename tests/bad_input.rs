@@ -18,6 +18,8 @@ use wharf::store::Store;
 struct Host {
     host: RunningHost,
     base: String,
+    /// Presents the admin token the host keeps for its CLI.
+    client: reqwest::Client,
     _db: TestDb,
     queue: String,
 }
@@ -50,6 +52,7 @@ async fn host(configure: impl FnOnce(&mut Config)) -> Host {
     let host = start(config).await.expect("the host starts");
     Host {
         base: format!("http://{}", host.addr),
+        client: support::client_with_token(&support::local_token(host.addr)),
         host,
         _db: db,
         queue,
@@ -84,7 +87,7 @@ fn url(base: &str, connection: &str, queue: &str, tail: &str) -> String {
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let _shared = support::RABBIT.read().await;
     let h = host(|_| {}).await;
-    let client = reqwest::Client::new();
+    let client = h.client.clone();
     let messages = url(&h.base, "local", "q", "/messages");
 
     // Malformed, wrongly typed and oversized bodies.
@@ -341,7 +344,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 async fn a_get_only_peeks_and_taking_is_bounded() {
     let _shared = support::RABBIT.read().await;
     let h = host(|config| config.server.max_response_bytes = 1_000).await;
-    let client = reqwest::Client::new();
+    let client = h.client.clone();
     for (connection, queue) in [("local", "peek"), ("rabbit", h.queue.as_str())] {
         for i in 0..3 {
             let (status, body) = call(
@@ -392,7 +395,7 @@ async fn a_waiting_request_ends_with_the_host() {
     let _shared = support::RABBIT.read().await;
     let h = host(|config| config.server.shutdown_grace_ms = 500).await;
     let waiting = tokio::spawn(
-        reqwest::Client::new()
+        h.client
             .post(url(&h.base, "local", "idle", "/take?timeout_ms=300000"))
             .send(),
     );

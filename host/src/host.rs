@@ -26,6 +26,8 @@ use tokio::task::JoinSet;
 pub struct RunningHost {
     /// Where the HTTP listener is bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The file holding the token this host keeps for the CLI on its machine.
+    local_token: std::path::PathBuf,
     /// How long stopping waits for work in flight.
     grace: Duration,
     trigger: ShutdownTrigger,
@@ -56,6 +58,17 @@ impl RunningHost {
             self.tasks.shutdown().await;
         }
         self.connections.close().await;
+        if let Err(error) = self
+            .store
+            .revoke_local_tokens(
+                &local_token_name(self.addr),
+                crate::message::now_ms() as i64,
+            )
+            .await
+        {
+            tracing::warn!(%error, "could not revoke the CLI's token");
+        }
+        let _ = std::fs::remove_file(&self.local_token);
         self.store.close().await;
         tracing::info!("stopped");
     }
@@ -299,8 +312,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .await
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let local_token = keep_local_token(&store, addr).await?;
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
+        store: store.clone(),
         shutdown: shutdown.clone(),
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,
@@ -324,6 +339,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     }
     Ok(RunningHost {
         addr,
+        local_token,
         grace,
         trigger,
         tasks,
@@ -331,6 +347,32 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         runtime,
         connections,
     })
+}
+
+/// The name of the token the host on `addr` keeps for its CLI: the machine and the address,
+/// so hosts on other machines sharing the database keep their own.
+fn local_token_name(addr: SocketAddr) -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("cli@{machine}/{addr}")
+}
+
+/// Makes a fresh admin token for the CLI on this machine (revoking the one an earlier run
+/// left) and writes it where `wharf` finds it by the host's address, readable by this user
+/// only. The README's first run needs no other step.
+async fn keep_local_token(store: &Store, addr: SocketAddr) -> anyhow::Result<std::path::PathBuf> {
+    let name = local_token_name(addr);
+    let now = crate::message::now_ms() as i64;
+    store.revoke_local_tokens(&name, now).await?;
+    let (token, digest) = crate::auth::new_token();
+    store
+        .add_token(&name, crate::auth::Role::Admin, &digest, true, now)
+        .await?;
+    let path = crate::auth::local_token_path(addr);
+    crate::auth::write_local_token(&path, &token)
+        .with_context(|| format!("writing the CLI's token to {}", path.display()))?;
+    Ok(path)
 }
 
 /// Says which embedded queues in the database belong to no configured connection (an

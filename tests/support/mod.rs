@@ -267,3 +267,23 @@ pub async fn drained(broker: &wharf::broker::EmbeddedBroker, queue: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The admin token a host on `addr` keeps for the CLI on this machine.
+pub fn local_token(addr: std::net::SocketAddr) -> String {
+    let path = wharf::auth::local_token_path(addr);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the host keeps its CLI's token in {}: {e}", path.display()))
+}
+
+/// An HTTP client that presents `token`.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}

@@ -1,5 +1,6 @@
 //! The command line: `clap` definitions and one file per command group.
 
+mod access;
 mod plugin;
 mod queue;
 mod schema;
@@ -37,6 +38,12 @@ pub enum Command {
     /// Check, try, install and list plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Add, list and remove the users of the API, and set their passwords.
+    #[command(subcommand)]
+    User(access::UserCommand),
+    /// Create, list and revoke API tokens for services.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
 }
 
 /// Parses the process's arguments, runs the command and reports its error, if any.
@@ -71,6 +78,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(command) => queue::queue(command).await,
         Command::Schema(command) => schema::run(command).await,
         Command::Plugin(command) => plugin::run(command).await,
+        Command::User(command) => access::user(command).await,
+        Command::Token(command) => access::token(command).await,
     }
 }
 

@@ -54,7 +54,7 @@ pub enum PluginCommand {
 pub struct DatabaseArg {
     /// The database: sqlite://PATH or postgres://USER@HOST:PORT/DB.
     #[arg(long, env = "WHARF_DATABASE", default_value = "sqlite://wharf.db")]
-    database: String,
+    pub(crate) database: String,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Which host to talk to.
+/// Which host to talk to, and as whom.
 #[derive(Debug, Args)]
 pub struct HostArg {
     /// The host's URL (default: the `server.listen` of --config, else http://127.0.0.1:8080).
@@ -20,9 +20,52 @@ pub struct HostArg {
     /// The host's configuration file, to find its listen address.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// An API token (default: the one a host on this machine keeps for its CLI).
+    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 impl HostArg {
+    /// A client that presents the token: `--token`, else the file the host at the URL keeps
+    /// for the CLI on its machine (see `auth::local_token_path`), else none.
+    pub(crate) fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let token = match &self.token {
+            Some(token) => Some(token.trim().to_owned()),
+            None => self.local_token()?,
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token holds characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    }
+
+    /// The token a host on this machine, at the URL's address, keeps for its CLI.
+    fn local_token(&self) -> anyhow::Result<Option<String>> {
+        let base = self.base()?;
+        let url = reqwest::Url::parse(&base).with_context(|| format!("`{base}` is not a URL"))?;
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Ok(None);
+        };
+        let host = if host == "localhost" {
+            "127.0.0.1"
+        } else {
+            host
+        };
+        let Ok(addr) = format!("{host}:{port}").parse::<std::net::SocketAddr>() else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(crate::auth::local_token_path(addr)) {
+            Ok(token) => Ok(Some(token.trim().to_owned())),
+            Err(_) => Ok(None),
+        }
+    }
+
     fn base(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.url {
             return Ok(url.trim_end_matches('/').to_owned());
@@ -151,7 +194,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     msg.correlation_id = args.correlation_id;
     msg.reply_to = args.reply_to;
     let url = format!("{}/messages", queue_url(&args.host, &args.address)?);
-    let body = answer(reqwest::Client::new().post(&url).json(&msg.to_json()), &url).await?;
+    let body = answer(args.host.client()?.post(&url).json(&msg.to_json()), &url).await?;
     println!("published {}", body["id"].as_str().unwrap_or(&msg.id));
     Ok(ExitCode::SUCCESS)
 }
@@ -179,7 +222,9 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         bail!("--timeout must be a number of seconds, 0 or more");
     }
     let timeout_ms = (args.timeout * 1000.0) as u64;
-    let request = reqwest::Client::new()
+    let request = args
+        .host
+        .client()?
         .post(&url)
         .query(&[("count", args.count as u64), ("timeout_ms", timeout_ms)]);
     let body = answer(request, &url).await?;
@@ -201,7 +246,7 @@ pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
     match command {
         QueueCommand::Stats { address, host } => {
             let url = queue_url(&host, &address)?;
-            let stats = answer(reqwest::Client::new().get(&url), &url).await?;
+            let stats = answer(host.client()?.get(&url), &url).await?;
             if stats.get("consumers").is_some() {
                 // An AMQP queue: the broker tells only what is ready and who consumes.
                 println!(
@@ -228,15 +273,13 @@ pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
             host,
         } => {
             let url = format!("{}/messages", queue_url(&host, &address)?);
-            let request = reqwest::Client::new()
-                .get(&url)
-                .query(&[("count", count as u64)]);
+            let request = host.client()?.get(&url).query(&[("count", count as u64)]);
             let body = answer(request, &url).await?;
             print_messages(body.as_array().map_or(&[][..], Vec::as_slice), json)?;
         }
         QueueCommand::Purge { address, host } => {
             let url = format!("{}/messages", queue_url(&host, &address)?);
-            let body = answer(reqwest::Client::new().delete(&url), &url).await?;
+            let body = answer(host.client()?.delete(&url), &url).await?;
             println!("purged {} messages from {address}", body["purged"]);
         }
     }

@@ -6,11 +6,13 @@
 //! both dialects accept, and run on either pool through [`with_pool!`]; where the dialects differ
 //! (PostgreSQL's `FOR UPDATE SKIP LOCKED`) the text is chosen by [`Dialect`].
 
+mod auth;
 mod codec;
 mod kv;
 mod plugins;
 pub(crate) mod queue;
 
+pub use auth::{ApiToken, User};
 pub use plugins::InstalledPlugin;
 pub use queue::{DEFAULT_MAX_DELIVERIES, QueueOptions, QueueStats};
 

@@ -5,14 +5,18 @@
 //! GET peeks; taking them is a POST); a body is at most `server.max_request_bytes` (413); one
 //! answer carries at most `max_response_bytes` of payload; every error is JSON
 //! `{"error": "..."}` that says what to fix; a request that waits (taking messages) ends when
-//! the host shuts down.
+//! the host shuts down. Every `/api/v1` call presents a token (`Authorization: Bearer …`) and
+//! is checked against its role: reading needs viewer, anything else operator; 401 without a
+//! live token, 403 below the role. `/healthz` and `/readyz` are open.
 
+use crate::auth::{Caller, Role};
 use crate::broker::{Address, BrokerError, Connections, QueueDepth};
 use crate::message::Message;
 use crate::shutdown::Shutdown;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,6 +31,8 @@ pub const MAX_WAIT_MS: u64 = 300_000;
 #[derive(Clone)]
 pub struct AppState {
     pub connections: Connections,
+    /// Where users and tokens are checked.
+    pub store: crate::store::Store,
     /// Fires when the host stops: requests that wait stop waiting.
     pub shutdown: Shutdown,
     /// The largest request body taken.
@@ -38,6 +44,8 @@ pub struct AppState {
 /// Every error the API returns: a status and a message that says what to fix, never internals.
 pub enum AppError {
     BadRequest(String),
+    Unauthorized(String),
+    Forbidden(String),
     NotFound(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
@@ -89,6 +97,15 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::Unauthorized(m) => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    Json(json!({ "error": m })),
+                )
+                    .into_response();
+            }
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             AppError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
@@ -100,18 +117,76 @@ impl IntoResponse for AppError {
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.max_request_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+    let api = Router::new()
         .route("/api/v1/queues/{connection}/{queue}", get(queue_stats))
         .route(
             "/api/v1/queues/{connection}/{queue}/messages",
             get(peek).post(publish).delete(purge),
         )
         .route("/api/v1/queues/{connection}/{queue}/take", post(take))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// Who presents the request's token, if it is a live one.
+async fn caller_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            AppError::Unauthorized(
+                "this needs an API token: send `Authorization: Bearer TOKEN` (`wharf token create` makes one)".into(),
+            )
+        })?;
+    match state
+        .store
+        .token_caller(&crate::auth::token_digest(token))
+        .await
+    {
+        Ok(Some((name, role))) => Ok(Caller { name, role }),
+        Ok(None) => Err(AppError::Unauthorized(
+            "the token is unknown or revoked".into(),
+        )),
+        Err(error) => {
+            tracing::error!(%error, "checking a token");
+            Err(AppError::Unavailable(
+                "the host cannot check tokens right now; try again".into(),
+            ))
+        }
+    }
+}
+
+/// Lets a request through when its caller's role suffices: reading (GET) needs viewer, every
+/// other call operator.
+async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
+        Role::Viewer
+    } else {
+        Role::Operator
+    };
+    let caller = match caller_of(&state, request.headers()).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response(),
+    };
+    if caller.role < needed {
+        return AppError::Forbidden(format!(
+            "`{}` is a {}; this needs {needed} or above",
+            caller.name, caller.role
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 async fn not_found() -> AppError {

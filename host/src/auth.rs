@@ -1,0 +1,227 @@
+//! Who may do what: roles, password hashes and API tokens. No axum here: `web/` asks this
+//! module who a caller is and whether the role suffices; `store/` keeps the rows.
+//!
+//! - Roles are ordered: **viewer** reads, **operator** also publishes, takes, purges (and,
+//!   later, replays and starts or stops units), **admin** may do everything.
+//! - Passwords are hashed with argon2id (a fresh salt each), never stored or logged in clear.
+//! - An API token is 32 random bytes, shown once as `wharf_…`; the store keeps only its
+//!   SHA-256, so a database dump does not hold usable tokens.
+//! - The host keeps a token for the CLI on its own machine in a file only its user can read
+//!   ([`local_token_path`]); the CLI finds it by the host's address.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// What a user or token may do; each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Role, String> {
+        match text {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "`{other}` is not a role: use admin, operator or viewer"
+            )),
+        }
+    }
+}
+
+/// Who made a request, once their token or session is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user's name, or the token's.
+    pub name: String,
+    pub role: Role,
+}
+
+/// What is wrong with a password or a name given to create a user.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("a password needs at least {MIN_PASSWORD_CHARS} characters")]
+    PasswordTooShort,
+    #[error("a name is 1 to 64 letters, digits, `.`, `_`, `-` or `@`; `{0}` is not")]
+    BadName(String),
+    #[error("hashing the password failed: {0}")]
+    Hash(String),
+}
+
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Checks a user's or a token's name: short, printable, no spaces.
+pub fn check_name(name: &str) -> Result<(), AuthError> {
+    let fine = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if fine {
+        Ok(())
+    } else {
+        Err(AuthError::BadName(name.escape_debug().to_string()))
+    }
+}
+
+/// An argon2id hash of `password` in PHC form (salt and parameters included). Slow on
+/// purpose: call it on the blocking pool.
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AuthError::PasswordTooShort);
+    }
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| AuthError::Hash(e.to_string()))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+/// Whether `password` matches `hash` (a PHC string from [`hash_password`]). Slow on purpose.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A new API token: the text to hand out once, and the digest to store.
+pub fn new_token() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let token = format!("wharf_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let digest = token_digest(&token);
+    (token, digest)
+}
+
+/// What the store keeps of a token: its SHA-256, in hex.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+/// Where the host on `addr` keeps the CLI's token: `$WHARF_STATE_DIR`, else
+/// `$XDG_STATE_HOME/wharf`, else `~/.local/state/wharf`, one file per address.
+pub fn local_token_path(addr: SocketAddr) -> PathBuf {
+    let dir = std::env::var_os("WHARF_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("wharf")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/wharf")))
+        .unwrap_or_else(|| std::env::temp_dir().join("wharf"));
+    let host = addr.ip().to_string().replace(':', "_");
+    dir.join(format!("token-{host}-{}", addr.port()))
+}
+
+/// Writes `token` to `path`, readable and writable by this user only (0600 in a 0700
+/// folder), replacing what was there.
+pub fn write_local_token(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    // Written beside it under a name of its own, then renamed: a reader never sees half a
+    // token, and two hosts starting at once do not share the partial file.
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(
+        ".{}.{:x}.partial",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let partial = PathBuf::from(partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(token.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_parsed() {
+        assert!(Role::Admin > Role::Operator && Role::Operator > Role::Viewer);
+        assert_eq!("operator".parse::<Role>(), Ok(Role::Operator));
+        assert!("root".parse::<Role>().unwrap_err().contains("admin"));
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        assert!(matches!(
+            hash_password("short"),
+            Err(AuthError::PasswordTooShort)
+        ));
+        let hash = hash_password("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password("correct horse", &hash));
+        assert!(!verify_password("wrong horse!", &hash));
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert_ne!(hash, hash_password("correct horse").unwrap(), "salted");
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_as_digests() {
+        let (a, digest) = new_token();
+        let (b, _) = new_token();
+        assert_ne!(a, b);
+        assert!(a.starts_with("wharf_") && a.len() > 40);
+        assert_eq!(token_digest(&a), digest);
+        assert!(!digest.contains(&a[6..]));
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("ops.team-1@example").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a b").is_err());
+        assert!(check_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn the_local_token_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/token-127.0.0.1-8080");
+        write_local_token(&path, "wharf_x").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "wharf_x");
+    }
+}

@@ -1,0 +1,204 @@
+//! Users and API tokens (see `crate::auth` for what they mean).
+
+use super::{Doing, Store, StoreError, with_pool};
+use crate::auth::Role;
+
+/// A user, as listed (never with the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    pub name: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_ms: i64,
+}
+
+/// An API token, as listed (never with the token or its digest).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    /// The token the host keeps for its own CLI.
+    pub local: bool,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+impl Store {
+    /// Adds a user; `Ok(false)` if the name is taken.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password_hash: &str,
+        role: Role,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "INSERT INTO users (name, password_hash, role, disabled, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT (name) DO NOTHING"
+        )
+        .bind(name)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("adding a user"))?;
+        Ok(done == 1)
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = with_pool!(&self.pool, |pool| {
+            sqlx::query_as("SELECT name, role, disabled, created_ms FROM users ORDER BY name")
+                .fetch_all(pool)
+                .await
+                .doing("listing users")
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, role, disabled, created_ms)| User {
+                name,
+                role,
+                disabled: disabled != 0,
+                created_ms,
+            })
+            .collect())
+    }
+
+    /// The password hash and role of an enabled user.
+    pub async fn user_login(&self, name: &str) -> Result<Option<(String, Role)>, StoreError> {
+        let row: Option<(String, String)> = with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT password_hash, role FROM users WHERE name = $1 AND disabled = 0"
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .doing("reading a user"))?;
+        Ok(row.and_then(|(hash, role)| Some((hash, role.parse().ok()?))))
+    }
+
+    /// Sets a user's password; `Ok(false)` if there is no such user.
+    pub async fn set_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_ms = $2 WHERE name = $3"
+        )
+        .bind(password_hash)
+        .bind(now_ms)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("changing a password"))?;
+        Ok(done == 1)
+    }
+
+    /// Removes a user; `Ok(false)` if there is no such user.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM users WHERE name = $1"
+        )
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("removing a user"))?;
+        Ok(done == 1)
+    }
+
+    /// Records a token by its digest; returns its id.
+    pub async fn add_token(
+        &self,
+        name: &str,
+        role: Role,
+        digest: &str,
+        local: bool,
+        now_ms: i64,
+    ) -> Result<String, StoreError> {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        with_pool!(&self.pool, |pool| sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, token_sha256, local, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(digest)
+        .bind(i64::from(local))
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("adding a token"))?;
+        Ok(id)
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows: Vec<(String, String, String, i64, i64, Option<i64>)> =
+            with_pool!(&self.pool, |pool| sqlx::query_as(
+                "SELECT id, name, role, local, created_ms, revoked_ms FROM api_tokens \
+                 ORDER BY created_ms, id"
+            )
+            .fetch_all(pool)
+            .await
+            .doing("listing tokens"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, role, local, created_ms, revoked_ms)| ApiToken {
+                id,
+                name,
+                role,
+                local: local != 0,
+                created_ms,
+                revoked_ms,
+            })
+            .collect())
+    }
+
+    /// The name and role of the live token with this digest.
+    pub async fn token_caller(&self, digest: &str) -> Result<Option<(String, Role)>, StoreError> {
+        let row: Option<(String, String)> = with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT name, role FROM api_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL"
+        )
+        .bind(digest)
+        .fetch_optional(pool)
+        .await
+        .doing("checking a token"))?;
+        Ok(row.and_then(|(name, role)| Some((name, role.parse().ok()?))))
+    }
+
+    /// Revokes the live tokens with this id or name; returns how many.
+    pub async fn revoke_tokens(&self, id_or_name: &str, now_ms: i64) -> Result<u64, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "UPDATE api_tokens SET revoked_ms = $1 \
+             WHERE (id = $2 OR name = $2) AND revoked_ms IS NULL"
+        )
+        .bind(now_ms)
+        .bind(id_or_name)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("revoking a token"))?;
+        Ok(done)
+    }
+
+    /// Revokes the tokens a host kept for its CLI at `name` (its listen address).
+    pub async fn revoke_local_tokens(&self, name: &str, now_ms: i64) -> Result<u64, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "UPDATE api_tokens SET revoked_ms = $1 \
+             WHERE local = 1 AND name = $2 AND revoked_ms IS NULL"
+        )
+        .bind(now_ms)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("revoking the CLI's token"))?;
+        Ok(done)
+    }
+}

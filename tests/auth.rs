@@ -1,0 +1,264 @@
+//! Users, roles and API tokens: every `/api/v1` call presents a live token and is checked
+//! against its role; the CLI on the host's machine finds the token the host keeps for it; the
+//! `user` and `token` commands work on the database with or without a host running.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use support::{Backend, TestDb};
+use wharf::auth::{Role, new_token, verify_password};
+use wharf::config::Config;
+use wharf::host::{RunningHost, start};
+use wharf::store::Store;
+
+async fn host(db: &TestDb) -> RunningHost {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.database = db.url.clone();
+    config.server.plugin_dir = None;
+    config.routes.clear();
+    config.validate().unwrap();
+    start(config).await.expect("the host starts")
+}
+
+/// Runs `wharf ARGS` with `stdin` as its standard input.
+fn wharf(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running wharf");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn token(store: &Store, name: &str, role: Role) -> String {
+    let (token, digest) = new_token();
+    store
+        .add_token(name, role, &digest, false, 0)
+        .await
+        .unwrap();
+    token
+}
+
+async fn status(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_guard_every_api_call() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let base = format!("http://{}/api/v1/queues/local/roles", host.addr);
+    let (messages, take) = (format!("{base}/messages"), format!("{base}/take"));
+    let publish =
+        |client: &reqwest::Client| client.post(&messages).json(&json!({ "payload": "x" }));
+
+    // No token, or one that is not live: 401, saying what to send.
+    let anonymous = reqwest::Client::new();
+    let response = anonymous.get(&base).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer")
+    );
+    for (what, request) in [
+        ("publish", publish(&anonymous)),
+        ("take", anonymous.post(&take)),
+        ("purge", anonymous.delete(&messages)),
+        (
+            "a made-up token",
+            publish(&support::client_with_token("wharf_nope")),
+        ),
+    ] {
+        assert_eq!(status(request).await.0, 401, "{what}");
+    }
+    // Health and readiness stay open.
+    let health = reqwest::get(format!("http://{}/healthz", host.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    // A viewer reads, and is refused every change.
+    let viewer = support::client_with_token(&token(&store, "dashboard", Role::Viewer).await);
+    assert_eq!(status(viewer.get(&base)).await.0, 200);
+    assert_eq!(status(viewer.get(&messages)).await.0, 200);
+    for (what, request) in [
+        ("publish", publish(&viewer)),
+        ("take", viewer.post(&take)),
+        ("purge", viewer.delete(&messages)),
+    ] {
+        let (code, body) = status(request).await;
+        assert_eq!(code, 403, "{what}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("viewer"), "{body}");
+    }
+
+    // An operator publishes, takes and purges; so does the admin token the host keeps.
+    let operator_token = token(&store, "billing", Role::Operator).await;
+    let operator = support::client_with_token(&operator_token);
+    assert_eq!(status(publish(&operator)).await.0, 201);
+    let (code, taken) = status(operator.post(&take)).await;
+    assert_eq!((code, taken[0]["payload"].as_str()), (200, Some("x")));
+    assert_eq!(status(operator.delete(&messages)).await.0, 200);
+    let admin = support::client_with_token(&support::local_token(host.addr));
+    assert_eq!(status(publish(&admin)).await.0, 201);
+
+    // Revoked (through the CLI, on the database, while the host runs): refused at once.
+    let out = wharf(&["token", "revoke", "billing", "--database", &db.url], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(status(publish(&operator)).await.0, 401);
+
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_finds_the_token_its_host_keeps_for_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db).await;
+    let url = format!("http://{}", host.addr);
+    let path = wharf::auth::local_token_path(host.addr);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "only the host's user reads {}",
+        path.display()
+    );
+
+    // No --token: the file is found by the host's address.
+    let out = wharf(&["publish", "local:cli", "hello", "--url", &url], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = wharf(&["consume", "local:cli", "--url", &url], "");
+    assert_eq!(text(&out.stdout).trim(), "hello", "{}", text(&out.stderr));
+    // A token given explicitly wins, and a bad one says what is wrong.
+    let out = wharf(
+        &[
+            "publish",
+            "local:cli",
+            "x",
+            "--url",
+            &url,
+            "--token",
+            "wharf_nope",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+
+    host.stop().await;
+    assert!(!path.exists(), "the token file goes with the host");
+    let store = Store::open(&db.url).await.unwrap();
+    let tokens = store.tokens().await.unwrap();
+    assert!(
+        tokens.iter().all(|t| !t.local || t.revoked_ms.is_some()),
+        "the CLI's token is revoked when the host stops: {tokens:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_tokens_are_managed_on_the_database() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let database = ["--database", db.url.as_str()];
+    let run = |args: &[&str], stdin: &str| {
+        let mut all = args.to_vec();
+        all.extend(database);
+        wharf(&all, stdin)
+    };
+
+    // The password comes from standard input (or a prompt), never from an argument.
+    let out = run(
+        &["user", "add", "alice", "--role", "admin"],
+        "correct horse\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &["user", "add", "alice", "--role", "viewer"],
+        "another one\n",
+    );
+    assert!(
+        text(&out.stderr).contains("exists already"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["user", "add", "bob", "--role", "viewer"], "short\n");
+    assert!(
+        text(&out.stderr).contains("at least 8"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &["user", "add", "bob smith", "--role", "viewer"],
+        "long enough\n",
+    );
+    assert!(!out.status.success() && text(&out.stderr).contains("name"));
+    let out = run(&["user", "add", "bob", "--role", "root"], "long enough\n");
+    assert!(text(&out.stderr).contains("admin, operator or viewer"));
+    let out = run(
+        &["user", "add", "bob", "--role", "operator"],
+        "long enough\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["user", "list"], "");
+    assert_eq!(text(&out.stdout), "alice\tadmin\nbob\toperator\n");
+
+    let store = Store::open(&db.url).await.unwrap();
+    let (hash, role) = store.user_login("alice").await.unwrap().unwrap();
+    assert_eq!(role, Role::Admin);
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("correct horse"));
+    assert!(verify_password("correct horse", &hash));
+
+    let out = run(&["user", "passwd", "alice"], "battery staple\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (hash, _) = store.user_login("alice").await.unwrap().unwrap();
+    assert!(verify_password("battery staple", &hash) && !verify_password("correct horse", &hash));
+    assert!(run(&["user", "remove", "bob"], "").status.success());
+    assert!(!run(&["user", "remove", "bob"], "").status.success());
+
+    // A token is printed once; the database keeps only its digest.
+    let out = run(
+        &["token", "create", "--name", "etl", "--role", "operator"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    assert!(token.starts_with("wharf_"), "{token}");
+    assert_eq!(
+        store
+            .token_caller(&wharf::auth::token_digest(&token))
+            .await
+            .unwrap(),
+        Some(("etl".to_string(), Role::Operator))
+    );
+    let out = run(&["token", "list"], "");
+    let listed = text(&out.stdout);
+    assert!(
+        listed.contains("etl\toperator") && !listed.contains(&token),
+        "{listed}"
+    );
+    let out = run(&["token", "revoke", "etl"], "");
+    assert!(out.status.success());
+    assert!(text(&run(&["token", "list"], "").stdout).contains("(revoked)"));
+    assert!(!run(&["token", "revoke", "etl"], "").status.success());
+}
