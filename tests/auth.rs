@@ -77,7 +77,7 @@ async fn roles_guard_every_api_call() {
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
     let body: Value = response.json().await.unwrap();
     assert!(
-        body["error"]
+        body["error"]["message"]
             .as_str()
             .unwrap()
             .contains("Authorization: Bearer")
@@ -110,7 +110,14 @@ async fn roles_guard_every_api_call() {
     ] {
         let (code, body) = status(request).await;
         assert_eq!(code, 403, "{what}: {body}");
-        assert!(body["error"].as_str().unwrap().contains("viewer"), "{body}");
+        assert_eq!(body["error"]["code"], "forbidden");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("viewer"),
+            "{body}"
+        );
     }
 
     // An operator publishes, takes and purges; so does the admin token the host keeps.

@@ -70,7 +70,7 @@ async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 fn error(body: &Value) -> &str {
-    body["error"]
+    body["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no error message in {body}"))
 }
@@ -287,11 +287,26 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     for (what, request, status, needle) in cases {
         let (got, body) = call(request).await;
         assert_eq!(got, status, "{what}: {body}");
+        assert!(body["error"]["code"].is_string(), "{what}: {body}");
         assert!(
             error(&body).contains(needle),
             "{what}: the error should mention `{needle}`: {body}"
         );
     }
+
+    // Bad input in a field names the field.
+    for (doc, field) in [
+        (json!({ "payloda": "x" }), "payloda"),
+        (json!({ "topic": "a\u{0}b", "payload": "x" }), "topic"),
+        (json!({ "priority": 300, "payload": "x" }), "priority"),
+    ] {
+        let (status, body) = call(client.post(&messages).json(&doc)).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid", "{body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    let (_, body) = call(client.post(url(&h.base, "local", "q", "/take?count=0"))).await;
+    assert_eq!(body["error"]["field"], "count", "{body}");
 
     // Nothing above was half-written.
     let (status, stats) = call(client.get(url(&h.base, "local", "q", ""))).await;

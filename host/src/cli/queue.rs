@@ -164,7 +164,7 @@ async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<V
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let message = body["error"].as_str().unwrap_or("no detail");
+        let message = body["error"]["message"].as_str().unwrap_or("no detail");
         bail!("the host answered {status}: {message}");
     }
     Ok(body)

@@ -4,7 +4,8 @@
 //! Rules every endpoint keeps: a GET never changes anything (reading a queue's messages with
 //! GET peeks; taking them is a POST); a body is at most `server.max_request_bytes` (413); one
 //! answer carries at most `max_response_bytes` of payload; every error is JSON
-//! `{"error": "..."}` that says what to fix; a request that waits (taking messages) ends when
+//! `{"error": {"code", "message", "field"}}`: a code to branch on, a message that says what to
+//! fix, and the input field at fault where there is one; a request that waits (taking messages) ends when
 //! the host shuts down. Every `/api/v1` call presents a token (`Authorization: Bearer …`) and
 //! is checked against its role: reading needs viewer, anything else operator; 401 without a
 //! live token, 403 below the role. `/healthz` and `/readyz` are open.
@@ -44,6 +45,11 @@ pub struct AppState {
 /// Every error the API returns: a status and a message that says what to fix, never internals.
 pub enum AppError {
     BadRequest(String),
+    /// Bad input in a named field of the request.
+    Invalid {
+        field: String,
+        message: String,
+    },
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),
@@ -81,9 +87,13 @@ impl From<BrokerError> for AppError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),
-            BrokerError::InvalidAddress { .. }
-            | BrokerError::Unroutable { .. }
-            | BrokerError::Mapping { .. } => AppError::BadRequest(e.to_string()),
+            BrokerError::InvalidAddress { .. } | BrokerError::Unroutable { .. } => {
+                AppError::BadRequest(e.to_string())
+            }
+            BrokerError::Mapping { ref field, .. } => AppError::Invalid {
+                field: field.clone(),
+                message: e.to_string(),
+            },
             BrokerError::Unavailable { .. } => AppError::Unavailable(e.to_string()),
             other => {
                 tracing::error!(error = %other, "broker error in the API");
@@ -93,25 +103,43 @@ impl From<BrokerError> for AppError {
     }
 }
 
+impl From<crate::message::MessageJsonError> for AppError {
+    fn from(e: crate::message::MessageJsonError) -> Self {
+        AppError::Invalid {
+            message: e.to_string(),
+            field: e.field,
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
-            AppError::Unauthorized(m) => {
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    Json(json!({ "error": m })),
-                )
-                    .into_response();
+        let (status, code, message, field) = match self {
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, None),
+            AppError::Invalid { field, message } => {
+                (StatusCode::BAD_REQUEST, "invalid", message, Some(field))
             }
-            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
-            AppError::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
-            AppError::UnsupportedMediaType(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
-            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m, None),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, None),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
+            AppError::PayloadTooLarge(m) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m, None)
+            }
+            AppError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m,
+                None,
+            ),
+            AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
         };
-        (status, Json(json!({ "error": message }))).into_response()
+        let body = Json(json!({
+            "error": { "code": code, "message": message, "field": field }
+        }));
+        if status == StatusCode::UNAUTHORIZED {
+            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 
@@ -280,7 +308,7 @@ async fn publish(
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     let address = known(&state, connection, queue)?;
     let Json(body) = body?;
-    let mut msg = Message::from_json(&body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let mut msg = Message::from_json(&body)?;
     crate::broker::check_message(&msg)?;
     if msg.topic.is_empty() {
         msg.topic = address.address.clone();
@@ -305,18 +333,20 @@ impl ReadParams {
     fn count(&self, default: usize) -> Result<usize, AppError> {
         match self.count.unwrap_or(default) {
             count @ 1..=MAX_COUNT => Ok(count),
-            count => Err(AppError::BadRequest(format!(
-                "count {count} is out of range: from 1 to {MAX_COUNT}"
-            ))),
+            count => Err(AppError::Invalid {
+                field: "count".into(),
+                message: format!("count {count} is out of range: from 1 to {MAX_COUNT}"),
+            }),
         }
     }
 
     fn timeout(&self) -> Result<Duration, AppError> {
         match self.timeout_ms.unwrap_or(5_000) {
             ms @ 0..=MAX_WAIT_MS => Ok(Duration::from_millis(ms)),
-            ms => Err(AppError::BadRequest(format!(
-                "timeout_ms {ms} is out of range: at most {MAX_WAIT_MS}"
-            ))),
+            ms => Err(AppError::Invalid {
+                field: "timeout_ms".into(),
+                message: format!("timeout_ms {ms} is out of range: at most {MAX_WAIT_MS}"),
+            }),
         }
     }
 }
