@@ -269,3 +269,108 @@ async fn users_and_tokens_are_managed_on_the_database() {
     assert!(text(&run(&["token", "list"], "").stdout).contains("(revoked)"));
     assert!(!run(&["token", "revoke", "etl"], "").status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_sign_in_present_their_csrf_token_and_are_throttled() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db).await;
+    let store = Store::open(&db.url).await.unwrap();
+    for (name, role) in [("carol", Role::Operator), ("dave", Role::Viewer)] {
+        let hash = wharf::auth::hash_password("long password").unwrap();
+        assert!(store.add_user(name, &hash, role, 0).await.unwrap());
+    }
+    let api = format!("http://{}/api/v1", host.addr);
+    let client = reqwest::Client::new();
+    let login = |name: &str, password: &str| {
+        client
+            .post(format!("{api}/login"))
+            .json(&json!({ "name": name, "password": password }))
+    };
+    let messages = format!("{api}/queues/local/signed/messages");
+
+    let (code, body) = status(login("carol", "wrong password")).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (code, _) = status(login("nobody", "long password")).await;
+    assert_eq!(code, 401, "an unknown name answers like a wrong password");
+    let (code, body) = status(
+        client
+            .post(format!("{api}/login"))
+            .json(&json!({ "name": "carol", "pasword": "x" })),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+
+    // Signed in: an HttpOnly, SameSite cookie and a CSRF token.
+    let response = login("carol", "long password").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let session = set_cookie.split(';').next().unwrap().to_owned();
+    let signed_in: Value = response.json().await.unwrap();
+    assert_eq!(signed_in["role"], "operator");
+    let csrf = signed_in["csrf"].as_str().unwrap().to_owned();
+
+    let with_session = |request: reqwest::RequestBuilder| request.header("cookie", &session);
+    let publish = || with_session(client.post(&messages)).json(&json!({ "payload": "x" }));
+    assert_eq!(status(with_session(client.get(&messages))).await.0, 200);
+    let (code, body) = status(publish()).await;
+    assert_eq!(code, 403, "a change without the CSRF token: {body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("CSRF"));
+    assert_eq!(
+        status(publish().header("x-csrf-token", "forged")).await.0,
+        403
+    );
+    assert_eq!(status(publish().header("x-csrf-token", &csrf)).await.0, 201);
+
+    // A password change signs the user out everywhere.
+    let out = wharf(
+        &["user", "passwd", "carol", "--database", &db.url],
+        "new long password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(status(with_session(client.get(&messages))).await.0, 401);
+
+    // Signing out ends the session.
+    let response = login("dave", "long password").send().await.unwrap();
+    let session = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let read = || client.get(&messages).header("cookie", &session);
+    assert_eq!(status(read()).await.0, 200);
+    let (code, _) = status(
+        client
+            .post(format!("{api}/logout"))
+            .header("cookie", &session),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(status(read()).await.0, 401);
+
+    // Five wrong passwords, then even the right one waits.
+    for _ in 0..5 {
+        assert_eq!(status(login("dave", "guess guess")).await.0, 401);
+    }
+    let response = login("dave", "long password").send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+    // Another user is not held back by dave's failures.
+    let response = login("carol", "new long password").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    host.stop().await;
+}

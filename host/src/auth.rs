@@ -105,6 +105,13 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
         .map_err(|e| AuthError::Hash(e.to_string()))
 }
 
+/// A hash no password is known for: checked when a sign-in names no user, so that the answer
+/// takes as long as for a real one.
+pub static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let (random, _) = new_token();
+    hash_password(&random).expect("a long random password hashes")
+});
+
 /// Whether `password` matches `hash` (a PHC string from [`hash_password`]). Slow on purpose.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {

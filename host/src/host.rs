@@ -319,6 +319,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         shutdown: shutdown.clone(),
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,
+        throttle: Default::default(),
     });
     let mut http_shutdown = shutdown.clone();
     tasks.spawn(async move {

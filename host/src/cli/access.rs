@@ -117,6 +117,8 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
             if !store.set_password(&name, &hash, now_ms() as i64).await? {
                 bail!("there is no user named `{name}`");
             }
+            // Whoever signed in with the old password is signed out.
+            store.remove_sessions_of(&name).await?;
             println!("changed the password of {name}");
         }
         UserCommand::Remove { name, database } => {

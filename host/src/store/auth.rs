@@ -202,3 +202,75 @@ impl Store {
         Ok(done)
     }
 }
+
+impl Store {
+    /// Records a session by the digest of its id.
+    pub async fn add_session(
+        &self,
+        digest: &str,
+        user: &str,
+        csrf: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query(
+            "INSERT INTO sessions (id_sha256, user_name, csrf, created_ms, expires_ms) \
+             VALUES ($1, $2, $3, $4, $5)"
+        )
+        .bind(digest)
+        .bind(user)
+        .bind(csrf)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .execute(pool)
+        .await
+        .map(drop)
+        .doing("starting a session"))
+    }
+
+    /// The user, current role and CSRF token of a live session of an enabled user: a role
+    /// changed or a user disabled counts at once.
+    pub async fn session_caller(
+        &self,
+        digest: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, Role, String)>, StoreError> {
+        let row: Option<(String, String, String)> = with_pool!(&self.pool, |pool| {
+            sqlx::query_as(
+                "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.name = s.user_name \
+                 WHERE s.id_sha256 = $1 AND s.expires_ms > $2 AND u.disabled = 0",
+            )
+            .bind(digest)
+            .bind(now_ms)
+            .fetch_optional(pool)
+            .await
+            .doing("checking a session")
+        })?;
+        Ok(row.and_then(|(name, role, csrf)| Some((name, role.parse().ok()?, csrf))))
+    }
+
+    /// Ends a session; also clears every expired one.
+    pub async fn remove_session(&self, digest: &str, now_ms: i64) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM sessions WHERE id_sha256 = $1 OR expires_ms <= $2"
+        )
+        .bind(digest)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(drop)
+        .doing("ending a session"))
+    }
+
+    /// Ends every session of `user` (after a password change).
+    pub async fn remove_sessions_of(&self, user: &str) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM sessions WHERE user_name = $1"
+        )
+        .bind(user)
+        .execute(pool)
+        .await
+        .map(drop)
+        .doing("ending a user's sessions"))
+    }
+}

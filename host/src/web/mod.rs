@@ -1,5 +1,6 @@
 //! The HTTP side of the host: health, readiness and the JSON API. The only module that knows
-//! axum. The admin UI will live here too.
+//! axum. The admin UI will live here too. Who a caller is, and whether they may, is
+//! `caller.rs`.
 //!
 //! Rules every endpoint keeps: a GET never changes anything (reading a queue's messages with
 //! GET peeks; taking them is a POST); a body is at most `server.max_request_bytes` (413); one
@@ -10,19 +11,19 @@
 //! is checked against its role: reading needs viewer, anything else operator; 401 without a
 //! live token, 403 below the role. `/healthz` and `/readyz` are open.
 
-use crate::auth::{Caller, Role};
 use crate::broker::{Address, BrokerError, Connections, QueueDepth};
 use crate::message::Message;
 use crate::shutdown::Shutdown;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+mod caller;
 
 /// The most messages one call reads from a queue.
 pub const MAX_COUNT: usize = 1_000;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// The most payload bytes one answer carries.
     pub max_response_bytes: usize,
+    /// Failed sign-ins, to slow down password guessing.
+    pub throttle: std::sync::Arc<caller::Throttle>,
 }
 
 /// Every error the API returns: a status and a message that says what to fix, never internals.
@@ -55,6 +58,11 @@ pub enum AppError {
     NotFound(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
+    /// Too many failed attempts; try again after this many seconds.
+    TooManyRequests {
+        message: String,
+        retry_after_s: u64,
+    },
     Unavailable(String),
 }
 
@@ -132,6 +140,20 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
+            AppError::TooManyRequests {
+                message,
+                retry_after_s,
+            } => {
+                let body = Json(json!({
+                    "error": { "code": "too_many_requests", "message": message, "field": null }
+                }));
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, retry_after_s.to_string())],
+                    body,
+                )
+                    .into_response();
+            }
         };
         let body = Json(json!({
             "error": { "code": code, "message": message, "field": field }
@@ -154,67 +176,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{connection}/{queue}/take", post(take))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authorize,
+            caller::authorize,
         ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/v1/login", post(caller::login))
+        .route("/api/v1/logout", post(caller::logout))
         .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
-}
-
-/// Who presents the request's token, if it is a live one.
-async fn caller_of(state: &AppState, headers: &HeaderMap) -> Result<Caller, AppError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            AppError::Unauthorized(
-                "this needs an API token: send `Authorization: Bearer TOKEN` (`wharf token create` makes one)".into(),
-            )
-        })?;
-    match state
-        .store
-        .token_caller(&crate::auth::token_digest(token))
-        .await
-    {
-        Ok(Some((name, role))) => Ok(Caller { name, role }),
-        Ok(None) => Err(AppError::Unauthorized(
-            "the token is unknown or revoked".into(),
-        )),
-        Err(error) => {
-            tracing::error!(%error, "checking a token");
-            Err(AppError::Unavailable(
-                "the host cannot check tokens right now; try again".into(),
-            ))
-        }
-    }
-}
-
-/// Lets a request through when its caller's role suffices: reading (GET) needs viewer, every
-/// other call operator.
-async fn authorize(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
-        Role::Viewer
-    } else {
-        Role::Operator
-    };
-    let caller = match caller_of(&state, request.headers()).await {
-        Ok(caller) => caller,
-        Err(refused) => return refused.into_response(),
-    };
-    if caller.role < needed {
-        return AppError::Forbidden(format!(
-            "`{}` is a {}; this needs {needed} or above",
-            caller.name, caller.role
-        ))
-        .into_response();
-    }
-    request.extensions_mut().insert(caller);
-    next.run(request).await
 }
 
 async fn not_found() -> AppError {

@@ -1,0 +1,260 @@
+//! Who is calling, and whether they may: an API token (`Authorization: Bearer …`, for
+//! services and the CLI) or a signed-in session (a cookie, for the admin UI), checked against
+//! the role each call needs.
+//!
+//! - A session is started by `POST /api/v1/login` with a name and password: the cookie
+//!   `wharf_session` is HttpOnly and SameSite=Strict, and the store keeps only its SHA-256.
+//!   Every change made through a session presents its CSRF token in `X-CSRF-Token` (a page of
+//!   another site cannot read it), or is refused with 403.
+//! - Sign-ins are throttled per user name: after [`Throttle::MAX_FAILURES`] failures within
+//!   [`Throttle::WINDOW`] the next ones are refused with 429 until the window has passed, right
+//!   password or not.
+
+use super::{AppError, AppState};
+use crate::auth::{Caller, Role};
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const SESSION_COOKIE: &str = "wharf_session";
+const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a session lasts.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Failed sign-ins per user name.
+#[derive(Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl Throttle {
+    /// Failures allowed within the window.
+    pub const MAX_FAILURES: u32 = 5;
+    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long `name` must wait before trying again, if it must.
+    fn wait(&self, name: &str) -> Option<Duration> {
+        let failures = self.lock();
+        let (count, since) = failures.get(name)?;
+        let elapsed = since.elapsed();
+        (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW).then(|| Self::WINDOW - elapsed)
+    }
+
+    fn failed(&self, name: &str) {
+        let mut failures = self.lock();
+        // Bounded: a flood of made-up names cannot grow it without end.
+        if failures.len() > 100_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+        }
+        let entry = failures
+            .entry(name.to_owned())
+            .or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= Self::WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    fn succeeded(&self, name: &str) {
+        self.lock().remove(name);
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::message::now_ms() as i64
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
+}
+
+fn store_failed(error: crate::store::StoreError) -> AppError {
+    tracing::error!(%error, "checking who is calling");
+    AppError::Unavailable("the host cannot check callers right now; try again".into())
+}
+
+/// The caller of a request: its token's, or its session's (for a change through a session,
+/// only with the session's CSRF token).
+async fn caller_of(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Caller, AppError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                AppError::Unauthorized("send the token as `Authorization: Bearer TOKEN`".into())
+            })?;
+        return match state
+            .store
+            .token_caller(&crate::auth::token_digest(token))
+            .await
+            .map_err(store_failed)?
+        {
+            Some((name, role)) => Ok(Caller { name, role }),
+            None => Err(AppError::Unauthorized(
+                "the token is unknown or revoked".into(),
+            )),
+        };
+    }
+    let Some(session) = cookie(headers, SESSION_COOKIE) else {
+        return Err(AppError::Unauthorized(
+            "this needs an API token (`Authorization: Bearer TOKEN`; `wharf token create` makes one) or a signed-in session".into(),
+        ));
+    };
+    let Some((name, role, csrf)) = state
+        .store
+        .session_caller(&crate::auth::token_digest(session), now_ms())
+        .await
+        .map_err(store_failed)?
+    else {
+        return Err(AppError::Unauthorized(
+            "the session has ended; sign in again".into(),
+        ));
+    };
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    if !reads && presented != Some(csrf.as_str()) {
+        return Err(AppError::Forbidden(
+            "a change made through a session needs its CSRF token in `X-CSRF-Token`".into(),
+        ));
+    }
+    Ok(Caller { name, role })
+}
+
+/// Lets a request through when its caller's role suffices: reading (GET) needs viewer, every
+/// other call operator.
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
+        Role::Viewer
+    } else {
+        Role::Operator
+    };
+    let caller = match caller_of(&state, request.method(), request.headers()).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response(),
+    };
+    if caller.role < needed {
+        return AppError::Forbidden(format!(
+            "`{}` is a {}; this needs {needed} or above",
+            caller.name, caller.role
+        ))
+        .into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    name: String,
+    password: String,
+}
+
+/// Signs a user in: a session cookie, and the CSRF token its changes must present.
+pub async fn login(
+    State(state): State<AppState>,
+    body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(Login { name, password }) = body?;
+    if let Some(wait) = state.throttle.wait(&name) {
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "too many failed sign-ins for `{}`; try again in {} s",
+                crate::broker::shorten(&name),
+                wait.as_secs() + 1
+            ),
+            retry_after_s: wait.as_secs() + 1,
+        });
+    }
+    let user = state.store.user_login(&name).await.map_err(store_failed)?;
+    // The hash is checked (slowly, off the async workers) even for an unknown name, so the
+    // answer's timing does not tell which names exist.
+    let hash = user
+        .as_ref()
+        .map(|(hash, _)| hash.clone())
+        .unwrap_or_else(|| crate::auth::DECOY_HASH.as_str().to_owned());
+    let matches =
+        tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &hash))
+            .await
+            .unwrap_or(false);
+    let role = match user {
+        Some((_, role)) if matches => role,
+        _ => {
+            state.throttle.failed(&name);
+            return Err(AppError::Unauthorized(
+                "the name or the password is wrong".into(),
+            ));
+        }
+    };
+    state.throttle.succeeded(&name);
+    let (session, digest) = crate::auth::new_token();
+    let (csrf, _) = crate::auth::new_token();
+    let now = now_ms();
+    state
+        .store
+        .add_session(
+            &digest,
+            &name,
+            &csrf,
+            now,
+            now + SESSION_LIFETIME.as_millis() as i64,
+        )
+        .await
+        .map_err(store_failed)?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        SESSION_LIFETIME.as_secs()
+    );
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({ "name": name, "role": role.as_str(), "csrf": csrf })),
+    )
+        .into_response())
+}
+
+/// Ends the caller's session (and any that have expired).
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+        state
+            .store
+            .remove_session(&crate::auth::token_digest(session), now_ms())
+            .await
+            .map_err(store_failed)?;
+    }
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    Ok((
+        [(header::SET_COOKIE, expired)],
+        Json(json!({ "signed_out": true })),
+    )
+        .into_response())
+}
