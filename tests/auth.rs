@@ -374,3 +374,109 @@ async fn sessions_sign_in_present_their_csrf_token_and_are_throttled() {
 
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_manage_users_and_tokens_through_the_api() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let api = format!("http://{}/api/v1", host.addr);
+    let admin = support::client_with_token(&support::local_token(host.addr));
+    let operator = support::client_with_token(&token(&store, "ops", Role::Operator).await);
+
+    // Only an admin reads or changes users and tokens.
+    for path in ["users", "tokens"] {
+        let (code, body) = status(operator.get(format!("{api}/{path}"))).await;
+        assert_eq!(code, 403, "{path}: {body}");
+        assert_eq!(
+            status(reqwest::Client::new().get(format!("{api}/{path}")))
+                .await
+                .0,
+            401
+        );
+    }
+    let new_user = |doc: Value| admin.post(format!("{api}/users")).json(&doc);
+    let (code, body) = status(new_user(json!({
+        "name": "erin", "password": "long password", "role": "viewer"
+    })))
+    .await;
+    assert_eq!(
+        (code, body["role"].as_str()),
+        (201, Some("viewer")),
+        "{body}"
+    );
+    for (doc, field) in [
+        (
+            json!({ "name": "x y", "password": "long password", "role": "viewer" }),
+            "name",
+        ),
+        (
+            json!({ "name": "frank", "password": "short", "role": "viewer" }),
+            "password",
+        ),
+        (
+            json!({ "name": "frank", "password": "long password", "role": "root" }),
+            "role",
+        ),
+    ] {
+        let (code, body) = status(new_user(doc)).await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    let (code, body) = status(new_user(
+        json!({ "name": "frank", "pasword": "x", "role": "viewer" }),
+    ))
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = status(new_user(json!({
+        "name": "erin", "password": "long password", "role": "admin"
+    })))
+    .await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+    let (_, users) = status(admin.get(format!("{api}/users"))).await;
+    assert_eq!(users[0]["name"], "erin", "{users}");
+    assert!(users[0].get("password_hash").is_none(), "{users}");
+
+    // A token made through the API works at once, and is refused once revoked.
+    let (code, made) = status(
+        admin
+            .post(format!("{api}/tokens"))
+            .json(&json!({ "name": "etl", "role": "operator" })),
+    )
+    .await;
+    assert_eq!(code, 201, "{made}");
+    let etl = support::client_with_token(made["token"].as_str().unwrap());
+    let publish = || {
+        etl.post(format!("{api}/queues/local/etl/messages"))
+            .json(&json!({ "payload": "x" }))
+    };
+    assert_eq!(status(publish()).await.0, 201);
+    let (_, tokens) = status(admin.get(format!("{api}/tokens"))).await;
+    assert!(
+        !tokens.to_string().contains(made["token"].as_str().unwrap()),
+        "a listed token never shows the token: {tokens}"
+    );
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(
+        status(admin.delete(format!("{api}/tokens/{id}"))).await.0,
+        200
+    );
+    assert_eq!(status(publish()).await.0, 401);
+    assert_eq!(
+        status(admin.delete(format!("{api}/tokens/{id}"))).await.0,
+        404
+    );
+    assert_eq!(
+        status(admin.delete(format!("{api}/users/erin"))).await.0,
+        200
+    );
+    assert_eq!(
+        status(admin.delete(format!("{api}/users/erin"))).await.0,
+        404
+    );
+
+    host.stop().await;
+}

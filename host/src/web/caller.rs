@@ -145,16 +145,25 @@ async fn caller_of(
 
 /// Lets a request through when its caller's role suffices: reading (GET) needs viewer, every
 /// other call operator.
-pub async fn authorize(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
         Role::Viewer
     } else {
         Role::Operator
     };
+    admit(state, request, next, needed).await
+}
+
+/// Lets a request through only for an admin (users and tokens).
+pub async fn authorize_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    admit(state, request, next, Role::Admin).await
+}
+
+async fn admit(state: AppState, mut request: Request, next: Next, needed: Role) -> Response {
     let caller = match caller_of(&state, request.method(), request.headers()).await {
         Ok(caller) => caller,
         Err(refused) => return refused.into_response(),

@@ -18,11 +18,12 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+mod access;
 mod caller;
 
 /// The most messages one call reads from a queue.
@@ -56,6 +57,8 @@ pub enum AppError {
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),
+    /// The change conflicts with what exists (a name taken).
+    Conflict(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
     /// Too many failed attempts; try again after this many seconds.
@@ -130,6 +133,7 @@ impl IntoResponse for AppError {
             AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m, None),
             AppError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, None),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m, None),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, None),
             AppError::PayloadTooLarge(m) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m, None)
             }
@@ -178,12 +182,28 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             caller::authorize,
         ));
+    let admin = Router::new()
+        .route(
+            "/api/v1/users",
+            get(access::list_users).post(access::add_user),
+        )
+        .route("/api/v1/users/{name}", delete(access::remove_user))
+        .route(
+            "/api/v1/tokens",
+            get(access::list_tokens).post(access::create_token),
+        )
+        .route("/api/v1/tokens/{id_or_name}", delete(access::revoke_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            caller::authorize_admin,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/login", post(caller::login))
         .route("/api/v1/logout", post(caller::logout))
         .merge(api)
+        .merge(admin)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
