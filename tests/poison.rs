@@ -13,7 +13,7 @@ use wharf::config::{
     AmqpConfig, AmqpQueueConfig, BindingConfig, Config, ConnectionConfig, EmbeddedConnectionConfig,
     ExchangeConfig, PluginConfig, RetryConfig, RouteConfig,
 };
-use wharf::host::{RunningHost, start};
+use wharf::host::RunningHost;
 use wharf::message::{HeaderValue, Message};
 use wharf::store::Store;
 
@@ -41,18 +41,8 @@ fn quick_retry() -> RetryConfig {
     }
 }
 
-async fn host(db: &TestDb, mut config: Config) -> (RunningHost, EmbeddedBroker) {
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.database = db.url.clone();
-    config.server.plugin_dir = Some(support::plugin_dir());
-    config.server.max_message_bytes = 1024;
-    config.validate().unwrap();
-    let host = start(config).await.expect("the host starts");
-    let broker = EmbeddedBroker::new(
-        Store::open(&db.url).await.unwrap(),
-        EmbeddedConfig::default(),
-    );
-    (host, broker)
+async fn host(db: &TestDb, config: Config) -> (RunningHost, EmbeddedBroker) {
+    support::start_host(db, config).await
 }
 
 fn text(msg: &Message, header: &str) -> String {

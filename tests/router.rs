@@ -6,10 +6,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Backend, TestDb, plugin_dir, plugin_path};
+use support::{Backend, TestDb, plugin_path};
 use wharf::broker::{Address, Connections, EmbeddedBroker, EmbeddedConfig, EmbeddedConsumer};
 use wharf::config::{Config, PluginConfig, RetryConfig, RouteConfig};
-use wharf::host::{RunningHost, start};
+use wharf::host::RunningHost;
 use wharf::message::{HeaderValue, Message};
 use wharf::router::{Route, RouteRunner};
 use wharf::runtime::{PluginSettings, Standalone};
@@ -45,27 +45,18 @@ fn plugin(name: &str, config: &[(&str, &str)], publish: &[&str]) -> PluginConfig
     }
 }
 
-/// A host on a fresh SQLite database and a free port, with the example plugins and `extra`.
+/// A host on a fresh database and a free port, with the example plugins and `plugins`.
 async fn host(
     db: &TestDb,
     plugins: BTreeMap<String, PluginConfig>,
     routes: Vec<RouteConfig>,
 ) -> (RunningHost, EmbeddedBroker) {
-    let mut config = Config::default();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.database = db.url.clone();
-    config.server.plugin_dir = Some(plugin_dir());
-    config.server.max_message_bytes = 1024;
-    config.plugins = plugins;
-    config.routes = routes;
-    config.validate().unwrap();
-    let host = start(config).await.expect("the host starts");
-    // A second handle on the same database, as a service would publish and read.
-    let broker = EmbeddedBroker::new(
-        Store::open(&db.url).await.unwrap(),
-        EmbeddedConfig::default(),
-    );
-    (host, broker)
+    let config = Config {
+        plugins,
+        routes,
+        ..Config::default()
+    };
+    support::start_host(db, config).await
 }
 
 async fn take(broker: &EmbeddedBroker, queue: &str, count: usize) -> Vec<Message> {

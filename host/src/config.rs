@@ -529,9 +529,8 @@ impl Config {
         }
         // A queue, or an exchange and a routing key: each within what brokers take.
         let (name, routing_key) = rest.split_once('/').unwrap_or((rest, ""));
-        crate::broker::check_name("queue or exchange", name, false)
-            .and_then(|()| crate::broker::check_name("routing key", routing_key, true))
-            .map_err(|e| invalid(key, e.to_string()))
+        check_name(key, name)?;
+        check_routing_key(key, routing_key)
     }
 
     /// The plugins to load, by name: those under `[plugins]`, and every `.wasm` file in the
@@ -648,17 +647,15 @@ impl AmqpConfig {
             }
         }
         for (i, binding) in self.bindings.iter().enumerate() {
-            check_name(&format!("{key}.bindings[{i}].queue"), &binding.queue)?;
-            check_name(&format!("{key}.bindings[{i}].exchange"), &binding.exchange)?;
-            if let Err(e) = crate::broker::check_name("routing key", &binding.key, true) {
-                return Err(invalid(format!("{key}.bindings[{i}].key"), e.to_string()));
-            }
             if binding.exchange.is_empty() {
                 return Err(invalid(
                     format!("{key}.bindings[{i}].exchange"),
                     "the default exchange cannot be bound",
                 ));
             }
+            check_name(&format!("{key}.bindings[{i}].queue"), &binding.queue)?;
+            check_name(&format!("{key}.bindings[{i}].exchange"), &binding.exchange)?;
+            check_routing_key(&format!("{key}.bindings[{i}].key"), &binding.key)?;
         }
         Ok(())
     }
@@ -724,10 +721,20 @@ impl std::fmt::Debug for TlsConfig {
 
 /// Checks a queue or exchange name against what brokers take (see `broker::check_name`).
 fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
-    crate::broker::check_name("queue or exchange", name, false).map_err(|e| match e {
+    crate::broker::check_name("queue or exchange", name, false).map_err(|e| in_key(key, e))
+}
+
+/// Checks a routing key (which may be empty) against what brokers take.
+fn check_routing_key(key: &str, routing_key: &str) -> Result<(), ConfigError> {
+    crate::broker::check_name("routing key", routing_key, true).map_err(|e| in_key(key, e))
+}
+
+/// A broker's refusal of a name, as the problem of configuration key `key`.
+fn in_key(key: &str, error: crate::broker::BrokerError) -> ConfigError {
+    match error {
         crate::broker::BrokerError::InvalidAddress { problem, .. } => invalid(key, problem),
         other => invalid(key, other.to_string()),
-    })
+    }
 }
 
 impl RouteConfig {

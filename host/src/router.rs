@@ -292,6 +292,28 @@ async fn dead_letter(
     failure: &Failure,
 ) -> Result<(), BrokerError> {
     tracing::warn!(route = %route.name, id = %input.id, to = %route.dead_letter, error = %failure.exception, "dead-lettering");
+    let producer = connections.producer(&route.dead_letter)?;
+    match producer
+        .send(
+            &route.dead_letter.address,
+            dead_letter_copy(route, input, attempts, failure),
+        )
+        .await
+    {
+        // The input itself is what no transport takes (a NUL byte, a property too long): keep
+        // it in a form the dead letters can carry rather than return it to loop.
+        Err(error) if !error.is_retryable() => {
+            tracing::warn!(route = %route.name, id = %input.id, %error, "the dead letter cannot be sent as it is; sending a copy with its fields made sendable");
+            let sendable = dead_letter_copy(route, input, attempts, failure).sendable_copy();
+            producer.send(&route.dead_letter.address, sendable).await
+        }
+        result => result,
+    }
+}
+
+/// The input with the headers a dead letter carries: the exception, where it came from,
+/// the route and the attempts.
+fn dead_letter_copy(route: &Route, input: &Message, attempts: u32, failure: &Failure) -> Message {
     let mut copy = input.clone();
     for (name, value) in [
         ("exception", HeaderValue::Text(failure.exception.clone())),
@@ -311,17 +333,7 @@ async fn dead_letter(
     if let Some(plugin) = &failure.plugin {
         copy.set_header("x-wharf-plugin", HeaderValue::Text(plugin.clone()));
     }
-    let producer = connections.producer(&route.dead_letter)?;
-    let sendable = copy.sendable_copy();
-    match producer.send(&route.dead_letter.address, copy).await {
-        // The input itself is what no transport takes (a NUL byte, a property too long): keep
-        // it in a form the dead letters can carry rather than return it to loop.
-        Err(error) if !error.is_retryable() => {
-            tracing::warn!(route = %route.name, id = %input.id, %error, "the dead letter cannot be sent as it is; sending a copy with its fields made sendable");
-            producer.send(&route.dead_letter.address, sendable).await
-        }
-        result => result,
-    }
+    copy
 }
 
 /// Fails once a chain has made more messages than the route allows from one input.

@@ -287,3 +287,23 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A host started in-process on `db` and a free port, with `config`'s connections, plugins and
+/// routes, the example plugins, and routes' messages limited to 1,024 bytes; and a second
+/// handle on the same database's `local` connection, as a service would publish and read.
+pub async fn start_host(
+    db: &TestDb,
+    mut config: wharf::config::Config,
+) -> (wharf::host::RunningHost, wharf::broker::EmbeddedBroker) {
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.database = db.url.clone();
+    config.server.plugin_dir = Some(plugin_dir());
+    config.server.max_message_bytes = 1024;
+    config.validate().unwrap();
+    let host = wharf::host::start(config).await.expect("the host starts");
+    let broker = wharf::broker::EmbeddedBroker::new(
+        wharf::store::Store::open(&db.url).await.unwrap(),
+        wharf::broker::EmbeddedConfig::default(),
+    );
+    (host, broker)
+}

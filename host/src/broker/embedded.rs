@@ -156,18 +156,10 @@ impl EmbeddedBroker {
         self.consume_limited(queue, prefetch, true).await
     }
 
-    /// Like [`EmbeddedBroker::consume`], for a consumer that enforces a delivery limit of its
-    /// own (a route, which dead-letters to its own dead letters): every delivery is handed
-    /// out with its count.
-    pub async fn consume_counted(
-        &self,
-        queue: &str,
-        prefetch: usize,
-    ) -> Result<EmbeddedConsumer, BrokerError> {
-        self.consume_limited(queue, prefetch, false).await
-    }
-
-    async fn consume_limited(
+    /// `limited: false` is for a consumer that enforces a delivery limit of its own (a
+    /// route, which dead-letters to its own dead letters): every delivery is handed out with
+    /// its count.
+    pub(crate) async fn consume_limited(
         &self,
         queue: &str,
         prefetch: usize,
@@ -239,7 +231,7 @@ impl EmbeddedBroker {
     }
 
     /// The name the store keeps `queue` under: the connection's name, a colon, the queue.
-    pub fn stored(&self, queue: &str) -> String {
+    fn stored(&self, queue: &str) -> String {
         format!("{}:{queue}", self.inner.config.connection)
     }
 

@@ -352,14 +352,7 @@ impl Connections {
         address: &Address,
         prefetch: usize,
     ) -> Result<Consumer, BrokerError> {
-        Ok(match self.broker(address)? {
-            Producer::Embedded(broker) => {
-                Consumer::Embedded(broker.consume(&address.address, prefetch).await?)
-            }
-            Producer::Amqp(broker) => {
-                Consumer::Amqp(broker.consume(&address.address, prefetch).await?)
-            }
-        })
+        self.open_consumer(address, prefetch, true).await
     }
 
     /// Like [`Connections::consume`], for a consumer that enforces its own delivery limit
@@ -369,10 +362,23 @@ impl Connections {
         address: &Address,
         prefetch: usize,
     ) -> Result<Consumer, BrokerError> {
+        self.open_consumer(address, prefetch, false).await
+    }
+
+    /// `limited`: whether the broker itself dead-letters past a queue's delivery limit (only
+    /// the embedded broker has one of its own; AMQP always reports the count).
+    async fn open_consumer(
+        &self,
+        address: &Address,
+        prefetch: usize,
+        limited: bool,
+    ) -> Result<Consumer, BrokerError> {
         Ok(match self.broker(address)? {
-            Producer::Embedded(broker) => {
-                Consumer::Embedded(broker.consume_counted(&address.address, prefetch).await?)
-            }
+            Producer::Embedded(broker) => Consumer::Embedded(
+                broker
+                    .consume_limited(&address.address, prefetch, limited)
+                    .await?,
+            ),
             Producer::Amqp(broker) => {
                 Consumer::Amqp(broker.consume(&address.address, prefetch).await?)
             }

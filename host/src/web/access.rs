@@ -1,18 +1,13 @@
 //! `/api/v1/users` and `/api/v1/tokens`: the people and services that may use the API. Admin
 //! only (`caller::authorize_admin`). A token is shown once, in the answer that creates it.
 
-use super::{AppError, AppState};
+use super::{AppError, AppState, now_ms};
 use crate::auth::{self, Caller, Role};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-
-fn store_failed(error: crate::store::StoreError) -> AppError {
-    tracing::error!(%error, "users and tokens");
-    AppError::Unavailable("the database could not complete the request; try again".into())
-}
 
 fn invalid(field: &str, message: impl Into<String>) -> AppError {
     AppError::Invalid {
@@ -25,10 +20,6 @@ fn role_of(text: &str) -> Result<Role, AppError> {
     text.parse().map_err(|e: String| invalid("role", e))
 }
 
-fn now_ms() -> i64 {
-    crate::message::now_ms() as i64
-}
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
@@ -38,7 +29,7 @@ pub struct NewUser {
 }
 
 pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    let users = state.store.users().await.map_err(store_failed)?;
+    let users = state.store.users().await?;
     Ok(Json(json!(users)))
 }
 
@@ -57,12 +48,7 @@ pub async fn add_user(
         .await
         .map_err(|_| AppError::Unavailable("hashing the password failed; try again".into()))?
         .map_err(|e| invalid("password", e.to_string()))?;
-    if !state
-        .store
-        .add_user(&name, &hash, role, now_ms())
-        .await
-        .map_err(store_failed)?
-    {
+    if !state.store.add_user(&name, &hash, role, now_ms()).await? {
         return Err(AppError::Conflict(format!(
             "a user named `{name}` exists already"
         )));
@@ -83,7 +69,7 @@ pub async fn remove_user(
             "you cannot remove yourself; another admin can".into(),
         ));
     }
-    if !state.store.remove_user(&name).await.map_err(store_failed)? {
+    if !state.store.remove_user(&name).await? {
         return Err(AppError::NotFound(format!(
             "there is no user named `{name}`"
         )));
@@ -99,7 +85,7 @@ pub struct NewToken {
 }
 
 pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    let tokens = state.store.tokens().await.map_err(store_failed)?;
+    let tokens = state.store.tokens().await?;
     Ok(Json(json!(tokens)))
 }
 
@@ -114,8 +100,7 @@ pub async fn create_token(
     let id = state
         .store
         .add_token(&name, role, &digest, false, now_ms())
-        .await
-        .map_err(store_failed)?;
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "id": id, "name": name, "role": role.as_str(), "token": token })),
@@ -126,12 +111,7 @@ pub async fn revoke_token(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    match state
-        .store
-        .revoke_tokens(&id_or_name, now_ms())
-        .await
-        .map_err(store_failed)?
-    {
+    match state.store.revoke_tokens(&id_or_name, now_ms()).await? {
         0 => Err(AppError::NotFound(format!(
             "no live token has the id or name `{id_or_name}`"
         ))),

@@ -10,7 +10,7 @@
 //!   [`Throttle::WINDOW`] the next ones are refused with 429 until the window has passed, right
 //!   password or not.
 
-use super::{AppError, AppState};
+use super::{AppError, AppState, now_ms};
 use crate::auth::{Caller, Role};
 use axum::Json;
 use axum::extract::{Request, State};
@@ -70,10 +70,6 @@ impl Throttle {
     }
 }
 
-fn now_ms() -> i64 {
-    crate::message::now_ms() as i64
-}
-
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -84,11 +80,6 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then_some(value)
         })
-}
-
-fn store_failed(error: crate::store::StoreError) -> AppError {
-    tracing::error!(%error, "checking who is calling");
-    AppError::Unavailable("the host cannot check callers right now; try again".into())
 }
 
 /// The caller of a request: its token's, or its session's (for a change through a session,
@@ -109,8 +100,7 @@ async fn caller_of(
         return match state
             .store
             .token_caller(&crate::auth::token_digest(token))
-            .await
-            .map_err(store_failed)?
+            .await?
         {
             Some((name, role)) => Ok(Caller { name, role }),
             None => Err(AppError::Unauthorized(
@@ -126,8 +116,7 @@ async fn caller_of(
     let Some((name, role, csrf)) = state
         .store
         .session_caller(&crate::auth::token_digest(session), now_ms())
-        .await
-        .map_err(store_failed)?
+        .await?
     else {
         return Err(AppError::Unauthorized(
             "the session has ended; sign in again".into(),
@@ -202,7 +191,7 @@ pub async fn login(
             retry_after_s: wait.as_secs() + 1,
         });
     }
-    let user = state.store.user_login(&name).await.map_err(store_failed)?;
+    let user = state.store.user_login(&name).await?;
     // The hash is checked (slowly, off the async workers) even for an unknown name, so the
     // answer's timing does not tell which names exist.
     let hash = user
@@ -235,8 +224,7 @@ pub async fn login(
             now,
             now + SESSION_LIFETIME.as_millis() as i64,
         )
-        .await
-        .map_err(store_failed)?;
+        .await?;
     let cookie = format!(
         "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         SESSION_LIFETIME.as_secs()
@@ -257,8 +245,7 @@ pub async fn logout(
         state
             .store
             .remove_session(&crate::auth::token_digest(session), now_ms())
-            .await
-            .map_err(store_failed)?;
+            .await?;
     }
     let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     Ok((

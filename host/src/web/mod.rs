@@ -114,6 +114,19 @@ impl From<BrokerError> for AppError {
     }
 }
 
+impl From<crate::store::StoreError> for AppError {
+    /// A database failure: logged whole here, answered without its internals.
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "a database error in the API");
+        AppError::Unavailable("the database could not complete the request; try again".into())
+    }
+}
+
+/// Now, as the store keeps times.
+fn now_ms() -> i64 {
+    crate::message::now_ms() as i64
+}
+
 impl From<crate::message::MessageJsonError> for AppError {
     fn from(e: crate::message::MessageJsonError) -> Self {
         AppError::Invalid {

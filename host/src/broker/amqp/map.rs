@@ -143,6 +143,16 @@ pub fn to_amqp(msg: &Message, routing_key: &str) -> Result<BasicProperties, Brok
     Ok(props)
 }
 
+/// The `message_id` a delivery carries, if it has one of its own. An empty id is no id:
+/// every such message would get the same derived output ids.
+pub fn own_id(props: &BasicProperties) -> Option<&str> {
+    props
+        .message_id()
+        .as_ref()
+        .map(|id| id.as_str())
+        .filter(|id| !id.is_empty())
+}
+
 /// The message a delivery with these properties, routing key and payload carries.
 pub fn from_amqp(routing_key: &str, props: &BasicProperties, payload: Vec<u8>) -> Message {
     let mut headers: Vec<(String, HeaderValue)> = Vec::new();
@@ -185,13 +195,8 @@ pub fn from_amqp(routing_key: &str, props: &BasicProperties, payload: Vec<u8>) -
         .unwrap_or(0)
         // What a store can keep (a signed 64-bit count of milliseconds).
         .min(i64::MAX as u64);
-    // An empty id is no id: every such message would get the same derived output ids.
-    let id = match props
-        .message_id()
-        .as_ref()
-        .filter(|id| !id.as_str().is_empty())
-    {
-        Some(id) => id.to_string(),
+    let id = match own_id(props) {
+        Some(id) => id.to_owned(),
         None => content_id(routing_key, props, &payload),
     };
     Message {

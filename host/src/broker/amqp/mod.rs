@@ -303,11 +303,12 @@ impl AmqpBroker {
             None => ("", address),
         };
         check_name("exchange", exchange, true)?;
-        // An exchange takes any key, the empty one too (fanout exchanges, topic-less
-        // messages); the default exchange's key is a queue name.
-        check_name("routing key", routing_key, true)?;
+        // The default exchange's key is a queue name; any other exchange takes any key, the
+        // empty one too (fanout exchanges, topic-less messages).
         if exchange.is_empty() {
             check_name("queue", routing_key, false)?;
+        } else {
+            check_name("routing key", routing_key, true)?;
         }
         let properties = map::to_amqp(&msg, routing_key)?;
         self.publish_raw(exchange, routing_key, &msg.payload, properties)
@@ -887,20 +888,15 @@ impl AmqpConsumer {
                     &delivery.properties,
                     delivery.data,
                 );
-                // Only a message with an id of its own is counted: ids derived from content
-                // are shared by identical messages, which must not share a count.
-                let has_id = delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .is_some_and(|id| !id.as_str().is_empty());
                 let (deliveries, host_counted) = match counted {
                     // Quorum queues count earlier deliveries.
                     Some(n) => (
                         (n.clamp(0, i64::from(u32::MAX)) as u32).saturating_add(1),
                         false,
                     ),
-                    None if delivery.redelivered && has_id => {
+                    // Only a message with an id of its own is counted: ids derived from
+                    // content are shared by identical messages, which must not share a count.
+                    None if delivery.redelivered && map::own_id(&delivery.properties).is_some() => {
                         (self.redeliveries.count(&self.queue, &message.id), true)
                     }
                     None if delivery.redelivered => (2, false),
