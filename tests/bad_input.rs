@@ -542,13 +542,17 @@ fn local_commands_refuse_bad_input_with_a_clear_message() {
             ],
             "payload_base64",
         ),
+        (vec!["user", "list", "--database", secret_db], "***"),
+        (vec!["user", "list", "--database", "mysql://x"], "sqlite://"),
         (
-            vec!["plugin", "install", uppercase, "--database", secret_db],
-            "***",
-        ),
-        (
-            vec!["plugin", "list", "--database", "mysql://x"],
-            "sqlite://",
+            vec![
+                "plugin",
+                "install",
+                uppercase,
+                "--url",
+                "http://127.0.0.1:9",
+            ],
+            "is `wharf serve` running?",
         ),
         (
             vec!["serve", "--config", "/nonexistent/wharf.toml"],

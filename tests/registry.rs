@@ -1,21 +1,22 @@
-//! The plugin registry and kv state in the store, on SQLite and PostgreSQL, and
-//! `wharf plugin install` / `wharf plugin list` as an admin types them.
+//! The plugin registry, the desired state's documents and kv state in the store, on SQLite
+//! and PostgreSQL. (The same through a running host's API and CLI: `tests/control.rs`.)
 
 #[macro_use]
 mod support;
 
-use std::process::Command;
-use support::{Backend, TestDb, plugin_bytes, plugin_path, runtime};
+use support::{Backend, TestDb, plugin_bytes, runtime};
 use wharf::runtime::{KvLimits, PluginSettings, Standalone};
-use wharf::store::Store;
+use wharf::store::{Documents, Store, Upload};
 
 on_every_backend!(
     every_version_is_kept_and_files_are_content_addressed,
+    versions_are_immutable_and_changes_raise_the_revision,
+    documents_are_created_once_and_changed_in_place,
     kv_state_is_limited_per_plugin
 );
 
-/// Installs a built plugin under `name`, as `wharf plugin install` does: checked first.
-async fn install(store: &Store, file: &str, name: &str) -> (wharf::store::InstalledPlugin, bool) {
+/// Uploads a built plugin under `name`, as the API does: checked first.
+async fn upload(store: &Store, file: &str, name: &str) -> Upload {
     let bytes = plugin_bytes(file);
     let settings = PluginSettings {
         name: Some(name.into()),
@@ -26,7 +27,13 @@ async fn install(store: &Store, file: &str, name: &str) -> (wharf::store::Instal
         .await
         .unwrap();
     store
-        .install_plugin(plugin.info(), &bytes, wharf::message::now_ms() as i64)
+        .upload_plugin(
+            plugin.info(),
+            &bytes,
+            true,
+            "tester",
+            wharf::message::now_ms() as i64,
+        )
         .await
         .unwrap()
 }
@@ -34,52 +41,122 @@ async fn install(store: &Store, file: &str, name: &str) -> (wharf::store::Instal
 async fn every_version_is_kept_and_files_are_content_addressed(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = Store::open(&db.url).await.unwrap();
-    let (first, new) = install(&store, "uppercase", "shout").await;
-    assert!(new);
+    let Upload::New(first) = upload(&store, "uppercase", "shout").await else {
+        panic!("the first upload is new")
+    };
     assert_eq!(
-        (first.name.as_str(), first.kind.as_str()),
-        ("shout", "transformer")
+        (first.name.as_str(), first.kind.as_str(), first.enabled),
+        ("shout", "transformer", true)
     );
-    let (again, new) = install(&store, "uppercase", "shout").await;
-    assert!(
-        !new,
-        "the same file under the same name is not a new version"
-    );
+    assert_eq!(first.uploaded_by.as_deref(), Some("tester"));
+    let Upload::Same(again) = upload(&store, "uppercase", "shout").await else {
+        panic!("the same file under the same name is not a new version")
+    };
     assert_eq!(again.id, first.id);
 
-    let (second, new) = install(&store, "counter", "shout").await;
-    assert!(new);
-    assert!(second.id > first.id);
     // The same file under another name is another plugin sharing one stored file.
-    let (other, _) = install(&store, "uppercase", "loud").await;
+    let Upload::New(other) = upload(&store, "uppercase", "loud").await else {
+        panic!("another name is another plugin")
+    };
     assert_eq!(other.sha256, first.sha256);
-
     let versions = store.plugin_versions("shout").await.unwrap();
-    let hashes: Vec<_> = versions.iter().map(|v| v.sha256.as_str()).collect();
-    assert_eq!(hashes, [first.sha256.as_str(), second.sha256.as_str()]);
-
-    let latest = store.latest_plugins().await.unwrap();
-    let names: Vec<_> = latest
-        .iter()
-        .map(|p| (p.name.as_str(), p.sha256.as_str()))
-        .collect();
-    assert_eq!(
-        names,
-        [
-            ("loud", first.sha256.as_str()),
-            ("shout", second.sha256.as_str())
-        ]
-    );
+    assert_eq!(versions, std::slice::from_ref(&first));
+    let all = store.all_plugin_versions().await.unwrap();
+    let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["loud", "shout"]);
 
     let file = store.plugin_file(&first.sha256).await.unwrap().unwrap();
     assert_eq!(file, plugin_bytes("uppercase"));
+    // A file goes once no version names it.
+    assert!(store.delete_plugin_version("shout", "0.1.0").await.unwrap());
+    assert!(store.plugin_file(&first.sha256).await.unwrap().is_some());
+    assert!(store.delete_plugin_version("loud", "0.1.0").await.unwrap());
+    assert!(store.plugin_file(&first.sha256).await.unwrap().is_none());
+    assert!(!store.delete_plugin_version("loud", "0.1.0").await.unwrap());
+    store.close().await;
+}
+
+async fn versions_are_immutable_and_changes_raise_the_revision(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let start = store.revision().await.unwrap();
+    let Upload::New(first) = upload(&store, "uppercase", "shout").await else {
+        panic!("new")
+    };
+    assert_eq!(store.revision().await.unwrap(), start + 1);
+    // Another file claiming the same name and version is refused, and changes nothing.
+    let Upload::VersionTaken(taken) = upload(&store, "counter", "shout").await else {
+        panic!("a version never changes")
+    };
+    assert_eq!(taken.sha256, first.sha256);
+    assert_eq!(store.revision().await.unwrap(), start + 1);
+    assert_eq!(store.plugin_versions("shout").await.unwrap().len(), 1);
+
     assert!(
         store
-            .plugin_file("0".repeat(64).as_str())
+            .set_plugin_enabled("shout", &[("0.1.0", false)])
             .await
             .unwrap()
-            .is_none()
     );
+    assert!(!store.plugin_versions("shout").await.unwrap()[0].enabled);
+    assert_eq!(store.revision().await.unwrap(), start + 2);
+    // One unknown version in a change makes the whole change nothing.
+    assert!(
+        !store
+            .set_plugin_enabled("shout", &[("0.1.0", true), ("9.9.9", true)])
+            .await
+            .unwrap()
+    );
+    assert!(!store.plugin_versions("shout").await.unwrap()[0].enabled);
+    assert_eq!(store.revision().await.unwrap(), start + 2);
+
+    store
+        .set_plugin_policy("shout", r#"{"grants":["publish:local:*"]}"#, 5)
+        .await
+        .unwrap();
+    store
+        .set_plugin_policy("shout", r#"{"grants":[]}"#, 6)
+        .await
+        .unwrap();
+    let policies = store.plugin_policies().await.unwrap();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].spec, r#"{"grants":[]}"#);
+    assert_eq!(store.revision().await.unwrap(), start + 4);
+    store.close().await;
+}
+
+async fn documents_are_created_once_and_changed_in_place(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::open(&db.url).await.unwrap();
+    let start = store.revision().await.unwrap();
+    for kind in [Documents::Routes, Documents::Connections] {
+        assert!(store.create_document(kind, "a", "{}", 1).await.unwrap());
+        assert!(
+            !store
+                .create_document(kind, "a", "{\"x\":1}", 2)
+                .await
+                .unwrap(),
+            "a name is taken once"
+        );
+        assert!(
+            store
+                .update_document(kind, "a", "{\"y\":2}", 3)
+                .await
+                .unwrap()
+        );
+        assert!(!store.update_document(kind, "b", "{}", 3).await.unwrap());
+        let docs = store.documents(kind).await.unwrap();
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            (docs[0].spec.as_str(), docs[0].updated_ms),
+            ("{\"y\":2}", 3)
+        );
+        assert!(store.delete_document(kind, "a").await.unwrap());
+        assert!(!store.delete_document(kind, "a").await.unwrap());
+        assert!(store.documents(kind).await.unwrap().is_empty());
+    }
+    // Only what changed something raised the revision: create, update, delete, twice.
+    assert_eq!(store.revision().await.unwrap(), start + 6);
     store.close().await;
 }
 
@@ -136,55 +213,4 @@ async fn kv_state_is_limited_per_plugin(backend: Backend) {
         .unwrap()
         .unwrap();
     store.close().await;
-}
-
-#[test]
-fn install_and_list_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/registry.db", dir.path().display());
-    let wharf = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(args)
-            .args(["--database", &db])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let upper = plugin_path("uppercase");
-    let (ok, out, err) = wharf(&["plugin", "install", upper.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    assert!(out.starts_with("installed uppercase 0.1.0"), "{out}");
-    let (ok, out, _) = wharf(&["plugin", "install", upper.to_str().unwrap()]);
-    assert!(ok && out.contains("already installed"), "{out}");
-    let (ok, _, err) = wharf(&[
-        "plugin",
-        "install",
-        plugin_path("echo").to_str().unwrap(),
-        "--name",
-        "ping",
-    ]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = wharf(&["plugin", "install", plugin_path("alien").to_str().unwrap()]);
-    assert!(!ok && err.contains("world check failed"), "{err}");
-
-    let (ok, out, err) = wharf(&["plugin", "list"]);
-    assert!(ok, "{err}");
-    let lines: Vec<_> = out.lines().skip(1).collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    assert!(
-        lines[0].starts_with("ping") && lines[0].contains("handler"),
-        "{out}"
-    );
-    assert!(lines[1].starts_with("uppercase"), "{out}");
-
-    let (ok, out, _) = wharf(&["plugin", "list", "uppercase", "--json"]);
-    assert!(ok);
-    let versions: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(versions.as_array().unwrap().len(), 1);
-    let (ok, _, err) = wharf(&["plugin", "list", "nothing-here"]);
-    assert!(!ok && err.contains("no plugin named"), "{err}");
 }

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The file this was read from (none: the built-in defaults).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
     pub server: ServerConfig,
     // A file says what runs: without `[connections]` or `[[routes]]` it has none of the
     // defaults' (`local` is added back by `load`), rather than the demo route.
@@ -44,11 +47,15 @@ pub struct ServerConfig {
     /// The most messages one input may make along a route (outputs, publications, replies);
     /// past it the input is dead-lettered as `TooManyOutputs`. A route may set its own.
     pub max_outputs: usize,
-    /// The largest HTTP request body the API takes (413 past it).
+    /// The largest HTTP request body the API takes (413 past it); also the largest plugin
+    /// upload.
     pub max_request_bytes: usize,
     /// The most payload bytes one API call that reads messages returns; the messages past it
     /// stay in their queue.
     pub max_response_bytes: usize,
+    /// Where compiled plugins are cached, so a restart (or another host on this machine)
+    /// does not compile the same file again; by default `~/.cache/wharf/compiled`.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -62,13 +69,14 @@ impl Default for ServerConfig {
             max_outputs: 1_000,
             max_request_bytes: 16 * 1024 * 1024,
             max_response_bytes: 32 * 1024 * 1024,
+            compile_cache: crate::runtime::default_cache_dir(),
         }
     }
 }
 
 /// One broker connection: the embedded broker or RabbitMQ (`amqp`); `kafka` and `http` come
 /// next.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ConnectionConfig {
     Embedded(EmbeddedConnectionConfig),
@@ -76,14 +84,14 @@ pub enum ConnectionConfig {
 }
 
 /// The embedded broker: queues in the host's database, declared here or created on first use.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddedConnectionConfig {
     pub queues: Vec<QueueConfig>,
 }
 
 /// A RabbitMQ connection (or any AMQP 0-9-1 broker) and the topology it declares.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
     /// `amqp://user:pass@host:port/vhost` or `amqps://…`.
@@ -132,22 +140,26 @@ impl AmqpConfig {
 
 /// TLS for `amqps://` brokers: a private CA, and a client certificate when the broker asks
 /// for one (PEM certificate and PKCS#8 key, or a PKCS#12 bundle).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file of the CA certificates to trust (the system's are trusted too).
+    #[schema(value_type = Option<String>)]
     pub ca: Option<PathBuf>,
     /// PEM client certificate (with `key`).
+    #[schema(value_type = Option<String>)]
     pub cert: Option<PathBuf>,
     /// PEM PKCS#8 private key of `cert`.
+    #[schema(value_type = Option<String>)]
     pub key: Option<PathBuf>,
     /// PKCS#12 bundle of client certificate and key, instead of `cert` and `key`.
+    #[schema(value_type = Option<String>)]
     pub pkcs12: Option<PathBuf>,
     #[serde(default)]
     pub pkcs12_password: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeConfig {
     pub name: String,
@@ -168,7 +180,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpQueueConfig {
     pub name: String,
@@ -203,7 +215,7 @@ impl AmqpQueueConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {
     pub exchange: String,
@@ -212,7 +224,7 @@ pub struct BindingConfig {
     pub key: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     pub name: String,
@@ -254,7 +266,7 @@ impl Default for PluginConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     pub name: String,
@@ -313,7 +325,7 @@ fn default_concurrency() -> usize {
     16
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
     /// Attempts after the first before a message is dead-lettered.
@@ -338,6 +350,7 @@ impl Default for Config {
     /// plugins and the demo route `local:demo.in` → `uppercase` → `local:demo.out`.
     fn default() -> Self {
         Config {
+            file: None,
             server: ServerConfig::default(),
             connections: BTreeMap::from([(
                 "local".to_owned(),
@@ -397,6 +410,7 @@ impl Config {
                 .split("__"),
         );
         let mut config: Config = figment.extract().map_err(Box::new)?;
+        config.file = file.map(Path::to_path_buf);
         config
             .connections
             .entry("local".into())
@@ -419,41 +433,9 @@ impl Config {
                     format!("`{}` names two routes", route.name),
                 ));
             }
-            self.check_address(&key("from"), &route.from)?;
-            if let Some(to) = &route.to {
-                self.check_address(&key("to"), to)?;
-            }
-            match &route.dead_letter {
-                Some(dead) => self.check_address(&key("dead_letter"), dead)?,
-                // The default, `{from}.dead`, must be a name too.
-                None => self
-                    .check_address(&key("from"), &format!("{}.dead", route.from))
-                    .map_err(|e| match e {
-                        ConfigError::Invalid { key, problem } => ConfigError::Invalid {
-                            key,
-                            problem: format!("{problem} (with `.dead` added, the default dead_letter; set `dead_letter` or use a shorter name)"),
-                        },
-                        other => other,
-                    })?,
-            }
-            if route.concurrency == 0 {
-                return Err(invalid(key("concurrency"), "must be at least 1"));
-            }
-            if route.max_outputs == Some(0) {
-                return Err(invalid(key("max_outputs"), "must be at least 1"));
-            }
-            if route.max_deliveries == 0 {
-                return Err(invalid(key("max_deliveries"), "must be at least 1"));
-            }
-            route
-                .reply_grants()
-                .map_err(|e| invalid(key("reply_to_allow"), e.to_string()))?;
-            if route.durable {
-                return Err(invalid(
-                    key("durable"),
-                    "durable routes need the outbox, which this version does not have yet",
-                ));
-            }
+            route.check(&format!("routes[{i}]."), &|name| {
+                self.connections.contains_key(name)
+            })?;
             for plugin in &route.through {
                 if !plugins.contains_key(plugin) {
                     return Err(invalid(
@@ -475,30 +457,8 @@ impl Config {
             }
         }
         for (name, connection) in &self.connections {
-            if name.is_empty() || name.contains([':', '/']) || name.chars().any(char::is_control) {
-                return Err(invalid(
-                    format!("connections.{}", name.escape_debug()),
-                    "a connection name cannot be empty or hold `:`, `/` or control characters",
-                ));
-            }
-            match connection {
-                ConnectionConfig::Amqp(amqp) => amqp.validate(&format!("connections.{name}"))?,
-                ConnectionConfig::Embedded(embedded) => {
-                    for (i, queue) in embedded.queues.iter().enumerate() {
-                        let key = format!("connections.{name}.queues[{i}]");
-                        check_name(&format!("{key}.name"), &queue.name)?;
-                        if let Some(dead) = &queue.dead_letter {
-                            check_name(&format!("{key}.dead_letter"), dead)?;
-                        }
-                        if queue.max_deliveries == Some(0) {
-                            return Err(invalid(
-                                format!("{key}.max_deliveries"),
-                                "must be at least 1",
-                            ));
-                        }
-                    }
-                }
-            }
+            check_connection_name(&format!("connections.{}", name.escape_debug()), name)?;
+            connection.check(&format!("connections.{name}."))?;
         }
         for (name, plugin) in &self.plugins {
             if plugin.path.as_os_str().is_empty() {
@@ -506,31 +466,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    fn check_address(&self, key: &str, address: &str) -> Result<(), ConfigError> {
-        let Some((connection, rest)) = address.split_once(':') else {
-            return Err(invalid(
-                key,
-                format!("`{address}` is not connection:address"),
-            ));
-        };
-        if rest.is_empty() {
-            return Err(invalid(
-                key,
-                format!("`{address}` has no address after the colon"),
-            ));
-        }
-        if !self.connections.contains_key(connection) {
-            return Err(invalid(
-                key,
-                format!("`{address}` names connection `{connection}`, which is not configured"),
-            ));
-        }
-        // A queue, or an exchange and a routing key: each within what brokers take.
-        let (name, routing_key) = rest.split_once('/').unwrap_or((rest, ""));
-        check_name(key, name)?;
-        check_routing_key(key, routing_key)
     }
 
     /// The plugins to load, by name: those under `[plugins]`, and every `.wasm` file in the
@@ -568,31 +503,28 @@ impl AmqpConfig {
         let urls = self.all_urls();
         if urls.is_empty() {
             return Err(invalid(
-                format!("{key}.url"),
+                format!("{key}url"),
                 "an amqp connection needs `url` (or `urls`)",
             ));
         }
         for url in &urls {
             if let Err(problem) = url.parse::<lapin::uri::AMQPUri>() {
                 return Err(invalid(
-                    format!("{key}.url"),
+                    format!("{key}url"),
                     format!("`{}` is not an AMQP URL: {problem}", redact(url)),
                 ));
             }
         }
         if self.channels == 0 {
-            return Err(invalid(format!("{key}.channels"), "must be at least 1"));
+            return Err(invalid(format!("{key}channels"), "must be at least 1"));
         }
         if let Some(tls) = &self.tls {
             if tls.cert.is_some() != tls.key.is_some() {
-                return Err(invalid(
-                    format!("{key}.tls"),
-                    "`cert` and `key` go together",
-                ));
+                return Err(invalid(format!("{key}tls"), "`cert` and `key` go together"));
             }
             if tls.pkcs12.is_some() && tls.cert.is_some() {
                 return Err(invalid(
-                    format!("{key}.tls"),
+                    format!("{key}tls"),
                     "give either `pkcs12` or `cert` and `key`, not both",
                 ));
             }
@@ -600,7 +532,7 @@ impl AmqpConfig {
         for (i, exchange) in self.exchanges.iter().enumerate() {
             if !["direct", "topic", "fanout", "headers"].contains(&exchange.kind.as_str()) {
                 return Err(invalid(
-                    format!("{key}.exchanges[{i}].type"),
+                    format!("{key}exchanges[{i}].type"),
                     format!(
                         "`{}` is not an exchange type: use direct, topic, fanout or headers",
                         exchange.kind
@@ -609,10 +541,10 @@ impl AmqpConfig {
             }
         }
         for (i, exchange) in self.exchanges.iter().enumerate() {
-            check_name(&format!("{key}.exchanges[{i}].name"), &exchange.name)?;
+            check_name(&format!("{key}exchanges[{i}].name"), &exchange.name)?;
         }
         for (i, queue) in self.queues.iter().enumerate() {
-            check_name(&format!("{key}.queues[{i}].name"), &queue.name)?;
+            check_name(&format!("{key}queues[{i}].name"), &queue.name)?;
             // Without a dead-letter exchange the broker drops what overflows or expires.
             if queue.dead_letter_exchange.is_none() {
                 for (field, set) in [
@@ -621,7 +553,7 @@ impl AmqpConfig {
                 ] {
                     if set {
                         return Err(invalid(
-                            format!("{key}.queues[{i}].{field}"),
+                            format!("{key}queues[{i}].{field}"),
                             format!(
                                 "RabbitMQ drops the messages this limit removes unless the queue has a dead-letter exchange; set `dead_letter_exchange` (\"\" for the default exchange) and `dead_letter_routing_key` (e.g. \"{}.dead\") on queue `{}` to keep them",
                                 queue.name, queue.name
@@ -635,13 +567,13 @@ impl AmqpConfig {
                 && kind != "quorum"
             {
                 return Err(invalid(
-                    format!("{key}.queues[{i}].type"),
+                    format!("{key}queues[{i}].type"),
                     format!("`{kind}` is not a queue type: use classic or quorum"),
                 ));
             }
             if queue.kind.as_deref() == Some("quorum") && !queue.durable {
                 return Err(invalid(
-                    format!("{key}.queues[{i}].durable"),
+                    format!("{key}queues[{i}].durable"),
                     "quorum queues are always durable",
                 ));
             }
@@ -649,13 +581,13 @@ impl AmqpConfig {
         for (i, binding) in self.bindings.iter().enumerate() {
             if binding.exchange.is_empty() {
                 return Err(invalid(
-                    format!("{key}.bindings[{i}].exchange"),
+                    format!("{key}bindings[{i}].exchange"),
                     "the default exchange cannot be bound",
                 ));
             }
-            check_name(&format!("{key}.bindings[{i}].queue"), &binding.queue)?;
-            check_name(&format!("{key}.bindings[{i}].exchange"), &binding.exchange)?;
-            check_routing_key(&format!("{key}.bindings[{i}].key"), &binding.key)?;
+            check_name(&format!("{key}bindings[{i}].queue"), &binding.queue)?;
+            check_name(&format!("{key}bindings[{i}].exchange"), &binding.exchange)?;
+            check_routing_key(&format!("{key}bindings[{i}].key"), &binding.key)?;
         }
         Ok(())
     }
@@ -675,6 +607,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_outputs", &self.max_outputs)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("compile_cache", &self.compile_cache)
             .finish()
     }
 }
@@ -737,7 +670,149 @@ fn in_key(key: &str, error: crate::broker::BrokerError) -> ConfigError {
     }
 }
 
+/// A connection's name: not empty, no `:`, `/` or control characters, at most 64 bytes.
+pub fn check_connection_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || name.len() > 64
+        || name.contains([':', '/', '@'])
+        || name.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            key,
+            "a connection name is 1 to 64 bytes without `:`, `/`, `@` or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A route's or plugin's name: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_item_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let fine = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if fine {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!(
+                "`{}` is not a name: use 1 to 64 letters, digits, `.`, `_` or `-`",
+                name.escape_debug()
+            ),
+        ))
+    }
+}
+
+impl ConnectionConfig {
+    /// Checks one connection; `prefix` is put before each key named in an error
+    /// (`connections.rabbit.`, or nothing for an API body).
+    pub fn check(&self, prefix: &str) -> Result<(), ConfigError> {
+        match self {
+            ConnectionConfig::Amqp(amqp) => amqp.validate(prefix),
+            ConnectionConfig::Embedded(embedded) => {
+                for (i, queue) in embedded.queues.iter().enumerate() {
+                    let key = format!("{prefix}queues[{i}]");
+                    check_name(&format!("{key}.name"), &queue.name)?;
+                    if let Some(dead) = &queue.dead_letter {
+                        check_name(&format!("{key}.dead_letter"), dead)?;
+                    }
+                    if queue.max_deliveries == Some(0) {
+                        return Err(invalid(
+                            format!("{key}.max_deliveries"),
+                            "must be at least 1",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `amqp` or `embedded`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectionConfig::Embedded(_) => "embedded",
+            ConnectionConfig::Amqp(_) => "amqp",
+        }
+    }
+
+    /// The same connection with every secret in it (passwords in URLs) hidden.
+    pub fn redacted(&self) -> ConnectionConfig {
+        match self {
+            ConnectionConfig::Embedded(e) => ConnectionConfig::Embedded(e.clone()),
+            ConnectionConfig::Amqp(amqp) => {
+                let mut amqp = amqp.clone();
+                amqp.url = amqp.url.as_deref().map(redact);
+                amqp.urls = amqp.urls.iter().map(|u| redact(u)).collect();
+                if let Some(tls) = &mut amqp.tls
+                    && !tls.pkcs12_password.is_empty()
+                {
+                    tls.pkcs12_password = HIDDEN.into();
+                }
+                ConnectionConfig::Amqp(amqp)
+            }
+        }
+    }
+}
+
 impl RouteConfig {
+    /// Checks one route on its own (what serde cannot): its name, the shape of its
+    /// addresses, that their connections exist, and its limits. `prefix` is put before each
+    /// key named in an error (`routes[0].`, or nothing for an API body).
+    pub fn check(
+        &self,
+        prefix: &str,
+        has_connection: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("{prefix}{field}");
+        check_item_name(&key("name"), &self.name)?;
+        check_address(&key("from"), &self.from, has_connection)?;
+        if let Some(to) = &self.to {
+            check_address(&key("to"), to, has_connection)?;
+        }
+        match &self.dead_letter {
+            Some(dead) => check_address(&key("dead_letter"), dead, has_connection)?,
+            // The default, `{from}.dead`, must be a name too.
+            None => check_address(&key("from"), &format!("{}.dead", self.from), has_connection)
+                .map_err(|e| match e {
+                    ConfigError::Invalid { key, problem } => ConfigError::Invalid {
+                        key,
+                        problem: format!("{problem} (with `.dead` added, the default dead_letter; set `dead_letter` or use a shorter name)"),
+                    },
+                    other => other,
+                })?,
+        }
+        if self.concurrency == 0 {
+            return Err(invalid(key("concurrency"), "must be at least 1"));
+        }
+        if self.max_outputs == Some(0) {
+            return Err(invalid(key("max_outputs"), "must be at least 1"));
+        }
+        if self.max_deliveries == 0 {
+            return Err(invalid(key("max_deliveries"), "must be at least 1"));
+        }
+        self.reply_grants()
+            .map_err(|e| invalid(key("reply_to_allow"), e.to_string()))?;
+        if self.durable {
+            return Err(invalid(
+                key("durable"),
+                "durable routes need the outbox, which this version does not have yet",
+            ));
+        }
+        for (i, plugin) in self.through.iter().enumerate() {
+            let (name, version) = plugin_ref(plugin);
+            check_item_name(&key(&format!("through[{i}]")), name)?;
+            if version == Some("") {
+                return Err(invalid(
+                    key(&format!("through[{i}]")),
+                    format!("`{plugin}` has no version after `@`"),
+                ));
+            }
+        }
+        Ok(())
+    }
     /// The route's `reply_to_allow`, as `publish:` grants.
     pub fn reply_grants(&self) -> Result<crate::grant::Grants, crate::grant::GrantError> {
         let patterns: Vec<String> = self
@@ -751,6 +826,46 @@ impl RouteConfig {
 
 /// `url` with its password replaced, for messages and logs: the one in the authority
 /// (`scheme://user:password@host`) and a `password=` query parameter (PostgreSQL's).
+/// What a secret is shown as.
+pub const HIDDEN: &str = "***";
+
+/// A plugin as a route names it: `name` (its newest enabled version) or `name@version`.
+pub fn plugin_ref(text: &str) -> (&str, Option<&str>) {
+    match text.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (text, None),
+    }
+}
+
+fn check_address(
+    key: &str,
+    address: &str,
+    has_connection: &dyn Fn(&str) -> bool,
+) -> Result<(), ConfigError> {
+    let Some((connection, rest)) = address.split_once(':') else {
+        return Err(invalid(
+            key,
+            format!("`{address}` is not connection:address"),
+        ));
+    };
+    if rest.is_empty() {
+        return Err(invalid(
+            key,
+            format!("`{address}` has no address after the colon"),
+        ));
+    }
+    if !has_connection(connection) {
+        return Err(invalid(
+            key,
+            format!("`{address}` names connection `{connection}`, which is not configured"),
+        ));
+    }
+    // A queue, or an exchange and a routing key: each within what brokers take.
+    let (name, routing_key) = rest.split_once('/').unwrap_or((rest, ""));
+    check_name(key, name)?;
+    check_routing_key(key, routing_key)
+}
+
 pub fn redact(url: &str) -> String {
     let mut shown = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {

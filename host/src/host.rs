@@ -1,21 +1,19 @@
 //! The running host: everything `wharf serve` starts, and its orderly stop.
 //!
-//! [`start`] opens the store, loads the plugins (installing them in the registry), opens the
-//! connections, declares their queues, binds the HTTP listener and starts one supervised
-//! [`RouteRunner`] per route. [`RunningHost::stop`] stops taking input, lets in-flight messages
+//! [`start`] opens the store, loads the plugins of this host's file, opens the file's
+//! connections, declares their queues, starts the [`Supervisor`] (which runs the routes of the
+//! file and of the database and keeps them as the database says) and binds the HTTP listener. [`RunningHost::stop`] stops taking input, lets in-flight messages
 //! finish (up to the grace period) and returns when every task has ended: nothing accepted is
 //! lost, because nothing is acked before its outputs are confirmed.
 
 use crate::broker::amqp::Topology;
-use crate::broker::{Address, AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig};
+use crate::broker::{AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig};
 use crate::config::{AmqpConfig, Config, ConnectionConfig, PluginConfig};
-use crate::router::{Route, RouteRunner};
-use crate::runtime::{
-    HostFuture, HostServices, KvLimits, Plugin, PluginKind, PluginSettings, Runtime, RuntimeConfig,
-};
-use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::store::{QueueOptions, Store};
-use anyhow::{Context, bail};
+use crate::runtime::{HostFuture, HostServices, KvLimits, PluginSettings, Runtime, RuntimeConfig};
+use crate::shutdown::{self, ShutdownTrigger};
+use crate::store::Store;
+use crate::supervisor::{FileLayer, FilePlugin, Parts, Supervisor, queue_options};
+use anyhow::Context;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -175,13 +173,23 @@ fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
 /// Starts the host described by `config` and returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.server.database).await?;
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: config.server.compile_cache.clone(),
+        ..RuntimeConfig::default()
+    })?;
     let services: Arc<dyn HostServices> = Arc::new(StoreServices {
         store: store.clone(),
         limits: KvLimits::default(),
     });
 
-    let mut plugins: BTreeMap<String, Plugin> = BTreeMap::new();
+    // This host's own layer: the plugins and connections its file defines, loaded here so
+    // that a problem stops start-up naming its key.
+    let mut file = FileLayer {
+        path: config.file.clone(),
+        connections: config.connections.clone(),
+        routes: config.routes.clone(),
+        ..FileLayer::default()
+    };
     for (name, plugin_config) in config.plugin_sources()? {
         let path = &plugin_config.path;
         let bytes = std::fs::read(path)
@@ -190,13 +198,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             .load(&bytes, settings(&name, &plugin_config), services.clone())
             .await
             .with_context(|| format!("plugins.{name}: {} is not a valid plugin", path.display()))?;
-        let (installed, new) = store
-            .install_plugin(plugin.info(), &bytes, crate::message::now_ms() as i64)
-            .await?;
-        if new {
-            tracing::info!(plugin = %name, version = %installed.version, "installed plugin");
-        }
-        plugins.insert(name, plugin);
+        file.plugins.insert(
+            name,
+            FilePlugin {
+                plugin,
+                config: plugin_config,
+            },
+        );
     }
 
     let mut connections = Connections::default();
@@ -213,18 +221,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
                     },
                 );
                 for queue in &embedded.queues {
-                    let defaults = QueueOptions::default();
-                    let options = QueueOptions {
-                        dead_letter: queue.dead_letter.clone(),
-                        visibility_timeout: queue
-                            .visibility_timeout_ms
-                            .map_or(defaults.visibility_timeout, Duration::from_millis),
-                        max_deliveries: queue
-                            .max_deliveries
-                            .unwrap_or(crate::store::DEFAULT_MAX_DELIVERIES),
-                    };
                     broker
-                        .declare(&queue.name, options)
+                        .declare(&queue.name, queue_options(queue))
                         .await
                         .with_context(|| {
                             format!("connections.{name}: declaring queue `{}`", queue.name)
@@ -247,67 +245,35 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         }
     }
 
-    warn_of_unserved_queues(&store, &config).await;
-
-    let mut routes = Vec::new();
-    for (i, route) in config.routes.iter().enumerate() {
-        let key = format!("routes[{i}] (`{}`)", route.name);
-        let mut transformers = Vec::new();
-        let mut handler = None;
-        for (position, name) in route.through.iter().enumerate() {
-            let plugin = plugins
-                .get(name)
-                .with_context(|| format!("{key}: no plugin `{name}` was loaded"))?
-                .clone();
-            match plugin.info().kind {
-                PluginKind::Transformer if handler.is_none() => transformers.push(plugin),
-                PluginKind::Handler if position + 1 == route.through.len() => {
-                    handler = Some(plugin)
-                }
-                kind => bail!(
-                    "{key}: `{name}` is a {}; a chain is transformers, optionally ending in one handler",
-                    kind.as_str()
-                ),
-            }
-        }
-        if handler.is_none() && route.to.is_none() {
-            bail!("{key}: `to` is required unless the chain ends in a handler");
-        }
-        let from = Address::parse(&route.from)?;
-        let route_from = from.clone();
-        let dead_letter = match &route.dead_letter {
-            Some(address) => Address::parse(address)?,
-            None => from.sibling(format!("{}.dead", from.address)),
-        };
-        routes.push(Route {
-            name: route.name.clone(),
-            to: route.to.as_deref().map(Address::parse).transpose()?,
-            from,
-            transformers,
-            handler,
-            concurrency: route.concurrency,
-            retry: route.retry.clone(),
-            dead_letter,
-            max_message_bytes: config.server.max_message_bytes,
-            max_outputs: route.max_outputs.unwrap_or(config.server.max_outputs),
-            // A limit declared on an embedded input queue holds for its route too.
-            max_deliveries: match config.connections.get(&route_from.connection) {
-                Some(ConnectionConfig::Embedded(embedded)) => embedded
-                    .queues
-                    .iter()
-                    .find(|q| q.name == route_from.address)
-                    .and_then(|q| q.max_deliveries)
-                    .map_or(route.max_deliveries, |q| q.min(route.max_deliveries)),
-                _ => route.max_deliveries,
-            },
-            reply_to_allow: route
-                .reply_grants()
-                .with_context(|| format!("{key}.reply_to_allow"))?,
-        });
-    }
-
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = JoinSet::new();
+    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let supervisor = Supervisor::start(
+        Parts {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            services,
+            connections: connections.clone(),
+            file,
+            max_message_bytes: config.server.max_message_bytes,
+            max_outputs: config.server.max_outputs,
+            grace,
+        },
+        shutdown.clone(),
+        &mut tasks,
+    )
+    .await;
+    let supervisor = match supervisor {
+        Ok(supervisor) => supervisor,
+        Err(error) => {
+            trigger.fire();
+            while tasks.join_next().await.is_some() {}
+            connections.close().await;
+            return Err(error);
+        }
+    };
+    warn_of_unserved_queues(&store, &connections).await;
+
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
@@ -316,6 +282,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
         store: store.clone(),
+        supervisor,
         shutdown: shutdown.clone(),
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,
@@ -329,15 +296,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             tracing::error!(%error, "the HTTP listener failed");
         }
     });
-    let grace = Duration::from_millis(config.server.shutdown_grace_ms);
-    for route in routes {
-        tasks.spawn(supervise(
-            Arc::new(route),
-            connections.clone(),
-            shutdown.clone(),
-            grace,
-        ));
-    }
     Ok(RunningHost {
         addr,
         local_token,
@@ -376,23 +334,17 @@ async fn keep_local_token(store: &Store, addr: SocketAddr) -> anyhow::Result<std
     Ok(path)
 }
 
-/// Says which embedded queues in the database belong to no configured connection (an
-/// embedded connection renamed or removed; before each connection had its own queues, every
-/// queue was `local`'s): their messages are kept, but nothing serves them.
-async fn warn_of_unserved_queues(store: &Store, config: &Config) {
+/// Says which embedded queues in the database belong to no embedded connection (one renamed
+/// or removed; before each connection had its own queues, every queue was `local`'s): their
+/// messages are kept, but nothing serves them.
+async fn warn_of_unserved_queues(store: &Store, connections: &Connections) {
     let Ok(names) = store.queue_names().await else {
         return;
-    };
-    let served = |connection: &str| {
-        matches!(
-            config.connections.get(connection),
-            Some(ConnectionConfig::Embedded(_))
-        )
     };
     let mut unserved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for name in &names {
         if let Some((connection, queue)) = name.split_once(':')
-            && !served(connection)
+            && !connections.is_embedded(connection)
         {
             unserved.entry(connection).or_default().push(queue);
         }
@@ -402,7 +354,7 @@ async fn warn_of_unserved_queues(store: &Store, config: &Config) {
             connection,
             queues = %queues.iter().take(5).copied().collect::<Vec<_>>().join(", "),
             count = queues.len(),
-            "the database holds queues of an embedded connection that is not configured; configure it (kind = \"embedded\") to serve them"
+            "the database holds queues of an embedded connection that does not exist; add it (kind = \"embedded\") to serve them"
         );
     }
 }
@@ -410,63 +362,5 @@ async fn warn_of_unserved_queues(store: &Store, config: &Config) {
 /// What AMQP connection `name` declares: its configured topology, plus the queues routes use
 /// on it (inputs, plain-queue outputs, dead-letter queues), ensured to exist.
 pub fn topology_of(config: &Config, name: &str, amqp: &AmqpConfig) -> Topology {
-    let mut ensured: Vec<String> = Vec::new();
-    let mut ensure = |address: &str| {
-        if let Ok(address) = Address::parse(address)
-            && address.connection == name
-            && !address.address.contains('/')
-            && !amqp.queues.iter().any(|q| q.name == address.address)
-            && !ensured.contains(&address.address)
-        {
-            ensured.push(address.address);
-        }
-    };
-    for route in &config.routes {
-        ensure(&route.from);
-        if let Some(to) = &route.to {
-            ensure(to);
-        }
-        match &route.dead_letter {
-            Some(dead) => ensure(dead),
-            None => ensure(&format!("{}.dead", route.from)),
-        }
-    }
-    Topology {
-        exchanges: amqp.exchanges.clone(),
-        queues: amqp.queues.clone(),
-        bindings: amqp.bindings.clone(),
-        ensured,
-    }
-}
-
-/// Keeps a route running: if its consumer fails, it is started again with capped backoff.
-async fn supervise(
-    route: Arc<Route>,
-    connections: Connections,
-    mut shutdown: Shutdown,
-    grace: Duration,
-) {
-    let initial = Duration::from_millis(100);
-    let mut delay = initial;
-    loop {
-        let runner = RouteRunner::new(route.clone(), connections.clone());
-        let started = tokio::time::Instant::now();
-        let error = match runner.run(shutdown.clone(), grace).await {
-            Ok(()) => return,
-            Err(error) => error,
-        };
-        // A route that ran a while before failing (a dropped connection) starts over from
-        // the shortest delay; one that keeps failing at once backs off.
-        if started.elapsed() > Duration::from_secs(10) {
-            delay = initial;
-        }
-        let wait =
-            delay + Duration::from_millis(rand::random_range(0..=delay.as_millis() as u64 / 5));
-        tracing::error!(route = %route.name, %error, retry_in_ms = wait.as_millis() as u64, "route stopped by an error; restarting");
-        tokio::select! {
-            _ = shutdown.fired() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(30));
-    }
+    crate::supervisor::topology_for(name, amqp, &config.routes)
 }

@@ -14,4 +14,5 @@ pub mod router;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
+pub mod supervisor;
 pub mod web;

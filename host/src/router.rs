@@ -108,11 +108,22 @@ impl Failure {
 pub struct RouteRunner {
     route: Arc<Route>,
     connections: Connections,
+    on_started: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl RouteRunner {
     pub fn new(route: Arc<Route>, connections: Connections) -> Self {
-        RouteRunner { route, connections }
+        RouteRunner {
+            route,
+            connections,
+            on_started: None,
+        }
+    }
+
+    /// Calls `f` once the route's consumer is open (the route is serving).
+    pub fn on_started(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_started = Some(Box::new(f));
+        self
     }
 
     /// Consumes until `shutdown` fires, then waits up to `grace` for the messages in flight.
@@ -125,6 +136,9 @@ impl RouteRunner {
             .consume_counted(&route.from, route.concurrency)
             .await?;
         tracing::info!(route = %route.name, from = %route.from, "route started");
+        if let Some(started) = self.on_started {
+            started();
+        }
         let mut in_flight = JoinSet::new();
         let result = loop {
             while in_flight.try_join_next().is_some() {}
@@ -179,7 +193,7 @@ fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
 }
 
 /// What a panic carried, as text.
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

@@ -234,6 +234,13 @@ pub enum Producer {
 }
 
 impl Producer {
+    /// Closes the broker connection (the embedded broker lives in the store: nothing to do).
+    pub async fn close(&self) {
+        if let Producer::Amqp(broker) = self {
+            broker.close().await;
+        }
+    }
+
     /// Sends `msg` to `address` (for the embedded broker, a queue) and waits for the confirm.
     pub async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
         match self {
@@ -295,10 +302,12 @@ impl std::fmt::Display for Address {
 }
 
 /// The host's broker connections, by name: each is the handle its producers share, and
-/// every other operation dispatches on it.
+/// every other operation dispatches on it. Shared by every clone: the supervisor adds,
+/// replaces and removes connections while the host runs, and routes see the change at their
+/// next send.
 #[derive(Clone, Default)]
 pub struct Connections {
-    brokers: std::collections::BTreeMap<String, Producer>,
+    brokers: std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, Producer>>>,
 }
 
 /// How full a queue is, as far as its transport can tell.
@@ -313,30 +322,60 @@ pub enum QueueDepth {
 }
 
 impl Connections {
-    pub fn add_embedded(&mut self, name: &str, broker: EmbeddedBroker) {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, Producer>> {
+        self.brokers.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds connection `name`, or replaces it; returns the one it replaced.
+    pub fn insert(&self, name: &str, producer: Producer) -> Option<Producer> {
         self.brokers
-            .insert(name.to_owned(), Producer::Embedded(broker));
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), producer)
+    }
+
+    /// Removes connection `name`; returns it, to be closed.
+    pub fn remove(&self, name: &str) -> Option<Producer> {
+        self.brokers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+
+    pub fn add_embedded(&mut self, name: &str, broker: EmbeddedBroker) {
+        self.insert(name, Producer::Embedded(broker));
     }
 
     pub fn add_amqp(&mut self, name: &str, broker: AmqpBroker) {
-        self.brokers.insert(name.to_owned(), Producer::Amqp(broker));
+        self.insert(name, Producer::Amqp(broker));
     }
 
     /// Whether a connection of that name exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.brokers.contains_key(name)
+        self.read().contains_key(name)
     }
 
-    pub fn amqp(&self, name: &str) -> Option<&AmqpBroker> {
-        match self.brokers.get(name) {
-            Some(Producer::Amqp(broker)) => Some(broker),
+    /// Whether connection `name` is an embedded broker.
+    pub fn is_embedded(&self, name: &str) -> bool {
+        matches!(self.read().get(name), Some(Producer::Embedded(_)))
+    }
+
+    /// The names of every connection.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    pub fn amqp(&self, name: &str) -> Option<AmqpBroker> {
+        match self.read().get(name) {
+            Some(Producer::Amqp(broker)) => Some(broker.clone()),
             _ => None,
         }
     }
 
-    fn broker(&self, address: &Address) -> Result<&Producer, BrokerError> {
-        self.brokers
+    fn broker(&self, address: &Address) -> Result<Producer, BrokerError> {
+        self.read()
             .get(&address.connection)
+            .cloned()
             .ok_or_else(|| BrokerError::InvalidAddress {
                 address: address.to_string(),
                 problem: format!("there is no connection named `{}`", address.connection),
@@ -344,7 +383,7 @@ impl Connections {
     }
 
     pub fn producer(&self, address: &Address) -> Result<Producer, BrokerError> {
-        self.broker(address).cloned()
+        self.broker(address)
     }
 
     pub async fn consume(
@@ -422,8 +461,9 @@ impl Connections {
 
     /// Whether every connection can serve right now; the problem of each that cannot.
     pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
+        let brokers = self.read().clone();
         let mut states = Vec::new();
-        for (name, broker) in &self.brokers {
+        for (name, broker) in &brokers {
             let state = match broker {
                 Producer::Embedded(broker) => {
                     broker.store().ping().await.map_err(|e| e.to_string())
@@ -437,10 +477,9 @@ impl Connections {
 
     /// Closes the broker connections (the embedded broker lives in the store).
     pub async fn close(&self) {
-        for broker in self.brokers.values() {
-            if let Producer::Amqp(broker) = broker {
-                broker.close().await;
-            }
+        let brokers = self.read().clone();
+        for broker in brokers.values() {
+            broker.close().await;
         }
     }
 }

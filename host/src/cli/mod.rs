@@ -1,6 +1,7 @@
 //! The command line: `clap` definitions and one file per command group.
 
 mod access;
+mod control;
 mod plugin;
 mod queue;
 mod schema;
@@ -35,9 +36,18 @@ pub enum Command {
     /// Show or declare the AMQP exchanges, queues and bindings of the configuration.
     #[command(subcommand)]
     Schema(schema::SchemaCommand),
-    /// Check, try, install and list plugins.
+    /// Check and try plugin files; install, list, enable, disable, roll back and grant
+    /// plugins on a running host.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// What runs on a host: connections and units, with their state and last error.
+    Status(control::StatusArgs),
+    /// Create, change, delete and list routes on a running host.
+    #[command(subcommand)]
+    Route(control::RouteCommand),
+    /// Add, change, test, remove and list connections on a running host.
+    #[command(subcommand)]
+    Connection(control::ConnectionCommand),
     /// Add, list and remove the users of the API, and set their passwords.
     #[command(subcommand)]
     User(access::UserCommand),
@@ -78,6 +88,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(command) => queue::queue(command).await,
         Command::Schema(command) => schema::run(command).await,
         Command::Plugin(command) => plugin::run(command).await,
+        Command::Status(args) => control::status(args).await,
+        Command::Route(command) => control::route(command).await,
+        Command::Connection(command) => control::connection(command).await,
         Command::User(command) => access::user(command).await,
         Command::Token(command) => access::token(command).await,
     }

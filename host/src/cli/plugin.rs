@@ -1,10 +1,10 @@
-//! `wharf plugin check` and `wharf plugin run`.
+//! `wharf plugin check` and `wharf plugin run`, which need no host; the other plugin commands
+//! go through a running host (`control.rs`).
 
 use crate::message::Message;
 use crate::runtime::{
     CallReport, LogLine, Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone,
 };
-use crate::store::Store;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -27,29 +27,12 @@ pub enum PluginCommand {
     },
     /// Run a plugin on one message, with no broker, and print its outputs, logs and cost.
     Run(RunArgs),
-    /// Check a plugin and add it to the registry in the database (every version is kept).
-    Install {
-        /// The plugin's .wasm file.
-        file: PathBuf,
-        /// Install under this name instead of the one the plugin declares.
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        database: DatabaseArg,
-    },
-    /// List the installed plugins (newest version of each), or every version of one.
-    List {
-        /// Show every version of this plugin.
-        name: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        database: DatabaseArg,
-    },
+    /// Upload, list, enable, disable, roll back, grant and delete, through a running host.
+    #[command(flatten)]
+    Host(super::control::PluginApiCommand),
 }
 
-/// Where the registry is.
+/// Where the database is (for the commands that work on it directly).
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
     /// The database: sqlite://PATH or postgres://USER@HOST:PORT/DB.
@@ -100,16 +83,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Check { file, json } => check(&file, json).await,
         PluginCommand::Run(args) => run_once(args).await,
-        PluginCommand::Install {
-            file,
-            name,
-            database,
-        } => install(&file, name, &database.database).await,
-        PluginCommand::List {
-            name,
-            json,
-            database,
-        } => list(name.as_deref(), json, &database.database).await,
+        PluginCommand::Host(command) => super::control::plugin(command).await,
     }
 }
 
@@ -289,69 +263,4 @@ fn print_cost<T>(call: u32, report: &CallReport<T>) {
         },
         cost.memory_bytes / 1024,
     );
-}
-
-async fn install(file: &Path, name: Option<String>, database: &str) -> anyhow::Result<ExitCode> {
-    let (plugin, bytes) = load(
-        file,
-        PluginSettings {
-            name,
-            ..PluginSettings::default()
-        },
-    )
-    .await?;
-    let store = Store::open(database).await?;
-    let (installed, new) = store
-        .install_plugin(plugin.info(), &bytes, crate::message::now_ms() as i64)
-        .await?;
-    store.close().await;
-    let short = &installed.sha256[..12];
-    if new {
-        println!(
-            "installed {} {} ({}, sha256 {short})",
-            installed.name, installed.version, installed.kind
-        );
-    } else {
-        println!(
-            "{} {} (sha256 {short}) was already installed; nothing changed",
-            installed.name, installed.version
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn list(name: Option<&str>, as_json: bool, database: &str) -> anyhow::Result<ExitCode> {
-    let store = Store::open(database).await?;
-    let plugins = match name {
-        Some(name) => store.plugin_versions(name).await?,
-        None => store.latest_plugins().await?,
-    };
-    store.close().await;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&plugins)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if plugins.is_empty() {
-        match name {
-            Some(name) => bail!("no plugin named `{name}` is installed"),
-            None => println!("no plugins installed"),
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<20} {:<10} {:<12} {:<12} {:>9}  description",
-        "name", "version", "kind", "sha256", "bytes"
-    );
-    for p in &plugins {
-        println!(
-            "{:<20} {:<10} {:<12} {:<12} {:>9}  {}",
-            p.name,
-            p.version,
-            p.kind,
-            &p.sha256[..12],
-            p.size_bytes,
-            p.description
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -66,7 +66,7 @@ impl HostArg {
         }
     }
 
-    fn base(&self) -> anyhow::Result<String> {
+    pub(crate) fn base(&self) -> anyhow::Result<String> {
         if let Some(url) = &self.url {
             return Ok(url.trim_end_matches('/').to_owned());
         }
@@ -156,7 +156,7 @@ fn queue_url(host: &HostArg, address: &str) -> anyhow::Result<String> {
 }
 
 /// Sends a request and turns an error answer into its message.
-async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
+pub(crate) async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
     let response = request
         .send()
         .await
@@ -165,7 +165,10 @@ async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<V
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
         let message = body["error"]["message"].as_str().unwrap_or("no detail");
-        bail!("the host answered {status}: {message}");
+        match body["error"]["field"].as_str() {
+            Some(field) => bail!("the host answered {status}: {field}: {message}"),
+            None => bail!("the host answered {status}: {message}"),
+        }
     }
     Ok(body)
 }

@@ -49,6 +49,22 @@ pub struct RuntimeConfig {
     pub tick: Duration,
     /// Largest plugin file accepted.
     pub max_plugin_bytes: usize,
+    /// Where compiled components are kept across restarts and shared by hosts on this
+    /// machine (wasmtime's cache, keyed by the file's hash and the engine's settings); `None`
+    /// compiles every file at every start.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
+/// Where compiled code is cached by default: `$XDG_CACHE_HOME/wharf/compiled`, else
+/// `~/.cache/wharf/compiled`.
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cache"))
+        })?;
+    Some(base.join("wharf").join("compiled"))
 }
 
 impl Default for RuntimeConfig {
@@ -58,6 +74,7 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 1024 * 1024 * 1024,
             tick: Duration::from_millis(1),
             max_plugin_bytes: 64 * 1024 * 1024,
+            cache_dir: None,
         }
     }
 }
@@ -78,14 +95,25 @@ struct RuntimeInner {
     linker: Linker<CallState>,
     config: RuntimeConfig,
     shutdown: watch::Sender<bool>,
+    /// Compiled components by the SHA-256 of their file: loading a file again (other
+    /// settings, another version's rollback) skips the compile.
+    components: std::sync::Mutex<std::collections::HashMap<String, wasmtime::component::Component>>,
     /// Held for its `Drop`, which stops the epoch thread.
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let engine =
-            Engine::new(&engine_config(&config)).map_err(|e| RuntimeError(e.to_string()))?;
+        let mut engine_config = engine_config(&config);
+        if let Some(dir) = &config.cache_dir {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            let cache = wasmtime::Cache::new(cache).map_err(|e| {
+                RuntimeError(format!("the compile cache in {}: {e}", dir.display()))
+            })?;
+            engine_config.cache(Some(cache));
+        }
+        let engine = Engine::new(&engine_config).map_err(|e| RuntimeError(e.to_string()))?;
         let linker = linker(&engine).map_err(|e| RuntimeError(e.to_string()))?;
         let ticker = EpochTicker::start(engine.clone(), config.tick);
         let (shutdown, _) = watch::channel(false);
@@ -95,6 +123,7 @@ impl Runtime {
                 linker,
                 config,
                 shutdown,
+                components: Default::default(),
                 _ticker: ticker,
             }),
         })
@@ -115,6 +144,30 @@ impl Runtime {
 
     fn linker(&self) -> &Linker<CallState> {
         &self.inner.linker
+    }
+
+    /// The compiled component of the file with this hash, if one was compiled.
+    fn compiled(&self, sha256: &str) -> Option<wasmtime::component::Component> {
+        let components = self
+            .inner
+            .components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        components.get(sha256).cloned()
+    }
+
+    /// Keeps a compiled component. At most 256 are kept; past that the map starts again
+    /// (recompiling is always correct, only slower).
+    fn keep_compiled(&self, sha256: String, component: wasmtime::component::Component) {
+        let mut components = self
+            .inner
+            .components
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if components.len() >= 256 {
+            components.clear();
+        }
+        components.insert(sha256, component);
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {

@@ -223,16 +223,26 @@ impl Runtime {
             return Err(InvalidPlugin::CoreModule);
         }
         // Compiling runs Cranelift for a while: on the blocking pool, not a tokio worker that
-        // other tasks (message deliveries, the HTTP API) are waiting for.
-        let (engine, owned) = (self.engine().clone(), bytes.to_vec());
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-            .await
-            .map_err(|e| InvalidPlugin::Invalid {
-                detail: format!("compiling stopped: {e}"),
-            })?
-            .map_err(|e| InvalidPlugin::Invalid {
-                detail: error_chain(&e),
-            })?;
+        // other tasks (message deliveries, the HTTP API) are waiting for. A file compiled
+        // before (by hash) is not compiled again.
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = match self.compiled(&sha256) {
+            Some(component) => component,
+            None => {
+                let (engine, owned) = (self.engine().clone(), bytes.to_vec());
+                let component =
+                    tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+                        .await
+                        .map_err(|e| InvalidPlugin::Invalid {
+                            detail: format!("compiling stopped: {e}"),
+                        })?
+                        .map_err(|e| InvalidPlugin::Invalid {
+                            detail: error_chain(&e),
+                        })?;
+                self.keep_compiled(sha256.clone(), component.clone());
+                component
+            }
+        };
         let (world, contract) = detect_world(&component, self.engine())?;
         let instance_pre =
             self.linker()
@@ -292,7 +302,7 @@ impl Runtime {
                 wants: Vec::new(),
                 contract,
                 size_bytes: bytes.len(),
-                sha256: hex::encode(Sha256::digest(bytes)),
+                sha256,
             },
             pre,
             permits: Semaphore::new(settings.max_instances as usize),

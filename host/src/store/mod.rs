@@ -8,12 +8,14 @@
 
 mod auth;
 mod codec;
+mod control;
 mod kv;
 mod plugins;
 pub(crate) mod queue;
 
 pub use auth::{ApiToken, User};
-pub use plugins::InstalledPlugin;
+pub use control::{Document, Documents};
+pub use plugins::{InstalledPlugin, Upload};
 pub use queue::{DEFAULT_MAX_DELIVERIES, QueueOptions, QueueStats};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

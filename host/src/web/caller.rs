@@ -143,6 +143,21 @@ pub async fn authorize(State(state): State<AppState>, request: Request, next: Ne
     admit(state, request, next, needed).await
 }
 
+/// Lets a request through for the control plane (connections, plugins, routes): reading
+/// needs viewer, a change admin.
+pub async fn authorize_control(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
+        Role::Viewer
+    } else {
+        Role::Admin
+    };
+    admit(state, request, next, needed).await
+}
+
 /// Lets a request through only for an admin (users and tokens).
 pub async fn authorize_admin(
     State(state): State<AppState>,
@@ -155,17 +170,26 @@ pub async fn authorize_admin(
 async fn admit(state: AppState, mut request: Request, next: Next, needed: Role) -> Response {
     let caller = match caller_of(&state, request.method(), request.headers()).await {
         Ok(caller) => caller,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refuse(request, refused).await,
     };
     if caller.role < needed {
-        return AppError::Forbidden(format!(
+        let refused = AppError::Forbidden(format!(
             "`{}` is a {}; this needs {needed} or above",
             caller.name, caller.role
-        ))
-        .into_response();
+        ));
+        return refuse(request, refused).await;
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// Answers a refused request, having read (and dropped) a small body first: a client that
+/// keeps its connection open for the next request finds it usable, instead of closed under it
+/// because a body was left unread.
+async fn refuse(request: Request, refused: AppError) -> Response {
+    const DRAIN: usize = 256 * 1024;
+    let _ = axum::body::to_bytes(request.into_body(), DRAIN).await;
+    refused.into_response()
 }
 
 #[derive(serde::Deserialize)]

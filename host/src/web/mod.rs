@@ -18,12 +18,13 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 mod access;
+pub mod api;
 mod caller;
 
 /// The most messages one call reads from a queue.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub connections: Connections,
     /// Where users and tokens are checked.
     pub store: crate::store::Store,
+    /// Runs what the desired state says; told of every change made here.
+    pub supervisor: crate::supervisor::Supervisor,
     /// Fires when the host stops: requests that wait stop waiting.
     pub shutdown: Shutdown,
     /// The largest request body taken.
@@ -210,6 +213,67 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             caller::authorize_admin,
         ));
+    let control = Router::new()
+        .route("/api/v1/status", get(api::status::get))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route(
+            "/api/v1/routes",
+            get(api::routes::list).post(api::routes::create),
+        )
+        .route(
+            "/api/v1/routes/{name}",
+            get(api::routes::get)
+                .put(api::routes::update)
+                .delete(api::routes::delete),
+        )
+        .route(
+            "/api/v1/plugins",
+            get(api::plugins::list).post(api::plugins::upload),
+        )
+        .route("/api/v1/plugins/{name}", get(api::plugins::get))
+        .route(
+            "/api/v1/plugins/{name}/policy",
+            put(api::plugins::set_policy),
+        )
+        .route(
+            "/api/v1/plugins/{name}/grants",
+            post(api::plugins::grant).delete(api::plugins::revoke),
+        )
+        .route(
+            "/api/v1/plugins/{name}/rollback",
+            post(api::plugins::rollback),
+        )
+        .route(
+            "/api/v1/plugins/{name}/versions/{version}",
+            delete(api::plugins::delete_version),
+        )
+        .route(
+            "/api/v1/plugins/{name}/versions/{version}/enable",
+            post(api::plugins::enable),
+        )
+        .route(
+            "/api/v1/plugins/{name}/versions/{version}/disable",
+            post(api::plugins::disable),
+        )
+        .route(
+            "/api/v1/connections",
+            get(api::connections::list).post(api::connections::create),
+        )
+        .route("/api/v1/connections/test", post(api::connections::test_new))
+        .route(
+            "/api/v1/connections/{name}",
+            get(api::connections::get)
+                .put(api::connections::update)
+                .delete(api::connections::delete),
+        )
+        .route(
+            "/api/v1/connections/{name}/test",
+            post(api::connections::test),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            caller::authorize_control,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -217,9 +281,68 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/logout", post(caller::logout))
         .merge(api)
         .merge(admin)
+        .merge(control)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The API's description, generated from the handlers and their types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session; reading needs viewer, publishing and taking operator, changing connections, plugins, routes, users and tokens admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
+    paths(
+        api::status::get,
+        api::routes::list, api::routes::get, api::routes::create, api::routes::update,
+        api::routes::delete,
+        api::plugins::list, api::plugins::get, api::plugins::upload, api::plugins::enable,
+        api::plugins::disable, api::plugins::rollback, api::plugins::delete_version,
+        api::plugins::set_policy, api::plugins::grant, api::plugins::revoke,
+        api::connections::list, api::connections::get, api::connections::create,
+        api::connections::update, api::connections::delete, api::connections::test,
+        api::connections::test_new,
+    ),
+    components(schemas(ApiError, ApiErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// The shape of every error (for the API's description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ApiError {
+    error: ApiErrorBody,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ApiErrorBody {
+    /// What to branch on: `invalid`, `not_found`, `conflict`, `forbidden`, ...
+    code: String,
+    /// What to fix.
+    message: String,
+    /// The input field at fault, where there is one.
+    field: Option<String>,
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<ApiDoc as utoipa::OpenApi>::openapi())
 }
 
 async fn not_found() -> AppError {

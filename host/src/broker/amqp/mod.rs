@@ -78,6 +78,8 @@ struct Inner {
     config: AmqpConfig,
     tls: OwnedTLSConfig,
     topology: Topology,
+    /// Queues routes added while the host runs need: declared now, and again on reconnect.
+    ensured: Mutex<Vec<String>>,
     link: watch::Sender<Link>,
     /// Holding queues for delayed sends already declared.
     delays: Mutex<HashSet<u64>>,
@@ -116,6 +118,26 @@ impl Redeliveries {
     }
 }
 
+impl Inner {
+    /// The topology with the queues routes added since start.
+    fn topology_now(&self) -> Topology {
+        let mut topology = self.topology.clone();
+        for queue in self
+            .ensured
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if !topology.ensured.contains(queue)
+                && !topology.queues.iter().any(|q| &q.name == queue)
+            {
+                topology.ensured.push(queue.clone());
+            }
+        }
+        topology
+    }
+}
+
 fn amqp_error(context: &str, e: lapin::Error) -> BrokerError {
     BrokerError::Amqp(format!("{context}: {e}"))
 }
@@ -140,6 +162,7 @@ impl AmqpBroker {
             config,
             tls,
             topology,
+            ensured: Mutex::default(),
             link,
             delays: Mutex::default(),
             redeliveries: Arc::default(),
@@ -206,6 +229,41 @@ impl AmqpBroker {
             connection: self.inner.name.clone(),
             detail,
         }
+    }
+
+    /// Makes sure `queues` exist (declared as the topology's plain queues are, only if
+    /// missing), now if the connection is up and again after every reconnect: the queues of a
+    /// route added while the host runs.
+    pub async fn ensure_queues(&self, queues: &[String]) -> Result<(), BrokerError> {
+        let new: Vec<String> = {
+            let mut ensured = self.inner.ensured.lock().unwrap_or_else(|p| p.into_inner());
+            let new: Vec<String> = queues
+                .iter()
+                .filter(|q| {
+                    !ensured.contains(q)
+                        && !self.inner.topology.ensured.contains(q)
+                        && !self.inner.topology.queues.iter().any(|c| &c.name == *q)
+                })
+                .cloned()
+                .collect();
+            ensured.extend(new.iter().cloned());
+            new
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        for queue in &new {
+            check_name("queue", queue, false)?;
+        }
+        let live = self.live(Duration::from_secs(5)).await?;
+        Topology {
+            ensured: new,
+            ..Topology::default()
+        }
+        .apply(&live.connection)
+        .await
+        .map(drop)
+        .map_err(|e| BrokerError::Amqp(e.to_string()))
     }
 
     /// Up, or why not (for `/healthz` and `/readyz`).
@@ -738,8 +796,8 @@ async fn keep_connected(inner: std::sync::Weak<Inner>) {
             return;
         }
         attempts += 1;
-        let live = match connect(&strong.name, &strong.config, &strong.tls, &strong.topology).await
-        {
+        let topology = strong.topology_now();
+        let live = match connect(&strong.name, &strong.config, &strong.tls, &topology).await {
             Ok((connection, url, _)) => Live::open(connection, url, strong.config.channels)
                 .await
                 .map_err(|e| ConnectFailure {

@@ -1,0 +1,787 @@
+//! `wharf status`, `wharf route`, `wharf connection` and the plugin commands that change a
+//! host (`plugin install|list|enable|disable|rollback|grant|revoke|delete|policy`): all
+//! through the running host's API, so a change takes one path, whoever makes it.
+
+use super::queue::{HostArg, answer};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A call to the host's API.
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(host: &HostArg) -> anyhow::Result<Api> {
+        Ok(Api {
+            client: host.client()?,
+            base: host.base()?,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1/{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = self.url(path);
+        answer(self.client.get(&url), &url).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = self.url(path);
+        let mut request = self.client.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        answer(request, &url).await
+    }
+}
+
+/// A path segment, escaped.
+fn segment(text: &str) -> String {
+    reqwest::Url::parse("http://x/")
+        .and_then(|base| base.join(text))
+        .map(|u| u.path().trim_start_matches('/').to_owned())
+        .unwrap_or_else(|_| text.to_owned())
+}
+
+fn print(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Reads a JSON document from a file, or `-` for standard input.
+fn read_json(source: &str) -> anyhow::Result<Value> {
+    let text = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("cannot read {source}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{source} is not JSON"))
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    host: HostArg,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `wharf status`: every connection and unit of the host, with its state and last error.
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.host)?;
+    let status = api.get("status").await?;
+    if args.json {
+        print(&status)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("revision {}", status["revision"]);
+    println!("\nconnections:");
+    for c in status["connections"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<16} {:<9} {:<5} {:<5} {}",
+            c["name"].as_str().unwrap_or(""),
+            c["kind"].as_str().unwrap_or(""),
+            c["source"].as_str().unwrap_or(""),
+            c["state"].as_str().unwrap_or(""),
+            c["error"].as_str().unwrap_or("")
+        );
+    }
+    println!("\nunits:");
+    let mut healthy = true;
+    for u in status["units"].as_array().into_iter().flatten() {
+        let state = u["state"].as_str().unwrap_or("");
+        healthy &= state == "running";
+        let plugins: Vec<&str> = u["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        println!(
+            "  {:<5} {:<20} {:<5} {:<11} {}{}",
+            u["kind"].as_str().unwrap_or(""),
+            u["name"].as_str().unwrap_or(""),
+            u["source"].as_str().unwrap_or(""),
+            state,
+            plugins.join(" → "),
+            u["error"]
+                .as_str()
+                .map(|e| format!("\n        last error: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for r in status["refused"].as_array().into_iter().flatten() {
+        healthy = false;
+        println!(
+            "  not run here: {} `{}`: {}",
+            r["kind"].as_str().unwrap_or(""),
+            r["name"].as_str().unwrap_or(""),
+            r["problem"].as_str().unwrap_or("")
+        );
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// List every route with its state on the host.
+    List {
+        #[command(flatten)]
+        host: HostArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one route.
+    Show {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Create a route (it runs on every host on the database at once).
+    Create {
+        name: String,
+        #[command(flatten)]
+        spec: RouteSpec,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Change a route: the options given replace those of the route; messages in flight
+    /// finish on the old chain.
+    Update {
+        name: String,
+        #[command(flatten)]
+        spec: RouteSpec,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Delete a route: it stops taking messages and finishes those it holds.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+}
+
+/// A route's options, as in the file's `[[routes]]`.
+#[derive(Debug, Args)]
+pub struct RouteSpec {
+    /// The whole route as JSON (a file, or `-`); the options below are applied over it.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+    /// CONNECTION:ADDRESS to consume.
+    #[arg(long)]
+    from: Option<String>,
+    /// The plugin chain, in order (`uppercase,json-filter` or repeated); `name@version` pins.
+    #[arg(long, value_delimiter = ',')]
+    through: Option<Vec<String>>,
+    /// CONNECTION:ADDRESS for the outputs.
+    #[arg(long)]
+    to: Option<String>,
+    /// Where dead letters go (default `{from}.dead`).
+    #[arg(long)]
+    dead_letter: Option<String>,
+    /// Messages in flight at once.
+    #[arg(long)]
+    concurrency: Option<u64>,
+    /// Retries before a message is dead-lettered.
+    #[arg(long)]
+    retry_max: Option<u64>,
+    /// The first retry's delay, doubling after.
+    #[arg(long)]
+    backoff_ms: Option<u64>,
+    /// Deliveries before a message is dead-lettered unsettled.
+    #[arg(long)]
+    max_deliveries: Option<u64>,
+}
+
+impl RouteSpec {
+    fn apply(self, mut route: Value) -> anyhow::Result<Value> {
+        if let Some(source) = &self.json {
+            route = read_json(source)?;
+        }
+        let object = route.as_object_mut().context("a route is a JSON object")?;
+        let mut set = |key: &str, value: Option<Value>| {
+            if let Some(value) = value {
+                object.insert(key.to_owned(), value);
+            }
+        };
+        set("from", self.from.map(Value::from));
+        set("through", self.through.map(|t| json!(t)));
+        set("to", self.to.map(Value::from));
+        set("dead_letter", self.dead_letter.map(Value::from));
+        set("concurrency", self.concurrency.map(Value::from));
+        set("max_deliveries", self.max_deliveries.map(Value::from));
+        if self.retry_max.is_some() || self.backoff_ms.is_some() {
+            let mut retry = object
+                .get("retry")
+                .cloned()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({}));
+            if let Some(max) = self.retry_max {
+                retry["max"] = max.into();
+            }
+            if let Some(ms) = self.backoff_ms {
+                retry["backoff_ms"] = ms.into();
+            }
+            object.insert("retry".into(), retry);
+        }
+        Ok(route)
+    }
+}
+
+fn print_route(view: &Value) {
+    let route = &view["route"];
+    let through: Vec<&str> = route["through"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    println!(
+        "{:<20} {:<5} {:<11} {} → [{}] → {}",
+        view["name"].as_str().unwrap_or(""),
+        view["source"].as_str().unwrap_or(""),
+        view["status"]["state"]
+            .as_str()
+            .or(view["refused"].as_str().map(|_| "not run"))
+            .unwrap_or("pending"),
+        route["from"].as_str().unwrap_or(""),
+        through.join(", "),
+        route["to"].as_str().unwrap_or("(replies)"),
+    );
+    if let Some(error) = view["status"]["error"]
+        .as_str()
+        .or(view["refused"].as_str())
+    {
+        println!("{:<20} last error: {error}", "");
+    }
+}
+
+pub async fn route(command: RouteCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RouteCommand::List { host, json } => {
+            let routes = Api::new(&host)?.get("routes").await?;
+            if json {
+                print(&routes)?;
+            } else {
+                for view in routes.as_array().into_iter().flatten() {
+                    print_route(view);
+                }
+            }
+        }
+        RouteCommand::Show { name, host } => {
+            print(
+                &Api::new(&host)?
+                    .get(&format!("routes/{}", segment(&name)))
+                    .await?,
+            )?;
+        }
+        RouteCommand::Create { name, spec, host } => {
+            let route = spec.apply(json!({ "name": name }))?;
+            let view = Api::new(&host)?
+                .send(reqwest::Method::POST, "routes", Some(route))
+                .await?;
+            print_route(&view);
+        }
+        RouteCommand::Update { name, spec, host } => {
+            let api = Api::new(&host)?;
+            let path = format!("routes/{}", segment(&name));
+            let current = api.get(&path).await?["route"].clone();
+            let route = spec.apply(current)?;
+            let view = api.send(reqwest::Method::PUT, &path, Some(route)).await?;
+            print_route(&view);
+        }
+        RouteCommand::Delete { name, host } => {
+            Api::new(&host)?
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("routes/{}", segment(&name)),
+                    None,
+                )
+                .await?;
+            println!("deleted route {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// List every connection with its state on the host (secrets hidden).
+    List {
+        #[command(flatten)]
+        host: HostArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one connection (secrets hidden).
+    Show {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Add a connection: `--kind amqp --broker-url amqp://…`, `--kind embedded`, or the whole
+    /// definition as JSON.
+    Add {
+        name: String,
+        #[command(flatten)]
+        spec: ConnectionSpec,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Replace a connection's definition; its routes move to the new connection.
+    Update {
+        name: String,
+        #[command(flatten)]
+        spec: ConnectionSpec,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Remove a connection no route uses.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Connect afresh and say whether it works.
+    Test {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionSpec {
+    /// The whole definition as JSON (a file, or `-`), as in the file's `[connections.NAME]`.
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+    /// `amqp` or `embedded`.
+    #[arg(long)]
+    kind: Option<String>,
+    /// For amqp: the broker's URL (amqp://user:password@host:port/vhost).
+    #[arg(long)]
+    broker_url: Option<String>,
+}
+
+impl ConnectionSpec {
+    fn build(self, mut base: Value) -> anyhow::Result<Value> {
+        if let Some(source) = &self.json {
+            base = read_json(source)?;
+        }
+        let object = base
+            .as_object_mut()
+            .context("a connection is a JSON object")?;
+        if let Some(kind) = self.kind {
+            object.insert("kind".into(), kind.into());
+        }
+        if let Some(url) = self.broker_url {
+            object.insert("url".into(), url.into());
+        }
+        if !object.contains_key("kind") {
+            bail!("say which kind of connection: --kind amqp or --kind embedded");
+        }
+        Ok(base)
+    }
+}
+
+pub async fn connection(command: ConnectionCommand) -> anyhow::Result<ExitCode> {
+    let line = |c: &Value| {
+        println!(
+            "{:<16} {:<9} {:<5} {:<5} {}",
+            c["name"].as_str().unwrap_or(""),
+            c["connection"]["kind"].as_str().unwrap_or(""),
+            c["source"].as_str().unwrap_or(""),
+            c["state"].as_str().unwrap_or(""),
+            c["error"].as_str().unwrap_or("")
+        )
+    };
+    match command {
+        ConnectionCommand::List { host, json } => {
+            let all = Api::new(&host)?.get("connections").await?;
+            if json {
+                print(&all)?;
+            } else {
+                all.as_array().into_iter().flatten().for_each(line);
+            }
+        }
+        ConnectionCommand::Show { name, host } => {
+            print(
+                &Api::new(&host)?
+                    .get(&format!("connections/{}", segment(&name)))
+                    .await?,
+            )?;
+        }
+        ConnectionCommand::Add { name, spec, host } => {
+            let mut body = spec.build(json!({}))?;
+            body["name"] = name.into();
+            line(
+                &Api::new(&host)?
+                    .send(reqwest::Method::POST, "connections", Some(body))
+                    .await?,
+            );
+        }
+        ConnectionCommand::Update { name, spec, host } => {
+            let api = Api::new(&host)?;
+            let path = format!("connections/{}", segment(&name));
+            let current = api.get(&path).await?["connection"].clone();
+            let body = spec.build(current)?;
+            line(&api.send(reqwest::Method::PUT, &path, Some(body)).await?);
+        }
+        ConnectionCommand::Remove { name, host } => {
+            Api::new(&host)?
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("connections/{}", segment(&name)),
+                    None,
+                )
+                .await?;
+            println!("removed connection {name}");
+        }
+        ConnectionCommand::Test { name, host } => {
+            let result = Api::new(&host)?
+                .send(
+                    reqwest::Method::POST,
+                    &format!("connections/{}/test", segment(&name)),
+                    None,
+                )
+                .await?;
+            let ok = result["ok"].as_bool() == Some(true);
+            println!(
+                "{}: {}",
+                if ok { "ok" } else { "failed" },
+                result["detail"].as_str().unwrap_or("")
+            );
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The plugin commands that go through the host.
+#[derive(Debug, Subcommand)]
+pub enum PluginApiCommand {
+    /// Upload a plugin to the host: checked, then stored as a new version (serving at once
+    /// unless --disabled) on every host on the database.
+    Install {
+        /// The plugin's .wasm file.
+        file: PathBuf,
+        /// Store it without letting it serve yet (`plugin enable` later).
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// List the plugins (each with the version it serves), or every version of one.
+    List {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Let a version serve.
+    Enable {
+        name: String,
+        version: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Stop a version serving (routes naming the plugin move to the newest enabled one).
+    Disable {
+        name: String,
+        version: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Go back to the version before the one serving.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Grant a plugin what it may do: `publish:rabbit:orders.*` (repeatable).
+    Grant {
+        name: String,
+        #[arg(required = true)]
+        grants: Vec<String>,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Take grants away.
+    Revoke {
+        name: String,
+        #[arg(required = true)]
+        grants: Vec<String>,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Set a plugin's limits and config (the options given replace the current ones).
+    Policy {
+        name: String,
+        #[arg(long)]
+        memory_mb: Option<u64>,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        #[arg(long)]
+        max_instances: Option<u64>,
+        /// A config value, KEY=VALUE (repeatable; replaces the whole config).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Delete a version no route uses.
+    Delete {
+        name: String,
+        version: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+}
+
+fn print_plugin(view: &Value) {
+    println!(
+        "{:<20} {:<5} serving {}  grants [{}]",
+        view["name"].as_str().unwrap_or(""),
+        view["source"].as_str().unwrap_or(""),
+        view["serving"].as_str().unwrap_or("(none)"),
+        view["policy"]["grants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+fn print_versions(view: &Value) {
+    println!(
+        "  {:<10} {:<12} {:<8} {:<12} {:>9}  uploaded by",
+        "version", "kind", "enabled", "sha256", "bytes"
+    );
+    for v in view["versions"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<10} {:<12} {:<8} {:<12} {:>9}  {}",
+            v["version"].as_str().unwrap_or(""),
+            v["kind"].as_str().unwrap_or(""),
+            v["enabled"],
+            v["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""),
+            v["size_bytes"],
+            v["uploaded_by"].as_str().unwrap_or("(file)")
+        );
+    }
+}
+
+pub async fn plugin(command: PluginApiCommand) -> anyhow::Result<ExitCode> {
+    let post = reqwest::Method::POST;
+    match command {
+        PluginApiCommand::Install {
+            file,
+            disabled,
+            host,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let api = Api::new(&host)?;
+            let url = api.url(&format!("plugins?enabled={}", !disabled));
+            let answer = answer(
+                api.client
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                    .body(bytes),
+                &url,
+            )
+            .await?;
+            let version = &answer["version"];
+            println!(
+                "{} {} {} ({}, sha256 {}){}",
+                if answer["outcome"] == "created" {
+                    "installed"
+                } else {
+                    "already installed, nothing changed:"
+                },
+                answer["name"].as_str().unwrap_or(""),
+                version["version"].as_str().unwrap_or(""),
+                version["kind"].as_str().unwrap_or(""),
+                version["sha256"]
+                    .as_str()
+                    .unwrap_or("")
+                    .get(..12)
+                    .unwrap_or(""),
+                if version["enabled"] == true {
+                    ""
+                } else {
+                    "; disabled until `wharf plugin enable`"
+                }
+            );
+            let wants: Vec<&str> = version["wants"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !wants.is_empty() {
+                println!(
+                    "it asks for: {} (not in force until `wharf plugin grant`)",
+                    wants.join(", ")
+                );
+            }
+        }
+        PluginApiCommand::List { name, json, host } => {
+            let api = Api::new(&host)?;
+            let value = match &name {
+                Some(name) => api.get(&format!("plugins/{}", segment(name))).await?,
+                None => api.get("plugins").await?,
+            };
+            if json {
+                print(&value)?;
+            } else if name.is_some() {
+                print_plugin(&value);
+                print_versions(&value);
+            } else if value.as_array().is_none_or(|a| a.is_empty()) {
+                println!("no plugins");
+            } else {
+                value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .for_each(print_plugin);
+            }
+        }
+        PluginApiCommand::Enable {
+            name,
+            version,
+            host,
+        } => print_plugin(
+            &Api::new(&host)?
+                .send(
+                    post,
+                    &format!(
+                        "plugins/{}/versions/{}/enable",
+                        segment(&name),
+                        segment(&version)
+                    ),
+                    None,
+                )
+                .await?,
+        ),
+        PluginApiCommand::Disable {
+            name,
+            version,
+            host,
+        } => print_plugin(
+            &Api::new(&host)?
+                .send(
+                    post,
+                    &format!(
+                        "plugins/{}/versions/{}/disable",
+                        segment(&name),
+                        segment(&version)
+                    ),
+                    None,
+                )
+                .await?,
+        ),
+        PluginApiCommand::Rollback { name, host } => print_plugin(
+            &Api::new(&host)?
+                .send(post, &format!("plugins/{}/rollback", segment(&name)), None)
+                .await?,
+        ),
+        PluginApiCommand::Grant { name, grants, host } => print_plugin(
+            &Api::new(&host)?
+                .send(
+                    post,
+                    &format!("plugins/{}/grants", segment(&name)),
+                    Some(json!({ "grants": grants })),
+                )
+                .await?,
+        ),
+        PluginApiCommand::Revoke { name, grants, host } => print_plugin(
+            &Api::new(&host)?
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("plugins/{}/grants", segment(&name)),
+                    Some(json!({ "grants": grants })),
+                )
+                .await?,
+        ),
+        PluginApiCommand::Policy {
+            name,
+            memory_mb,
+            timeout_ms,
+            max_instances,
+            config,
+            host,
+        } => {
+            let api = Api::new(&host)?;
+            let path = format!("plugins/{}", segment(&name));
+            let mut policy = api.get(&path).await?["policy"].clone();
+            if let Some(v) = memory_mb {
+                policy["memory_mb"] = v.into();
+            }
+            if let Some(v) = timeout_ms {
+                policy["timeout_ms"] = v.into();
+            }
+            if let Some(v) = max_instances {
+                policy["max_instances"] = v.into();
+            }
+            if !config.is_empty() {
+                let mut map = serde_json::Map::new();
+                for pair in &config {
+                    let (k, v) = pair
+                        .split_once('=')
+                        .with_context(|| format!("`{pair}` is not KEY=VALUE"))?;
+                    map.insert(k.to_owned(), v.into());
+                }
+                policy["config"] = Value::Object(map);
+            }
+            print_plugin(
+                &api.send(
+                    reqwest::Method::PUT,
+                    &format!("{path}/policy"),
+                    Some(policy),
+                )
+                .await?,
+            );
+        }
+        PluginApiCommand::Delete {
+            name,
+            version,
+            host,
+        } => {
+            Api::new(&host)?
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("plugins/{}/versions/{}", segment(&name), segment(&version)),
+                    None,
+                )
+                .await?;
+            println!("deleted {name} {version}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

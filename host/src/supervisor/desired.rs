@@ -1,0 +1,253 @@
+//! The desired state: what should run. Two layers: this host's file (read once, read-only,
+//! its own) and the database (made through the API, shared by every host on it). A name in
+//! both is an error at start-up; one that appears in the database later (made through another
+//! host) is not run here, and says so.
+
+use crate::config::{ConnectionConfig, PluginConfig, RouteConfig};
+use crate::runtime::{Plugin, PluginSettings};
+use crate::store::{Documents, InstalledPlugin, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where an item is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// This host's configuration file: read-only through the API.
+    File,
+    /// The database, through the API: shared by every host on it.
+    Api,
+}
+
+/// What an admin gives one plugin (every version of it) through the API: the grants in
+/// force, limits and config. Nothing is granted until an admin grants it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginPolicy {
+    /// Grants in force, as `kind:connection:address` globs (`publish:rabbit:orders.*`).
+    pub grants: Vec<String>,
+    pub memory_mb: usize,
+    pub timeout_ms: u64,
+    pub max_instances: u32,
+    /// Reuse instances when the plugin declares itself reusable.
+    pub reuse: bool,
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for PluginPolicy {
+    fn default() -> Self {
+        let file = PluginConfig::default();
+        PluginPolicy {
+            grants: Vec::new(),
+            memory_mb: file.memory_mb,
+            timeout_ms: file.timeout_ms,
+            max_instances: file.max_instances,
+            reuse: file.reuse,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+impl PluginPolicy {
+    /// The runtime's settings for plugin `name` under this policy.
+    pub fn settings(&self, name: &str) -> PluginSettings {
+        PluginSettings {
+            name: Some(name.to_owned()),
+            memory_bytes: self.memory_mb.saturating_mul(1024 * 1024),
+            cpu_limit: Duration::from_millis(self.timeout_ms),
+            max_instances: self.max_instances,
+            reuse: self.reuse,
+            config: self.config.clone(),
+            grants: self.grants.clone(),
+            ..PluginSettings::default()
+        }
+    }
+}
+
+/// A plugin of this host's file, loaded at start.
+#[derive(Clone)]
+pub struct FilePlugin {
+    pub plugin: Plugin,
+    pub config: PluginConfig,
+}
+
+/// This host's own layer: what its file defines.
+#[derive(Clone, Default)]
+pub struct FileLayer {
+    /// The file's path (none: the built-in defaults).
+    pub path: Option<std::path::PathBuf>,
+    pub connections: BTreeMap<String, ConnectionConfig>,
+    pub plugins: BTreeMap<String, FilePlugin>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One item of the desired state and where it is defined.
+#[derive(Debug, Clone)]
+pub struct Item<T> {
+    pub spec: T,
+    pub source: Source,
+}
+
+/// What should run, read at one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub revision: i64,
+    pub connections: BTreeMap<String, Item<ConnectionConfig>>,
+    pub routes: BTreeMap<String, Item<RouteConfig>>,
+    /// Every uploaded version of every plugin, by name then upload order.
+    pub plugins: BTreeMap<String, Vec<InstalledPlugin>>,
+    pub policies: BTreeMap<String, PluginPolicy>,
+    /// Database items not run here, with the reason, as `(what, name, problem)`: a name this
+    /// host's file defines too, or a document this host cannot read.
+    pub refused: Vec<(&'static str, String, String)>,
+}
+
+impl Desired {
+    /// Reads the database's layer and lays it over `file`.
+    pub async fn load(store: &Store, file: &FileLayer) -> Result<Desired, StoreError> {
+        let revision = store.revision().await?;
+        let mut desired = Desired {
+            revision,
+            ..Desired::default()
+        };
+        for (name, spec) in &file.connections {
+            desired.connections.insert(
+                name.clone(),
+                Item {
+                    spec: spec.clone(),
+                    source: Source::File,
+                },
+            );
+        }
+        for route in &file.routes {
+            desired.routes.insert(
+                route.name.clone(),
+                Item {
+                    spec: route.clone(),
+                    source: Source::File,
+                },
+            );
+        }
+        for doc in store.documents(Documents::Connections).await? {
+            match serde_json::from_str::<ConnectionConfig>(&doc.spec) {
+                _ if file.connections.contains_key(&doc.name) => desired.refused.push((
+                    "connection",
+                    doc.name.clone(),
+                    both("connection", &doc.name),
+                )),
+                Ok(spec) => {
+                    desired.connections.insert(
+                        doc.name,
+                        Item {
+                            spec,
+                            source: Source::Api,
+                        },
+                    );
+                }
+                Err(e) => desired.refused.push((
+                    "connection",
+                    doc.name,
+                    format!("this host cannot read its definition: {e}"),
+                )),
+            }
+        }
+        for doc in store.documents(Documents::Routes).await? {
+            match serde_json::from_str::<RouteConfig>(&doc.spec) {
+                _ if desired.routes.contains_key(&doc.name) => {
+                    desired
+                        .refused
+                        .push(("route", doc.name.clone(), both("route", &doc.name)))
+                }
+                Ok(spec) => {
+                    desired.routes.insert(
+                        doc.name,
+                        Item {
+                            spec,
+                            source: Source::Api,
+                        },
+                    );
+                }
+                Err(e) => desired.refused.push((
+                    "route",
+                    doc.name,
+                    format!("this host cannot read its definition: {e}"),
+                )),
+            }
+        }
+        for version in store.all_plugin_versions().await? {
+            if file.plugins.contains_key(&version.name) {
+                if !desired
+                    .refused
+                    .iter()
+                    .any(|(what, name, _)| *what == "plugin" && *name == version.name)
+                {
+                    desired.refused.push((
+                        "plugin",
+                        version.name.clone(),
+                        both("plugin", &version.name),
+                    ));
+                }
+                continue;
+            }
+            desired
+                .plugins
+                .entry(version.name.clone())
+                .or_default()
+                .push(version);
+        }
+        for doc in store.plugin_policies().await? {
+            match serde_json::from_str::<PluginPolicy>(&doc.spec) {
+                Ok(policy) => {
+                    desired.policies.insert(doc.name, policy);
+                }
+                Err(e) => desired.refused.push((
+                    "plugin",
+                    doc.name,
+                    format!("this host cannot read its policy: {e}"),
+                )),
+            }
+        }
+        Ok(desired)
+    }
+
+    /// The policy of plugin `name` (the defaults until an admin sets one).
+    pub fn policy(&self, name: &str) -> PluginPolicy {
+        self.policies.get(name).cloned().unwrap_or_default()
+    }
+
+    /// The version of `name` a route naming it serves with: the pinned one, else the newest
+    /// enabled one. The reason when there is none.
+    pub fn version(&self, name: &str, pinned: Option<&str>) -> Result<&InstalledPlugin, String> {
+        let versions = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| format!("no plugin `{name}` is installed"))?;
+        match pinned {
+            Some(version) => {
+                let found = versions
+                    .iter()
+                    .find(|v| v.version == version)
+                    .ok_or_else(|| format!("plugin `{name}` has no version {version}"))?;
+                if found.enabled {
+                    Ok(found)
+                } else {
+                    Err(format!("version {version} of plugin `{name}` is disabled"))
+                }
+            }
+            None => versions
+                .iter()
+                .rev()
+                .find(|v| v.enabled)
+                .ok_or_else(|| format!("plugin `{name}` has no enabled version")),
+        }
+    }
+}
+
+/// The problem of a name defined in both layers.
+pub fn both(what: &str, name: &str) -> String {
+    format!(
+        "{what} `{name}` is defined both in this host's configuration file and in the database; \
+         this host runs its file's (rename or delete one of them)"
+    )
+}

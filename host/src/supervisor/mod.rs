@@ -1,0 +1,917 @@
+//! The supervisor: owns every running unit and reconciles them to the desired state.
+//!
+//! A unit is something that runs on its own until stopped: a route today; subscriptions and
+//! daemons plug in the same way. Each has its own shutdown, a state (`starting`, `running`,
+//! `backing_off`, `failed`, `stopped`) and its last error, which `GET /api/v1/status` shows.
+//!
+//! One task reconciles: at start, whenever this host's API changes something (`wake`),
+//! whenever the database's revision moves (every host on a database polls it twice a second,
+//! so a change made through one host reaches the others within a second), and when a unit
+//! that could not be built is due to be tried again. Reconciling opens, replaces and closes
+//! connections, and starts, replaces and stops routes: a route whose definition, plugin
+//! versions, plugin policies or connections changed gets a new runner first, then the old one
+//! is told to stop. The old runner stops taking messages at once and finishes the ones it holds
+//! on the old chain (up to the grace period); the new one takes the rest. A message runs
+//! through one chain, whole: none is lost, failed or run through half of each.
+
+pub mod desired;
+
+pub use desired::{Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source};
+
+use crate::broker::amqp::Topology;
+use crate::broker::{Address, AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig, Producer};
+use crate::config::{ConnectionConfig, RouteConfig, plugin_ref};
+use crate::router::{Route, RouteRunner};
+use crate::runtime::{HostServices, Plugin, PluginKind, Runtime};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::store::{QueueOptions, Store};
+use futures::FutureExt as _;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Capped exponential backoff with jitter: the host's one way of waiting before trying again.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            next: initial,
+        }
+    }
+
+    /// The next wait: doubling from `initial` up to `max`, plus up to 20% jitter.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        base + Duration::from_millis(rand::random_range(0..=base.as_millis() as u64 / 5))
+    }
+
+    /// Starts again from the shortest wait (after a run that lasted).
+    pub fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+/// What a unit is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitState {
+    Starting,
+    Running,
+    /// Stopped by an error; tried again after a wait.
+    BackingOff,
+    /// Cannot be built as defined (a plugin or connection missing); tried again after a wait
+    /// and whenever the desired state changes.
+    Failed,
+    Stopped,
+}
+
+/// One unit, as `GET /api/v1/status` shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UnitStatus {
+    pub name: String,
+    /// `route` (subscriptions and daemons later).
+    pub kind: &'static str,
+    pub source: Source,
+    pub state: UnitState,
+    /// The last error, kept while the unit runs again, until it changes.
+    pub error: Option<String>,
+    /// When the state last changed (ms since the epoch).
+    pub since_ms: u64,
+    /// Times it was started again after an error.
+    pub restarts: u32,
+    /// The plugins it runs, as `name@version`.
+    pub plugins: Vec<String>,
+}
+
+impl UnitStatus {
+    fn new(name: &str, source: Source, state: UnitState) -> Self {
+        UnitStatus {
+            name: name.to_owned(),
+            kind: "route",
+            source,
+            state,
+            error: None,
+            since_ms: crate::message::now_ms(),
+            restarts: 0,
+            plugins: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, state: UnitState) {
+        if self.state != state {
+            self.state = state;
+            self.since_ms = crate::message::now_ms();
+        }
+    }
+}
+
+type SharedStatus = Arc<Mutex<UnitStatus>>;
+
+fn lock(status: &SharedStatus) -> std::sync::MutexGuard<'_, UnitStatus> {
+    status.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One connection, as `GET /api/v1/status` shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConnectionStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub source: Source,
+    /// `up` or `down`.
+    pub state: &'static str,
+    pub error: Option<String>,
+}
+
+/// The whole host, as `GET /api/v1/status` shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// The revision of the desired state this host has applied.
+    pub revision: i64,
+    pub connections: Vec<ConnectionStatus>,
+    pub units: Vec<UnitStatus>,
+    /// Items of the database this host does not run, and why.
+    pub refused: Vec<Refused>,
+}
+
+/// A database item this host does not run.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Refused {
+    pub kind: &'static str,
+    pub name: String,
+    pub problem: String,
+}
+
+/// What the supervisor needs of the host.
+pub struct Parts {
+    pub store: Store,
+    pub runtime: Runtime,
+    pub services: Arc<dyn HostServices>,
+    pub connections: Connections,
+    pub file: FileLayer,
+    /// Server-wide route limits.
+    pub max_message_bytes: usize,
+    pub max_outputs: usize,
+    /// How long a stopping route may finish what it holds.
+    pub grace: Duration,
+}
+
+/// A handle on the supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    parts: Parts,
+    wake: Notify,
+    /// The revision last applied.
+    applied: watch::Sender<i64>,
+    units: RwLock<BTreeMap<String, SharedStatus>>,
+    refused: RwLock<Vec<Refused>>,
+    /// Connections this host opened, with the source and the problem of one it could not.
+    connection_sources: RwLock<BTreeMap<String, Opened>>,
+}
+
+/// A connection of the desired state: where it is defined, its kind, and why it could not be
+/// opened, if it could not.
+type Opened = (Source, &'static str, Option<String>);
+
+/// The reconciling task's own state.
+struct State {
+    units: BTreeMap<String, Unit>,
+    /// Every unit's task, those draining after a change too.
+    tasks: JoinSet<()>,
+    /// Connections open, by name, with the definition they were opened from.
+    opened: BTreeMap<String, String>,
+    /// Units that could not be built: when to try again.
+    retry: BTreeMap<String, (Instant, Backoff)>,
+    /// Plugins loaded for units, by file hash and policy.
+    plugins: HashMap<String, Plugin>,
+}
+
+struct Unit {
+    fingerprint: String,
+    trigger: ShutdownTrigger,
+}
+
+/// A route resolved: ready to run, with what identifies this exact build of it.
+struct Resolved {
+    route: Route,
+    fingerprint: String,
+    plugins: Vec<String>,
+}
+
+impl Supervisor {
+    /// Builds the desired state once (an error here, in what this host's file defines or a
+    /// name in both layers, stops start-up) and then keeps reconciling in a task of `tasks`,
+    /// until `shutdown` fires; that task stops every unit before it ends.
+    pub async fn start(
+        parts: Parts,
+        shutdown: Shutdown,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<Supervisor> {
+        let supervisor = Supervisor {
+            inner: Arc::new(Inner {
+                parts,
+                wake: Notify::new(),
+                applied: watch::channel(-1).0,
+                units: RwLock::default(),
+                refused: RwLock::default(),
+                connection_sources: RwLock::default(),
+            }),
+        };
+        let mut state = State {
+            units: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            opened: BTreeMap::new(),
+            retry: BTreeMap::new(),
+            plugins: HashMap::new(),
+        };
+        // The file's connections are open already (the host opened them, so that a problem
+        // stops start-up with its key).
+        for (name, spec) in &supervisor.inner.parts.file.connections {
+            state.opened.insert(name.clone(), fingerprint_of(spec));
+        }
+        let desired =
+            Desired::load(&supervisor.inner.parts.store, &supervisor.inner.parts.file).await?;
+        if let Some((what, name, problem)) = desired.refused.first() {
+            anyhow::bail!("{what} `{name}`: {problem}");
+        }
+        supervisor.reconcile(&mut state, desired, true).await?;
+        tasks.spawn(supervisor.clone().run(state, shutdown));
+        Ok(supervisor)
+    }
+
+    /// Asks for a reconcile now (after a change through this host's API).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Waits until this host has applied `revision` (or `limit` passes); whether it has.
+    pub async fn applied(&self, revision: i64, limit: Duration) -> bool {
+        let mut applied = self.inner.applied.subscribe();
+        tokio::time::timeout(limit, applied.wait_for(|done| *done >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The connections this host serves.
+    pub fn connections(&self) -> &Connections {
+        &self.inner.parts.connections
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.parts.store
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.parts.runtime
+    }
+
+    pub fn services(&self) -> Arc<dyn HostServices> {
+        self.inner.parts.services.clone()
+    }
+
+    /// This host's own layer.
+    pub fn file(&self) -> &FileLayer {
+        &self.inner.parts.file
+    }
+
+    /// Every unit and connection with its state.
+    pub async fn status(&self) -> Status {
+        let units = self
+            .inner
+            .units
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| lock(s).clone())
+            .collect();
+        let sources = self
+            .inner
+            .connection_sources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let checks: BTreeMap<String, Result<(), String>> = self
+            .inner
+            .parts
+            .connections
+            .check()
+            .await
+            .into_iter()
+            .collect();
+        let connections = sources
+            .into_iter()
+            .map(|(name, (source, kind, problem))| {
+                let check = checks
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| Err(problem.clone().unwrap_or_else(|| "not open".into())));
+                ConnectionStatus {
+                    state: if check.is_ok() { "up" } else { "down" },
+                    error: check.err(),
+                    name,
+                    kind,
+                    source,
+                }
+            })
+            .collect();
+        Status {
+            revision: *self.inner.applied.borrow(),
+            connections,
+            units,
+            refused: self
+                .inner
+                .refused
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    async fn run(self, mut state: State, mut shutdown: Shutdown) {
+        let mut poll = tokio::time::interval(Duration::from_millis(500));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.fired() => break,
+                _ = self.inner.wake.notified() => {}
+                _ = poll.tick() => {
+                    let due = state.retry.values().any(|(at, _)| *at <= Instant::now());
+                    let moved = match self.inner.parts.store.revision().await {
+                        Ok(revision) => revision != *self.inner.applied.borrow(),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read the desired state's revision");
+                            false
+                        }
+                    };
+                    if !due && !moved {
+                        continue;
+                    }
+                }
+            }
+            match Desired::load(&self.inner.parts.store, &self.inner.parts.file).await {
+                Ok(desired) => {
+                    if let Err(error) = self.reconcile(&mut state, desired, false).await {
+                        tracing::error!(%error, "reconciling failed");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "cannot read the desired state"),
+            }
+        }
+        // Stop every unit; each finishes what it holds within the grace period.
+        for unit in state.units.values() {
+            unit.trigger.fire();
+        }
+        while state.tasks.join_next().await.is_some() {}
+        for (name, _) in state.opened {
+            if !self.inner.parts.file.connections.contains_key(&name)
+                && let Some(producer) = self.inner.parts.connections.remove(&name)
+            {
+                producer.close().await;
+            }
+        }
+    }
+
+    /// Brings connections and units to `desired`. With `strict` (at start), a unit of this
+    /// host's file that cannot be built is an error.
+    async fn reconcile(
+        &self,
+        state: &mut State,
+        desired: Desired,
+        strict: bool,
+    ) -> anyhow::Result<()> {
+        while state.tasks.try_join_next().is_some() {}
+        *self
+            .inner
+            .refused
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = desired
+            .refused
+            .iter()
+            .map(|(kind, name, problem)| Refused {
+                kind,
+                name: name.clone(),
+                problem: problem.clone(),
+            })
+            .collect();
+        let closing = self.reconcile_connections(state, &desired).await;
+        self.reconcile_routes(state, &desired, strict).await?;
+        // Connections replaced or removed close once the routes that used them have had
+        // their grace period to finish.
+        if !closing.is_empty() {
+            let grace = self.inner.parts.grace;
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                for producer in closing {
+                    producer.close().await;
+                }
+            });
+        }
+        self.inner.applied.send_replace(desired.revision);
+        Ok(())
+    }
+
+    /// Opens the connections added, replaces those changed and removes those gone; returns the
+    /// brokers to close.
+    async fn reconcile_connections(&self, state: &mut State, desired: &Desired) -> Vec<Producer> {
+        let connections = &self.inner.parts.connections;
+        let mut closing = Vec::new();
+        let mut sources = BTreeMap::new();
+        for (name, item) in &desired.connections {
+            let fingerprint = fingerprint_of(&item.spec);
+            let mut problem = None;
+            if state.opened.get(name) != Some(&fingerprint) {
+                match self.open(name, &item.spec, desired).await {
+                    Ok(producer) => {
+                        tracing::info!(connection = %name, "connection opened");
+                        if let Some(old) = connections.insert(name, producer) {
+                            closing.push(old);
+                        }
+                        state.opened.insert(name.clone(), fingerprint);
+                    }
+                    Err(error) => {
+                        tracing::error!(connection = %name, %error, "cannot open the connection");
+                        problem = Some(error);
+                    }
+                }
+            }
+            sources.insert(name.clone(), (item.source, item.spec.kind(), problem));
+        }
+        let gone: Vec<String> = state
+            .opened
+            .keys()
+            .filter(|name| !desired.connections.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            state.opened.remove(&name);
+            if let Some(old) = connections.remove(&name) {
+                tracing::info!(connection = %name, "connection removed");
+                closing.push(old);
+            }
+        }
+        *self
+            .inner
+            .connection_sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = sources;
+        closing
+    }
+
+    /// Opens connection `name` as `spec` defines it.
+    async fn open(
+        &self,
+        name: &str,
+        spec: &ConnectionConfig,
+        desired: &Desired,
+    ) -> Result<Producer, String> {
+        Ok(match spec {
+            ConnectionConfig::Embedded(embedded) => {
+                let broker = EmbeddedBroker::new(
+                    self.inner.parts.store.clone(),
+                    EmbeddedConfig {
+                        connection: name.to_owned(),
+                        ..EmbeddedConfig::default()
+                    },
+                );
+                for queue in &embedded.queues {
+                    broker
+                        .declare(&queue.name, queue_options(queue))
+                        .await
+                        .map_err(|e| format!("declaring queue `{}`: {e}", queue.name))?;
+                }
+                Producer::Embedded(broker)
+            }
+            ConnectionConfig::Amqp(amqp) => {
+                let routes: Vec<RouteConfig> =
+                    desired.routes.values().map(|r| r.spec.clone()).collect();
+                let topology = topology_for(name, amqp, &routes);
+                Producer::Amqp(
+                    AmqpBroker::start(name, (**amqp).clone(), topology)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+        })
+    }
+
+    async fn reconcile_routes(
+        &self,
+        state: &mut State,
+        desired: &Desired,
+        strict: bool,
+    ) -> anyhow::Result<()> {
+        let mut plugins_in_use = HashMap::new();
+        let mut statuses = BTreeMap::new();
+        let now = Instant::now();
+        for (name, item) in &desired.routes {
+            // A unit that could not be built waits for its retry, unless the state moved.
+            let moved = *self.inner.applied.borrow() != desired.revision;
+            if let Some((at, _)) = state.retry.get(name)
+                && *at > now
+                && !moved
+                && let Some(status) = self.unit_status(name)
+            {
+                statuses.insert(name.clone(), status);
+                continue;
+            }
+            match self
+                .resolve(state, &item.spec, desired, &mut plugins_in_use)
+                .await
+            {
+                Ok(resolved) => {
+                    state.retry.remove(name);
+                    let same = state
+                        .units
+                        .get(name)
+                        .is_some_and(|unit| unit.fingerprint == resolved.fingerprint);
+                    if same && let Some(status) = self.unit_status(name) {
+                        statuses.insert(name.clone(), status);
+                        continue;
+                    }
+                    let status = self.start_unit(state, name, item.source, resolved);
+                    statuses.insert(name.clone(), status);
+                }
+                Err(problem) => {
+                    if strict && item.source == Source::File {
+                        anyhow::bail!("route `{name}`: {problem}");
+                    }
+                    tracing::error!(route = %name, %problem, "the route cannot run");
+                    if let Some(old) = state.units.remove(name) {
+                        old.trigger.fire();
+                    }
+                    let (_, backoff) = state.retry.entry(name.clone()).or_insert_with(|| {
+                        (
+                            now,
+                            Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+                        )
+                    });
+                    let wait = backoff.next_delay();
+                    state.retry.get_mut(name).expect("just inserted").0 = now + wait;
+                    let status = self.unit_status(name).unwrap_or_else(|| {
+                        Arc::new(Mutex::new(UnitStatus::new(
+                            name,
+                            item.source,
+                            UnitState::Failed,
+                        )))
+                    });
+                    {
+                        let mut s = lock(&status);
+                        s.set(UnitState::Failed);
+                        s.error = Some(problem);
+                        s.plugins.clear();
+                    }
+                    statuses.insert(name.clone(), status);
+                }
+            }
+        }
+        // Units no longer desired stop (finishing what they hold).
+        let gone: Vec<String> = state
+            .units
+            .keys()
+            .filter(|name| !desired.routes.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(unit) = state.units.remove(&name) {
+                tracing::info!(route = %name, "route removed; stopping it");
+                unit.trigger.fire();
+            }
+        }
+        state
+            .retry
+            .retain(|name, _| desired.routes.contains_key(name));
+        state.plugins = plugins_in_use;
+        *self.inner.units.write().unwrap_or_else(|p| p.into_inner()) = statuses;
+        Ok(())
+    }
+
+    fn unit_status(&self, name: &str) -> Option<SharedStatus> {
+        self.inner
+            .units
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Starts a runner for `resolved`; the one it replaces (if any) is told to stop.
+    fn start_unit(
+        &self,
+        state: &mut State,
+        name: &str,
+        source: Source,
+        resolved: Resolved,
+    ) -> SharedStatus {
+        let mut status = UnitStatus::new(name, source, UnitState::Starting);
+        status.plugins = resolved.plugins;
+        let status = Arc::new(Mutex::new(status));
+        let (trigger, unit_shutdown) = shutdown::channel();
+        state.tasks.spawn(run_route(
+            Arc::new(resolved.route),
+            self.inner.parts.connections.clone(),
+            unit_shutdown,
+            self.inner.parts.grace,
+            status.clone(),
+        ));
+        let replaced = state.units.insert(
+            name.to_owned(),
+            Unit {
+                fingerprint: resolved.fingerprint,
+                trigger,
+            },
+        );
+        match replaced {
+            Some(old) => {
+                tracing::info!(route = %name, "route changed; the old chain finishes what it holds");
+                old.trigger.fire();
+            }
+            None => tracing::info!(route = %name, "route added"),
+        }
+        status
+    }
+
+    /// Builds route `spec`: its plugins loaded at the versions it names, its addresses parsed.
+    async fn resolve(
+        &self,
+        state: &State,
+        spec: &RouteConfig,
+        desired: &Desired,
+        plugins_in_use: &mut HashMap<String, Plugin>,
+    ) -> Result<Resolved, String> {
+        let parts = &self.inner.parts;
+        let mut transformers = Vec::new();
+        let mut handler = None;
+        let mut labels = Vec::new();
+        let mut fingerprint = vec![fingerprint_of(spec)];
+        for (position, entry) in spec.through.iter().enumerate() {
+            let (name, pinned) = plugin_ref(entry);
+            let plugin = match parts.file.plugins.get(name) {
+                Some(file) => {
+                    let version = &file.plugin.info().version;
+                    if pinned.is_some_and(|v| v != version) {
+                        return Err(format!(
+                            "`{entry}`: this host's file defines plugin `{name}` at version {version}"
+                        ));
+                    }
+                    fingerprint.push(format!("file:{name}"));
+                    file.plugin.clone()
+                }
+                None => {
+                    let version = desired.version(name, pinned)?;
+                    let policy = desired.policy(name);
+                    let key = format!("{}#{}", version.sha256, fingerprint_of(&policy));
+                    let plugin = match state.plugins.get(&key).or_else(|| plugins_in_use.get(&key))
+                    {
+                        Some(plugin) => plugin.clone(),
+                        None => {
+                            let bytes = parts
+                                .store
+                                .plugin_file(&version.sha256)
+                                .await
+                                .map_err(|e| e.to_string())?
+                                .ok_or_else(|| {
+                                    format!("the file of `{name}@{}` is missing", version.version)
+                                })?;
+                            parts
+                                .runtime
+                                .load(&bytes, policy.settings(name), parts.services.clone())
+                                .await
+                                .map_err(|e| format!("plugin `{name}@{}`: {e}", version.version))?
+                        }
+                    };
+                    plugins_in_use.insert(key.clone(), plugin.clone());
+                    fingerprint.push(key);
+                    plugin
+                }
+            };
+            labels.push(format!("{name}@{}", plugin.info().version));
+            match plugin.info().kind {
+                PluginKind::Transformer if handler.is_none() => transformers.push(plugin),
+                PluginKind::Handler if position + 1 == spec.through.len() => handler = Some(plugin),
+                kind => {
+                    return Err(format!(
+                        "`{entry}` is a {}; a chain is transformers, optionally ending in one handler",
+                        kind.as_str()
+                    ));
+                }
+            }
+        }
+        if handler.is_none() && spec.to.is_none() {
+            return Err("`to` is required unless the chain ends in a handler".into());
+        }
+        let parse = |text: &str| Address::parse(text).map_err(|e| e.to_string());
+        let from = parse(&spec.from)?;
+        let to = spec.to.as_deref().map(parse).transpose()?;
+        let dead_letter = match &spec.dead_letter {
+            Some(address) => parse(address)?,
+            None => from.sibling(format!("{}.dead", from.address)),
+        };
+        for address in [Some(&from), to.as_ref(), Some(&dead_letter)]
+            .into_iter()
+            .flatten()
+        {
+            match desired.connections.get(&address.connection) {
+                Some(connection) => fingerprint.push(format!(
+                    "{}={}",
+                    address.connection,
+                    fingerprint_of(&connection.spec)
+                )),
+                None => {
+                    return Err(format!(
+                        "`{address}` names connection `{}`, which does not exist",
+                        address.connection
+                    ));
+                }
+            }
+        }
+        // A limit declared on an embedded input queue holds for its route too.
+        let max_deliveries = match desired.connections.get(&from.connection).map(|c| &c.spec) {
+            Some(ConnectionConfig::Embedded(embedded)) => embedded
+                .queues
+                .iter()
+                .find(|q| q.name == from.address)
+                .and_then(|q| q.max_deliveries)
+                .map_or(spec.max_deliveries, |q| q.min(spec.max_deliveries)),
+            _ => spec.max_deliveries,
+        };
+        let route = Route {
+            name: spec.name.clone(),
+            from,
+            to,
+            transformers,
+            handler,
+            concurrency: spec.concurrency,
+            retry: spec.retry.clone(),
+            dead_letter,
+            max_message_bytes: parts.max_message_bytes,
+            max_outputs: spec.max_outputs.unwrap_or(parts.max_outputs),
+            max_deliveries,
+            reply_to_allow: spec.reply_grants().map_err(|e| e.to_string())?,
+        };
+        Ok(Resolved {
+            route,
+            fingerprint: fingerprint.join("\n"),
+            plugins: labels,
+        })
+    }
+}
+
+/// The options of an embedded queue declared in a connection's definition.
+pub fn queue_options(queue: &crate::config::QueueConfig) -> QueueOptions {
+    let defaults = QueueOptions::default();
+    QueueOptions {
+        dead_letter: queue.dead_letter.clone(),
+        visibility_timeout: queue
+            .visibility_timeout_ms
+            .map_or(defaults.visibility_timeout, Duration::from_millis),
+        max_deliveries: queue
+            .max_deliveries
+            .unwrap_or(crate::store::DEFAULT_MAX_DELIVERIES),
+    }
+}
+
+/// What AMQP connection `name` declares: its configured topology, plus the queues `routes` use
+/// on it (inputs, plain-queue outputs, dead-letter queues), ensured to exist.
+pub fn topology_for(
+    name: &str,
+    amqp: &crate::config::AmqpConfig,
+    routes: &[RouteConfig],
+) -> Topology {
+    let mut ensured: Vec<String> = Vec::new();
+    for address in routes.iter().flat_map(route_queues) {
+        if address.connection == name
+            && !amqp.queues.iter().any(|q| q.name == address.address)
+            && !ensured.contains(&address.address)
+        {
+            ensured.push(address.address);
+        }
+    }
+    Topology {
+        exchanges: amqp.exchanges.clone(),
+        queues: amqp.queues.clone(),
+        bindings: amqp.bindings.clone(),
+        ensured,
+    }
+}
+
+/// The plain queues a route uses: its input, its output (unless an exchange), its dead
+/// letters.
+fn route_queues(route: &RouteConfig) -> Vec<Address> {
+    let dead = route
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| format!("{}.dead", route.from));
+    [
+        Some(route.from.as_str()),
+        route.to.as_deref(),
+        Some(dead.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|text| Address::parse(text).ok())
+    .filter(|address| !address.address.contains('/'))
+    .collect()
+}
+
+/// A definition as text, to tell whether it changed.
+fn fingerprint_of(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("definitions serialise")
+}
+
+/// Runs one route until its shutdown fires: if its runner stops with an error (a consumer
+/// lost, a panic), it is started again after a backoff.
+async fn run_route(
+    route: Arc<Route>,
+    connections: Connections,
+    mut shutdown: Shutdown,
+    grace: Duration,
+    status: SharedStatus,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
+    loop {
+        lock(&status).set(UnitState::Starting);
+        let started = Instant::now();
+        let attempt = async {
+            ensure_queues(&connections, &route).await?;
+            let running = status.clone();
+            RouteRunner::new(route.clone(), connections.clone())
+                .on_started(move || lock(&running).set(UnitState::Running))
+                .run(shutdown.clone(), grace)
+                .await
+        };
+        let error = match AssertUnwindSafe(attempt).catch_unwind().await {
+            Ok(Ok(())) => {
+                lock(&status).set(UnitState::Stopped);
+                return;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(panic) => format!("the route panicked: {}", crate::router::panic_text(&*panic)),
+        };
+        // A route that ran a while before failing (a dropped connection) starts over from
+        // the shortest delay; one that keeps failing at once backs off.
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff.reset();
+        }
+        let wait = backoff.next_delay();
+        tracing::error!(route = %route.name, %error, retry_in_ms = wait.as_millis() as u64, "route stopped by an error; restarting");
+        {
+            let mut s = lock(&status);
+            s.set(UnitState::BackingOff);
+            s.error = Some(error);
+            s.restarts += 1;
+        }
+        tokio::select! {
+            _ = shutdown.fired() => {
+                lock(&status).set(UnitState::Stopped);
+                return;
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Makes sure the AMQP queues `route` uses exist (those of a route added while the host runs
+/// were not in its connection's topology at start).
+async fn ensure_queues(
+    connections: &Connections,
+    route: &Route,
+) -> Result<(), crate::broker::BrokerError> {
+    let mut by_connection: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for address in [
+        Some(&route.from),
+        route.to.as_ref(),
+        Some(&route.dead_letter),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|a| !a.address.contains('/'))
+    {
+        by_connection
+            .entry(&address.connection)
+            .or_default()
+            .push(address.address.clone());
+    }
+    for (connection, queues) in by_connection {
+        if let Some(broker) = connections.amqp(connection) {
+            broker.ensure_queues(&queues).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,772 @@
+//! The control plane on a running host: routes, plugins and connections created, changed and
+//! deleted through the API (and the CLI) take effect without a restart; a plugin upgraded and
+//! rolled back under a steady stream loses and fails nothing; two hosts on one PostgreSQL see
+//! each other's changes; bad uploads and bodies are refused naming the check or field; items
+//! of a host's file are read-only.
+
+#[macro_use]
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+use support::{Backend, TestDb, client_with_token, local_token, plugin_bytes, start_host};
+use wharf::broker::EmbeddedBroker;
+use wharf::config::Config;
+use wharf::host::RunningHost;
+use wharf::message::Message;
+
+on_every_backend!(
+    routes_change_on_a_running_host,
+    a_plugin_upgraded_and_rolled_back_under_a_stream_loses_nothing,
+    connections_are_added_and_removed_at_run_time,
+    a_unit_that_cannot_start_says_why_and_recovers,
+    bad_uploads_and_bodies_are_refused_naming_the_check_or_field
+);
+
+/// A host with the example plugins and `local`, without the demo route unless `demo`.
+async fn host(db: &TestDb, demo: bool) -> (RunningHost, EmbeddedBroker, Api) {
+    let mut config = Config::default();
+    if !demo {
+        config.routes.clear();
+    }
+    let (host, broker) = start_host(db, config).await;
+    let api = Api::new(&host);
+    (host, broker, api)
+}
+
+/// The host's API, as its admin CLI token.
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(host: &RunningHost) -> Api {
+        Api::with_token(host, &local_token(host.addr))
+    }
+
+    fn with_token(host: &RunningHost, token: &str) -> Api {
+        Api {
+            client: client_with_token(token),
+            base: format!("http://{}/api/v1", host.addr),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}/{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, answer) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    async fn upload(&self, plugin: &str) -> (u16, Value) {
+        self.upload_bytes(plugin_bytes(plugin)).await
+    }
+
+    async fn upload_bytes(&self, bytes: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(format!("{}/plugins", self.base))
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The unit named `name` in the host's status.
+    async fn unit(&self, name: &str) -> Option<Value> {
+        self.get("status").await["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .cloned()
+    }
+
+    /// Waits (up to 10 s) until unit `name` is in `state`.
+    async fn wait_unit(&self, name: &str, state: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let unit = self.unit(name).await;
+            if let Some(unit) = &unit
+                && unit["state"] == state
+            {
+                return unit.clone();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "unit `{name}` never became {state}: {unit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+use reqwest::Method;
+
+fn route(name: &str, from: &str, through: &[&str], to: &str) -> Value {
+    json!({ "name": name, "from": from, "through": through, "to": to })
+}
+
+/// Takes `count` messages from `queue` (waiting up to 20 s for them).
+async fn take(broker: &EmbeddedBroker, queue: &str, count: usize) -> Vec<Message> {
+    let mut consumer = broker.consume(queue, 64).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < count {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} messages reached {queue}", got.len()))
+            .unwrap();
+        got.push(delivery.message.clone());
+        delivery.ack.ack().await.unwrap();
+    }
+    consumer.close().await;
+    got
+}
+
+fn text_header(msg: &Message, name: &str) -> Option<String> {
+    match msg.header(name) {
+        Some(wharf::message::HeaderValue::Text(text)) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+async fn publish(broker: &EmbeddedBroker, queue: &str, payload: &str) {
+    broker
+        .publish(queue, Message::new(queue, payload.as_bytes().to_vec()))
+        .await
+        .unwrap();
+}
+
+async fn routes_change_on_a_running_host(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (host, broker, api) = host(&db, true).await;
+    let demo_before = api.wait_unit("demo", "running").await;
+
+    // Created: it moves messages, on this host, without a restart.
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "routes",
+            Some(route(
+                "shout",
+                "local:rc.in",
+                &["uppercase"],
+                "local:rc.out",
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["source"], "api");
+    assert_eq!(created["status"]["plugins"], json!(["uppercase@0.1.0"]));
+    publish(&broker, "rc.in", "one").await;
+    assert_eq!(take(&broker, "rc.out", 1).await[0].payload, b"ONE");
+
+    // Changed: new messages take the new chain (none: copied as they are) to the new output.
+    let mut changed = route("shout", "local:rc.in", &[], "local:rc.out2");
+    changed["concurrency"] = json!(4);
+    let answer = api.ok(Method::PUT, "routes/shout", Some(changed)).await;
+    assert_eq!(answer["route"]["concurrency"], 4);
+    publish(&broker, "rc.in", "two").await;
+    assert_eq!(take(&broker, "rc.out2", 1).await[0].payload, b"two");
+    assert_eq!(broker.stats("rc.out").await.unwrap().depth(), 0);
+
+    // Deleted: it stops; what arrives stays in its queue.
+    api.ok(Method::DELETE, "routes/shout", None).await;
+    assert!(api.unit("shout").await.is_none());
+    publish(&broker, "rc.in", "three").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(broker.stats("rc.in").await.unwrap().ready, 1);
+    let (status, _) = api.call(Method::GET, "routes/shout", None).await;
+    assert_eq!(status, 404);
+
+    // Nothing else restarted: the file's route ran through it all.
+    let demo_after = api.wait_unit("demo", "running").await;
+    assert_eq!(demo_after["since_ms"], demo_before["since_ms"]);
+    assert_eq!(demo_after["restarts"], 0);
+    let listed = api.get("routes").await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["demo"]);
+    assert_eq!(listed[0]["source"], "file");
+    host.stop().await;
+}
+
+async fn a_plugin_upgraded_and_rolled_back_under_a_stream_loses_nothing(backend: Backend) {
+    const TOTAL: usize = 5_000;
+    let db = TestDb::new(backend).await;
+    let (host, broker, api) = host(&db, false).await;
+    let (status, first) = api.upload("stamp").await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["version"]["version"], "1.0.0");
+    let mut spec = route("stamped", "local:up.in", &["stamp"], "local:up.out");
+    spec["concurrency"] = json!(16);
+    api.ok(Method::POST, "routes", Some(spec)).await;
+    api.wait_unit("stamped", "running").await;
+
+    // A steady stream; the upgrade and the rollback happen while it flows. Each message's
+    // payload is its number, so its output tells when it was published.
+    let (upgrade_at, rollback_at) = (TOTAL / 3, 2 * TOTAL / 3);
+    for i in 0..TOTAL {
+        if i == upgrade_at {
+            let (status, upgraded) = api.upload("stamp-v2").await;
+            assert_eq!(status, 201, "{upgraded}");
+            assert_eq!(upgraded["plugin"]["serving"], "2.0.0");
+        }
+        if i == rollback_at {
+            // Everything published since the upgrade answered has been handled (so each of
+            // those must show 2.0.0), then the rollback lands as the stream goes on.
+            support::drained(&broker, "up.in").await;
+            let rolled = api.ok(Method::POST, "plugins/stamp/rollback", None).await;
+            assert_eq!(rolled["serving"], "1.0.0");
+        }
+        publish(&broker, "up.in", &i.to_string()).await;
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let outputs = take(&broker, "up.out", TOTAL).await;
+    support::drained(&broker, "up.in").await;
+
+    // Every message once, by one version or the other; none failed.
+    let payloads: HashSet<&[u8]> = outputs.iter().map(|m| m.payload.as_slice()).collect();
+    assert_eq!(payloads.len(), TOTAL, "every message exactly once");
+    assert_eq!(broker.stats("up.in.dead").await.unwrap().depth(), 0);
+    let mut by_phase: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    for output in &outputs {
+        let version = text_header(output, "x-version").expect("stamped");
+        let i: usize = String::from_utf8_lossy(&output.payload).parse().unwrap();
+        let phase = if i < upgrade_at {
+            "before"
+        } else if i < rollback_at {
+            "v2"
+        } else {
+            "v1 again"
+        };
+        *by_phase.entry((phase, version)).or_default() += 1;
+    }
+    // What was published after the upgrade answered ran on 2.0.0; after the rollback
+    // answered, on 1.0.0 again.
+    for ((phase, version), count) in &by_phase {
+        match *phase {
+            "v2" => assert_eq!(
+                version, "2.0.0",
+                "{count} published under v2 ran on {version}: {by_phase:?}"
+            ),
+            "v1 again" => assert_eq!(
+                version, "1.0.0",
+                "{count} published after the rollback ran on {version}: {by_phase:?}"
+            ),
+            _ => assert!(version == "1.0.0" || version == "2.0.0"),
+        }
+    }
+    assert!(by_phase.contains_key(&("v2", "2.0.0".into())));
+    assert!(by_phase.contains_key(&("v1 again", "1.0.0".into())));
+    let unit = api.wait_unit("stamped", "running").await;
+    assert_eq!(unit["plugins"], json!(["stamp@1.0.0"]));
+    let versions = api.get("plugins/stamp").await;
+    let states: Vec<(String, bool)> = versions["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().to_owned(),
+                v["enabled"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(states, [("1.0.0".into(), true), ("2.0.0".into(), false)]);
+    host.stop().await;
+}
+
+async fn connections_are_added_and_removed_at_run_time(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (host, broker, api) = host(&db, false).await;
+    let (status, added) = api
+        .call(
+            Method::POST,
+            "connections",
+            Some(json!({ "name": "side", "kind": "embedded" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["state"], "up");
+    api.ok(
+        Method::POST,
+        "routes",
+        Some(route("across", "side:x.in", &["uppercase"], "local:x.out")),
+    )
+    .await;
+    let side = EmbeddedBroker::new(
+        wharf::store::Store::open(&db.url).await.unwrap(),
+        wharf::broker::EmbeddedConfig {
+            connection: "side".into(),
+            ..Default::default()
+        },
+    );
+    publish(&side, "x.in", "across").await;
+    assert_eq!(take(&broker, "x.out", 1).await[0].payload, b"ACROSS");
+
+    // A connection a route uses cannot go; once the route is gone, it can.
+    let (status, refused) = api.call(Method::DELETE, "connections/side", None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("across")
+    );
+    api.ok(Method::DELETE, "routes/across", None).await;
+    api.ok(Method::DELETE, "connections/side", None).await;
+    let names: Vec<String> = api
+        .get("connections")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["local"]);
+
+    // RabbitMQ, added while the host runs: its route's queues are declared, and it serves.
+    let queue = format!("wharf.control.{}", uuid::Uuid::new_v4().simple());
+    let (status, rabbit) = api
+        .call(
+            Method::POST,
+            "connections",
+            Some(json!({ "name": "rabbit", "kind": "amqp", "url": support::amqp_url() })),
+        )
+        .await;
+    assert_eq!(status, 201, "{rabbit}");
+    assert!(
+        !rabbit["connection"]["url"]
+            .as_str()
+            .unwrap()
+            .contains("guest:guest"),
+        "the password is not shown back: {rabbit}"
+    );
+    let tested = api.ok(Method::POST, "connections/rabbit/test", None).await;
+    assert_eq!(tested["ok"], true, "{tested}");
+    api.ok(
+        Method::POST,
+        "routes",
+        Some(route(
+            "from-rabbit",
+            &format!("rabbit:{queue}"),
+            &["uppercase"],
+            "local:r.out",
+        )),
+    )
+    .await;
+    api.wait_unit("from-rabbit", "running").await;
+    api.ok(
+        Method::POST,
+        &format!("queues/rabbit/{queue}/messages"),
+        Some(json!({ "payload": "via rabbit" })),
+    )
+    .await;
+    assert_eq!(take(&broker, "r.out", 1).await[0].payload, b"VIA RABBIT");
+    // Sending the shown (hidden) URL back keeps the stored password.
+    let mut spec = rabbit["connection"].clone();
+    spec["heartbeat_s"] = json!(15);
+    let updated = api.ok(Method::PUT, "connections/rabbit", Some(spec)).await;
+    assert_eq!(updated["connection"]["heartbeat_s"], 15);
+    api.wait_unit("from-rabbit", "running").await;
+    let tested = api.ok(Method::POST, "connections/rabbit/test", None).await;
+    assert_eq!(tested["ok"], true, "the stored password was kept: {tested}");
+    api.ok(Method::DELETE, "routes/from-rabbit", None).await;
+    host.stop().await;
+    support::delete_amqp_queues(&[queue]).await;
+}
+
+async fn a_unit_that_cannot_start_says_why_and_recovers(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (host, broker, api) = host(&db, false).await;
+    let (status, _) = api.upload("stamp").await;
+    assert_eq!(status, 201);
+    api.ok(
+        Method::POST,
+        "routes",
+        Some(route(
+            "pinned",
+            "local:p.in",
+            &["stamp@1.0.0"],
+            "local:p.out",
+        )),
+    )
+    .await;
+    api.wait_unit("pinned", "running").await;
+    // Its only version disabled, the route cannot run: failed, with the reason.
+    api.ok(Method::POST, "plugins/stamp/versions/1.0.0/disable", None)
+        .await;
+    let failed = api.wait_unit("pinned", "failed").await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("disabled"),
+        "{failed}"
+    );
+    publish(&broker, "p.in", "waits").await;
+    // Enabled again, it runs and takes what waited.
+    api.ok(Method::POST, "plugins/stamp/versions/1.0.0/enable", None)
+        .await;
+    api.wait_unit("pinned", "running").await;
+    let out = take(&broker, "p.out", 1).await;
+    assert_eq!(out[0].payload, b"waits");
+    // A version in use cannot be deleted.
+    let (status, refused) = api
+        .call(Method::DELETE, "plugins/stamp/versions/1.0.0", None)
+        .await;
+    assert_eq!(status, 409, "{refused}");
+    host.stop().await;
+}
+
+async fn bad_uploads_and_bodies_are_refused_naming_the_check_or_field(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let mut config = Config::default();
+    config.server.max_request_bytes = 1024 * 1024;
+    let (host, _broker, api) = {
+        let (host, broker) = start_host(&db, config).await;
+        let api = Api::new(&host);
+        (host, broker, api)
+    };
+    let revision = api.get("status").await["revision"].clone();
+    let random: Vec<u8> = (0..4096).map(|i| (i * 7919 % 251) as u8).collect();
+    let core = wat::parse_str("(module (func (export \"f\")))").unwrap();
+    for (bytes, check) in [
+        (random, "format check"),
+        (core, "component check"),
+        (plugin_bytes("alien"), "world check"),
+        (vec![], "send the plugin"),
+    ] {
+        let (status, answer) = api.upload_bytes(bytes).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["field"], "body");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(check),
+            "{check}: {answer}"
+        );
+    }
+    let (status, answer) = api.upload_bytes(vec![0; 2 * 1024 * 1024]).await;
+    assert_eq!(status, 413, "{answer}");
+    // The file's plugins are its own.
+    let (status, answer) = api.upload("uppercase").await;
+    assert_eq!(status, 409, "{answer}");
+    // Nothing was stored.
+    assert_eq!(api.get("status").await["revision"], revision);
+    let plugins = api.get("plugins").await;
+    assert!(
+        plugins
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["source"] == "file")
+    );
+
+    // Every create call: malformed JSON, unknown fields and wrong types name the field.
+    let cases: [(&str, &str, &str); 10] = [
+        ("routes", "{\"name\": ", "body"),
+        (
+            "routes",
+            r#"{"name": "r", "from": "local:a", "to": "local:b", "frm": 1}"#,
+            "frm",
+        ),
+        (
+            "routes",
+            r#"{"name": "r", "from": "local:a", "to": "local:b", "concurrency": "many"}"#,
+            "concurrency",
+        ),
+        (
+            "routes",
+            r#"{"name": "r", "from": "local:a", "to": "local:b", "retry": {"max": -1}}"#,
+            "retry.max",
+        ),
+        (
+            "routes",
+            r#"{"name": "r", "from": "nowhere:a", "to": "local:b"}"#,
+            "from",
+        ),
+        (
+            "routes",
+            r#"{"name": "r", "from": "local:a", "to": "local:b", "through": ["missing"]}"#,
+            "through[0]",
+        ),
+        ("routes", r#"{"from": "local:a"}"#, "name"),
+        (
+            "connections",
+            r#"{"name": "c", "kind": "amqp", "url": "amqp://h", "hearbeat_s": 1}"#,
+            "hearbeat_s",
+        ),
+        (
+            "connections",
+            r#"{"name": "c", "kind": "amqp", "url": 5}"#,
+            "url",
+        ),
+        (
+            "connections",
+            r#"{"name": "a:b", "kind": "embedded"}"#,
+            "name",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let response = api
+            .client
+            .post(format!("{}/{path}", api.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert_eq!(answer["error"]["field"], field, "{body}: {answer}");
+    }
+
+    // Items of the host's file cannot be changed through the API: 409 naming the file.
+    let (status, answer) = api
+        .call(
+            Method::PUT,
+            "routes/demo",
+            Some(route("demo", "local:d", &[], "local:e")),
+        )
+        .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("configuration")
+    );
+    let (status, _) = api.call(Method::DELETE, "routes/demo", None).await;
+    assert_eq!(status, 409);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "routes",
+            Some(route("demo", "local:d", &[], "local:e")),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = api.call(Method::DELETE, "connections/local", None).await;
+    assert_eq!(status, 409);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "plugins/uppercase/grants",
+            Some(json!({"grants": ["publish:local:*"]})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(api.get("status").await["revision"], revision);
+    host.stop().await;
+}
+
+/// Two hosts on one PostgreSQL: what is made through one runs on the other within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_on_one_postgres_share_the_desired_state() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let (a, broker, api_a) = host(&db, false).await;
+    let (b, _, api_b) = host(&db, false).await;
+    let (status, _) = api_a.upload("stamp").await;
+    assert_eq!(status, 201);
+    api_a
+        .ok(
+            Method::POST,
+            "routes",
+            Some(route("shared", "local:two.in", &["stamp"], "local:two.out")),
+        )
+        .await;
+    let started = Instant::now();
+    let unit = api_b.wait_unit("shared", "running").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(unit["plugins"], json!(["stamp@1.0.0"]));
+    // Host A gone, host B serves the route alone.
+    a.stop().await;
+    publish(&broker, "two.in", "on b").await;
+    let out = take(&broker, "two.out", 1).await;
+    assert_eq!(text_header(&out[0], "x-version").as_deref(), Some("1.0.0"));
+    // And a change through B reaches... B itself at once; an upgrade through B runs there.
+    let (status, _) = api_b.upload("stamp-v2").await;
+    assert_eq!(status, 201);
+    let unit = api_b.wait_unit("shared", "running").await;
+    assert_eq!(unit["plugins"], json!(["stamp@2.0.0"]));
+    b.stop().await;
+}
+
+/// Roles on the control plane: viewer reads, operator publishes but cannot change what runs,
+/// admin can; a revoked token and no token are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_guard_the_control_plane() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, _broker, admin) = host(&db, true).await;
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    let mut tokens = BTreeMap::new();
+    for role in [wharf::auth::Role::Viewer, wharf::auth::Role::Operator] {
+        let (token, digest) = wharf::auth::new_token();
+        store
+            .add_token(role.as_str(), role, &digest, false, 0)
+            .await
+            .unwrap();
+        tokens.insert(role.as_str(), token);
+    }
+    let viewer = Api::with_token(&host, &tokens["viewer"]);
+    let operator = Api::with_token(&host, &tokens["operator"]);
+    let nobody = Api {
+        client: reqwest::Client::new(),
+        base: admin.base.clone(),
+    };
+    for path in ["status", "routes", "plugins", "connections", "openapi.json"] {
+        assert_eq!(nobody.call(Method::GET, path, None).await.0, 401, "{path}");
+        viewer.get(path).await;
+    }
+    let new_route = route("r", "local:a", &[], "local:b");
+    let changes = [
+        (Method::POST, "routes", Some(new_route.clone())),
+        (Method::PUT, "routes/demo", Some(new_route.clone())),
+        (Method::DELETE, "routes/demo", None),
+        (
+            Method::POST,
+            "connections",
+            Some(json!({"name": "c", "kind": "embedded"})),
+        ),
+        (Method::POST, "plugins/uppercase/rollback", None),
+    ];
+    for (method, path, body) in &changes {
+        for caller in [&viewer, &operator] {
+            let (status, answer) = caller.call(method.clone(), path, body.clone()).await;
+            assert_eq!(status, 403, "{method} {path}: {answer}");
+        }
+    }
+    assert_eq!(viewer.upload("stamp").await.0, 403);
+    assert_eq!(operator.upload("stamp").await.0, 403);
+    // An operator publishes.
+    operator
+        .ok(
+            Method::POST,
+            "queues/local/demo.in/messages",
+            Some(json!({"payload": "x"})),
+        )
+        .await;
+    // An admin does everything.
+    assert_eq!(admin.upload("stamp").await.0, 201);
+    admin.ok(Method::POST, "routes", Some(new_route)).await;
+    admin.ok(Method::DELETE, "routes/r", None).await;
+    // A revoked token is refused.
+    store.revoke_tokens("viewer", 1).await.unwrap();
+    assert_eq!(viewer.call(Method::GET, "status", None).await.0, 401);
+    let doc = admin.get("openapi.json").await;
+    for path in [
+        "/api/v1/routes",
+        "/api/v1/plugins",
+        "/api/v1/connections/{name}",
+        "/api/v1/status",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is described");
+    }
+    host.stop().await;
+}
+
+/// The CLI's control commands talk to the running host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_changes_a_running_host_through_its_api() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker, api) = host(&db, false).await;
+    let url = format!("http://{}", host.addr);
+    let wharf = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .args(["--url", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let stamp = support::plugin_path("stamp");
+    let (ok, out, err) = wharf(&["plugin", "install", stamp.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("installed stamp 1.0.0"), "{out}");
+    let (ok, out, _) = wharf(&["plugin", "install", stamp.to_str().unwrap()]);
+    assert!(ok && out.contains("already installed"), "{out}");
+    let (ok, _, err) = wharf(&[
+        "plugin",
+        "install",
+        support::plugin_path("alien").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("world check failed"), "{err}");
+    let (ok, out, err) = wharf(&[
+        "route",
+        "create",
+        "cli",
+        "--from",
+        "local:cli.in",
+        "--through",
+        "stamp,uppercase",
+        "--to",
+        "local:cli.out",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("running") && out.contains("stamp, uppercase"),
+        "{out}"
+    );
+    publish(&broker, "cli.in", "hello").await;
+    assert_eq!(take(&broker, "cli.out", 1).await[0].payload, b"HELLO");
+    let (ok, out, err) = wharf(&["route", "update", "cli", "--through", "stamp"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("[stamp]"), "{out}");
+    let (ok, out, err) = wharf(&["status"]);
+    assert!(ok, "{err}\n{out}");
+    assert!(out.contains("cli") && out.contains("stamp@1.0.0"), "{out}");
+    let (ok, out, err) = wharf(&["plugin", "grant", "stamp", "publish:local:*"]);
+    assert!(ok && out.contains("publish:local:*"), "{out}{err}");
+    let (ok, _, err) = wharf(&["plugin", "grant", "stamp", "shout:everywhere"]);
+    assert!(!ok && err.contains("grants[0]"), "{err}");
+    let (ok, out, _) = wharf(&["plugin", "list", "stamp"]);
+    assert!(
+        ok && out.contains("1.0.0") && out.contains("uploaded by"),
+        "{out}"
+    );
+    let (ok, _, err) = wharf(&["connection", "add", "side", "--kind", "embedded"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = wharf(&["connection", "test", "side"]);
+    assert!(ok && out.starts_with("ok"), "{out}");
+    let (ok, _, err) = wharf(&["route", "delete", "cli"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = wharf(&["connection", "remove", "side"]);
+    assert!(ok, "{err}");
+    assert!(api.get("routes").await.as_array().unwrap().is_empty());
+    host.stop().await;
+}
