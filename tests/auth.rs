@@ -314,8 +314,22 @@ async fn sessions_sign_in_present_their_csrf_token_and_are_throttled() {
         set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
         "{set_cookie}"
     );
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
     let session = set_cookie.split(';').next().unwrap().to_owned();
     let signed_in: Value = response.json().await.unwrap();
+    // Behind a proxy that ended TLS, the cookie is Secure.
+    let behind_tls = login("carol", "long password")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        behind_tls.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("; Secure"),
+        "over TLS the cookie is Secure"
+    );
     assert_eq!(signed_in["role"], "operator");
     let csrf = signed_in["csrf"].as_str().unwrap().to_owned();
 
@@ -471,7 +485,7 @@ async fn admins_manage_users_and_tokens_through_the_api() {
     );
     assert_eq!(
         status(admin.delete(format!("{api}/users/erin"))).await.0,
-        200
+        204
     );
     assert_eq!(
         status(admin.delete(format!("{api}/users/erin"))).await.0,

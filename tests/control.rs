@@ -763,6 +763,52 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     assert!(ok, "{err}");
     let (ok, out, _) = wharf(&["connection", "test", "side"]);
     assert!(ok && out.starts_with("ok"), "{out}");
+    // Users and tokens go through the host too when no --database is given.
+    let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["user", "add", "dave", "--role", "viewer", "--url", &url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"long enough secret\n")
+        .unwrap();
+    let out = add.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let users = api.get("users").await;
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["name"] == "dave" && u["role"] == "viewer")
+    );
+    let (ok, token, err) = wharf(&["token", "create", "--name", "svc", "--role", "operator"]);
+    assert!(ok, "{err}");
+    let service = Api::with_token(&host, token.trim());
+    service
+        .ok(
+            Method::POST,
+            "queues/local/svc/messages",
+            Some(json!({"payload": "hi"})),
+        )
+        .await;
+    let (ok, out, _) = wharf(&["token", "list"]);
+    assert!(ok && out.contains("svc\toperator"), "{out}");
+    let (ok, _, err) = wharf(&["token", "revoke", "svc"]);
+    assert!(ok, "{err}");
+    assert_eq!(service.call(Method::GET, "status", None).await.0, 401);
+    let (ok, _, err) = wharf(&["user", "remove", "dave"]);
+    assert!(ok, "{err}");
+
     let (ok, _, err) = wharf(&["route", "delete", "cli"]);
     assert!(ok, "{err}");
     let (ok, _, err) = wharf(&["connection", "remove", "side"]);

@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// A call to the host's API.
-struct Api {
+pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
 }
 
 impl Api {
-    fn new(host: &HostArg) -> anyhow::Result<Api> {
+    pub(crate) fn new(host: &HostArg) -> anyhow::Result<Api> {
         Ok(Api {
             client: host.client()?,
             base: host.base()?,
@@ -28,12 +28,27 @@ impl Api {
         format!("{}/api/v1/{path}", self.base)
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Whether a host answers at the address (its open `/healthz`), within two seconds.
+    pub(crate) async fn answers(&self) -> bool {
+        let probe = self
+            .client
+            .get(format!("{}/healthz", self.base))
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await;
+        probe.is_ok_and(|r| r.status().is_success())
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let url = self.url(path);
         answer(self.client.get(&url), &url).await
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -49,7 +64,7 @@ impl Api {
 }
 
 /// A path segment, escaped.
-fn segment(text: &str) -> String {
+pub(crate) fn segment(text: &str) -> String {
     reqwest::Url::parse("http://x/")
         .and_then(|base| base.join(text))
         .map(|u| u.path().trim_start_matches('/').to_owned())

@@ -32,14 +32,6 @@ pub enum PluginCommand {
     Host(super::control::PluginApiCommand),
 }
 
-/// Where the database is (for the commands that work on it directly).
-#[derive(Debug, Args)]
-pub struct DatabaseArg {
-    /// The database: sqlite://PATH or postgres://USER@HOST:PORT/DB.
-    #[arg(long, env = "WHARF_DATABASE", default_value = "sqlite://wharf.db")]
-    pub(crate) database: String,
-}
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The plugin's .wasm file.

@@ -4,7 +4,7 @@ use super::{Doing, Store, StoreError, with_pool};
 use crate::auth::Role;
 
 /// A user, as listed (never with the password hash).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct User {
     pub name: String,
     pub role: String,
@@ -13,7 +13,7 @@ pub struct User {
 }
 
 /// An API token, as listed (never with the token or its digest).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: String,
     pub name: String,

@@ -269,6 +269,18 @@ impl Supervisor {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Waits until unit `name` has left `starting` (it runs, or says why not), up to `limit`.
+    pub async fn settled(&self, name: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            match self.unit_status(name) {
+                Some(status) if lock(&status).state != UnitState::Starting => return,
+                None => return,
+                Some(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
     /// The connections this host serves.
     pub fn connections(&self) -> &Connections {
         &self.inner.parts.connections

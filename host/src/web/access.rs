@@ -1,13 +1,14 @@
 //! `/api/v1/users` and `/api/v1/tokens`: the people and services that may use the API. Admin
 //! only (`caller::authorize_admin`). A token is shown once, in the answer that creates it.
 
+use super::api::JsonBody;
 use super::{AppError, AppState, now_ms};
 use crate::auth::{self, Caller, Role};
+use crate::store::{ApiToken, User};
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 fn invalid(field: &str, message: impl Into<String>) -> AppError {
     AppError::Invalid {
@@ -20,34 +21,49 @@ fn role_of(text: &str) -> Result<Role, AppError> {
     text.parse().map_err(|e: String| invalid("role", e))
 }
 
-#[derive(serde::Deserialize)]
+async fn hash(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|_| AppError::Unavailable("hashing the password failed; try again".into()))?
+        .map_err(|e| invalid("password", e.to_string()))
+}
+
+/// A user to add.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     name: String,
     password: String,
+    /// `admin`, `operator` or `viewer`.
     role: String,
 }
 
-pub async fn list_users(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    let users = state.store.users().await?;
-    Ok(Json(json!(users)))
+/// A user, as added.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserAdded {
+    name: String,
+    role: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = [User])))]
+pub async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<User>>, AppError> {
+    Ok(Json(state.store.users().await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserAdded), (status = 400), (status = 409)))]
 pub async fn add_user(
     State(state): State<AppState>,
-    body: Result<Json<NewUser>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
-    let Json(NewUser {
+    JsonBody(NewUser {
         name,
         password,
         role,
-    }) = body?;
+    }): JsonBody<NewUser>,
+) -> Result<(StatusCode, Json<UserAdded>), AppError> {
     auth::check_name(&name).map_err(|e| invalid("name", e.to_string()))?;
     let role = role_of(&role)?;
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(|_| AppError::Unavailable("hashing the password failed; try again".into()))?
-        .map_err(|e| invalid("password", e.to_string()))?;
+    let hash = hash(password).await?;
     if !state.store.add_user(&name, &hash, role, now_ms()).await? {
         return Err(AppError::Conflict(format!(
             "a user named `{name}` exists already"
@@ -55,15 +71,47 @@ pub async fn add_user(
     }
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "name": name, "role": role.as_str() })),
+        Json(UserAdded {
+            name,
+            role: role.as_str().into(),
+        }),
     ))
 }
 
+/// A new password.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    password: String,
+}
+
+/// Sets a user's password; that user's sessions end.
+#[utoipa::path(put, path = "/api/v1/users/{name}/password", tag = "users",
+    params(("name" = String, Path)), request_body = NewPassword,
+    responses((status = 204), (status = 400), (status = 404)))]
+pub async fn set_password(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(NewPassword { password }): JsonBody<NewPassword>,
+) -> Result<StatusCode, AppError> {
+    let hash = hash(password).await?;
+    if !state.store.set_password(&name, &hash, now_ms()).await? {
+        return Err(AppError::NotFound(format!(
+            "there is no user named `{name}`"
+        )));
+    }
+    state.store.remove_sessions_of(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 404), (status = 409)))]
 pub async fn remove_user(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<StatusCode, AppError> {
     if caller.name == name {
         return Err(AppError::Conflict(
             "you cannot remove yourself; another admin can".into(),
@@ -74,26 +122,39 @@ pub async fn remove_user(
             "there is no user named `{name}`"
         )));
     }
-    Ok(Json(json!({ "removed": name })))
+    Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(serde::Deserialize)]
+/// A token to make.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     name: String,
+    /// `admin`, `operator` or `viewer`.
     role: String,
 }
 
-pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    let tokens = state.store.tokens().await?;
-    Ok(Json(json!(tokens)))
+/// A token made: `token` is shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenCreated {
+    id: String,
+    name: String,
+    role: String,
+    token: String,
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    responses((status = 200, body = [ApiToken])))]
+pub async fn list_tokens(State(state): State<AppState>) -> Result<Json<Vec<ApiToken>>, AppError> {
+    Ok(Json(state.store.tokens().await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
+    responses((status = 201, body = TokenCreated), (status = 400)))]
 pub async fn create_token(
     State(state): State<AppState>,
-    body: Result<Json<NewToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
-    let Json(NewToken { name, role }) = body?;
+    JsonBody(NewToken { name, role }): JsonBody<NewToken>,
+) -> Result<(StatusCode, Json<TokenCreated>), AppError> {
     auth::check_name(&name).map_err(|e| invalid("name", e.to_string()))?;
     let role = role_of(&role)?;
     let (token, digest) = auth::new_token();
@@ -103,18 +164,33 @@ pub async fn create_token(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "id": id, "name": name, "role": role.as_str(), "token": token })),
+        Json(TokenCreated {
+            id,
+            name,
+            role: role.as_str().into(),
+            token,
+        }),
     ))
 }
 
+/// What a revocation did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    revoked: u64,
+}
+
+/// Revokes every live token with this id or name.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id_or_name}", tag = "tokens",
+    params(("id_or_name" = String, Path)),
+    responses((status = 200, body = Revoked), (status = 404)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Path(id_or_name): Path<String>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<Revoked>, AppError> {
     match state.store.revoke_tokens(&id_or_name, now_ms()).await? {
         0 => Err(AppError::NotFound(format!(
             "no live token has the id or name `{id_or_name}`"
         ))),
-        revoked => Ok(Json(json!({ "revoked": revoked }))),
+        revoked => Ok(Json(Revoked { revoked })),
     }
 }

@@ -192,7 +192,7 @@ async fn refuse(request: Request, refused: AppError) -> Response {
     refused.into_response()
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     name: String,
@@ -200,8 +200,12 @@ pub struct Login {
 }
 
 /// Signs a user in: a session cookie, and the CSRF token its changes must present.
+#[utoipa::path(post, path = "/api/v1/login", tag = "sessions", security(()), request_body = Login,
+    responses((status = 200, body = Object, description = "`{name, role, csrf}` and the session cookie"),
+        (status = 401), (status = 429)))]
 pub async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let Json(Login { name, password }) = body?;
@@ -249,9 +253,16 @@ pub async fn login(
             now + SESSION_LIFETIME.as_millis() as i64,
         )
         .await?;
+    // Behind a proxy that ends TLS the cookie is marked Secure, so a browser never sends it
+    // over plain HTTP.
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
     let cookie = format!(
-        "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        SESSION_LIFETIME.as_secs()
+        "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        SESSION_LIFETIME.as_secs(),
+        if secure { "; Secure" } else { "" }
     );
     Ok((
         [(header::SET_COOKIE, cookie)],
@@ -261,6 +272,8 @@ pub async fn login(
 }
 
 /// Ends the caller's session (and any that have expired).
+#[utoipa::path(post, path = "/api/v1/logout", tag = "sessions", security(()),
+    responses((status = 200, body = Object)))]
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -11,17 +11,15 @@
 //! is checked against its role: reading needs viewer, anything else operator; 401 without a
 //! live token, 403 below the role. `/healthz` and `/readyz` are open.
 
-use crate::broker::{Address, BrokerError, Connections, QueueDepth};
-use crate::message::Message;
+use crate::broker::{BrokerError, Connections};
 use crate::shutdown::Shutdown;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 mod access;
 pub mod api;
@@ -188,12 +186,20 @@ impl IntoResponse for AppError {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.max_request_bytes;
     let api = Router::new()
-        .route("/api/v1/queues/{connection}/{queue}", get(queue_stats))
+        .route(
+            "/api/v1/queues/{connection}/{queue}",
+            get(api::queues::queue_stats),
+        )
         .route(
             "/api/v1/queues/{connection}/{queue}/messages",
-            get(peek).post(publish).delete(purge),
+            get(api::queues::peek)
+                .post(api::queues::publish)
+                .delete(api::queues::purge),
         )
-        .route("/api/v1/queues/{connection}/{queue}/take", post(take))
+        .route(
+            "/api/v1/queues/{connection}/{queue}/take",
+            post(api::queues::take),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             caller::authorize,
@@ -204,6 +210,7 @@ pub fn router(state: AppState) -> Router {
             get(access::list_users).post(access::add_user),
         )
         .route("/api/v1/users/{name}", delete(access::remove_user))
+        .route("/api/v1/users/{name}/password", put(access::set_password))
         .route(
             "/api/v1/tokens",
             get(access::list_tokens).post(access::create_token),
@@ -292,6 +299,11 @@ pub fn router(state: AppState) -> Router {
 #[openapi(
     info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session; reading needs viewer, publishing and taking operator, changing connections, plugins, routes, users and tokens admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
     paths(
+        healthz, readyz, caller::login, caller::logout,
+        api::queues::queue_stats, api::queues::peek, api::queues::publish, api::queues::take,
+        api::queues::purge,
+        access::list_users, access::add_user, access::set_password, access::remove_user,
+        access::list_tokens, access::create_token, access::revoke_token,
         api::status::get,
         api::routes::list, api::routes::get, api::routes::create, api::routes::update,
         api::routes::delete,
@@ -366,6 +378,8 @@ async fn connection_states(state: &AppState) -> (bool, serde_json::Map<String, V
     (up, connections)
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, body = Object)))]
 /// Liveness: the process answers (always 200). `status` is `degraded` while a connection is
 /// down (the host is reconnecting it), with each connection's state.
 async fn healthz(State(state): State<AppState>) -> Json<Value> {
@@ -376,6 +390,8 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses((status = 200, body = Object), (status = 503, body = Object)))]
 /// Readiness: every connection is up (503 otherwise).
 async fn readyz(State(state): State<AppState>) -> Response {
     let (ready, connections) = connection_states(&state).await;
@@ -389,181 +405,4 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Json(json!({ "ready": ready, "connections": connections })),
     )
         .into_response()
-}
-
-fn known(state: &AppState, connection: String, queue: String) -> Result<Address, AppError> {
-    if !state.connections.contains(&connection) {
-        return Err(AppError::NotFound(format!(
-            "there is no connection named `{}`",
-            crate::broker::shorten(&connection)
-        )));
-    }
-    Ok(Address {
-        connection,
-        address: queue,
-    })
-}
-
-async fn queue_stats(
-    State(state): State<AppState>,
-    Path((connection, queue)): Path<(String, String)>,
-) -> Result<Json<Value>, AppError> {
-    let address = known(&state, connection, queue)?;
-    Ok(Json(match state.connections.depth(&address).await? {
-        QueueDepth::Embedded(stats) => json!({
-            "connection": address.connection,
-            "queue": stats.queue,
-            "depth": stats.depth(),
-            "ready": stats.ready,
-            "in_flight": stats.in_flight,
-            "delayed": stats.delayed,
-            "oldest_age_ms": stats.oldest_age_ms,
-        }),
-        QueueDepth::Amqp { ready, consumers } => json!({
-            "connection": address.connection,
-            "queue": address.address,
-            "ready": ready,
-            "consumers": consumers,
-        }),
-    }))
-}
-
-/// Publishes the message in the body (the JSON form of `Message`); answers once committed.
-async fn publish(
-    State(state): State<AppState>,
-    Path((connection, queue)): Path<(String, String)>,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
-    let address = known(&state, connection, queue)?;
-    let Json(body) = body?;
-    let mut msg = Message::from_json(&body)?;
-    crate::broker::check_message(&msg)?;
-    if msg.topic.is_empty() {
-        msg.topic = address.address.clone();
-    }
-    let id = msg.id.clone();
-    state
-        .connections
-        .producer(&address)?
-        .send(&address.address, msg)
-        .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ReadParams {
-    count: Option<usize>,
-    timeout_ms: Option<u64>,
-}
-
-impl ReadParams {
-    fn count(&self, default: usize) -> Result<usize, AppError> {
-        match self.count.unwrap_or(default) {
-            count @ 1..=MAX_COUNT => Ok(count),
-            count => Err(AppError::Invalid {
-                field: "count".into(),
-                message: format!("count {count} is out of range: from 1 to {MAX_COUNT}"),
-            }),
-        }
-    }
-
-    fn timeout(&self) -> Result<Duration, AppError> {
-        match self.timeout_ms.unwrap_or(5_000) {
-            ms @ 0..=MAX_WAIT_MS => Ok(Duration::from_millis(ms)),
-            ms => Err(AppError::Invalid {
-                field: "timeout_ms".into(),
-                message: format!("timeout_ms {ms} is out of range: at most {MAX_WAIT_MS}"),
-            }),
-        }
-    }
-}
-
-/// Up to `count` ready messages (default 10), left in the queue: reading changes nothing.
-/// At most `max_response_bytes` of payload (but always one message).
-async fn peek(
-    State(state): State<AppState>,
-    Path((connection, queue)): Path<(String, String)>,
-    params: Result<Query<ReadParams>, QueryRejection>,
-) -> Result<Json<Value>, AppError> {
-    let Query(params) = params?;
-    let count = params.count(10)?;
-    let address = known(&state, connection, queue)?;
-    let messages = state
-        .connections
-        .peek(&address, count, state.max_response_bytes)
-        .await?;
-    Ok(Json(Value::Array(
-        messages.iter().map(Message::to_json).collect(),
-    )))
-}
-
-/// The most deliveries a take holds at once: each is acked as it arrives, so a large count
-/// does not mean as many messages in memory.
-const TAKE_PREFETCH: usize = 32;
-
-/// Takes up to `count` messages (default 1), waiting up to `timeout_ms` (default 5000) for
-/// them, acking each as it arrives: for people and tests, not for services that need
-/// at-least-once (they use a broker of their own). A message that would take the answer past
-/// `max_response_bytes` is returned to the queue and ends the take; a shutdown ends the wait
-/// with what has arrived.
-async fn take(
-    State(state): State<AppState>,
-    Path((connection, queue)): Path<(String, String)>,
-    params: Result<Query<ReadParams>, QueryRejection>,
-) -> Result<Json<Value>, AppError> {
-    let Query(params) = params?;
-    let (count, timeout) = (params.count(1)?, params.timeout()?);
-    let address = known(&state, connection, queue)?;
-    let mut consumer = state
-        .connections
-        .consume(&address, count.min(TAKE_PREFETCH))
-        .await?;
-    let mut messages = Vec::new();
-    let mut bytes = 0usize;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut shutdown = state.shutdown.clone();
-    while messages.len() < count {
-        let delivery = tokio::select! {
-            delivery = tokio::time::timeout_at(deadline, consumer.next()) => delivery,
-            _ = shutdown.fired() => break,
-        };
-        let delivery = match delivery {
-            Err(_) => break,
-            Ok(Ok(delivery)) => delivery,
-            Ok(Err(error)) if messages.is_empty() => return Err(error.into()),
-            // What was taken is acked already: answer with it.
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "a take ended early");
-                break;
-            }
-        };
-        let size = delivery.message.payload.len();
-        if !messages.is_empty() && bytes.saturating_add(size) > state.max_response_bytes {
-            if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
-                tracing::warn!(%error, "could not return a message past the answer's size; it comes back by itself");
-            }
-            break;
-        }
-        let doc = delivery.message.to_json();
-        match delivery.ack.ack().await {
-            Ok(()) => {
-                bytes = bytes.saturating_add(size);
-                messages.push(doc);
-            }
-            // Not acked (its lease ran out): it stays in the queue and is not answered.
-            Err(error) => tracing::warn!(%error, "a taken message could not be acked"),
-        }
-    }
-    consumer.close().await;
-    Ok(Json(Value::Array(messages)))
-}
-
-async fn purge(
-    State(state): State<AppState>,
-    Path((connection, queue)): Path<(String, String)>,
-) -> Result<Json<Value>, AppError> {
-    let address = known(&state, connection, queue)?;
-    let purged = state.connections.purge(&address).await?;
-    Ok(Json(json!({ "purged": purged })))
 }

@@ -1,4 +1,5 @@
-//! The control plane's API: one file per noun (`connections`, `plugins`, `routes`, `status`).
+//! The API, one file per noun: `queues` (messages), and the control plane's `connections`,
+//! `plugins`, `routes` and `status`.
 //! Reading needs viewer, a change admin (`caller::authorize_control`). A change is written to
 //! the database (raising the revision every host watches), this host's supervisor is woken,
 //! and the answer waits (up to five seconds) until this host has applied it, so it can say
@@ -6,6 +7,7 @@
 
 pub mod connections;
 pub mod plugins;
+pub mod queues;
 pub mod routes;
 pub mod status;
 

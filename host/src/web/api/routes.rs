@@ -9,6 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
 
+/// How long a change's answer waits for its route to leave `starting`.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A route as the API shows it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RouteView {
@@ -144,6 +147,7 @@ pub async fn create(
         )));
     }
     applied(&state).await?;
+    state.supervisor.settled(&route.name, SETTLE_WAIT).await;
     Ok((StatusCode::CREATED, Json(view(&state, &route.name).await?)))
 }
 
@@ -176,6 +180,7 @@ pub async fn update(
         return Err(AppError::NotFound(format!("no route named `{name}`")));
     }
     applied(&state).await?;
+    state.supervisor.settled(&name, SETTLE_WAIT).await;
     Ok(Json(view(&state, &name).await?))
 }
 
