@@ -153,6 +153,22 @@ fn text_header(msg: &Message, name: &str) -> Option<String> {
     }
 }
 
+/// Overwrites every stored plugin file with bytes that are no plugin, as damaged storage
+/// would.
+async fn damage_plugin_files(url: &str) {
+    let sql = "UPDATE plugin_files SET content = $1";
+    let junk = b"\0asm not a component".to_vec();
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query(sql).bind(junk).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query(sql).bind(junk).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+}
+
 async fn publish(broker: &EmbeddedBroker, queue: &str, payload: &str) {
     broker
         .publish(queue, Message::new(queue, payload.as_bytes().to_vec()))
@@ -438,6 +454,25 @@ async fn a_unit_that_cannot_start_says_why_and_recovers(backend: Backend) {
     api.wait_unit("pinned", "running").await;
     let out = take(&broker, "p.out", 1).await;
     assert_eq!(out[0].payload, b"waits");
+    // A build that cannot be loaded (here the stored file damaged, then the policy changed
+    // so the plugin must be loaded again) never replaces what runs: the route goes on with
+    // its previous build and says why.
+    damage_plugin_files(&db.url).await;
+    let mut policy = api.get("plugins/stamp").await["policy"].clone();
+    policy["config"] = json!({"any": "change"});
+    api.ok(Method::PUT, "plugins/stamp/policy", Some(policy.clone()))
+        .await;
+    let unit = api.wait_unit("pinned", "running").await;
+    assert!(
+        unit["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("previous definition keeps running")),
+        "{unit}"
+    );
+    publish(&broker, "p.in", "still").await;
+    assert_eq!(take(&broker, "p.out", 1).await[0].payload, b"still");
+    policy["config"] = json!({});
+    api.ok(Method::PUT, "plugins/stamp/policy", Some(policy)).await;
     // A version in use cannot be deleted.
     let (status, refused) = api
         .call(Method::DELETE, "plugins/stamp/versions/1.0.0", None)

@@ -1,5 +1,8 @@
 //! What more than one benchmark needs.
 
+#[allow(dead_code)] // not every benchmark uses RabbitMQ
+pub mod amqp;
+
 use std::time::Duration;
 
 /// User + system CPU time of this process so far.

@@ -208,6 +208,29 @@ struct Unit {
     trigger: ShutdownTrigger,
 }
 
+/// Why a route cannot be built: what it names is not there (`fault: false`: it stops), or a
+/// plugin it names could not be loaded (`fault: true`: a running route keeps what it had).
+struct Unbuildable {
+    problem: String,
+    fault: bool,
+}
+
+impl From<String> for Unbuildable {
+    fn from(problem: String) -> Self {
+        Unbuildable {
+            problem,
+            fault: false,
+        }
+    }
+}
+
+fn fault(problem: String) -> Unbuildable {
+    Unbuildable {
+        problem,
+        fault: true,
+    }
+}
+
 /// A route resolved: ready to run, with what identifies this exact build of it.
 struct Resolved {
     route: Route,
@@ -560,13 +583,9 @@ impl Supervisor {
                     let status = self.start_unit(state, name, item.source, resolved);
                     statuses.insert(name.clone(), status);
                 }
-                Err(problem) => {
+                Err(Unbuildable { problem, fault }) => {
                     if strict && item.source == Source::File {
                         anyhow::bail!("route `{name}`: {problem}");
-                    }
-                    tracing::error!(route = %name, %problem, "the route cannot run");
-                    if let Some(old) = state.units.remove(name) {
-                        old.trigger.fire();
                     }
                     let (_, backoff) = state.retry.entry(name.clone()).or_insert_with(|| {
                         (
@@ -576,6 +595,23 @@ impl Supervisor {
                     });
                     let wait = backoff.next_delay();
                     state.retry.get_mut(name).expect("just inserted").0 = now + wait;
+                    // A plugin that could not be loaded never replaces one that runs: the
+                    // route goes on with what it had, and says why the change waits.
+                    if fault
+                        && state.units.contains_key(name)
+                        && let Some(status) = self.unit_status(name)
+                    {
+                        tracing::error!(route = %name, %problem, "the change cannot be applied; the route keeps its previous definition");
+                        lock(&status).error = Some(format!(
+                            "the latest change cannot be applied, so the previous definition keeps running: {problem}"
+                        ));
+                        statuses.insert(name.clone(), status);
+                        continue;
+                    }
+                    tracing::error!(route = %name, %problem, "the route cannot run");
+                    if let Some(old) = state.units.remove(name) {
+                        old.trigger.fire();
+                    }
                     let status = self.unit_status(name).unwrap_or_else(|| {
                         Arc::new(Mutex::new(UnitStatus::new(
                             name,
@@ -666,7 +702,7 @@ impl Supervisor {
         spec: &RouteConfig,
         desired: &Desired,
         plugins_in_use: &mut HashMap<String, Plugin>,
-    ) -> Result<Resolved, String> {
+    ) -> Result<Resolved, Unbuildable> {
         let parts = &self.inner.parts;
         let mut transformers = Vec::new();
         let mut handler = None;
@@ -680,7 +716,8 @@ impl Supervisor {
                     if pinned.is_some_and(|v| v != version) {
                         return Err(format!(
                             "`{entry}`: this host's file defines plugin `{name}` at version {version}"
-                        ));
+                        )
+                        .into());
                     }
                     fingerprint.push(format!("file:{name}"));
                     file.plugin.clone()
@@ -697,15 +734,20 @@ impl Supervisor {
                                 .store
                                 .plugin_file(&version.sha256)
                                 .await
-                                .map_err(|e| e.to_string())?
+                                .map_err(|e| fault(e.to_string()))?
                                 .ok_or_else(|| {
-                                    format!("the file of `{name}@{}` is missing", version.version)
+                                    fault(format!(
+                                        "the file of `{name}@{}` is missing",
+                                        version.version
+                                    ))
                                 })?;
                             parts
                                 .runtime
                                 .load(&bytes, policy.settings(name), parts.services.clone())
                                 .await
-                                .map_err(|e| format!("plugin `{name}@{}`: {e}", version.version))?
+                                .map_err(|e| {
+                                    fault(format!("plugin `{name}@{}`: {e}", version.version))
+                                })?
                         }
                     };
                     plugins_in_use.insert(key.clone(), plugin.clone());
@@ -721,12 +763,13 @@ impl Supervisor {
                     return Err(format!(
                         "`{entry}` is a {}; a chain is transformers, optionally ending in one handler",
                         kind.as_str()
-                    ));
+                    )
+                    .into());
                 }
             }
         }
         if handler.is_none() && spec.to.is_none() {
-            return Err("`to` is required unless the chain ends in a handler".into());
+            return Err(String::from("`to` is required unless the chain ends in a handler").into());
         }
         let parse = |text: &str| Address::parse(text).map_err(|e| e.to_string());
         let from = parse(&spec.from)?;
@@ -749,7 +792,8 @@ impl Supervisor {
                     return Err(format!(
                         "`{address}` names connection `{}`, which does not exist",
                         address.connection
-                    ));
+                    )
+                    .into());
                 }
             }
         }
