@@ -844,6 +844,10 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     let (ok, _, err) = wharf(&["user", "remove", "dave"]);
     assert!(ok, "{err}");
 
+    let (ok, out, err) = wharf(&["route", "stop", "cli"]);
+    assert!(ok && out.contains("stopped"), "{out}{err}");
+    let (ok, out, err) = wharf(&["route", "start", "cli"]);
+    assert!(ok && out.contains("running"), "{out}{err}");
     let (ok, _, err) = wharf(&["route", "delete", "cli"]);
     assert!(ok, "{err}");
     let (ok, _, err) = wharf(&["connection", "remove", "side"]);

@@ -189,6 +189,19 @@ pub enum RouteCommand {
         #[command(flatten)]
         host: HostArg,
     },
+    /// Hold a route stopped on every host (operator): it finishes what it holds and takes no
+    /// more, until `route start`.
+    Stop {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Let a stopped route run again.
+    Start {
+        name: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
     /// Delete a route: it stops taking messages and finishes those it holds.
     Delete {
         name: String,
@@ -292,6 +305,26 @@ fn print_route(view: &Value) {
     }
 }
 
+/// Stops or starts unit `name` (`verb`) and prints its state.
+async fn switch(name: &str, host: &HostArg, verb: &str) -> anyhow::Result<()> {
+    let unit = Api::new(host)?
+        .send(
+            reqwest::Method::POST,
+            &format!("units/{}/{verb}", segment(name)),
+            None,
+        )
+        .await?;
+    println!(
+        "{name}: {}{}",
+        unit["state"].as_str().unwrap_or(""),
+        unit["stopped_by"]
+            .as_str()
+            .map(|by| format!(" (stopped by {by})"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
 pub async fn route(command: RouteCommand) -> anyhow::Result<ExitCode> {
     match command {
         RouteCommand::List { host, json } => {
@@ -326,6 +359,8 @@ pub async fn route(command: RouteCommand) -> anyhow::Result<ExitCode> {
             let view = api.send(reqwest::Method::PUT, &path, Some(route)).await?;
             print_route(&view);
         }
+        RouteCommand::Stop { name, host } => switch(&name, &host, "stop").await?,
+        RouteCommand::Start { name, host } => switch(&name, &host, "start").await?,
         RouteCommand::Delete { name, host } => {
             Api::new(&host)?
                 .send(

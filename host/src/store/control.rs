@@ -106,6 +106,51 @@ impl Store {
         self.change(&sql, name, None, 0).await
     }
 
+    /// The units an operator stopped: name, who, when.
+    pub async fn stopped_units(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT name, stopped_by, stopped_ms FROM stopped_units ORDER BY name"
+        )
+        .fetch_all(pool)
+        .await
+        .doing("reading stopped units"))
+    }
+
+    /// Marks unit `name` stopped (by `who`); `Ok(false)` if it was already.
+    pub async fn stop_unit(&self, name: &str, who: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let sql = "INSERT INTO stopped_units (name, stopped_by, stopped_ms) VALUES ($1, $2, $3) \
+                   ON CONFLICT (name) DO NOTHING";
+        let dialect = self.dialect();
+        with_pool!(&self.pool, |pool| {
+            let mut tx = pool
+                .begin_with(dialect.begin_write())
+                .await
+                .doing("starting a change")?;
+            let done = sqlx::query(sql)
+                .bind(name)
+                .bind(who)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .doing("stopping a unit")?
+                .rows_affected();
+            if done > 0 {
+                sqlx::query(BUMP)
+                    .execute(&mut *tx)
+                    .await
+                    .doing("raising the revision")?;
+            }
+            tx.commit().await.doing("committing a change")?;
+            Ok(done > 0)
+        })
+    }
+
+    /// Lets unit `name` run again; `Ok(false)` if it was not stopped.
+    pub async fn start_unit(&self, name: &str) -> Result<bool, StoreError> {
+        self.change("DELETE FROM stopped_units WHERE name = $1", name, None, 0)
+            .await
+    }
+
     /// Every plugin's policy (JSON), by name.
     pub async fn plugin_policies(&self) -> Result<Vec<Document>, StoreError> {
         let rows: Vec<(String, String, i64)> = with_pool!(&self.pool, |pool| sqlx::query_as(

@@ -98,6 +98,8 @@ pub struct Desired {
     /// Every uploaded version of every plugin, by name then upload order.
     pub plugins: BTreeMap<String, Vec<InstalledPlugin>>,
     pub policies: BTreeMap<String, PluginPolicy>,
+    /// Units an operator stopped, with who did it.
+    pub stopped: BTreeMap<String, String>,
     /// Database items not run here, with the reason, as `(what, name, problem)`: a name this
     /// host's file defines too, or a document this host cannot read.
     pub refused: Vec<(&'static str, String, String)>,
@@ -195,6 +197,9 @@ impl Desired {
                 .entry(version.name.clone())
                 .or_default()
                 .push(version);
+        }
+        for (name, by, _) in store.stopped_units().await? {
+            desired.stopped.insert(name, by);
         }
         for doc in store.plugin_policies().await? {
             match serde_json::from_str::<PluginPolicy>(&doc.spec) {

@@ -95,6 +95,8 @@ pub struct UnitStatus {
     pub restarts: u32,
     /// The plugins it runs, as `name@version`.
     pub plugins: Vec<String>,
+    /// Who stopped it, while an operator holds it stopped.
+    pub stopped_by: Option<String>,
 }
 
 impl UnitStatus {
@@ -108,6 +110,7 @@ impl UnitStatus {
             since_ms: crate::message::now_ms(),
             restarts: 0,
             plugins: Vec::new(),
+            stopped_by: None,
         }
     }
 
@@ -556,6 +559,24 @@ impl Supervisor {
         let mut statuses = BTreeMap::new();
         let now = Instant::now();
         for (name, item) in &desired.routes {
+            // Held stopped by an operator: it finishes what it holds and takes nothing more.
+            if let Some(by) = desired.stopped.get(name) {
+                if let Some(unit) = state.units.remove(name) {
+                    tracing::info!(route = %name, stopped_by = %by, "route stopped by an operator");
+                    unit.trigger.fire();
+                }
+                state.retry.remove(name);
+                let mut status = UnitStatus::new(name, item.source, UnitState::Stopped);
+                if let Some(old) = self.unit_status(name) {
+                    let old = lock(&old);
+                    if old.state == UnitState::Stopped {
+                        status.since_ms = old.since_ms;
+                    }
+                }
+                status.stopped_by = Some(by.clone());
+                statuses.insert(name.clone(), Arc::new(Mutex::new(status)));
+                continue;
+            }
             // A unit that could not be built waits for its retry, unless the state moved.
             let moved = *self.inner.applied.borrow() != desired.revision;
             if let Some((at, _)) = state.retry.get(name)

@@ -200,6 +200,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/queues/{connection}/{queue}/take",
             post(api::queues::take),
         )
+        .route("/api/v1/units/{name}/stop", post(api::units::stop))
+        .route("/api/v1/units/{name}/start", post(api::units::start))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             caller::authorize,
@@ -304,7 +306,7 @@ pub fn router(state: AppState) -> Router {
         api::queues::purge,
         access::list_users, access::add_user, access::set_password, access::remove_user,
         access::list_tokens, access::create_token, access::revoke_token,
-        api::status::get,
+        api::status::get, api::units::stop, api::units::start,
         api::routes::list, api::routes::get, api::routes::create, api::routes::update,
         api::routes::delete,
         api::plugins::list, api::plugins::get, api::plugins::upload, api::plugins::enable,

@@ -1,5 +1,5 @@
 //! The API, one file per noun: `queues` (messages), and the control plane's `connections`,
-//! `plugins`, `routes` and `status`.
+//! `plugins`, `routes`, `status` and `units`.
 //! Reading needs viewer, a change admin (`caller::authorize_control`). A change is written to
 //! the database (raising the revision every host watches), this host's supervisor is woken,
 //! and the answer waits (up to five seconds) until this host has applied it, so it can say
@@ -10,6 +10,7 @@ pub mod plugins;
 pub mod queues;
 pub mod routes;
 pub mod status;
+pub mod units;
 
 use super::{AppError, AppState};
 use axum::body::Bytes;
