@@ -472,7 +472,8 @@ async fn a_unit_that_cannot_start_says_why_and_recovers(backend: Backend) {
     publish(&broker, "p.in", "still").await;
     assert_eq!(take(&broker, "p.out", 1).await[0].payload, b"still");
     policy["config"] = json!({});
-    api.ok(Method::PUT, "plugins/stamp/policy", Some(policy)).await;
+    api.ok(Method::PUT, "plugins/stamp/policy", Some(policy))
+        .await;
     // A version in use cannot be deleted.
     let (status, refused) = api
         .call(Method::DELETE, "plugins/stamp/versions/1.0.0", None)
@@ -854,4 +855,42 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     assert!(ok, "{err}");
     assert!(api.get("routes").await.as_array().unwrap().is_empty());
     host.stop().await;
+}
+
+/// Compiled plugins are kept on disk by the file's hash: a restart finds them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_plugins_are_cached_on_disk() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let cache = tempfile::tempdir().unwrap();
+    let files = |dir: &std::path::Path| {
+        walk(dir)
+            .into_iter()
+            .map(|p| p.strip_prefix(dir).unwrap().to_path_buf())
+            .collect::<HashSet<_>>()
+    };
+    let mut config = Config::default();
+    config.server.compile_cache = Some(cache.path().to_path_buf());
+    let (host, _) = start_host(&db, config.clone()).await;
+    host.stop().await;
+    let first = files(cache.path());
+    assert!(
+        !first.is_empty(),
+        "the example plugins' code is in the cache"
+    );
+    let (host, _) = start_host(&db, config).await;
+    host.stop().await;
+    assert_eq!(files(cache.path()), first, "a restart compiles nothing new");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }
