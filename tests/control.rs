@@ -641,7 +641,7 @@ async fn two_hosts_on_one_postgres_share_the_desired_state() {
     let started = Instant::now();
     let unit = api_b.wait_unit("shared", "running").await;
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(2),
         "took {:?}",
         started.elapsed()
     );

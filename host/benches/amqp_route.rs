@@ -22,7 +22,7 @@ use wharf::config::{RetryConfig, RouteConfig};
 
 async fn through_wharf(client: &Connection, dir: &std::path::Path) -> Figures {
     let (input, output) = ("wharf.bench.route.in", "wharf.bench.route.out");
-    prepare(client, input, output).await;
+    prepare(client, input, output, MESSAGES).await;
     let mut config = wharf_config(dir, input, output);
     config.routes = vec![RouteConfig {
         name: "bench".into(),
@@ -36,7 +36,7 @@ async fn through_wharf(client: &Connection, dir: &std::path::Path) -> Figures {
         ..RouteConfig::default()
     }];
     let host = wharf::host::start(config).await.unwrap();
-    let figures = measure(client, output).await;
+    let figures = measure(client, output, MESSAGES).await;
     host.stop().await;
     figures
 }
@@ -54,7 +54,7 @@ fn main() {
         );
         let (mut bare_total, mut wharf_total) = ((0.0, 0.0), (0.0, 0.0));
         for round in 1..=ROUNDS {
-            let bare = bare_lapin(&client).await;
+            let bare = bare_lapin(&client, MESSAGES).await;
             clean(&client, &["wharf.bench.bare.in", "wharf.bench.bare.out"]).await;
             let wharf = through_wharf(&client, dir.path()).await;
             clean(&client, &["wharf.bench.route.in", "wharf.bench.route.out", "wharf.bench.route.in.dead"]).await;

@@ -1,5 +1,5 @@
 //! The RabbitMQ workload the route benchmarks share, and the bare lapin program that does the
-//! same work: 20,000 persistent 256-byte JSON messages waiting on a durable queue, consumed
+//! same work: `MESSAGES` (20,000; more where a run must last) persistent 256-byte JSON messages waiting on a durable queue, consumed
 //! with prefetch 256, uppercased, published to another durable queue with publisher confirms,
 //! each input acked after its output's confirm.
 
@@ -31,8 +31,8 @@ pub async fn connect() -> Connection {
         .unwrap_or_else(|e| panic!("RabbitMQ at {} is needed: {e}", amqp_url()))
 }
 
-/// Fresh durable queues `in` and `out`, with `in` holding the workload.
-pub async fn prepare(client: &Connection, input: &str, output: &str) {
+/// Fresh durable queues `in` and `out`, with `in` holding `messages` of the workload.
+pub async fn prepare(client: &Connection, input: &str, output: &str, messages: u32) {
     let channel = client.create_channel().await.unwrap();
     for queue in [input, output] {
         let _ = channel
@@ -52,7 +52,7 @@ pub async fn prepare(client: &Connection, input: &str, output: &str) {
         .await
         .unwrap();
     let mut pending = Vec::new();
-    for i in 0..MESSAGES {
+    for i in 0..messages {
         // 256 bytes of JSON.
         let mut payload = format!(r#"{{"n":{i:>6},"text":""#);
         while payload.len() < 254 {
@@ -91,7 +91,7 @@ pub struct Figures {
 }
 
 /// From the first output to the last, counting `output`'s ready messages.
-pub async fn measure(client: &Connection, output: &str) -> Figures {
+pub async fn measure(client: &Connection, output: &str, messages: u32) -> Figures {
     let channel = client.create_channel().await.unwrap();
     let count = || async {
         channel
@@ -113,20 +113,20 @@ pub async fn measure(client: &Connection, output: &str) -> Figures {
         first = count().await;
     }
     let (cpu, started) = (cpu_time(), Instant::now());
-    while count().await < MESSAGES {
+    while count().await < messages {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
-    let counted = f64::from(MESSAGES - first);
+    let counted = f64::from(messages - first);
     Figures {
         rate: counted / elapsed.as_secs_f64(),
         cpu_us: cpu.as_secs_f64() * 1e6 / counted,
     }
 }
 
-pub async fn bare_lapin(client: &Connection) -> Figures {
+pub async fn bare_lapin(client: &Connection, messages: u32) -> Figures {
     let (input, output) = ("wharf.bench.bare.in", "wharf.bench.bare.out");
-    prepare(client, input, output).await;
+    prepare(client, input, output, messages).await;
     let worker_connection = connect().await;
     let mut publishers: Vec<Channel> = Vec::new();
     for _ in 0..CHANNELS {
@@ -153,7 +153,7 @@ pub async fn bare_lapin(client: &Connection) -> Figures {
         .unwrap();
     let worker = tokio::spawn(async move {
         let mut in_flight = tokio::task::JoinSet::new();
-        for i in 0..MESSAGES as usize {
+        for i in 0..messages as usize {
             let delivery = consumer.next().await.unwrap().unwrap();
             let channel = publishers[i % CHANNELS].clone();
             in_flight.spawn(async move {
@@ -184,7 +184,7 @@ pub async fn bare_lapin(client: &Connection) -> Figures {
         }
         in_flight.join_all().await;
     });
-    let figures = measure(client, output).await;
+    let figures = measure(client, output, messages).await;
     worker.await.unwrap();
     let _ = worker_connection.close(200, "done".into()).await;
     figures

@@ -41,9 +41,36 @@ fn documents(rows: Vec<(String, String, i64)>) -> Vec<Document> {
         .collect()
 }
 
-const BUMP: &str = "UPDATE control_revision SET revision = revision + 1 WHERE id = 1";
+/// Hears, on PostgreSQL, every change any host makes to the desired state, as it commits.
+pub struct ChangeListener(sqlx::postgres::PgListener);
+
+impl ChangeListener {
+    /// Waits for the next change. A lost connection is made again here; changes made while
+    /// it was lost are not heard (the revision, polled, still finds them).
+    pub async fn next(&mut self) -> Result<(), StoreError> {
+        self.0.recv().await.map(drop).doing("listening for changes")
+    }
+}
 
 impl Store {
+    /// A listener for changes to the desired state, on PostgreSQL (`None` on SQLite, where
+    /// only one machine shares the file and the revision is polled).
+    pub async fn listen_changes(&self) -> Result<Option<ChangeListener>, StoreError> {
+        match &self.pool {
+            super::Pool::Sqlite(_) => Ok(None),
+            super::Pool::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+                    .await
+                    .doing("listening for changes")?;
+                listener
+                    .listen("wharf_desired_state")
+                    .await
+                    .doing("listening for changes")?;
+                Ok(Some(ChangeListener(listener)))
+            }
+        }
+    }
+
     /// The revision of the desired state: raised by every change.
     pub async fn revision(&self) -> Result<i64, StoreError> {
         with_pool!(&self.pool, |pool| sqlx::query_scalar(
@@ -135,7 +162,7 @@ impl Store {
                 .doing("stopping a unit")?
                 .rows_affected();
             if done > 0 {
-                sqlx::query(BUMP)
+                sqlx::query(dialect.bump_revision())
                     .execute(&mut *tx)
                     .await
                     .doing("raising the revision")?;
@@ -205,7 +232,7 @@ impl Store {
                 .doing("changing the desired state")?
                 .rows_affected();
             if done > 0 {
-                sqlx::query(BUMP)
+                sqlx::query(dialect.bump_revision())
                     .execute(&mut *tx)
                     .await
                     .doing("raising the revision")?;

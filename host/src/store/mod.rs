@@ -14,7 +14,7 @@ mod plugins;
 pub(crate) mod queue;
 
 pub use auth::{ApiToken, User};
-pub use control::{Document, Documents};
+pub use control::{ChangeListener, Document, Documents};
 pub use plugins::{InstalledPlugin, Upload};
 pub use queue::{DEFAULT_MAX_DELIVERIES, QueueOptions, QueueStats};
 
@@ -111,6 +111,18 @@ impl Dialect {
     /// How a transaction that writes begins. SQLite's default (deferred) `BEGIN` takes the
     /// write lock only at the first write, and a transaction that read first then fails with
     /// BUSY instead of waiting; `BEGIN IMMEDIATE` waits for the lock up front.
+    /// Raises the desired state's revision; on PostgreSQL also notifies every host listening
+    /// (delivered when the transaction commits).
+    pub(crate) fn bump_revision(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "UPDATE control_revision SET revision = revision + 1 WHERE id = 1",
+            Dialect::Postgres => {
+                "WITH raised AS (UPDATE control_revision SET revision = revision + 1 WHERE id = 1 \
+                 RETURNING revision) SELECT pg_notify('wharf_desired_state', revision::text) FROM raised"
+            }
+        }
+    }
+
     pub(crate) fn begin_write(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BEGIN IMMEDIATE",

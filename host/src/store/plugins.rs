@@ -81,8 +81,6 @@ fn from_row(row: PluginRow) -> InstalledPlugin {
     }
 }
 
-const BUMP: &str = "UPDATE control_revision SET revision = revision + 1 WHERE id = 1";
-
 impl Store {
     /// Stores an uploaded version, enabled or not. `info` is what the runtime learnt when it
     /// checked `content`, so only files that passed every check are stored.
@@ -149,7 +147,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .doing("recording a plugin version")?;
-                sqlx::query(BUMP)
+                sqlx::query(dialect.bump_revision())
                     .execute(&mut *tx)
                     .await
                     .doing("raising the revision")?;
@@ -239,7 +237,7 @@ impl Store {
                     return Ok(false);
                 }
             }
-            sqlx::query(BUMP)
+            sqlx::query(dialect.bump_revision())
                 .execute(&mut *tx)
                 .await
                 .doing("raising the revision")?;
@@ -281,7 +279,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("removing a plugin file")?;
-            sqlx::query(BUMP)
+            sqlx::query(dialect.bump_revision())
                 .execute(&mut *tx)
                 .await
                 .doing("raising the revision")?;

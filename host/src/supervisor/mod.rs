@@ -383,6 +383,9 @@ impl Supervisor {
     }
 
     async fn run(self, mut state: State, mut shutdown: Shutdown) {
+        // On PostgreSQL, hear other hosts' changes as they commit; the poll below stays as
+        // the fallback for a notification missed while the listening connection was down.
+        let listening = self.listen().await;
         let mut poll = tokio::time::interval(Duration::from_millis(500));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -413,6 +416,9 @@ impl Supervisor {
                 Err(error) => tracing::warn!(%error, "cannot read the desired state"),
             }
         }
+        if let Some(task) = listening {
+            task.abort();
+        }
         // Stop every unit; each finishes what it holds within the grace period.
         for unit in state.units.values() {
             unit.trigger.fire();
@@ -425,6 +431,31 @@ impl Supervisor {
                 producer.close().await;
             }
         }
+    }
+
+    /// Wakes the reconcile loop at every change any host commits (PostgreSQL only).
+    async fn listen(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let mut listener = match self.inner.parts.store.listen_changes().await {
+            Ok(listener) => listener?,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for changes; polling the revision only");
+                return None;
+            }
+        };
+        let inner = Arc::downgrade(&self.inner);
+        Some(tokio::spawn(async move {
+            loop {
+                let heard = listener.next().await;
+                let Some(inner) = inner.upgrade() else { return };
+                match heard {
+                    Ok(()) => inner.wake.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(%error, "listening for changes failed; polling the revision until it is back");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }))
     }
 
     /// Brings connections and units to `desired`. With `strict` (at start), a unit of this
