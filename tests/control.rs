@@ -894,3 +894,36 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// A name defined both in a host's file and in the database stops that host's start-up,
+/// naming both; the host whose file does not define it runs the database's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_in_the_file_and_the_database_stops_start_up() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, _broker, api) = host(&db, false).await;
+    api.ok(
+        Method::POST,
+        "routes",
+        Some(route("demo", "local:other.in", &[], "local:other.out")),
+    )
+    .await;
+    host.stop().await;
+    // The defaults' file layer has a route `demo` too.
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.database = db.url.clone();
+    config.server.plugin_dir = Some(support::plugin_dir());
+    let error = match wharf::host::start(config).await {
+        Ok(host) => {
+            host.stop().await;
+            panic!("a host started with `demo` in its file and in the database")
+        }
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("route `demo`")
+            && error.contains("configuration file")
+            && error.contains("database"),
+        "{error}"
+    );
+}
