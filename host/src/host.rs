@@ -290,8 +290,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     });
     let mut http_shutdown = shutdown.clone();
     tasks.spawn(async move {
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.fired().await });
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.fired().await });
         if let Err(error) = server.await {
             tracing::error!(%error, "the HTTP listener failed");
         }

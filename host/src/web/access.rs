@@ -32,10 +32,10 @@ async fn hash(password: String) -> Result<String, AppError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    name: String,
-    password: String,
+    pub name: String,
+    pub password: String,
     /// `admin`, `operator` or `viewer`.
-    role: String,
+    pub role: String,
 }
 
 /// A user, as added.
@@ -129,18 +129,18 @@ pub async fn remove_user(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    name: String,
+    pub name: String,
     /// `admin`, `operator` or `viewer`.
-    role: String,
+    pub role: String,
 }
 
 /// A token made: `token` is shown this once.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenCreated {
-    id: String,
-    name: String,
-    role: String,
-    token: String,
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub token: String,
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",

@@ -209,17 +209,41 @@ pub async fn login(
     body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, AppError> {
     let Json(Login { name, password }) = body?;
-    if let Some(wait) = state.throttle.wait(&name) {
+    let signed_in = sign_in(&state, &headers, &name, password).await?;
+    Ok((
+        [(header::SET_COOKIE, signed_in.cookie)],
+        Json(json!({ "name": name, "role": signed_in.role.as_str(), "csrf": signed_in.csrf })),
+    )
+        .into_response())
+}
+
+/// A session just made.
+pub struct SignedIn {
+    /// The `Set-Cookie` value.
+    pub cookie: String,
+    pub role: Role,
+    pub csrf: String,
+}
+
+/// Checks a name and password (throttled per name) and makes a session: what the API's
+/// `/login` and the admin UI's sign-in page share.
+pub async fn sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+    password: String,
+) -> Result<SignedIn, AppError> {
+    if let Some(wait) = state.throttle.wait(name) {
         return Err(AppError::TooManyRequests {
             message: format!(
                 "too many failed sign-ins for `{}`; try again in {} s",
-                crate::broker::shorten(&name),
+                crate::broker::shorten(name),
                 wait.as_secs() + 1
             ),
             retry_after_s: wait.as_secs() + 1,
         });
     }
-    let user = state.store.user_login(&name).await?;
+    let user = state.store.user_login(name).await?;
     // The hash is checked (slowly, off the async workers) even for an unknown name, so the
     // answer's timing does not tell which names exist.
     let hash = user
@@ -233,13 +257,13 @@ pub async fn login(
     let role = match user {
         Some((_, role)) if matches => role,
         _ => {
-            state.throttle.failed(&name);
+            state.throttle.failed(name);
             return Err(AppError::Unauthorized(
                 "the name or the password is wrong".into(),
             ));
         }
     };
-    state.throttle.succeeded(&name);
+    state.throttle.succeeded(name);
     let (session, digest) = crate::auth::new_token();
     let (csrf, _) = crate::auth::new_token();
     let now = now_ms();
@@ -247,7 +271,7 @@ pub async fn login(
         .store
         .add_session(
             &digest,
-            &name,
+            name,
             &csrf,
             now,
             now + SESSION_LIFETIME.as_millis() as i64,
@@ -264,11 +288,37 @@ pub async fn login(
         SESSION_LIFETIME.as_secs(),
         if secure { "; Secure" } else { "" }
     );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Json(json!({ "name": name, "role": role.as_str(), "csrf": csrf })),
-    )
-        .into_response())
+    Ok(SignedIn { cookie, role, csrf })
+}
+
+/// The signed-in user of a request's session cookie, with the session's CSRF token; `None`
+/// without a live session.
+pub async fn session_of(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(Caller, String)>, AppError> {
+    let Some(session) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .session_caller(&crate::auth::token_digest(session), now_ms())
+        .await?
+        .map(|(name, role, csrf)| (Caller { name, role }, csrf)))
+}
+
+/// Ends the session of a request's cookie (and any that have expired); the `Set-Cookie`
+/// value that clears it.
+pub async fn sign_out(state: &AppState, headers: &HeaderMap) -> Result<String, AppError> {
+    if let Some(session) = cookie(headers, SESSION_COOKIE) {
+        state
+            .store
+            .remove_session(&crate::auth::token_digest(session), now_ms())
+            .await?;
+    }
+    Ok(format!(
+        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+    ))
 }
 
 /// Ends the caller's session (and any that have expired).
@@ -278,13 +328,7 @@ pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
-        state
-            .store
-            .remove_session(&crate::auth::token_digest(session), now_ms())
-            .await?;
-    }
-    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let expired = sign_out(&state, &headers).await?;
     Ok((
         [(header::SET_COOKIE, expired)],
         Json(json!({ "signed_out": true })),

@@ -21,9 +21,10 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-mod access;
+pub(crate) mod access;
 pub mod api;
-mod caller;
+pub(crate) mod caller;
+pub mod ui;
 
 /// The most messages one call reads from a queue.
 pub const MAX_COUNT: usize = 1_000;
@@ -137,9 +138,18 @@ impl From<crate::message::MessageJsonError> for AppError {
     }
 }
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, code, message, field) = match self {
+impl AppError {
+    /// The status and the message, for a page that shows the error in the API's words.
+    pub fn status_and_message(self) -> (StatusCode, String) {
+        let (status, _, message, field) = self.parts();
+        match field {
+            Some(field) => (status, format!("{field}: {message}")),
+            None => (status, message),
+        }
+    }
+
+    fn parts(self) -> (StatusCode, &'static str, String, Option<String>) {
+        match self {
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m, None),
             AppError::Invalid { field, message } => {
                 (StatusCode::BAD_REQUEST, "invalid", message, Some(field))
@@ -158,21 +168,26 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
-            AppError::TooManyRequests {
+            AppError::TooManyRequests { message, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
                 message,
-                retry_after_s,
-            } => {
-                let body = Json(json!({
-                    "error": { "code": "too_many_requests", "message": message, "field": null }
-                }));
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [(header::RETRY_AFTER, retry_after_s.to_string())],
-                    body,
-                )
-                    .into_response();
-            }
-        };
+                None,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if let AppError::TooManyRequests { retry_after_s, .. } = &self {
+            let retry_after = retry_after_s.to_string();
+            let (status, code, message, _) = self.parts();
+            let body =
+                Json(json!({ "error": { "code": code, "message": message, "field": null } }));
+            return (status, [(header::RETRY_AFTER, retry_after)], body).into_response();
+        }
+        let (status, code, message, field) = self.parts();
         let body = Json(json!({
             "error": { "code": code, "message": message, "field": field }
         }));
@@ -291,6 +306,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(admin)
         .merge(control)
+        .merge(ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

@@ -161,7 +161,7 @@ pub async fn get(
 pub struct UploadParams {
     /// Whether the new version serves at once (default true): routes naming the plugin
     /// without a version move to it.
-    enabled: Option<bool>,
+    pub enabled: Option<bool>,
 }
 
 /// What an upload did.

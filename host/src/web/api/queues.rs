@@ -115,8 +115,8 @@ pub async fn publish(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
-    count: Option<usize>,
-    timeout_ms: Option<u64>,
+    pub count: Option<usize>,
+    pub timeout_ms: Option<u64>,
 }
 
 impl ReadParams {

@@ -1,0 +1,1200 @@
+//! The admin UI's pages and form actions. Each action checks the session's CSRF token and
+//! the role, then calls the JSON API's own handler, so the UI and the API change things the
+//! same way.
+
+use super::{Page, done, error_for, flash, from_this_machine, message, render};
+use crate::auth::Role;
+use crate::config::RouteConfig;
+use crate::web::api::{self, JsonBody};
+use crate::web::{AppError, AppState, access};
+use axum::extract::{ConnectInfo, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+type Params = Query<HashMap<String, String>>;
+
+/// A note shown at the top of a page.
+type Note = minijinja::Value;
+
+/// A form that carries only its CSRF token.
+#[derive(Deserialize)]
+pub struct Plain {
+    #[serde(default)]
+    csrf: String,
+}
+
+// --- signing in ------------------------------------------------------------------------
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    page: Option<Page>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if page.is_some() {
+        return Redirect::to("/").into_response();
+    }
+    if from_this_machine(peer, &headers) && state.store.users().await.is_ok_and(|u| u.is_empty()) {
+        return Redirect::to("/setup").into_response();
+    }
+    render(
+        "login.html",
+        None,
+        "",
+        StatusCode::OK,
+        context! { title => "Sign in", name => "" },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    name: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    match super::sign_in(&state, &headers, &form.name, form.password).await {
+        Ok(signed_in) => {
+            ([(header::SET_COOKIE, signed_in.cookie)], Redirect::to("/")).into_response()
+        }
+        Err(error) => {
+            let (status, text) = error.status_and_message();
+            render(
+                "login.html",
+                None,
+                "",
+                status,
+                context! { title => "Sign in", name => form.name, flash => context! { kind => "error", text } },
+            )
+        }
+    }
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    page: Page,
+    headers: HeaderMap,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Viewer, &form.csrf) {
+        return *refused;
+    }
+    match crate::web::caller::sign_out(&state, &headers).await {
+        Ok(expired) => ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response(),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+const SETUP_COOKIE: &str = "wharf_setup";
+
+/// The first-admin page: only while no user exists, only from this host's machine. Its form
+/// is guarded by a token also set as a SameSite=Strict cookie, so another site cannot post it.
+pub async fn setup_page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = setup_allowed(&state, peer, &headers).await {
+        return refused;
+    }
+    let (token, _) = crate::auth::new_token();
+    let cookie =
+        format!("{SETUP_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/setup; Max-Age=3600");
+    (
+        [(header::SET_COOKIE, cookie)],
+        render(
+            "setup.html",
+            None,
+            "",
+            StatusCode::OK,
+            context! { title => "Set up", setup_token => token, name => "" },
+        ),
+    )
+        .into_response()
+}
+
+async fn setup_allowed(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    let empty = match state.store.users().await {
+        Ok(users) => users.is_empty(),
+        Err(error) => return Err(super::page_error(error.into())),
+    };
+    if !empty {
+        return Err(Redirect::to("/login").into_response());
+    }
+    if !from_this_machine(peer, headers) {
+        return Err(message(
+            None,
+            StatusCode::FORBIDDEN,
+            "Set up from the host's machine",
+            "The first admin is made from the host's own machine (this page, opened there), or with `wharf user add NAME --role admin`.",
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct SetupForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    password: String,
+}
+
+pub async fn setup(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> Response {
+    if let Err(refused) = setup_allowed(&state, peer, &headers).await {
+        return refused;
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            pair.trim()
+                .strip_prefix(&format!("{SETUP_COOKIE}="))
+                .map(str::to_owned)
+        });
+    if cookie.as_deref() != Some(form.csrf.as_str()) {
+        return message(
+            None,
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form did not come from this host's set-up page; open /setup and try again.",
+        );
+    }
+    let added = access::add_user(
+        State(state.clone()),
+        JsonBody(access::NewUser {
+            name: form.name.clone(),
+            password: form.password.clone(),
+            role: "admin".into(),
+        }),
+    )
+    .await;
+    if let Err(error) = added {
+        let (status, text) = error.status_and_message();
+        return render(
+            "setup.html",
+            None,
+            "",
+            status,
+            context! { title => "Set up", setup_token => form.csrf, name => form.name, flash => context! { kind => "error", text } },
+        );
+    }
+    match super::sign_in(&state, &headers, &form.name, form.password).await {
+        Ok(signed_in) => {
+            ([(header::SET_COOKIE, signed_in.cookie)], Redirect::to("/")).into_response()
+        }
+        Err(error) => super::page_error(error),
+    }
+}
+
+// --- dashboard -------------------------------------------------------------------------
+
+pub async fn dashboard(State(state): State<AppState>, page: Page, Query(q): Params) -> Response {
+    let status = state.supervisor.status().await;
+    let up = status
+        .connections
+        .iter()
+        .filter(|c| c.state == "up")
+        .count();
+    let running = status
+        .units
+        .iter()
+        .filter(|u| u.state == crate::supervisor::UnitState::Running)
+        .count();
+    render(
+        "dashboard.html",
+        Some(&page),
+        "/",
+        StatusCode::OK,
+        context! { title => "Dashboard", status, up, running, flash => flash(&q) },
+    )
+}
+
+// --- routes ----------------------------------------------------------------------------
+
+pub async fn routes(State(state): State<AppState>, page: Page, Query(q): Params) -> Response {
+    match api::routes::list(State(state)).await {
+        Ok(Json(routes)) => render(
+            "routes.html",
+            Some(&page),
+            "/routes",
+            StatusCode::OK,
+            context! { title => "Routes", routes, flash => flash(&q) },
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+/// The route form's fields, as typed.
+#[derive(Deserialize, serde::Serialize, Default)]
+pub struct RouteForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    from: String,
+    #[serde(default)]
+    through: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    dead_letter: String,
+    #[serde(default)]
+    concurrency: String,
+    #[serde(default)]
+    retry_max: String,
+    #[serde(default)]
+    backoff_ms: String,
+}
+
+impl RouteForm {
+    fn of(route: &RouteConfig) -> RouteForm {
+        RouteForm {
+            csrf: String::new(),
+            name: route.name.clone(),
+            from: route.from.clone(),
+            through: route.through.join(", "),
+            to: route.to.clone().unwrap_or_default(),
+            dead_letter: route.dead_letter.clone().unwrap_or_default(),
+            concurrency: route.concurrency.to_string(),
+            retry_max: route.retry.max.to_string(),
+            backoff_ms: route.retry.backoff_ms.to_string(),
+        }
+    }
+
+    /// The route, over `base` (what the form does not show is kept); a bad number names its
+    /// field.
+    fn route(&self, mut base: RouteConfig) -> Result<RouteConfig, AppError> {
+        let number = |field: &str, text: &str| -> Result<Option<u64>, AppError> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse().map(Some).map_err(|_| AppError::Invalid {
+                field: field.into(),
+                message: format!("`{text}` is not a whole number"),
+            })
+        };
+        let optional = |text: &str| Some(text.trim().to_owned()).filter(|t| !t.is_empty());
+        base.name = self.name.trim().to_owned();
+        base.from = self.from.trim().to_owned();
+        base.through = self
+            .through
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        base.to = optional(&self.to);
+        base.dead_letter = optional(&self.dead_letter);
+        if let Some(n) = number("concurrency", &self.concurrency)? {
+            base.concurrency = n as usize;
+        }
+        if let Some(n) = number("retry_max", &self.retry_max)? {
+            base.retry.max = n as u32;
+        }
+        if let Some(n) = number("backoff_ms", &self.backoff_ms)? {
+            base.retry.backoff_ms = n;
+        }
+        Ok(base)
+    }
+}
+
+async fn plugin_names(state: &AppState) -> Vec<String> {
+    match api::plugins::list(State(state.clone())).await {
+        Ok(Json(plugins)) => plugins.into_iter().map(|p| p.name).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn route_form(
+    state: &AppState,
+    page: &Page,
+    status: StatusCode,
+    form: &RouteForm,
+    editing: bool,
+    view: Option<Value>,
+    error: Option<String>,
+) -> Response {
+    let readonly = view.as_ref().is_some_and(|v| v["source"] == "file");
+    let title = if editing {
+        format!("Route {}", form.name)
+    } else {
+        "New route".into()
+    };
+    render(
+        "route_form.html",
+        Some(page),
+        "/routes",
+        status,
+        context! {
+            title, form, editing, readonly, view,
+            plugins => plugin_names(state).await,
+            flash => error.map(|text| context! { kind => "error", text }),
+        },
+    )
+}
+
+pub async fn new_route(State(state): State<AppState>, page: Page) -> Response {
+    if let Err(refused) = page.at_least(Role::Admin) {
+        return *refused;
+    }
+    let form = RouteForm::of(&RouteConfig::default());
+    route_form(&state, &page, StatusCode::OK, &form, false, None, None).await
+}
+
+fn field_error(error: AppError) -> (StatusCode, String) {
+    let (status, text) = error.status_and_message();
+    (status, text)
+}
+
+pub async fn create_route(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<RouteForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let result = match form.route(RouteConfig::default()) {
+        Ok(route) => api::routes::create(State(state.clone()), JsonBody(route))
+            .await
+            .map(drop),
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => done(
+            &format!("/routes/{}", super::url_escape(form.name.trim())),
+            "Route created and started.",
+        ),
+        Err(error) => {
+            let (status, text) = field_error(error);
+            route_form(&state, &page, status, &form, false, None, Some(text)).await
+        }
+    }
+}
+
+pub async fn route(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> Response {
+    match api::routes::get(State(state.clone()), Path(name)).await {
+        Ok(Json(view)) => {
+            let form = RouteForm::of(&view.route);
+            let view = serde_json::to_value(&view).unwrap_or_default();
+            let mut response =
+                route_form(&state, &page, StatusCode::OK, &form, true, Some(view), None).await;
+            if let Some(note) = flash(&q) {
+                // Shown again with the note of what was done.
+                response = render(
+                    "route_form.html",
+                    Some(&page),
+                    "/routes",
+                    StatusCode::OK,
+                    context! {
+                        title => format!("Route {}", form.name), form, editing => true,
+                        readonly => false, plugins => plugin_names(&state).await,
+                        view => api::routes::get(State(state.clone()), Path(form.name.clone())).await.ok().map(|Json(v)| serde_json::to_value(&v).unwrap_or_default()),
+                        flash => note,
+                    },
+                );
+            }
+            response
+        }
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn update_route(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<RouteForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let current = match api::routes::get(State(state.clone()), Path(name.clone())).await {
+        Ok(Json(view)) => view,
+        Err(error) => return error_for(&page, error),
+    };
+    let result = match form.route(current.route.clone()) {
+        Ok(route) => api::routes::update(State(state.clone()), Path(name.clone()), JsonBody(route))
+            .await
+            .map(drop),
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(()) => done(
+            &format!("/routes/{}", super::url_escape(&name)),
+            "Saved; the route runs the new definition.",
+        ),
+        Err(error) => {
+            let (status, text) = field_error(error);
+            let view = serde_json::to_value(&current).unwrap_or_default();
+            route_form(&state, &page, status, &form, true, Some(view), Some(text)).await
+        }
+    }
+}
+
+pub async fn delete_route(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match api::routes::delete(State(state), Path(name.clone())).await {
+        Ok(_) => done("/routes", &format!("Route {name} deleted.")),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn stop_route(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Operator, &form.csrf) {
+        return *refused;
+    }
+    let caller = Extension(page.caller.clone());
+    match api::units::stop(State(state), caller, Path(name.clone())).await {
+        Ok(_) => done(
+            &format!("/routes/{}", super::url_escape(&name)),
+            "Stopped on every host.",
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn start_route(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Operator, &form.csrf) {
+        return *refused;
+    }
+    match api::units::start(State(state), Path(name.clone())).await {
+        Ok(_) => done(&format!("/routes/{}", super::url_escape(&name)), "Started."),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+// --- plugins ---------------------------------------------------------------------------
+
+pub async fn plugins(State(state): State<AppState>, page: Page, Query(q): Params) -> Response {
+    match api::plugins::list(State(state)).await {
+        Ok(Json(plugins)) => render(
+            "plugins.html",
+            Some(&page),
+            "/plugins",
+            StatusCode::OK,
+            context! { title => "Plugins", plugins, flash => flash(&q) },
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn upload_plugin(
+    State(state): State<AppState>,
+    page: Page,
+    mut multipart: Multipart,
+) -> Response {
+    let (mut csrf, mut file, mut enabled) = (String::new(), None, false);
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_owned();
+                let Ok(bytes) = field.bytes().await else {
+                    return error_for(
+                        &page,
+                        AppError::PayloadTooLarge(
+                            "the upload is over the host's limit (server.max_request_bytes)".into(),
+                        ),
+                    );
+                };
+                match name.as_str() {
+                    "csrf" => csrf = String::from_utf8_lossy(&bytes).into_owned(),
+                    "file" => file = Some(bytes),
+                    "enabled" => enabled = true,
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(error) => {
+                return error_for(
+                    &page,
+                    AppError::BadRequest(format!("the upload could not be read: {error}")),
+                );
+            }
+        }
+    }
+    if let Err(refused) = page.may(Role::Admin, &csrf) {
+        return *refused;
+    }
+    let uploaded = api::plugins::upload(
+        State(state),
+        Extension(page.caller.clone()),
+        Ok(Query(api::plugins::UploadParams {
+            enabled: Some(enabled),
+        })),
+        Ok(file.unwrap_or_default()),
+    )
+    .await;
+    match uploaded {
+        Ok((_, Json(up))) => done(
+            "/plugins",
+            &format!(
+                "{} {} {} ({}); it asks for: {}.",
+                if up.outcome == "created" {
+                    "Uploaded"
+                } else {
+                    "Already stored:"
+                },
+                up.name,
+                up.version.version,
+                up.version.kind,
+                if up.version.wants.is_empty() {
+                    "nothing".into()
+                } else {
+                    up.version.wants.join(", ")
+                }
+            ),
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn plugin_version(
+    State(state): State<AppState>,
+    page: Page,
+    Path((name, version, action)): Path<(String, String, String)>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let path = Path((name.clone(), version.clone()));
+    let result = match action.as_str() {
+        "enable" => api::plugins::enable(State(state), path).await.map(drop),
+        "disable" => api::plugins::disable(State(state), path).await.map(drop),
+        "delete" => api::plugins::delete_version(State(state), path)
+            .await
+            .map(drop),
+        _ => Err(AppError::NotFound(format!("no action `{action}`"))),
+    };
+    match result {
+        Ok(()) => done("/plugins", &format!("{name} {version}: {action}d.")),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn rollback_plugin(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match api::plugins::rollback(State(state), Path(name.clone())).await {
+        Ok(Json(view)) => done(
+            "/plugins",
+            &format!(
+                "{name} rolled back; serving {}.",
+                view.serving.unwrap_or_default()
+            ),
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GrantForm {
+    #[serde(default)]
+    csrf: String,
+    grant: String,
+}
+
+pub async fn grant_plugin(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<GrantForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let change = api::plugins::GrantChange {
+        grants: vec![form.grant.trim().to_owned()],
+    };
+    match api::plugins::grant(State(state), Path(name.clone()), JsonBody(change)).await {
+        Ok(_) => done(
+            "/plugins",
+            &format!("{name} granted {}.", form.grant.trim()),
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+// --- connections -----------------------------------------------------------------------
+
+#[derive(Deserialize, serde::Serialize, Default)]
+pub struct ConnectionForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    kind: String,
+    #[serde(default)]
+    url: String,
+}
+
+impl ConnectionForm {
+    fn body(&self) -> Value {
+        let mut body = json!({ "name": self.name.trim(), "kind": self.kind });
+        if self.kind == "amqp" {
+            body["url"] = json!(self.url.trim());
+        }
+        body
+    }
+}
+
+async fn connections_page(
+    state: &AppState,
+    page: &Page,
+    status: StatusCode,
+    form: &ConnectionForm,
+    note: Option<Note>,
+) -> Response {
+    match api::connections::list(State(state.clone())).await {
+        Ok(Json(connections)) => render(
+            "connections.html",
+            Some(page),
+            "/connections",
+            status,
+            context! { title => "Connections", connections, form, flash => note },
+        ),
+        Err(error) => error_for(page, error),
+    }
+}
+
+pub async fn connections(State(state): State<AppState>, page: Page, Query(q): Params) -> Response {
+    let form = ConnectionForm {
+        kind: "amqp".into(),
+        ..ConnectionForm::default()
+    };
+    connections_page(&state, &page, StatusCode::OK, &form, flash(&q)).await
+}
+
+pub async fn add_connection(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<ConnectionForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match api::connections::create(State(state.clone()), JsonBody(form.body())).await {
+        Ok(_) => done(
+            "/connections",
+            &format!("Connection {} added.", form.name.trim()),
+        ),
+        Err(error) => {
+            let (status, text) = error.status_and_message();
+            connections_page(
+                &state,
+                &page,
+                status,
+                &form,
+                Some(context! { kind => "error", text }),
+            )
+            .await
+        }
+    }
+}
+
+pub async fn test_new_connection(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<ConnectionForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let note = match api::connections::test_new(State(state.clone()), JsonBody(form.body())).await {
+        Ok(Json(result)) => {
+            context! { kind => if result.ok { "ok" } else { "error" }, text => result.detail }
+        }
+        Err(error) => context! { kind => "error", text => error.status_and_message().1 },
+    };
+    connections_page(&state, &page, StatusCode::OK, &form, Some(note)).await
+}
+
+pub async fn test_connection(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match api::connections::test(State(state), Path(name.clone())).await {
+        Ok(Json(result)) => done(
+            "/connections",
+            &format!(
+                "{name}: {} ({})",
+                if result.ok { "works" } else { "failed" },
+                result.detail
+            ),
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn remove_connection(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match api::connections::delete(State(state), Path(name.clone())).await {
+        Ok(_) => done("/connections", &format!("Connection {name} removed.")),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+// --- send and read ---------------------------------------------------------------------
+
+#[derive(Deserialize, serde::Serialize, Default)]
+pub struct SendForm {
+    #[serde(default)]
+    csrf: String,
+    address: String,
+    #[serde(default)]
+    headers: String,
+    #[serde(default)]
+    content_type: String,
+    #[serde(default)]
+    payload: String,
+}
+
+fn send_form(
+    page: &Page,
+    state: &AppState,
+    status: StatusCode,
+    form: &SendForm,
+    note: Option<Note>,
+) -> Response {
+    render(
+        "send.html",
+        Some(page),
+        "/send",
+        status,
+        context! { title => "Send", form, connections => state.connections.names(), flash => note },
+    )
+}
+
+pub async fn send_page(State(state): State<AppState>, page: Page, Query(q): Params) -> Response {
+    if let Err(refused) = page.at_least(Role::Operator) {
+        return *refused;
+    }
+    let form = SendForm {
+        address: q
+            .get("address")
+            .cloned()
+            .unwrap_or_else(|| "local:demo.in".into()),
+        ..SendForm::default()
+    };
+    send_form(&page, &state, StatusCode::OK, &form, flash(&q))
+}
+
+/// `connection:queue` as the API's path parts.
+fn split(address: &str) -> Result<(String, String), AppError> {
+    match address.trim().split_once(':') {
+        Some((c, q)) if !c.is_empty() && !q.is_empty() => Ok((c.to_owned(), q.to_owned())),
+        _ => Err(AppError::Invalid {
+            field: "address".into(),
+            message: format!("`{address}` is not connection:queue, e.g. local:demo.in"),
+        }),
+    }
+}
+
+pub async fn send(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<SendForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Operator, &form.csrf) {
+        return *refused;
+    }
+    let result = async {
+        let (connection, queue) = split(&form.address)?;
+        let mut headers = serde_json::Map::new();
+        for (i, line) in form
+            .headers
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let (name, value) = line.split_once(':').ok_or_else(|| AppError::Invalid {
+                field: "headers".into(),
+                message: format!("line {}: write `name: value`", i + 1),
+            })?;
+            headers.insert(name.trim().to_owned(), json!(value.trim()));
+        }
+        let content_type = form.content_type.trim();
+        if content_type == "application/json" {
+            serde_json::from_str::<Value>(&form.payload).map_err(|e| AppError::Invalid {
+                field: "payload".into(),
+                message: format!("the payload is not JSON: {e}"),
+            })?;
+        }
+        let mut message = json!({ "payload": form.payload, "headers": headers });
+        if !content_type.is_empty() {
+            message["content_type"] = json!(content_type);
+        }
+        let (_, Json(published)) = api::queues::publish(
+            State(state.clone()),
+            Path((connection, queue)),
+            Ok(Json(message)),
+        )
+        .await?;
+        Ok::<Value, AppError>(published)
+    }
+    .await;
+    match result {
+        Ok(published) => done(
+            &format!("/send?address={}", super::url_escape(form.address.trim())),
+            &format!(
+                "Accepted by {}: message {}.",
+                form.address.trim(),
+                published["id"].as_str().unwrap_or("")
+            ),
+        ),
+        Err(error) => {
+            let (status, text) = error.status_and_message();
+            send_form(
+                &page,
+                &state,
+                status,
+                &form,
+                Some(context! { kind => "error", text }),
+            )
+        }
+    }
+}
+
+/// A message as the queue page shows it: JSON pretty-printed, text as it is, bytes as hex.
+fn shown(message: &Value) -> Value {
+    let mut message = message.clone();
+    let text = match (message.get("payload"), message.get("payload_base64")) {
+        (Some(Value::String(text)), _) => match serde_json::from_str::<Value>(text) {
+            Ok(json @ (Value::Object(_) | Value::Array(_))) => {
+                serde_json::to_string_pretty(&json).unwrap_or_else(|_| text.clone())
+            }
+            _ => text.clone(),
+        },
+        (_, Some(Value::String(b64))) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_default();
+            bytes
+                .chunks(16)
+                .map(|row| {
+                    row.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        _ => String::new(),
+    };
+    message["shown"] = json!(text);
+    message
+}
+
+pub async fn queue(State(state): State<AppState>, page: Page, Query(q): Params) -> Response {
+    let address = q.get("address").cloned().unwrap_or_default();
+    let mut ctx = context! { title => "Queues", address => address.clone(), flash => flash(&q) };
+    if !address.is_empty() {
+        let read = async {
+            let (connection, queue) = split(&address)?;
+            let Json(stats) = api::queues::queue_stats(
+                State(state.clone()),
+                Path((connection.clone(), queue.clone())),
+            )
+            .await?;
+            let Json(messages) = api::queues::peek(
+                State(state.clone()),
+                Path((connection, queue)),
+                Ok(Query(api::queues::ReadParams {
+                    count: Some(50),
+                    timeout_ms: None,
+                })),
+            )
+            .await?;
+            Ok::<_, AppError>((stats, messages))
+        }
+        .await;
+        match read {
+            Ok((stats, messages)) => {
+                let messages: Vec<Value> = messages
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(shown)
+                    .collect();
+                ctx = context! { stats, messages, ..ctx };
+            }
+            Err(error) => return error_for(&page, error),
+        }
+    }
+    render("queue.html", Some(&page), "/queue", StatusCode::OK, ctx)
+}
+
+#[derive(Deserialize)]
+pub struct QueueForm {
+    #[serde(default)]
+    csrf: String,
+    address: String,
+}
+
+pub async fn take(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<QueueForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Operator, &form.csrf) {
+        return *refused;
+    }
+    let result = async {
+        let (connection, queue) = split(&form.address)?;
+        let Json(taken) = api::queues::take(
+            State(state),
+            Path((connection, queue)),
+            Ok(Query(api::queues::ReadParams {
+                count: Some(1),
+                timeout_ms: Some(0),
+            })),
+        )
+        .await?;
+        Ok::<_, AppError>(taken)
+    }
+    .await;
+    let back = format!("/queue?address={}", super::url_escape(&form.address));
+    match result {
+        Ok(taken) => match taken.as_array().and_then(|a| a.first()) {
+            Some(m) => done(
+                &back,
+                &format!(
+                    "Took message {}: {}",
+                    m["id"].as_str().unwrap_or(""),
+                    shown(m)["shown"].as_str().unwrap_or("")
+                ),
+            ),
+            None => done(&back, "Nothing to take."),
+        },
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn purge(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<QueueForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Operator, &form.csrf) {
+        return *refused;
+    }
+    let result = async {
+        let (connection, queue) = split(&form.address)?;
+        let Json(purged) = api::queues::purge(State(state), Path((connection, queue))).await?;
+        Ok::<_, AppError>(purged)
+    }
+    .await;
+    match result {
+        Ok(purged) => done(
+            &format!("/queue?address={}", super::url_escape(&form.address)),
+            &format!("Purged {} messages.", purged["purged"]),
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+// --- users and tokens ------------------------------------------------------------------
+
+async fn users_page(
+    state: &AppState,
+    page: &Page,
+    status: StatusCode,
+    note: Option<Note>,
+    new_token: Option<Note>,
+) -> Response {
+    if let Err(refused) = page.at_least(Role::Admin) {
+        return *refused;
+    }
+    let (users, tokens) = match (state.store.users().await, state.store.tokens().await) {
+        (Ok(users), Ok(tokens)) => (users, tokens),
+        (Err(error), _) | (_, Err(error)) => return error_for(page, error.into()),
+    };
+    render(
+        "users.html",
+        Some(page),
+        "/users",
+        status,
+        context! { title => "Users and tokens", users, tokens, new_token, flash => note },
+    )
+}
+
+pub async fn users(State(state): State<AppState>, page: Page, Query(q): Params) -> Response {
+    users_page(&state, &page, StatusCode::OK, flash(&q), None).await
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    password: String,
+    role: String,
+}
+
+pub async fn add_user(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<UserForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let new = access::NewUser {
+        name: form.name.trim().to_owned(),
+        password: form.password,
+        role: form.role,
+    };
+    match access::add_user(State(state.clone()), JsonBody(new)).await {
+        Ok(_) => done("/users", &format!("User {} added.", form.name.trim())),
+        Err(error) => {
+            let (status, text) = error.status_and_message();
+            users_page(
+                &state,
+                &page,
+                status,
+                Some(context! { kind => "error", text }),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn remove_user(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match access::remove_user(
+        State(state),
+        Extension(page.caller.clone()),
+        Path(name.clone()),
+    )
+    .await
+    {
+        Ok(_) => done("/users", &format!("User {name} removed.")),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    role: String,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let new = access::NewToken {
+        name: form.name.trim().to_owned(),
+        role: form.role,
+    };
+    match access::create_token(State(state.clone()), JsonBody(new)).await {
+        // Shown on this answer only: never in a URL, never again.
+        Ok((_, Json(made))) => {
+            let shown = context! { name => made.name, token => made.token };
+            users_page(&state, &page, StatusCode::CREATED, None, Some(shown)).await
+        }
+        Err(error) => {
+            let (status, text) = error.status_and_message();
+            users_page(
+                &state,
+                &page,
+                status,
+                Some(context! { kind => "error", text }),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match access::revoke_token(State(state), Path(id.clone())).await {
+        Ok(_) => done("/users", &format!("Token {id} revoked.")),
+        Err(error) => error_for(&page, error),
+    }
+}
