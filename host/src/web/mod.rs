@@ -215,6 +215,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/queues/{connection}/{queue}/take",
             post(api::queues::take),
         )
+        .route(
+            "/api/v1/queues/{connection}/{queue}/replay",
+            post(api::queues::replay),
+        )
         .route("/api/v1/units/{name}/stop", post(api::units::stop))
         .route("/api/v1/units/{name}/start", post(api::units::start))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -319,7 +323,7 @@ pub fn router(state: AppState) -> Router {
     paths(
         healthz, readyz, caller::login, caller::logout,
         api::queues::queue_stats, api::queues::peek, api::queues::publish, api::queues::take,
-        api::queues::purge,
+        api::queues::purge, api::queues::replay,
         access::list_users, access::add_user, access::set_password, access::remove_user,
         access::list_tokens, access::create_token, access::revoke_token,
         api::status::get, api::units::stop, api::units::start,

@@ -242,3 +242,129 @@ pub async fn purge(
     let purged = state.connections.purge(&address).await?;
     Ok(Json(json!({ "purged": purged })))
 }
+
+/// The headers a dead letter gained, removed when it is replayed.
+const DEAD_LETTER_HEADERS: [&str; 6] = [
+    "exception",
+    "exception_name",
+    "exception_type",
+    "x-wharf-plugin",
+    "x-wharf-route",
+    "x-wharf-attempts",
+];
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayParams {
+    /// How many to replay, oldest first (1 to 1,000; all up to 1,000 by default).
+    pub count: Option<usize>,
+    /// Where to send them (`connection:address`); by default the input of the route each
+    /// names in its `x-wharf-route` header.
+    pub to: Option<String>,
+}
+
+/// What a replay did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Replayed {
+    pub replayed: usize,
+    /// Where they went, by address.
+    pub to: std::collections::BTreeMap<String, usize>,
+    /// Messages left in the queue because no destination was known (no `to`, and no route of
+    /// the name their `x-wharf-route` header gives).
+    pub left: usize,
+}
+
+/// Replays dead letters: each taken message, without its dead-letter headers, is published
+/// to `to` or to its route's input, and removed from this queue only once that publish is
+/// confirmed.
+#[utoipa::path(post, path = "/api/v1/queues/{connection}/{queue}/replay", tag = "queues",
+    params(("connection" = String, Path), ("queue" = String, Path), ReplayParams),
+    responses((status = 200, body = Replayed), (status = 400), (status = 404)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Path((connection, queue)): Path<(String, String)>,
+    params: Result<Query<ReplayParams>, QueryRejection>,
+) -> Result<Json<Replayed>, AppError> {
+    let Query(params) = params?;
+    let count = match params.count.unwrap_or(MAX_COUNT) {
+        count @ 1..=MAX_COUNT => count,
+        count => {
+            return Err(AppError::Invalid {
+                field: "count".into(),
+                message: format!("count {count} is out of range: from 1 to {MAX_COUNT}"),
+            });
+        }
+    };
+    let to = params
+        .to
+        .as_deref()
+        .map(|to| {
+            Address::parse(to).map_err(|e| AppError::Invalid {
+                field: "to".into(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()?;
+    if let Some(to) = &to
+        && !state.connections.contains(&to.connection)
+    {
+        return Err(AppError::Invalid {
+            field: "to".into(),
+            message: format!("there is no connection named `{}`", to.connection),
+        });
+    }
+    let address = known(&state, connection, queue)?;
+    let routes = crate::supervisor::Desired::load(&state.store, state.supervisor.file())
+        .await?
+        .routes;
+    let mut consumer = state
+        .connections
+        .consume(&address, count.min(TAKE_PREFETCH))
+        .await?;
+    let mut done = Replayed {
+        replayed: 0,
+        to: Default::default(),
+        left: 0,
+    };
+    let mut kept = Vec::new();
+    while done.replayed + kept.len() < count {
+        let delivery = match tokio::time::timeout(Duration::from_millis(200), consumer.next()).await
+        {
+            Err(_) => break,
+            Ok(delivery) => delivery?,
+        };
+        let route = match delivery.message.header("x-wharf-route") {
+            Some(crate::message::HeaderValue::Text(route)) => Some(route.clone()),
+            _ => None,
+        };
+        let target = to.clone().or_else(|| {
+            route
+                .and_then(|name| routes.get(&name).map(|r| r.spec.from.clone()))
+                .and_then(|from| Address::parse(&from).ok())
+        });
+        let Some(target) = target else {
+            kept.push(delivery);
+            continue;
+        };
+        let mut message = delivery.message.clone();
+        message
+            .headers
+            .retain(|(name, _)| !DEAD_LETTER_HEADERS.contains(&name.as_str()));
+        state
+            .connections
+            .producer(&target)?
+            .send(&target.address, message)
+            .await?;
+        delivery.ack.ack().await?;
+        done.replayed += 1;
+        *done.to.entry(target.to_string()).or_default() += 1;
+    }
+    done.left = kept.len();
+    for delivery in kept {
+        if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
+            tracing::warn!(%error, "a dead letter with nowhere to go could not be returned; it comes back by itself");
+        }
+    }
+    consumer.close().await;
+    Ok(Json(done))
+}

@@ -69,8 +69,20 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// The stylesheet, compiled into the binary.
+/// The stylesheet and the one script, compiled into the binary.
 const STYLE: &str = include_str!("../../../../web/static/style.css");
+const LIVE_SCRIPT: &str = include_str!("../../../../web/static/live.js");
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        LIVE_SCRIPT,
+    )
+        .into_response()
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -109,6 +121,9 @@ pub fn router() -> Router<AppState> {
         .route("/queue", get(pages::queue))
         .route("/queue/take", post(pages::take))
         .route("/queue/purge", post(pages::purge))
+        .route("/queue/replay", post(pages::replay))
+        .route("/queue/live", get(pages::live))
+        .route("/static/live.js", get(script))
         .route("/users", get(pages::users).post(pages::add_user))
         .route("/users/{name}/delete", post(pages::remove_user))
         .route("/tokens", post(pages::create_token))

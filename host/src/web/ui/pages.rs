@@ -979,7 +979,12 @@ pub async fn queue(State(state): State<AppState>, page: Page, Query(q): Params) 
                     .flatten()
                     .map(shown)
                     .collect();
-                ctx = context! { stats, messages, ..ctx };
+                // A queue of dead letters: its name says so, or its messages carry exceptions.
+                let dead_letters = address.ends_with(".dead")
+                    || messages
+                        .iter()
+                        .any(|m| m["headers"].get("exception").is_some());
+                ctx = context! { stats, messages, dead_letters, ..ctx };
             }
             Err(error) => return error_for(&page, error),
         }
@@ -1054,6 +1059,132 @@ pub async fn purge(
         ),
         Err(error) => error_for(&page, error),
     }
+}
+
+#[derive(Deserialize)]
+pub struct ReplayForm {
+    #[serde(default)]
+    csrf: String,
+    address: String,
+    #[serde(default)]
+    to: String,
+    count: usize,
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<ReplayForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Operator, &form.csrf) {
+        return *refused;
+    }
+    let result = async {
+        let (connection, queue) = split(&form.address)?;
+        let to = Some(form.to.trim().to_owned()).filter(|t| !t.is_empty());
+        let Json(replayed) = api::queues::replay(
+            State(state),
+            Path((connection, queue)),
+            Ok(Query(api::queues::ReplayParams {
+                count: Some(form.count),
+                to,
+            })),
+        )
+        .await?;
+        Ok::<_, AppError>(replayed)
+    }
+    .await;
+    match result {
+        Ok(replayed) => {
+            let went: Vec<String> = replayed
+                .to
+                .iter()
+                .map(|(to, n)| format!("{n} to {to}"))
+                .collect();
+            let mut note = format!(
+                "Replayed {}{}.",
+                replayed.replayed,
+                if went.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", went.join(", "))
+                }
+            );
+            if replayed.left > 0 {
+                note.push_str(&format!(
+                    " {} left: no route input known; give an address to replay them to.",
+                    replayed.left
+                ));
+            }
+            done(
+                &format!("/queue?address={}", super::url_escape(&form.address)),
+                &note,
+            )
+        }
+        Err(error) => error_for(&page, error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LiveParams {
+    address: String,
+}
+
+/// Server-sent events: each message taken from the queue as it arrives (acked once sent),
+/// until the page goes away or the host stops.
+pub async fn live(
+    State(state): State<AppState>,
+    page: Page,
+    Query(params): Query<LiveParams>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    if let Err(refused) = page.at_least(Role::Operator) {
+        return *refused;
+    }
+    let address = match split(&params.address).and_then(|(c, q)| {
+        if state.connections.contains(&c) {
+            Ok(crate::broker::Address {
+                connection: c,
+                address: q,
+            })
+        } else {
+            Err(AppError::NotFound(format!(
+                "there is no connection named `{c}`"
+            )))
+        }
+    }) {
+        Ok(address) => address,
+        Err(error) => return error_for(&page, error),
+    };
+    let consumer = match state.connections.consume(&address, 1).await {
+        Ok(consumer) => consumer,
+        Err(error) => return error_for(&page, error.into()),
+    };
+    let stream = futures::stream::unfold(
+        (consumer, state.shutdown.clone()),
+        |(mut consumer, mut shutdown)| async move {
+            let delivery = tokio::select! {
+                _ = shutdown.fired() => None,
+                delivery = consumer.next() => delivery.ok(),
+            };
+            let Some(delivery) = delivery else {
+                consumer.close().await;
+                return None;
+            };
+            let shown = shown(&delivery.message.to_json());
+            if let Err(error) = delivery.ack.ack().await {
+                tracing::warn!(%error, "a message shown live could not be acked; it comes back");
+            }
+            let event = Event::default().event("message").data(shown.to_string());
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (consumer, shutdown),
+            ))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 // --- users and tokens ------------------------------------------------------------------
