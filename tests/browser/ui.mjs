@@ -1,0 +1,201 @@
+// The admin UI in a real headless Chromium, against a running host (started by tests/ui.rs).
+// Each step asserts what a person would see; any failure exits non-zero with the step's name.
+//
+// Environment: WHARF_URL (the host), WHARF_AMQP (RabbitMQ URL), WHARF_QUEUE (a fresh RabbitMQ
+// queue name), WHARF_PLUGINS (folder of built .wasm files), SCREENSHOTS (folder to write to),
+// CHROMIUM (the browser binary; default /usr/bin/chromium).
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const base = process.env.WHARF_URL;
+const amqp = process.env.WHARF_AMQP;
+const queue = process.env.WHARF_QUEUE;
+const plugins = process.env.WHARF_PLUGINS;
+const shots = process.env.SCREENSHOTS;
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+
+let step = "starting";
+function expect(condition, what) {
+  if (!condition) throw new Error(`${step}: ${what}`);
+}
+async function text(page) {
+  return await page.locator("main").innerText();
+}
+async function see(page, wanted, timeout = 10000) {
+  await page.locator("main", { hasText: wanted }).waitFor({ timeout }).catch(async () => {
+    throw new Error(`${step}: expected to see ${JSON.stringify(wanted)}; the page says: ${await text(page)}`);
+  });
+}
+// Submits the form holding `selector` and waits for the page it leads to.
+async function submit(page, selector) {
+  await Promise.all([page.waitForNavigation(), page.click(selector)]);
+}
+async function shoot(page, name) {
+  for (const [size, viewport] of [["laptop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
+    await page.setViewportSize(viewport);
+    await page.screenshot({ path: join(shots, `${name}-${size}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
+try {
+  const admin = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await admin.newPage();
+
+  step = "first admin set-up";
+  await page.goto(base + "/");
+  expect(page.url().endsWith("/setup"), `an empty host sends the first visit to /setup, not ${page.url()}`);
+  await page.fill("#name", "ada");
+  await page.fill("#password", "correct horse battery");
+  await submit(page, "button[type=submit]");
+  await see(page, "Dashboard");
+  await shoot(page, "dashboard");
+
+  step = "a RabbitMQ connection";
+  await page.goto(base + "/connections");
+  await page.fill("#name", "rabbit");
+  await page.selectOption("#kind", "amqp");
+  await page.fill("#url", amqp);
+  await submit(page, "form.stack button[type=submit]:not([formaction])");
+  await see(page, "Connection rabbit added");
+  expect(!(await text(page)).includes("guest:guest"), "the password is not shown back");
+  await shoot(page, "connections");
+
+  step = "uploading uppercase";
+  await page.goto(base + "/plugins");
+  await page.setInputFiles("#file", join(plugins, "uppercase.wasm"));
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Uploaded uppercase");
+
+  step = "a bad upload says which check failed";
+  await page.setInputFiles("#file", join(plugins, "test", "alien.wasm"));
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "world check failed");
+
+  step = "a route";
+  await page.goto(base + "/routes/new");
+  await page.fill("#name", "shout");
+  await page.fill("#from", `rabbit:${queue}`);
+  await page.fill("#through", "uppercase");
+  await page.fill("#to", "local:ui.out");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Route created and started");
+  await see(page, "running");
+  await shoot(page, "route");
+
+  step = "sending on the Send page";
+  await page.goto(base + "/send");
+  await page.fill("#address", `rabbit:${queue}`);
+  await page.fill("#payload", "hello from the browser");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Accepted by");
+  await shoot(page, "send");
+
+  step = "the upper-cased result on the Consume page";
+  await page.goto(base + "/queue?address=local:ui.out");
+  await page.click("#live");
+  await page.locator(".live pre", { hasText: "HELLO FROM THE BROWSER" }).waitFor({ timeout: 15000 });
+  await shoot(page, "consume");
+
+  step = "a failing plugin's message lands in dead letters and is replayed";
+  await page.goto(base + "/plugins");
+  await page.setInputFiles("#file", join(plugins, "test", "panicker.wasm"));
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Uploaded panicker");
+  await shoot(page, "plugins");
+  await page.goto(base + "/routes/new");
+  await page.fill("#name", "boom");
+  await page.fill("#from", "local:boom.in");
+  await page.fill("#through", "panicker");
+  await page.fill("#to", "local:boom.out");
+  await page.fill("#retry_max", "0");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Route created");
+  await page.goto(base + "/send");
+  await page.fill("#address", "local:boom.in");
+  await page.fill("#payload", "panic");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Accepted by");
+  let found = false;
+  for (let i = 0; i < 40 && !found; i++) {
+    await page.goto(base + "/queue?address=local:boom.in.dead");
+    found = (await text(page)).includes("Trap");
+    if (!found) await page.waitForTimeout(250);
+  }
+  expect(found, "the dead letter shows its exception (Trap)");
+  await shoot(page, "dead-letters");
+  await page.fill("#replay-to", "local:replayed");
+  await submit(page, "button[name=count][value='1000']");
+  await see(page, "Replayed 1");
+  await page.goto(base + "/queue?address=local:replayed");
+  await see(page, "panic");
+  expect(!(await text(page)).includes("exception_name"), "a replayed message loses its exception headers");
+
+  step = "a form without its CSRF token is refused";
+  const forged = await page.request.post(base + "/routes/new", {
+    form: { name: "forged", from: "local:a", to: "local:b" },
+    maxRedirects: 0,
+  });
+  expect(forged.status() === 403, `status ${forged.status()}`);
+
+  step = "users and a viewer";
+  await page.goto(base + "/users");
+  await page.fill("#uname", "vera");
+  await page.fill("#upassword", "viewer password");
+  await page.selectOption("#urole", "viewer");
+  await submit(page, "form.stack:has(#uname) button[type=submit]");
+  await see(page, "User vera added");
+  await shoot(page, "users");
+  await page.goto(base + "/routes");
+  await shoot(page, "routes");
+
+  const viewerContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const viewer = await viewerContext.newPage();
+  await viewer.goto(base + "/login");
+  await viewer.fill("#name", "vera");
+  await viewer.fill("#password", "viewer password");
+  await submit(viewer, "button[type=submit]");
+  await see(viewer, "Dashboard");
+  await viewer.goto(base + "/plugins");
+  expect((await viewer.locator("input[type=file]").count()) === 0, "a viewer is offered no upload form");
+  expect((await viewer.locator("a[href='/users']").count()) === 0, "a viewer is offered no Users page");
+  const csrf = await viewer.locator("header input[name=csrf]").inputValue();
+  const forced = await viewer.request.post(base + "/plugins", {
+    multipart: { csrf, file: { name: "x.wasm", mimeType: "application/wasm", buffer: Buffer.from("\0asm") } },
+    maxRedirects: 0,
+  });
+  expect(forced.status() === 403, `a viewer's forced upload answers ${forced.status()}`);
+
+  step = "five wrong passwords are throttled";
+  const stranger = await (await browser.newContext()).newPage();
+  for (let i = 0; i < 5; i++) {
+    await stranger.goto(base + "/login");
+    await stranger.fill("#name", "vera");
+    await stranger.fill("#password", "wrong password " + i);
+    await submit(stranger, "button[type=submit]");
+    await see(stranger, "the name or the password is wrong");
+  }
+  await stranger.goto(base + "/login");
+  await stranger.fill("#name", "vera");
+  await stranger.fill("#password", "viewer password");
+  await submit(stranger, "button[type=submit]");
+  await see(stranger, "too many failed sign-ins");
+
+  step = "signing out";
+  await submit(page, "header button[type=submit]");
+  expect(page.url().endsWith("/login"), `signed out to ${page.url()}`);
+  await shoot(page, "login");
+
+  console.log("every step passed");
+} catch (error) {
+  console.error(String(error.stack || error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
