@@ -927,3 +927,75 @@ async fn a_name_in_the_file_and_the_database_stops_start_up() {
         "{error}"
     );
 }
+
+/// `/metrics` (open, Prometheus text) counts what routes do, and shows connections and units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_routes_do() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker, api) = host(&db, false).await;
+    let (status, _) = api.upload("panicker").await;
+    assert_eq!(status, 201);
+    api.ok(
+        Method::POST,
+        "routes",
+        Some(route(
+            "metered",
+            "local:m.in",
+            &["uppercase"],
+            "local:m.out",
+        )),
+    )
+    .await;
+    let mut failing = route("metered-fail", "local:mf.in", &["panicker"], "local:mf.out");
+    failing["retry"] = json!({ "max": 1, "backoff_ms": 10 });
+    api.ok(Method::POST, "routes", Some(failing)).await;
+    for payload in ["a", "b"] {
+        publish(&broker, "m.in", payload).await;
+    }
+    take(&broker, "m.out", 2).await;
+    publish(&broker, "mf.in", "boom").await;
+    take(&broker, "mf.in.dead", 1).await;
+    support::drained(&broker, "m.in").await;
+    support::drained(&broker, "mf.in").await;
+    let text = reqwest::get(format!("http://{}/metrics", host.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|line| line.starts_with(series))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert_eq!(
+        value("wharf_route_messages_in_total{route=\"metered\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("wharf_route_messages_out_total{route=\"metered\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("wharf_route_messages_in_total{route=\"metered-fail\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("wharf_route_messages_failed_total{route=\"metered-fail\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("wharf_route_messages_retried_total{route=\"metered-fail\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("wharf_route_messages_dead_lettered_total{route=\"metered-fail\"}"),
+        1.0
+    );
+    assert!(value("wharf_plugin_call_seconds_count{plugin=\"uppercase\"}") >= 2.0);
+    assert_eq!(value("wharf_connection_up{connection=\"local\"}"), 1.0);
+    assert_eq!(value("wharf_units{kind=\"route\",state=\"running\"}"), 2.0);
+    host.stop().await;
+}

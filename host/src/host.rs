@@ -173,6 +173,7 @@ fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
 /// Starts the host described by `config` and returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let store = Store::open(&config.server.database).await?;
+    crate::metrics::handle();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: config.server.compile_cache.clone(),
         ..RuntimeConfig::default()
@@ -287,6 +288,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,
         throttle: Default::default(),
+    });
+    // Samples of the route counters, for the dashboard's last minutes.
+    let mut sampling = shutdown.clone();
+    tasks.spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = sampling.fired() => return,
+                _ = every.tick() => crate::metrics::sample(),
+            }
+        }
     });
     let mut http_shutdown = shutdown.clone();
     tasks.spawn(async move {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod grant;
 pub mod host;
 pub mod message;
+pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod shutdown;

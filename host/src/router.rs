@@ -226,6 +226,10 @@ async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
         ack,
         deliveries,
     } = delivery;
+    let counted = |name: &'static str, n: u64| {
+        metrics::counter!(name, "route" => route.name.clone()).increment(n);
+    };
+    counted(crate::metrics::MESSAGES_IN, 1);
     let outcome = if deliveries > route.max_deliveries {
         Err(Failure::host(
             "MaxDeliveries",
@@ -238,15 +242,20 @@ async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
         unless_panic(
             async {
                 let sends = run_chain(route, connections, &input).await?;
-                send_all(connections, sends).await
+                let sent = sends.len() as u64;
+                send_all(connections, sends).await.map(|()| sent)
             },
             "running the route",
         )
         .await
     };
     let settled = match outcome {
-        Ok(()) => ack.ack().await,
+        Ok(sent) => {
+            counted(crate::metrics::MESSAGES_OUT, sent);
+            ack.ack().await
+        }
         Err(failure) => {
+            counted(crate::metrics::MESSAGES_FAILED, 1);
             let attempts = attempts_of(&input);
             let retrying = failure.retryable && attempts < route.retry.max;
             let next = unless_panic(
@@ -262,7 +271,17 @@ async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
             )
             .await;
             match next {
-                Ok(()) => ack.ack().await,
+                Ok(()) => {
+                    counted(
+                        if retrying {
+                            crate::metrics::MESSAGES_RETRIED
+                        } else {
+                            crate::metrics::MESSAGES_DEAD_LETTERED
+                        },
+                        1,
+                    );
+                    ack.ack().await
+                }
                 // Neither a retry nor a dead letter could be sent: leave the message with its
                 // broker, to come back later, rather than lose it.
                 Err(error) => {
@@ -404,6 +423,12 @@ fn reply_address(
     Ok(address)
 }
 
+/// Records a plugin call's wall time.
+fn timed(plugin: &Plugin, cost: &crate::runtime::CallCost) {
+    metrics::histogram!(crate::metrics::PLUGIN_CALL_SECONDS, "plugin" => plugin.name().to_owned())
+        .record(cost.wall.as_secs_f64());
+}
+
 /// Runs the chain on `input`; returns every message to send and where.
 async fn run_chain(
     route: &Route,
@@ -427,7 +452,9 @@ async fn run_chain(
         let inputs = stage.as_deref().unwrap_or(std::slice::from_ref(input));
         let mut next = Vec::with_capacity(inputs.len());
         for msg in inputs {
-            next.extend(plugin.transform(msg).await.result?);
+            let report = plugin.transform(msg).await;
+            timed(plugin, &report.cost);
+            next.extend(report.result?);
             within_outputs(route, next.len())?;
         }
         stage = Some(next);
@@ -445,6 +472,7 @@ async fn run_chain(
         Some(handler) => {
             for request in current {
                 let report = handler.handle(&request).await;
+                timed(handler, &report.cost);
                 let reply = report.result?;
                 for publication in report.published {
                     let to = Address::parse(&publication.destination).map_err(Failure::broker)?;

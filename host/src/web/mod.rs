@@ -305,6 +305,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/login", post(caller::login))
         .route("/api/v1/logout", post(caller::logout))
         .merge(api)
@@ -377,6 +378,20 @@ impl utoipa::Modify for BearerAuth {
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+/// Prometheus metrics (open, like `/healthz`): per route messages in, out, failed, retried and
+/// dead-lettered; plugin call durations; connections up; units by state.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let status = state.supervisor.status().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&status),
+    )
+        .into_response()
 }
 
 async fn not_found() -> AppError {

@@ -222,12 +222,24 @@ pub async fn dashboard(State(state): State<AppState>, page: Page, Query(q): Para
         .iter()
         .filter(|u| u.state == crate::supervisor::UnitState::Running)
         .count();
+    let totals = crate::metrics::route_totals();
+    let (recent, window) = crate::metrics::recent();
+    let counts: HashMap<String, Value> = status
+        .units
+        .iter()
+        .map(|u| {
+            let total = totals.get(&u.name).copied().unwrap_or_default();
+            let recent = recent.get(&u.name).copied().unwrap_or_default();
+            (u.name.clone(), json!({ "total": total, "recent": recent }))
+        })
+        .collect();
+    let minutes = (window.as_secs() + 30) / 60;
     render(
         "dashboard.html",
         Some(&page),
         "/",
         StatusCode::OK,
-        context! { title => "Dashboard", status, up, running, flash => flash(&q) },
+        context! { title => "Dashboard", status, up, running, counts, minutes, flash => flash(&q) },
     )
 }
 

@@ -1,0 +1,192 @@
+//! What `GET /metrics` tells Prometheus, through the `metrics` facade and its Prometheus
+//! recorder (installed once per process). Counters and histograms are recorded where things
+//! happen (`router`); the gauges of connections and units are set from the supervisor's status
+//! when scraped, so they are never stale.
+//!
+//! - `wharf_route_messages_in_total{route}`: deliveries a route took;
+//! - `wharf_route_messages_out_total{route}`: messages it sent (outputs, publications, replies);
+//! - `wharf_route_messages_failed_total{route}`: attempts that failed;
+//! - `wharf_route_messages_retried_total{route}`: failed attempts re-queued to try again;
+//! - `wharf_route_messages_dead_lettered_total{route}`;
+//! - `wharf_plugin_call_seconds{plugin}`: each plugin call's wall time (histogram);
+//! - `wharf_connection_up{connection}`: 1 up, 0 down;
+//! - `wharf_units{kind, state}`: units by state.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+pub const MESSAGES_IN: &str = "wharf_route_messages_in_total";
+pub const MESSAGES_OUT: &str = "wharf_route_messages_out_total";
+pub const MESSAGES_FAILED: &str = "wharf_route_messages_failed_total";
+pub const MESSAGES_RETRIED: &str = "wharf_route_messages_retried_total";
+pub const MESSAGES_DEAD_LETTERED: &str = "wharf_route_messages_dead_lettered_total";
+pub const PLUGIN_CALL_SECONDS: &str = "wharf_plugin_call_seconds";
+pub const CONNECTION_UP: &str = "wharf_connection_up";
+pub const UNITS: &str = "wharf_units";
+
+/// Plugin calls take from microseconds to seconds.
+const CALL_BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    5.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's recorder, installed on first use. If another recorder was installed first
+/// (an embedding program's), Wharf's metrics go there and this handle renders only its own.
+pub fn handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(PLUGIN_CALL_SECONDS.into()),
+                &CALL_BUCKETS,
+            )
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "another metrics recorder is installed; /metrics shows only Wharf's own view"
+            );
+        }
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!(MESSAGES_IN, "Deliveries a route took");
+    metrics::describe_counter!(
+        MESSAGES_OUT,
+        "Messages a route sent: outputs, publications, replies"
+    );
+    metrics::describe_counter!(MESSAGES_FAILED, "Attempts that failed");
+    metrics::describe_counter!(MESSAGES_RETRIED, "Failed attempts re-queued to try again");
+    metrics::describe_counter!(MESSAGES_DEAD_LETTERED, "Messages a route dead-lettered");
+    metrics::describe_histogram!(
+        PLUGIN_CALL_SECONDS,
+        metrics::Unit::Seconds,
+        "Wall time of each plugin call"
+    );
+    metrics::describe_gauge!(CONNECTION_UP, "1 while the connection is up");
+    metrics::describe_gauge!(UNITS, "Units by kind and state");
+}
+
+/// The text a scrape gets, with the gauges set from `status` first.
+pub fn render(status: &crate::supervisor::Status) -> String {
+    let handle = handle();
+    for connection in &status.connections {
+        metrics::gauge!(CONNECTION_UP, "connection" => connection.name.clone())
+            .set(if connection.state == "up" { 1.0 } else { 0.0 });
+    }
+    let states = ["starting", "running", "backing_off", "failed", "stopped"];
+    for state in states {
+        let count = status
+            .units
+            .iter()
+            .filter(|u| {
+                serde_json::to_value(u.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .as_deref()
+                    == Some(state)
+            })
+            .count();
+        metrics::gauge!(UNITS, "kind" => "route", "state" => state).set(count as f64);
+    }
+    handle.render()
+}
+
+/// One route's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct RouteCounts {
+    pub r#in: f64,
+    pub out: f64,
+    pub failed: f64,
+    pub retried: f64,
+    pub dead_lettered: f64,
+}
+
+impl RouteCounts {
+    fn minus(self, earlier: RouteCounts) -> RouteCounts {
+        RouteCounts {
+            r#in: self.r#in - earlier.r#in,
+            out: self.out - earlier.out,
+            failed: self.failed - earlier.failed,
+            retried: self.retried - earlier.retried,
+            dead_lettered: self.dead_lettered - earlier.dead_lettered,
+        }
+    }
+}
+
+/// Every route's counters now, read from the same recorder `/metrics` renders.
+pub fn route_totals() -> std::collections::BTreeMap<String, RouteCounts> {
+    let mut totals: std::collections::BTreeMap<String, RouteCounts> = Default::default();
+    for line in handle().render().lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some((name, labels)) = series.split_once("{route=\"") else {
+            continue;
+        };
+        let (Some(route), Ok(value)) = (labels.strip_suffix("\"}"), value.parse::<f64>()) else {
+            continue;
+        };
+        let counts = totals.entry(route.replace("\\\"", "\"")).or_default();
+        match name {
+            MESSAGES_IN => counts.r#in = value,
+            MESSAGES_OUT => counts.out = value,
+            MESSAGES_FAILED => counts.failed = value,
+            MESSAGES_RETRIED => counts.retried = value,
+            MESSAGES_DEAD_LETTERED => counts.dead_lettered = value,
+            _ => {}
+        }
+    }
+    totals
+}
+
+/// How far back the dashboard's recent counts look.
+pub const RECENT: std::time::Duration = std::time::Duration::from_secs(300);
+
+type Sample = (
+    std::time::Instant,
+    std::collections::BTreeMap<String, RouteCounts>,
+);
+
+static SAMPLES: std::sync::Mutex<std::collections::VecDeque<Sample>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Keeps a sample of every route's counters (called every few seconds by the host), so the
+/// dashboard can tell what happened over the last minutes.
+pub fn sample() {
+    let now = std::time::Instant::now();
+    let mut samples = SAMPLES.lock().unwrap_or_else(|p| p.into_inner());
+    while samples
+        .front()
+        .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
+    {
+        samples.pop_front();
+    }
+    samples.push_back((now, route_totals()));
+}
+
+/// Each route's counts over the last minutes (since the oldest sample kept, at most
+/// [`RECENT`]), and how long that is.
+pub fn recent() -> (
+    std::collections::BTreeMap<String, RouteCounts>,
+    std::time::Duration,
+) {
+    let now_totals = route_totals();
+    let samples = SAMPLES.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((since, earlier)) = samples.front() else {
+        return (now_totals, std::time::Duration::ZERO);
+    };
+    let recent = now_totals
+        .iter()
+        .map(|(route, now)| {
+            let before = earlier.get(route).copied().unwrap_or_default();
+            (route.clone(), now.minus(before))
+        })
+        .collect();
+    (recent, since.elapsed())
+}
