@@ -999,3 +999,91 @@ async fn metrics_count_what_routes_do() {
     assert_eq!(value("wharf_units{kind=\"route\",state=\"running\"}"), 2.0);
     host.stop().await;
 }
+
+/// Accounts through the API: a role changed, a user disabled (and signed out), a one-time
+/// reset link, the registration setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_change_through_the_api() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, _broker, api) = host(&db, false).await;
+    api.ok(
+        Method::POST,
+        "users",
+        Some(json!({"name": "rita", "password": "long enough pw", "role": "viewer"})),
+    )
+    .await;
+    let login = || {
+        reqwest::Client::new()
+            .post(format!("http://{}/api/v1/login", host.addr))
+            .json(&json!({"name": "rita", "password": "long enough pw"}))
+    };
+    let signed_in = login().send().await.unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let as_rita = reqwest::Client::new();
+    let status = |c: &reqwest::Client| {
+        c.get(format!("http://{}/api/v1/status", host.addr))
+            .header("cookie", &cookie)
+    };
+    assert_eq!(status(&as_rita).send().await.unwrap().status(), 200);
+
+    api.ok(Method::PUT, "users/rita", Some(json!({"role": "operator"})))
+        .await;
+    let users = api.get("users").await;
+    assert!(
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["name"] == "rita" && u["role"] == "operator")
+    );
+    let (code, answer) = api
+        .call(Method::PUT, "users/rita", Some(json!({"role": "root"})))
+        .await;
+    assert_eq!(
+        (code, answer["error"]["field"].as_str()),
+        (400, Some("role"))
+    );
+    api.ok(Method::PUT, "users/rita", Some(json!({"disabled": true})))
+        .await;
+    assert_eq!(
+        status(&as_rita).send().await.unwrap().status(),
+        401,
+        "a disabled user's session ends"
+    );
+    assert_eq!(
+        login().send().await.unwrap().status(),
+        401,
+        "and they cannot sign in"
+    );
+    api.ok(Method::PUT, "users/rita", Some(json!({"disabled": false})))
+        .await;
+    assert_eq!(login().send().await.unwrap().status(), 200);
+
+    let link = api.ok(Method::POST, "users/rita/reset", None).await;
+    let path = link["path"].as_str().unwrap();
+    assert!(path.starts_with("/reset/"), "{link}");
+    let (code, _) = api.call(Method::POST, "users/nobody/reset", None).await;
+    assert_eq!(code, 404);
+    let reset = reqwest::Client::new()
+        .post(format!("http://{}{path}", host.addr))
+        .form(&[("password", "a brand new password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(reset.url().path().starts_with("/login"), "{}", reset.url());
+    let old = login().send().await.unwrap();
+    assert_eq!(old.status(), 401, "the old password no longer works");
+
+    assert_eq!(api.get("settings").await["registration"], false);
+    api.ok(Method::PUT, "settings", Some(json!({"registration": true})))
+        .await;
+    assert_eq!(api.get("settings").await["registration"], true);
+    host.stop().await;
+}

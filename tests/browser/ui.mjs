@@ -172,6 +172,52 @@ try {
   });
   expect(forced.status() === 403, `a viewer's forced upload answers ${forced.status()}`);
 
+  step = "registration, when an admin opens it, makes viewers";
+  await page.goto(base + "/users");
+  await submit(page, "button:has-text('Open registration')");
+  await see(page, "Registration is open");
+  const newcomer = await (await browser.newContext()).newPage();
+  await newcomer.goto(base + "/login");
+  await Promise.all([newcomer.waitForNavigation(), newcomer.click("a[href='/register']")]);
+  await newcomer.fill("#name", "reggie");
+  await newcomer.fill("#password", "a new reader here");
+  await submit(newcomer, "button[type=submit]");
+  await see(newcomer, "Dashboard");
+  expect((await newcomer.locator("header").innerText()).includes("reggie (viewer)"), "a registered user is a viewer");
+
+  step = "an admin changes a role and disables a user";
+  await page.goto(base + "/users");
+  await page.selectOption("#role-reggie", "operator");
+  await submit(page, "form[action='/users/reggie/role'] button");
+  await see(page, "reggie is now operator");
+  await submit(page, "form[action='/users/reggie/disable'] button");
+  await see(page, "reggie disabled");
+  await newcomer.goto(base + "/");
+  expect(newcomer.url().endsWith("/login"), "a disabled user's session ends");
+
+  step = "a one-time reset link sets a new password";
+  await submit(page, "form[action='/users/vera/reset'] button");
+  const link = (await page.locator("pre.reset-link").innerText()).trim();
+  const resetter = await (await browser.newContext()).newPage();
+  await resetter.goto(link);
+  await resetter.fill("#password", "vera's second password");
+  await submit(resetter, "button[type=submit]");
+  await see(resetter, "sign in with it");
+  await resetter.goto(link);
+  await see(resetter, "This link does not work");
+  await resetter.goto(base + "/login");
+  await resetter.fill("#name", "vera");
+  await resetter.fill("#password", "vera's second password");
+  await submit(resetter, "button[type=submit]");
+  await see(resetter, "Dashboard");
+
+  step = "a user changes their own password";
+  await resetter.goto(base + "/account");
+  await resetter.fill("#current", "vera's second password");
+  await resetter.fill("#password", "vera's third password");
+  await submit(resetter, "main button[type=submit]");
+  await see(resetter, "Password changed");
+
   step = "five wrong passwords are throttled";
   const stranger = await (await browser.newContext()).newPage();
   for (let i = 0; i < 5; i++) {
@@ -183,7 +229,7 @@ try {
   }
   await stranger.goto(base + "/login");
   await stranger.fill("#name", "vera");
-  await stranger.fill("#password", "viewer password");
+  await stranger.fill("#password", "vera's third password");
   await submit(stranger, "button[type=submit]");
   await see(stranger, "too many failed sign-ins");
 

@@ -274,3 +274,145 @@ impl Store {
         .doing("ending a user's sessions"))
     }
 }
+
+impl Store {
+    /// Changes a user's role or disables/enables them; `Ok(false)` if there is no such user.
+    /// A disabled user's sessions end.
+    pub async fn update_user(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        disabled: Option<bool>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "UPDATE users SET role = COALESCE($1, role), disabled = COALESCE($2, disabled), \
+             updated_ms = $3 WHERE name = $4"
+        )
+        .bind(role.map(|r| r.as_str()))
+        .bind(disabled.map(i64::from))
+        .bind(now_ms)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("changing a user"))?;
+        if done == 1 && disabled == Some(true) {
+            self.remove_sessions_of(name).await?;
+        }
+        Ok(done == 1)
+    }
+
+    /// A host-wide setting.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT value FROM settings WHERE key = $1"
+        )
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .doing("reading a setting"))
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str, now_ms: i64) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| {
+            sqlx::query(
+            "INSERT INTO settings (key, value, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms"
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(drop)
+        .doing("changing a setting")
+        })
+    }
+
+    /// Records a password-reset link's token (by digest) for `user`; `Ok(false)` if there is
+    /// no such user.
+    pub async fn add_password_reset(
+        &self,
+        digest: &str,
+        user: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "INSERT INTO password_resets (token_sha256, user_name, created_ms, expires_ms) \
+             SELECT $1, name, $3, $4 FROM users WHERE name = $2"
+        )
+        .bind(digest)
+        .bind(user)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .doing("recording a password reset"))?;
+        Ok(done == 1)
+    }
+
+    /// The user a live reset link is for, without using it.
+    pub async fn password_reset_user(
+        &self,
+        digest: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT user_name FROM password_resets WHERE token_sha256 = $1 AND expires_ms > $2"
+        )
+        .bind(digest)
+        .bind(now_ms)
+        .fetch_optional(pool)
+        .await
+        .doing("reading a password reset"))
+    }
+
+    /// Uses a reset link once: sets the password of its user, ends their sessions and removes
+    /// the link (and every expired one). The user's name, or `None` if the link is not live.
+    pub async fn use_password_reset(
+        &self,
+        digest: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let dialect = self.dialect();
+        let user: Option<String> = with_pool!(&self.pool, |pool| {
+            let mut tx = pool
+                .begin_with(dialect.begin_write())
+                .await
+                .doing("starting a password reset")?;
+            let user: Option<String> = sqlx::query_scalar(
+                "DELETE FROM password_resets WHERE token_sha256 = $1 AND expires_ms > $2 \
+                 RETURNING user_name",
+            )
+            .bind(digest)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("using a password reset")?;
+            if let Some(user) = &user {
+                sqlx::query("UPDATE users SET password_hash = $1, updated_ms = $2 WHERE name = $3")
+                    .bind(password_hash)
+                    .bind(now_ms)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await
+                    .doing("setting a password")?;
+            }
+            sqlx::query("DELETE FROM password_resets WHERE expires_ms <= $1")
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .doing("clearing expired resets")?;
+            tx.commit().await.doing("committing a password reset")?;
+            user
+        });
+        if let Some(user) = &user {
+            self.remove_sessions_of(user).await?;
+        }
+        Ok(user)
+    }
+}

@@ -82,7 +82,7 @@ pub async fn add_user(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPassword {
-    password: String,
+    pub password: String,
 }
 
 /// Sets a user's password; that user's sessions end.
@@ -193,4 +193,122 @@ pub async fn revoke_token(
         ))),
         revoked => Ok(Json(Revoked { revoked })),
     }
+}
+
+/// A change to a user: a new role, disabled or enabled again.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    /// `admin`, `operator` or `viewer`.
+    pub role: Option<String>,
+    /// A disabled user cannot sign in, and their sessions end.
+    pub disabled: Option<bool>,
+}
+
+/// Changes a user's role, or disables or enables them.
+#[utoipa::path(put, path = "/api/v1/users/{name}", tag = "users",
+    params(("name" = String, Path)), request_body = UserChange,
+    responses((status = 204), (status = 400), (status = 404), (status = 409)))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    JsonBody(change): JsonBody<UserChange>,
+) -> Result<StatusCode, AppError> {
+    let role = change.role.as_deref().map(role_of).transpose()?;
+    if caller.name == name
+        && (change.disabled == Some(true) || role.is_some_and(|r| r < Role::Admin))
+    {
+        return Err(AppError::Conflict(
+            "you cannot disable yourself or take your own admin role; another admin can".into(),
+        ));
+    }
+    if !state
+        .store
+        .update_user(&name, role, change.disabled, now_ms())
+        .await?
+    {
+        return Err(AppError::NotFound(format!(
+            "there is no user named `{name}`"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How long a password-reset link works.
+pub const RESET_LIFETIME_MS: i64 = 24 * 3600 * 1000;
+
+/// A password-reset link, shown once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ResetLink {
+    /// The path to open on this host (`/reset/…`); it works once, for 24 hours.
+    pub path: String,
+    pub expires_ms: i64,
+}
+
+/// Issues a one-time link with which `name` sets a new password (their sessions end then).
+#[utoipa::path(post, path = "/api/v1/users/{name}/reset", tag = "users",
+    params(("name" = String, Path)),
+    responses((status = 201, body = ResetLink), (status = 404)))]
+pub async fn issue_reset(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<ResetLink>), AppError> {
+    let (token, digest) = auth::new_token();
+    let (now, expires_ms) = (now_ms(), now_ms() + RESET_LIFETIME_MS);
+    if !state
+        .store
+        .add_password_reset(&digest, &name, now, expires_ms)
+        .await?
+    {
+        return Err(AppError::NotFound(format!(
+            "there is no user named `{name}`"
+        )));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(ResetLink {
+            path: format!("/reset/{token}"),
+            expires_ms,
+        }),
+    ))
+}
+
+/// Host-wide settings an admin changes.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Whether people may register themselves (as viewers) on the sign-in page.
+    pub registration: bool,
+}
+
+/// Whether registration is open.
+pub async fn registration_open(state: &AppState) -> Result<bool, AppError> {
+    Ok(state.store.setting("registration").await?.as_deref() == Some("open"))
+}
+
+#[utoipa::path(get, path = "/api/v1/settings", tag = "users",
+    responses((status = 200, body = Settings)))]
+pub async fn get_settings(State(state): State<AppState>) -> Result<Json<Settings>, AppError> {
+    Ok(Json(Settings {
+        registration: registration_open(&state).await?,
+    }))
+}
+
+#[utoipa::path(put, path = "/api/v1/settings", tag = "users", request_body = Settings,
+    responses((status = 200, body = Settings), (status = 400)))]
+pub async fn put_settings(
+    State(state): State<AppState>,
+    JsonBody(settings): JsonBody<Settings>,
+) -> Result<Json<Settings>, AppError> {
+    let value = if settings.registration {
+        "open"
+    } else {
+        "closed"
+    };
+    state
+        .store
+        .set_setting("registration", value, now_ms())
+        .await?;
+    Ok(Json(settings))
 }

@@ -230,7 +230,15 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/users",
             get(access::list_users).post(access::add_user),
         )
-        .route("/api/v1/users/{name}", delete(access::remove_user))
+        .route(
+            "/api/v1/users/{name}",
+            put(access::update_user).delete(access::remove_user),
+        )
+        .route("/api/v1/users/{name}/reset", post(access::issue_reset))
+        .route(
+            "/api/v1/settings",
+            get(access::get_settings).put(access::put_settings),
+        )
         .route("/api/v1/users/{name}/password", put(access::set_password))
         .route(
             "/api/v1/tokens",
@@ -326,6 +334,7 @@ pub fn router(state: AppState) -> Router {
         api::queues::queue_stats, api::queues::peek, api::queues::publish, api::queues::take,
         api::queues::purge, api::queues::replay,
         access::list_users, access::add_user, access::set_password, access::remove_user,
+        access::update_user, access::issue_reset, access::get_settings, access::put_settings,
         access::list_tokens, access::create_token, access::revoke_token,
         api::status::get, api::units::stop, api::units::start,
         api::routes::list, api::routes::get, api::routes::create, api::routes::update,

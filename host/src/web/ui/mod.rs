@@ -40,7 +40,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "connections.html",
         "send.html",
         "queue.html",
-        "users.html"
+        "users.html",
+        "account.html"
     );
     env.add_filter("ms_time", |ms: i64| -> String {
         let secs = ms.div_euclid(1000);
@@ -128,6 +129,16 @@ pub fn router() -> Router<AppState> {
         .route("/users/{name}/delete", post(pages::remove_user))
         .route("/tokens", post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/users/{name}/role", post(pages::change_role))
+        .route("/users/{name}/reset", post(pages::reset_link))
+        .route("/users/{name}/{action}", post(pages::user_state))
+        .route("/settings/registration", post(pages::set_registration))
+        .route("/register", get(pages::register_page).post(pages::register))
+        .route(
+            "/account",
+            get(pages::account_page).post(pages::change_password),
+        )
+        .route("/reset/{token}", get(pages::reset_page).post(pages::reset))
 }
 
 async fn stylesheet() -> Response {

@@ -33,6 +33,7 @@ pub struct Plain {
 
 pub async fn login_page(
     State(state): State<AppState>,
+    Query(q): Params,
     page: Option<Page>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -43,12 +44,13 @@ pub async fn login_page(
     if from_this_machine(peer, &headers) && state.store.users().await.is_ok_and(|u| u.is_empty()) {
         return Redirect::to("/setup").into_response();
     }
+    let registration = access::registration_open(&state).await.unwrap_or(false);
     render(
         "login.html",
         None,
         "",
         StatusCode::OK,
-        context! { title => "Sign in", name => "" },
+        context! { title => "Sign in", name => "", registration, flash => flash(&q) },
     )
 }
 
@@ -1208,6 +1210,17 @@ async fn users_page(
     note: Option<Note>,
     new_token: Option<Note>,
 ) -> Response {
+    users_page_with(state, page, status, note, new_token, None).await
+}
+
+async fn users_page_with(
+    state: &AppState,
+    page: &Page,
+    status: StatusCode,
+    note: Option<Note>,
+    new_token: Option<Note>,
+    reset_link: Option<Note>,
+) -> Response {
     if let Err(refused) = page.at_least(Role::Admin) {
         return *refused;
     }
@@ -1220,7 +1233,11 @@ async fn users_page(
         Some(page),
         "/users",
         status,
-        context! { title => "Users and tokens", users, tokens, new_token, flash => note },
+        context! {
+            title => "Users and tokens", users, tokens, new_token, reset_link,
+            registration => access::registration_open(state).await.unwrap_or(false),
+            flash => note,
+        },
     )
 }
 
@@ -1339,5 +1356,371 @@ pub async fn revoke_token(
     match access::revoke_token(State(state), Path(id.clone())).await {
         Ok(_) => done("/users", &format!("Token {id} revoked.")),
         Err(error) => error_for(&page, error),
+    }
+}
+
+// --- accounts: role and state, reset links, registration, own password ------------------
+
+#[derive(Deserialize)]
+pub struct RoleForm {
+    #[serde(default)]
+    csrf: String,
+    role: String,
+}
+
+pub async fn change_role(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<RoleForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let change = access::UserChange {
+        role: Some(form.role.clone()),
+        disabled: None,
+    };
+    match access::update_user(
+        State(state),
+        Extension(page.caller.clone()),
+        Path(name.clone()),
+        JsonBody(change),
+    )
+    .await
+    {
+        Ok(_) => done("/users", &format!("{name} is now {}.", form.role)),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn user_state(
+    State(state): State<AppState>,
+    page: Page,
+    Path((name, action)): Path<(String, String)>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let disabled = match action.as_str() {
+        "disable" => true,
+        "enable" => false,
+        _ => return error_for(&page, AppError::NotFound(format!("no action `{action}`"))),
+    };
+    let change = access::UserChange {
+        role: None,
+        disabled: Some(disabled),
+    };
+    match access::update_user(
+        State(state),
+        Extension(page.caller.clone()),
+        Path(name.clone()),
+        JsonBody(change),
+    )
+    .await
+    {
+        Ok(_) => done("/users", &format!("{name} {action}d.")),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+pub async fn reset_link(
+    State(state): State<AppState>,
+    page: Page,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<Plain>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    match access::issue_reset(State(state.clone()), Path(name.clone())).await {
+        // Shown on this answer only: never in a redirect's URL, never again.
+        Ok((_, Json(link))) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1:8080");
+            let url = format!("http://{host}{}", link.path);
+            let shown = context! { user => name, url };
+            users_page_with(&state, &page, StatusCode::CREATED, None, None, Some(shown)).await
+        }
+        Err(error) => error_for(&page, error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RegistrationForm {
+    #[serde(default)]
+    csrf: String,
+    open: bool,
+}
+
+pub async fn set_registration(
+    State(state): State<AppState>,
+    page: Page,
+    Form(form): Form<RegistrationForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let settings = access::Settings {
+        registration: form.open,
+    };
+    match access::put_settings(State(state), JsonBody(settings)).await {
+        Ok(_) => done(
+            "/users",
+            if form.open {
+                "Registration is open: new users start as viewers."
+            } else {
+                "Registration is closed."
+            },
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
+fn account_form(
+    page: Option<&Page>,
+    status: StatusCode,
+    ctx: minijinja::Value,
+    error: Option<String>,
+) -> Response {
+    render(
+        "account.html",
+        page,
+        "",
+        status,
+        context! { flash => error.map(|text| context! { kind => "error", text }), ..ctx },
+    )
+}
+
+const REGISTER_COOKIE: &str = "wharf_register";
+
+/// Registration, while an admin has it open: a new user is a viewer, signed in at once. Its
+/// form is guarded by a SameSite cookie token, like the first-admin page's.
+pub async fn register_page(State(state): State<AppState>) -> Response {
+    match access::registration_open(&state).await {
+        Ok(true) => {}
+        Ok(false) => return Redirect::to("/login").into_response(),
+        Err(error) => return super::page_error(error),
+    }
+    let (token, _) = crate::auth::new_token();
+    let cookie = format!(
+        "{REGISTER_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/register; Max-Age=3600"
+    );
+    let ctx = context! {
+        title => "Register", heading => "Register", action => "/register", form_token => token,
+        ask_name => true, name => "", button => "Register and sign in",
+        note => "You start as a viewer; an admin can give you more.",
+    };
+    (
+        [(header::SET_COOKIE, cookie)],
+        account_form(None, StatusCode::OK, ctx, None),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    name: String,
+    password: String,
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_owned())
+        })
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    match access::registration_open(&state).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return message(
+                None,
+                StatusCode::FORBIDDEN,
+                "Registration is closed",
+                "An admin adds users, or opens registration on the Users page.",
+            );
+        }
+        Err(error) => return super::page_error(error),
+    }
+    if cookie_value(&headers, REGISTER_COOKIE).as_deref() != Some(form.csrf.as_str())
+        || form.csrf.is_empty()
+    {
+        return message(
+            None,
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form did not come from this host's registration page; open /register and try again.",
+        );
+    }
+    let new = access::NewUser {
+        name: form.name.trim().to_owned(),
+        password: form.password.clone(),
+        role: "viewer".into(),
+    };
+    if let Err(error) = access::add_user(State(state.clone()), JsonBody(new)).await {
+        let ctx = context! {
+            title => "Register", heading => "Register", action => "/register", form_token => form.csrf,
+            ask_name => true, name => form.name, button => "Register and sign in",
+        };
+        let (status, text) = error.status_and_message();
+        return account_form(None, status, ctx, Some(text));
+    }
+    match super::sign_in(&state, &headers, form.name.trim(), form.password).await {
+        Ok(signed_in) => {
+            ([(header::SET_COOKIE, signed_in.cookie)], Redirect::to("/")).into_response()
+        }
+        Err(error) => super::page_error(error),
+    }
+}
+
+pub async fn account_page(page: Page) -> Response {
+    let ctx = context! {
+        title => "Your password", heading => format!("Change the password of {}", page.caller.name),
+        action => "/account", ask_current => true, button => "Change the password",
+        note => "Your other sessions end when the password changes.",
+    };
+    account_form(Some(&page), StatusCode::OK, ctx, None)
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    current: String,
+    password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    page: Page,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Viewer, &form.csrf) {
+        return *refused;
+    }
+    let ctx = context! {
+        title => "Your password", heading => format!("Change the password of {}", page.caller.name),
+        action => "/account", ask_current => true, button => "Change the password",
+    };
+    // The current password is checked as a sign-in is (throttled the same way).
+    if let Err(error) = super::sign_in(&state, &headers, &page.caller.name, form.current).await {
+        let (status, text) = error.status_and_message();
+        return account_form(
+            Some(&page),
+            status,
+            ctx,
+            Some(format!("The current password: {text}")),
+        );
+    }
+    let new = access::NewPassword {
+        password: form.password,
+    };
+    match access::set_password(
+        State(state.clone()),
+        Path(page.caller.name.clone()),
+        JsonBody(new),
+    )
+    .await
+    {
+        // Every session of the user ended with the change: sign in again.
+        Ok(_) => done("/login", "Password changed; sign in with the new one."),
+        Err(error) => {
+            let (status, text) = error.status_and_message();
+            account_form(Some(&page), status, ctx, Some(text))
+        }
+    }
+}
+
+pub async fn reset_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let digest = crate::auth::token_digest(&token);
+    match state
+        .store
+        .password_reset_user(&digest, crate::web::now_ms())
+        .await
+    {
+        Ok(Some(user)) => {
+            let ctx = context! {
+                title => "Set a new password", heading => format!("Set a new password for {user}"),
+                action => format!("/reset/{token}"), form_token => token, button => "Set the password",
+                note => "This link works once.",
+            };
+            account_form(None, StatusCode::OK, ctx, None)
+        }
+        Ok(None) => message(
+            None,
+            StatusCode::NOT_FOUND,
+            "This link does not work",
+            "It was used already, or it expired, or it never existed; ask an admin for a new one.",
+        ),
+        Err(error) => super::page_error(error.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ResetForm {
+    password: String,
+}
+
+pub async fn reset(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Form(form): Form<ResetForm>,
+) -> Response {
+    let hash = match tokio::task::spawn_blocking(move || crate::auth::hash_password(&form.password))
+        .await
+    {
+        Ok(Ok(hash)) => hash,
+        Ok(Err(error)) => {
+            return message(
+                None,
+                StatusCode::BAD_REQUEST,
+                "Choose another password",
+                &format!("password: {error}"),
+            );
+        }
+        Err(_) => {
+            return message(
+                None,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "hashing the password failed",
+            );
+        }
+    };
+    let digest = crate::auth::token_digest(&token);
+    match state
+        .store
+        .use_password_reset(&digest, &hash, crate::web::now_ms())
+        .await
+    {
+        Ok(Some(user)) => done(
+            "/login",
+            &format!("The password of {user} is set; sign in with it."),
+        ),
+        Ok(None) => message(
+            None,
+            StatusCode::NOT_FOUND,
+            "This link does not work",
+            "It was used already, or it expired; ask an admin for a new one.",
+        ),
+        Err(error) => super::page_error(error.into()),
     }
 }
