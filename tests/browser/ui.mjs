@@ -71,7 +71,10 @@ try {
   await page.goto(base + "/plugins");
   await page.setInputFiles("#file", join(plugins, "uppercase.wasm"));
   await submit(page, "form.stack button[type=submit]");
-  await see(page, "Uploaded uppercase");
+  // Stored disabled: what it declares is shown before it serves; then it is enabled.
+  await see(page, "Uploaded uppercase 0.1.0 (transformer, wharf:plugin@0.1.0); it asks for: nothing. Stored disabled");
+  await submit(page, "form[action='/plugins/uppercase/versions/0.1.0/enable'] button");
+  await see(page, "uppercase 0.1.0: enabled");
 
   step = "a bad upload says which check failed";
   await page.setInputFiles("#file", join(plugins, "test", "alien.wasm"));
@@ -106,8 +109,10 @@ try {
   step = "a failing plugin's message lands in dead letters and is replayed";
   await page.goto(base + "/plugins");
   await page.setInputFiles("#file", join(plugins, "test", "panicker.wasm"));
+  await page.check("input[name=enabled]");
   await submit(page, "form.stack button[type=submit]");
   await see(page, "Uploaded panicker");
+  await see(page, "It serves now");
   await shoot(page, "plugins");
   await page.goto(base + "/routes/new");
   await page.fill("#name", "boom");

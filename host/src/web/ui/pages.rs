@@ -586,7 +586,7 @@ pub async fn upload_plugin(
         Ok((_, Json(up))) => done(
             "/plugins",
             &format!(
-                "{} {} {} ({}); it asks for: {}.",
+                "{} {} {} ({}, {}); it asks for: {}.{}",
                 if up.outcome == "created" {
                     "Uploaded"
                 } else {
@@ -595,10 +595,16 @@ pub async fn upload_plugin(
                 up.name,
                 up.version.version,
                 up.version.kind,
+                up.version.contract,
                 if up.version.wants.is_empty() {
                     "nothing".into()
                 } else {
                     up.version.wants.join(", ")
+                },
+                if up.version.enabled {
+                    " It serves now."
+                } else {
+                    " Stored disabled: grant what it needs, then enable it."
                 }
             ),
         ),
