@@ -116,6 +116,8 @@ async fn pages_under_data(dir: &std::path::Path) {
         }
     }
     pending.join_all().await;
+    let depth = broker.stats("dl.dead").await.unwrap().depth();
+    assert_eq!(depth as usize, DEAD_LETTERS);
     println!(
         "{ROUTES} routes and {DEAD_LETTERS} dead letters in the database (filled in {:.1} s)",
         filling.elapsed().as_secs_f64()

@@ -67,6 +67,27 @@ try {
   expect(!(await text(page)).includes("guest:guest"), "the password is not shown back");
   await shoot(page, "connections");
 
+  step = "editing the connection keeps its hidden password";
+  await Promise.all([page.waitForNavigation(), page.click("a[href='/connections/rabbit']")]);
+  expect((await page.inputValue("#url")).includes("***"), "the URL is shown with its password hidden");
+  const definition = JSON.parse(await page.inputValue("#definition"));
+  definition.heartbeat_s = 20;
+  await page.fill("#definition", JSON.stringify(definition));
+  await submit(page, "main button[type=submit]");
+  await see(page, "Saved");
+  let up = false;
+  for (let i = 0; i < 40 && !up; i++) {
+    up = (await text(page)).includes("State: up");
+    if (!up) {
+      await page.waitForTimeout(250);
+      await page.reload();
+    }
+  }
+  expect(up, "the connection, opened again with its stored password, is up");
+  await page.goto(base + "/connections");
+  await submit(page, "form[action='/connections/rabbit/test'] button");
+  await see(page, "rabbit: works");
+
   step = "uploading uppercase";
   await page.goto(base + "/plugins");
   await page.setInputFiles("#file", join(plugins, "uppercase.wasm"));

@@ -41,7 +41,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "send.html",
         "queue.html",
         "users.html",
-        "account.html"
+        "account.html",
+        "connection.html"
     );
     env.add_filter("ms_time", |ms: i64| -> String {
         let secs = ms.div_euclid(1000);
@@ -116,6 +117,10 @@ pub fn router() -> Router<AppState> {
             get(pages::connections).post(pages::add_connection),
         )
         .route("/connections/test", post(pages::test_new_connection))
+        .route(
+            "/connections/{name}",
+            get(pages::connection).post(pages::update_connection),
+        )
         .route("/connections/{name}/test", post(pages::test_connection))
         .route("/connections/{name}/delete", post(pages::remove_connection))
         .route("/send", get(pages::send_page).post(pages::send))

@@ -761,6 +761,71 @@ pub async fn add_connection(
     }
 }
 
+pub async fn connection(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> Response {
+    match api::connections::get(State(state), Path(name)).await {
+        Ok(Json(view)) => {
+            let definition = serde_json::to_string_pretty(&view.connection).unwrap_or_default();
+            render(
+                "connection.html",
+                Some(&page),
+                "/connections",
+                StatusCode::OK,
+                context! { title => format!("Connection {}", view.name), view, definition, flash => flash(&q) },
+            )
+        }
+        Err(error) => error_for(&page, error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConnectionEdit {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    definition: String,
+}
+
+/// Saves a changed connection: the whole definition as typed, with the URL field over it.
+pub async fn update_connection(
+    State(state): State<AppState>,
+    page: Page,
+    Path(name): Path<String>,
+    Form(form): Form<ConnectionEdit>,
+) -> Response {
+    if let Err(refused) = page.may(Role::Admin, &form.csrf) {
+        return *refused;
+    }
+    let mut body: Value = match serde_json::from_str(&form.definition) {
+        Ok(body) => body,
+        Err(e) => {
+            return error_for(
+                &page,
+                AppError::Invalid {
+                    field: "definition".into(),
+                    message: format!("not JSON: {e}"),
+                },
+            );
+        }
+    };
+    if let Some(url) = form.url.filter(|u| !u.trim().is_empty()) {
+        body["url"] = json!(url.trim());
+    }
+    match api::connections::update(State(state), Path(name.clone()), JsonBody(body)).await {
+        Ok(_) => done(
+            &format!("/connections/{}", super::url_escape(&name)),
+            "Saved; the connection was opened again and its routes moved to it.",
+        ),
+        Err(error) => error_for(&page, error),
+    }
+}
+
 pub async fn test_new_connection(
     State(state): State<AppState>,
     page: Page,
