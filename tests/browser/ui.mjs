@@ -156,6 +156,16 @@ try {
   }
   expect(found, "the dead letter shows its exception (Trap)");
   await shoot(page, "dead-letters");
+  // One chosen message back to its route's input: it fails again and comes back.
+  await submit(page, "button:has-text('Replay this one to its route')");
+  await see(page, "Replayed 1 (1 to local:boom.in)");
+  found = false;
+  for (let i = 0; i < 40 && !found; i++) {
+    await page.goto(base + "/queue?address=local:boom.in.dead");
+    found = (await text(page)).includes("Trap");
+    if (!found) await page.waitForTimeout(250);
+  }
+  expect(found, "the replayed message failed again and is back in dead letters");
   await page.fill("#replay-to", "local:replayed");
   await submit(page, "button[name=count][value='1000']");
   await see(page, "Replayed 1");

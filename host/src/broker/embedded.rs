@@ -210,6 +210,35 @@ impl EmbeddedBroker {
             .await?)
     }
 
+    /// Moves the ready message `id` of `queue` elsewhere: `send` gets it, and only once `send`
+    /// has succeeded is it removed here. `Ok(false)` if no ready message has that id.
+    pub async fn move_by_id<F, Fut>(
+        &self,
+        queue: &str,
+        id: &str,
+        send: F,
+    ) -> Result<bool, BrokerError>
+    where
+        F: FnOnce(Message) -> Fut,
+        Fut: Future<Output = Result<(), BrokerError>>,
+    {
+        check_queue_name(queue)?;
+        let stored = self.stored(queue);
+        let store = &self.inner.store;
+        let Some((seq, message)) = store.find_ready(&stored, id, now_ms() as i64).await? else {
+            return Ok(false);
+        };
+        send(message).await?;
+        if !store.remove_ready(&stored, seq).await? {
+            tracing::warn!(
+                queue,
+                id,
+                "a message moved by id was claimed meanwhile; it may be handled twice"
+            );
+        }
+        Ok(true)
+    }
+
     /// Removes every message of `queue`; returns how many. Unsettled deliveries of removed
     /// messages then fail to ack with [`BrokerError::LeaseLost`].
     pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {

@@ -451,6 +451,14 @@ impl Connections {
         }
     }
 
+    /// The embedded broker of connection `name`, if it is one.
+    pub fn embedded(&self, name: &str) -> Option<EmbeddedBroker> {
+        match self.read().get(name) {
+            Some(Producer::Embedded(broker)) => Some(broker.clone()),
+            _ => None,
+        }
+    }
+
     /// Removes the ready messages of the queue at `address`; returns how many.
     pub async fn purge(&self, address: &Address) -> Result<u64, BrokerError> {
         match self.broker(address)? {

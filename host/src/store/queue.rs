@@ -447,6 +447,50 @@ impl Store {
         })
     }
 
+    /// The oldest ready, unclaimed message of `queue` with this id, left where it is, with its
+    /// place (`seq`) to remove it by.
+    pub async fn find_ready(
+        &self,
+        queue: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<(i64, Message)>, StoreError> {
+        let sql = format!(
+            "SELECT seq, {MESSAGE_COLUMNS} FROM queue_messages WHERE queue = $1 AND id = $2 \
+             AND visible_at_ms <= $3 AND leased = 0 ORDER BY seq LIMIT 1"
+        );
+        with_pool!(&self.pool, |pool| {
+            let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(queue)
+                .bind(id)
+                .bind(now_ms)
+                .fetch_optional(pool)
+                .await
+                .doing("finding a message")?;
+            row.map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                Ok((seq, message_from_row(&row)?))
+            })
+            .transpose()
+            .doing("finding a message")
+        })
+    }
+
+    /// Removes the message at `seq` of `queue` if it is still ready and unclaimed; whether it
+    /// was.
+    pub async fn remove_ready(&self, queue: &str, seq: i64) -> Result<bool, StoreError> {
+        let done = with_pool!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM queue_messages WHERE queue = $1 AND seq = $2 AND leased = 0"
+        )
+        .bind(queue)
+        .bind(seq)
+        .execute(pool)
+        .await
+        .doing("removing a message")
+        .map(|r| r.rows_affected()))?;
+        Ok(done == 1)
+    }
+
     /// The ids of every message in `queue`, in order: for tests and inspection.
     pub async fn queue_message_ids(&self, queue: &str) -> Result<Vec<String>, StoreError> {
         with_pool!(&self.pool, |pool| sqlx::query_scalar(

@@ -261,6 +261,9 @@ pub struct ReplayParams {
     /// Where to send them (`connection:address`); by default the input of the route each
     /// names in its `x-wharf-route` header.
     pub to: Option<String>,
+    /// Replay only the message with this id (embedded broker queues: a RabbitMQ queue cannot
+    /// be read by id).
+    pub id: Option<String>,
 }
 
 /// What a replay did.
@@ -317,6 +320,64 @@ pub async fn replay(
     let routes = crate::supervisor::Desired::load(&state.store, state.supervisor.file())
         .await?
         .routes;
+    // Where a dead letter goes: `to`, else its route's input.
+    let target_of = |message: &crate::message::Message| {
+        to.clone()
+            .or_else(|| match message.header("x-wharf-route") {
+                Some(crate::message::HeaderValue::Text(route)) => routes
+                    .get(route)
+                    .and_then(|r| Address::parse(&r.spec.from).ok()),
+                _ => None,
+            })
+    };
+    let cleaned = |message: &crate::message::Message| {
+        let mut message = message.clone();
+        message
+            .headers
+            .retain(|(name, _)| !DEAD_LETTER_HEADERS.contains(&name.as_str()));
+        message
+    };
+    if let Some(id) = &params.id {
+        let Some(broker) = state.connections.embedded(&address.connection) else {
+            return Err(AppError::Invalid {
+                field: "id".into(),
+                message: "a RabbitMQ queue cannot be read by id; replay the oldest or all".into(),
+            });
+        };
+        let mut went = None;
+        let moved = broker
+            .move_by_id(&address.address, id, |message| {
+                let target = target_of(&message);
+                went = target.clone();
+                let connections = state.connections.clone();
+                let message = cleaned(&message);
+                async move {
+                    let Some(target) = target else {
+                        return Err(crate::broker::BrokerError::InvalidAddress {
+                            address: String::new(),
+                            problem: "no route input is known for this message; give `to`".into(),
+                        });
+                    };
+                    connections
+                        .producer(&target)?
+                        .send(&target.address, message)
+                        .await
+                }
+            })
+            .await?;
+        if !moved {
+            return Err(AppError::NotFound(format!(
+                "no ready message with id `{}` in {address}",
+                crate::broker::shorten(id)
+            )));
+        }
+        let to = went.map(|t| t.to_string()).unwrap_or_default();
+        return Ok(Json(Replayed {
+            replayed: 1,
+            to: [(to, 1)].into(),
+            left: 0,
+        }));
+    }
     let mut consumer = state
         .connections
         .consume(&address, count.min(TAKE_PREFETCH))
@@ -333,23 +394,11 @@ pub async fn replay(
             Err(_) => break,
             Ok(delivery) => delivery?,
         };
-        let route = match delivery.message.header("x-wharf-route") {
-            Some(crate::message::HeaderValue::Text(route)) => Some(route.clone()),
-            _ => None,
-        };
-        let target = to.clone().or_else(|| {
-            route
-                .and_then(|name| routes.get(&name).map(|r| r.spec.from.clone()))
-                .and_then(|from| Address::parse(&from).ok())
-        });
-        let Some(target) = target else {
+        let Some(target) = target_of(&delivery.message) else {
             kept.push(delivery);
             continue;
         };
-        let mut message = delivery.message.clone();
-        message
-            .headers
-            .retain(|(name, _)| !DEAD_LETTER_HEADERS.contains(&name.as_str()));
+        let message = cleaned(&delivery.message);
         state
             .connections
             .producer(&target)?

@@ -1069,7 +1069,10 @@ pub async fn queue(State(state): State<AppState>, page: Page, Query(q): Params) 
                     || messages
                         .iter()
                         .any(|m| m["headers"].get("exception").is_some());
-                ctx = context! { stats, messages, dead_letters, ..ctx };
+                let embedded = address
+                    .split_once(':')
+                    .is_some_and(|(c, _)| state.connections.is_embedded(c));
+                ctx = context! { stats, messages, dead_letters, embedded, ..ctx };
             }
             Err(error) => return error_for(&page, error),
         }
@@ -1153,7 +1156,11 @@ pub struct ReplayForm {
     address: String,
     #[serde(default)]
     to: String,
-    count: usize,
+    #[serde(default)]
+    count: Option<usize>,
+    /// One chosen message.
+    #[serde(default)]
+    id: Option<String>,
 }
 
 pub async fn replay(
@@ -1171,8 +1178,9 @@ pub async fn replay(
             State(state),
             Path((connection, queue)),
             Ok(Query(api::queues::ReplayParams {
-                count: Some(form.count),
+                count: form.count,
                 to,
+                id: form.id.clone().filter(|id| !id.is_empty()),
             })),
         )
         .await?;
