@@ -24,6 +24,8 @@ use tokio::task::JoinSet;
 pub struct RunningHost {
     /// Where the HTTP listener is bound (useful with port 0).
     pub addr: SocketAddr,
+    /// This host's correlation table (its reply queue's name, calls in flight).
+    pub rpc: crate::rpc::Rpc,
     /// The file holding the token this host keeps for the CLI on its machine.
     local_token: std::path::PathBuf,
     /// How long stopping waits for work in flight.
@@ -82,10 +84,13 @@ pub async fn serve(config: Config, signal: impl Future<Output = ()>) -> anyhow::
     Ok(())
 }
 
-/// Plugins' kv state in the store; requests and subscriptions arrive with RPC.
+/// Plugins' kv state in the store, and their requests through the host's correlation table;
+/// subscriptions arrive with topics.
 struct StoreServices {
     store: Store,
     limits: KvLimits,
+    /// Set once the host is listening (the table is named after its address).
+    rpc: std::sync::OnceLock<crate::rpc::Rpc>,
 }
 
 impl HostServices for StoreServices {
@@ -93,13 +98,15 @@ impl HostServices for StoreServices {
         &'a self,
         _: &'a str,
         destination: &'a str,
-        _: crate::message::Message,
-        _: Duration,
+        msg: crate::message::Message,
+        timeout: Duration,
     ) -> HostFuture<'a, Result<crate::message::Message, String>> {
         Box::pin(async move {
-            Err(format!(
-                "requests are not available on this host yet (to `{destination}`)"
-            ))
+            let Some(rpc) = self.rpc.get() else {
+                return Err("the host is still starting; try again".into());
+            };
+            let to = crate::broker::Address::parse(destination).map_err(|e| e.to_string())?;
+            rpc.call(&to, msg, timeout).await.map_err(|e| e.to_string())
         })
     }
 
@@ -178,10 +185,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         cache_dir: config.server.compile_cache.clone(),
         ..RuntimeConfig::default()
     })?;
-    let services: Arc<dyn HostServices> = Arc::new(StoreServices {
+    let store_services = Arc::new(StoreServices {
         store: store.clone(),
         limits: KvLimits::default(),
+        rpc: std::sync::OnceLock::new(),
     });
+    let services: Arc<dyn HostServices> = store_services.clone();
 
     // This host's own layer: the plugins and connections its file defines, loaded here so
     // that a problem stops start-up naming its key.
@@ -280,10 +289,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     let local_token = keep_local_token(&store, addr).await?;
+    let rpc = crate::rpc::Rpc::new(
+        connections.clone(),
+        &local_token_name(addr),
+        shutdown.clone(),
+    );
+    let _ = store_services.rpc.set(rpc.clone());
+    let rpc_handle = rpc.clone();
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
         store: store.clone(),
         supervisor,
+        rpc,
         shutdown: shutdown.clone(),
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,
@@ -313,6 +330,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     });
     Ok(RunningHost {
         addr,
+        rpc: rpc_handle,
         local_token,
         grace,
         trigger,

@@ -12,6 +12,7 @@ pub mod host;
 pub mod message;
 pub mod metrics;
 pub mod router;
+pub mod rpc;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;

@@ -486,6 +486,12 @@ async fn run_chain(
                             .clone()
                             .or_else(|| Some(request.id.clone()));
                     }
+                    // edeposit's callers pair replies by the `UUID` header.
+                    if reply.header("UUID").is_none()
+                        && let Some(uuid) = request.header("UUID")
+                    {
+                        reply.set_header("UUID", uuid.clone());
+                    }
                     sends.push((to, reply));
                 }
                 within_outputs(route, sends.len())?;

@@ -30,6 +30,8 @@ pub enum Command {
     Publish(queue::PublishArgs),
     /// Take messages from CONNECTION:ADDRESS through a running host and print them.
     Consume(queue::ConsumeArgs),
+    /// Send a request to CONNECTION:ADDRESS through a running host and print its reply.
+    Rpc(queue::RpcArgs),
     /// Queue statistics and purge, through a running host.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
@@ -86,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => queue::publish(args).await,
         Command::Consume(args) => queue::consume(args).await,
         Command::Queue(command) => queue::queue(command).await,
+        Command::Rpc(args) => queue::rpc(args).await,
         Command::Schema(command) => schema::run(command).await,
         Command::Plugin(command) => plugin::run(command).await,
         Command::Status(args) => control::status(args).await,

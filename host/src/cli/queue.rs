@@ -288,3 +288,72 @@ pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Args)]
+pub struct RpcArgs {
+    /// Where to send the request: CONNECTION:ADDRESS, e.g. local:echo.in.
+    address: String,
+    /// The payload; `-` (or nothing) reads standard input.
+    data: Option<String>,
+    /// A header, NAME=VALUE (repeatable; values are text).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    #[arg(long)]
+    content_type: Option<String>,
+    /// How long to wait for the reply.
+    #[arg(long, default_value_t = 5_000)]
+    timeout_ms: u64,
+    /// Print the whole reply as JSON instead of its payload.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    host: HostArg,
+}
+
+/// `wharf rpc`: sends a request through the host and prints its reply.
+pub async fn rpc(args: RpcArgs) -> anyhow::Result<ExitCode> {
+    let payload = match args.data.as_deref() {
+        Some(data) if data != "-" => data.as_bytes().to_vec(),
+        _ => {
+            let mut data = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut data)
+                .context("reading the payload from standard input")?;
+            data
+        }
+    };
+    let mut msg = Message::new("", payload);
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once('=')
+            .filter(|(n, _)| !n.is_empty())
+            .with_context(|| format!("--header `{header}` is not NAME=VALUE"))?;
+        msg.headers
+            .push((name.to_owned(), HeaderValue::Text(value.to_owned())));
+    }
+    msg.content_type = args.content_type;
+    let address = Address::parse(&args.address)?;
+    let url = format!(
+        "{}/api/v1/rpc/{}/{}?timeout_ms={}",
+        args.host.base()?,
+        address.connection,
+        address.address,
+        args.timeout_ms
+    );
+    let reply = answer(args.host.client()?.post(&url).json(&msg.to_json()), &url).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else if let Some(text) = reply["payload"].as_str() {
+        println!("{text}");
+    } else {
+        println!("{}", reply["payload_base64"].as_str().unwrap_or(""));
+    }
+    if reply["headers"].get("exception").is_some() {
+        eprintln!(
+            "the reply carries an exception: {}",
+            reply["headers"]["exception"]
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -38,6 +38,8 @@ pub struct AppState {
     pub store: crate::store::Store,
     /// Runs what the desired state says; told of every change made here.
     pub supervisor: crate::supervisor::Supervisor,
+    /// Pairs RPC replies with their callers.
+    pub rpc: crate::rpc::Rpc,
     /// Fires when the host stops: requests that wait stop waiting.
     pub shutdown: Shutdown,
     /// The largest request body taken.
@@ -69,6 +71,8 @@ pub enum AppError {
         retry_after_s: u64,
     },
     Unavailable(String),
+    /// Waited for something that did not come (an RPC reply).
+    Timeout(String),
 }
 
 impl From<JsonRejection> for AppError {
@@ -168,6 +172,7 @@ impl AppError {
                 None,
             ),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
+            AppError::Timeout(m) => (StatusCode::GATEWAY_TIMEOUT, "timeout", m, None),
             AppError::TooManyRequests { message, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -219,6 +224,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/queues/{connection}/{queue}/replay",
             post(api::queues::replay),
         )
+        .route("/api/v1/rpc/{connection}/{*address}", post(api::rpc::call))
         .route("/api/v1/units/{name}/stop", post(api::units::stop))
         .route("/api/v1/units/{name}/start", post(api::units::start))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -336,7 +342,7 @@ pub fn router(state: AppState) -> Router {
         access::list_users, access::add_user, access::set_password, access::remove_user,
         access::update_user, access::issue_reset, access::get_settings, access::put_settings,
         access::list_tokens, access::create_token, access::revoke_token,
-        api::status::get, api::units::stop, api::units::start,
+        api::status::get, api::units::stop, api::units::start, api::rpc::call,
         api::routes::list, api::routes::get, api::routes::create, api::routes::update,
         api::routes::delete,
         api::plugins::list, api::plugins::get, api::plugins::upload, api::plugins::enable,

@@ -9,6 +9,7 @@ pub mod connections;
 pub mod plugins;
 pub mod queues;
 pub mod routes;
+pub mod rpc;
 pub mod status;
 pub mod units;
 

@@ -1,0 +1,160 @@
+//! Request and reply through the host's correlation table: 1,000 concurrent calls over the
+//! embedded broker and over RabbitMQ each get their own reply (from an `echo` route); a
+//! timeout says how long it waited; a reply nobody waits for is dead-lettered; the table is
+//! empty once the calls are done; `wharf rpc` prints the reply.
+
+#[macro_use]
+mod support;
+
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use support::{Backend, TestDb, client_with_token, local_token, start_host};
+use wharf::config::{AmqpConfig, Config, ConnectionConfig, RouteConfig};
+use wharf::host::RunningHost;
+use wharf::message::{HeaderValue, Message};
+
+on_every_backend!(replies_reach_their_own_callers_on_the_embedded_broker);
+
+fn echo_route(name: &str, from: &str) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        from: from.into(),
+        through: vec!["echo".into()],
+        concurrency: 64,
+        ..RouteConfig::default()
+    }
+}
+
+/// 1,000 calls at once to `connection:address` through the API; each reply must be its own.
+async fn thousand_calls(host: &RunningHost, connection: &str, address: &str) {
+    let client = client_with_token(&local_token(host.addr));
+    let url = format!(
+        "http://{}/api/v1/rpc/{connection}/{address}?timeout_ms=60000",
+        host.addr
+    );
+    let replies: Vec<(usize, u16, Value)> = futures::stream::iter(0..1000usize)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let response = client
+                    .post(&url)
+                    .json(&json!({ "payload": format!("call {i}"), "headers": { "n": i } }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (i, status, response.json().await.unwrap_or(Value::Null))
+            }
+        })
+        .buffer_unordered(1000)
+        .collect()
+        .await;
+    for (i, status, reply) in replies {
+        assert_eq!(status, 200, "call {i}: {reply}");
+        assert_eq!(
+            reply["payload"],
+            format!("call {i}"),
+            "call {i} got another's reply"
+        );
+        assert_eq!(reply["headers"]["n"], i, "{reply}");
+        assert_eq!(
+            reply["headers"]["UUID"], reply["correlation_id"],
+            "the UUID header carries the correlation id: {reply}"
+        );
+    }
+    assert_eq!(host.rpc.in_flight(), 0, "no waiter is left behind");
+}
+
+async fn replies_reach_their_own_callers_on_the_embedded_broker(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = Config {
+        routes: vec![echo_route("echo", "local:echo.in")],
+        ..Config::default()
+    };
+    let (host, broker) = start_host(&db, config).await;
+    thousand_calls(&host, "local", "echo.in").await;
+
+    // A timeout says how long it waited.
+    let client = client_with_token(&local_token(host.addr));
+    let answer = client
+        .post(format!(
+            "http://{}/api/v1/rpc/local/nobody.listens?timeout_ms=300",
+            host.addr
+        ))
+        .json(&json!({ "payload": "anyone?" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 504);
+    let body: Value = answer.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("300 ms"),
+        "{body}"
+    );
+
+    // A reply nobody waits for is dead-lettered, with the reason.
+    let reply_queue = host.rpc.reply_queue().to_owned();
+    let mut stray = Message::new(&reply_queue, b"who asked?".to_vec());
+    stray.correlation_id = Some("not-a-call-of-this-host".into());
+    broker.publish(&reply_queue, stray).await.unwrap();
+    let dead = format!("{reply_queue}.dead");
+    let mut found = Vec::new();
+    for _ in 0..100 {
+        found = broker.peek(&dead, 10, 1 << 20).await.unwrap();
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(found.len(), 1, "the stray reply is in {dead}");
+    assert_eq!(
+        found[0].header("exception_name"),
+        Some(&HeaderValue::Text("UnknownCorrelation".into()))
+    );
+
+    // `wharf rpc` prints the reply.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "rpc",
+            "local:echo.in",
+            "hello over rpc",
+            "--url",
+            &format!("http://{}", host.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello over rpc"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_reach_their_own_callers_over_rabbitmq() {
+    let _rabbit = support::RABBIT.read().await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let queue = format!("wharf.rpc.{}", uuid::Uuid::new_v4().simple());
+    let mut config = Config::default();
+    config.connections.insert(
+        "rabbit".into(),
+        ConnectionConfig::Amqp(Box::new(AmqpConfig {
+            url: Some(support::amqp_url()),
+            ..AmqpConfig::default()
+        })),
+    );
+    config.routes = vec![echo_route("echo", &format!("rabbit:{queue}"))];
+    let (host, _) = start_host(&db, config).await;
+    thousand_calls(&host, "rabbit", &queue).await;
+    let reply_queue = host.rpc.reply_queue().to_owned();
+    host.stop().await;
+    support::delete_amqp_queues(&[queue, reply_queue]).await;
+}
