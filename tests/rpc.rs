@@ -1,7 +1,8 @@
 //! Request and reply through the host's correlation table: 1,000 concurrent calls over the
 //! embedded broker and over RabbitMQ each get their own reply (from an `echo` route); a
 //! timeout says how long it waited; a reply nobody waits for is dead-lettered; the table is
-//! empty once the calls are done; `wharf rpc` prints the reply.
+//! empty once the calls are done; a failed request is answered with its exception at once;
+//! `wharf rpc` prints the reply.
 
 #[macro_use]
 mod support;
@@ -157,4 +158,59 @@ async fn replies_reach_their_own_callers_over_rabbitmq() {
     let reply_queue = host.rpc.reply_queue().to_owned();
     host.stop().await;
     support::delete_amqp_queues(&[queue, reply_queue]).await;
+}
+
+/// A request that fails gets a reply carrying the failure at once (and is dead-lettered as
+/// ever), instead of leaving its caller to wait out the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_request_is_answered_with_its_exception() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut failing = echo_route("boom", "local:boom.in");
+    failing.through = vec!["panicker".into(), "echo".into()];
+    failing.retry.max = 0;
+    let mut config = Config {
+        routes: vec![failing],
+        ..Config::default()
+    };
+    config.plugins.insert(
+        "panicker".into(),
+        wharf::config::PluginConfig {
+            path: support::plugin_path("panicker"),
+            ..Default::default()
+        },
+    );
+    let (host, broker) = start_host(&db, config).await;
+    let client = client_with_token(&local_token(host.addr));
+    let started = std::time::Instant::now();
+    let answer = client
+        .post(format!(
+            "http://{}/api/v1/rpc/local/boom.in?timeout_ms=30000",
+            host.addr
+        ))
+        .json(&json!({ "payload": "panic" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let reply: Value = answer.json().await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "answered, not timed out"
+    );
+    assert_eq!(reply["headers"]["exception_name"], "Trap", "{reply}");
+    assert_eq!(reply["headers"]["exception_type"], "plugin", "{reply}");
+    assert!(
+        reply["headers"]["exception"]
+            .as_str()
+            .unwrap()
+            .contains("panicker")
+    );
+    assert_eq!(reply["headers"]["UUID"], reply["correlation_id"]);
+    support::drained(&broker, "boom.in").await;
+    assert_eq!(
+        broker.stats("boom.in.dead").await.unwrap().depth(),
+        1,
+        "dead-lettered as ever"
+    );
+    host.stop().await;
 }

@@ -263,7 +263,12 @@ async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
                     if retrying {
                         retry(route, connections, &input, attempts, &failure).await
                     } else {
-                        dead_letter(route, connections, &input, attempts, &failure).await
+                        let dead =
+                            dead_letter(route, connections, &input, attempts, &failure).await;
+                        if dead.is_ok() {
+                            failure_reply(route, connections, &input, &failure).await;
+                        }
+                        dead
                     }
                     .map_err(Failure::broker)
                 },
@@ -341,6 +346,47 @@ async fn dead_letter(
             producer.send(&route.dead_letter.address, sendable).await
         }
         result => result,
+    }
+}
+
+/// A request that failed on a route ending in a handler gets a reply saying so (the
+/// `exception` headers, its correlation id and `UUID`), so its caller learns at once instead
+/// of waiting out its timeout. Best effort: the dead letter is the record.
+async fn failure_reply(
+    route: &Route,
+    connections: &Connections,
+    request: &Message,
+    failure: &Failure,
+) {
+    if route.handler.is_none() || request.reply_to.is_none() {
+        return;
+    }
+    let Ok(to) = reply_address(route, connections, request) else {
+        return;
+    };
+    let mut reply = Message::new(request.topic.clone(), Vec::new());
+    reply.correlation_id = request
+        .correlation_id
+        .clone()
+        .or_else(|| Some(request.id.clone()));
+    if let Some(uuid) = request.header("UUID") {
+        reply.set_header("UUID", uuid.clone());
+    }
+    for (name, value) in [
+        ("exception", failure.exception.clone()),
+        ("exception_name", failure.name.to_owned()),
+        ("exception_type", failure.source.to_owned()),
+    ] {
+        reply.set_header(name, HeaderValue::Text(value));
+    }
+    let name = format!("{}/{}/failure", request.id, route.name);
+    reply.id = uuid::Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes()).to_string();
+    let sent = match connections.producer(&to) {
+        Ok(producer) => producer.send(&to.address, reply).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = sent {
+        tracing::warn!(route = %route.name, id = %request.id, %error, "the failure reply could not be sent; the request is dead-lettered");
     }
 }
 
