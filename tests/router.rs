@@ -323,6 +323,7 @@ async fn a_stalled_output_applies_backpressure() {
         max_outputs: 1_000,
         max_deliveries: 10,
         reply_to_allow: Default::default(),
+        reply_to: None,
     };
     for i in 0..100 {
         input

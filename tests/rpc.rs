@@ -214,3 +214,126 @@ async fn a_failed_request_is_answered_with_its_exception() {
     );
     host.stop().await;
 }
+
+/// An independent client written the way edeposit's document shows (plain lapin, not Wharf
+/// code): it publishes a request carrying only a `UUID` header (no reply-to) and reads a fixed
+/// reply queue. It gets the right reply from an `echo` route, and the exception headers from a
+/// failing one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edeposit_style_client_gets_replies_on_its_fixed_queue() {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable, ShortString};
+    let _rabbit = support::RABBIT.read().await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (requests, failing, replies) = (
+        format!("edeposit.{id}.requests"),
+        format!("edeposit.{id}.failing"),
+        format!("edeposit.{id}.replies"),
+    );
+    let mut config = Config::default();
+    config.connections.insert(
+        "rabbit".into(),
+        ConnectionConfig::Amqp(Box::new(AmqpConfig {
+            url: Some(support::amqp_url()),
+            ..AmqpConfig::default()
+        })),
+    );
+    let mut serving = echo_route("edeposit", &format!("rabbit:{requests}"));
+    serving.reply_to = Some(format!("rabbit:{replies}"));
+    let mut broken = echo_route("edeposit-failing", &format!("rabbit:{failing}"));
+    broken.through = vec!["panicker".into(), "echo".into()];
+    broken.retry.max = 0;
+    broken.reply_to = Some(format!("rabbit:{replies}"));
+    config.routes = vec![serving, broken];
+    config.plugins.insert(
+        "panicker".into(),
+        wharf::config::PluginConfig {
+            path: support::plugin_path("panicker"),
+            ..Default::default()
+        },
+    );
+    let (host, _) = start_host(&db, config).await;
+
+    let client = support::amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            replies.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the route declared its reply queue");
+    let ask = |queue: String, uuid: String, body: &'static [u8]| {
+        let channel = channel.clone();
+        async move {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                ShortString::from("UUID"),
+                AMQPValue::LongString(uuid.into()),
+            );
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    lapin::BasicProperties::default().with_headers(headers),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    // Reads the fixed reply queue until the reply with `uuid` arrives.
+    let answer = |uuid: String| {
+        let channel = channel.clone();
+        let replies = replies.clone();
+        async move {
+            for _ in 0..200 {
+                if let Some(message) = channel
+                    .basic_get(replies.as_str().into(), BasicGetOptions { no_ack: true })
+                    .await
+                    .unwrap()
+                {
+                    let headers = message.properties.headers().clone().unwrap_or_default();
+                    let header = |name: &str| match headers.inner().get(name) {
+                        Some(AMQPValue::LongString(text)) => text.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    if header("UUID") == uuid {
+                        return (
+                            message.data.clone(),
+                            header("exception_name"),
+                            header("exception_type"),
+                        );
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("no reply with UUID {uuid} on the fixed reply queue")
+        }
+    };
+    let first = uuid::Uuid::new_v4().to_string();
+    ask(requests.clone(), first.clone(), b"ISBN 80-251-0225-4").await;
+    let (body, exception, _) = answer(first).await;
+    assert_eq!(body, b"ISBN 80-251-0225-4");
+    assert!(
+        exception.contains("None"),
+        "no exception on a good reply: {exception}"
+    );
+
+    let second = uuid::Uuid::new_v4().to_string();
+    ask(failing.clone(), second.clone(), b"panic").await;
+    let (_, exception_name, exception_type) = answer(second).await;
+    assert_eq!(exception_name, "Trap");
+    assert_eq!(exception_type, "plugin");
+    host.stop().await;
+    let _ = client.close(200, "done".into()).await;
+    support::delete_amqp_queues(&[requests, failing, replies]).await;
+}

@@ -296,6 +296,10 @@ pub struct RouteConfig {
     /// input's own connection; none by default.
     #[serde(default)]
     pub reply_to_allow: Vec<String>,
+    /// Where a handler's reply goes when the request names no reply-to (edeposit's clients
+    /// send only a `UUID` header and read replies from a fixed address).
+    #[serde(default)]
+    pub reply_to: Option<String>,
 }
 
 fn default_max_deliveries() -> u32 {
@@ -317,6 +321,7 @@ impl Default for RouteConfig {
             max_outputs: None,
             max_deliveries: default_max_deliveries(),
             reply_to_allow: Vec::new(),
+            reply_to: None,
         }
     }
 }
@@ -771,6 +776,9 @@ impl RouteConfig {
         check_address(&key("from"), &self.from, has_connection)?;
         if let Some(to) = &self.to {
             check_address(&key("to"), to, has_connection)?;
+        }
+        if let Some(reply_to) = &self.reply_to {
+            check_address(&key("reply_to"), reply_to, has_connection)?;
         }
         match &self.dead_letter {
             Some(dead) => check_address(&key("dead_letter"), dead, has_connection)?,

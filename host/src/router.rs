@@ -57,6 +57,8 @@ pub struct Route {
     /// Where replies may go besides the input's own connection, as `publish:` grants
     /// (`publish:rabbit:replies.*`); nothing by default.
     pub reply_to_allow: Grants,
+    /// Where a reply goes when the request names no reply-to.
+    pub reply_to: Option<Address>,
 }
 
 /// Why an attempt failed, with what a dead letter says of it.
@@ -358,7 +360,7 @@ async fn failure_reply(
     request: &Message,
     failure: &Failure,
 ) {
-    if route.handler.is_none() || request.reply_to.is_none() {
+    if route.handler.is_none() || (request.reply_to.is_none() && route.reply_to.is_none()) {
         return;
     }
     let Ok(to) = reply_address(route, connections, request) else {
@@ -430,8 +432,9 @@ fn within_outputs(route: &Route, made: usize) -> Result<(), Failure> {
 }
 
 /// Where a reply to `request` goes: the route's `to`, else the request's reply-to on the
-/// input's own connection (`queue`, or `connection:queue` naming it), else another connection
-/// the route's `reply_to_allow` grants. Anything else is refused, not sent.
+/// input's own connection (`queue`, or `connection:queue` naming it) or another connection
+/// the route's `reply_to_allow` grants, else (no reply-to) the route's `reply_to`. Anything
+/// else is refused, not sent.
 fn reply_address(
     route: &Route,
     connections: &Connections,
@@ -441,6 +444,9 @@ fn reply_address(
         return Ok(to.clone());
     }
     let Some(reply_to) = &request.reply_to else {
+        if let Some(fixed) = &route.reply_to {
+            return Ok(fixed.clone());
+        }
         return Err(Failure::host(
             "NoReplyTo",
             "the handler replied, but the request has no reply-to and the route no `to`".into(),

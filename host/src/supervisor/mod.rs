@@ -826,13 +826,19 @@ impl Supervisor {
         let parse = |text: &str| Address::parse(text).map_err(|e| e.to_string());
         let from = parse(&spec.from)?;
         let to = spec.to.as_deref().map(parse).transpose()?;
+        let reply_to = spec.reply_to.as_deref().map(parse).transpose()?;
         let dead_letter = match &spec.dead_letter {
             Some(address) => parse(address)?,
             None => from.sibling(format!("{}.dead", from.address)),
         };
-        for address in [Some(&from), to.as_ref(), Some(&dead_letter)]
-            .into_iter()
-            .flatten()
+        for address in [
+            Some(&from),
+            to.as_ref(),
+            Some(&dead_letter),
+            reply_to.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             match desired.connections.get(&address.connection) {
                 Some(connection) => fingerprint.push(format!(
@@ -872,6 +878,7 @@ impl Supervisor {
             max_outputs: spec.max_outputs.unwrap_or(parts.max_outputs),
             max_deliveries,
             reply_to_allow: spec.reply_grants().map_err(|e| e.to_string())?,
+            reply_to: reply_to.clone(),
         };
         Ok(Resolved {
             route,
@@ -920,7 +927,7 @@ pub fn topology_for(
 }
 
 /// The plain queues a route uses: its input, its output (unless an exchange), its dead
-/// letters.
+/// letters, its fixed reply address.
 fn route_queues(route: &RouteConfig) -> Vec<Address> {
     let dead = route
         .dead_letter
@@ -930,6 +937,7 @@ fn route_queues(route: &RouteConfig) -> Vec<Address> {
         Some(route.from.as_str()),
         route.to.as_deref(),
         Some(dead.as_str()),
+        route.reply_to.as_deref(),
     ]
     .into_iter()
     .flatten()
@@ -1006,6 +1014,7 @@ async fn ensure_queues(
         Some(&route.from),
         route.to.as_ref(),
         Some(&route.dead_letter),
+        route.reply_to.as_ref(),
     ]
     .into_iter()
     .flatten()
