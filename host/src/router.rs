@@ -25,6 +25,7 @@ use crate::broker::{Address, BrokerError, Connections, Delivery, Nack};
 use crate::config::RetryConfig;
 use crate::grant::{Access, Grants};
 use crate::message::{HeaderValue, Message};
+use crate::metrics::RouteMetrics;
 use crate::runtime::{Plugin, PluginError};
 use crate::shutdown::Shutdown;
 use futures::FutureExt as _;
@@ -138,6 +139,14 @@ impl RouteRunner {
             .consume_counted(&route.from, route.concurrency)
             .await?;
         tracing::info!(route = %route.name, from = %route.from, "route started");
+        let metrics = Arc::new(RouteMetrics::new(
+            &route.name,
+            route
+                .transformers
+                .iter()
+                .chain(&route.handler)
+                .map(Plugin::name),
+        ));
         if let Some(started) = self.on_started {
             started();
         }
@@ -151,8 +160,11 @@ impl RouteRunner {
             };
             match delivery {
                 Ok(delivery) => {
-                    let (route, connections) = (route.clone(), self.connections.clone());
-                    in_flight.spawn(async move { process(&route, &connections, delivery).await });
+                    let (route, connections, metrics) =
+                        (route.clone(), self.connections.clone(), metrics.clone());
+                    in_flight.spawn(async move {
+                        process(&route, &connections, &metrics, delivery).await
+                    });
                 }
                 Err(error) => break Err(error),
             }
@@ -222,16 +234,18 @@ async fn unless_panic<T>(
 }
 
 /// Handles one delivery to the end: outputs sent and input acked, or re-queued, or dead-lettered.
-async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
+async fn process(
+    route: &Route,
+    connections: &Connections,
+    metrics: &RouteMetrics,
+    delivery: Delivery,
+) {
     let Delivery {
         message: input,
         ack,
         deliveries,
     } = delivery;
-    let counted = |name: &'static str, n: u64| {
-        metrics::counter!(name, "route" => route.name.clone()).increment(n);
-    };
-    counted(crate::metrics::MESSAGES_IN, 1);
+    metrics.messages_in.increment(1);
     let outcome = if deliveries > route.max_deliveries {
         Err(Failure::host(
             "MaxDeliveries",
@@ -243,7 +257,7 @@ async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
     } else {
         unless_panic(
             async {
-                let sends = run_chain(route, connections, &input).await?;
+                let sends = run_chain(route, connections, metrics, &input).await?;
                 let sent = sends.len() as u64;
                 send_all(connections, sends).await.map(|()| sent)
             },
@@ -253,11 +267,11 @@ async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
     };
     let settled = match outcome {
         Ok(sent) => {
-            counted(crate::metrics::MESSAGES_OUT, sent);
+            metrics.messages_out.increment(sent);
             ack.ack().await
         }
         Err(failure) => {
-            counted(crate::metrics::MESSAGES_FAILED, 1);
+            metrics.failed.increment(1);
             let attempts = attempts_of(&input);
             let retrying = failure.retryable && attempts < route.retry.max;
             let next = unless_panic(
@@ -279,14 +293,11 @@ async fn process(route: &Route, connections: &Connections, delivery: Delivery) {
             .await;
             match next {
                 Ok(()) => {
-                    counted(
-                        if retrying {
-                            crate::metrics::MESSAGES_RETRIED
-                        } else {
-                            crate::metrics::MESSAGES_DEAD_LETTERED
-                        },
-                        1,
-                    );
+                    if retrying {
+                        metrics.retried.increment(1);
+                    } else {
+                        metrics.dead_lettered.increment(1);
+                    }
                     ack.ack().await
                 }
                 // Neither a retry nor a dead letter could be sent: leave the message with its
@@ -475,16 +486,11 @@ fn reply_address(
     Ok(address)
 }
 
-/// Records a plugin call's wall time.
-fn timed(plugin: &Plugin, cost: &crate::runtime::CallCost) {
-    metrics::histogram!(crate::metrics::PLUGIN_CALL_SECONDS, "plugin" => plugin.name().to_owned())
-        .record(cost.wall.as_secs_f64());
-}
-
 /// Runs the chain on `input`; returns every message to send and where.
 async fn run_chain(
     route: &Route,
     connections: &Connections,
+    metrics: &RouteMetrics,
     input: &Message,
 ) -> Result<Vec<(Address, Message)>, Failure> {
     if input.payload.len() > route.max_message_bytes {
@@ -505,7 +511,7 @@ async fn run_chain(
         let mut next = Vec::with_capacity(inputs.len());
         for msg in inputs {
             let report = plugin.transform(msg).await;
-            timed(plugin, &report.cost);
+            metrics.plugin_call(plugin.name(), report.cost.wall);
             next.extend(report.result?);
             within_outputs(route, next.len())?;
         }
@@ -524,7 +530,7 @@ async fn run_chain(
         Some(handler) => {
             for request in current {
                 let report = handler.handle(&request).await;
-                timed(handler, &report.cost);
+                metrics.plugin_call(handler.name(), report.cost.wall);
                 let reply = report.result?;
                 for publication in report.published {
                     let to = Address::parse(&publication.destination).map_err(Failure::broker)?;

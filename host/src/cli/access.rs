@@ -4,7 +4,7 @@
 //! a change), or, when no host answers there, work on `sqlite://wharf.db` directly and say so.
 //! A running host sees a change made on its database at once: it checks every request there.
 
-use super::control::Api;
+use super::control::{Api, segment};
 use super::queue::HostArg;
 use crate::auth::{self, Role};
 use crate::message::now_ms;
@@ -49,11 +49,6 @@ impl Target {
         );
         Ok(Via::Database(Store::open(DEFAULT_DATABASE).await?))
     }
-}
-
-/// A path segment, escaped.
-fn segment(text: &str) -> String {
-    super::control::segment(text)
 }
 
 #[derive(Debug, Subcommand)]

@@ -173,8 +173,10 @@ pub(crate) async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyho
     Ok(body)
 }
 
-pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
-    let payload = match args.data.as_deref() {
+/// A message from the command line: the payload (`DATA`, or standard input for `-` or
+/// nothing) and `--header NAME=VALUE`s.
+fn message_from_args(data: Option<&str>, headers: &[String]) -> anyhow::Result<Message> {
+    let payload = match data {
         Some(data) if data != "-" => data.as_bytes().to_vec(),
         _ => {
             let mut data = Vec::new();
@@ -185,7 +187,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut msg = Message::new("", payload);
-    for header in &args.headers {
+    for header in headers {
         let (name, value) = header
             .split_once('=')
             .filter(|(n, _)| !n.is_empty())
@@ -193,6 +195,11 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         msg.headers
             .push((name.to_owned(), HeaderValue::Text(value.to_owned())));
     }
+    Ok(msg)
+}
+
+pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
+    let mut msg = message_from_args(args.data.as_deref(), &args.headers)?;
     msg.content_type = args.content_type;
     msg.correlation_id = args.correlation_id;
     msg.reply_to = args.reply_to;
@@ -312,25 +319,7 @@ pub struct RpcArgs {
 
 /// `wharf rpc`: sends a request through the host and prints its reply.
 pub async fn rpc(args: RpcArgs) -> anyhow::Result<ExitCode> {
-    let payload = match args.data.as_deref() {
-        Some(data) if data != "-" => data.as_bytes().to_vec(),
-        _ => {
-            let mut data = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut data)
-                .context("reading the payload from standard input")?;
-            data
-        }
-    };
-    let mut msg = Message::new("", payload);
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once('=')
-            .filter(|(n, _)| !n.is_empty())
-            .with_context(|| format!("--header `{header}` is not NAME=VALUE"))?;
-        msg.headers
-            .push((name.to_owned(), HeaderValue::Text(value.to_owned())));
-    }
+    let mut msg = message_from_args(args.data.as_deref(), &args.headers)?;
     msg.content_type = args.content_type;
     let address = Address::parse(&args.address)?;
     let url = format!(

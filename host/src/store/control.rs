@@ -145,31 +145,14 @@ impl Store {
 
     /// Marks unit `name` stopped (by `who`); `Ok(false)` if it was already.
     pub async fn stop_unit(&self, name: &str, who: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let sql = "INSERT INTO stopped_units (name, stopped_by, stopped_ms) VALUES ($1, $2, $3) \
-                   ON CONFLICT (name) DO NOTHING";
-        let dialect = self.dialect();
-        with_pool!(&self.pool, |pool| {
-            let mut tx = pool
-                .begin_with(dialect.begin_write())
-                .await
-                .doing("starting a change")?;
-            let done = sqlx::query(sql)
-                .bind(name)
-                .bind(who)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await
-                .doing("stopping a unit")?
-                .rows_affected();
-            if done > 0 {
-                sqlx::query(dialect.bump_revision())
-                    .execute(&mut *tx)
-                    .await
-                    .doing("raising the revision")?;
-            }
-            tx.commit().await.doing("committing a change")?;
-            Ok(done > 0)
-        })
+        self.change(
+            "INSERT INTO stopped_units (name, stopped_by, stopped_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+            name,
+            Some(who),
+            now_ms,
+        )
+        .await
     }
 
     /// Lets unit `name` run again; `Ok(false)` if it was not stopped.
@@ -207,7 +190,8 @@ impl Store {
         .map(drop)
     }
 
-    /// Runs one change (`$1` name, `$2` spec, `$3` time) and raises the revision with it;
+    /// Runs one change (`$1` name, `$2` spec or other text, `$3` time) and raises the revision
+    /// with it;
     /// whether a row changed.
     async fn change(
         &self,

@@ -376,11 +376,6 @@ pub async fn new_route(State(state): State<AppState>, page: Page) -> Response {
     route_form(&state, &page, StatusCode::OK, &form, false, None, None).await
 }
 
-fn field_error(error: AppError) -> (StatusCode, String) {
-    let (status, text) = error.status_and_message();
-    (status, text)
-}
-
 pub async fn create_route(
     State(state): State<AppState>,
     page: Page,
@@ -401,7 +396,7 @@ pub async fn create_route(
             "Route created and started.",
         ),
         Err(error) => {
-            let (status, text) = field_error(error);
+            let (status, text) = error.status_and_message();
             route_form(&state, &page, status, &form, false, None, Some(text)).await
         }
     }
@@ -465,7 +460,7 @@ pub async fn update_route(
             "Saved; the route runs the new definition.",
         ),
         Err(error) => {
-            let (status, text) = field_error(error);
+            let (status, text) = error.status_and_message();
             let view = serde_json::to_value(&current).unwrap_or_default();
             route_form(&state, &page, status, &form, true, Some(view), Some(text)).await
         }
@@ -1447,6 +1442,21 @@ pub struct RoleForm {
     role: String,
 }
 
+/// Applies a change to user `name` and goes back to the Users page saying `note`.
+async fn update_user(
+    state: AppState,
+    page: &Page,
+    name: String,
+    change: access::UserChange,
+    note: &str,
+) -> Response {
+    let caller = Extension(page.caller.clone());
+    match access::update_user(State(state), caller, Path(name), JsonBody(change)).await {
+        Ok(_) => done("/users", note),
+        Err(error) => error_for(page, error),
+    }
+}
+
 pub async fn change_role(
     State(state): State<AppState>,
     page: Page,
@@ -1460,17 +1470,14 @@ pub async fn change_role(
         role: Some(form.role.clone()),
         disabled: None,
     };
-    match access::update_user(
-        State(state),
-        Extension(page.caller.clone()),
-        Path(name.clone()),
-        JsonBody(change),
+    update_user(
+        state,
+        &page,
+        name.clone(),
+        change,
+        &format!("{name} is now {}.", form.role),
     )
     .await
-    {
-        Ok(_) => done("/users", &format!("{name} is now {}.", form.role)),
-        Err(error) => error_for(&page, error),
-    }
 }
 
 pub async fn user_state(
@@ -1491,17 +1498,14 @@ pub async fn user_state(
         role: None,
         disabled: Some(disabled),
     };
-    match access::update_user(
-        State(state),
-        Extension(page.caller.clone()),
-        Path(name.clone()),
-        JsonBody(change),
+    update_user(
+        state,
+        &page,
+        name.clone(),
+        change,
+        &format!("{name} {action}d."),
     )
     .await
-    {
-        Ok(_) => done("/users", &format!("{name} {action}d.")),
-        Err(error) => error_for(&page, error),
-    }
 }
 
 pub async fn reset_link(
