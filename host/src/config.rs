@@ -74,13 +74,164 @@ impl Default for ServerConfig {
     }
 }
 
-/// One broker connection: the embedded broker or RabbitMQ (`amqp`); `kafka` and `http` come
-/// next.
+/// One broker connection: the embedded broker, RabbitMQ (`amqp`) or HTTP (`http`); `kafka`
+/// comes next.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ConnectionConfig {
     Embedded(EmbeddedConnectionConfig),
     Amqp(Box<AmqpConfig>),
+    Http(Box<HttpConfig>),
+}
+
+/// HTTP as a transport. Ingress: `POST` (and `GET`, where `ingress_methods` says) to
+/// `/ingress/{connection}/{path}` on the host's listener; the message is held in the host's
+/// database until the route bound to `{connection}:{path}` takes it. Egress: publishing to
+/// `{connection}:{path}` sends a request to `base_url` + `path`.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where publishing sends (`http://…` or `https://…`); the address is appended to it.
+    /// Without it the connection only takes ingress.
+    pub base_url: Option<String>,
+    /// `POST` (the default), `PUT` or `GET` (which sends no body).
+    pub method: String,
+    /// Headers every request carries (an `Authorization` header, say).
+    pub headers: BTreeMap<String, String>,
+    /// The content type of a message that names none (`application/octet-stream` by default).
+    pub content_type: Option<String>,
+    /// How long one request may take before it counts as failed (and is retried).
+    pub timeout_ms: u64,
+    /// The ingress methods taken: `POST` always, `GET` where listed.
+    pub ingress_methods: Vec<String>,
+    /// Ingress without a token. Off unless said: anyone who reaches the listener may send.
+    pub anonymous: bool,
+    /// How long ingress on a route that replies waits for the reply.
+    pub reply_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            base_url: None,
+            method: "POST".into(),
+            headers: BTreeMap::new(),
+            content_type: None,
+            timeout_ms: 10_000,
+            ingress_methods: vec!["POST".into()],
+            anonymous: false,
+            reply_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("base_url", &self.base_url.as_deref().map(redact))
+            .field("method", &self.method)
+            .field("headers", &self.redacted_headers())
+            .field("timeout_ms", &self.timeout_ms)
+            .field("ingress_methods", &self.ingress_methods)
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpConfig {
+    /// Whether a header's value is a secret, shown as `***`.
+    pub fn is_secret_header(name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        [
+            "authorization",
+            "cookie",
+            "token",
+            "secret",
+            "key",
+            "password",
+        ]
+        .iter()
+        .any(|word| name.contains(word))
+    }
+
+    fn redacted_headers(&self) -> BTreeMap<String, String> {
+        self.headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if HttpConfig::is_secret_header(name) {
+                    HIDDEN.to_owned()
+                } else {
+                    value.clone()
+                };
+                (name.clone(), shown)
+            })
+            .collect()
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if let Some(url) = &self.base_url {
+            match reqwest::Url::parse(url) {
+                Ok(parsed) if ["http", "https"].contains(&parsed.scheme()) => {}
+                Ok(parsed) => {
+                    return Err(invalid(
+                        format!("{key}base_url"),
+                        format!("`{}` is not http:// or https://", parsed.scheme()),
+                    ));
+                }
+                Err(problem) => {
+                    return Err(invalid(
+                        format!("{key}base_url"),
+                        format!("`{}` is not a URL: {problem}", redact(url)),
+                    ));
+                }
+            }
+        }
+        if !["GET", "POST", "PUT"].contains(&self.method.as_str()) {
+            return Err(invalid(
+                format!("{key}method"),
+                format!("`{}` is not GET, POST or PUT", self.method),
+            ));
+        }
+        for (name, value) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    format!("{key}headers"),
+                    format!("`{}` is not a header name", name.escape_debug()),
+                ));
+            }
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                return Err(invalid(
+                    format!("{key}headers.{name}"),
+                    "a header value is visible ASCII text",
+                ));
+            }
+        }
+        if let Some(content_type) = &self.content_type
+            && reqwest::header::HeaderValue::from_str(content_type).is_err()
+        {
+            return Err(invalid(
+                format!("{key}content_type"),
+                "a content type is visible ASCII text",
+            ));
+        }
+        for (field, value) in [
+            ("timeout_ms", self.timeout_ms),
+            ("reply_timeout_ms", self.reply_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("{key}{field}"), "must be at least 1"));
+            }
+        }
+        for (i, method) in self.ingress_methods.iter().enumerate() {
+            if method != "GET" && method != "POST" {
+                return Err(invalid(
+                    format!("{key}ingress_methods[{i}]"),
+                    format!("`{method}` is not GET or POST"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The embedded broker: queues in the host's database, declared here or created on first use.
@@ -716,6 +867,7 @@ impl ConnectionConfig {
     pub fn check(&self, prefix: &str) -> Result<(), ConfigError> {
         match self {
             ConnectionConfig::Amqp(amqp) => amqp.validate(prefix),
+            ConnectionConfig::Http(http) => http.validate(prefix),
             ConnectionConfig::Embedded(embedded) => {
                 for (i, queue) in embedded.queues.iter().enumerate() {
                     let key = format!("{prefix}queues[{i}]");
@@ -735,11 +887,12 @@ impl ConnectionConfig {
         }
     }
 
-    /// `amqp` or `embedded`.
+    /// `amqp`, `http` or `embedded`.
     pub fn kind(&self) -> &'static str {
         match self {
             ConnectionConfig::Embedded(_) => "embedded",
             ConnectionConfig::Amqp(_) => "amqp",
+            ConnectionConfig::Http(_) => "http",
         }
     }
 
@@ -758,6 +911,52 @@ impl ConnectionConfig {
                 }
                 ConnectionConfig::Amqp(amqp)
             }
+            ConnectionConfig::Http(http) => {
+                let mut http = http.clone();
+                http.base_url = http.base_url.as_deref().map(redact);
+                http.headers = http.redacted_headers();
+                ConnectionConfig::Http(http)
+            }
+        }
+    }
+
+    /// `self` as sent back from what [`ConnectionConfig::redacted`] showed: every secret
+    /// still shown hidden (`***`) keeps its value in `stored`.
+    pub fn keep_secrets(&mut self, stored: &ConnectionConfig) {
+        match (self, stored) {
+            (ConnectionConfig::Amqp(new), ConnectionConfig::Amqp(old)) => {
+                if let (Some(url), Some(original)) = (&new.url, &old.url)
+                    && *url == redact(original)
+                {
+                    new.url = Some(original.clone());
+                }
+                if let (Some(tls), Some(old_tls)) = (&mut new.tls, &old.tls)
+                    && tls.pkcs12_password == HIDDEN
+                {
+                    tls.pkcs12_password = old_tls.pkcs12_password.clone();
+                }
+                for url in new.urls.iter_mut() {
+                    if let Some(original) = old.urls.iter().find(|o| redact(o) == *url && *o != url)
+                    {
+                        *url = original.clone();
+                    }
+                }
+            }
+            (ConnectionConfig::Http(new), ConnectionConfig::Http(old)) => {
+                if let (Some(url), Some(original)) = (&new.base_url, &old.base_url)
+                    && *url == redact(original)
+                {
+                    new.base_url = Some(original.clone());
+                }
+                for (name, value) in new.headers.iter_mut() {
+                    if value == HIDDEN
+                        && let Some(original) = old.headers.get(name)
+                    {
+                        *value = original.clone();
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -7,7 +7,7 @@
 //! lost, because nothing is acked before its outputs are confirmed.
 
 use crate::broker::amqp::Topology;
-use crate::broker::{AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig};
+use crate::broker::{AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig, HttpBroker};
 use crate::config::{AmqpConfig, Config, ConnectionConfig, PluginConfig};
 use crate::runtime::{HostFuture, HostServices, KvLimits, PluginSettings, Runtime, RuntimeConfig};
 use crate::shutdown::{self, ShutdownTrigger};
@@ -251,6 +251,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
                     tracing::warn!(connection = %name, %problem, "starting without this connection; its routes wait for it");
                 }
                 connections.add_amqp(name, broker);
+            }
+            ConnectionConfig::Http(http) => {
+                let broker = HttpBroker::new(name, (**http).clone(), store.clone())
+                    .with_context(|| format!("connections.{name}"))?;
+                connections.add_http(name, broker);
             }
         }
     }

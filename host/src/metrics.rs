@@ -10,7 +10,11 @@
 //! - `wharf_route_messages_dead_lettered_total{route}`;
 //! - `wharf_plugin_call_seconds{plugin}`: each plugin call's wall time (histogram);
 //! - `wharf_connection_up{connection}`: 1 up, 0 down;
-//! - `wharf_units{kind, state}`: units by state.
+//! - `wharf_units{kind, state}`: units by state;
+//! - `wharf_http_ingress_requests_total{connection, status}`: ingress requests, by answer;
+//! - `wharf_http_egress_requests_total{connection, status}`: egress requests, by answer;
+//! - `wharf_rpc_calls_total{outcome}`: calls through the correlation table (`reply`,
+//!   `timeout`, `error`), and `wharf_rpc_in_flight`, the calls waiting now.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -23,6 +27,10 @@ pub const MESSAGES_DEAD_LETTERED: &str = "wharf_route_messages_dead_lettered_tot
 pub const PLUGIN_CALL_SECONDS: &str = "wharf_plugin_call_seconds";
 pub const CONNECTION_UP: &str = "wharf_connection_up";
 pub const UNITS: &str = "wharf_units";
+pub const HTTP_INGRESS: &str = "wharf_http_ingress_requests_total";
+pub const HTTP_EGRESS: &str = "wharf_http_egress_requests_total";
+pub const RPC_CALLS: &str = "wharf_rpc_calls_total";
+pub const RPC_IN_FLIGHT: &str = "wharf_rpc_in_flight";
 
 /// Plugin calls take from microseconds to seconds.
 const CALL_BUCKETS: [f64; 14] = [
@@ -70,11 +78,33 @@ fn describe() {
     );
     metrics::describe_gauge!(CONNECTION_UP, "1 while the connection is up");
     metrics::describe_gauge!(UNITS, "Units by kind and state");
+    metrics::describe_counter!(HTTP_INGRESS, "HTTP ingress requests, by status answered");
+    metrics::describe_counter!(HTTP_EGRESS, "HTTP egress requests, by status answered");
+    metrics::describe_counter!(RPC_CALLS, "RPC calls, by outcome");
+    metrics::describe_gauge!(RPC_IN_FLIGHT, "RPC calls waiting for their reply");
+}
+
+/// An HTTP ingress request answered with `status`.
+pub fn http_ingress(connection: &str, status: u16) {
+    metrics::counter!(HTTP_INGRESS, "connection" => connection.to_owned(), "status" => status.to_string())
+        .increment(1);
+}
+
+/// An HTTP egress request answered with `status`.
+pub fn http_egress(connection: &str, status: u16) {
+    metrics::counter!(HTTP_EGRESS, "connection" => connection.to_owned(), "status" => status.to_string())
+        .increment(1);
+}
+
+/// An RPC call ended: `reply`, `timeout` or `error`.
+pub fn rpc_call(outcome: &'static str) {
+    metrics::counter!(RPC_CALLS, "outcome" => outcome).increment(1);
 }
 
 /// The text a scrape gets, with the gauges set from `status` first.
-pub fn render(status: &crate::supervisor::Status) -> String {
+pub fn render(status: &crate::supervisor::Status, rpc_in_flight: usize) -> String {
     let handle = handle();
+    metrics::gauge!(RPC_IN_FLIGHT).set(rpc_in_flight as f64);
     for connection in &status.connections {
         metrics::gauge!(CONNECTION_UP, "connection" => connection.name.clone())
             .set(if connection.state == "up" { 1.0 } else { 0.0 });

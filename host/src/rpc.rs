@@ -103,13 +103,67 @@ impl Rpc {
         lock(&self.inner.waiters).len()
     }
 
-    /// Sends `request` to `to` and waits up to `timeout` for its reply.
+    /// Sends `request` to `to` and waits up to `timeout` for its reply. Over an HTTP
+    /// connection the reply is the endpoint's answer to the request (any status but 2xx is
+    /// an error).
     pub async fn call(
+        &self,
+        to: &Address,
+        request: Message,
+        timeout: Duration,
+    ) -> Result<Message, RpcError> {
+        if let Some(http) = self.inner.connections.http(&to.connection)
+            && !crate::broker::HttpBroker::is_held(&to.address)
+        {
+            let answer = tokio::time::timeout(timeout, http.request(&to.address, request)).await;
+            let result = match answer {
+                Ok(result) => result.map_err(RpcError::from),
+                Err(_) => Err(RpcError::Timeout {
+                    to: to.to_string(),
+                    waited_ms: timeout.as_millis() as u64,
+                }),
+            };
+            record(&result);
+            return result;
+        }
+        let producer = self.inner.connections.producer(to)?;
+        let address = to.address.clone();
+        self.paired(to, request, timeout, |request| async move {
+            producer.send(&address, request).await
+        })
+        .await
+    }
+
+    /// Like [`Rpc::call`] for a request that came in through HTTP ingress: `accept` holds it
+    /// for its route (after it has its correlation id and reply-to), and the reply comes back
+    /// through the connection's reply queue. The request's id is kept.
+    pub async fn call_accepted<F, Fut>(
+        &self,
+        to: &Address,
+        request: Message,
+        timeout: Duration,
+        accept: F,
+    ) -> Result<Message, RpcError>
+    where
+        F: FnOnce(Message) -> Fut,
+        Fut: Future<Output = Result<(), BrokerError>>,
+    {
+        self.paired(to, request, timeout, accept).await
+    }
+
+    /// Gives `request` a fresh correlation id and this host's reply-to on `to`'s connection,
+    /// registers its waiter, sends it with `send` and waits for the reply.
+    async fn paired<F, Fut>(
         &self,
         to: &Address,
         mut request: Message,
         timeout: Duration,
-    ) -> Result<Message, RpcError> {
+        send: F,
+    ) -> Result<Message, RpcError>
+    where
+        F: FnOnce(Message) -> Fut,
+        Fut: Future<Output = Result<(), BrokerError>>,
+    {
         if self.inner.shutdown.is_fired() {
             return Err(RpcError::Stopping);
         }
@@ -124,13 +178,12 @@ impl Rpc {
             rpc: &self.inner,
             id: id.clone(),
         };
-        self.inner
-            .connections
-            .producer(to)?
-            .send(&to.address, request)
-            .await?;
+        if let Err(error) = send(request).await {
+            crate::metrics::rpc_call("error");
+            return Err(error.into());
+        }
         let mut shutdown = self.inner.shutdown.clone();
-        tokio::select! {
+        let result = tokio::select! {
             reply = tokio::time::timeout(timeout, rx) => match reply {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(_)) => Err(RpcError::Stopping),
@@ -140,7 +193,9 @@ impl Rpc {
                 }),
             },
             _ = shutdown.fired() => Err(RpcError::Stopping),
-        }
+        };
+        record(&result);
+        result
     }
 
     /// Starts the reply listener of `connection` unless it runs.
@@ -169,6 +224,15 @@ impl Rpc {
         });
         Ok(())
     }
+}
+
+/// Counts a call's outcome for `/metrics`.
+fn record(result: &Result<Message, RpcError>) {
+    crate::metrics::rpc_call(match result {
+        Ok(_) => "reply",
+        Err(RpcError::Timeout { .. }) => "timeout",
+        Err(_) => "error",
+    });
 }
 
 async fn lock_listening_remove(inner: &Inner, connection: &str) {

@@ -4,16 +4,20 @@
 //! an [`AckHandle`] that settles it: `ack` when its outputs are confirmed, `nack` to return it
 //! (now or after a delay) or dead-letter it. A producer's send completes only when the broker
 //! has confirmed the message. The set of transports is closed, so each half is an enum with a
-//! variant per transport (a module each): the embedded broker and AMQP (RabbitMQ).
+//! variant per transport (a module each): the embedded broker, AMQP (RabbitMQ) and HTTP. An
+//! HTTP connection consumes from queues it holds in the embedded broker (what its ingress
+//! accepted), so its deliveries are the embedded broker's; its producer sends requests.
 //!
 //! The shape leaves room for what comes: Kafka's `AckHandle` will mark an offset done and
-//! commit per partition in order; HTTP's will complete the waiting request with the reply.
+//! commit per partition in order.
 
 pub mod amqp;
 pub mod embedded;
+pub mod http;
 
 pub use amqp::{AmqpAck, AmqpBroker, AmqpConsumer};
 pub use embedded::{EmbeddedAck, EmbeddedBroker, EmbeddedConfig, EmbeddedConsumer};
+pub use http::HttpBroker;
 
 use crate::message::{HeaderValue, Message};
 use crate::store::StoreError;
@@ -45,18 +49,29 @@ pub enum BrokerError {
     Unroutable { target: String, reason: String },
     #[error("message field `{field}` cannot be sent: {problem}")]
     Mapping { field: String, problem: String },
+    /// An HTTP endpoint answered with a status other than 2xx.
+    #[error("{request} answered {status}: {body}")]
+    HttpStatus {
+        request: String,
+        status: u16,
+        body: String,
+    },
 }
 
 impl BrokerError {
     /// Whether trying again later may succeed: a broker that is down or busy may come back;
     /// a name, a size or a field that is wrong will be wrong next time too.
+    /// An HTTP endpoint's 5xx, 408 (timeout) and 429 (busy) may pass; its other 4xx will not.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
+        match self {
             BrokerError::InvalidAddress { .. }
-                | BrokerError::TooLarge { .. }
-                | BrokerError::Mapping { .. }
-        )
+            | BrokerError::TooLarge { .. }
+            | BrokerError::Mapping { .. } => false,
+            BrokerError::HttpStatus { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
+            _ => true,
+        }
     }
 
     /// The error's kind, for a dead letter's `exception_name`.
@@ -71,6 +86,8 @@ impl BrokerError {
             BrokerError::Unavailable { .. } => "Unavailable",
             BrokerError::Unroutable { .. } => "Unroutable",
             BrokerError::Mapping { .. } => "InvalidMessage",
+            BrokerError::HttpStatus { status, .. } if *status >= 500 => "HttpServerError",
+            BrokerError::HttpStatus { .. } => "HttpClientError",
         }
     }
 }
@@ -231,6 +248,7 @@ impl Consumer {
 pub enum Producer {
     Embedded(EmbeddedBroker),
     Amqp(AmqpBroker),
+    Http(HttpBroker),
 }
 
 impl Producer {
@@ -246,6 +264,7 @@ impl Producer {
         match self {
             Producer::Embedded(broker) => broker.publish(address, msg).await,
             Producer::Amqp(broker) => broker.publish(address, msg).await,
+            Producer::Http(broker) => broker.publish(address, msg).await,
         }
     }
 
@@ -259,6 +278,7 @@ impl Producer {
         match self {
             Producer::Embedded(broker) => broker.publish_delayed(address, msg, delay).await,
             Producer::Amqp(broker) => broker.publish_delayed(address, msg, delay).await,
+            Producer::Http(broker) => broker.publish_delayed(address, msg, delay).await,
         }
     }
 }
@@ -350,14 +370,22 @@ impl Connections {
         self.insert(name, Producer::Amqp(broker));
     }
 
+    pub fn add_http(&mut self, name: &str, broker: HttpBroker) {
+        self.insert(name, Producer::Http(broker));
+    }
+
     /// Whether a connection of that name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.read().contains_key(name)
     }
 
-    /// Whether connection `name` is an embedded broker.
+    /// Whether connection `name` keeps its queues in the host's database (an embedded
+    /// broker, or an HTTP connection's ingress).
     pub fn is_embedded(&self, name: &str) -> bool {
-        matches!(self.read().get(name), Some(Producer::Embedded(_)))
+        matches!(
+            self.read().get(name),
+            Some(Producer::Embedded(_) | Producer::Http(_))
+        )
     }
 
     /// The names of every connection.
@@ -368,6 +396,13 @@ impl Connections {
     pub fn amqp(&self, name: &str) -> Option<AmqpBroker> {
         match self.read().get(name) {
             Some(Producer::Amqp(broker)) => Some(broker.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn http(&self, name: &str) -> Option<HttpBroker> {
+        match self.read().get(name) {
+            Some(Producer::Http(broker)) => Some(broker.clone()),
             _ => None,
         }
     }
@@ -421,6 +456,12 @@ impl Connections {
             Producer::Amqp(broker) => {
                 Consumer::Amqp(broker.consume(&address.address, prefetch).await?)
             }
+            Producer::Http(broker) => Consumer::Embedded(
+                broker
+                    .held()
+                    .consume_limited(&address.address, prefetch, limited)
+                    .await?,
+            ),
         })
     }
 
@@ -429,6 +470,9 @@ impl Connections {
         Ok(match self.broker(address)? {
             Producer::Embedded(broker) => {
                 QueueDepth::Embedded(broker.stats(&address.address).await?)
+            }
+            Producer::Http(broker) => {
+                QueueDepth::Embedded(broker.held().stats(&address.address).await?)
             }
             Producer::Amqp(broker) => {
                 let (ready, consumers) = broker.queue_depth(&address.address).await?;
@@ -448,13 +492,16 @@ impl Connections {
         match self.broker(address)? {
             Producer::Embedded(broker) => broker.peek(&address.address, count, max_bytes).await,
             Producer::Amqp(broker) => broker.peek(&address.address, count, max_bytes).await,
+            Producer::Http(broker) => broker.held().peek(&address.address, count, max_bytes).await,
         }
     }
 
-    /// The embedded broker of connection `name`, if it is one.
+    /// The embedded broker holding connection `name`'s queues: an embedded connection's
+    /// own, or an HTTP connection's (its ingress queues and dead letters).
     pub fn embedded(&self, name: &str) -> Option<EmbeddedBroker> {
         match self.read().get(name) {
             Some(Producer::Embedded(broker)) => Some(broker.clone()),
+            Some(Producer::Http(broker)) => Some(broker.held().clone()),
             _ => None,
         }
     }
@@ -464,6 +511,7 @@ impl Connections {
         match self.broker(address)? {
             Producer::Embedded(broker) => broker.purge(&address.address).await,
             Producer::Amqp(broker) => broker.purge(&address.address).await,
+            Producer::Http(broker) => broker.held().purge(&address.address).await,
         }
     }
 
@@ -477,6 +525,14 @@ impl Connections {
                     broker.store().ping().await.map_err(|e| e.to_string())
                 }
                 Producer::Amqp(broker) => broker.check(),
+                // Ingress is up while its database answers; an egress endpoint that is down
+                // fails its own requests, which are retried.
+                Producer::Http(broker) => broker
+                    .held()
+                    .store()
+                    .ping()
+                    .await
+                    .map_err(|e| e.to_string()),
             };
             states.push((name.clone(), state));
         }

@@ -19,7 +19,9 @@ pub mod desired;
 pub use desired::{Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source};
 
 use crate::broker::amqp::Topology;
-use crate::broker::{Address, AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig, Producer};
+use crate::broker::{
+    Address, AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig, HttpBroker, Producer,
+};
 use crate::config::{ConnectionConfig, RouteConfig, plugin_ref};
 use crate::router::{Route, RouteRunner};
 use crate::runtime::{HostServices, Plugin, PluginKind, Runtime};
@@ -187,6 +189,9 @@ struct Inner {
     refused: RwLock<Vec<Refused>>,
     /// Connections this host opened, with the source and the problem of one it could not.
     connection_sources: RwLock<BTreeMap<String, Opened>>,
+    /// The addresses routes consume from (`connection:address`), each with whether its
+    /// route answers requests (it has no `to`, so its handler replies to the caller).
+    bindings: RwLock<HashMap<String, bool>>,
 }
 
 /// A connection of the desired state: where it is defined, its kind, and why it could not be
@@ -258,6 +263,7 @@ impl Supervisor {
                 units: RwLock::default(),
                 refused: RwLock::default(),
                 connection_sources: RwLock::default(),
+                bindings: RwLock::default(),
             }),
         };
         let mut state = State {
@@ -305,6 +311,17 @@ impl Supervisor {
                 Some(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
+    }
+
+    /// Whether a route (running or held stopped, on any host) consumes from `address`
+    /// (`connection:address`), and if so whether it replies to its caller.
+    pub fn binding(&self, address: &str) -> Option<bool> {
+        self.inner
+            .bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(address)
+            .copied()
     }
 
     /// The connections this host serves.
@@ -480,6 +497,15 @@ impl Supervisor {
                 problem: problem.clone(),
             })
             .collect();
+        *self
+            .inner
+            .bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = desired
+            .routes
+            .values()
+            .map(|route| (route.spec.from.clone(), route.spec.to.is_none()))
+            .collect();
         let closing = self.reconcile_connections(state, &desired).await;
         self.reconcile_routes(state, &desired, strict).await?;
         // Connections replaced or removed close once the routes that used them have had
@@ -577,6 +603,10 @@ impl Supervisor {
                         .map_err(|e| e.to_string())?,
                 )
             }
+            ConnectionConfig::Http(http) => Producer::Http(
+                HttpBroker::new(name, (**http).clone(), self.inner.parts.store.clone())
+                    .map_err(|e| e.to_string())?,
+            ),
         })
     }
 

@@ -168,19 +168,29 @@ pub async fn authorize_admin(
 }
 
 async fn admit(state: AppState, mut request: Request, next: Next, needed: Role) -> Response {
-    let caller = match caller_of(&state, request.method(), request.headers()).await {
+    let caller = match caller_with(&state, request.method(), request.headers(), needed).await {
         Ok(caller) => caller,
         Err(refused) => return refuse(request, refused).await,
     };
-    if caller.role < needed {
-        let refused = AppError::Forbidden(format!(
-            "`{}` is a {}; this needs {needed} or above",
-            caller.name, caller.role
-        ));
-        return refuse(request, refused).await;
-    }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// The caller of a request, if its role is `needed` or above (401 or 403 otherwise).
+pub async fn caller_with(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    needed: Role,
+) -> Result<Caller, AppError> {
+    let caller = caller_of(state, method, headers).await?;
+    if caller.role < needed {
+        return Err(AppError::Forbidden(format!(
+            "`{}` is a {}; this needs {needed} or above",
+            caller.name, caller.role
+        )));
+    }
+    Ok(caller)
 }
 
 /// Answers a refused request, having read (and dropped) a small body first: a client that

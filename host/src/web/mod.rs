@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 pub(crate) mod access;
 pub mod api;
 pub(crate) mod caller;
+pub mod ingress;
 pub mod ui;
 
 /// The most messages one call reads from a queue.
@@ -73,6 +74,13 @@ pub enum AppError {
     Unavailable(String),
     /// Waited for something that did not come (an RPC reply).
     Timeout(String),
+    /// What the request went on to (an HTTP endpoint, a handler) failed.
+    BadGateway(String),
+    /// The method is not taken here; the methods that are.
+    MethodNotAllowed {
+        message: String,
+        allow: String,
+    },
 }
 
 impl From<JsonRejection> for AppError {
@@ -112,6 +120,7 @@ impl From<BrokerError> for AppError {
                 message: e.to_string(),
             },
             BrokerError::Unavailable { .. } => AppError::Unavailable(e.to_string()),
+            BrokerError::HttpStatus { .. } => AppError::BadGateway(e.to_string()),
             other => {
                 tracing::error!(error = %other, "broker error in the API");
                 AppError::Unavailable("the broker could not complete the request; try again".into())
@@ -173,6 +182,13 @@ impl AppError {
             ),
             AppError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, None),
             AppError::Timeout(m) => (StatusCode::GATEWAY_TIMEOUT, "timeout", m, None),
+            AppError::BadGateway(m) => (StatusCode::BAD_GATEWAY, "bad_gateway", m, None),
+            AppError::MethodNotAllowed { message, .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                message,
+                None,
+            ),
             AppError::TooManyRequests { message, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -191,6 +207,13 @@ impl IntoResponse for AppError {
             let body =
                 Json(json!({ "error": { "code": code, "message": message, "field": null } }));
             return (status, [(header::RETRY_AFTER, retry_after)], body).into_response();
+        }
+        if let AppError::MethodNotAllowed { allow, .. } = &self {
+            let allow = allow.clone();
+            let (status, code, message, _) = self.parts();
+            let body =
+                Json(json!({ "error": { "code": code, "message": message, "field": null } }));
+            return (status, [(header::ALLOW, allow)], body).into_response();
         }
         let (status, code, message, field) = self.parts();
         let body = Json(json!({
@@ -322,6 +345,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/login", post(caller::login))
         .route("/api/v1/logout", post(caller::logout))
+        .route(
+            "/ingress/{connection}/{*path}",
+            axum::routing::any(ingress::ingress),
+        )
         .merge(api)
         .merge(admin)
         .merge(control)
@@ -404,7 +431,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&status),
+        crate::metrics::render(&status, state.rpc.in_flight()),
     )
         .into_response()
 }

@@ -60,11 +60,19 @@ fn definition(body: Value, named: bool) -> Result<(Option<String>, ConnectionCon
         Some(Value::String(kind)) if kind == "amqp" => {
             ConnectionConfig::Amqp(Box::new(from_value(Value::Object(fields), "")?))
         }
+        Some(Value::String(kind)) if kind == "http" => {
+            ConnectionConfig::Http(Box::new(from_value(Value::Object(fields), "")?))
+        }
         Some(Value::String(kind)) if kind == "embedded" => {
             ConnectionConfig::Embedded(from_value(Value::Object(fields), "")?)
         }
-        Some(_) => return Err(bad("kind", "must be `amqp` or `embedded`")),
-        None => return Err(bad("kind", "missing field `kind` (`amqp` or `embedded`)")),
+        Some(_) => return Err(bad("kind", "must be `amqp`, `http` or `embedded`")),
+        None => {
+            return Err(bad(
+                "kind",
+                "missing field `kind` (`amqp`, `http` or `embedded`)",
+            ));
+        }
     };
     Ok((name, connection))
 }
@@ -174,28 +182,8 @@ pub async fn update(
 ) -> Result<Json<ConnectionView>, AppError> {
     let old = stored(&state, &name).await?;
     let (_, mut connection) = definition(body, false)?;
-    // A URL sent back as the API showed it (password hidden) keeps the stored one.
-    if let (ConnectionConfig::Amqp(new), ConnectionConfig::Amqp(old)) = (&mut connection, &old) {
-        if let (Some(url), Some(original)) = (&new.url, &old.url)
-            && *url == crate::config::redact(original)
-        {
-            new.url = Some(original.clone());
-        }
-        if let (Some(tls), Some(old_tls)) = (&mut new.tls, &old.tls)
-            && tls.pkcs12_password == crate::config::HIDDEN
-        {
-            tls.pkcs12_password = old_tls.pkcs12_password.clone();
-        }
-        for url in new.urls.iter_mut() {
-            if let Some(original) = old
-                .urls
-                .iter()
-                .find(|o| crate::config::redact(o) == *url && *o != url)
-            {
-                *url = original.clone();
-            }
-        }
-    }
+    // Secrets sent back as the API showed them (hidden) keep their stored values.
+    connection.keep_secrets(&old);
     connection.check("")?;
     let spec = serde_json::to_string(&connection).expect("a connection serialises");
     state
@@ -293,6 +281,41 @@ async fn try_connection(state: &AppState, name: &str, spec: &ConnectionConfig) -
                 detail: format!("the database does not answer: {e}"),
             },
         },
+        ConnectionConfig::Http(http) => {
+            let Some(base) = &http.base_url else {
+                return TestResult {
+                    ok: true,
+                    detail:
+                        "ingress only (no base_url): its messages are held in this host's database"
+                            .into(),
+                };
+            };
+            let shown = crate::config::redact(base);
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_millis(http.timeout_ms.min(15_000)))
+                .build();
+            let answer = match client {
+                Ok(client) => client.head(base).send().await,
+                Err(e) => {
+                    return TestResult {
+                        ok: false,
+                        detail: format!("cannot make an HTTP client: {e}"),
+                    };
+                }
+            };
+            match answer {
+                // Any answer shows the endpoint is there; what it says of HEAD on its base
+                // URL says nothing of the requests routes will send.
+                Ok(response) => TestResult {
+                    ok: true,
+                    detail: format!("{shown} answers (HEAD: {})", response.status()),
+                },
+                Err(e) => TestResult {
+                    ok: false,
+                    detail: format!("{shown} does not answer: {e}"),
+                },
+            }
+        }
         ConnectionConfig::Amqp(amqp) => {
             let mut amqp = (**amqp).clone();
             amqp.connect_timeout_ms = amqp.connect_timeout_ms.min(5_000);

@@ -690,13 +690,24 @@ pub struct ConnectionForm {
     kind: String,
     #[serde(default)]
     url: String,
+    /// For http: ingress without a token.
+    #[serde(default)]
+    anonymous: Option<String>,
 }
 
 impl ConnectionForm {
     fn body(&self) -> Value {
         let mut body = json!({ "name": self.name.trim(), "kind": self.kind });
-        if self.kind == "amqp" {
-            body["url"] = json!(self.url.trim());
+        let url = self.url.trim();
+        match self.kind.as_str() {
+            "amqp" => body["url"] = json!(url),
+            "http" => {
+                if !url.is_empty() {
+                    body["base_url"] = json!(url);
+                }
+                body["anonymous"] = json!(self.anonymous.is_some());
+            }
+            _ => {}
         }
         body
     }
@@ -810,7 +821,12 @@ pub async fn update_connection(
         }
     };
     if let Some(url) = form.url.filter(|u| !u.trim().is_empty()) {
-        body["url"] = json!(url.trim());
+        let field = if body["kind"] == "http" {
+            "base_url"
+        } else {
+            "url"
+        };
+        body[field] = json!(url.trim());
     }
     match api::connections::update(State(state), Path(name.clone()), JsonBody(body)).await {
         Ok(_) => done(
@@ -888,6 +904,11 @@ pub struct SendForm {
     content_type: String,
     #[serde(default)]
     payload: String,
+    /// Send as a request and wait for its reply.
+    #[serde(default)]
+    wait: Option<String>,
+    #[serde(default)]
+    timeout_ms: String,
 }
 
 fn send_form(
@@ -939,32 +960,12 @@ pub async fn send(
     if let Err(refused) = page.may(Role::Operator, &form.csrf) {
         return *refused;
     }
+    if form.wait.is_some() {
+        return send_and_wait(state, page, form).await;
+    }
     let result = async {
         let (connection, queue) = split(&form.address)?;
-        let mut headers = serde_json::Map::new();
-        for (i, line) in form
-            .headers
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let (name, value) = line.split_once(':').ok_or_else(|| AppError::Invalid {
-                field: "headers".into(),
-                message: format!("line {}: write `name: value`", i + 1),
-            })?;
-            headers.insert(name.trim().to_owned(), json!(value.trim()));
-        }
-        let content_type = form.content_type.trim();
-        if content_type == "application/json" {
-            serde_json::from_str::<Value>(&form.payload).map_err(|e| AppError::Invalid {
-                field: "payload".into(),
-                message: format!("the payload is not JSON: {e}"),
-            })?;
-        }
-        let mut message = json!({ "payload": form.payload, "headers": headers });
-        if !content_type.is_empty() {
-            message["content_type"] = json!(content_type);
-        }
+        let message = form.message()?;
         let (_, Json(published)) = api::queues::publish(
             State(state.clone()),
             Path((connection, queue)),
@@ -983,6 +984,90 @@ pub async fn send(
                 published["id"].as_str().unwrap_or("")
             ),
         ),
+        Err(error) => {
+            let (status, text) = error.status_and_message();
+            send_form(
+                &page,
+                &state,
+                status,
+                &form,
+                Some(context! { kind => "error", text }),
+            )
+        }
+    }
+}
+
+impl SendForm {
+    /// The message the form describes, in the API's JSON form.
+    fn message(&self) -> Result<Value, AppError> {
+        let mut headers = serde_json::Map::new();
+        for (i, line) in self
+            .headers
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let (name, value) = line.split_once(':').ok_or_else(|| AppError::Invalid {
+                field: "headers".into(),
+                message: format!("line {}: write `name: value`", i + 1),
+            })?;
+            headers.insert(name.trim().to_owned(), json!(value.trim()));
+        }
+        let content_type = self.content_type.trim();
+        if content_type == "application/json" {
+            serde_json::from_str::<Value>(&self.payload).map_err(|e| AppError::Invalid {
+                field: "payload".into(),
+                message: format!("the payload is not JSON: {e}"),
+            })?;
+        }
+        let mut message = json!({ "payload": self.payload, "headers": headers });
+        if !content_type.is_empty() {
+            message["content_type"] = json!(content_type);
+        }
+        Ok(message)
+    }
+}
+
+/// The Send page's "wait for the reply" mode: the message goes as a request through the
+/// RPC endpoint's own handler, and the page shows the reply (or how long it waited).
+async fn send_and_wait(state: AppState, page: Page, form: SendForm) -> Response {
+    let result = async {
+        let (connection, address) = split(&form.address)?;
+        let timeout_ms = match form.timeout_ms.trim() {
+            "" => None,
+            text => Some(text.parse::<u64>().map_err(|_| AppError::Invalid {
+                field: "timeout_ms".into(),
+                message: format!("`{text}` is not a number of milliseconds"),
+            })?),
+        };
+        let message = form.message()?;
+        let Json(reply) = api::rpc::call(
+            State(state.clone()),
+            Path((connection, address)),
+            Ok(Query(api::rpc::RpcParams { timeout_ms })),
+            Ok(Json(message)),
+        )
+        .await?;
+        Ok::<Value, AppError>(reply)
+    }
+    .await;
+    match result {
+        Ok(reply) => {
+            let reply = shown(&reply);
+            render(
+                "send.html",
+                Some(&page),
+                "/send",
+                StatusCode::OK,
+                context! {
+                    title => "Send",
+                    form,
+                    connections => state.connections.names(),
+                    reply,
+                    flash => context! { kind => "ok", text => format!("Reply from {}.", form.address.trim()) },
+                },
+            )
+        }
         Err(error) => {
             let (status, text) = error.status_and_message();
             send_form(

@@ -1,0 +1,402 @@
+//! HTTP as a transport.
+//!
+//! An `http` connection has two sides. **Ingress** (`/ingress/{connection}/{path}` on the
+//! host's listener, in `web::ingress`) holds each message it accepts in the host's database,
+//! in an embedded queue named after the path, before it answers: what a route consumes from
+//! `{connection}:{path}` is that queue, with everything the embedded broker gives (acks,
+//! redelivery counts, delayed retries, dead letters), and an accepted message survives a
+//! restart. **Egress**: publishing to `{connection}:{path}` sends a request to `base_url` +
+//! `path` with the connection's method, headers, content type and timeout. A 2xx answer is
+//! the confirm; 5xx, 408, 429, a timeout or a refused connection fail retryably (the route
+//! retries); any other 4xx fails for good (the route dead-letters, with the status and body).
+//!
+//! Two kinds of address are the host's own and held, never sent out: the reply queues of
+//! the correlation table (`wharf.reply.…`) and dead letters (`….dead`). A delayed send (a
+//! route's retry) is held too: it goes back to the ingress queue it came from.
+//!
+//! The mapping, both ways: the payload is the body; `content_type` is `Content-Type`; the
+//! message's id, topic, correlation id, reply-to and timestamp travel as `X-Wharf-Id`,
+//! `X-Wharf-Topic`, `X-Correlation-Id`, `X-Reply-To` and `X-Wharf-Timestamp-Ms`; every other
+//! header is an HTTP header (names are case-insensitive, so they arrive in lower case), its
+//! value as text: HTTP headers carry nothing else. A key, a priority, an expiry and
+//! persistence do not travel over HTTP.
+
+use super::{BrokerError, EmbeddedBroker, EmbeddedConfig, shorten};
+use crate::config::HttpConfig;
+use crate::message::{HeaderValue, Message};
+use crate::store::Store;
+use base64::Engine as _;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Message fields carried in headers of their own.
+pub const ID_HEADER: &str = "x-wharf-id";
+pub const TOPIC_HEADER: &str = "x-wharf-topic";
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+pub const REPLY_TO_HEADER: &str = "x-reply-to";
+pub const TIMESTAMP_HEADER: &str = "x-wharf-timestamp-ms";
+/// A message header that picks the egress method of one message (`GET`, `POST`, `PUT`).
+pub const METHOD_HEADER: &str = "x-http-method";
+/// The status of an HTTP answer, as a reply's header; a reply to ingress may set it.
+pub const STATUS_HEADER: &str = "http-status";
+
+/// Headers that describe one hop, not the message: never copied between the two.
+const HOP_HEADERS: [&str; 14] = [
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "content-length",
+    "content-type",
+    "authorization",
+    "cookie",
+    "x-csrf-token",
+];
+
+/// Whether a header belongs to the hop (or to the message's own fields) rather than to the
+/// message's headers.
+pub fn is_hop_header(name: &str) -> bool {
+    HOP_HEADERS.contains(&name)
+        || [
+            ID_HEADER,
+            TOPIC_HEADER,
+            CORRELATION_HEADER,
+            REPLY_TO_HEADER,
+            TIMESTAMP_HEADER,
+        ]
+        .contains(&name)
+}
+
+/// One `http` connection. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    config: HttpConfig,
+    client: reqwest::Client,
+    /// Ingress queues, reply queues and dead letters, in the host's database.
+    held: EmbeddedBroker,
+}
+
+impl HttpBroker {
+    /// Connection `name` as `config` defines it, holding its queues in `store`.
+    pub fn new(name: &str, config: HttpConfig, store: Store) -> Result<HttpBroker, BrokerError> {
+        let mut headers = HeaderMap::new();
+        for (header, value) in &config.headers {
+            let (Ok(header), Ok(value)) = (
+                HeaderName::from_bytes(header.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) else {
+                return Err(BrokerError::Mapping {
+                    field: format!("headers.{header}"),
+                    problem: "not a valid header".into(),
+                });
+            };
+            headers.insert(header, value);
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
+            .build()
+            .map_err(|e| BrokerError::Unavailable {
+                connection: name.to_owned(),
+                detail: format!("cannot make an HTTP client: {e}"),
+            })?;
+        let held = EmbeddedBroker::new(
+            store,
+            EmbeddedConfig {
+                connection: name.to_owned(),
+                ..EmbeddedConfig::default()
+            },
+        );
+        Ok(HttpBroker {
+            inner: Arc::new(Inner {
+                name: name.to_owned(),
+                config,
+                client,
+                held,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    /// The embedded broker that holds this connection's ingress queues, reply queues and
+    /// dead letters.
+    pub fn held(&self) -> &EmbeddedBroker {
+        &self.inner.held
+    }
+
+    /// Whether `address` is held here rather than sent out: a reply queue or dead letters.
+    pub fn is_held(address: &str) -> bool {
+        address.starts_with("wharf.reply.") || address.ends_with(".dead")
+    }
+
+    /// Publishing: held addresses stay in the database; every other one is a request out,
+    /// confirmed by a 2xx answer.
+    pub async fn publish(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
+        if HttpBroker::is_held(address) {
+            self.inner.held.publish(address, msg).await
+        } else {
+            self.request(address, msg).await.map(drop)
+        }
+    }
+
+    /// A delayed send is a route's retry: back to the ingress queue `address`, after `delay`.
+    pub async fn publish_delayed(
+        &self,
+        address: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        self.inner.held.publish_delayed(address, msg, delay).await
+    }
+
+    /// Holds a message that came in at `/ingress/{connection}/{path}` for the route bound to
+    /// `path`; returns once it is committed.
+    pub async fn accept(&self, path: &str, msg: Message) -> Result<(), BrokerError> {
+        self.inner.held.publish(path, msg).await
+    }
+
+    /// The URL a message to `address` goes to.
+    pub fn url(&self, address: &str) -> Result<String, BrokerError> {
+        let Some(base) = &self.inner.config.base_url else {
+            return Err(BrokerError::InvalidAddress {
+                address: format!("{}:{}", self.inner.name, shorten(address)),
+                problem: format!(
+                    "connection `{}` has no base_url, so it only takes ingress",
+                    self.inner.name
+                ),
+            });
+        };
+        Ok(format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            address.trim_start_matches('/')
+        ))
+    }
+
+    /// Sends `msg` to `address` and returns the answer as a message (a 2xx; any other status
+    /// is an error saying whether to try again).
+    pub async fn request(&self, address: &str, msg: Message) -> Result<Message, BrokerError> {
+        super::check_message(&msg)?;
+        let url = self.url(address)?;
+        let method = match msg.header(METHOD_HEADER) {
+            Some(HeaderValue::Text(method)) => method.to_ascii_uppercase(),
+            _ => self.inner.config.method.clone(),
+        };
+        let method = match method.as_str() {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            "PUT" => reqwest::Method::PUT,
+            other => {
+                return Err(BrokerError::Mapping {
+                    field: format!("headers.{METHOD_HEADER}"),
+                    problem: format!("`{}` is not GET, POST or PUT", shorten(other)),
+                });
+            }
+        };
+        if method == reqwest::Method::GET && !msg.payload.is_empty() {
+            return Err(BrokerError::Mapping {
+                field: "payload".into(),
+                problem: format!(
+                    "a GET request carries no body, and this message has {} bytes; send it with POST or PUT",
+                    msg.payload.len()
+                ),
+            });
+        }
+        let headers = request_headers(&msg, self.inner.config.content_type.as_deref())?;
+        let correlation_id = msg.correlation_id.clone();
+        let mut request = self
+            .inner
+            .client
+            .request(method.clone(), &url)
+            .headers(headers);
+        if method != reqwest::Method::GET {
+            request = request.body(msg.payload);
+        }
+        let unavailable = |detail: String| BrokerError::Unavailable {
+            connection: self.inner.name.clone(),
+            detail,
+        };
+        let response = request.send().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                format!(
+                    "{method} {url} took over {} ms",
+                    self.inner.config.timeout_ms
+                )
+            } else if e.is_connect() {
+                format!("{method} {url}: cannot connect")
+            } else {
+                format!("{method} {url}: {e}")
+            };
+            unavailable(what)
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| {
+            unavailable(format!(
+                "{method} {url}: the answer's body was cut off: {e}"
+            ))
+        })?;
+        crate::metrics::http_egress(&self.inner.name, status.as_u16());
+        if !status.is_success() {
+            return Err(BrokerError::HttpStatus {
+                request: format!("{method} {url}"),
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body[..body.len().min(1_000)]).into_owned(),
+            });
+        }
+        let mut reply = message_from_http(&headers, body.to_vec());
+        reply.set_header(STATUS_HEADER, HeaderValue::Int(i64::from(status.as_u16())));
+        if reply.correlation_id.is_none() {
+            reply.correlation_id = correlation_id;
+        }
+        Ok(reply)
+    }
+}
+
+/// A header value as HTTP text.
+fn header_text(value: &HeaderValue) -> String {
+    match value {
+        HeaderValue::Text(text) => text.clone(),
+        HeaderValue::Bytes(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
+        HeaderValue::Int(n) => n.to_string(),
+        HeaderValue::Float(x) => x.to_string(),
+        HeaderValue::Boolean(b) => b.to_string(),
+        HeaderValue::List(items) => items.join(", "),
+        HeaderValue::Json(json) => json.clone(),
+    }
+}
+
+/// The HTTP headers that carry `msg`: its fields, its content type (or `default_type`) and
+/// its headers. A header HTTP cannot carry (a control character in it) is an error naming it.
+pub fn request_headers(
+    msg: &Message,
+    default_type: Option<&str>,
+) -> Result<HeaderMap, BrokerError> {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &str, text: &str| -> Result<(), BrokerError> {
+        let bad = || {
+            BrokerError::Mapping {
+            field: format!("headers.{}", shorten(name)),
+            problem: "HTTP cannot carry this header: a name is a token, a value holds no control characters".into(),
+        }
+        };
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let value = reqwest::header::HeaderValue::from_bytes(text.as_bytes()).map_err(|_| bad())?;
+        headers.append(name, value);
+        Ok(())
+    };
+    put(ID_HEADER, &msg.id)?;
+    if !msg.topic.is_empty() {
+        put(TOPIC_HEADER, &msg.topic)?;
+    }
+    if let Some(id) = &msg.correlation_id {
+        put(CORRELATION_HEADER, id)?;
+    }
+    if let Some(reply_to) = &msg.reply_to {
+        put(REPLY_TO_HEADER, reply_to)?;
+    }
+    if msg.timestamp_ms != 0 {
+        put(TIMESTAMP_HEADER, &msg.timestamp_ms.to_string())?;
+    }
+    let content_type = msg
+        .content_type
+        .as_deref()
+        .or(default_type)
+        .unwrap_or("application/octet-stream");
+    put(CONTENT_TYPE.as_str(), content_type)?;
+    for (name, value) in &msg.headers {
+        let lower = name.to_ascii_lowercase();
+        if is_hop_header(&lower) || lower == METHOD_HEADER || lower == STATUS_HEADER {
+            continue;
+        }
+        put(name, &header_text(value))?;
+    }
+    Ok(headers)
+}
+
+/// The message an HTTP request or answer carries: its body and headers (each as text, or as
+/// bytes where it is not UTF-8), its fields from their own headers.
+pub fn message_from_http(headers: &HeaderMap, body: Vec<u8>) -> Message {
+    let mut msg = Message::new("", body);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Some(id) = text(ID_HEADER).filter(|id| !id.is_empty()) {
+        msg.id = id;
+    }
+    msg.topic = text(TOPIC_HEADER).unwrap_or_default();
+    msg.correlation_id = text(CORRELATION_HEADER);
+    msg.reply_to = text(REPLY_TO_HEADER);
+    msg.content_type = text(CONTENT_TYPE.as_str());
+    msg.timestamp_ms = text(TIMESTAMP_HEADER)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(crate::message::now_ms);
+    for (name, value) in headers {
+        if is_hop_header(name.as_str()) {
+            continue;
+        }
+        let value = match std::str::from_utf8(value.as_bytes()) {
+            Ok(text) => HeaderValue::Text(text.to_owned()),
+            Err(_) => HeaderValue::Bytes(value.as_bytes().to_vec()),
+        };
+        msg.headers.push((name.as_str().to_owned(), value));
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_survives_the_trip_through_http_headers() {
+        let mut msg = Message::new("orders.created", b"{}".to_vec());
+        msg.correlation_id = Some("c-1".into());
+        msg.reply_to = Some("replies".into());
+        msg.content_type = Some("application/json".into());
+        msg.set_header("tenant", HeaderValue::Text("ünï".into()));
+        msg.set_header("count", HeaderValue::Int(3));
+        msg.set_header("Authorization", HeaderValue::Text("Bearer leak".into()));
+        let headers = request_headers(&msg, None).unwrap();
+        assert!(headers.get("authorization").is_none(), "{headers:?}");
+        let back = message_from_http(&headers, msg.payload.clone());
+        assert_eq!(back.id, msg.id);
+        assert_eq!(back.topic, msg.topic);
+        assert_eq!(back.correlation_id, msg.correlation_id);
+        assert_eq!(back.reply_to, msg.reply_to);
+        assert_eq!(back.content_type, msg.content_type);
+        assert_eq!(back.timestamp_ms, msg.timestamp_ms);
+        assert_eq!(
+            back.header("tenant"),
+            Some(&HeaderValue::Text("ünï".into()))
+        );
+        assert_eq!(back.header("count"), Some(&HeaderValue::Text("3".into())));
+    }
+
+    #[test]
+    fn a_header_http_cannot_carry_is_named() {
+        let mut msg = Message::new("", Vec::new());
+        msg.set_header("line", HeaderValue::Text("a\nb".into()));
+        let error = request_headers(&msg, None).unwrap_err();
+        assert!(error.to_string().contains("headers.line"), "{error}");
+        assert!(!error.is_retryable());
+    }
+}

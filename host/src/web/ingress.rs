@@ -1,0 +1,174 @@
+//! `/ingress/{connection}/{path}`: HTTP ingress of an `http` connection.
+//!
+//! A request becomes a message (its body the payload; its headers, query and content type
+//! the message's, as `broker::http` maps them; its path the topic) for the route bound to
+//! `{connection}:{path}`. The answer:
+//! - `202 {"id"}` once the message is held in the host's database, where the route takes it
+//!   (it survives a restart of the host);
+//! - on a route that replies (no `to`: its handler answers the caller), the reply itself:
+//!   its payload, content type and headers, with the status its `http-status` header names
+//!   (200 by default; 502 for a failure reply, which carries the `exception` headers); 504
+//!   if none comes within the connection's `reply_timeout_ms` (the message is still handled);
+//! - 404 for a path no route consumes from (nor a queue holds), so a mistyped path loses
+//!   nothing silently; 405 for a method the connection does not take.
+//!
+//! Callers present a token (or a session) of an operator or above, unless the connection's
+//! `anonymous` says anyone may send.
+
+use super::{AppError, AppState};
+use crate::auth::Role;
+use crate::broker::http::{STATUS_HEADER, message_from_http, request_headers};
+use crate::broker::{Address, HttpBroker, check_name};
+use crate::message::{HeaderValue, Message};
+use crate::rpc::RpcError;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Duration;
+
+/// The header naming the method a request came in with.
+pub const METHOD_HEADER: &str = "x-http-request-method";
+/// Query parameters become headers named `query.{name}`.
+pub const QUERY_PREFIX: &str = "query.";
+
+pub async fn ingress(
+    State(state): State<AppState>,
+    method: Method,
+    Path((connection, path)): Path<(String, String)>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let response = match take(&state, &method, &connection, &path, query, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    crate::metrics::http_ingress(&connection, response.status().as_u16());
+    response
+}
+
+async fn take(
+    state: &AppState,
+    method: &Method,
+    connection: &str,
+    path: &str,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    let Some(http) = state.connections.http(connection) else {
+        return Err(AppError::NotFound(format!(
+            "there is no http connection named `{}`",
+            crate::broker::shorten(connection)
+        )));
+    };
+    let config = http.config();
+    if !config
+        .ingress_methods
+        .iter()
+        .any(|m| m.as_str() == method.as_str())
+    {
+        return Err(AppError::MethodNotAllowed {
+            message: format!(
+                "connection `{connection}` takes {} at /ingress (its ingress_methods)",
+                if config.ingress_methods.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    config.ingress_methods.join(" and ")
+                }
+            ),
+            allow: config.ingress_methods.join(", "),
+        });
+    }
+    if !config.anonymous {
+        super::caller::caller_with(state, method, headers, Role::Operator).await?;
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge(
+                "the request body is over the host's limit (server.max_request_bytes)".into(),
+            )
+        } else {
+            AppError::BadRequest(format!("the body could not be read: {}", e.body_text()))
+        }
+    })?;
+    let Query(query) = query?;
+    check_name("path", path, false)?;
+    if HttpBroker::is_held(path) {
+        return Err(AppError::BadRequest(format!(
+            "`{}` is one of the host's own queues (reply queues and dead letters), not an ingress path",
+            crate::broker::shorten(path)
+        )));
+    }
+    let to = Address {
+        connection: connection.to_owned(),
+        address: path.to_owned(),
+    };
+    let replies = match state.supervisor.binding(&to.to_string()) {
+        Some(replies) => replies,
+        None if http.held().queues().await?.iter().any(|q| q == path) => false,
+        None => {
+            return Err(AppError::NotFound(format!(
+                "no route consumes from {to}; create one (or check the path)"
+            )));
+        }
+    };
+    let mut msg = message_from_http(headers, body.to_vec());
+    if msg.topic.is_empty() {
+        msg.topic = path.to_owned();
+    }
+    msg.set_header(METHOD_HEADER, HeaderValue::Text(method.as_str().to_owned()));
+    for (name, value) in query {
+        msg.headers
+            .push((format!("{QUERY_PREFIX}{name}"), HeaderValue::Text(value)));
+    }
+    crate::broker::check_message(&msg)?;
+    let id = msg.id.clone();
+    if !replies {
+        http.accept(path, msg).await?;
+        return Ok((StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response());
+    }
+    let timeout = Duration::from_millis(config.reply_timeout_ms);
+    let accept = |msg: Message| async move { http.accept(path, msg).await };
+    match state.rpc.call_accepted(&to, msg, timeout, accept).await {
+        Ok(reply) => Ok(answer(reply)),
+        Err(RpcError::Timeout { .. }) => Err(AppError::Timeout(format!(
+            "accepted as `{id}`, but no reply came within {} ms (reply_timeout_ms); the route still handles it",
+            timeout.as_millis()
+        ))),
+        Err(RpcError::Broker(error)) => Err(error.into()),
+        Err(RpcError::Stopping) => Err(AppError::Unavailable("the host is stopping".into())),
+    }
+}
+
+/// A reply as the HTTP answer: its status (`http-status`, else 502 for a failure reply, else
+/// 200), headers, content type and payload.
+fn answer(reply: Message) -> Response {
+    let status = match reply.header(STATUS_HEADER) {
+        Some(HeaderValue::Int(n)) => u16::try_from(*n).ok(),
+        Some(HeaderValue::Text(text)) => text.trim().parse().ok(),
+        _ => None,
+    }
+    .and_then(|n| StatusCode::from_u16(n).ok())
+    .unwrap_or(if reply.header("exception").is_some() {
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::OK
+    });
+    let headers = match request_headers(&reply, None) {
+        Ok(headers) => headers,
+        Err(error) => {
+            return AppError::BadGateway(format!(
+                "the reply cannot be answered over HTTP: {error}"
+            ))
+            .into_response();
+        }
+    };
+    let mut response = Response::new(Body::from(reply.payload));
+    *response.status_mut() = status;
+    response.headers_mut().extend(headers);
+    response
+}
