@@ -337,3 +337,81 @@ async fn an_edeposit_style_client_gets_replies_on_its_fixed_queue() {
     let _ = client.close(200, "done".into()).await;
     support::delete_amqp_queues(&[requests, failing, replies]).await;
 }
+
+/// A plugin's `request` goes through the correlation table and gets its reply (`asker` asks
+/// the `echo` route); a reply that comes after its caller gave up is dropped with a warning:
+/// it is taken off the reply queue, not dead-lettered, and no waiter is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_request_is_answered_and_a_late_reply_dropped() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config {
+        routes: vec![
+            echo_route("echo", "local:echo.in"),
+            RouteConfig {
+                name: "asking".into(),
+                from: "local:ask.in".into(),
+                through: vec!["asker".into()],
+                ..RouteConfig::default()
+            },
+        ],
+        ..Config::default()
+    };
+    config.plugins.insert(
+        "asker".into(),
+        wharf::config::PluginConfig {
+            path: support::plugin_path("asker"),
+            request: vec!["local:echo.*".into()],
+            config: [("to".to_owned(), "local:echo.in".to_owned())].into(),
+            ..Default::default()
+        },
+    );
+    let (host, broker) = start_host(&db, config).await;
+    let client = client_with_token(&local_token(host.addr));
+    let reply: Value = client
+        .post(format!(
+            "http://{}/api/v1/rpc/local/ask.in?timeout_ms=20000",
+            host.addr
+        ))
+        .json(&json!({ "payload": "hi" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["payload"], "asked: hi", "{reply}");
+
+    // Nobody answers in time; the reply comes afterwards.
+    let to = wharf::broker::Address::parse("local:late.in").unwrap();
+    let rpc = host.rpc.clone();
+    let call = tokio::spawn(async move {
+        rpc.call(
+            &to,
+            Message::new("", b"late?".to_vec()),
+            std::time::Duration::from_millis(300),
+        )
+        .await
+    });
+    let mut consumer = broker.consume("late.in", 1).await.unwrap();
+    let request = consumer.next().await.unwrap();
+    let timed_out = call.await.unwrap().unwrap_err();
+    assert!(timed_out.to_string().contains("300 ms"), "{timed_out}");
+    let mut late = Message::new("", b"too late".to_vec());
+    late.correlation_id = request.message.correlation_id.clone();
+    let reply_queue = request.message.reply_to.clone().unwrap();
+    request.ack.ack().await.unwrap();
+    consumer.close().await;
+    broker.publish(&reply_queue, late).await.unwrap();
+    support::drained(&broker, &reply_queue).await;
+    assert_eq!(
+        broker
+            .stats(&format!("{reply_queue}.dead"))
+            .await
+            .unwrap()
+            .depth(),
+        0,
+        "a late reply is not dead-lettered"
+    );
+    assert_eq!(host.rpc.in_flight(), 0);
+    host.stop().await;
+}

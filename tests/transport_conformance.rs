@@ -1,6 +1,16 @@
 //! The transport conformance suite: what every transport must do, run against each real one
-//! through the same `Connections` API the routes use. Today: the embedded broker (SQLite) and
-//! AMQP (the local RabbitMQ). Kafka and HTTP join when they arrive: add a `Transport` variant.
+//! through the same `Connections` API the routes use: the embedded broker (SQLite), AMQP (the
+//! local RabbitMQ) and HTTP. Kafka joins when it arrives: add a `Transport` variant.
+//!
+//! HTTP runs through a real host: its `http` connection's base URL is the host's own
+//! `/ingress/t/`, so a send is a request out, answered by the ingress, which holds the message
+//! in the database for the consumer. Every check applies to it, one in its own form: a round
+//! trip keeps the id, topic, correlation id, reply-to, content type, timestamp, payload and
+//! every header, but each header's value arrives as text (HTTP headers carry nothing else),
+//! and a key, priority, expiry and persistence do not travel. "The connection drops" is, as
+//! for the embedded broker, a consumer vanishing with messages unacked: ingress keeps no
+//! connection open to drop, and a request that fails is the sender's to repeat (the routes
+//! retry it; `tests/http.rs`).
 //!
 //! Each test runs once per transport (`for_every_transport!`). A test that drops the broker
 //! connection holds the `RABBIT` lock for writing, so it never disturbs another AMQP test.
@@ -29,6 +39,10 @@ macro_rules! for_every_transport {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $name() { super::$name(super::Transport::Amqp).await } )*
         }
+        mod http {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Transport::Http).await } )*
+        }
     };
 }
 
@@ -50,6 +64,7 @@ for_every_transport!(
 enum Transport {
     Embedded,
     Amqp,
+    Http,
 }
 
 /// One transport, set up with fresh queues for one test.
@@ -57,6 +72,7 @@ struct Harness {
     transport: Transport,
     connections: Connections,
     queues: Vec<String>,
+    host: Option<wharf::host::RunningHost>,
     _db: Option<TestDb>,
     _shared: Option<tokio::sync::RwLockReadGuard<'static, ()>>,
 }
@@ -68,7 +84,7 @@ impl Harness {
     async fn new(transport: Transport, count: usize) -> Harness {
         let guard = match transport {
             Transport::Amqp => Some(support::RABBIT.read().await),
-            Transport::Embedded => None,
+            Transport::Embedded | Transport::Http => None,
         };
         Harness::with_guard(transport, count, guard).await
     }
@@ -83,7 +99,40 @@ impl Harness {
             .collect();
         let mut connections = Connections::default();
         let mut db = None;
+        let mut host = None;
         match transport {
+            Transport::Http => {
+                let test_db = TestDb::new(Backend::Sqlite).await;
+                let port = support::free_port();
+                let mut config = wharf::config::Config::default();
+                config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+                config.server.database = test_db.url.clone();
+                config.server.plugin_dir = Some(support::plugin_dir());
+                config.connections.insert(
+                    CONNECTION.into(),
+                    wharf::config::ConnectionConfig::Http(Box::new(wharf::config::HttpConfig {
+                        base_url: Some(format!("http://127.0.0.1:{port}/ingress/{CONNECTION}/")),
+                        anonymous: true,
+                        ..wharf::config::HttpConfig::default()
+                    })),
+                );
+                let running = wharf::host::start(config).await.expect("the host starts");
+                connections = running.connections().clone();
+                let held = connections.embedded(CONNECTION).expect("ingress is held");
+                for queue in &queues {
+                    held.declare(
+                        queue,
+                        QueueOptions {
+                            visibility_timeout: Duration::from_secs(1),
+                            ..QueueOptions::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                }
+                host = Some(running);
+                db = Some(test_db);
+            }
             Transport::Embedded => {
                 let test_db = TestDb::new(Backend::Sqlite).await;
                 let store = Store::open(&test_db.url).await.expect("the store opens");
@@ -141,6 +190,7 @@ impl Harness {
             transport,
             connections,
             queues,
+            host,
             _db: db,
             _shared: guard,
         }
@@ -175,6 +225,9 @@ impl Harness {
 
     async fn finish(self) {
         self.connections.close().await;
+        if let Some(host) = self.host {
+            host.stop().await;
+        }
         if self.transport == Transport::Amqp {
             support::delete_amqp_queues(&self.queues).await;
         }
@@ -243,6 +296,40 @@ async fn a_round_trip_maps_every_field(transport: Transport) {
     let mut consumer = h.consume(&q, 1).await;
     let delivery = next(&mut consumer).await;
     let got = delivery.message.clone();
+    if transport == Transport::Http {
+        // Every header arrives, its value as text; the fields HTTP carries are kept.
+        let text = |value: &HeaderValue| match value {
+            HeaderValue::Text(t) | HeaderValue::Json(t) => t.clone(),
+            HeaderValue::Bytes(b) => {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(b)
+            }
+            HeaderValue::Int(n) => n.to_string(),
+            HeaderValue::Float(x) => x.to_string(),
+            HeaderValue::Boolean(b) => b.to_string(),
+            HeaderValue::List(items) => items.join(", "),
+        };
+        for (name, value) in &sent.headers {
+            let expected = HeaderValue::Text(text(value));
+            assert!(
+                got.headers.iter().any(|(n, v)| n == name && *v == expected),
+                "header {name} = {expected:?} in {:?}",
+                got.headers
+            );
+        }
+        assert_eq!(
+            (&got.id, &got.topic, &got.correlation_id, &got.reply_to),
+            (&sent.id, &sent.topic, &sent.correlation_id, &sent.reply_to)
+        );
+        assert_eq!(
+            (&got.content_type, &got.payload, got.timestamp_ms),
+            (&sent.content_type, &sent.payload, sent.timestamp_ms)
+        );
+        delivery.ack.ack().await.unwrap();
+        consumer.close().await;
+        h.finish().await;
+        return;
+    }
     // AMQP tables are sorted by name; every transport keeps the values and their types.
     assert_eq!(sorted(got.headers.clone()), sorted(sent.headers.clone()));
     assert_eq!(
@@ -415,7 +502,7 @@ async fn prefetch_bounds_unsettled_deliveries(transport: Transport) {
 async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transport) {
     let exclusive = match transport {
         Transport::Amqp => Some(support::RABBIT.write().await),
-        Transport::Embedded => None,
+        Transport::Embedded | Transport::Http => None,
     };
     let h = Harness::with_guard(transport, 1, None).await;
     let q = h.queue(0).to_owned();
@@ -454,7 +541,7 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
                         support::drop_amqp_connections().await;
                         drop(delivery);
                     }
-                    Transport::Embedded => {
+                    Transport::Embedded | Transport::Http => {
                         // The consumer vanishes with this and its prefetched messages unacked.
                         drop(delivery);
                         drop(consumer);
@@ -509,7 +596,7 @@ async fn a_dead_lettered_message_reaches_the_dead_letter_queue(transport: Transp
     // Each broker says why in its own words: the embedded broker in `exception` headers,
     // RabbitMQ in `x-death`.
     let why = match transport {
-        Transport::Embedded => delivery.message.header("exception_name"),
+        Transport::Embedded | Transport::Http => delivery.message.header("exception_name"),
         Transport::Amqp => delivery.message.header("x-death"),
     };
     assert!(

@@ -38,6 +38,11 @@ pub struct RunningHost {
 }
 
 impl RunningHost {
+    /// The connections this host serves.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
+    }
+
     /// Stops taking input, finishes what is in flight, and returns when everything has ended.
     /// Every task gets the grace period (and a second more for the routes to return what
     /// they held); one still running then is ended, so a stop never hangs.

@@ -42,7 +42,7 @@ pub const METHOD_HEADER: &str = "x-http-method";
 pub const STATUS_HEADER: &str = "http-status";
 
 /// Headers that describe one hop, not the message: never copied between the two.
-const HOP_HEADERS: [&str; 14] = [
+const HOP_HEADERS: [&str; 15] = [
     "host",
     "connection",
     "keep-alive",
@@ -57,6 +57,7 @@ const HOP_HEADERS: [&str; 14] = [
     "authorization",
     "cookie",
     "x-csrf-token",
+    "accept-encoding",
 ];
 
 /// Whether a header belongs to the hop (or to the message's own fields) rather than to the

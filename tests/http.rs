@@ -1,0 +1,386 @@
+//! HTTP as a transport, end to end: ingress at `/ingress/{connection}/{path}` and egress to an
+//! independent HTTP server (a plain axum app in this file, no Wharf code), in one route.
+//! While the endpoint answers 503 the route retries; when it answers 400 the input is
+//! dead-lettered with the status and body; a route that replies answers the ingress request
+//! with its reply (or its failure); tokens, anonymous ingress, methods and unknown paths get
+//! the answers they should; RPC to an HTTP endpoint returns its answer.
+
+#[macro_use]
+mod support;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{Backend, TestDb, client_with_token, local_token, start_host};
+use wharf::config::{Config, ConnectionConfig, HttpConfig, PluginConfig, RetryConfig, RouteConfig};
+
+on_every_backend!(ingress_and_egress_in_one_route);
+
+/// What the endpoint saw: path, headers and body of each request, and the status it answered.
+type Seen = Arc<Mutex<Vec<(String, HeaderMap, Bytes, u16)>>>;
+
+#[derive(Clone)]
+struct Endpoint {
+    seen: Seen,
+    /// How many more requests to `/out` are answered 503.
+    failures_left: Arc<AtomicU32>,
+}
+
+/// The independent endpoint: `/out` answers 503 while `failures_left` lasts, then 200;
+/// `/bad` answers 400 with a reason; `/upper` answers with the body upper-cased.
+async fn endpoint(
+    State(e): State<Endpoint>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let path = uri.path().to_owned();
+    let (status, answer) = match path.as_str() {
+        "/out" => {
+            let failing = e
+                .failures_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy, try later".to_owned(),
+                )
+            } else {
+                (StatusCode::OK, "taken".to_owned())
+            }
+        }
+        "/bad" => (StatusCode::BAD_REQUEST, "no such order".to_owned()),
+        "/upper" => (
+            StatusCode::OK,
+            String::from_utf8_lossy(&body).to_uppercase(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "nothing here".to_owned()),
+    };
+    e.seen
+        .lock()
+        .unwrap()
+        .push((path, headers, body, status.as_u16()));
+    (status, answer)
+}
+
+async fn start_endpoint() -> (std::net::SocketAddr, Endpoint) {
+    let state = Endpoint {
+        seen: Seen::default(),
+        failures_left: Arc::new(AtomicU32::new(2)),
+    };
+    let app = axum::Router::new()
+        .fallback(endpoint)
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, state)
+}
+
+fn route(name: &str, from: &str, through: &[&str], to: Option<&str>) -> RouteConfig {
+    RouteConfig {
+        name: name.into(),
+        from: from.into(),
+        through: through.iter().map(|s| (*s).to_owned()).collect(),
+        to: to.map(str::to_owned),
+        retry: RetryConfig {
+            max: 5,
+            backoff_ms: 50,
+            max_backoff_ms: 200,
+        },
+        ..RouteConfig::default()
+    }
+}
+
+/// Waits until `check` holds (20 s at most).
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+async fn ingress_and_egress_in_one_route(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let (endpoint_addr, seen) = start_endpoint().await;
+    let mut config = Config::default();
+    config.connections.insert(
+        "web".into(),
+        ConnectionConfig::Http(Box::new(HttpConfig {
+            base_url: Some(format!("http://{endpoint_addr}/")),
+            timeout_ms: 2_000,
+            ingress_methods: vec!["POST".into(), "GET".into()],
+            headers: [("x-sent-by".to_owned(), "wharf-test".to_owned())].into(),
+            ..HttpConfig::default()
+        })),
+    );
+    config.connections.insert(
+        "open".into(),
+        ConnectionConfig::Http(Box::new(HttpConfig {
+            anonymous: true,
+            ..HttpConfig::default()
+        })),
+    );
+    let mut boom = route("boom", "web:boom", &["panicker", "echo"], None);
+    boom.retry.max = 0;
+    config.routes = vec![
+        route("shout", "web:orders", &["uppercase"], Some("web:out")),
+        route("refused", "web:refunds", &[], Some("web:bad")),
+        route("answer", "web:ask", &["uppercase", "echo"], None),
+        boom,
+        route("anon", "open:in", &[], Some("local:anon.out")),
+    ];
+    config.plugins.insert(
+        "panicker".into(),
+        PluginConfig {
+            path: support::plugin_path("panicker"),
+            ..Default::default()
+        },
+    );
+    let (host, broker) = start_host(&db, config).await;
+    let base = format!("http://{}", host.addr);
+    let client = client_with_token(&local_token(host.addr));
+    let anonymous = reqwest::Client::new();
+
+    // Without a token: 401, and nothing is taken.
+    let refused = anonymous
+        .post(format!("{base}/ingress/web/orders"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    // Ingress → uppercase → egress; the endpoint answers 503 twice, then 200.
+    let accepted = client
+        .post(format!("{base}/ingress/web/orders?source=test"))
+        .header("content-type", "text/plain")
+        .header("x-tenant", "acme")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert!(
+        accepted["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{accepted}"
+    );
+    let outs = || {
+        seen.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(path, ..)| path == "/out")
+            .map(|(_, headers, body, status)| (headers.clone(), body.clone(), *status))
+            .collect::<Vec<_>>()
+    };
+    until("the endpoint to take the output", || {
+        outs().iter().any(|(.., status)| *status == 200)
+    })
+    .await;
+    let outs = outs();
+    assert_eq!(
+        outs.iter().map(|(.., s)| *s).collect::<Vec<_>>(),
+        vec![503, 503, 200],
+        "retried while the endpoint answered 503, then confirmed"
+    );
+    for (headers, body, _) in &outs {
+        assert_eq!(&body[..], b"HELLO");
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(
+            headers["x-sent-by"], "wharf-test",
+            "the connection's headers"
+        );
+        assert_eq!(headers["x-tenant"], "acme", "the message's headers");
+        assert_eq!(headers["query.source"], "test", "the ingress query");
+    }
+    // Every attempt sends the same output id, so the endpoint can deduplicate.
+    let ids: std::collections::HashSet<_> = outs
+        .iter()
+        .map(|(headers, ..)| headers["x-wharf-id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // 400 is final: one request, and the input in the route's dead letters saying why.
+    let accepted = client
+        .post(format!("{base}/ingress/web/refunds"))
+        .body("refund 7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let dead_letters = format!("{base}/api/v1/queues/web/refunds.dead/messages");
+    let mut dead = Value::Null;
+    for _ in 0..400 {
+        dead = client
+            .get(&dead_letters)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if dead.as_array().is_some_and(|m| !m.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let letter = &dead[0];
+    assert_eq!(letter["payload"], "refund 7", "{dead}");
+    assert_eq!(
+        letter["headers"]["exception_name"], "HttpClientError",
+        "{letter}"
+    );
+    let exception = letter["headers"]["exception"].as_str().unwrap();
+    assert!(exception.contains("400"), "{exception}");
+    assert!(exception.contains("no such order"), "{exception}");
+    assert_eq!(
+        seen.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, ..)| p == "/bad")
+            .count(),
+        1,
+        "a 400 is not retried"
+    );
+
+    // A route that replies answers the request itself.
+    let answer = client
+        .post(format!("{base}/ingress/web/ask"))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers().contains_key("x-correlation-id"));
+    assert_eq!(answer.text().await.unwrap(), "HELLO");
+
+    // A failing one answers 502 with the exception headers, at once.
+    let answer = client
+        .post(format!("{base}/ingress/web/boom"))
+        .body("panic")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 502);
+    assert_eq!(answer.headers()["exception_name"], "Trap");
+    assert_eq!(answer.headers()["exception_type"], "plugin");
+
+    // Methods: GET where configured, others 405 naming what is taken.
+    let got = client
+        .get(format!("{base}/ingress/web/orders?q=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 202);
+    let put = client
+        .put(format!("{base}/ingress/web/orders"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 405);
+    assert_eq!(put.headers()["allow"], "POST, GET");
+
+    // A path no route consumes from, and a connection that is not http: 404.
+    for path in ["web/no.route.here", "local/demo.in", "nothing/at.all"] {
+        let answer = client
+            .post(format!("{base}/ingress/{path}"))
+            .body("lost?")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{body}");
+    }
+
+    // Anonymous ingress where the connection says so; headers and query reach the message.
+    let accepted = anonymous
+        .post(format!("{base}/ingress/open/in?k=v"))
+        .header("x-custom", "yes")
+        .header("content-type", "application/json")
+        .body(r#"{"n":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let mut taken = Vec::new();
+    for _ in 0..400 {
+        taken = broker.peek("anon.out", 1, 1 << 20).await.unwrap();
+        if !taken.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let msg = &taken[0];
+    assert_eq!(msg.payload, br#"{"n":1}"#);
+    assert_eq!(msg.content_type.as_deref(), Some("application/json"));
+    assert_eq!(msg.topic, "in");
+    let text = |name: &str| match msg.header(name) {
+        Some(wharf::message::HeaderValue::Text(t)) => t.clone(),
+        other => panic!("header {name}: {other:?}"),
+    };
+    assert_eq!(text("x-custom"), "yes");
+    assert_eq!(text("query.k"), "v");
+    assert_eq!(text("x-http-request-method"), "POST");
+
+    // RPC to an HTTP endpoint: the answer is the reply.
+    let reply: Value = client
+        .post(format!("{base}/api/v1/rpc/web/upper?timeout_ms=5000"))
+        .json(&json!({ "payload": "abc" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["payload"], "ABC", "{reply}");
+    assert_eq!(reply["headers"]["http-status"], 200, "{reply}");
+    // An endpoint's 4xx is the call's error: 502 with its status and body.
+    let failed = client
+        .post(format!("{base}/api/v1/rpc/web/bad"))
+        .json(&json!({ "payload": "abc" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 502);
+    let failed: Value = failed.json().await.unwrap();
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such order"),
+        "{failed}"
+    );
+
+    // /metrics counts both sides.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"wharf_http_ingress_requests_total{connection="web",status="202"}"#,
+        r#"wharf_http_egress_requests_total{connection="web",status="503"}"#,
+        r#"wharf_http_egress_requests_total{connection="web",status="200"}"#,
+        r#"wharf_rpc_calls_total{outcome="reply"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in /metrics");
+    }
+    host.stop().await;
+}
