@@ -799,6 +799,35 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     assert!(ok, "{err}");
     let (ok, out, _) = wharf(&["connection", "test", "side"]);
     assert!(ok && out.starts_with("ok"), "{out}");
+    // An http connection, its secrets hidden when shown, and its ingress answering.
+    let (ok, _, err) = wharf(&[
+        "connection",
+        "add",
+        "hooks",
+        "--kind",
+        "http",
+        "--base-url",
+        "http://user:secret@127.0.0.1:9/",
+        "--anonymous",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = wharf(&["connection", "show", "hooks"]);
+    assert!(
+        ok && out.contains("http") && !out.contains("secret"),
+        "{out}"
+    );
+    let (ok, _, err) = wharf(&[
+        "connection",
+        "add",
+        "hooks2",
+        "--kind",
+        "http",
+        "--base-url",
+        "ftp://x/",
+    ]);
+    assert!(!ok && err.contains("base_url"), "{err}");
+    let (ok, _, err) = wharf(&["connection", "remove", "hooks"]);
+    assert!(ok, "{err}");
     // Users and tokens go through the host too when no --database is given.
     let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["user", "add", "dave", "--role", "viewer", "--url", &url])

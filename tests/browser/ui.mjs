@@ -88,6 +88,17 @@ try {
   await submit(page, "form[action='/connections/rabbit/test'] button");
   await see(page, "rabbit: works");
 
+  step = "an HTTP connection";
+  await page.goto(base + "/connections");
+  await page.fill("#name", "hooks");
+  await page.selectOption("#kind", "http");
+  await page.fill("#url", "http://user:secret@127.0.0.1:9/hooks/");
+  await page.check("#anonymous");
+  await submit(page, "form.stack button[type=submit]:not([formaction])");
+  await see(page, "Connection hooks added");
+  await see(page, "/ingress/hooks/");
+  expect(!(await text(page)).includes("secret"), "the base URL's password is not shown back");
+
   step = "uploading uppercase";
   await page.goto(base + "/plugins");
   await page.setInputFiles("#file", join(plugins, "uppercase.wasm"));
@@ -126,6 +137,29 @@ try {
   await page.click("#live");
   await page.locator(".live pre", { hasText: "HELLO FROM THE BROWSER" }).waitFor({ timeout: 15000 });
   await shoot(page, "consume");
+
+  step = "the Send page waits for a reply";
+  await page.goto(base + "/plugins");
+  await page.setInputFiles("#file", join(plugins, "echo.wasm"));
+  await page.check("input[name=enabled]");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Uploaded echo");
+  await page.goto(base + "/routes/new");
+  await page.fill("#name", "answer");
+  await page.fill("#from", "local:ask.in");
+  await page.fill("#through", "echo");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Route created");
+  await page.goto(base + "/send");
+  await page.fill("#address", "local:ask.in");
+  await page.fill("#payload", "are you there?");
+  await page.check("#wait");
+  await page.fill("#timeout_ms", "10000");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Reply from local:ask.in");
+  await page.locator("#reply pre", { hasText: "are you there?" }).waitFor({ timeout: 5000 });
+  await see(page, "UUID");
+  await shoot(page, "send-reply");
 
   step = "a failing plugin's message lands in dead letters and is replayed";
   await page.goto(base + "/plugins");

@@ -390,8 +390,8 @@ pub enum ConnectionCommand {
         #[command(flatten)]
         host: HostArg,
     },
-    /// Add a connection: `--kind amqp --broker-url amqp://…`, `--kind embedded`, or the whole
-    /// definition as JSON.
+    /// Add a connection: `--kind amqp --broker-url amqp://…`, `--kind http --base-url https://…`,
+    /// `--kind embedded`, or the whole definition as JSON.
     Add {
         name: String,
         #[command(flatten)]
@@ -426,12 +426,18 @@ pub struct ConnectionSpec {
     /// The whole definition as JSON (a file, or `-`), as in the file's `[connections.NAME]`.
     #[arg(long, value_name = "FILE")]
     json: Option<String>,
-    /// `amqp` or `embedded`.
+    /// `amqp`, `http` or `embedded`.
     #[arg(long)]
     kind: Option<String>,
     /// For amqp: the broker's URL (amqp://user:password@host:port/vhost).
     #[arg(long)]
     broker_url: Option<String>,
+    /// For http: where publishing sends (the address is appended); none: ingress only.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// For http: take ingress at /ingress/NAME/… without a token.
+    #[arg(long)]
+    anonymous: bool,
 }
 
 impl ConnectionSpec {
@@ -448,8 +454,14 @@ impl ConnectionSpec {
         if let Some(url) = self.broker_url {
             object.insert("url".into(), url.into());
         }
+        if let Some(url) = self.base_url {
+            object.insert("base_url".into(), url.into());
+        }
+        if self.anonymous {
+            object.insert("anonymous".into(), true.into());
+        }
         if !object.contains_key("kind") {
-            bail!("say which kind of connection: --kind amqp or --kind embedded");
+            bail!("say which kind of connection: --kind amqp, --kind http or --kind embedded");
         }
         Ok(base)
     }

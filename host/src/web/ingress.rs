@@ -34,6 +34,22 @@ pub const METHOD_HEADER: &str = "x-http-request-method";
 /// Query parameters become headers named `query.{name}`.
 pub const QUERY_PREFIX: &str = "query.";
 
+/// HTTP ingress: the body (and headers, query, content type) as a message for the route
+/// bound to `{connection}:{path}` of an `http` connection. 202 with the message's id once it
+/// is held in the database; on a route that replies, the reply (its status, headers, content
+/// type and payload). Operator token, unless the connection takes anonymous ingress.
+#[utoipa::path(post, path = "/ingress/{connection}/{path}", tag = "ingress",
+    params(("connection" = String, Path, description = "an `http` connection"),
+        ("path" = String, Path, description = "the address a route consumes from")),
+    request_body(content = String, description = "the payload, in any content type"),
+    responses(
+        (status = 202, body = Object, description = "held for the route: `{\"id\"}`"),
+        (status = 200, description = "the reply of a route that replies"),
+        (status = 401), (status = 403),
+        (status = 404, description = "no such http connection, or no route consumes from the path"),
+        (status = 405, description = "a method the connection does not take"),
+        (status = 413), (status = 502, description = "the route's handler failed; the exception headers say how"),
+        (status = 504, description = "no reply within the connection's reply_timeout_ms")))]
 pub async fn ingress(
     State(state): State<AppState>,
     method: Method,

@@ -370,6 +370,7 @@ pub fn router(state: AppState) -> Router {
         access::update_user, access::issue_reset, access::get_settings, access::put_settings,
         access::list_tokens, access::create_token, access::revoke_token,
         api::status::get, api::units::stop, api::units::start, api::rpc::call,
+        ingress::ingress,
         api::routes::list, api::routes::get, api::routes::create, api::routes::update,
         api::routes::delete,
         api::plugins::list, api::plugins::get, api::plugins::upload, api::plugins::enable,
