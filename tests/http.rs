@@ -384,3 +384,100 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
     }
     host.stop().await;
 }
+
+/// What ingress accepted is held in the database: with its route stopped, it waits there
+/// through a restart of the host, and the route takes it once started again. A body over
+/// the routes' limit is refused (413) rather than held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_ingress_survives_a_restart() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = || {
+        let mut config = Config::default();
+        config.connections.insert(
+            "web".into(),
+            ConnectionConfig::Http(Box::new(HttpConfig {
+                anonymous: true,
+                ..HttpConfig::default()
+            })),
+        );
+        config.routes = vec![route(
+            "later",
+            "web:later",
+            &["uppercase"],
+            Some("local:later.out"),
+        )];
+        config
+    };
+    let (host, _) = start_host(&db, config()).await;
+    let client = client_with_token(&local_token(host.addr));
+    let base = format!("http://{}", host.addr);
+    let stopped = client
+        .post(format!("{base}/api/v1/units/later/stop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.status(), 200, "{}", stopped.text().await.unwrap());
+    let accepted = reqwest::Client::new()
+        .post(format!("{base}/ingress/web/later"))
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let id = accepted.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let too_large = reqwest::Client::new()
+        .post(format!("{base}/ingress/web/later"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        too_large.status(),
+        413,
+        "over server.max_message_bytes (1,024 here)"
+    );
+    let depth: Value = client
+        .get(format!("{base}/api/v1/queues/web/later"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        depth["depth"], 1,
+        "held while the route is stopped: {depth}"
+    );
+    host.stop().await;
+
+    let (host, broker) = start_host(&db, config()).await;
+    let client = client_with_token(&local_token(host.addr));
+    let started = client
+        .post(format!("http://{}/api/v1/units/later/start", host.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 200);
+    let mut taken = Vec::new();
+    for _ in 0..400 {
+        taken = broker.peek("later.out", 1, 1 << 20).await.unwrap();
+        if !taken.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        taken.len(),
+        1,
+        "the held message went through after the restart"
+    );
+    assert_eq!(taken[0].payload, b"KEPT");
+    assert_ne!(
+        taken[0].id, id,
+        "an output has an id of its own, derived from the input's"
+    );
+    host.stop().await;
+}

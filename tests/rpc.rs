@@ -415,3 +415,50 @@ async fn a_plugin_request_is_answered_and_a_late_reply_dropped() {
     assert_eq!(host.rpc.in_flight(), 0);
     host.stop().await;
 }
+
+/// A caller that goes away (its HTTP request dropped) takes its waiter with it: the table
+/// holds only calls someone waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_goes_away_leaves_no_waiter() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, _) = start_host(&db, Config::default()).await;
+    let client = client_with_token(&local_token(host.addr));
+    let url = format!(
+        "http://{}/api/v1/rpc/local/nobody.answers?timeout_ms=60000",
+        host.addr
+    );
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({ "payload": format!("call {i}") }))
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        if host.rpc.in_flight() == 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(host.rpc.in_flight(), 20, "every call waits");
+    for call in calls {
+        call.abort();
+    }
+    for _ in 0..200 {
+        if host.rpc.in_flight() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        host.rpc.in_flight(),
+        0,
+        "the callers went away, and so did their waiters"
+    );
+    host.stop().await;
+}

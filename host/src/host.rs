@@ -314,6 +314,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         shutdown: shutdown.clone(),
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,
+        max_message_bytes: config.server.max_message_bytes,
         throttle: Default::default(),
     });
     // Samples of the route counters, for the dashboard's last minutes.

@@ -10,7 +10,8 @@
 //!   (200 by default; 502 for a failure reply, which carries the `exception` headers); 504
 //!   if none comes within the connection's `reply_timeout_ms` (the message is still handled);
 //! - 404 for a path no route consumes from (nor a queue holds), so a mistyped path loses
-//!   nothing silently; 405 for a method the connection does not take.
+//!   nothing silently; 405 for a method the connection does not take; 413 for a body over
+//!   `server.max_message_bytes`, which no route would take.
 //!
 //! Callers present a token (or a session) of an operator or above, unless the connection's
 //! `anonymous` says anyone may send.
@@ -111,6 +112,13 @@ async fn take(
             AppError::BadRequest(format!("the body could not be read: {}", e.body_text()))
         }
     })?;
+    if body.len() > state.max_message_bytes {
+        return Err(AppError::PayloadTooLarge(format!(
+            "the body is {} bytes; routes take at most {} (server.max_message_bytes)",
+            body.len(),
+            state.max_message_bytes
+        )));
+    }
     let Query(query) = query?;
     check_name("path", path, false)?;
     if HttpBroker::is_held(path) {

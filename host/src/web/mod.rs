@@ -47,6 +47,9 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// The most payload bytes one answer carries.
     pub max_response_bytes: usize,
+    /// The largest payload a route takes (`server.max_message_bytes`): HTTP ingress refuses
+    /// a larger body with 413 rather than hold what no route would handle.
+    pub max_message_bytes: usize,
     /// Failed sign-ins, to slow down password guessing.
     pub throttle: std::sync::Arc<caller::Throttle>,
 }
