@@ -316,14 +316,7 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(accepted.status(), 202);
-    let mut taken = Vec::new();
-    for _ in 0..400 {
-        taken = broker.peek("anon.out", 1, 1 << 20).await.unwrap();
-        if !taken.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let taken = support::arrived(&broker, "anon.out").await;
     let msg = &taken[0];
     assert_eq!(msg.payload, br#"{"n":1}"#);
     assert_eq!(msg.content_type.as_deref(), Some("application/json"));
@@ -461,14 +454,7 @@ async fn accepted_ingress_survives_a_restart() {
         .await
         .unwrap();
     assert_eq!(started.status(), 200);
-    let mut taken = Vec::new();
-    for _ in 0..400 {
-        taken = broker.peek("later.out", 1, 1 << 20).await.unwrap();
-        if !taken.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let taken = support::arrived(&broker, "later.out").await;
     assert_eq!(
         taken.len(),
         1,

@@ -102,14 +102,7 @@ async fn replies_reach_their_own_callers_on_the_embedded_broker(backend: Backend
     stray.correlation_id = Some("not-a-call-of-this-host".into());
     broker.publish(&reply_queue, stray).await.unwrap();
     let dead = format!("{reply_queue}.dead");
-    let mut found = Vec::new();
-    for _ in 0..100 {
-        found = broker.peek(&dead, 10, 1 << 20).await.unwrap();
-        if !found.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let found = support::arrived(&broker, &dead).await;
     assert_eq!(found.len(), 1, "the stray reply is in {dead}");
     assert_eq!(
         found[0].header("exception_name"),

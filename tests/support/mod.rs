@@ -307,3 +307,15 @@ pub async fn start_host(
     );
     (host, broker)
 }
+
+/// Waits (20 s at most) until `queue` holds a message; returns up to 10 of them, left there.
+pub async fn arrived(broker: &wharf::broker::EmbeddedBroker, queue: &str) -> Vec<Message> {
+    for _ in 0..400 {
+        let found = broker.peek(queue, 10, 1 << 20).await.unwrap();
+        if !found.is_empty() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("nothing arrived in {queue} within 20 s");
+}

@@ -984,17 +984,20 @@ pub async fn send(
                 published["id"].as_str().unwrap_or("")
             ),
         ),
-        Err(error) => {
-            let (status, text) = error.status_and_message();
-            send_form(
-                &page,
-                &state,
-                status,
-                &form,
-                Some(context! { kind => "error", text }),
-            )
-        }
+        Err(error) => send_failed(&page, &state, &form, error),
     }
+}
+
+/// The Send page again, with the form as it was and what went wrong.
+fn send_failed(page: &Page, state: &AppState, form: &SendForm, error: AppError) -> Response {
+    let (status, text) = error.status_and_message();
+    send_form(
+        page,
+        state,
+        status,
+        form,
+        Some(context! { kind => "error", text }),
+    )
 }
 
 impl SendForm {
@@ -1068,16 +1071,7 @@ async fn send_and_wait(state: AppState, page: Page, form: SendForm) -> Response 
                 },
             )
         }
-        Err(error) => {
-            let (status, text) = error.status_and_message();
-            send_form(
-                &page,
-                &state,
-                status,
-                &form,
-                Some(context! { kind => "error", text }),
-            )
-        }
+        Err(error) => send_failed(&page, &state, &form, error),
     }
 }
 
