@@ -6,18 +6,20 @@
 //!    to the request's reply-to), beside a bare lapin 4 request/reply pair doing the same work:
 //!    a server consuming a durable queue with prefetch 64 that publishes each payload back to
 //!    the request's reply-to with its correlation id and then acks, and a client that publishes
-//!    requests with a correlation id and reply-to = its own reply queue and pairs replies
-//!    through a map of oneshot senders. Both sides do what Wharf does: persistent messages
-//!    (delivery mode 2) on durable queues, `mandatory` publishes on four confirm-mode channels,
-//!    each send waiting for its confirm, each request acked after its reply's confirm, each
-//!    reply acked once handed to its caller, everything on one connection.
+//!    requests with a correlation id and reply-to = its own reply queue (exclusive, and durable
+//!    like Wharf's) and pairs replies through a map of oneshot senders. Both sides do what
+//!    Wharf does: persistent messages (delivery mode 2) on durable queues, `mandatory`
+//!    publishes on four confirm-mode channels, each send waiting for its confirm, each request
+//!    acked after its reply's confirm, each reply acked once handed to its caller, everything
+//!    on one connection.
 //! 2. HTTP ingress with a reply: `POST /ingress/web/shout` on the same host, a route
-//!    `web:shout` → `uppercase` → `echo` (no `to`: the reply is the answer), beside a bare axum
-//!    0.8 server upper-casing the body natively; the same reqwest client (keep-alive) for both.
+//!    `web:shout` → `uppercase` → `echo` (concurrency 64, no `to`: the reply is the answer),
+//!    beside a bare axum 0.8 server upper-casing the body natively; the same reqwest client
+//!    (keep-alive) for both.
 //!
-//! Each: p50 and p99 over 2,000 sequential calls (1 in flight) after a warm-up, and calls per
-//! second (and this process's CPU per call) with 64 in flight. 256-byte payloads, each call's
-//! own, so a reply that is another call's fails the run.
+//! Each: p50, p99 and max over 2,000 sequential calls (1 in flight) after a warm-up, and calls
+//! per second (and this process's CPU per call) over 20,000 calls with 64 in flight. 256-byte
+//! payloads, each call's own, so a reply that is another call's fails the run.
 //!
 //! Run with `./dev bench` or `cargo bench -p wharf --bench rpc` (RabbitMQ at
 //! `WHARF_TEST_AMQP`, by default amqp://guest:guest@127.0.0.1:5672/%2f).
@@ -34,9 +36,8 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +65,7 @@ const TARGET_RATE: f64 = 5_000.0;
 
 /// Wharf's route input (the bare pair uses queues of its own).
 const ECHO_QUEUE: &str = "bench.rpc.echo";
+const ECHO_DEAD: &str = "bench.rpc.echo.dead";
 const BARE_REQUESTS: &str = "wharf.bench.rpc.bare.requests";
 const BARE_REPLIES: &str = "wharf.bench.rpc.bare.replies";
 
@@ -82,6 +84,7 @@ type Call = Arc<dyn Fn(usize) -> BoxFuture<'static, ()> + Send + Sync>;
 struct Latency {
     p50: Duration,
     p99: Duration,
+    max: Duration,
 }
 
 struct Rate {
@@ -118,6 +121,7 @@ async fn measure(call: Call) -> Figures {
     let latency = Latency {
         p50: percentile(&times, 0.5),
         p99: percentile(&times, 0.99),
+        max: times[times.len() - 1],
     };
 
     let first = WARM_UP + SEQUENTIAL;
@@ -459,11 +463,14 @@ fn http_call(client: &reqwest::Client, url: &str) -> Call {
     })
 }
 
+const NAME: usize = 46;
+
 fn row(name: &str, f: &Figures) {
     println!(
-        "{name:<46} {:>7.2} ms {:>7.2} ms {:>9.0} {:>9.1} µs",
+        "{name:<NAME$} {:>7.2} ms {:>7.2} ms {:>7.1} ms {:>9.0} {:>8.1} µs",
         ms(f.latency.p50),
         ms(f.latency.p99),
+        ms(f.latency.max),
         f.rate.per_s,
         f.rate.cpu_us
     );
@@ -473,25 +480,25 @@ fn header(title: &str) {
     println!();
     println!("{title}");
     println!(
-        "{:<46} {:>10} {:>10} {:>9} {:>12}",
-        "", "p50", "p99", "calls/s", "CPU/call"
+        "{:<NAME$} {:>32}   {:>21}",
+        "",
+        "1 in flight: p50, p99, max",
+        format!("{IN_FLIGHT} in flight: calls/s"),
     );
     println!(
-        "{:<46} {:>10} {:>10} {:>9} {:>12}",
-        "",
-        "1 in flight",
-        "",
-        format!("{IN_FLIGHT} in fl."),
-        ""
+        "{:<NAME$} {:>10} {:>10} {:>10} {:>9} {:>11}",
+        "", "p50", "p99", "max", "calls/s", "CPU/call"
     );
 }
 
 fn ratio(wharf: &Figures, bare: &Figures) {
+    let times = |w: Duration, b: Duration| w.as_secs_f64() / b.as_secs_f64();
     println!(
-        "{:<46} {:>9.2}x {:>9.2}x {:>9.2} {:>11.2}x",
+        "{:<NAME$} {:>9.2}x {:>9.2}x {:>9.2}x {:>9.2} {:>10.2}x",
         "wharf / bare",
-        wharf.latency.p50.as_secs_f64() / bare.latency.p50.as_secs_f64(),
-        wharf.latency.p99.as_secs_f64() / bare.latency.p99.as_secs_f64(),
+        times(wharf.latency.p50, bare.latency.p50),
+        times(wharf.latency.p99, bare.latency.p99),
+        times(wharf.latency.max, bare.latency.max),
         wharf.rate.per_s / bare.rate.per_s,
         wharf.rate.cpu_us / bare.rate.cpu_us
     );
@@ -538,12 +545,7 @@ fn main() {
         .unwrap();
     tokio.block_on(async {
         let admin = connect().await;
-        let leftovers = [
-            ECHO_QUEUE,
-            "bench.rpc.echo.dead",
-            BARE_REQUESTS,
-            BARE_REPLIES,
-        ];
+        let leftovers = [ECHO_QUEUE, ECHO_DEAD, BARE_REQUESTS, BARE_REPLIES];
         clean(&admin, &leftovers).await;
 
         // Part 1: bare first, with no host running.
@@ -551,9 +553,7 @@ fn main() {
         clean(&admin, &[BARE_REQUESTS, BARE_REPLIES]).await;
 
         let dir = tempfile::tempdir().unwrap();
-        let host = wharf::host::start(wharf_config(dir.path()))
-            .await
-            .unwrap();
+        let host = wharf::host::start(wharf_config(dir.path())).await.unwrap();
         let wharf = measure(wharf_rpc_call(&host)).await;
         assert_eq!(host.rpc.in_flight(), 0, "no waiter is left behind");
 
@@ -574,15 +574,14 @@ fn main() {
         let reply_queue = host.rpc.reply_queue().to_owned();
         host.stop().await;
         let reply_dead = format!("{reply_queue}.dead");
-        clean(&admin, &[ECHO_QUEUE, "bench.rpc.echo.dead", &reply_queue, &reply_dead]).await;
+        let ours = [ECHO_QUEUE, ECHO_DEAD, &reply_queue, &reply_dead];
+        clean(&admin, &ours).await;
         let _ = admin.close(200, "done".into()).await;
 
-        println!(
-            "{PAYLOAD_BYTES}-byte payloads; p50/p99 over {SEQUENTIAL} sequential calls after {WARM_UP} warm-up calls; calls/s over {CALLS} calls with {IN_FLIGHT} in flight; CPU is this process's (client and server) per call"
-        );
-        header(
-            "RPC over RabbitMQ (persistent, durable queues, mandatory + confirms, 4 publishing channels)",
-        );
+        println!("{PAYLOAD_BYTES}-byte payloads, each call's own");
+        println!("1 in flight: {SEQUENTIAL} sequential calls after {WARM_UP} warm-up calls");
+        println!("{IN_FLIGHT} in flight: {CALLS} calls; CPU is this process's (client and server)");
+        header("RPC over RabbitMQ: persistent, durable queues, mandatory, confirms");
         row("bare lapin request/reply pair", &bare);
         row("wharf: host.rpc.call -> echo route", &wharf);
         ratio(&wharf, &bare);
