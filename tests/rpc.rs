@@ -148,9 +148,85 @@ async fn replies_reach_their_own_callers_over_rabbitmq() {
     config.routes = vec![echo_route("echo", &format!("rabbit:{queue}"))];
     let (host, _) = start_host(&db, config).await;
     thousand_calls(&host, "rabbit", &queue).await;
+
+    // A service of its own (plain lapin, not Wharf) answers on the host's reply queue: each
+    // reply crosses RabbitMQ and is paired by the reply listener.
+    use futures::StreamExt as _;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions};
+    let service_queue = format!("{queue}.service");
+    let client = support::amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            service_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut requests = channel
+        .basic_consume(
+            service_queue.as_str().into(),
+            "service".into(),
+            BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let answering = channel.clone();
+    let service = tokio::spawn(async move {
+        while let Some(Ok(request)) = requests.next().await {
+            let reply_to = request.properties.reply_to().clone().unwrap();
+            let mut body = b"service: ".to_vec();
+            body.extend_from_slice(&request.data);
+            answering
+                .basic_publish(
+                    "".into(),
+                    reply_to.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    lapin::BasicProperties::default()
+                        .with_correlation_id(request.properties.correlation_id().clone().unwrap()),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            request.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    });
+    let api = client_with_token(&local_token(host.addr));
+    let url = format!(
+        "http://{}/api/v1/rpc/rabbit/{service_queue}?timeout_ms=30000",
+        host.addr
+    );
+    let replies: Vec<(usize, Value)> = futures::stream::iter(0..200usize)
+        .map(|i| {
+            let (api, url) = (api.clone(), url.clone());
+            async move {
+                let reply = api
+                    .post(&url)
+                    .json(&json!({ "payload": format!("call {i}") }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                (i, reply)
+            }
+        })
+        .buffer_unordered(200)
+        .collect()
+        .await;
+    for (i, reply) in replies {
+        assert_eq!(reply["payload"], format!("service: call {i}"), "{reply}");
+    }
+    assert_eq!(host.rpc.in_flight(), 0);
+    service.abort();
     let reply_queue = host.rpc.reply_queue().to_owned();
     host.stop().await;
-    support::delete_amqp_queues(&[queue, reply_queue]).await;
+    support::delete_amqp_queues(&[queue, service_queue, reply_queue]).await;
 }
 
 /// A request that fails gets a reply carrying the failure at once (and is dead-lettered as
@@ -332,8 +408,9 @@ async fn an_edeposit_style_client_gets_replies_on_its_fixed_queue() {
 }
 
 /// A plugin's `request` goes through the correlation table and gets its reply (`asker` asks
-/// the `echo` route); a reply that comes after its caller gave up is dropped with a warning:
-/// it is taken off the reply queue, not dead-lettered, and no waiter is left behind.
+/// the `echo` route); a reply from another process crosses the reply queue to its caller; a
+/// reply that comes after its caller gave up is dropped with a warning: it is taken off the
+/// reply queue, not dead-lettered, and no waiter is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_request_is_answered_and_a_late_reply_dropped() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -373,6 +450,30 @@ async fn a_plugin_request_is_answered_and_a_late_reply_dropped() {
         .await
         .unwrap();
     assert_eq!(reply["payload"], "asked: hi", "{reply}");
+
+    // A reply from another process (here the test's own handle on the database) crosses the
+    // reply queue and is paired by the listener.
+    let to = wharf::broker::Address::parse("local:manual.in").unwrap();
+    let rpc = host.rpc.clone();
+    let call = tokio::spawn(async move {
+        rpc.call(
+            &to,
+            Message::new("", b"anyone?".to_vec()),
+            std::time::Duration::from_secs(20),
+        )
+        .await
+    });
+    let mut consumer = broker.consume("manual.in", 1).await.unwrap();
+    let request = consumer.next().await.unwrap();
+    let mut answer = Message::new("", b"here".to_vec());
+    answer.correlation_id = request.message.correlation_id.clone();
+    broker
+        .publish(request.message.reply_to.as_deref().unwrap(), answer)
+        .await
+        .unwrap();
+    request.ack.ack().await.unwrap();
+    consumer.close().await;
+    assert_eq!(call.await.unwrap().unwrap().payload, b"here");
 
     // Nobody answers in time; the reply comes afterwards.
     let to = wharf::broker::Address::parse("local:late.in").unwrap();

@@ -394,11 +394,7 @@ async fn failure_reply(
     }
     let name = format!("{}/{}/failure", request.id, route.name);
     reply.id = uuid::Uuid::new_v5(&OUTPUT_ID_NAMESPACE, name.as_bytes()).to_string();
-    let sent = match connections.producer(&to) {
-        Ok(producer) => producer.send(&to.address, reply).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = sent {
+    if let Err(error) = connections.send(&to, reply).await {
         tracing::warn!(route = %route.name, id = %request.id, %error, "the failure reply could not be sent; the request is dead-lettered");
     }
 }
@@ -573,9 +569,9 @@ async fn send_all(
     sends: Vec<(Address, Message)>,
 ) -> Result<(), Failure> {
     futures::future::try_join_all(
-        sends.into_iter().map(|(to, msg)| async move {
-            connections.producer(&to)?.send(&to.address, msg).await
-        }),
+        sends
+            .into_iter()
+            .map(|(to, msg)| async move { connections.send(&to, msg).await }),
     )
     .await
     .map(drop)

@@ -81,16 +81,20 @@ impl Rpc {
     pub fn new(connections: Connections, host: &str, shutdown: Shutdown) -> Rpc {
         use sha2::Digest as _;
         let digest = hex::encode(sha2::Sha256::digest(host.as_bytes()));
-        Rpc {
-            inner: Arc::new(Inner {
-                connections,
-                reply_queue: format!("wharf.reply.{}", &digest[..12]),
-                waiters: Mutex::default(),
-                given_up: Mutex::default(),
-                listening: tokio::sync::Mutex::default(),
-                shutdown,
-            }),
-        }
+        let reply_queue = format!("wharf.reply.{}", &digest[..12]);
+        let inner = Arc::new(Inner {
+            connections: connections.clone(),
+            reply_queue: reply_queue.clone(),
+            waiters: Mutex::default(),
+            given_up: Mutex::default(),
+            listening: tokio::sync::Mutex::default(),
+            shutdown,
+        });
+        connections.set_reply_sink(Arc::new(Sink {
+            queue: reply_queue,
+            inner: Arc::downgrade(&inner),
+        }));
+        Rpc { inner }
     }
 
     /// The queue replies come to on every connection.
@@ -226,6 +230,41 @@ impl Rpc {
     }
 }
 
+/// Replies made on this host to its own requests, handed over without a broker (the
+/// connections hold it; weakly, so the table does not keep itself alive).
+struct Sink {
+    queue: String,
+    inner: std::sync::Weak<Inner>,
+}
+
+impl crate::broker::ReplySink for Sink {
+    fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    fn deliver(&self, reply: Message) -> Result<(), Box<Message>> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Err(Box::new(reply));
+        };
+        let waiter = correlation_of(&reply).and_then(|id| lock(&inner.waiters).remove(&id));
+        match waiter {
+            Some(waiter) => waiter.send(reply).map_err(Box::new),
+            None => Err(Box::new(reply)),
+        }
+    }
+}
+
+/// The id a reply is paired by: its correlation id, else its `UUID` header.
+fn correlation_of(reply: &Message) -> Option<String> {
+    reply
+        .correlation_id
+        .clone()
+        .or_else(|| match reply.header("UUID") {
+            Some(HeaderValue::Text(id)) => Some(id.clone()),
+            _ => None,
+        })
+}
+
 /// Counts a call's outcome for `/metrics`.
 fn record(result: &Result<Message, RpcError>) {
     crate::metrics::rpc_call(match result {
@@ -256,13 +295,7 @@ async fn deliver_replies(
             delivery = consumer.next() => delivery?,
         };
         let reply = delivery.message;
-        let id = reply
-            .correlation_id
-            .clone()
-            .or_else(|| match reply.header("UUID") {
-                Some(HeaderValue::Text(id)) => Some(id.clone()),
-                _ => None,
-            });
+        let id = correlation_of(&reply);
         let waiter = id.as_ref().and_then(|id| lock(&inner.waiters).remove(id));
         match (id, waiter) {
             (_, Some(waiter)) => {

@@ -328,6 +328,20 @@ impl std::fmt::Display for Address {
 #[derive(Clone, Default)]
 pub struct Connections {
     brokers: std::sync::Arc<std::sync::RwLock<std::collections::BTreeMap<String, Producer>>>,
+    /// This host's own reply queue, where replies to its requests are handed straight to
+    /// their callers.
+    replies: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn ReplySink>>>,
+}
+
+/// Takes replies addressed to this host's reply queue straight to their waiting callers: a
+/// reply made on this host for a request made on this host need not cross a broker (nor the
+/// database) to reach a caller in the same process.
+pub trait ReplySink: Send + Sync {
+    /// The reply queue's name (the same on every connection).
+    fn queue(&self) -> &str;
+    /// Hands `reply` to its caller, or gives it back when none of this process waits for it
+    /// (a late or unknown reply goes the broker's way, to be logged or dead-lettered there).
+    fn deliver(&self, reply: Message) -> Result<(), Box<Message>>;
 }
 
 /// How full a queue is, as far as its transport can tell.
@@ -352,6 +366,24 @@ impl Connections {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_owned(), producer)
+    }
+
+    /// Sets where replies to this host's requests go without a broker (once).
+    pub fn set_reply_sink(&self, sink: std::sync::Arc<dyn ReplySink>) {
+        let _ = self.replies.set(sink);
+    }
+
+    /// Sends `msg` to `to` and waits for the confirm; a reply to one of this host's own
+    /// requests, whose caller waits here, is handed to it at once.
+    pub async fn send(&self, to: &Address, msg: Message) -> Result<(), BrokerError> {
+        let msg = match self.replies.get() {
+            Some(sink) if to.address == sink.queue() => match sink.deliver(msg) {
+                Ok(()) => return Ok(()),
+                Err(msg) => *msg,
+            },
+            _ => msg,
+        };
+        self.producer(to)?.send(&to.address, msg).await
     }
 
     /// Removes connection `name`; returns it, to be closed.
