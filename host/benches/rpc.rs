@@ -12,6 +12,10 @@
 //!    publishes on four confirm-mode channels, each send waiting for its confirm, each request
 //!    acked after its reply's confirm, each reply acked once handed to its caller, everything
 //!    on one connection.
+//!    Measured twice: called from the host that runs the route (its reply is handed to the
+//!    caller in-process: only the request crosses RabbitMQ), and from a second host in the
+//!    same process with no routes of its own (the reply crosses RabbitMQ to that host's
+//!    reply queue and its listener: the same two legs as the bare pair).
 //! 2. HTTP ingress with a reply: `POST /ingress/web/shout` on the same host, a route
 //!    `web:shout` → `uppercase` → `echo` (concurrency 64, no `to`: the reply is the answer),
 //!    beside a bare axum 0.8 server upper-casing the body natively; the same reqwest client
@@ -556,6 +560,15 @@ fn main() {
         let host = wharf::host::start(wharf_config(dir.path())).await.unwrap();
         let wharf = measure(wharf_rpc_call(&host)).await;
         assert_eq!(host.rpc.in_flight(), 0, "no waiter is left behind");
+        // The same route, called from another host: the reply crosses RabbitMQ.
+        let caller_dir = tempfile::tempdir().unwrap();
+        let mut caller_config = wharf_config(caller_dir.path());
+        caller_config.routes.clear();
+        let caller = wharf::host::start(caller_config).await.unwrap();
+        let crossing = measure(wharf_rpc_call(&caller)).await;
+        assert_eq!(caller.rpc.in_flight(), 0, "no waiter is left behind");
+        let caller_replies = caller.rpc.reply_queue().to_owned();
+        caller.stop().await;
 
         // Part 2, with the same host (idle on RabbitMQ) running beside the bare server.
         let client = reqwest::Client::builder()
@@ -574,7 +587,15 @@ fn main() {
         let reply_queue = host.rpc.reply_queue().to_owned();
         host.stop().await;
         let reply_dead = format!("{reply_queue}.dead");
-        let ours = [ECHO_QUEUE, ECHO_DEAD, &reply_queue, &reply_dead];
+        let caller_dead = format!("{caller_replies}.dead");
+        let ours = [
+            ECHO_QUEUE,
+            ECHO_DEAD,
+            &reply_queue,
+            &reply_dead,
+            &caller_replies,
+            &caller_dead,
+        ];
         clean(&admin, &ours).await;
         let _ = admin.close(200, "done".into()).await;
 
@@ -586,6 +607,12 @@ fn main() {
         row("wharf: host.rpc.call -> echo route", &wharf);
         ratio(&wharf, &bare);
         against_targets(&wharf);
+        row(
+            "wharf, route on another host: reply via RabbitMQ",
+            &crossing,
+        );
+        ratio(&crossing, &bare);
+        against_targets(&crossing);
         header("HTTP with a reply (reqwest, keep-alive)");
         row("bare axum, native uppercase", &bare_http);
         row("wharf: /ingress/web/shout -> uppercase, echo", &wharf_http);
