@@ -37,7 +37,8 @@ async fn endpoint(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> (StatusCode, String) {
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let path = uri.path().to_owned();
     let (status, answer) = match path.as_str() {
         "/out" => {
@@ -55,6 +56,7 @@ async fn endpoint(
             }
         }
         "/bad" => (StatusCode::BAD_REQUEST, "no such order".to_owned()),
+        "/moved" => (StatusCode::MOVED_PERMANENTLY, "see /out".to_owned()),
         "/upper" => (
             StatusCode::OK,
             String::from_utf8_lossy(&body).to_uppercase(),
@@ -65,7 +67,10 @@ async fn endpoint(
         .lock()
         .unwrap()
         .push((path, headers, body, status.as_u16()));
-    (status, answer)
+    if status == StatusCode::MOVED_PERMANENTLY {
+        return (status, [(axum::http::header::LOCATION, "/out")], answer).into_response();
+    }
+    (status, answer).into_response()
 }
 
 async fn start_endpoint() -> (std::net::SocketAddr, Endpoint) {
@@ -123,6 +128,17 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         })),
     );
     config.connections.insert(
+        "leaky".into(),
+        ConnectionConfig::Http(Box::new(HttpConfig {
+            base_url: Some(format!(
+                "http://user:hunter2@127.0.0.1:{}/",
+                support::free_port()
+            )),
+            timeout_ms: 2_000,
+            ..HttpConfig::default()
+        })),
+    );
+    config.connections.insert(
         "open".into(),
         ConnectionConfig::Http(Box::new(HttpConfig {
             anonymous: true,
@@ -134,6 +150,7 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
     config.routes = vec![
         route("shout", "web:orders", &["uppercase"], Some("web:out")),
         route("refused", "web:refunds", &[], Some("web:bad")),
+        route("moved", "web:moving", &[], Some("web:moved")),
         route("answer", "web:ask", &["uppercase", "echo"], None),
         boom,
         route("anon", "open:in", &[], Some("local:anon.out")),
@@ -254,16 +271,81 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         "a 400 is not retried"
     );
 
+    // A redirect is not followed (a POST would become a bodiless GET): it is dead-lettered.
+    let accepted = client
+        .post(format!("{base}/ingress/web/moving"))
+        .body("going")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 202);
+    let mut dead = Value::Null;
+    for _ in 0..400 {
+        dead = client
+            .get(format!("{base}/api/v1/queues/web/moving.dead/messages"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if dead.as_array().is_some_and(|m| !m.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        dead[0]["headers"]["exception_name"], "HttpRedirect",
+        "{dead}"
+    );
+    assert_eq!(dead[0]["payload"], "going", "{dead}");
+    assert_eq!(
+        seen.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, ..)| p == "/out")
+            .count(),
+        3,
+        "the redirect to /out was not followed"
+    );
+
+    // An address cannot climb out of the base URL, and a password in it is never shown.
+    let climbing = client
+        .post(format!("{base}/api/v1/rpc/web/x%2F..%2Fadmin"))
+        .json(&json!({ "payload": "up" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(climbing.status(), 400);
+    let refused = client
+        .post(format!("{base}/api/v1/rpc/leaky/x?timeout_ms=5000"))
+        .json(&json!({ "payload": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let refused = refused.text().await.unwrap();
+    assert!(
+        refused.contains("cannot connect") && !refused.contains("hunter2"),
+        "{refused}"
+    );
+
     // A route that replies answers the request itself.
     let answer = client
         .post(format!("{base}/ingress/web/ask"))
         .header("content-type", "text/plain")
+        .header("set-cookie", "wharf_session=forged")
         .body("hello")
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
     assert!(answer.headers().contains_key("x-correlation-id"));
+    assert!(
+        !answer.headers().contains_key("set-cookie"),
+        "a reply sets no cookie on the host's origin"
+    );
     assert_eq!(answer.text().await.unwrap(), "HELLO");
 
     // A failing one answers 502 with the exception headers, at once.
@@ -310,6 +392,8 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
     let accepted = anonymous
         .post(format!("{base}/ingress/open/in?k=v"))
         .header("x-custom", "yes")
+        .header("x-reply-to", "somewhere.else")
+        .header("x-http-method", "PUT")
         .header("content-type", "application/json")
         .body(r#"{"n":1}"#)
         .send()
@@ -328,6 +412,11 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
     assert_eq!(text("x-custom"), "yes");
     assert_eq!(text("query.k"), "v");
     assert_eq!(text("x-http-request-method"), "POST");
+    assert_eq!(
+        msg.reply_to, None,
+        "an anonymous caller does not pick where replies go"
+    );
+    assert!(msg.header("x-http-method").is_none());
 
     // RPC to an HTTP endpoint: the answer is the reply.
     let reply: Value = client

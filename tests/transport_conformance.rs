@@ -103,6 +103,20 @@ impl Harness {
         match transport {
             Transport::Http => {
                 let test_db = TestDb::new(Backend::Sqlite).await;
+                // The connection sends with an operator's token, as a service would.
+                let (token, digest) = wharf::auth::new_token();
+                Store::open(&test_db.url)
+                    .await
+                    .unwrap()
+                    .add_token(
+                        "conformance",
+                        wharf::auth::Role::Operator,
+                        &digest,
+                        false,
+                        0,
+                    )
+                    .await
+                    .unwrap();
                 let port = support::free_port();
                 let mut config = wharf::config::Config::default();
                 config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
@@ -112,7 +126,7 @@ impl Harness {
                     CONNECTION.into(),
                     wharf::config::ConnectionConfig::Http(Box::new(wharf::config::HttpConfig {
                         base_url: Some(format!("http://127.0.0.1:{port}/ingress/{CONNECTION}/")),
-                        anonymous: true,
+                        headers: [("Authorization".to_owned(), format!("Bearer {token}"))].into(),
                         ..wharf::config::HttpConfig::default()
                     })),
                 );

@@ -102,7 +102,8 @@ pub struct HttpConfig {
     pub content_type: Option<String>,
     /// How long one request may take before it counts as failed (and is retried).
     pub timeout_ms: u64,
-    /// The ingress methods taken: `POST` always, `GET` where listed.
+    /// The ingress methods taken (`["POST"]` by default; add `GET` to take GET too; `[]`
+    /// for no ingress).
     pub ingress_methods: Vec<String>,
     /// Ingress without a token. Off unless said: anyone who reaches the listener may send.
     pub anonymous: bool,
@@ -141,17 +142,7 @@ impl std::fmt::Debug for HttpConfig {
 impl HttpConfig {
     /// Whether a header's value is a secret, shown as `***`.
     pub fn is_secret_header(name: &str) -> bool {
-        let name = name.to_ascii_lowercase();
-        [
-            "authorization",
-            "cookie",
-            "token",
-            "secret",
-            "key",
-            "password",
-        ]
-        .iter()
-        .any(|word| name.contains(word))
+        is_secret_name(name)
     }
 
     fn redacted_headers(&self) -> BTreeMap<String, String> {
@@ -1073,6 +1064,22 @@ fn check_address(
     check_routing_key(key, routing_key)
 }
 
+/// Whether a header or a URL's query parameter holds a secret (`Authorization`, `password`,
+/// `token`, `api_key`, …), by its name.
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "cookie",
+        "password",
+        "token",
+        "secret",
+        "key",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
 pub fn redact(url: &str) -> String {
     let mut shown = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
@@ -1089,7 +1096,7 @@ pub fn redact(url: &str) -> String {
         let params: Vec<String> = params
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                Some((name, _)) if is_secret_name(name) => {
                     format!("{name}=***")
                 }
                 _ => param.to_owned(),

@@ -176,7 +176,7 @@ impl Rpc {
         request.correlation_id = Some(id.clone());
         request.set_header("UUID", HeaderValue::Text(id.clone()));
         request.reply_to = Some(self.inner.reply_queue.clone());
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         lock(&self.inner.waiters).insert(id.clone(), tx);
         let _waiting = Waiting {
             rpc: &self.inner,
@@ -188,10 +188,11 @@ impl Rpc {
         }
         let mut shutdown = self.inner.shutdown.clone();
         let result = tokio::select! {
-            reply = tokio::time::timeout(timeout, rx) => match reply {
+            reply = tokio::time::timeout(timeout, &mut rx) => match reply {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(_)) => Err(RpcError::Stopping),
-                Err(_) => Err(RpcError::Timeout {
+                // A reply handed over as the time ran out is still this call's.
+                Err(_) => rx.try_recv().map_err(|_| RpcError::Timeout {
                     to: to.to_string(),
                     waited_ms: timeout.as_millis() as u64,
                 }),
@@ -246,11 +247,17 @@ impl crate::broker::ReplySink for Sink {
         let Some(inner) = self.inner.upgrade() else {
             return Err(Box::new(reply));
         };
-        let waiter = correlation_of(&reply).and_then(|id| lock(&inner.waiters).remove(&id));
-        match waiter {
-            Some(waiter) => waiter.send(reply).map_err(Box::new),
-            None => Err(Box::new(reply)),
+        let Some(id) = correlation_of(&reply) else {
+            return Err(Box::new(reply));
+        };
+        let Some(waiter) = lock(&inner.waiters).remove(&id) else {
+            return Err(Box::new(reply));
+        };
+        // Its caller gave up between the lookup and now: a late reply, dropped with a word.
+        if waiter.send(reply).is_err() {
+            tracing::warn!(correlation_id = %id, "a reply came after its caller gave up; dropped");
         }
+        Ok(())
     }
 }
 
@@ -298,9 +305,11 @@ async fn deliver_replies(
         let id = correlation_of(&reply);
         let waiter = id.as_ref().and_then(|id| lock(&inner.waiters).remove(id));
         match (id, waiter) {
-            (_, Some(waiter)) => {
+            (id, Some(waiter)) => {
                 // A waiter gone between the lookup and now is a late reply too.
-                let _ = waiter.send(reply);
+                if waiter.send(reply).is_err() {
+                    tracing::warn!(correlation_id = ?id, "a reply came after its caller gave up; dropped");
+                }
                 delivery.ack.ack().await?;
             }
             (Some(id), None) if lock(&inner.given_up).0.contains(&id) => {

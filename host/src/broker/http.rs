@@ -41,6 +41,9 @@ pub const METHOD_HEADER: &str = "x-http-method";
 /// The status of an HTTP answer, as a reply's header; a reply to ingress may set it.
 pub const STATUS_HEADER: &str = "http-status";
 
+/// The largest answer an egress request reads; a larger one fails the request.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
 /// Headers that describe one hop, not the message: never copied between the two.
 const HOP_HEADERS: [&str; 15] = [
     "host",
@@ -104,7 +107,11 @@ impl HttpBroker {
             };
             headers.insert(header, value);
         }
+        // No redirects: following a 301 or 302 turns a POST into a GET without its body,
+        // which the endpoint could confirm with a 200, and carries the connection's headers
+        // to another host. A 3xx is an answer like any other non-2xx (dead-lettered).
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .timeout(Duration::from_millis(config.timeout_ms))
             .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
@@ -182,6 +189,20 @@ impl HttpBroker {
                 ),
             });
         };
+        // The address stays below the base URL (grants on addresses mean what they say): no
+        // `.` or `..` segment, however spelled, and no `\` or fragment.
+        let escapes = address.contains('\\')
+            || address.contains('#')
+            || address
+                .split(['/', '?'])
+                .map(|segment| segment.to_ascii_lowercase().replace("%2e", "."))
+                .any(|segment| segment == "." || segment == "..");
+        if escapes {
+            return Err(BrokerError::InvalidAddress {
+                address: format!("{}:{}", self.inner.name, shorten(address)),
+                problem: "an HTTP address is a path below the connection's base_url: no `.` or `..` segments, `\\` or `#`".into(),
+            });
+        }
         Ok(format!(
             "{}/{}",
             base.trim_end_matches('/'),
@@ -219,6 +240,8 @@ impl HttpBroker {
             });
         }
         let headers = request_headers(&msg, self.inner.config.content_type.as_deref())?;
+        // What errors and dead letters say of the request: never a password in its URL.
+        let shown = format!("{method} {}", crate::config::redact(&url));
         let correlation_id = msg.correlation_id.clone();
         let mut request = self
             .inner
@@ -234,33 +257,45 @@ impl HttpBroker {
         };
         let response = request.send().await.map_err(|e| {
             let what = if e.is_timeout() {
-                format!(
-                    "{method} {url} took over {} ms",
-                    self.inner.config.timeout_ms
-                )
+                format!("{shown} took over {} ms", self.inner.config.timeout_ms)
             } else if e.is_connect() {
-                format!("{method} {url}: cannot connect")
+                format!("{shown}: cannot connect")
             } else {
-                format!("{method} {url}: {e}")
+                format!("{shown}: {}", e.without_url())
             };
             unavailable(what)
         })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| {
-            unavailable(format!(
-                "{method} {url}: the answer's body was cut off: {e}"
-            ))
-        })?;
+        let mut response = response;
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if body.len() + chunk.len() > MAX_ANSWER_BYTES => {
+                    return Err(BrokerError::TooLarge {
+                        size: body.len() + chunk.len(),
+                        limit: MAX_ANSWER_BYTES,
+                    });
+                }
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(unavailable(format!(
+                        "{shown}: the answer's body was cut off: {}",
+                        e.without_url()
+                    )));
+                }
+            }
+        }
         crate::metrics::http_egress(&self.inner.name, status.as_u16());
         if !status.is_success() {
             return Err(BrokerError::HttpStatus {
-                request: format!("{method} {url}"),
+                request: shown,
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&body[..body.len().min(1_000)]).into_owned(),
             });
         }
-        let mut reply = message_from_http(&headers, body.to_vec());
+        let mut reply = message_from_http(&headers, body);
         reply.set_header(STATUS_HEADER, HeaderValue::Int(i64::from(status.as_u16())));
         if reply.correlation_id.is_none() {
             reply.correlation_id = correlation_id;

@@ -87,7 +87,8 @@ impl BrokerError {
             BrokerError::Unroutable { .. } => "Unroutable",
             BrokerError::Mapping { .. } => "InvalidMessage",
             BrokerError::HttpStatus { status, .. } if *status >= 500 => "HttpServerError",
-            BrokerError::HttpStatus { .. } => "HttpClientError",
+            BrokerError::HttpStatus { status, .. } if *status >= 400 => "HttpClientError",
+            BrokerError::HttpStatus { .. } => "HttpRedirect",
         }
     }
 }

@@ -101,7 +101,9 @@ async fn take(
         });
     }
     if !config.anonymous {
-        super::caller::caller_with(state, method, headers, Role::Operator).await?;
+        // Taken as a change whatever its method: a session must show its CSRF token for a
+        // GET too, since ingress sends a message either way.
+        super::caller::caller_with(state, &Method::POST, headers, Role::Operator).await?;
     }
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -144,6 +146,15 @@ async fn take(
     if msg.topic.is_empty() {
         msg.topic = path.to_owned();
     }
+    // A caller does not pick the method of a later egress request, nor the status of an
+    // answer; an anonymous one does not pick where replies go either.
+    msg.headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case(crate::broker::http::METHOD_HEADER)
+            && !name.eq_ignore_ascii_case(STATUS_HEADER)
+    });
+    if config.anonymous {
+        msg.reply_to = None;
+    }
     msg.set_header(METHOD_HEADER, HeaderValue::Text(method.as_str().to_owned()));
     for (name, value) in query {
         msg.headers
@@ -164,24 +175,42 @@ async fn take(
             timeout.as_millis()
         ))),
         Err(RpcError::Broker(error)) => Err(error.into()),
-        Err(RpcError::Stopping) => Err(AppError::Unavailable("the host is stopping".into())),
+        Err(RpcError::Stopping) => Err(AppError::Unavailable(format!(
+            "accepted as `{id}`, but the host is stopping before its reply; the route still handles it"
+        ))),
     }
 }
 
-/// A reply as the HTTP answer: its status (`http-status`, else 502 for a failure reply, else
-/// 200), headers, content type and payload.
+/// Headers a reply may not set on the answer: the listener is the admin UI's origin too, so
+/// no cookies, cross-origin grants or transport policies for it come from a plugin.
+fn is_forbidden_answer_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with("set-cookie")
+        || name.starts_with("access-control-")
+        || name == "strict-transport-security"
+        || name == "content-security-policy"
+}
+
+/// A reply as the HTTP answer: its status (`http-status` from 200 to 599, else 502 for a
+/// failure reply, else 200), headers (but cookies, CORS and transport policies), content
+/// type and payload.
 fn answer(reply: Message) -> Response {
     let status = match reply.header(STATUS_HEADER) {
         Some(HeaderValue::Int(n)) => u16::try_from(*n).ok(),
         Some(HeaderValue::Text(text)) => text.trim().parse().ok(),
         _ => None,
     }
+    .filter(|n| (200..=599).contains(n))
     .and_then(|n| StatusCode::from_u16(n).ok())
     .unwrap_or(if reply.header("exception").is_some() {
         StatusCode::BAD_GATEWAY
     } else {
         StatusCode::OK
     });
+    let mut reply = reply;
+    reply
+        .headers
+        .retain(|(name, _)| !is_forbidden_answer_header(name));
     let headers = match request_headers(&reply, None) {
         Ok(headers) => headers,
         Err(error) => {

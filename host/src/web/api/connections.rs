@@ -312,7 +312,7 @@ async fn try_connection(state: &AppState, name: &str, spec: &ConnectionConfig) -
                 },
                 Err(e) => TestResult {
                     ok: false,
-                    detail: format!("{shown} does not answer: {e}"),
+                    detail: format!("{shown} does not answer: {}", e.without_url()),
                 },
             }
         }
