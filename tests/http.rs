@@ -30,6 +30,33 @@ struct Endpoint {
     failures_left: Arc<AtomicU32>,
 }
 
+impl Endpoint {
+    /// The requests to `path` so far: headers, body and the status answered, in order.
+    fn requests_to(&self, path: &str) -> Vec<(HeaderMap, Bytes, u16)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, ..)| p == path)
+            .map(|(_, headers, body, status)| (headers.clone(), body.clone(), *status))
+            .collect()
+    }
+}
+
+/// Waits (20 s at most) for dead letters in `web:{queue}` and returns them, as the queue API
+/// shows them.
+async fn dead_letters(client: &reqwest::Client, base: &str, queue: &str) -> Value {
+    let url = format!("{base}/api/v1/queues/web/{queue}/messages");
+    for _ in 0..400 {
+        let dead: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        if dead.as_array().is_some_and(|m| !m.is_empty()) {
+            return dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing arrived in web:{queue} within 20 s");
+}
+
 /// The independent endpoint: `/out` answers 503 while `failures_left` lasts, then 200;
 /// `/bad` answers 400 with a reason; `/upper` answers with the body upper-cased.
 async fn endpoint(
@@ -191,15 +218,7 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         accepted["id"].as_str().is_some_and(|id| !id.is_empty()),
         "{accepted}"
     );
-    let outs = || {
-        seen.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(path, ..)| path == "/out")
-            .map(|(_, headers, body, status)| (headers.clone(), body.clone(), *status))
-            .collect::<Vec<_>>()
-    };
+    let outs = || seen.requests_to("/out");
     until("the endpoint to take the output", || {
         outs().iter().any(|(.., status)| *status == 200)
     })
@@ -235,22 +254,7 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(accepted.status(), 202);
-    let dead_letters = format!("{base}/api/v1/queues/web/refunds.dead/messages");
-    let mut dead = Value::Null;
-    for _ in 0..400 {
-        dead = client
-            .get(&dead_letters)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if dead.as_array().is_some_and(|m| !m.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dead = dead_letters(&client, &base, "refunds.dead").await;
     let letter = &dead[0];
     assert_eq!(letter["payload"], "refund 7", "{dead}");
     assert_eq!(
@@ -260,16 +264,7 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
     let exception = letter["headers"]["exception"].as_str().unwrap();
     assert!(exception.contains("400"), "{exception}");
     assert!(exception.contains("no such order"), "{exception}");
-    assert_eq!(
-        seen.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, ..)| p == "/bad")
-            .count(),
-        1,
-        "a 400 is not retried"
-    );
+    assert_eq!(seen.requests_to("/bad").len(), 1, "a 400 is not retried");
 
     // A redirect is not followed (a POST would become a bodiless GET): it is dead-lettered.
     let accepted = client
@@ -279,33 +274,14 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(accepted.status(), 202);
-    let mut dead = Value::Null;
-    for _ in 0..400 {
-        dead = client
-            .get(format!("{base}/api/v1/queues/web/moving.dead/messages"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if dead.as_array().is_some_and(|m| !m.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let dead = dead_letters(&client, &base, "moving.dead").await;
     assert_eq!(
         dead[0]["headers"]["exception_name"], "HttpRedirect",
         "{dead}"
     );
     assert_eq!(dead[0]["payload"], "going", "{dead}");
     assert_eq!(
-        seen.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(p, ..)| p == "/out")
-            .count(),
+        seen.requests_to("/out").len(),
         3,
         "the redirect to /out was not followed"
     );

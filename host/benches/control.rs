@@ -148,12 +148,7 @@ fn ms(d: Duration) -> f64 {
 /// Phase 2: from `PUT /api/v1/routes/{name}` to the new chain serving, on one host: the
 /// answer, then a message published and taken through the API as a client would.
 async fn change_latency(dir: &std::path::Path) {
-    let mut config = Config::default();
-    config.routes.clear();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.database = format!("sqlite://{}/latency.db", dir.display());
-    config.server.plugin_dir =
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    let config = common::host_config(dir, "latency.db");
     let host = wharf::host::start(config).await.unwrap();
     let api = Api::new(&host);
     let route = |to: &str| json!({ "name": "moving", "from": "local:lat.in", "through": ["uppercase"], "to": to });

@@ -47,7 +47,6 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -420,12 +419,7 @@ fn wharf_rpc_call(host: &wharf::host::RunningHost) -> Call {
 }
 
 fn wharf_config(dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.routes.clear();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.database = format!("sqlite://{}/wharf.db", dir.display());
-    config.server.plugin_dir =
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    let mut config = common::host_config(dir, "wharf.db");
     config.connections.insert(
         "rabbit".into(),
         ConnectionConfig::Amqp(Box::new(AmqpConfig {

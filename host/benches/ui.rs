@@ -14,10 +14,8 @@ use common::amqp::{
     MESSAGES, PREFETCH, bare_lapin, clean, connect, measure, prepare, wharf_config,
 };
 use serde_json::json;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wharf::broker::{EmbeddedBroker, EmbeddedConfig};
-use wharf::config::Config;
 use wharf::host::RunningHost;
 use wharf::message::Message;
 
@@ -70,12 +68,7 @@ async fn load_times(client: &reqwest::Client, url: &str, cookie: &str) -> (f64, 
 }
 
 async fn pages_under_data(dir: &std::path::Path) {
-    let mut config = Config::default();
-    config.routes.clear();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.database = format!("sqlite://{}/ui.db", dir.display());
-    config.server.plugin_dir =
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    let config = common::host_config(dir, "ui.db");
     let host = wharf::host::start(config.clone()).await.unwrap();
     let cookie = session(&host, &config.server.database).await;
     let token = std::fs::read_to_string(wharf::auth::local_token_path(host.addr)).unwrap();

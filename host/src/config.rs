@@ -140,16 +140,11 @@ impl std::fmt::Debug for HttpConfig {
 }
 
 impl HttpConfig {
-    /// Whether a header's value is a secret, shown as `***`.
-    pub fn is_secret_header(name: &str) -> bool {
-        is_secret_name(name)
-    }
-
     fn redacted_headers(&self) -> BTreeMap<String, String> {
         self.headers
             .iter()
             .map(|(name, value)| {
-                let shown = if HttpConfig::is_secret_header(name) {
+                let shown = if is_secret_name(name) {
                     HIDDEN.to_owned()
                 } else {
                     value.clone()

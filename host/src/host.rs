@@ -7,12 +7,12 @@
 //! lost, because nothing is acked before its outputs are confirmed.
 
 use crate::broker::amqp::Topology;
-use crate::broker::{AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig, HttpBroker};
-use crate::config::{AmqpConfig, Config, ConnectionConfig, PluginConfig};
+use crate::broker::{Connections, Producer};
+use crate::config::{AmqpConfig, Config, PluginConfig};
 use crate::runtime::{HostFuture, HostServices, KvLimits, PluginSettings, Runtime, RuntimeConfig};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::store::Store;
-use crate::supervisor::{FileLayer, FilePlugin, Parts, Supervisor, queue_options};
+use crate::supervisor::{FileLayer, FilePlugin, Parts, Supervisor};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -222,47 +222,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         );
     }
 
-    let mut connections = Connections::default();
+    let connections = Connections::default();
     for (name, connection) in &config.connections {
-        match connection {
-            ConnectionConfig::Embedded(embedded) => {
-                // The broker's own limit stays above the routes' (server.max_message_bytes), so a
-                // message a route refuses as too large can still be dead-lettered.
-                let broker = EmbeddedBroker::new(
-                    store.clone(),
-                    EmbeddedConfig {
-                        connection: name.clone(),
-                        ..EmbeddedConfig::default()
-                    },
-                );
-                for queue in &embedded.queues {
-                    broker
-                        .declare(&queue.name, queue_options(queue))
-                        .await
-                        .with_context(|| {
-                            format!("connections.{name}: declaring queue `{}`", queue.name)
-                        })?;
-                }
-                connections.add_embedded(name, broker);
-            }
-            ConnectionConfig::Amqp(amqp) => {
-                let broker =
-                    AmqpBroker::start(name, (**amqp).clone(), topology_of(&config, name, amqp))?;
-                broker
-                    .wait_first_attempt()
-                    .await
-                    .with_context(|| format!("connections.{name}"))?;
-                if let Err(problem) = broker.check() {
-                    tracing::warn!(connection = %name, %problem, "starting without this connection; its routes wait for it");
-                }
-                connections.add_amqp(name, broker);
-            }
-            ConnectionConfig::Http(http) => {
-                let broker = HttpBroker::new(name, (**http).clone(), store.clone())
-                    .with_context(|| format!("connections.{name}"))?;
-                connections.add_http(name, broker);
+        let producer = crate::supervisor::open_connection(name, connection, &store, &config.routes)
+            .await
+            .map_err(|problem| anyhow::anyhow!("connections.{name}: {problem}"))?;
+        if let Producer::Amqp(broker) = &producer {
+            broker
+                .wait_first_attempt()
+                .await
+                .with_context(|| format!("connections.{name}"))?;
+            if let Err(problem) = broker.check() {
+                tracing::warn!(connection = %name, %problem, "starting without this connection; its routes wait for it");
             }
         }
+        connections.insert(name, producer);
     }
 
     let (trigger, shutdown) = shutdown::channel();

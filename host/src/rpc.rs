@@ -132,32 +132,17 @@ impl Rpc {
         }
         let producer = self.inner.connections.producer(to)?;
         let address = to.address.clone();
-        self.paired(to, request, timeout, |request| async move {
+        self.call_with(to, request, timeout, |request| async move {
             producer.send(&address, request).await
         })
         .await
     }
 
-    /// Like [`Rpc::call`] for a request that came in through HTTP ingress: `accept` holds it
-    /// for its route (after it has its correlation id and reply-to), and the reply comes back
-    /// through the connection's reply queue. The request's id is kept.
-    pub async fn call_accepted<F, Fut>(
-        &self,
-        to: &Address,
-        request: Message,
-        timeout: Duration,
-        accept: F,
-    ) -> Result<Message, RpcError>
-    where
-        F: FnOnce(Message) -> Fut,
-        Fut: Future<Output = Result<(), BrokerError>>,
-    {
-        self.paired(to, request, timeout, accept).await
-    }
-
     /// Gives `request` a fresh correlation id and this host's reply-to on `to`'s connection,
-    /// registers its waiter, sends it with `send` and waits for the reply.
-    async fn paired<F, Fut>(
+    /// registers its waiter, sends it with `send` and waits for the reply. [`Rpc::call`]
+    /// sends through the connection's producer; HTTP ingress holds the request for its route
+    /// (keeping its id), and the reply comes back through the connection's reply queue.
+    pub async fn call_with<F, Fut>(
         &self,
         to: &Address,
         mut request: Message,

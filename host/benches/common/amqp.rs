@@ -11,7 +11,6 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wharf::config::{AmqpConfig, AmqpQueueConfig, Config, ConnectionConfig};
 
@@ -205,12 +204,7 @@ pub async fn clean(client: &Connection, queues: &[&str]) {
 /// connection `rabbit` declaring `input` and `output`, with as many publishing channels as the
 /// bare program uses.
 pub fn wharf_config(dir: &std::path::Path, input: &str, output: &str) -> Config {
-    let mut config = Config::default();
-    config.routes.clear();
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.server.database = format!("sqlite://{}/wharf.db", dir.display());
-    config.server.plugin_dir =
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    let mut config = super::host_config(dir, "wharf.db");
     config.connections.insert(
         "rabbit".into(),
         ConnectionConfig::Amqp(Box::new(AmqpConfig {

@@ -18,3 +18,16 @@ pub fn cpu_time() -> Duration {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_secs_f64(ticks as f64 / 100.0)
 }
+
+/// A host's configuration for a benchmark: SQLite file `db` in `dir`, the listener on a free
+/// port, the example plugins, and no routes (the benchmark adds its own).
+#[allow(dead_code)] // not every benchmark starts a host
+pub fn host_config(dir: &std::path::Path, db: &str) -> wharf::config::Config {
+    let mut config = wharf::config::Config::default();
+    config.routes.clear();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.database = format!("sqlite://{}/{db}", dir.display());
+    config.server.plugin_dir =
+        Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    config
+}

@@ -403,10 +403,6 @@ impl Connections {
         self.insert(name, Producer::Amqp(broker));
     }
 
-    pub fn add_http(&mut self, name: &str, broker: HttpBroker) {
-        self.insert(name, Producer::Http(broker));
-    }
-
     /// Whether a connection of that name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.read().contains_key(name)

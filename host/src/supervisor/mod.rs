@@ -577,37 +577,8 @@ impl Supervisor {
         spec: &ConnectionConfig,
         desired: &Desired,
     ) -> Result<Producer, String> {
-        Ok(match spec {
-            ConnectionConfig::Embedded(embedded) => {
-                let broker = EmbeddedBroker::new(
-                    self.inner.parts.store.clone(),
-                    EmbeddedConfig {
-                        connection: name.to_owned(),
-                        ..EmbeddedConfig::default()
-                    },
-                );
-                for queue in &embedded.queues {
-                    broker
-                        .declare(&queue.name, queue_options(queue))
-                        .await
-                        .map_err(|e| format!("declaring queue `{}`: {e}", queue.name))?;
-                }
-                Producer::Embedded(broker)
-            }
-            ConnectionConfig::Amqp(amqp) => {
-                let routes: Vec<RouteConfig> =
-                    desired.routes.values().map(|r| r.spec.clone()).collect();
-                let topology = topology_for(name, amqp, &routes);
-                Producer::Amqp(
-                    AmqpBroker::start(name, (**amqp).clone(), topology)
-                        .map_err(|e| e.to_string())?,
-                )
-            }
-            ConnectionConfig::Http(http) => Producer::Http(
-                HttpBroker::new(name, (**http).clone(), self.inner.parts.store.clone())
-                    .map_err(|e| e.to_string())?,
-            ),
-        })
+        let routes: Vec<RouteConfig> = desired.routes.values().map(|r| r.spec.clone()).collect();
+        open_connection(name, spec, &self.inner.parts.store, &routes).await
     }
 
     async fn reconcile_routes(
@@ -934,6 +905,45 @@ pub fn queue_options(queue: &crate::config::QueueConfig) -> QueueOptions {
 
 /// What AMQP connection `name` declares: its configured topology, plus the queues `routes` use
 /// on it (inputs, plain-queue outputs, dead-letter queues), ensured to exist.
+/// Opens connection `name` as `spec` defines it: the one way a connection is opened, for the
+/// host's file at start and for the desired state after. An AMQP connection declares its
+/// topology and the queues `routes` need on it, and connects in the background.
+pub async fn open_connection(
+    name: &str,
+    spec: &ConnectionConfig,
+    store: &Store,
+    routes: &[RouteConfig],
+) -> Result<Producer, String> {
+    Ok(match spec {
+        ConnectionConfig::Embedded(embedded) => {
+            // The broker's own limit (its default) stays above the routes'
+            // (server.max_message_bytes), so a message a route refuses as too large can still
+            // be dead-lettered.
+            let broker = EmbeddedBroker::new(
+                store.clone(),
+                EmbeddedConfig {
+                    connection: name.to_owned(),
+                    ..EmbeddedConfig::default()
+                },
+            );
+            for queue in &embedded.queues {
+                broker
+                    .declare(&queue.name, queue_options(queue))
+                    .await
+                    .map_err(|e| format!("declaring queue `{}`: {e}", queue.name))?;
+            }
+            Producer::Embedded(broker)
+        }
+        ConnectionConfig::Amqp(amqp) => Producer::Amqp(
+            AmqpBroker::start(name, (**amqp).clone(), topology_for(name, amqp, routes))
+                .map_err(|e| e.to_string())?,
+        ),
+        ConnectionConfig::Http(http) => Producer::Http(
+            HttpBroker::new(name, (**http).clone(), store.clone()).map_err(|e| e.to_string())?,
+        ),
+    })
+}
+
 pub fn topology_for(
     name: &str,
     amqp: &crate::config::AmqpConfig,

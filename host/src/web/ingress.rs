@@ -160,7 +160,6 @@ async fn take(
         msg.headers
             .push((format!("{QUERY_PREFIX}{name}"), HeaderValue::Text(value)));
     }
-    crate::broker::check_message(&msg)?;
     let id = msg.id.clone();
     if !replies {
         http.accept(path, msg).await?;
@@ -168,7 +167,7 @@ async fn take(
     }
     let timeout = Duration::from_millis(config.reply_timeout_ms);
     let accept = |msg: Message| async move { http.accept(path, msg).await };
-    match state.rpc.call_accepted(&to, msg, timeout, accept).await {
+    match state.rpc.call_with(&to, msg, timeout, accept).await {
         Ok(reply) => Ok(answer(reply)),
         Err(RpcError::Timeout { .. }) => Err(AppError::Timeout(format!(
             "accepted as `{id}`, but no reply came within {} ms (reply_timeout_ms); the route still handles it",
@@ -194,7 +193,7 @@ fn is_forbidden_answer_header(name: &str) -> bool {
 /// A reply as the HTTP answer: its status (`http-status` from 200 to 599, else 502 for a
 /// failure reply, else 200), headers (but cookies, CORS and transport policies), content
 /// type and payload.
-fn answer(reply: Message) -> Response {
+fn answer(mut reply: Message) -> Response {
     let status = match reply.header(STATUS_HEADER) {
         Some(HeaderValue::Int(n)) => u16::try_from(*n).ok(),
         Some(HeaderValue::Text(text)) => text.trim().parse().ok(),
@@ -207,7 +206,6 @@ fn answer(reply: Message) -> Response {
     } else {
         StatusCode::OK
     });
-    let mut reply = reply;
     reply
         .headers
         .retain(|(name, _)| !is_forbidden_answer_header(name));

@@ -204,28 +204,24 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        if let AppError::TooManyRequests { retry_after_s, .. } = &self {
-            let retry_after = retry_after_s.to_string();
-            let (status, code, message, _) = self.parts();
-            let body =
-                Json(json!({ "error": { "code": code, "message": message, "field": null } }));
-            return (status, [(header::RETRY_AFTER, retry_after)], body).into_response();
-        }
-        if let AppError::MethodNotAllowed { allow, .. } = &self {
-            let allow = allow.clone();
-            let (status, code, message, _) = self.parts();
-            let body =
-                Json(json!({ "error": { "code": code, "message": message, "field": null } }));
-            return (status, [(header::ALLOW, allow)], body).into_response();
-        }
+        // The header some answers carry besides the body: when to try again, the methods
+        // taken, how to authenticate.
+        let extra = match &self {
+            AppError::TooManyRequests { retry_after_s, .. } => {
+                Some((header::RETRY_AFTER, retry_after_s.to_string()))
+            }
+            AppError::MethodNotAllowed { allow, .. } => Some((header::ALLOW, allow.clone())),
+            AppError::Unauthorized(_) => Some((header::WWW_AUTHENTICATE, "Bearer".to_owned())),
+            _ => None,
+        };
         let (status, code, message, field) = self.parts();
         let body = Json(json!({
             "error": { "code": code, "message": message, "field": field }
         }));
-        if status == StatusCode::UNAUTHORIZED {
-            return (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response();
+        match extra {
+            Some(extra) => (status, [extra], body).into_response(),
+            None => (status, body).into_response(),
         }
-        (status, body).into_response()
     }
 }
 

@@ -307,6 +307,13 @@ pub fn error_for(page: &Page, error: AppError) -> Response {
     message(Some(page), status, "That did not work", &text)
 }
 
+/// An API error as a form's flash, in the API's words, with its status: for a page that
+/// shows the form again, as it was.
+pub fn failed(error: AppError) -> (StatusCode, Value) {
+    let (status, text) = error.status_and_message();
+    (status, context! { kind => "error", text })
+}
+
 /// Back to `to` with a note saying what happened.
 pub fn done(to: &str, note: &str) -> Response {
     let separator = if to.contains('?') { '&' } else { '?' };

@@ -70,13 +70,13 @@ pub async fn login(
             ([(header::SET_COOKIE, signed_in.cookie)], Redirect::to("/")).into_response()
         }
         Err(error) => {
-            let (status, text) = error.status_and_message();
+            let (status, flash) = super::failed(error);
             render(
                 "login.html",
                 None,
                 "",
                 status,
-                context! { title => "Sign in", name => form.name, flash => context! { kind => "error", text } },
+                context! { title => "Sign in", name => form.name, flash },
             )
         }
     }
@@ -193,13 +193,13 @@ pub async fn setup(
     )
     .await;
     if let Err(error) = added {
-        let (status, text) = error.status_and_message();
+        let (status, flash) = super::failed(error);
         return render(
             "setup.html",
             None,
             "",
             status,
-            context! { title => "Set up", setup_token => form.csrf, name => form.name, flash => context! { kind => "error", text } },
+            context! { title => "Set up", setup_token => form.csrf, name => form.name, flash },
         );
     }
     match super::sign_in(&state, &headers, &form.name, form.password).await {
@@ -754,15 +754,8 @@ pub async fn add_connection(
             &format!("Connection {} added.", form.name.trim()),
         ),
         Err(error) => {
-            let (status, text) = error.status_and_message();
-            connections_page(
-                &state,
-                &page,
-                status,
-                &form,
-                Some(context! { kind => "error", text }),
-            )
-            .await
+            let (status, note) = super::failed(error);
+            connections_page(&state, &page, status, &form, Some(note)).await
         }
     }
 }
@@ -849,7 +842,7 @@ pub async fn test_new_connection(
         Ok(Json(result)) => {
             context! { kind => if result.ok { "ok" } else { "error" }, text => result.detail }
         }
-        Err(error) => context! { kind => "error", text => error.status_and_message().1 },
+        Err(error) => super::failed(error).1,
     };
     connections_page(&state, &page, StatusCode::OK, &form, Some(note)).await
 }
@@ -911,19 +904,22 @@ pub struct SendForm {
     timeout_ms: String,
 }
 
+/// The Send page: the form, a note, and the reply a request got (shown as a message).
 fn send_form(
     page: &Page,
     state: &AppState,
     status: StatusCode,
     form: &SendForm,
     note: Option<Note>,
+    reply: Option<Value>,
 ) -> Response {
+    let reply = reply.as_ref().map(shown);
     render(
         "send.html",
         Some(page),
         "/send",
         status,
-        context! { title => "Send", form, connections => state.connections.names(), flash => note },
+        context! { title => "Send", form, connections => state.connections.names(), reply, flash => note },
     )
 }
 
@@ -938,7 +934,7 @@ pub async fn send_page(State(state): State<AppState>, page: Page, Query(q): Para
             .unwrap_or_else(|| "local:demo.in".into()),
         ..SendForm::default()
     };
-    send_form(&page, &state, StatusCode::OK, &form, flash(&q))
+    send_form(&page, &state, StatusCode::OK, &form, flash(&q), None)
 }
 
 /// `connection:queue` as the API's path parts.
@@ -990,14 +986,8 @@ pub async fn send(
 
 /// The Send page again, with the form as it was and what went wrong.
 fn send_failed(page: &Page, state: &AppState, form: &SendForm, error: AppError) -> Response {
-    let (status, text) = error.status_and_message();
-    send_form(
-        page,
-        state,
-        status,
-        form,
-        Some(context! { kind => "error", text }),
-    )
+    let (status, note) = super::failed(error);
+    send_form(page, state, status, form, Some(note), None)
 }
 
 impl SendForm {
@@ -1056,19 +1046,15 @@ async fn send_and_wait(state: AppState, page: Page, form: SendForm) -> Response 
     .await;
     match result {
         Ok(reply) => {
-            let reply = shown(&reply);
-            render(
-                "send.html",
-                Some(&page),
-                "/send",
+            let note =
+                context! { kind => "ok", text => format!("Reply from {}.", form.address.trim()) };
+            send_form(
+                &page,
+                &state,
                 StatusCode::OK,
-                context! {
-                    title => "Send",
-                    form,
-                    connections => state.connections.names(),
-                    reply,
-                    flash => context! { kind => "ok", text => format!("Reply from {}.", form.address.trim()) },
-                },
+                &form,
+                Some(note),
+                Some(reply),
             )
         }
         Err(error) => send_failed(&page, &state, &form, error),
@@ -1423,15 +1409,8 @@ pub async fn add_user(
     match access::add_user(State(state.clone()), JsonBody(new)).await {
         Ok(_) => done("/users", &format!("User {} added.", form.name.trim())),
         Err(error) => {
-            let (status, text) = error.status_and_message();
-            users_page(
-                &state,
-                &page,
-                status,
-                Some(context! { kind => "error", text }),
-                None,
-            )
-            .await
+            let (status, note) = super::failed(error);
+            users_page(&state, &page, status, Some(note), None).await
         }
     }
 }
@@ -1484,15 +1463,8 @@ pub async fn create_token(
             users_page(&state, &page, StatusCode::CREATED, None, Some(shown)).await
         }
         Err(error) => {
-            let (status, text) = error.status_and_message();
-            users_page(
-                &state,
-                &page,
-                status,
-                Some(context! { kind => "error", text }),
-                None,
-            )
-            .await
+            let (status, note) = super::failed(error);
+            users_page(&state, &page, status, Some(note), None).await
         }
     }
 }
