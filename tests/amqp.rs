@@ -554,10 +554,21 @@ connect_timeout_ms = 2000
     let host = wharf::host::start(Config::load(Some(&path)).unwrap())
         .await
         .expect("a broker that is down does not stop the host");
+    // Anyone hears that the host is degraded; a viewer hears which connection and why.
+    let anonymous = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(anonymous["status"], "degraded", "{anonymous}");
+    assert!(anonymous.get("connections").is_none(), "{anonymous}");
+    let token = std::fs::read_to_string(wharf::auth::local_token_path(host.addr)).unwrap();
+    let viewer = support::client_with_token(token.trim());
     let get = |path: &str| {
-        let url = format!("http://127.0.0.1:{port}{path}");
+        let request = viewer.get(format!("http://127.0.0.1:{port}{path}"));
         async move {
-            let response = reqwest::get(&url).await.unwrap();
+            let response = request.send().await.unwrap();
             let status = response.status().as_u16();
             (status, response.json::<serde_json::Value>().await.unwrap())
         }

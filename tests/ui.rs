@@ -40,6 +40,12 @@ async fn the_admin_ui_in_a_real_browser() {
     let out = tokio::process::Command::new("node")
         .arg(browser_dir().join("ui.mjs"))
         .env("WHARF_URL", format!("http://{}", host.addr))
+        .env(
+            "WHARF_SETUP",
+            host.setup_link
+                .clone()
+                .expect("a new host prints a set-up link"),
+        )
         .env("WHARF_AMQP", amqp_url())
         .env("WHARF_QUEUE", &queue)
         .env("WHARF_PLUGINS", plugin_dir())

@@ -61,6 +61,35 @@ pub struct Caller {
     /// The user's name, or the token's.
     pub name: String,
     pub role: Role,
+    /// Whether `name` is an API token's (else a signed-in user's).
+    pub is_token: bool,
+}
+
+impl Caller {
+    pub fn user(name: &str, role: Role) -> Caller {
+        Caller {
+            name: name.to_owned(),
+            role,
+            is_token: false,
+        }
+    }
+
+    pub fn token(name: &str, role: Role) -> Caller {
+        Caller {
+            name: name.to_owned(),
+            role,
+            is_token: true,
+        }
+    }
+
+    /// Who this is, as the audit log and uploads name them: a user's name, or `token:NAME`.
+    pub fn actor(&self) -> String {
+        if self.is_token {
+            format!("token:{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 /// What is wrong with a password or a name given to create a user.
@@ -68,6 +97,8 @@ pub struct Caller {
 pub enum AuthError {
     #[error("a password needs at least {MIN_PASSWORD_CHARS} characters")]
     PasswordTooShort,
+    #[error("a password is at most {MAX_PASSWORD_BYTES} bytes")]
+    PasswordTooLong,
     #[error("a name is 1 to 64 letters, digits, `.`, `_`, `-` or `@`; `{0}` is not")]
     BadName(String),
     #[error("hashing the password failed: {0}")]
@@ -76,6 +107,8 @@ pub enum AuthError {
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
+/// The longest password accepted (or checked): hashing is not made to work on megabytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Checks a user's or a token's name: short, printable, no spaces.
 pub fn check_name(name: &str) -> Result<(), AuthError> {
@@ -96,6 +129,9 @@ pub fn check_name(name: &str) -> Result<(), AuthError> {
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(AuthError::PasswordTooShort);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::PasswordTooLong);
     }
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| AuthError::Hash(e.to_string()))?;
@@ -134,16 +170,20 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
-/// Where the host on `addr` keeps the CLI's token: `$WHARF_STATE_DIR`, else
-/// `$XDG_STATE_HOME/wharf`, else `~/.local/state/wharf`, one file per address.
-pub fn local_token_path(addr: SocketAddr) -> PathBuf {
-    let dir = std::env::var_os("WHARF_STATE_DIR")
+/// Where the host keeps what belongs to its machine (the CLI's token, the secret key):
+/// `$WHARF_STATE_DIR`, else `$XDG_STATE_HOME/wharf`, else `~/.local/state/wharf`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("WHARF_STATE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("wharf")))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/wharf")))
-        .unwrap_or_else(|| std::env::temp_dir().join("wharf"));
+        .unwrap_or_else(|| std::env::temp_dir().join("wharf"))
+}
+
+/// Where the host on `addr` keeps the CLI's token: one file per address in [`state_dir`].
+pub fn local_token_path(addr: SocketAddr) -> PathBuf {
     let host = addr.ip().to_string().replace(':', "_");
-    dir.join(format!("token-{host}-{}", addr.port()))
+    state_dir().join(format!("token-{host}-{}", addr.port()))
 }
 
 /// Writes `token` to `path`, readable and writable by this user only (0600 in a 0700
@@ -176,6 +216,109 @@ pub fn write_local_token(path: &std::path::Path, token: &str) -> std::io::Result
     file.write_all(token.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&partial, path)
+}
+
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("too many passwords are being checked at once; try again in a moment")]
+    Busy,
+    #[error(transparent)]
+    Refused(#[from] AuthError),
+}
+
+/// Password hashes and checks, a few at a time on the blocking pool: argon2 is slow on
+/// purpose, and without a bound a flood of sign-ins would take every core. A caller waits up
+/// to [`Hashing::WAIT`] for its turn, then is told to try again.
+pub struct Hashing {
+    permits: tokio::sync::Semaphore,
+}
+
+impl Default for Hashing {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Hashing::with_permits(cores.max(2))
+    }
+}
+
+impl Hashing {
+    /// How long a hash waits for its turn.
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub fn with_permits(permits: usize) -> Hashing {
+        Hashing {
+            permits: tokio::sync::Semaphore::new(permits),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let _permit = tokio::time::timeout(Self::WAIT, self.permits.acquire())
+            .await
+            .map_err(|_| HashError::Busy)?
+            .map_err(|_| HashError::Busy)?;
+        metrics::counter!(crate::metrics::PASSWORD_HASHES).increment(1);
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| HashError::Busy)
+    }
+
+    /// An argon2id hash of `password` (see [`hash_password`]).
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(AuthError::PasswordTooShort.into());
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(AuthError::PasswordTooLong.into());
+        }
+        Ok(self.run(move || hash_password(&password)).await??)
+    }
+
+    /// Whether `password` matches `hash` (see [`verify_password`]).
+    pub async fn verify(&self, password: String, hash: String) -> Result<bool, HashError> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
+        self.run(move || verify_password(&password, &hash)).await
+    }
+
+    /// Hashes that may run now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// The one-time link that sets up the first admin: made when a host starts on a database
+/// without users (and printed, as Jupyter and Grafana do), good until the first admin exists.
+/// Only its SHA-256 is kept; it is compared in constant time.
+#[derive(Default)]
+pub struct SetupLink {
+    digest: std::sync::Mutex<Option<String>>,
+}
+
+impl SetupLink {
+    /// A fresh token (the link's secret), replacing any earlier one.
+    pub fn issue(&self) -> String {
+        let (token, digest) = new_token();
+        *self.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
+        token
+    }
+
+    /// Whether `token` is the live set-up token.
+    pub fn accepts(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let digest = self.digest.lock().unwrap_or_else(|p| p.into_inner());
+        digest.as_deref().is_some_and(|d| {
+            !token.is_empty() && bool::from(d.as_bytes().ct_eq(token_digest(token).as_bytes()))
+        })
+    }
+
+    /// The first admin exists: the link works no more.
+    pub fn used(&self) {
+        *self.digest.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +354,30 @@ mod tests {
         assert!(a.starts_with("wharf_") && a.len() > 40);
         assert_eq!(token_digest(&a), digest);
         assert!(!digest.contains(&a[6..]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hashes_wait_for_their_turn_and_then_give_up() {
+        let hashing = std::sync::Arc::new(Hashing::with_permits(1));
+        let held = hashing.permits.acquire().await.unwrap();
+        let waiting = tokio::spawn({
+            let hashing = hashing.clone();
+            async move { hashing.hash("long enough password".into()).await }
+        });
+        tokio::time::advance(Hashing::WAIT + std::time::Duration::from_secs(1)).await;
+        assert!(matches!(waiting.await.unwrap(), Err(HashError::Busy)));
+        drop(held);
+        assert_eq!(hashing.available(), 1);
+    }
+
+    #[test]
+    fn the_setup_link_works_until_used() {
+        let link = SetupLink::default();
+        assert!(!link.accepts(""));
+        let token = link.issue();
+        assert!(link.accepts(&token) && !link.accepts("wharf_guess"));
+        link.used();
+        assert!(!link.accepts(&token));
     }
 
     #[test]

@@ -56,6 +56,26 @@ pub struct ServerConfig {
     /// Where compiled plugins are cached, so a restart (or another host on this machine)
     /// does not compile the same file again; by default `~/.cache/wharf/compiled`.
     pub compile_cache: Option<PathBuf>,
+    /// TLS on the listener: the API, the admin UI and ingress over HTTPS only. Session cookies
+    /// are then `Secure`, and answers carry HSTS.
+    pub tls: Option<ServerTlsConfig>,
+    /// The key that seals secrets in the database (connections' passwords, plugins' config):
+    /// a file of base64 (32 random bytes), made with mode 0600 on first start when absent.
+    /// By default `WHARF_SECRET_KEY` (the key itself), else `secret.key` in the host's state
+    /// folder (`~/.local/state/wharf`). Hosts sharing a database need the same key.
+    pub secret_key_file: Option<PathBuf>,
+    /// Keys that sealed secrets before a rotation: read, never used to seal.
+    pub previous_secret_key_files: Vec<PathBuf>,
+    /// How long the audit log keeps an entry.
+    pub audit_retention_days: u32,
+}
+
+/// The listener's certificate: PEM files of the certificate chain and its private key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +90,20 @@ impl Default for ServerConfig {
             max_request_bytes: 16 * 1024 * 1024,
             max_response_bytes: 32 * 1024 * 1024,
             compile_cache: crate::runtime::default_cache_dir(),
+            tls: None,
+            secret_key_file: None,
+            previous_secret_key_files: Vec::new(),
+            audit_retention_days: 365,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Where this host finds the keys that seal secrets.
+    pub fn key_sources(&self) -> crate::secrets::KeySources {
+        crate::secrets::KeySources {
+            file: self.secret_key_file.clone(),
+            previous: self.previous_secret_key_files.clone(),
         }
     }
 }
@@ -109,6 +143,9 @@ pub struct HttpConfig {
     pub anonymous: bool,
     /// How long ingress on a route that replies waits for the reply.
     pub reply_timeout_ms: u64,
+    /// For `https://` endpoints: a private CA to trust (besides the system's), and a client
+    /// certificate when the endpoint asks for one (PEM `cert` and `key`, or a PKCS#12 bundle).
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -122,6 +159,7 @@ impl Default for HttpConfig {
             ingress_methods: vec!["POST".into()],
             anonymous: false,
             reply_timeout_ms: 30_000,
+            tls: None,
         }
     }
 }
@@ -135,6 +173,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("ingress_methods", &self.ingress_methods)
             .field("anonymous", &self.anonymous)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -216,6 +255,9 @@ impl HttpConfig {
                 ));
             }
         }
+        if let Some(tls) = &self.tls {
+            crate::tls::check(tls).map_err(|problem| invalid(format!("{key}tls"), problem))?;
+        }
         Ok(())
     }
 }
@@ -275,8 +317,9 @@ impl AmqpConfig {
     }
 }
 
-/// TLS for `amqps://` brokers: a private CA, and a client certificate when the broker asks
-/// for one (PEM certificate and PKCS#8 key, or a PKCS#12 bundle).
+/// TLS to a broker or endpoint (`amqps://`, `https://`): a private CA, and a client
+/// certificate when the peer asks for one (PEM certificate and PKCS#8 key, or a PKCS#12
+/// bundle).
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -661,15 +704,7 @@ impl AmqpConfig {
             return Err(invalid(format!("{key}channels"), "must be at least 1"));
         }
         if let Some(tls) = &self.tls {
-            if tls.cert.is_some() != tls.key.is_some() {
-                return Err(invalid(format!("{key}tls"), "`cert` and `key` go together"));
-            }
-            if tls.pkcs12.is_some() && tls.cert.is_some() {
-                return Err(invalid(
-                    format!("{key}tls"),
-                    "give either `pkcs12` or `cert` and `key`, not both",
-                ));
-            }
+            crate::tls::check(tls).map_err(|problem| invalid(format!("{key}tls"), problem))?;
         }
         for (i, exchange) in self.exchanges.iter().enumerate() {
             if !["direct", "topic", "fanout", "headers"].contains(&exchange.kind.as_str()) {
@@ -750,6 +785,9 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("compile_cache", &self.compile_cache)
+            .field("tls", &self.tls)
+            .field("secret_key_file", &self.secret_key_file)
+            .field("audit_retention_days", &self.audit_retention_days)
             .finish()
     }
 }
@@ -901,50 +939,118 @@ impl ConnectionConfig {
                 let mut http = http.clone();
                 http.base_url = http.base_url.as_deref().map(redact);
                 http.headers = http.redacted_headers();
+                if let Some(tls) = &mut http.tls
+                    && !tls.pkcs12_password.is_empty()
+                {
+                    tls.pkcs12_password = HIDDEN.into();
+                }
                 ConnectionConfig::Http(http)
             }
         }
     }
 
     /// `self` as sent back from what [`ConnectionConfig::redacted`] showed: every secret
-    /// still shown hidden (`***`) keeps its value in `stored`.
-    pub fn keep_secrets(&mut self, stored: &ConnectionConfig) {
+    /// still shown hidden (`***`) keeps its value in `stored`, but only where it goes to the
+    /// same place: a URL's password only for that very URL, a header's secret only while
+    /// `base_url` names the same host, a bundle's password only for the same bundle. A secret
+    /// hidden anywhere else is an error naming its field: it is never carried to another host,
+    /// nor stored as `***`.
+    pub fn keep_secrets(&mut self, stored: &ConnectionConfig) -> Result<(), ConfigError> {
+        /// `url` with its hidden password restored from the stored URL it was shown as.
+        fn url_kept(key: &str, url: &mut String, stored: &[&String]) -> Result<(), ConfigError> {
+            if let Some(original) = stored.iter().find(|o| redact(o) == *url) {
+                *url = (*original).clone();
+                return Ok(());
+            }
+            if redact(url) != *url && url.contains(HIDDEN) {
+                return Err(invalid(
+                    key,
+                    "holds a hidden secret (***), but not as it was stored: a stored password is kept only for the same URL; give it again",
+                ));
+            }
+            Ok(())
+        }
         match (self, stored) {
             (ConnectionConfig::Amqp(new), ConnectionConfig::Amqp(old)) => {
-                if let (Some(url), Some(original)) = (&new.url, &old.url)
-                    && *url == redact(original)
-                {
-                    new.url = Some(original.clone());
+                let old_urls: Vec<&String> = old.url.iter().chain(&old.urls).collect();
+                if let Some(url) = &mut new.url {
+                    url_kept("url", url, &old_urls)?;
                 }
-                if let (Some(tls), Some(old_tls)) = (&mut new.tls, &old.tls)
+                for (i, url) in new.urls.iter_mut().enumerate() {
+                    url_kept(&format!("urls[{i}]"), url, &old_urls)?;
+                }
+                if let Some(tls) = &mut new.tls
                     && tls.pkcs12_password == HIDDEN
                 {
-                    tls.pkcs12_password = old_tls.pkcs12_password.clone();
-                }
-                for url in new.urls.iter_mut() {
-                    if let Some(original) = old.urls.iter().find(|o| redact(o) == *url && *o != url)
-                    {
-                        *url = original.clone();
+                    match &old.tls {
+                        Some(old_tls) if old_tls.pkcs12 == tls.pkcs12 => {
+                            tls.pkcs12_password = old_tls.pkcs12_password.clone();
+                        }
+                        _ => {
+                            return Err(invalid(
+                                "tls.pkcs12_password",
+                                "is hidden (***) but the bundle is another: give its password",
+                            ));
+                        }
                     }
                 }
             }
             (ConnectionConfig::Http(new), ConnectionConfig::Http(old)) => {
-                if let (Some(url), Some(original)) = (&new.base_url, &old.base_url)
-                    && *url == redact(original)
-                {
-                    new.base_url = Some(original.clone());
+                let same_host = new.base_url.as_deref().map(origin_of)
+                    == old.base_url.as_deref().map(origin_of);
+                if let Some(url) = &mut new.base_url {
+                    url_kept("base_url", url, &old.base_url.iter().collect::<Vec<_>>())?;
                 }
                 for (name, value) in new.headers.iter_mut() {
-                    if value == HIDDEN
-                        && let Some(original) = old.headers.get(name)
-                    {
-                        *value = original.clone();
+                    if value != HIDDEN {
+                        continue;
+                    }
+                    match old.headers.get(name) {
+                        Some(original) if same_host => *value = original.clone(),
+                        Some(_) => {
+                            return Err(invalid(
+                                format!("headers.{name}"),
+                                "is hidden (***) but base_url now names another host: a stored secret is not carried there; give it again",
+                            ));
+                        }
+                        None => {
+                            return Err(invalid(
+                                format!("headers.{name}"),
+                                "is hidden (***) but none is stored; give its value",
+                            ));
+                        }
+                    }
+                }
+                if let Some(tls) = &mut new.tls
+                    && tls.pkcs12_password == HIDDEN
+                {
+                    match &old.tls {
+                        Some(old_tls) if old_tls.pkcs12 == tls.pkcs12 => {
+                            tls.pkcs12_password = old_tls.pkcs12_password.clone();
+                        }
+                        _ => {
+                            return Err(invalid(
+                                "tls.pkcs12_password",
+                                "is hidden (***) but the bundle is another: give its password",
+                            ));
+                        }
                     }
                 }
             }
             _ => {}
         }
+        Ok(())
     }
+}
+
+/// The scheme, host and port a URL sends to (what a stored secret is bound to).
+fn origin_of(url: &str) -> Option<(String, String, Option<u16>)> {
+    let parsed = url::Url::parse(url).ok()?;
+    Some((
+        parsed.scheme().to_owned(),
+        parsed.host_str()?.to_ascii_lowercase(),
+        parsed.port_or_known_default(),
+    ))
 }
 
 impl RouteConfig {
@@ -1017,8 +1123,6 @@ impl RouteConfig {
     }
 }
 
-/// `url` with its password replaced, for messages and logs: the one in the authority
-/// (`scheme://user:password@host`) and a `password=` query parameter (PostgreSQL's).
 /// What a secret is shown as.
 pub const HIDDEN: &str = "***";
 
@@ -1059,29 +1163,69 @@ fn check_address(
     check_routing_key(key, routing_key)
 }
 
-/// Whether a header or a URL's query parameter holds a secret (`Authorization`, `password`,
-/// `token`, `api_key`, …), by its name.
-fn is_secret_name(name: &str) -> bool {
+/// Whether a header, a URL's query parameter or a plugin's config value holds a secret
+/// (`Authorization`, `password`, `token`, `api_key`, …), by its name.
+pub fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
         "authorization",
         "cookie",
         "password",
+        "passwd",
         "token",
         "secret",
         "key",
+        "credential",
+        "signature",
     ]
     .iter()
     .any(|word| name.contains(word))
 }
 
+/// `url` with its secrets hidden, for messages, logs and answers: the password in the
+/// authority (`scheme://user:***@host`), or the user name when it stands alone with no
+/// password anywhere (a token: `https://***@host`), and query parameters with secret names
+/// (`?token=***`, PostgreSQL's `password=`). Parsed with the `url` crate; what it cannot parse is hidden by its shape.
 pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.cannot_be_a_base() => {
+            let secret_query = parsed.query_pairs().any(|(name, _)| is_secret_name(&name));
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some(HIDDEN));
+            } else if !parsed.username().is_empty() && !secret_query {
+                // A user name alone, with no password anywhere, is a token more often than
+                // not (`https://TOKEN@host`).
+                let _ = parsed.set_username(HIDDEN);
+            }
+            if secret_query {
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(name, value)| {
+                        let value = if is_secret_name(&name) {
+                            HIDDEN.to_owned()
+                        } else {
+                            value.into_owned()
+                        };
+                        (name.into_owned(), value)
+                    })
+                    .collect();
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        _ => redact_by_shape(url),
+    }
+}
+
+/// [`redact`] for what is not a URL the parser takes: whatever stands between `://` and the
+/// last `@` is hidden but a user name before a `:`, and secret query values.
+fn redact_by_shape(url: &str) -> String {
     let mut shown = match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
             match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:{HIDDEN}{}", &url[..scheme + 3], &url[at..]),
+                None => format!("{}{HIDDEN}{}", &url[..scheme + 3], &url[at..]),
             }
         }
         _ => url.to_owned(),
@@ -1091,9 +1235,7 @@ pub fn redact(url: &str) -> String {
         let params: Vec<String> = params
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((name, _)) if is_secret_name(name) => {
-                    format!("{name}=***")
-                }
+                Some((name, _)) if is_secret_name(name) => format!("{name}={HIDDEN}"),
                 _ => param.to_owned(),
             })
             .collect();
@@ -1191,6 +1333,15 @@ mod tests {
         assert_eq!(amqp.all_urls(), ["amqp://h", "amqp://h2"]);
         assert!(amqp.exchanges[0].durable);
         assert_eq!(redact("amqp://u:secret@h/%2f"), "amqp://u:***@h/%2f");
+        assert_eq!(
+            redact("https://ghp_TOKEN123@api.example.com/hooks"),
+            "https://***@api.example.com/hooks"
+        );
+        assert_eq!(
+            redact("https://h.example/x?api_key=k1&page=2"),
+            "https://h.example/x?api_key=***&page=2"
+        );
+        assert_eq!(redact("not a url :// tok@en"), "not a url ://***@en");
         assert_eq!(
             redact("postgres://u@h/db?sslmode=require&password=secret&sslpassword=key"),
             "postgres://u@h/db?sslmode=require&password=***&sslpassword=***"

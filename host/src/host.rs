@@ -24,6 +24,9 @@ use tokio::task::JoinSet;
 pub struct RunningHost {
     /// Where the HTTP listener is bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The one-time link that sets up the first admin, when the database had no user at
+    /// start (also printed to the log).
+    pub setup_link: Option<String>,
     /// This host's correlation table (its reply queue's name, calls in flight).
     pub rpc: crate::rpc::Rpc,
     /// The file holding the token this host keeps for the CLI on its machine.
@@ -184,7 +187,18 @@ fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
 
 /// Starts the host described by `config` and returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
-    let store = Store::open(&config.server.database).await?;
+    let keyring = crate::secrets::Keyring::load(&config.server.key_sources())
+        .context("server.secret_key_file")?;
+    let store = Store::open(&config.server.database)
+        .await?
+        .with_keyring(Arc::new(keyring));
+    // Secrets kept in clear by an older version, or sealed with a key since rotated, are
+    // sealed with the current key.
+    match store.reseal_secrets().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(documents = n, "sealed secrets with the current key"),
+        Err(error) => tracing::warn!(%error, "could not seal the stored secrets again"),
+    }
     crate::metrics::handle();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: config.server.compile_cache.clone(),
@@ -268,10 +282,32 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     };
     warn_of_unserved_queues(&store, &connections).await;
 
+    let tls = match &config.server.tls {
+        Some(tls) => Some(Arc::new(
+            crate::tls::server_config(&tls.cert, &tls.key).context("server.tls")?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let setup = Arc::new(crate::auth::SetupLink::default());
+    let setup_link = if store.users().await?.is_empty() {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        // Listening on every address: the link names this machine's own.
+        let mut shown = addr;
+        if shown.ip().is_unspecified() {
+            shown.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let link = format!("{scheme}://{shown}/setup?token={}", setup.issue());
+        tracing::warn!(
+            "no admin yet: open {link} to make the first one (the link works until an admin exists), or run `wharf user add NAME --role admin` on this machine"
+        );
+        Some(link)
+    } else {
+        None
+    };
     let local_token = keep_local_token(&store, addr).await?;
     let rpc = crate::rpc::Rpc::new(
         connections.clone(),
@@ -280,6 +316,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     );
     let _ = store_services.rpc.set(rpc.clone());
     let rpc_handle = rpc.clone();
+    let limits = Arc::new(crate::web::limits::PeerLimits::default());
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
         store: store.clone(),
@@ -289,32 +326,46 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,
         max_message_bytes: config.server.max_message_bytes,
-        throttle: Default::default(),
+        tls: tls.is_some(),
+        hashing: Arc::new(crate::auth::Hashing::default()),
+        limits: limits.clone(),
+        setup,
     });
-    // Samples of the route counters, for the dashboard's last minutes.
+    // Samples of the route counters, for the dashboard's last minutes; every minute, the
+    // credential limits forget quiet peers; every hour, old audit entries go.
     let mut sampling = shutdown.clone();
+    let retention = Duration::from_secs(u64::from(config.server.audit_retention_days) * 86_400);
+    let pruned = store.clone();
     tasks.spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(10));
+        let mut ticks: u64 = 0;
         loop {
             tokio::select! {
                 _ = sampling.fired() => return,
-                _ = every.tick() => crate::metrics::sample(),
+                _ = every.tick() => {}
+            }
+            crate::metrics::sample();
+            ticks += 1;
+            if ticks.is_multiple_of(6) {
+                limits.prune();
+            }
+            if ticks % 360 == 1 {
+                let before = crate::message::now_ms() as i64 - retention.as_millis() as i64;
+                if let Err(error) = pruned.prune_audit(before).await {
+                    tracing::warn!(%error, "could not prune the audit log");
+                }
             }
         }
     });
-    let mut http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.fired().await });
-        if let Err(error) = server.await {
-            tracing::error!(%error, "the HTTP listener failed");
-        }
-    });
+    tasks.spawn(crate::web::listener::serve(
+        listener,
+        app,
+        tls,
+        shutdown.clone(),
+    ));
     Ok(RunningHost {
         addr,
+        setup_link,
         rpc: rpc_handle,
         local_token,
         grace,

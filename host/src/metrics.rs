@@ -14,10 +14,17 @@
 //! - `wharf_http_ingress_requests_total{connection, status}`: ingress requests, by answer;
 //! - `wharf_http_egress_requests_total{connection, status}`: egress requests, by answer;
 //! - `wharf_rpc_calls_total{outcome}`: calls through the correlation table (`reply`,
-//!   `timeout`, `error`), and `wharf_rpc_in_flight`, the calls waiting now.
+//!   `timeout`, `error`), and `wharf_rpc_in_flight`, the calls waiting now;
+//! - `wharf_password_hashes_total`: password hashes and checks run (each a few milliseconds
+//!   of a core, on purpose).
+//!
+//! *Invariant*: every label value names something the host knows (a route, a plugin, a
+//! connection, a status code, an outcome): nothing a caller sends adds a series. Ingress to a
+//! connection that does not exist is counted without a `connection` label.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 pub const MESSAGES_IN: &str = "wharf_route_messages_in_total";
 pub const MESSAGES_OUT: &str = "wharf_route_messages_out_total";
@@ -31,6 +38,7 @@ pub const HTTP_INGRESS: &str = "wharf_http_ingress_requests_total";
 pub const HTTP_EGRESS: &str = "wharf_http_egress_requests_total";
 pub const RPC_CALLS: &str = "wharf_rpc_calls_total";
 pub const RPC_IN_FLIGHT: &str = "wharf_rpc_in_flight";
+pub const PASSWORD_HASHES: &str = "wharf_password_hashes_total";
 
 /// Plugin calls take from microseconds to seconds.
 const CALL_BUCKETS: [f64; 14] = [
@@ -82,12 +90,17 @@ fn describe() {
     metrics::describe_counter!(HTTP_EGRESS, "HTTP egress requests, by status answered");
     metrics::describe_counter!(RPC_CALLS, "RPC calls, by outcome");
     metrics::describe_gauge!(RPC_IN_FLIGHT, "RPC calls waiting for their reply");
+    metrics::describe_counter!(PASSWORD_HASHES, "Password hashes and checks run");
 }
 
-/// An HTTP ingress request answered with `status`.
-pub fn http_ingress(connection: &str, status: u16) {
-    metrics::counter!(HTTP_INGRESS, "connection" => connection.to_owned(), "status" => status.to_string())
-        .increment(1);
+/// An HTTP ingress request answered with `status`, to `connection` if it exists (`None`:
+/// a name nobody configured, counted without it).
+pub fn http_ingress(connection: Option<&str>, status: u16) {
+    match connection {
+        Some(connection) => metrics::counter!(HTTP_INGRESS, "connection" => connection.to_owned(), "status" => status.to_string())
+            .increment(1),
+        None => metrics::counter!(HTTP_INGRESS, "status" => status.to_string()).increment(1),
+    }
 }
 
 /// An HTTP egress request answered with `status`.
@@ -149,30 +162,39 @@ impl RouteCounts {
     }
 }
 
-/// Every route's counters now, read from the same recorder `/metrics` renders.
+/// Every route's counters, as the dashboard reads them: the same counts `/metrics` renders,
+/// kept beside the recorder so reading them needs no rendering and parsing of the whole text.
+/// One entry per route name the host has run.
+static TOTALS: std::sync::Mutex<std::collections::BTreeMap<String, Arc<Totals>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// One route's running totals.
+#[derive(Default)]
+struct Totals {
+    r#in: AtomicU64,
+    out: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+/// Every route's counters now.
 pub fn route_totals() -> std::collections::BTreeMap<String, RouteCounts> {
-    let mut totals: std::collections::BTreeMap<String, RouteCounts> = Default::default();
-    for line in handle().render().lines() {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Some((name, labels)) = series.split_once("{route=\"") else {
-            continue;
-        };
-        let (Some(route), Ok(value)) = (labels.strip_suffix("\"}"), value.parse::<f64>()) else {
-            continue;
-        };
-        let counts = totals.entry(route.replace("\\\"", "\"")).or_default();
-        match name {
-            MESSAGES_IN => counts.r#in = value,
-            MESSAGES_OUT => counts.out = value,
-            MESSAGES_FAILED => counts.failed = value,
-            MESSAGES_RETRIED => counts.retried = value,
-            MESSAGES_DEAD_LETTERED => counts.dead_lettered = value,
-            _ => {}
-        }
-    }
+    let totals = TOTALS.lock().unwrap_or_else(|p| p.into_inner());
     totals
+        .iter()
+        .map(|(route, t)| {
+            let read = |n: &AtomicU64| n.load(Ordering::Relaxed) as f64;
+            let counts = RouteCounts {
+                r#in: read(&t.r#in),
+                out: read(&t.out),
+                failed: read(&t.failed),
+                retried: read(&t.retried),
+                dead_lettered: read(&t.dead_lettered),
+            };
+            (route.clone(), counts)
+        })
+        .collect()
 }
 
 /// How far back the dashboard's recent counts look.
@@ -221,26 +243,50 @@ pub fn recent() -> (
     (recent, since.elapsed())
 }
 
+/// One of a route's counters: Prometheus's, and the running total the dashboard reads.
+pub struct Count {
+    counter: metrics::Counter,
+    total: Arc<Totals>,
+    field: fn(&Totals) -> &AtomicU64,
+}
+
+impl Count {
+    pub fn increment(&self, n: u64) {
+        self.counter.increment(n);
+        (self.field)(&self.total).fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// One route's counters and its plugins' call histograms, looked up once when the route starts
 /// rather than by name and labels for every message.
 pub struct RouteMetrics {
-    pub messages_in: metrics::Counter,
-    pub messages_out: metrics::Counter,
-    pub failed: metrics::Counter,
-    pub retried: metrics::Counter,
-    pub dead_lettered: metrics::Counter,
+    pub messages_in: Count,
+    pub messages_out: Count,
+    pub failed: Count,
+    pub retried: Count,
+    pub dead_lettered: Count,
     calls: std::collections::HashMap<String, metrics::Histogram>,
 }
 
 impl RouteMetrics {
     pub fn new<'a>(route: &str, plugins: impl IntoIterator<Item = &'a str>) -> RouteMetrics {
-        let counter = |name: &'static str| metrics::counter!(name, "route" => route.to_owned());
+        let total = TOTALS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(route.to_owned())
+            .or_default()
+            .clone();
+        let count = |name: &'static str, field: fn(&Totals) -> &AtomicU64| Count {
+            counter: metrics::counter!(name, "route" => route.to_owned()),
+            total: total.clone(),
+            field,
+        };
         RouteMetrics {
-            messages_in: counter(MESSAGES_IN),
-            messages_out: counter(MESSAGES_OUT),
-            failed: counter(MESSAGES_FAILED),
-            retried: counter(MESSAGES_RETRIED),
-            dead_lettered: counter(MESSAGES_DEAD_LETTERED),
+            messages_in: count(MESSAGES_IN, |t| &t.r#in),
+            messages_out: count(MESSAGES_OUT, |t| &t.out),
+            failed: count(MESSAGES_FAILED, |t| &t.failed),
+            retried: count(MESSAGES_RETRIED, |t| &t.retried),
+            dead_lettered: count(MESSAGES_DEAD_LETTERED, |t| &t.dead_lettered),
             calls: plugins
                 .into_iter()
                 .map(|plugin| {

@@ -91,35 +91,66 @@ struct Inner {
     held: EmbeddedBroker,
 }
 
+/// The HTTP client of connection `name`: its headers on every request, its TLS (the system's
+/// roots, its private CA, its client certificate), requests bounded by `timeout`, and no
+/// redirects. Following a 301 or 302 would turn a POST into a GET without its body, which the
+/// endpoint could confirm with a 200, and carry the connection's headers to another host: a
+/// 3xx is an answer like any other non-2xx.
+pub fn client(
+    name: &str,
+    config: &HttpConfig,
+    timeout: Duration,
+) -> Result<reqwest::Client, BrokerError> {
+    let unusable = |detail: String| BrokerError::Unavailable {
+        connection: name.to_owned(),
+        detail,
+    };
+    let mut headers = HeaderMap::new();
+    for (header, value) in &config.headers {
+        let (Ok(header), Ok(value)) = (
+            HeaderName::from_bytes(header.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) else {
+            return Err(BrokerError::Mapping {
+                field: format!("headers.{header}"),
+                problem: "not a valid header".into(),
+            });
+        };
+        headers.insert(header, value);
+    }
+    let tls = crate::tls::client_config(config.tls.as_ref())
+        .map_err(|e| unusable(format!("connections.{name}.tls: {e}")))?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| unusable(format!("cannot make an HTTP client: {e}")))
+}
+
+/// What went wrong with a request, with its causes (a refused certificate, a reset
+/// connection), and without its URL (which errors show redacted, where they show one).
+pub(crate) fn reason(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !reason.contains(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = cause.source();
+    }
+    reason
+}
+
 impl HttpBroker {
     /// Connection `name` as `config` defines it, holding its queues in `store`.
     pub fn new(name: &str, config: HttpConfig, store: Store) -> Result<HttpBroker, BrokerError> {
-        let mut headers = HeaderMap::new();
-        for (header, value) in &config.headers {
-            let (Ok(header), Ok(value)) = (
-                HeaderName::from_bytes(header.as_bytes()),
-                reqwest::header::HeaderValue::from_str(value),
-            ) else {
-                return Err(BrokerError::Mapping {
-                    field: format!("headers.{header}"),
-                    problem: "not a valid header".into(),
-                });
-            };
-            headers.insert(header, value);
-        }
-        // No redirects: following a 301 or 302 turns a POST into a GET without its body,
-        // which the endpoint could confirm with a 200, and carries the connection's headers
-        // to another host. A 3xx is an answer like any other non-2xx (dead-lettered).
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .default_headers(headers)
-            .timeout(Duration::from_millis(config.timeout_ms))
-            .connect_timeout(Duration::from_millis(config.timeout_ms.min(5_000)))
-            .build()
-            .map_err(|e| BrokerError::Unavailable {
-                connection: name.to_owned(),
-                detail: format!("cannot make an HTTP client: {e}"),
-            })?;
+        let client = client(name, &config, Duration::from_millis(config.timeout_ms))?;
         let held = EmbeddedBroker::new(
             store,
             EmbeddedConfig {
@@ -259,9 +290,9 @@ impl HttpBroker {
             let what = if e.is_timeout() {
                 format!("{shown} took over {} ms", self.inner.config.timeout_ms)
             } else if e.is_connect() {
-                format!("{shown}: cannot connect")
+                format!("{shown}: cannot connect: {}", reason(e))
             } else {
-                format!("{shown}: {}", e.without_url())
+                format!("{shown}: {}", reason(e))
             };
             unavailable(what)
         })?;
@@ -282,7 +313,7 @@ impl HttpBroker {
                 Err(e) => {
                     return Err(unavailable(format!(
                         "{shown}: the answer's body was cut off: {}",
-                        e.without_url()
+                        reason(e)
                     )));
                 }
             }

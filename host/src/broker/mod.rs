@@ -576,3 +576,85 @@ impl Connections {
         }
     }
 }
+
+/// The outcome of a connection test.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ConnectionTest {
+    pub ok: bool,
+    /// What was tried, and what went wrong.
+    pub detail: String,
+}
+
+impl ConnectionTest {
+    fn new(ok: bool, detail: impl Into<String>) -> ConnectionTest {
+        ConnectionTest {
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Connects to connection `name` as `spec` defines it, afresh, and says whether it works now
+/// (not only what a running host last saw): the embedded broker's database answers; a
+/// RabbitMQ broker takes a connection (closed at once); an HTTP endpoint answers a HEAD on
+/// its base URL through the very client egress uses (its TLS, its headers, no redirects).
+pub async fn test_connection(
+    name: &str,
+    spec: &crate::config::ConnectionConfig,
+    store: &crate::store::Store,
+) -> ConnectionTest {
+    use crate::config::ConnectionConfig;
+    match spec {
+        ConnectionConfig::Embedded(_) => match store.ping().await {
+            Ok(()) => ConnectionTest::new(
+                true,
+                "the embedded broker lives in this host's database, which answers",
+            ),
+            Err(e) => ConnectionTest::new(false, format!("the database does not answer: {e}")),
+        },
+        ConnectionConfig::Http(config) => {
+            let Some(base) = &config.base_url else {
+                return ConnectionTest::new(
+                    true,
+                    "ingress only (no base_url): its messages are held in this host's database",
+                );
+            };
+            let shown = crate::config::redact(base);
+            let timeout = Duration::from_millis(config.timeout_ms.min(15_000));
+            let client = match http::client(name, config, timeout) {
+                Ok(client) => client,
+                Err(e) => return ConnectionTest::new(false, e.to_string()),
+            };
+            match client.head(base).send().await {
+                // Any answer shows the endpoint is there; what it says of HEAD on its base
+                // URL says nothing of the requests routes will send. A redirect is said as
+                // it is: egress does not follow one either.
+                Ok(answer) if answer.status().is_redirection() => ConnectionTest::new(
+                    true,
+                    format!(
+                        "{shown} answers (HEAD: {}, a redirect, which egress does not follow)",
+                        answer.status()
+                    ),
+                ),
+                Ok(answer) => ConnectionTest::new(
+                    true,
+                    format!("{shown} answers (HEAD: {})", answer.status()),
+                ),
+                Err(e) => ConnectionTest::new(
+                    false,
+                    format!("{shown} does not answer: {}", http::reason(e)),
+                ),
+            }
+        }
+        ConnectionConfig::Amqp(config) => {
+            let mut config = (**config).clone();
+            config.connect_timeout_ms = config.connect_timeout_ms.min(5_000);
+            let attempt = amqp::declare_once(name, config, amqp::Topology::default());
+            match tokio::time::timeout(Duration::from_secs(15), attempt).await {
+                Ok(Ok((url, _))) => ConnectionTest::new(true, format!("connected to {url}")),
+                Ok(Err(e)) => ConnectionTest::new(false, e.to_string()),
+                Err(_) => ConnectionTest::new(false, "no answer within 15 s"),
+            }
+        }
+    }
+}

@@ -416,3 +416,125 @@ impl Store {
         Ok(user)
     }
 }
+
+impl Store {
+    /// Counts a sign-in attempt for the name with this digest and returns the attempts in its
+    /// window (this one included) and when the window began. A window older than
+    /// `window_ms` starts again at one. Counted in one statement, so attempts made at once
+    /// (on any host of the database) each see their own count.
+    pub async fn sign_in_attempt(
+        &self,
+        name_digest: &str,
+        now_ms: i64,
+        window_ms: i64,
+    ) -> Result<(u32, i64), StoreError> {
+        let expired = now_ms - window_ms;
+        let (attempts, since): (i64, i64) = with_pool!(&self.pool, |pool| sqlx::query_as(
+            "INSERT INTO sign_in_attempts (name_sha256, attempts, window_start_ms) \
+             VALUES ($1, 1, $2) ON CONFLICT (name_sha256) DO UPDATE SET \
+             attempts = CASE WHEN sign_in_attempts.window_start_ms <= $3 THEN 1 \
+                        ELSE sign_in_attempts.attempts + 1 END, \
+             window_start_ms = CASE WHEN sign_in_attempts.window_start_ms <= $3 THEN $2 \
+                        ELSE sign_in_attempts.window_start_ms END \
+             RETURNING attempts, window_start_ms"
+        )
+        .bind(name_digest)
+        .bind(now_ms)
+        .bind(expired)
+        .fetch_one(pool)
+        .await
+        .doing("counting a sign-in attempt"))?;
+        if attempts == 1 {
+            // A new window: clear the windows that have passed, so the table holds only the
+            // names tried in the last minutes.
+            with_pool!(&self.pool, |pool| sqlx::query(
+                "DELETE FROM sign_in_attempts WHERE window_start_ms <= $1"
+            )
+            .bind(expired)
+            .execute(pool)
+            .await
+            .map(drop)
+            .doing("clearing old sign-in attempts"))?;
+        }
+        Ok((u32::try_from(attempts).unwrap_or(u32::MAX), since))
+    }
+
+    /// A sign-in succeeded: the name's attempts are forgotten.
+    pub async fn sign_in_succeeded(&self, name_digest: &str) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM sign_in_attempts WHERE name_sha256 = $1"
+        )
+        .bind(name_digest)
+        .execute(pool)
+        .await
+        .map(drop)
+        .doing("forgetting sign-in attempts"))
+    }
+
+    /// The names' attempts counted now (for tests and the curious).
+    pub async fn sign_in_attempt_rows(&self) -> Result<i64, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sign_in_attempts"
+        )
+        .fetch_one(pool)
+        .await
+        .doing("counting sign-in attempts"))
+    }
+
+    /// Adds the first admin, only if no user exists: the check and the insert are one
+    /// transaction (holding the table on PostgreSQL), so two set-ups at once make one admin.
+    pub async fn add_first_admin(
+        &self,
+        name: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let dialect = self.dialect();
+        with_pool!(&self.pool, |pool| {
+            let mut tx = pool
+                .begin_with(dialect.begin_write())
+                .await
+                .doing("starting the first admin")?;
+            if dialect == super::Dialect::Postgres {
+                sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await
+                    .doing("holding the users table")?;
+            }
+            let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(&mut *tx)
+                .await
+                .doing("counting users")?;
+            if users > 0 {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO users (name, password_hash, role, disabled, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, 0, $4, $4)",
+            )
+            .bind(name)
+            .bind(password_hash)
+            .bind(Role::Admin.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .doing("adding the first admin")?;
+            tx.commit().await.doing("committing the first admin")?;
+            Ok(true)
+        })
+    }
+}
+
+impl Store {
+    /// How many live sessions `user` has.
+    pub async fn sessions_of(&self, user: &str, now_ms: i64) -> Result<i64, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE user_name = $1 AND expires_ms > $2"
+        )
+        .bind(user)
+        .bind(now_ms)
+        .fetch_one(pool)
+        .await
+        .doing("counting sessions"))
+    }
+}

@@ -1,6 +1,10 @@
 //! The control plane's desired state: connections and routes made through the API, and each
 //! plugin's policy, as JSON documents (the shapes are the supervisor's). Every change raises
 //! one revision number in the same transaction, which every host on the database watches.
+//!
+//! Connections and plugin policies hold secrets (passwords in URLs, secret headers, config
+//! values): with a keyring, their documents are sealed before they are written and opened
+//! when read (`crate::secrets`), each bound to its table and name.
 
 use super::{Doing, Store, StoreError, with_pool};
 // The dynamic SQL here is built only from the table names below.
@@ -20,7 +24,15 @@ impl Documents {
             Documents::Routes => "routes",
         }
     }
+
+    /// Whether its documents may hold secrets, and are sealed.
+    fn sealed(self) -> bool {
+        matches!(self, Documents::Connections)
+    }
 }
+
+/// The table of plugin policies (sealed: their config may hold API keys).
+const POLICIES: &str = "plugin_policies";
 
 /// One stored document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +65,76 @@ impl ChangeListener {
 }
 
 impl Store {
+    /// `spec` as it is kept in `table` under `name`: sealed when the store has a keyring.
+    fn seal(&self, table: &str, name: &str, spec: &str) -> String {
+        match &self.keyring {
+            Some(keyring) => keyring.seal(&format!("{table}/{name}"), spec),
+            None => spec.to_owned(),
+        }
+    }
+
+    /// What `stored` (from `table`, under `name`) holds, opened if sealed.
+    fn unseal(&self, table: &str, name: &str, stored: String) -> Result<String, StoreError> {
+        let place = format!("{table}/{name}");
+        match &self.keyring {
+            Some(keyring) => Ok(keyring.open(&place, &stored)?),
+            None if crate::secrets::is_sealed(&stored) => {
+                Err(crate::secrets::SecretError::UnknownKey {
+                    what: place,
+                    key_id: "(none given to this tool)".into(),
+                }
+                .into())
+            }
+            None => Ok(stored),
+        }
+    }
+
+    fn unseal_all(&self, table: &str, rows: Vec<Document>) -> Result<Vec<Document>, StoreError> {
+        rows.into_iter()
+            .map(|mut doc| {
+                doc.spec = self.unseal(table, &doc.name, doc.spec)?;
+                Ok(doc)
+            })
+            .collect()
+    }
+
+    /// Seals again, with the current key, every secret-holding document that is kept in clear
+    /// (written before sealing existed) or sealed with an older key; how many. The documents
+    /// say the same after, so the revision is not raised.
+    pub async fn reseal_secrets(&self) -> Result<usize, StoreError> {
+        let Some(keyring) = self.keyring.clone() else {
+            return Ok(0);
+        };
+        let mut resealed = 0;
+        for table in [Documents::Connections.table(), POLICIES] {
+            let sql = format!("SELECT name, spec, updated_ms FROM {table}");
+            let rows: Vec<(String, String, i64)> = with_pool!(&self.pool, |pool| sqlx::query_as(
+                AssertSqlSafe(sql.as_str())
+            )
+            .fetch_all(pool)
+            .await
+            .doing("reading secrets to seal"))?;
+            for (name, stored, _) in rows {
+                if keyring.is_current(&stored) {
+                    continue;
+                }
+                let spec = self.unseal(table, &name, stored.clone())?;
+                let sealed = self.seal(table, &name, &spec);
+                let sql = format!("UPDATE {table} SET spec = $1 WHERE name = $2 AND spec = $3");
+                with_pool!(&self.pool, |pool| sqlx::query(AssertSqlSafe(sql.as_str()))
+                    .bind(&sealed)
+                    .bind(&name)
+                    .bind(&stored)
+                    .execute(pool)
+                    .await
+                    .map(drop)
+                    .doing("sealing a secret"))?;
+                resealed += 1;
+            }
+        }
+        Ok(resealed)
+    }
+
     /// A listener for changes to the desired state, on PostgreSQL (`None` on SQLite, where
     /// only one machine shares the file and the revision is polled).
     pub async fn listen_changes(&self) -> Result<Option<ChangeListener>, StoreError> {
@@ -93,7 +175,11 @@ impl Store {
         .fetch_all(pool)
         .await
         .doing("reading the desired state"))?;
-        Ok(documents(rows))
+        let rows = documents(rows);
+        if kind.sealed() {
+            return self.unseal_all(kind.table(), rows);
+        }
+        Ok(rows)
     }
 
     /// Adds a document; `Ok(false)` if the name is taken.
@@ -109,7 +195,8 @@ impl Store {
              ON CONFLICT (name) DO NOTHING",
             kind.table()
         );
-        self.change(&sql, name, Some(spec), now_ms).await
+        let spec = self.kept(kind, name, spec);
+        self.change(&sql, name, Some(&spec), now_ms).await
     }
 
     /// Replaces a document; `Ok(false)` if there is none of that name.
@@ -124,7 +211,17 @@ impl Store {
             "UPDATE {} SET spec = $2, updated_ms = $3 WHERE name = $1",
             kind.table()
         );
-        self.change(&sql, name, Some(spec), now_ms).await
+        let spec = self.kept(kind, name, spec);
+        self.change(&sql, name, Some(&spec), now_ms).await
+    }
+
+    /// A document as it is kept: sealed if its kind holds secrets.
+    fn kept(&self, kind: Documents, name: &str, spec: &str) -> String {
+        if kind.sealed() {
+            self.seal(kind.table(), name, spec)
+        } else {
+            spec.to_owned()
+        }
     }
 
     /// Removes a document; `Ok(false)` if there is none of that name.
@@ -169,7 +266,7 @@ impl Store {
         .fetch_all(pool)
         .await
         .doing("reading plugin policies"))?;
-        Ok(documents(rows))
+        self.unseal_all(POLICIES, documents(rows))
     }
 
     /// Sets the policy of plugin `name`.
@@ -179,11 +276,12 @@ impl Store {
         spec: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let spec = self.seal(POLICIES, name, spec);
         self.change(
             "INSERT INTO plugin_policies (name, spec, updated_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_ms = excluded.updated_ms",
             name,
-            Some(spec),
+            Some(&spec),
             now_ms,
         )
         .await

@@ -6,6 +6,7 @@
 //! both dialects accept, and run on either pool through [`with_pool!`]; where the dialects differ
 //! (PostgreSQL's `FOR UPDATE SKIP LOCKED`) the text is chosen by [`Dialect`].
 
+mod audit;
 mod auth;
 mod codec;
 mod control;
@@ -13,6 +14,7 @@ mod kv;
 mod plugins;
 pub(crate) mod queue;
 
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use auth::{ApiToken, User};
 pub use control::{ChangeListener, Document, Documents};
 pub use plugins::{InstalledPlugin, Upload};
@@ -44,6 +46,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Sealed(#[from] crate::secrets::SecretError),
 }
 
 impl StoreError {
@@ -137,6 +141,10 @@ pub struct Store {
     pub(crate) pool: Pool,
     /// The database URL without its password.
     url: String,
+    /// Seals what the desired state holds of secrets (connections, plugin policies) before it
+    /// is written, and opens it when read. Without one (tools, tests), documents are written
+    /// as they are, and sealed ones cannot be read.
+    keyring: Option<std::sync::Arc<crate::secrets::Keyring>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -215,7 +223,17 @@ impl Store {
                 "expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE".into(),
             ));
         };
-        Ok(Store { pool, url: shown })
+        Ok(Store {
+            pool,
+            url: shown,
+            keyring: None,
+        })
+    }
+
+    /// The same store, sealing secrets with `keyring`.
+    pub fn with_keyring(mut self, keyring: std::sync::Arc<crate::secrets::Keyring>) -> Store {
+        self.keyring = Some(keyring);
+        self
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -50,6 +50,30 @@ impl Default for PluginPolicy {
 }
 
 impl PluginPolicy {
+    /// The policy with every config value whose name looks secret (`api_key`, `token`, …)
+    /// shown as `***`.
+    pub fn redacted(&self) -> PluginPolicy {
+        let mut shown = self.clone();
+        for (name, value) in shown.config.iter_mut() {
+            if crate::config::is_secret_name(name) {
+                *value = crate::config::HIDDEN.to_owned();
+            }
+        }
+        shown
+    }
+
+    /// `self` as sent back from what [`PluginPolicy::redacted`] showed: a config value still
+    /// hidden (`***`) keeps its stored value.
+    pub fn keep_secrets(&mut self, stored: &PluginPolicy) {
+        for (name, value) in self.config.iter_mut() {
+            if value == crate::config::HIDDEN
+                && let Some(original) = stored.config.get(name)
+            {
+                *value = original.clone();
+            }
+        }
+    }
+
     /// The runtime's settings for plugin `name` under this policy.
     pub fn settings(&self, name: &str) -> PluginSettings {
         PluginSettings {

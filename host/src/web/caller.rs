@@ -1,304 +1,276 @@
-//! Who is calling, and whether they may: an API token (`Authorization: Bearer …`, for
-//! services and the CLI) or a signed-in session (a cookie, for the admin UI), checked against
-//! the role each call needs.
+//! Who is calling, and whether they may: the one place every request's caller, role and CSRF
+//! token are checked, before its body is read.
 //!
-//! - A session is started by `POST /api/v1/login` with a name and password: the cookie
-//!   `wharf_session` is HttpOnly and SameSite=Strict, and the store keeps only its SHA-256.
-//!   Every change made through a session presents its CSRF token in `X-CSRF-Token` (a page of
-//!   another site cannot read it), or is refused with 403.
-//! - Sign-ins are throttled per user name: after [`Throttle::MAX_FAILURES`] failures within
-//!   [`Throttle::WINDOW`] the next ones are refused with 429 until the window has passed, right
-//!   password or not.
+//! - **Tokens** (`Authorization: Bearer …`, for services and the CLI) are looked up by their
+//!   SHA-256. They carry no cookie, so they need no CSRF token.
+//! - **Sessions** (the admin UI's): the cookie `wharf_session` is HttpOnly and
+//!   SameSite=Strict (and Secure when the listener speaks TLS or a proxy in front says it
+//!   ended TLS); the store keeps only its SHA-256. A change made through a session presents
+//!   the session's CSRF token, compared in constant time: JavaScript and API clients in
+//!   `X-CSRF-Token`, the UI's forms in the `csrf` parameter of their action's URL, so that it
+//!   is checked from the request's head like everything else here, before any body is read
+//!   (an upload is refused before a byte of it arrives). A cross-site request cannot carry
+//!   the cookie (SameSite) and is refused by [`super::security`] besides.
+//! - **Roles** are part of each handler's signature: [`Allowed<Admin>`] is a caller who is an
+//!   admin, and the operations (`ops/`) take it, so a change cannot be reached without the
+//!   check.
 
-use super::{AppError, AppState, now_ms};
+use super::{AppError, AppState};
 use crate::auth::{Caller, Role};
-use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
-const SESSION_COOKIE: &str = "wharf_session";
+pub const SESSION_COOKIE: &str = "wharf_session";
 const CSRF_HEADER: &str = "x-csrf-token";
+/// The query parameter a form's action carries the CSRF token in.
+pub const CSRF_PARAM: &str = "csrf";
 /// How long a session lasts.
-const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Failed sign-ins per user name.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+/// A role a handler needs, as a type: [`Viewer`], [`Operator`] or [`Admin`].
+pub trait Need: Send + Sync + 'static {
+    const ROLE: Role;
 }
 
-impl Throttle {
-    /// Failures allowed within the window.
-    pub const MAX_FAILURES: u32 = 5;
-    pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Reading.
+pub enum Viewer {}
+/// Publishing, taking, purging, replaying; stopping and starting units.
+pub enum Operator {}
+/// Everything: connections, plugins, routes, users, tokens, settings, the audit log.
+pub enum Admin {}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
-    }
+impl Need for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl Need for Operator {
+    const ROLE: Role = Role::Operator;
+}
+impl Need for Admin {
+    const ROLE: Role = Role::Admin;
+}
 
-    /// How long `name` must wait before trying again, if it must.
-    fn wait(&self, name: &str) -> Option<Duration> {
-        let failures = self.lock();
-        let (count, since) = failures.get(name)?;
-        let elapsed = since.elapsed();
-        (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW).then(|| Self::WINDOW - elapsed)
-    }
+/// How a request reached the host, as the audit log says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// The admin UI's pages (a session).
+    Ui,
+    /// The JSON API (a token, or a session's script).
+    Api,
+    /// The `wharf` command line (a token; told by its User-Agent).
+    Cli,
+    /// The host itself, or a command working on the database directly.
+    Host,
+}
 
-    fn failed(&self, name: &str) {
-        let mut failures = self.lock();
-        // Bounded: a flood of made-up names cannot grow it without end.
-        if failures.len() > 100_000 {
-            failures.retain(|_, (_, since)| since.elapsed() < Self::WINDOW);
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Ui => "ui",
+            Via::Api => "api",
+            Via::Cli => "cli",
+            Via::Host => "host",
         }
-        let entry = failures
-            .entry(name.to_owned())
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= Self::WINDOW {
-            *entry = (0, Instant::now());
+    }
+}
+
+/// The User-Agent the `wharf` command line sends.
+pub const CLI_AGENT: &str = concat!("wharf-cli/", env!("CARGO_PKG_VERSION"));
+
+/// A caller whose role is `R` or above, checked (with the session's CSRF token, for a change
+/// made through a session) before the request's body was read.
+pub struct Allowed<R> {
+    pub caller: Caller,
+    /// How the request came: for the audit log.
+    pub via: Via,
+    /// The address the request came from.
+    pub peer: Option<IpAddr>,
+    /// The session's CSRF token (none for a token), for pages to put in their forms.
+    pub csrf: Option<String>,
+    role: PhantomData<R>,
+}
+
+impl<R> Allowed<R> {
+    /// The same caller, for an operation that needs less.
+    pub fn lesser<S: Need>(&self) -> Allowed<S> {
+        debug_assert!(self.caller.role >= S::ROLE);
+        Allowed {
+            caller: self.caller.clone(),
+            via: self.via,
+            peer: self.peer,
+            csrf: self.csrf.clone(),
+            role: PhantomData,
         }
-        entry.0 += 1;
     }
 
-    fn succeeded(&self, name: &str) {
-        self.lock().remove(name);
+    /// `Allowed` for the host's own work (`via: host`), not a request's.
+    pub fn host(name: &str) -> Allowed<R>
+    where
+        R: Need,
+    {
+        Allowed {
+            caller: Caller::user(name, R::ROLE),
+            via: Via::Host,
+            peer: None,
+            csrf: None,
+            role: PhantomData,
+        }
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then_some(value)
-        })
+/// Where a request may present its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The JSON API and ingress: a token or a session.
+    Api,
+    /// The admin UI: a session only.
+    Ui,
 }
 
-/// The caller of a request: its token's, or its session's (for a change through a session,
-/// only with the session's CSRF token).
-async fn caller_of(
+/// Whether a request is checked as a change (its CSRF token needed through a session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Treat {
+    /// By its method: GET and HEAD read, everything else changes.
+    ByMethod,
+    /// As a change whatever its method (ingress sends a message on GET too; the live consume
+    /// takes messages).
+    AsChange,
+}
+
+/// Why a caller was not let through.
+#[derive(Debug)]
+pub enum Refused {
+    /// No token or session: an API answers 401, a page sends to the sign-in page.
+    NoCaller(AppError),
+    /// A caller, but not this: 401 (token revoked, session ended) or 403 (role, CSRF).
+    Other(AppError),
+}
+
+impl From<Refused> for AppError {
+    fn from(refused: Refused) -> AppError {
+        match refused {
+            Refused::NoCaller(e) | Refused::Other(e) => e,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Refused {
+    fn from(e: crate::store::StoreError) -> Self {
+        Refused::Other(e.into())
+    }
+}
+
+/// The one check: who the caller of a request's head is, and whether `needed` and (for a
+/// change through a session) the CSRF token let them through.
+pub async fn admit<R: Need>(
+    parts: &Parts,
     state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<Caller, AppError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                AppError::Unauthorized("send the token as `Authorization: Bearer TOKEN`".into())
-            })?;
-        return match state
-            .store
-            .token_caller(&crate::auth::token_digest(token))
-            .await?
-        {
-            Some((name, role)) => Ok(Caller { name, role }),
-            None => Err(AppError::Unauthorized(
-                "the token is unknown or revoked".into(),
-            )),
-        };
-    }
-    let Some(session) = cookie(headers, SESSION_COOKIE) else {
-        return Err(AppError::Unauthorized(
-            "this needs an API token (`Authorization: Bearer TOKEN`; `wharf token create` makes one) or a signed-in session".into(),
-        ));
-    };
-    let Some((name, role, csrf)) = state
-        .store
-        .session_caller(&crate::auth::token_digest(session), now_ms())
-        .await?
-    else {
-        return Err(AppError::Unauthorized(
-            "the session has ended; sign in again".into(),
-        ));
-    };
-    let reads = matches!(*method, Method::GET | Method::HEAD);
-    let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-    if !reads && presented != Some(csrf.as_str()) {
-        return Err(AppError::Forbidden(
-            "a change made through a session needs its CSRF token in `X-CSRF-Token`".into(),
-        ));
-    }
-    Ok(Caller { name, role })
-}
-
-/// Lets a request through when its caller's role suffices: reading (GET) needs viewer, every
-/// other call operator.
-pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
-        Role::Viewer
-    } else {
-        Role::Operator
-    };
-    admit(state, request, next, needed).await
-}
-
-/// Lets a request through for the control plane (connections, plugins, routes): reading
-/// needs viewer, a change admin.
-pub async fn authorize_control(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let needed = if matches!(*request.method(), Method::GET | Method::HEAD) {
-        Role::Viewer
-    } else {
-        Role::Admin
-    };
-    admit(state, request, next, needed).await
-}
-
-/// Lets a request through only for an admin (users and tokens).
-pub async fn authorize_admin(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    admit(state, request, next, Role::Admin).await
-}
-
-async fn admit(state: AppState, mut request: Request, next: Next, needed: Role) -> Response {
-    let caller = match caller_with(&state, request.method(), request.headers(), needed).await {
-        Ok(caller) => caller,
-        Err(refused) => return refuse(request, refused).await,
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
-}
-
-/// The caller of a request, if its role is `needed` or above (401 or 403 otherwise).
-pub async fn caller_with(
-    state: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    needed: Role,
-) -> Result<Caller, AppError> {
-    let caller = caller_of(state, method, headers).await?;
-    if caller.role < needed {
-        return Err(AppError::Forbidden(format!(
-            "`{}` is a {}; this needs {needed} or above",
-            caller.name, caller.role
-        )));
-    }
-    Ok(caller)
-}
-
-/// Answers a refused request, having read (and dropped) a small body first: a client that
-/// keeps its connection open for the next request finds it usable, instead of closed under it
-/// because a body was left unread.
-async fn refuse(request: Request, refused: AppError) -> Response {
-    const DRAIN: usize = 256 * 1024;
-    let _ = axum::body::to_bytes(request.into_body(), DRAIN).await;
-    refused.into_response()
-}
-
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    name: String,
-    password: String,
-}
-
-/// Signs a user in: a session cookie, and the CSRF token its changes must present.
-#[utoipa::path(post, path = "/api/v1/login", tag = "sessions", security(()), request_body = Login,
-    responses((status = 200, body = Object, description = "`{name, role, csrf}` and the session cookie"),
-        (status = 401), (status = 429)))]
-pub async fn login(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<Login>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, AppError> {
-    let Json(Login { name, password }) = body?;
-    let signed_in = sign_in(&state, &headers, &name, password).await?;
-    Ok((
-        [(header::SET_COOKIE, signed_in.cookie)],
-        Json(json!({ "name": name, "role": signed_in.role.as_str(), "csrf": signed_in.csrf })),
-    )
-        .into_response())
-}
-
-/// A session just made.
-pub struct SignedIn {
-    /// The `Set-Cookie` value.
-    pub cookie: String,
-    pub role: Role,
-    pub csrf: String,
-}
-
-/// Checks a name and password (throttled per name) and makes a session: what the API's
-/// `/login` and the admin UI's sign-in page share.
-pub async fn sign_in(
-    state: &AppState,
-    headers: &HeaderMap,
-    name: &str,
-    password: String,
-) -> Result<SignedIn, AppError> {
-    if let Some(wait) = state.throttle.wait(name) {
-        return Err(AppError::TooManyRequests {
-            message: format!(
-                "too many failed sign-ins for `{}`; try again in {} s",
-                crate::broker::shorten(name),
-                wait.as_secs() + 1
-            ),
-            retry_after_s: wait.as_secs() + 1,
-        });
-    }
-    let user = state.store.user_login(name).await?;
-    // The hash is checked (slowly, off the async workers) even for an unknown name, so the
-    // answer's timing does not tell which names exist.
-    let hash = user
-        .as_ref()
-        .map(|(hash, _)| hash.clone())
-        .unwrap_or_else(|| crate::auth::DECOY_HASH.as_str().to_owned());
-    let matches =
-        tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &hash))
-            .await
-            .unwrap_or(false);
-    let role = match user {
-        Some((_, role)) if matches => role,
+    surface: Surface,
+    treat: Treat,
+) -> Result<Allowed<R>, Refused> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let headers = &parts.headers;
+    let changes = treat == Treat::AsChange || !matches!(parts.method, Method::GET | Method::HEAD);
+    let (caller, via, csrf) = match headers.get(header::AUTHORIZATION) {
+        Some(value) if surface == Surface::Api => {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    Refused::Other(AppError::Unauthorized(
+                        "send the token as `Authorization: Bearer TOKEN`".into(),
+                    ))
+                })?;
+            let Some((name, role)) = state
+                .store
+                .token_caller(&crate::auth::token_digest(token))
+                .await?
+            else {
+                return Err(Refused::Other(AppError::Unauthorized(
+                    "the token is unknown or revoked".into(),
+                )));
+            };
+            let cli = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|agent| agent.starts_with("wharf-cli/"));
+            let via = if cli { Via::Cli } else { Via::Api };
+            (Caller::token(&name, role), via, None)
+        }
         _ => {
-            state.throttle.failed(name);
-            return Err(AppError::Unauthorized(
-                "the name or the password is wrong".into(),
-            ));
+            let Some((caller, csrf)) = session_of(state, headers).await? else {
+                return Err(Refused::NoCaller(AppError::Unauthorized(match surface {
+                    Surface::Api => "this needs an API token (`Authorization: Bearer TOKEN`; `wharf token create` makes one) or a signed-in session".into(),
+                    Surface::Ui => "sign in first".into(),
+                })));
+            };
+            if changes {
+                let presented = headers
+                    .get(CSRF_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+                    .or_else(|| query_param(parts, CSRF_PARAM));
+                if !presented.is_some_and(|p| csrf_matches(&csrf, &p)) {
+                    return Err(Refused::Other(AppError::Forbidden(match surface {
+                        Surface::Api => "a change made through a session needs its CSRF token in `X-CSRF-Token`".into(),
+                        Surface::Ui => "this form did not carry this session's CSRF token; reload the page and try again".into(),
+                    })));
+                }
+            }
+            let via = match surface {
+                Surface::Api => Via::Api,
+                Surface::Ui => Via::Ui,
+            };
+            (caller, via, Some(csrf))
         }
     };
-    state.throttle.succeeded(name);
-    let (session, digest) = crate::auth::new_token();
-    let (csrf, _) = crate::auth::new_token();
-    let now = now_ms();
-    state
-        .store
-        .add_session(
-            &digest,
-            name,
-            &csrf,
-            now,
-            now + SESSION_LIFETIME.as_millis() as i64,
-        )
-        .await?;
-    // Behind a proxy that ends TLS the cookie is marked Secure, so a browser never sends it
-    // over plain HTTP.
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    let cookie = format!(
-        "{SESSION_COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
-        SESSION_LIFETIME.as_secs(),
-        if secure { "; Secure" } else { "" }
-    );
-    Ok(SignedIn { cookie, role, csrf })
+    if caller.role < R::ROLE {
+        return Err(Refused::Other(AppError::Forbidden(format!(
+            "`{}` is a {}; this needs {} or above",
+            caller.name,
+            caller.role,
+            R::ROLE
+        ))));
+    }
+    Ok(Allowed {
+        caller,
+        via,
+        peer,
+        csrf,
+        role: PhantomData,
+    })
+}
+
+impl<R: Need> FromRequestParts<AppState> for Allowed<R> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        admit(parts, state, Surface::Api, Treat::ByMethod)
+            .await
+            .map_err(AppError::from)
+    }
+}
+
+/// Whether `presented` is `expected`, in time that does not depend on where they differ.
+pub fn csrf_matches(expected: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
+}
+
+fn query_param(parts: &Parts, name: &str) -> Option<String> {
+    let query = parts.uri.query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
 }
 
 /// The signed-in user of a request's session cookie, with the session's CSRF token; `None`
@@ -306,42 +278,81 @@ pub async fn sign_in(
 pub async fn session_of(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<(Caller, String)>, AppError> {
-    let Some(session) = cookie(headers, SESSION_COOKIE) else {
+) -> Result<Option<(Caller, String)>, crate::store::StoreError> {
+    let jar = CookieJar::from_headers(headers);
+    let Some(session) = jar.get(SESSION_COOKIE) else {
         return Ok(None);
     };
     Ok(state
         .store
-        .session_caller(&crate::auth::token_digest(session), now_ms())
+        .session_caller(&crate::auth::token_digest(session.value()), super::now_ms())
         .await?
-        .map(|(name, role, csrf)| (Caller { name, role }, csrf)))
+        .map(|(name, role, csrf)| (Caller::user(&name, role), csrf)))
 }
 
-/// Ends the session of a request's cookie (and any that have expired); the `Set-Cookie`
-/// value that clears it.
-pub async fn sign_out(state: &AppState, headers: &HeaderMap) -> Result<String, AppError> {
-    if let Some(session) = cookie(headers, SESSION_COOKIE) {
-        state
-            .store
-            .remove_session(&crate::auth::token_digest(session), now_ms())
-            .await?;
+/// The session cookie's digest, if the request has one.
+pub fn session_digest(headers: &HeaderMap) -> Option<String> {
+    CookieJar::from_headers(headers)
+        .get(SESSION_COOKIE)
+        .map(|c| crate::auth::token_digest(c.value()))
+}
+
+/// Whether answers to this request go out over TLS: the listener's own, or a proxy in front
+/// that ended it and says so (`X-Forwarded-Proto: https`). Cookies are then `Secure`.
+pub fn is_secure(state: &AppState, headers: &HeaderMap) -> bool {
+    state.tls
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+/// A cookie of ours: HttpOnly, SameSite=Strict, Secure over TLS, for `path`, living
+/// `max_age` (zero: removed).
+pub fn cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    max_age: Duration,
+    secure: bool,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .path(path)
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
+        .build()
+}
+
+/// The peer a request came from.
+pub fn peer_of(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// The address a request came from, when the listener knows it.
+pub struct Peer(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer_of(parts)))
     }
-    Ok(format!(
-        "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
-    ))
 }
 
-/// Ends the caller's session (and any that have expired).
-#[utoipa::path(post, path = "/api/v1/logout", tag = "sessions", security(()),
-    responses((status = 200, body = Object)))]
-pub async fn logout(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    let expired = sign_out(&state, &headers).await?;
-    Ok((
-        [(header::SET_COOKIE, expired)],
-        Json(json!({ "signed_out": true })),
-    )
-        .into_response())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_tokens_must_match_whole() {
+        assert!(csrf_matches("abc", "abc"));
+        assert!(!csrf_matches("abc", "abd"));
+        assert!(!csrf_matches("abc", "ab"));
+        assert!(!csrf_matches("", ""));
+    }
 }

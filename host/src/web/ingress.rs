@@ -13,19 +13,26 @@
 //!   nothing silently; 405 for a method the connection does not take; 413 for a body over
 //!   `server.max_message_bytes`, which no route would take.
 //!
-//! Callers present a token (or a session) of an operator or above, unless the connection's
-//! `anonymous` says anyone may send.
+//! Callers present a token (or a session, with its CSRF token whatever the method) of an
+//! operator or above, unless the connection's `anonymous` says anyone may send.
+//!
+//! Every answer, the reply of a plugin above all, is sandboxed: a CSP that gives it no
+//! script, no forms and an opaque origin, and `nosniff`, since it is served on the admin UI's
+//! origin; a reply sets no cookie or security header (`security::is_reserved_header`).
+//! Requests to a connection that does not exist are counted without its name, so made-up
+//! names add no metric series.
 
-use super::{AppError, AppState};
-use crate::auth::Role;
+use super::caller::{self, Operator, Surface, Treat};
+use super::{AppError, AppState, security};
 use crate::broker::http::{STATUS_HEADER, message_from_http, request_headers};
 use crate::broker::{Address, HttpBroker, check_name};
 use crate::message::{HeaderValue, Message};
 use crate::rpc::RpcError;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::time::Duration;
@@ -53,29 +60,33 @@ pub const QUERY_PREFIX: &str = "query.";
         (status = 504, description = "no reply within the connection's reply_timeout_ms")))]
 pub async fn ingress(
     State(state): State<AppState>,
-    method: Method,
     Path((connection, path)): Path<(String, String)>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    let response = match take(&state, &method, &connection, &path, query, &headers, body).await {
+    let (parts, body) = request.into_parts();
+    let known = state.connections.http(&connection).is_some();
+    let mut response = match take(&state, &parts, &connection, &path, query, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
-    crate::metrics::http_ingress(&connection, response.status().as_u16());
+    security::sandbox(&mut response);
+    crate::metrics::http_ingress(
+        known.then_some(connection.as_str()),
+        response.status().as_u16(),
+    );
     response
 }
 
 async fn take(
     state: &AppState,
-    method: &Method,
+    parts: &Parts,
     connection: &str,
     path: &str,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, AppError> {
+    let method = &parts.method;
     let Some(http) = state.connections.http(connection) else {
         return Err(AppError::NotFound(format!(
             "there is no http connection named `{}`",
@@ -102,18 +113,12 @@ async fn take(
     }
     if !config.anonymous {
         // Taken as a change whatever its method: a session must show its CSRF token for a
-        // GET too, since ingress sends a message either way.
-        super::caller::caller_with(state, &Method::POST, headers, Role::Operator).await?;
+        // GET too, since ingress sends a message either way. Checked before the body is read.
+        caller::admit::<Operator>(parts, state, Surface::Api, Treat::AsChange).await?;
     }
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::PayloadTooLarge(
-                "the request body is over the host's limit (server.max_request_bytes)".into(),
-            )
-        } else {
-            AppError::BadRequest(format!("the body could not be read: {}", e.body_text()))
-        }
-    })?;
+    let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+        .await
+        .map_err(AppError::from)?;
     if body.len() > state.max_message_bytes {
         return Err(AppError::PayloadTooLarge(format!(
             "the body is {} bytes; routes take at most {} (server.max_message_bytes)",
@@ -142,7 +147,7 @@ async fn take(
             )));
         }
     };
-    let mut msg = message_from_http(headers, body.to_vec());
+    let mut msg = message_from_http(&parts.headers, body.to_vec());
     if msg.topic.is_empty() {
         msg.topic = path.to_owned();
     }
@@ -180,19 +185,9 @@ async fn take(
     }
 }
 
-/// Headers a reply may not set on the answer: the listener is the admin UI's origin too, so
-/// no cookies, cross-origin grants or transport policies for it come from a plugin.
-fn is_forbidden_answer_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.starts_with("set-cookie")
-        || name.starts_with("access-control-")
-        || name == "strict-transport-security"
-        || name == "content-security-policy"
-}
-
 /// A reply as the HTTP answer: its status (`http-status` from 200 to 599, else 502 for a
-/// failure reply, else 200), headers (but cookies, CORS and transport policies), content
-/// type and payload.
+/// failure reply, else 200), headers (but cookies and security headers), content type and
+/// payload.
 fn answer(mut reply: Message) -> Response {
     let status = match reply.header(STATUS_HEADER) {
         Some(HeaderValue::Int(n)) => u16::try_from(*n).ok(),
@@ -208,7 +203,7 @@ fn answer(mut reply: Message) -> Response {
     });
     reply
         .headers
-        .retain(|(name, _)| !is_forbidden_answer_header(name));
+        .retain(|(name, _)| !security::is_reserved_header(name));
     let headers = match request_headers(&reply, None) {
         Ok(headers) => headers,
         Err(error) => {

@@ -1,114 +1,22 @@
 //! `/api/v1/routes`: the routes of this host's file (read-only) and of the database.
 
-use super::{AppError, AppState, JsonBody, applied, file_defined, invalid};
 use crate::config::RouteConfig;
-use crate::store::Documents;
-use crate::supervisor::{Desired, Source, UnitStatus};
+use crate::web::caller::{Admin, Allowed, Viewer};
+use crate::web::json::JsonBody;
+use crate::web::ops::routes::{self as ops, RouteView};
+use crate::web::{AppError, AppState};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
-
-/// How long a change's answer waits for its route to leave `starting`.
-const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// A route as the API shows it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RouteView {
-    pub name: String,
-    pub source: Source,
-    pub route: RouteConfig,
-    /// How it runs on this host (none while it has not been applied yet).
-    pub status: Option<UnitStatus>,
-    /// Why this host does not run it, for a database route it refuses.
-    pub refused: Option<String>,
-}
-
-async fn views(state: &AppState) -> Result<Vec<RouteView>, AppError> {
-    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
-    let status = state.supervisor.status().await;
-    let mut views: Vec<RouteView> = desired
-        .routes
-        .into_iter()
-        .map(|(name, item)| RouteView {
-            status: status.units.iter().find(|u| u.name == name).cloned(),
-            refused: None,
-            name,
-            source: item.source,
-            route: item.spec,
-        })
-        .collect();
-    // A database route refused here is still shown (from the database), with the reason.
-    for (what, name, problem) in desired.refused {
-        if what == "route"
-            && let Some(doc) = state
-                .store
-                .documents(Documents::Routes)
-                .await?
-                .into_iter()
-                .find(|d| d.name == name)
-            && let Ok(route) = serde_json::from_str::<RouteConfig>(&doc.spec)
-        {
-            views.push(RouteView {
-                name,
-                source: Source::Api,
-                route,
-                status: None,
-                refused: Some(problem),
-            });
-        }
-    }
-    Ok(views)
-}
-
-async fn view(state: &AppState, name: &str) -> Result<RouteView, AppError> {
-    views(state)
-        .await?
-        .into_iter()
-        .find(|v| v.name == name && v.refused.is_none())
-        .ok_or_else(|| AppError::NotFound(format!("no route named `{name}`")))
-}
-
-/// 409 for a route of this host's file.
-fn refuse_file_route(state: &AppState, name: &str) -> Result<(), AppError> {
-    if state
-        .supervisor
-        .file()
-        .routes
-        .iter()
-        .any(|r| r.name == name)
-    {
-        return Err(file_defined(state, "route", name));
-    }
-    Ok(())
-}
-
-/// Checks a route for the database: its shape, its connections and its plugins.
-async fn check(state: &AppState, route: &RouteConfig) -> Result<(), AppError> {
-    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
-    route.check("", &|name| desired.connections.contains_key(name))?;
-    for (i, entry) in route.through.iter().enumerate() {
-        let (name, pinned) = crate::config::plugin_ref(entry);
-        let known = match state.supervisor.file().plugins.get(name) {
-            Some(file) => pinned.is_none_or(|v| v == file.plugin.info().version),
-            None => desired.version(name, pinned).is_ok(),
-        };
-        if !known {
-            let problem = match state.supervisor.file().plugins.get(name) {
-                Some(_) => format!("this host's file defines `{name}` at another version"),
-                None => desired.version(name, pinned).err().unwrap_or_default(),
-            };
-            return Err(invalid(&format!("through[{i}]"), problem));
-        }
-    }
-    Ok(())
-}
 
 /// Every route, with how it runs on this host.
 #[utoipa::path(get, path = "/api/v1/routes", tag = "routes",
     responses((status = 200, body = [RouteView])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<RouteView>>, AppError> {
-    Ok(Json(views(&state).await?))
+pub async fn list(
+    State(state): State<AppState>,
+    who: Allowed<Viewer>,
+) -> Result<Json<Vec<RouteView>>, AppError> {
+    Ok(Json(ops::list(&state, &who).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/routes/{name}", tag = "routes",
@@ -116,9 +24,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<RouteView>>,
     responses((status = 200, body = RouteView), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
+    who: Allowed<Viewer>,
     Path(name): Path<String>,
 ) -> Result<Json<RouteView>, AppError> {
-    Ok(Json(view(&state, &name).await?))
+    Ok(Json(ops::get(&state, &who, &name).await?))
 }
 
 /// Adds a route; it runs on every host on this database at once.
@@ -126,29 +35,13 @@ pub async fn get(
     responses((status = 201, body = RouteView), (status = 400), (status = 409)))]
 pub async fn create(
     State(state): State<AppState>,
+    who: Allowed<Admin>,
     JsonBody(route): JsonBody<RouteConfig>,
 ) -> Result<(StatusCode, Json<RouteView>), AppError> {
-    refuse_file_route(&state, &route.name)?;
-    check(&state, &route).await?;
-    let spec = serde_json::to_string(&route).expect("a route serialises");
-    if !state
-        .store
-        .create_document(
-            Documents::Routes,
-            &route.name,
-            &spec,
-            super::super::now_ms(),
-        )
-        .await?
-    {
-        return Err(AppError::Conflict(format!(
-            "a route named `{}` exists already",
-            route.name
-        )));
-    }
-    applied(&state).await?;
-    state.supervisor.settled(&route.name, SETTLE_WAIT).await;
-    Ok((StatusCode::CREATED, Json(view(&state, &route.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(ops::create(&state, &who, route).await?),
+    ))
 }
 
 /// Replaces a route: messages in flight finish on the old chain, new ones take the new.
@@ -157,31 +50,11 @@ pub async fn create(
     responses((status = 200, body = RouteView), (status = 400), (status = 404), (status = 409)))]
 pub async fn update(
     State(state): State<AppState>,
+    who: Allowed<Admin>,
     Path(name): Path<String>,
     JsonBody(route): JsonBody<RouteConfig>,
 ) -> Result<Json<RouteView>, AppError> {
-    refuse_file_route(&state, &name)?;
-    if route.name != name {
-        return Err(invalid(
-            "name",
-            format!(
-                "the body names route `{}`, the path `{name}`; a route cannot be renamed (create the new one, then delete this)",
-                route.name
-            ),
-        ));
-    }
-    check(&state, &route).await?;
-    let spec = serde_json::to_string(&route).expect("a route serialises");
-    if !state
-        .store
-        .update_document(Documents::Routes, &name, &spec, super::super::now_ms())
-        .await?
-    {
-        return Err(AppError::NotFound(format!("no route named `{name}`")));
-    }
-    applied(&state).await?;
-    state.supervisor.settled(&name, SETTLE_WAIT).await;
-    Ok(Json(view(&state, &name).await?))
+    Ok(Json(ops::update(&state, &who, &name, route).await?))
 }
 
 /// Deletes a route: it stops taking messages and finishes those it holds.
@@ -190,16 +63,9 @@ pub async fn update(
     responses((status = 204), (status = 404), (status = 409)))]
 pub async fn delete(
     State(state): State<AppState>,
+    who: Allowed<Admin>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    refuse_file_route(&state, &name)?;
-    if !state
-        .store
-        .delete_document(Documents::Routes, &name)
-        .await?
-    {
-        return Err(AppError::NotFound(format!("no route named `{name}`")));
-    }
-    applied(&state).await?;
+    ops::delete(&state, &who, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,32 +1,18 @@
-//! `/api/v1/units/{name}/stop|start`: an operator holds a unit (a route) stopped on every host
-//! on the database, or lets it run again. An operational switch: it leaves the definition
-//! alone, so it works on the routes of a host's file too.
+//! `/api/v1/status` (what runs on this host) and `/api/v1/units/{name}/stop|start`: an
+//! operator holds a unit stopped on every host on the database, or lets it run again.
 
-use super::{AppError, AppState, applied};
-use crate::auth::Caller;
-use crate::supervisor::{Desired, UnitStatus};
+use crate::supervisor::{Status, UnitStatus};
+use crate::web::caller::{Allowed, Operator, Viewer};
+use crate::web::ops::units as ops;
+use crate::web::{AppError, AppState};
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 
-async fn known(state: &AppState, name: &str) -> Result<(), AppError> {
-    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
-    if desired.routes.contains_key(name) {
-        Ok(())
-    } else {
-        Err(AppError::NotFound(format!("no unit named `{name}`")))
-    }
-}
-
-async fn status_of(state: &AppState, name: &str) -> Result<Json<UnitStatus>, AppError> {
-    state
-        .supervisor
-        .status()
-        .await
-        .units
-        .into_iter()
-        .find(|u| u.name == name)
-        .map(Json)
-        .ok_or_else(|| AppError::NotFound(format!("no unit named `{name}` on this host")))
+/// Every connection and unit on this host, with its state and last error.
+#[utoipa::path(get, path = "/api/v1/status", tag = "status",
+    responses((status = 200, body = Status)))]
+pub async fn status(State(state): State<AppState>, who: Allowed<Viewer>) -> Json<Status> {
+    Json(ops::status(&state, &who).await)
 }
 
 /// Stops a unit on every host: it finishes the messages it holds and takes no more.
@@ -35,16 +21,10 @@ async fn status_of(state: &AppState, name: &str) -> Result<Json<UnitStatus>, App
     responses((status = 200, body = UnitStatus), (status = 404)))]
 pub async fn stop(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    who: Allowed<Operator>,
     Path(name): Path<String>,
 ) -> Result<Json<UnitStatus>, AppError> {
-    known(&state, &name).await?;
-    state
-        .store
-        .stop_unit(&name, &caller.name, crate::web::now_ms())
-        .await?;
-    applied(&state).await?;
-    status_of(&state, &name).await
+    Ok(Json(ops::stop(&state, &who, &name).await?))
 }
 
 /// Lets a stopped unit run again.
@@ -53,14 +33,8 @@ pub async fn stop(
     responses((status = 200, body = UnitStatus), (status = 404)))]
 pub async fn start(
     State(state): State<AppState>,
+    who: Allowed<Operator>,
     Path(name): Path<String>,
 ) -> Result<Json<UnitStatus>, AppError> {
-    known(&state, &name).await?;
-    state.store.start_unit(&name).await?;
-    applied(&state).await?;
-    state
-        .supervisor
-        .settled(&name, std::time::Duration::from_secs(2))
-        .await;
-    status_of(&state, &name).await
+    Ok(Json(ops::start(&state, &who, &name).await?))
 }

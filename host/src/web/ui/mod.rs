@@ -1,19 +1,31 @@
 //! The admin UI: server-rendered pages (templates in the top-level `web/`, compiled into the
-//! binary) over the same handlers as the JSON API, so a change made here takes the API's one
-//! path and is checked the same way. Every page needs a signed-in session; every form carries
-//! the session's CSRF token, checked before anything changes; a role sees only the pages and
-//! actions it may use, and the server checks the role again on every action. Forms work
-//! without JavaScript.
+//! binary), one file per noun, over the same operations as the JSON API (`ops/`), so a change
+//! made here takes the API's one path and is checked and audited the same way.
+//!
+//! Every page needs a signed-in session ([`Page`]); the role each needs is in its handler's
+//! signature, and every form's action carries the session's CSRF token in its URL, so both
+//! are checked from the request's head before the form is read. A role sees only the pages
+//! and actions it may use. Forms work without JavaScript; the one script of our own
+//! (`web/static/wharf.js`) asks before destructive actions and runs the live consume, reading
+//! only `data-` attributes: no value of ours is ever inside a script.
 
-mod pages;
+mod account;
+mod audit;
+mod connections;
+mod dashboard;
+mod plugins;
+mod queues;
+mod routes;
+mod send;
+mod users;
 
-use super::caller::{self, session_of};
+use super::caller::{self, Allowed, Need, Refused, Surface, Treat};
 use super::{AppError, AppState};
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use axum::Router;
-use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use minijinja::{Environment, Value, context};
@@ -42,7 +54,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "queue.html",
         "users.html",
         "account.html",
-        "connection.html"
+        "connection.html",
+        "audit.html"
     );
     env.add_filter("ms_time", |ms: i64| -> String {
         let secs = ms.div_euclid(1000);
@@ -55,6 +68,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             rest % 60
         )
     });
+    env.add_filter("duration_ms", |ms: u64| -> String { human_duration(ms) });
     env
 });
 
@@ -71,161 +85,211 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// A span of time for people: `69 ms`, `4.2 s`, `3 min`, `2 h 5 min`, `3 days`.
+fn human_duration(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min", ms / 60_000),
+        3_600_000..86_400_000 => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
+        _ => format!("{} days", ms / 86_400_000),
+    }
+}
+
 /// The stylesheet and the one script, compiled into the binary.
 const STYLE: &str = include_str!("../../../../web/static/style.css");
-const LIVE_SCRIPT: &str = include_str!("../../../../web/static/live.js");
+const SCRIPT: &str = include_str!("../../../../web/static/wharf.js");
 
-async fn script() -> Response {
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "max-age=300"),
         ],
-        LIVE_SCRIPT,
+        body,
     )
         .into_response()
 }
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/static/style.css", get(stylesheet))
-        .route("/login", get(pages::login_page).post(pages::login))
-        .route("/logout", post(pages::logout))
-        .route("/setup", get(pages::setup_page).post(pages::setup))
-        .route("/", get(pages::dashboard))
-        .route("/routes", get(pages::routes))
         .route(
-            "/routes/new",
-            get(pages::new_route).post(pages::create_route),
+            "/static/style.css",
+            get(|| async { asset("text/css; charset=utf-8", STYLE) }),
         )
         .route(
-            "/routes/{name}",
-            get(pages::route).post(pages::update_route),
+            "/static/wharf.js",
+            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
         )
-        .route("/routes/{name}/delete", post(pages::delete_route))
-        .route("/routes/{name}/stop", post(pages::stop_route))
-        .route("/routes/{name}/start", post(pages::start_route))
-        .route("/plugins", get(pages::plugins).post(pages::upload_plugin))
-        .route(
-            "/plugins/{name}/versions/{version}/{action}",
-            post(pages::plugin_version),
-        )
-        .route("/plugins/{name}/rollback", post(pages::rollback_plugin))
-        .route("/plugins/{name}/grants", post(pages::grant_plugin))
-        .route(
-            "/connections",
-            get(pages::connections).post(pages::add_connection),
-        )
-        .route("/connections/test", post(pages::test_new_connection))
-        .route(
-            "/connections/{name}",
-            get(pages::connection).post(pages::update_connection),
-        )
-        .route("/connections/{name}/test", post(pages::test_connection))
-        .route("/connections/{name}/delete", post(pages::remove_connection))
-        .route("/send", get(pages::send_page).post(pages::send))
-        .route("/queue", get(pages::queue))
-        .route("/queue/take", post(pages::take))
-        .route("/queue/purge", post(pages::purge))
-        .route("/queue/replay", post(pages::replay))
-        .route("/queue/live", get(pages::live))
-        .route("/static/live.js", get(script))
-        .route("/users", get(pages::users).post(pages::add_user))
-        .route("/users/{name}/delete", post(pages::remove_user))
-        .route("/tokens", post(pages::create_token))
-        .route("/tokens/{id}/revoke", post(pages::revoke_token))
-        .route("/users/{name}/role", post(pages::change_role))
-        .route("/users/{name}/reset", post(pages::reset_link))
-        .route("/users/{name}/{action}", post(pages::user_state))
-        .route("/settings/registration", post(pages::set_registration))
-        .route("/register", get(pages::register_page).post(pages::register))
+        .route("/logout", post(account::logout))
         .route(
             "/account",
-            get(pages::account_page).post(pages::change_password),
+            get(account::password_page).post(account::change_password),
         )
-        .route("/reset/{token}", get(pages::reset_page).post(pages::reset))
+        .route("/", get(dashboard::page))
+        .route("/routes", get(routes::list))
+        .route("/routes/new", get(routes::new).post(routes::create))
+        .route("/routes/{name}", get(routes::page).post(routes::update))
+        .route("/routes/{name}/delete", post(routes::delete))
+        .route("/routes/{name}/stop", post(routes::stop))
+        .route("/routes/{name}/start", post(routes::start))
+        .route("/plugins", get(plugins::list).post(plugins::upload))
+        .route(
+            "/plugins/{name}/versions/{version}/{action}",
+            post(plugins::version),
+        )
+        .route("/plugins/{name}/rollback", post(plugins::rollback))
+        .route("/plugins/{name}/grants", post(plugins::grant))
+        .route(
+            "/connections",
+            get(connections::list).post(connections::add),
+        )
+        .route("/connections/test", post(connections::test_new))
+        .route(
+            "/connections/{name}",
+            get(connections::page).post(connections::update),
+        )
+        .route("/connections/{name}/test", post(connections::test))
+        .route("/connections/{name}/delete", post(connections::remove))
+        .route("/send", get(send::page).post(send::send))
+        .route("/queue", get(queues::page))
+        .route("/queue/take", post(queues::take))
+        .route("/queue/purge", post(queues::purge))
+        .route("/queue/replay", post(queues::replay))
+        .route("/queue/live", get(queues::live))
+        .route("/users", get(users::page).post(users::add))
+        .route("/users/{name}/delete", post(users::remove))
+        .route("/users/{name}/role", post(users::change_role))
+        .route("/users/{name}/reset", post(users::reset_link))
+        .route("/users/{name}/{action}", post(users::set_state))
+        .route("/tokens", post(users::create_token))
+        .route("/tokens/{id}/revoke", post(users::revoke_token))
+        .route("/settings/registration", post(users::set_registration))
+        .route("/audit", get(audit::page))
 }
 
-async fn stylesheet() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "max-age=300"),
-        ],
-        STYLE,
-    )
-        .into_response()
+/// The pages of people not signed in yet (sign-in, the first admin's set-up, registration,
+/// reset links): their bodies are kept small (`MAX_ANONYMOUS_BODY`).
+pub fn anonymous_router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(account::login_page).post(account::login))
+        .route("/setup", get(account::setup_page).post(account::setup))
+        .route(
+            "/register",
+            get(account::register_page).post(account::register),
+        )
+        .route(
+            "/reset/{token}",
+            get(account::reset_page).post(account::reset),
+        )
 }
 
-/// A signed-in user, on a page.
-pub struct Page {
-    pub caller: Caller,
-    pub csrf: String,
+/// A signed-in user on a page, whose role is `R` or above (and, for a form, whose CSRF token
+/// came in the action's URL), checked before the form is read. Without a session: to the
+/// sign-in page.
+pub struct Page<R> {
+    pub who: Allowed<R>,
 }
 
-/// Why a page was not shown: sign in first (or set up the first admin).
-pub struct SignInFirst(Response);
+/// [`Page`], for a request that takes messages on GET (the live consume): its CSRF token is
+/// checked as for a change.
+pub struct Taking<R> {
+    pub who: Allowed<R>,
+}
 
-impl IntoResponse for SignInFirst {
+/// Why a page was not shown.
+pub struct Refusal(Response);
+
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         self.0
     }
 }
 
-impl FromRequestParts<AppState> for Page {
-    type Rejection = SignInFirst;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, SignInFirst> {
-        match session_of(state, &parts.headers).await {
-            Ok(Some((caller, csrf))) => Ok(Page { caller, csrf }),
-            Ok(None) => Err(SignInFirst(Redirect::to("/login").into_response())),
-            Err(error) => Err(SignInFirst(page_error(error))),
+fn refusal(refused: Refused) -> Refusal {
+    Refusal(match refused {
+        Refused::NoCaller(_) => Redirect::to("/login").into_response(),
+        Refused::Other(AppError::Unauthorized(_)) => Redirect::to("/login").into_response(),
+        Refused::Other(error) => {
+            let (status, text) = error.status_and_message();
+            let title = if status == StatusCode::FORBIDDEN {
+                "Not allowed"
+            } else {
+                "Something went wrong"
+            };
+            message(None, status, title, &text)
         }
+    })
+}
+
+impl<R: Need> FromRequestParts<AppState> for Page<R> {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        caller::admit(parts, state, Surface::Ui, Treat::ByMethod)
+            .await
+            .map(|who| Page { who })
+            .map_err(refusal)
     }
 }
 
-impl OptionalFromRequestParts<AppState> for Page {
-    type Rejection = SignInFirst;
+impl<R: Need> axum::extract::OptionalFromRequestParts<AppState> for Page<R> {
+    type Rejection = Refusal;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
-    ) -> Result<Option<Self>, SignInFirst> {
-        match session_of(state, &parts.headers).await {
-            Ok(found) => Ok(found.map(|(caller, csrf)| Page { caller, csrf })),
-            Err(error) => Err(SignInFirst(page_error(error))),
+    ) -> Result<Option<Self>, Refusal> {
+        match caller::admit(parts, state, Surface::Ui, Treat::ByMethod).await {
+            Ok(who) => Ok(Some(Page { who })),
+            Err(Refused::NoCaller(_) | Refused::Other(AppError::Unauthorized(_))) => Ok(None),
+            Err(refused) => Err(refusal(refused)),
         }
     }
 }
 
-impl Page {
-    /// Refuses (403) below `role`, and a form whose CSRF token is not the session's.
-    pub fn may(&self, role: Role, form_csrf: &str) -> Result<(), Box<Response>> {
-        if form_csrf != self.csrf {
-            return Err(Box::new(message(
-                Some(self),
-                StatusCode::FORBIDDEN,
-                "Refused",
-                "This form did not carry this session's CSRF token; reload the page and try again.",
-            )));
+impl<R: Need> FromRequestParts<AppState> for Taking<R> {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        caller::admit(parts, state, Surface::Ui, Treat::AsChange)
+            .await
+            .map(|who| Taking { who })
+            .map_err(refusal)
+    }
+}
+
+/// What every page shows of who is signed in.
+pub struct Viewing {
+    name: String,
+    role: Role,
+    csrf: String,
+}
+
+impl<R> Page<R> {
+    pub fn viewing(&self) -> Viewing {
+        Viewing {
+            name: self.who.caller.name.clone(),
+            role: self.who.caller.role,
+            csrf: self.who.csrf.clone().unwrap_or_default(),
         }
-        self.at_least(role)
     }
 
-    /// Refuses (403) below `role`.
-    pub fn at_least(&self, role: Role) -> Result<(), Box<Response>> {
-        if self.caller.role < role {
-            return Err(Box::new(message(
-                Some(self),
-                StatusCode::FORBIDDEN,
-                "Not allowed",
-                &format!(
-                    "`{}` is a {}; this needs {role} or above.",
-                    self.caller.name, self.caller.role
-                ),
-            )));
-        }
-        Ok(())
+    /// Renders `template` for this page's user.
+    pub fn render(
+        &self,
+        template: &str,
+        current: &str,
+        status: StatusCode,
+        ctx: Value,
+    ) -> Response {
+        render(template, Some(&self.viewing()), current, status, ctx)
+    }
+
+    /// A page saying what went wrong, in the API's words.
+    pub fn error(&self, error: AppError) -> Response {
+        let (status, text) = error.status_and_message();
+        message(Some(&self.viewing()), status, "That did not work", &text)
     }
 }
 
@@ -243,6 +307,7 @@ fn nav(role: Role, current: &str) -> Vec<Value> {
     }
     if role >= Role::Admin {
         items.push(("/users", "Users"));
+        items.push(("/audit", "Audit log"));
     }
     items
         .into_iter()
@@ -250,21 +315,21 @@ fn nav(role: Role, current: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Renders `template` for `page` (or nobody, before sign-in) with `ctx`.
+/// Renders `template` for `viewing` (or nobody, before sign-in) with `ctx`.
 pub fn render(
     template: &str,
-    page: Option<&Page>,
+    viewing: Option<&Viewing>,
     current: &str,
     status: StatusCode,
     ctx: Value,
 ) -> Response {
-    let base = match page {
-        Some(page) => context! {
-            user => context! { name => page.caller.name.clone(), role => page.caller.role.as_str() },
-            csrf => page.csrf.clone(),
-            nav => nav(page.caller.role, current),
-            can_operate => page.caller.role >= Role::Operator,
-            can_change => page.caller.role >= Role::Admin,
+    let base = match viewing {
+        Some(v) => context! {
+            user => context! { name => v.name.clone(), role => v.role.as_str() },
+            csrf => v.csrf.clone(),
+            nav => nav(v.role, current),
+            can_operate => v.role >= Role::Operator,
+            can_change => v.role >= Role::Admin,
         },
         None => context! {},
     };
@@ -275,36 +340,26 @@ pub fn render(
         Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
         Err(error) => {
             tracing::error!(%error, template, "a page could not be rendered");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the page could not be rendered",
-            )
-                .into_response()
+            AppError::Internal.into_response()
         }
     }
 }
 
 /// A page that says one thing.
-pub fn message(page: Option<&Page>, status: StatusCode, title: &str, text: &str) -> Response {
+pub fn message(viewing: Option<&Viewing>, status: StatusCode, title: &str, text: &str) -> Response {
     render(
         "message.html",
-        page,
+        viewing,
         "",
         status,
         context! { title, text, error => !status.is_success() },
     )
 }
 
-/// An API error as a page, in the API's words.
+/// An API error as a page for someone not signed in, in the API's words.
 pub fn page_error(error: AppError) -> Response {
     let (status, text) = error.status_and_message();
     message(None, status, "Something went wrong", &text)
-}
-
-/// The same, for a signed-in user.
-pub fn error_for(page: &Page, error: AppError) -> Response {
-    let (status, text) = error.status_and_message();
-    message(Some(page), status, "That did not work", &text)
 }
 
 /// An API error as a form's flash, in the API's words, with its status: for a page that
@@ -314,34 +369,55 @@ pub fn failed(error: AppError) -> (StatusCode, Value) {
     (status, context! { kind => "error", text })
 }
 
-/// Back to `to` with a note saying what happened.
-pub fn done(to: &str, note: &str) -> Response {
-    let separator = if to.contains('?') { '&' } else { '?' };
-    Redirect::to(&format!("{to}{separator}ok={}", url_escape(note))).into_response()
+/// A flash saying what went well.
+pub fn ok_note(text: impl Into<String>) -> Value {
+    context! { kind => "ok", text => text.into() }
 }
 
-fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Back to `to` with a note saying what happened (a 303: the browser GETs it).
+pub fn done(to: &str, note: &str) -> Response {
+    let separator = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{separator}ok={}", escape(note))).into_response()
+}
+
+/// `text` percent-encoded for a URL's path segment or query value.
+pub fn escape(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// The note a redirect carried (`?ok=`), as a flash.
 pub fn flash(query: &std::collections::HashMap<String, String>) -> Option<Value> {
-    query
-        .get("ok")
-        .map(|text| context! { kind => "ok", text => text.clone() })
+    query.get("ok").map(|text| ok_note(text.clone()))
 }
 
-/// Whether the request came from this host's own machine (the first-admin page is offered
-/// only there): the peer is a loopback address and no proxy forwarded it.
-pub fn from_this_machine(peer: std::net::SocketAddr, headers: &HeaderMap) -> bool {
-    peer.ip().is_loopback() && !headers.contains_key("x-forwarded-for")
+/// The query of a page: `?ok=` notes and a page's own fields.
+pub type Params = axum::extract::Query<std::collections::HashMap<String, String>>;
+
+/// The scheme and host people reach this host at, for links shown to them (`https` over
+/// TLS, or behind a proxy that says it ended TLS).
+pub fn origin(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8080");
+    let scheme = if caller::is_secure(state, headers) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
 }
 
-pub use caller::sign_in;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(69), "69 ms");
+        assert_eq!(human_duration(4_200), "4.2 s");
+        assert_eq!(human_duration(180_000), "3 min");
+        assert_eq!(human_duration(7_500_000), "2 h 5 min");
+        assert_eq!(human_duration(3 * 86_400_000), "3 days");
+    }
+}

@@ -1,6 +1,16 @@
-// Consume page: shows each message as the server takes it from the queue (server-sent
-// events). Without JavaScript the page still peeks and takes through its forms.
+// The admin UI's one script. It reads only data- attributes, so no value of the host's is
+// ever inside a script, and every page works without it (forms post as they are).
+//
+// - form[data-confirm]: asks before a destructive action, in the words of the attribute.
+// - #live (the Queues page): consumes the queue live, each message as the server takes it
+//   (server-sent events), with the CSRF token from the button's data-csrf.
 (function () {
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+
   var button = document.getElementById("live");
   if (!button || !window.EventSource) return;
   var list = document.getElementById("live-messages");
@@ -13,7 +23,10 @@
       button.textContent = "Consume live";
       return;
     }
-    source = new EventSource("/queue/live?address=" + encodeURIComponent(button.dataset.address));
+    source = new EventSource(
+      "/queue/live?address=" + encodeURIComponent(button.dataset.address) +
+        "&csrf=" + encodeURIComponent(button.dataset.csrf)
+    );
     button.textContent = "Stop consuming";
     source.addEventListener("message", function (event) {
       var m = JSON.parse(event.data);

@@ -1,0 +1,101 @@
+//! `/healthz`, `/readyz` and `/metrics`: open to anyone, so they say only what anyone may
+//! know. Each connection's state (its name and last error) is shown to a caller with a
+//! viewer's token or session, never to an anonymous one.
+
+use super::caller::{self, Allowed, Surface, Treat, Viewer};
+use super::{AppError, AppState};
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// A viewer, if the request presents one; nobody otherwise (never a refusal).
+pub struct MaybeViewer(Option<Allowed<Viewer>>);
+
+impl FromRequestParts<AppState> for MaybeViewer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(MaybeViewer(
+            caller::admit(parts, state, Surface::Api, Treat::ByMethod)
+                .await
+                .ok(),
+        ))
+    }
+}
+
+/// Whether every connection is up, and (for a viewer) each one's state.
+async fn connection_states(state: &AppState, viewer: &MaybeViewer) -> (bool, Option<Value>) {
+    let checks = state.connections.check().await;
+    let up = checks.iter().all(|(_, state)| state.is_ok());
+    let shown = viewer.0.as_ref().map(|_| {
+        let connections: serde_json::Map<String, Value> = checks
+            .into_iter()
+            .map(|(name, state)| {
+                let state = match state {
+                    Ok(()) => json!({ "status": "up" }),
+                    Err(e) => json!({ "status": "down", "error": e }),
+                };
+                (name, state)
+            })
+            .collect();
+        Value::Object(connections)
+    });
+    (up, shown)
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, body = Object)))]
+/// Liveness: the process answers (always 200). `status` is `degraded` while a connection is
+/// down (the host is reconnecting it); a viewer's token or session also sees each
+/// connection's state.
+pub async fn healthz(State(state): State<AppState>, viewer: MaybeViewer) -> Json<Value> {
+    let (up, connections) = connection_states(&state, &viewer).await;
+    let mut body = json!({ "status": if up { "ok" } else { "degraded" } });
+    if let Some(connections) = connections {
+        body["connections"] = connections;
+    }
+    Json(body)
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses((status = 200, body = Object), (status = 503, body = Object)))]
+/// Readiness: every connection is up (503 otherwise); a viewer also sees each one's state.
+pub async fn readyz(State(state): State<AppState>, viewer: MaybeViewer) -> Response {
+    let (ready, connections) = connection_states(&state, &viewer).await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = json!({ "ready": ready });
+    if let Some(connections) = connections {
+        body["connections"] = connections;
+    }
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus metrics (open, like `/healthz`): per route messages in, out, failed, retried and
+/// dead-lettered; plugin call durations; connections up; units by state. Every label names
+/// something the host knows (a route, a connection, a status): nothing a caller sends adds a
+/// series.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let status = state.supervisor.status().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&status, state.rpc.in_flight()),
+    )
+        .into_response()
+}
+
+pub async fn not_found() -> AppError {
+    AppError::NotFound("no such endpoint; the API is under /api/v1".into())
+}

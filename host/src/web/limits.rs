@@ -1,0 +1,109 @@
+//! How often one address may try credentials (sign in, set up, register, use a reset link):
+//! a few times a second, with a burst, per peer (an IPv6 peer by its /64, which one machine
+//! usually holds whole). What it remembers is pruned every minute, so its memory is bounded by
+//! the peers seen in the last minutes. Behind a reverse proxy every request comes from the
+//! proxy, and the limit is shared; each name's own limit (in the database) still holds.
+
+use super::AppError;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+
+/// Credential attempts per peer: a burst, then one a second.
+const BURST: u32 = 30;
+
+pub struct PeerLimits {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for PeerLimits {
+    fn default() -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(1).expect("one"))
+            .allow_burst(NonZeroU32::new(BURST).expect("a burst"));
+        PeerLimits {
+            limiter: RateLimiter::keyed(quota),
+        }
+    }
+}
+
+impl PeerLimits {
+    /// Lets one credential attempt from `peer` through, or refuses it (429 with when to try
+    /// again). A request without a known peer (an in-process test) is let through.
+    pub fn check(&self, peer: Option<IpAddr>) -> Result<(), AppError> {
+        let Some(peer) = peer else { return Ok(()) };
+        self.limiter.check_key(&key(peer)).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let retry_after_s = wait.as_secs() + 1;
+            AppError::TooManyRequests {
+                message: format!(
+                    "too many sign-in attempts from this address; try again in {retry_after_s} s"
+                ),
+                retry_after_s,
+            }
+        })
+    }
+
+    /// Forgets peers whose limit has refilled (called every minute by the host).
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    /// Peers remembered now.
+    pub fn len(&self) -> usize {
+        self.limiter.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.limiter.is_empty()
+    }
+}
+
+/// An IPv4 peer as it is; an IPv6 one by its /64 (a mapped IPv4 address as that address).
+fn key(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_gets_a_burst_then_is_refused_and_others_are_not() {
+        let limits = PeerLimits::default();
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..BURST {
+            limits.check(Some(peer)).unwrap();
+        }
+        assert!(matches!(
+            limits.check(Some(peer)),
+            Err(AppError::TooManyRequests { .. })
+        ));
+        limits.check(Some("192.0.2.2".parse().unwrap())).unwrap();
+        limits.check(None).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_peer_is_limited_by_its_64() {
+        let limits = PeerLimits::default();
+        for i in 0..BURST {
+            let peer: IpAddr = format!("2001:db8::{:x}", i + 1).parse().unwrap();
+            limits.check(Some(peer)).unwrap();
+        }
+        let another: IpAddr = "2001:db8::ffff:1".parse().unwrap();
+        assert!(limits.check(Some(another)).is_err());
+        assert_eq!(limits.len(), 1);
+    }
+}

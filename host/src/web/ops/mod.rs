@@ -1,0 +1,55 @@
+//! The web layer's operations: one set of what the host does when asked (create a route,
+//! upload a plugin, replay a dead letter, …), called alike by the JSON API (`api/`) and the
+//! admin UI's pages (`ui/`), so a change takes one path whichever surface asked.
+//!
+//! Each operation takes its caller as [`Allowed<Role>`](super::caller::Allowed): proof that
+//! the role (and, through a session, the CSRF token) was checked from the request's head
+//! before its body was read. It takes typed input, returns typed output or an [`AppError`],
+//! and records what it changed in the audit log, once, here.
+//!
+//! A change of the desired state is written to the database (raising the revision every host
+//! watches), this host's supervisor is woken, and the answer waits (up to five seconds) until
+//! this host has applied it, so it can say what now runs.
+
+pub mod audit;
+pub mod connections;
+pub mod plugins;
+pub mod queues;
+pub mod routes;
+pub mod rpc;
+pub mod sessions;
+pub mod units;
+pub mod users;
+
+use super::{AppError, AppState};
+use std::time::Duration;
+
+/// How long a change's answer waits for this host to apply it.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
+/// After a change: wakes the supervisor and waits until this host has applied the database's
+/// revision; whether it has (another host's change may race; the answer says so).
+async fn applied(state: &AppState) -> Result<bool, AppError> {
+    let revision = state.store.revision().await?;
+    state.supervisor.wake();
+    Ok(state.supervisor.applied(revision, APPLY_WAIT).await)
+}
+
+/// 409 for an item this host's file defines.
+fn file_defined(state: &AppState, what: &str, name: &str) -> AppError {
+    let file = state
+        .supervisor
+        .file()
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the built-in defaults".into());
+    AppError::Conflict(format!(
+        "{what} `{name}` is defined in this host's configuration ({file}) and cannot be changed through the API; change it there"
+    ))
+}
+
+/// Now, as the store keeps times.
+fn now_ms() -> i64 {
+    super::now_ms()
+}

@@ -1,0 +1,382 @@
+//! Queues on every transport: stats, peek (the messages stay), publish, take (taken and
+//! acked), purge (the ready messages) and replaying dead letters.
+
+use super::{AppError, AppState, audit};
+use crate::broker::{Address, Consumer, QueueDepth};
+use crate::message::{HeaderValue, Message};
+use crate::web::MAX_COUNT;
+use crate::web::caller::{Allowed, Operator, Viewer};
+use crate::web::error::invalid;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The address of a queue on a connection that exists (404 otherwise).
+pub fn known(state: &AppState, connection: &str, queue: &str) -> Result<Address, AppError> {
+    if !state.connections.contains(connection) {
+        return Err(AppError::NotFound(format!(
+            "there is no connection named `{}`",
+            crate::broker::shorten(connection)
+        )));
+    }
+    Ok(Address {
+        connection: connection.to_owned(),
+        address: queue.to_owned(),
+    })
+}
+
+/// `connection:queue` as typed in a form, on a connection that exists.
+pub fn parse(state: &AppState, text: &str) -> Result<Address, AppError> {
+    match text.trim().split_once(':') {
+        Some((c, q)) if !c.is_empty() && !q.is_empty() => known(state, c, q),
+        _ => Err(invalid(
+            "address",
+            format!(
+                "`{}` is not connection:queue, e.g. local:demo.in",
+                crate::broker::shorten(text)
+            ),
+        )),
+    }
+}
+
+/// How full a queue is: for the embedded broker, ready, in flight and delayed; for
+/// RabbitMQ, ready and consumers.
+pub async fn stats(
+    state: &AppState,
+    _: &Allowed<Viewer>,
+    address: &Address,
+) -> Result<Value, AppError> {
+    Ok(match state.connections.depth(address).await? {
+        QueueDepth::Embedded(stats) => json!({
+            "connection": address.connection,
+            "queue": stats.queue,
+            "depth": stats.depth(),
+            "ready": stats.ready,
+            "in_flight": stats.in_flight,
+            "delayed": stats.delayed,
+            "oldest_age_ms": stats.oldest_age_ms,
+        }),
+        QueueDepth::Amqp { ready, consumers } => json!({
+            "connection": address.connection,
+            "queue": address.address,
+            "ready": ready,
+            "consumers": consumers,
+        }),
+    })
+}
+
+/// Publishes `message` (the JSON form of `Message`); returns its id once committed.
+pub async fn publish(
+    state: &AppState,
+    _: &Allowed<Operator>,
+    address: &Address,
+    message: &Value,
+) -> Result<String, AppError> {
+    let mut msg = Message::from_json(message)?;
+    crate::broker::check_message(&msg)?;
+    if msg.topic.is_empty() {
+        msg.topic = address.address.clone();
+    }
+    let id = msg.id.clone();
+    state
+        .connections
+        .producer(address)?
+        .send(&address.address, msg)
+        .await?;
+    Ok(id)
+}
+
+/// `count` (1 to [`MAX_COUNT`]) or `default`.
+pub fn count(count: Option<usize>, default: usize) -> Result<usize, AppError> {
+    match count.unwrap_or(default) {
+        count @ 1..=MAX_COUNT => Ok(count),
+        count => Err(invalid(
+            "count",
+            format!("count {count} is out of range: from 1 to {MAX_COUNT}"),
+        )),
+    }
+}
+
+/// Up to `count` ready messages, left in the queue: reading changes nothing. At most
+/// `max_response_bytes` of payload (but always one message).
+pub async fn peek(
+    state: &AppState,
+    _: &Allowed<Viewer>,
+    address: &Address,
+    count: usize,
+) -> Result<Vec<Message>, AppError> {
+    Ok(state
+        .connections
+        .peek(address, count, state.max_response_bytes)
+        .await?)
+}
+
+/// The most deliveries a take holds at once: each is acked as it arrives, so a large count
+/// does not mean as many messages in memory.
+const TAKE_PREFETCH: usize = 32;
+
+/// Takes up to `count` messages, waiting up to `timeout` for them, acking each as it
+/// arrives: for people and tests, not for services that need at-least-once (they use a broker
+/// of their own). A message that would take the answer past `max_response_bytes` is returned
+/// to the queue and ends the take; a shutdown ends the wait with what has arrived.
+pub async fn take(
+    state: &AppState,
+    _: &Allowed<Operator>,
+    address: &Address,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<Message>, AppError> {
+    let mut consumer = state
+        .connections
+        .consume(address, count.min(TAKE_PREFETCH))
+        .await?;
+    let mut messages = Vec::new();
+    let mut bytes = 0usize;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shutdown = state.shutdown.clone();
+    while messages.len() < count {
+        let delivery = tokio::select! {
+            delivery = tokio::time::timeout_at(deadline, consumer.next()) => delivery,
+            _ = shutdown.fired() => break,
+        };
+        let delivery = match delivery {
+            Err(_) => break,
+            Ok(Ok(delivery)) => delivery,
+            Ok(Err(error)) if messages.is_empty() => {
+                consumer.close().await;
+                return Err(error.into());
+            }
+            // What was taken is acked already: answer with it.
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "a take ended early");
+                break;
+            }
+        };
+        let size = delivery.message.payload.len();
+        if !messages.is_empty() && bytes.saturating_add(size) > state.max_response_bytes {
+            if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
+                tracing::warn!(%error, "could not return a message past the answer's size; it comes back by itself");
+            }
+            break;
+        }
+        let message = delivery.message;
+        match delivery.ack.ack().await {
+            Ok(()) => {
+                bytes = bytes.saturating_add(size);
+                messages.push(message);
+            }
+            // Not acked (its lease ran out): it stays in the queue and is not answered.
+            Err(error) => tracing::warn!(%error, "a taken message could not be acked"),
+        }
+    }
+    consumer.close().await;
+    Ok(messages)
+}
+
+/// A consumer of one message at a time, for the UI's live consume (each message acked once
+/// it is shown).
+pub async fn consume_live(
+    state: &AppState,
+    _: &Allowed<Operator>,
+    address: &Address,
+) -> Result<Consumer, AppError> {
+    Ok(state.connections.consume(address, 1).await?)
+}
+
+/// Removes the ready messages of a queue (not those a consumer holds, nor those waiting out
+/// a retry's delay); says how many.
+pub async fn purge(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    address: &Address,
+) -> Result<u64, AppError> {
+    let purged = state.connections.purge(address).await?;
+    audit::record(
+        state,
+        who,
+        "queue.purge",
+        &address.to_string(),
+        json!({ "purged": purged }),
+    )
+    .await;
+    Ok(purged)
+}
+
+/// The headers a dead letter gained, removed when it is replayed.
+const DEAD_LETTER_HEADERS: [&str; 6] = [
+    "exception",
+    "exception_name",
+    "exception_type",
+    "x-wharf-plugin",
+    "x-wharf-route",
+    "x-wharf-attempts",
+];
+
+/// What to replay, and where.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayParams {
+    /// How many to replay, oldest first (1 to 1,000; all up to 1,000 by default).
+    pub count: Option<usize>,
+    /// Where to send them (`connection:address`); by default the input of the route each
+    /// names in its `x-wharf-route` header.
+    pub to: Option<String>,
+    /// Replay only the message with this id (embedded broker queues: a RabbitMQ queue cannot
+    /// be read by id).
+    pub id: Option<String>,
+}
+
+/// What a replay did.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Replayed {
+    pub replayed: usize,
+    /// Where they went, by address.
+    pub to: std::collections::BTreeMap<String, usize>,
+    /// Messages left in the queue because no destination was known (no `to`, and no route of
+    /// the name their `x-wharf-route` header gives).
+    pub left: usize,
+}
+
+/// Replays dead letters: each taken message, without its dead-letter headers, is published
+/// to `to` or to its route's input, and removed from this queue only once that publish is
+/// confirmed.
+pub async fn replay(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    address: &Address,
+    params: ReplayParams,
+) -> Result<Replayed, AppError> {
+    let count = count(params.count, MAX_COUNT)?;
+    let to = params
+        .to
+        .as_deref()
+        .map(|to| Address::parse(to).map_err(|e| invalid("to", e.to_string())))
+        .transpose()?;
+    if let Some(to) = &to
+        && !state.connections.contains(&to.connection)
+    {
+        return Err(invalid(
+            "to",
+            format!("there is no connection named `{}`", to.connection),
+        ));
+    }
+    let routes = crate::supervisor::Desired::load(&state.store, state.supervisor.file())
+        .await?
+        .routes;
+    // Where a dead letter goes: `to`, else its route's input.
+    let target_of = |message: &Message| {
+        to.clone()
+            .or_else(|| match message.header("x-wharf-route") {
+                Some(HeaderValue::Text(route)) => routes
+                    .get(route)
+                    .and_then(|r| Address::parse(&r.spec.from).ok()),
+                _ => None,
+            })
+    };
+    let cleaned = |message: &Message| {
+        let mut message = message.clone();
+        message
+            .headers
+            .retain(|(name, _)| !DEAD_LETTER_HEADERS.contains(&name.as_str()));
+        message
+    };
+    let done = match &params.id {
+        Some(id) => {
+            let Some(broker) = state.connections.embedded(&address.connection) else {
+                return Err(invalid(
+                    "id",
+                    "a RabbitMQ queue cannot be read by id; replay the oldest or all",
+                ));
+            };
+            let mut went = None;
+            let moved = broker
+                .move_by_id(&address.address, id, |message| {
+                    let target = target_of(&message);
+                    went = target.clone();
+                    let connections = state.connections.clone();
+                    let message = cleaned(&message);
+                    async move {
+                        let Some(target) = target else {
+                            return Err(crate::broker::BrokerError::InvalidAddress {
+                                address: String::new(),
+                                problem: "no route input is known for this message; give `to`"
+                                    .into(),
+                            });
+                        };
+                        connections
+                            .producer(&target)?
+                            .send(&target.address, message)
+                            .await
+                    }
+                })
+                .await?;
+            if !moved {
+                return Err(AppError::NotFound(format!(
+                    "no ready message with id `{}` in {address}",
+                    crate::broker::shorten(id)
+                )));
+            }
+            let to = went.map(|t| t.to_string()).unwrap_or_default();
+            Replayed {
+                replayed: 1,
+                to: [(to, 1)].into(),
+                left: 0,
+            }
+        }
+        None => {
+            let mut consumer = state
+                .connections
+                .consume(address, count.min(TAKE_PREFETCH))
+                .await?;
+            let mut done = Replayed {
+                replayed: 0,
+                to: Default::default(),
+                left: 0,
+            };
+            let mut kept = Vec::new();
+            let result = async {
+                while done.replayed + kept.len() < count {
+                    let delivery =
+                        match tokio::time::timeout(Duration::from_millis(200), consumer.next())
+                            .await
+                        {
+                            Err(_) => break,
+                            Ok(delivery) => delivery?,
+                        };
+                    let Some(target) = target_of(&delivery.message) else {
+                        kept.push(delivery);
+                        continue;
+                    };
+                    let message = cleaned(&delivery.message);
+                    state
+                        .connections
+                        .producer(&target)?
+                        .send(&target.address, message)
+                        .await?;
+                    delivery.ack.ack().await?;
+                    done.replayed += 1;
+                    *done.to.entry(target.to_string()).or_default() += 1;
+                }
+                Ok::<(), crate::broker::BrokerError>(())
+            }
+            .await;
+            done.left = kept.len();
+            for delivery in kept {
+                if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
+                    tracing::warn!(%error, "a dead letter with nowhere to go could not be returned; it comes back by itself");
+                }
+            }
+            consumer.close().await;
+            result?;
+            done
+        }
+    };
+    audit::record(
+        state,
+        who,
+        "queue.replay",
+        &address.to_string(),
+        json!({ "replayed": done.replayed, "to": done.to, "left": done.left }),
+    )
+    .await;
+    Ok(done)
+}

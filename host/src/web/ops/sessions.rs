@@ -1,0 +1,282 @@
+//! What people do before (or instead of) a token: sign in and out, set up the first admin,
+//! register, use a reset link, change their own password.
+//!
+//! Nothing here lets an anonymous caller grow memory or work without a bound:
+//! - each peer address gets a few credential attempts a second ([`super::super::limits`]);
+//! - a name that cannot be a user's is refused before anything is looked up or hashed;
+//! - each name's attempts are counted in the database *before* its password is hashed, so
+//!   parallel guesses cannot slip past the limit together, and every host on the database
+//!   sees the same count; after [`MAX_ATTEMPTS`] within [`WINDOW`] the name is refused (429)
+//!   until the window has passed, right password or not;
+//! - password hashes run a few at a time (`auth::Hashing`), and a reset link is checked
+//!   before the new password is hashed.
+
+use super::{AppError, AppState, audit, now_ms};
+use crate::auth::{self, Caller, Role};
+use crate::web::caller::{Allowed, SESSION_LIFETIME, Via, Viewer};
+use serde_json::json;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Attempts allowed per name within [`WINDOW`].
+pub const MAX_ATTEMPTS: u32 = 5;
+/// How long a name's attempts are counted.
+pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// A session just made.
+pub struct SignedIn {
+    pub caller: Caller,
+    /// The session's token (the cookie's value); the store keeps only its SHA-256.
+    pub session: String,
+    pub csrf: String,
+}
+
+/// Refused at once with the words of a wrong password: a name that cannot exist.
+fn wrong() -> AppError {
+    AppError::Unauthorized("the name or the password is wrong".into())
+}
+
+/// Counts an attempt for `name` and refuses it past the limit, before any hash is made. The
+/// first refusal of a window is recorded in the audit log; the rest are not (they are what a
+/// flood is made of).
+async fn count_attempt(
+    state: &AppState,
+    name: &str,
+    via: Via,
+    peer: Option<IpAddr>,
+) -> Result<(), AppError> {
+    let now = now_ms();
+    let window = WINDOW.as_millis() as i64;
+    let (attempts, since) = state
+        .store
+        .sign_in_attempt(&auth::token_digest(name), now, window)
+        .await?;
+    if attempts > MAX_ATTEMPTS {
+        if attempts == MAX_ATTEMPTS + 1 {
+            audit::record_anonymous(state, name, via, peer, "session.throttled", json!({})).await;
+        }
+        let wait_s = ((since + window - now).max(0) / 1000 + 1) as u64;
+        return Err(AppError::TooManyRequests {
+            message: format!(
+                "too many failed sign-ins for `{}`; try again in {wait_s} s",
+                crate::broker::shorten(name)
+            ),
+            retry_after_s: wait_s,
+        });
+    }
+    Ok(())
+}
+
+/// Checks `name`'s password (throttled), without starting a session; the user's role.
+async fn check_password(
+    state: &AppState,
+    name: &str,
+    password: String,
+    via: Via,
+    peer: Option<IpAddr>,
+) -> Result<Role, AppError> {
+    if auth::check_name(name).is_err() || password.len() > auth::MAX_PASSWORD_BYTES {
+        return Err(wrong());
+    }
+    count_attempt(state, name, via, peer).await?;
+    let user = state.store.user_login(name).await?;
+    // The hash is checked even for an unknown name, so the answer's timing does not tell
+    // which names exist.
+    let hash = user
+        .as_ref()
+        .map(|(hash, _)| hash.clone())
+        .unwrap_or_else(|| auth::DECOY_HASH.clone());
+    let matches = state.hashing.verify(password, hash).await?;
+    match user {
+        Some((_, role)) if matches => {
+            state
+                .store
+                .sign_in_succeeded(&auth::token_digest(name))
+                .await?;
+            Ok(role)
+        }
+        _ => Err(wrong()),
+    }
+}
+
+/// Signs `name` in: checks the password (throttled) and makes a session.
+pub async fn sign_in(
+    state: &AppState,
+    name: &str,
+    password: String,
+    via: Via,
+    peer: Option<IpAddr>,
+) -> Result<SignedIn, AppError> {
+    state.limits.check(peer)?;
+    let role = match check_password(state, name, password, via, peer).await {
+        Ok(role) => role,
+        Err(error) => {
+            // A refusal by the throttle is recorded once, when it starts; wrong passwords
+            // each time (they are few: the throttle bounds them).
+            if matches!(error, AppError::Unauthorized(_)) {
+                audit::record_anonymous(
+                    state,
+                    name,
+                    via,
+                    peer,
+                    "session.sign_in_failed",
+                    json!({}),
+                )
+                .await;
+            }
+            return Err(error);
+        }
+    };
+    let signed_in = start_session(state, Caller::user(name, role)).await?;
+    audit::record_anonymous(state, name, via, peer, "session.sign_in", json!({})).await;
+    Ok(signed_in)
+}
+
+async fn start_session(state: &AppState, caller: Caller) -> Result<SignedIn, AppError> {
+    let (session, digest) = auth::new_token();
+    let (csrf, _) = auth::new_token();
+    let now = now_ms();
+    state
+        .store
+        .add_session(
+            &digest,
+            &caller.name,
+            &csrf,
+            now,
+            now + SESSION_LIFETIME.as_millis() as i64,
+        )
+        .await?;
+    Ok(SignedIn {
+        caller,
+        session,
+        csrf,
+    })
+}
+
+/// Ends the session with this digest (and every expired one).
+pub async fn sign_out(state: &AppState, session_digest: Option<&str>) -> Result<(), AppError> {
+    if let Some(digest) = session_digest {
+        state.store.remove_session(digest, now_ms()).await?;
+    }
+    Ok(())
+}
+
+/// Changes the caller's own password: the current one is checked as a sign-in is (and
+/// throttled the same way), without starting a session; every session of theirs ends.
+pub async fn change_own_password(
+    state: &AppState,
+    who: &Allowed<Viewer>,
+    current: String,
+    new: String,
+) -> Result<(), AppError> {
+    if who.caller.is_token {
+        return Err(AppError::BadRequest(
+            "a token has no password; an admin sets users' passwords".into(),
+        ));
+    }
+    let name = who.caller.name.clone();
+    check_password(state, &name, current, who.via, who.peer)
+        .await
+        .map_err(|e| match e {
+            AppError::Unauthorized(_) => {
+                crate::web::error::invalid("current", "the current password is wrong")
+            }
+            other => other,
+        })?;
+    let hash = state.hashing.hash(new).await?;
+    state.store.set_password(&name, &hash, now_ms()).await?;
+    state.store.remove_sessions_of(&name).await?;
+    audit::record(state, who, "user.password", &name, json!({ "own": true })).await;
+    Ok(())
+}
+
+/// Makes the first admin with the host's one-time set-up token: only while no user exists,
+/// checked in the same transaction as the insert. Signs them in.
+pub async fn set_up(
+    state: &AppState,
+    setup_token: &str,
+    name: &str,
+    password: String,
+    peer: Option<IpAddr>,
+) -> Result<SignedIn, AppError> {
+    state.limits.check(peer)?;
+    if !state.setup.accepts(setup_token) {
+        return Err(AppError::Forbidden(
+            "this is not the set-up link the host printed when it started (or an admin exists already); use that link, or `wharf user add NAME --role admin`".into(),
+        ));
+    }
+    let new = super::users::NewUser {
+        name: name.to_owned(),
+        password,
+        role: "admin".into(),
+    };
+    let (role, hash) = super::users::prepare(state, &new).await?;
+    if !state.store.add_first_admin(name, &hash, now_ms()).await? {
+        return Err(AppError::Conflict(
+            "an admin exists already; sign in instead".into(),
+        ));
+    }
+    state.setup.used();
+    audit::record_anonymous(state, name, Via::Ui, peer, "user.first_admin", json!({})).await;
+    start_session(state, Caller::user(name, role)).await
+}
+
+/// Registers `name` as a viewer, while an admin has registration open; signs them in.
+pub async fn register(
+    state: &AppState,
+    name: &str,
+    password: String,
+    peer: Option<IpAddr>,
+) -> Result<SignedIn, AppError> {
+    state.limits.check(peer)?;
+    if !super::users::registration_open(state).await? {
+        return Err(AppError::Forbidden(
+            "registration is closed; an admin adds users, or opens registration on the Users page"
+                .into(),
+        ));
+    }
+    let new = super::users::NewUser {
+        name: name.to_owned(),
+        password,
+        role: "viewer".into(),
+    };
+    let (role, hash) = super::users::prepare(state, &new).await?;
+    if !state.store.add_user(name, &hash, role, now_ms()).await? {
+        return Err(AppError::Conflict(format!(
+            "a user named `{name}` exists already"
+        )));
+    }
+    audit::record_anonymous(state, name, Via::Ui, peer, "user.register", json!({})).await;
+    start_session(state, Caller::user(name, role)).await
+}
+
+/// The user a live reset link is for, without using it.
+pub async fn reset_user(state: &AppState, token: &str) -> Result<Option<String>, AppError> {
+    Ok(state
+        .store
+        .password_reset_user(&auth::token_digest(token), now_ms())
+        .await?)
+}
+
+/// Uses a reset link once: sets its user's password (their sessions end). The link is
+/// checked before the password is hashed; `None` if it is not live.
+pub async fn reset(
+    state: &AppState,
+    token: &str,
+    password: String,
+    peer: Option<IpAddr>,
+) -> Result<Option<String>, AppError> {
+    state.limits.check(peer)?;
+    if reset_user(state, token).await?.is_none() {
+        return Ok(None);
+    }
+    let hash = state.hashing.hash(password).await?;
+    let user = state
+        .store
+        .use_password_reset(&auth::token_digest(token), &hash, now_ms())
+        .await?;
+    if let Some(user) = &user {
+        audit::record_anonymous(state, user, Via::Ui, peer, "user.reset", json!({})).await;
+    }
+    Ok(user)
+}

@@ -1,0 +1,262 @@
+//! The Queues page: a queue's stats in people's words, its messages peeked (they stay),
+//! take, purge (the ready messages), dead letters replayed, and the live consume (each
+//! message taken as it arrives, over server-sent events).
+
+use super::{Page, Params, Taking, done, escape, flash};
+use crate::message::Message;
+use crate::web::caller::{Operator, Viewer};
+use crate::web::ops::queues::{self as ops, ReplayParams};
+use crate::web::{AppError, AppState};
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A message as the pages show it: JSON pretty-printed, text as it is, bytes as hex rows.
+pub fn shown(message: &Value) -> Value {
+    let mut message = message.clone();
+    let text = match (message.get("payload"), message.get("payload_base64")) {
+        (Some(Value::String(text)), _) => match serde_json::from_str::<Value>(text) {
+            Ok(json @ (Value::Object(_) | Value::Array(_))) => {
+                serde_json::to_string_pretty(&json).unwrap_or_else(|_| text.clone())
+            }
+            _ => text.clone(),
+        },
+        (_, Some(Value::String(b64))) => {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap_or_default();
+            bytes
+                .chunks(16)
+                .map(|row| {
+                    row.iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        _ => String::new(),
+    };
+    message["shown"] = json!(text);
+    message
+}
+
+/// A queue's stats as people say them: `ready 3 · in flight 1 · oldest 69 ms`.
+fn described(stats: &Value) -> Vec<String> {
+    let count = |key: &str, label: &str| {
+        stats
+            .get(key)
+            .and_then(Value::as_u64)
+            .map(|n| format!("{label} {n}"))
+    };
+    [
+        count("depth", "messages"),
+        count("ready", "ready"),
+        count("in_flight", "in flight"),
+        count("delayed", "waiting to retry"),
+        count("consumers", "consumers"),
+        stats
+            .get("oldest_age_ms")
+            .and_then(Value::as_u64)
+            .map(|ms| format!("oldest {}", super::human_duration(ms))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+pub async fn page(State(state): State<AppState>, page: Page<Viewer>, params: Params) -> Response {
+    let address = params.get("address").cloned().unwrap_or_default();
+    let mut ctx =
+        context! { title => "Queues", address => address.clone(), flash => flash(&params) };
+    if !address.is_empty() {
+        let read = async {
+            let at = ops::parse(&state, &address)?;
+            let stats = ops::stats(&state, &page.who, &at).await?;
+            let messages = ops::peek(&state, &page.who, &at, 50).await?;
+            Ok::<_, AppError>((at, stats, messages))
+        }
+        .await;
+        match read {
+            Ok((at, stats, messages)) => {
+                let messages: Vec<Value> = messages.iter().map(|m| shown(&m.to_json())).collect();
+                // A queue of dead letters: its name says so, or its messages carry exceptions.
+                let dead_letters = at.address.ends_with(".dead")
+                    || messages
+                        .iter()
+                        .any(|m| m["headers"].get("exception").is_some());
+                let embedded = state.connections.is_embedded(&at.connection);
+                let stats = described(&stats);
+                ctx = context! { stats, messages, dead_letters, embedded, ..ctx };
+            }
+            Err(error) => return page.error(error),
+        }
+    }
+    page.render("queue.html", "/queue", StatusCode::OK, ctx)
+}
+
+#[derive(Deserialize)]
+pub struct QueueForm {
+    address: String,
+}
+
+fn back(address: &str) -> String {
+    format!("/queue?address={}", escape(address))
+}
+
+pub async fn take(
+    State(state): State<AppState>,
+    page: Page<Operator>,
+    Form(form): Form<QueueForm>,
+) -> Response {
+    let result = async {
+        let at = ops::parse(&state, &form.address)?;
+        ops::take(&state, &page.who, &at, 1, Duration::ZERO).await
+    }
+    .await;
+    match result {
+        Ok(taken) => match taken.first() {
+            Some(m) => done(
+                &back(&form.address),
+                &format!(
+                    "Took message {}: {}",
+                    m.id,
+                    shown(&m.to_json())["shown"].as_str().unwrap_or("")
+                ),
+            ),
+            None => done(&back(&form.address), "Nothing to take."),
+        },
+        Err(error) => page.error(error),
+    }
+}
+
+pub async fn purge(
+    State(state): State<AppState>,
+    page: Page<Operator>,
+    Form(form): Form<QueueForm>,
+) -> Response {
+    let result = async {
+        let at = ops::parse(&state, &form.address)?;
+        ops::purge(&state, &page.who, &at).await
+    }
+    .await;
+    match result {
+        Ok(purged) => done(
+            &back(&form.address),
+            &format!("Purged {purged} ready messages."),
+        ),
+        Err(error) => page.error(error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ReplayForm {
+    address: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    count: Option<usize>,
+    /// One chosen message.
+    #[serde(default)]
+    id: Option<String>,
+}
+
+pub async fn replay(
+    State(state): State<AppState>,
+    page: Page<Operator>,
+    Form(form): Form<ReplayForm>,
+) -> Response {
+    let result = async {
+        let at = ops::parse(&state, &form.address)?;
+        let params = ReplayParams {
+            count: form.count,
+            to: Some(form.to.trim().to_owned()).filter(|t| !t.is_empty()),
+            id: form.id.clone().filter(|id| !id.is_empty()),
+        };
+        ops::replay(&state, &page.who, &at, params).await
+    }
+    .await;
+    match result {
+        Ok(replayed) => {
+            let went: Vec<String> = replayed
+                .to
+                .iter()
+                .map(|(to, n)| format!("{n} to {to}"))
+                .collect();
+            let mut note = format!(
+                "Replayed {}{}.",
+                replayed.replayed,
+                if went.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", went.join(", "))
+                }
+            );
+            if replayed.left > 0 {
+                note.push_str(&format!(
+                    " {} left: no route input known; give an address to replay them to.",
+                    replayed.left
+                ));
+            }
+            done(&back(&form.address), &note)
+        }
+        Err(error) => page.error(error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LiveParams {
+    address: String,
+}
+
+/// Server-sent events: each message taken from the queue as it arrives (acked once sent),
+/// until the page goes away or the host stops. It takes messages, so its CSRF token is
+/// checked although it is a GET (the page's script puts it in the URL).
+pub async fn live(
+    State(state): State<AppState>,
+    page: Taking<Operator>,
+    Query(params): Query<LiveParams>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let consumer = async {
+        let at = ops::parse(&state, &params.address)?;
+        ops::consume_live(&state, &page.who, &at).await
+    }
+    .await;
+    let consumer = match consumer {
+        Ok(consumer) => consumer,
+        Err(error) => return error.into_response(),
+    };
+    let stream = futures::stream::unfold(
+        (consumer, state.shutdown.clone()),
+        |(mut consumer, mut shutdown)| async move {
+            let delivery = tokio::select! {
+                _ = shutdown.fired() => None,
+                delivery = consumer.next() => delivery.ok(),
+            };
+            let Some(delivery) = delivery else {
+                consumer.close().await;
+                return None;
+            };
+            let shown = shown(&Message::to_json(&delivery.message));
+            if let Err(error) = delivery.ack.ack().await {
+                tracing::warn!(%error, "a message shown live could not be acked; it comes back");
+            }
+            let event = Event::default().event("message").data(shown.to_string());
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (consumer, shutdown),
+            ))
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
