@@ -14,90 +14,6 @@ use wharf::broker::{Address, AmqpBroker, Connections};
 use wharf::config::{AmqpConfig, AmqpQueueConfig, TlsConfig};
 use wharf::message::Message;
 
-fn run(dir: &Path, args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", args[0]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server certificate for localhost and a client certificate, in `dir`.
-fn make_certificates(dir: &Path) {
-    let days = ["-days", "2"];
-    run(
-        dir,
-        &[
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            days[0],
-            days[1],
-            "-subj",
-            "/CN=wharf test CA",
-        ],
-    );
-    for (name, cn, usage) in [
-        (
-            "server",
-            "localhost",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "wharf client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), usage).unwrap();
-        run(
-            dir,
-            &[
-                "openssl",
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
-        run(
-            dir,
-            &[
-                "openssl",
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                days[0],
-                days[1],
-                "-extfile",
-                &format!("{name}.ext"),
-            ],
-        );
-    }
-}
-
 /// A RabbitMQ node of this test's own; stopped when dropped.
 struct Node {
     name: String,
@@ -122,8 +38,8 @@ impl Node {
         .unwrap();
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
         // The server drops to the `rabbitmq` user: let it read the keys and write its data.
-        run(dir, &["chmod", "-R", "a+rwX", "."]);
-        run(dir, &["chmod", "a+rwx", dir.to_str().unwrap()]);
+        support::run_in(dir, &["chmod", "-R", "a+rwX", "."]);
+        support::run_in(dir, &["chmod", "a+rwx", dir.to_str().unwrap()]);
         let status = Command::new("rabbitmq-server")
             .arg("-detached")
             .env("RABBITMQ_NODENAME", &name)
@@ -197,7 +113,7 @@ async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
         .prefix("wharf-tls-")
         .tempdir_in("/tmp")
         .unwrap();
-    make_certificates(dir.path());
+    support::make_certificates(dir.path());
     let node = Node::start(dir.path());
     let topology = Topology {
         queues: vec![AmqpQueueConfig::named("tls.q")],
@@ -273,7 +189,7 @@ async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
     connections.close().await;
 
     // The same identity as a PKCS#12 bundle with a password.
-    run(
+    support::run_in(
         dir.path(),
         &[
             "openssl",

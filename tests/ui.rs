@@ -81,3 +81,102 @@ async fn the_admin_ui_in_a_real_browser() {
         }
     }
 }
+
+/// Names that try to run script (a queue address, a plugin's version, description and wanted
+/// grants, a connection name, message headers and payloads) shown on every page that shows
+/// them, in Chromium: none runs, and every page carries the CSP (`tests/browser/hostile.mjs`).
+/// A route's name cannot hold such text at all: the API refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_run_no_script() {
+    use serde_json::json;
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config::default();
+    config.routes.clear();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.database = db.url.clone();
+    config.server.plugin_dir = None;
+    let host = wharf::host::start(config).await.expect("the host starts");
+    let base = format!("http://{}", host.addr);
+    let admin = support::client_with_token(support::local_token(host.addr).trim());
+    let connection = r#"h'"><img src=x onerror=alert(7)>"#;
+    let queue = "local:x'-alert(1)-'";
+    let route = "plain-route";
+    let ok = |what: &str, answer: reqwest::Response| {
+        let status = answer.status();
+        assert!(status.is_success(), "{what}: {status}");
+    };
+    ok(
+        "upload",
+        admin
+            .post(format!("{base}/api/v1/plugins"))
+            .header("content-type", "application/wasm")
+            .body(support::plugin_bytes("hostile"))
+            .send()
+            .await
+            .unwrap(),
+    );
+    ok(
+        "connection",
+        admin
+            .post(format!("{base}/api/v1/connections"))
+            .json(&json!({ "name": connection, "kind": "embedded" }))
+            .send()
+            .await
+            .unwrap(),
+    );
+    ok(
+        "route",
+        admin
+            .post(format!("{base}/api/v1/routes"))
+            .json(
+                &json!({ "name": route, "from": format!("{connection}:q'-alert(8)-'"),
+                "through": ["hostile"], "to": "local:out" }),
+            )
+            .send()
+            .await
+            .unwrap(),
+    );
+    let refused = admin
+        .post(format!("{base}/api/v1/routes"))
+        .json(&json!({ "name": "r'-alert(9)-'", "from": "local:a", "to": "local:b" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        400,
+        "a route's name holds no quotes or markup"
+    );
+    ok(
+        "publish",
+        admin
+            .post(format!(
+                "{base}/api/v1/queues/local/{}/messages",
+                "x'-alert(1)-'"
+            ))
+            .json(&json!({ "payload": "<script>alert(10)</script>",
+                "headers": { "x'-alert(11)-'": "<img src=x onerror=alert(12)>" } }))
+            .send()
+            .await
+            .unwrap(),
+    );
+    let out = tokio::process::Command::new("node")
+        .arg(browser_dir().join("hostile.mjs"))
+        .env("WHARF_URL", &base)
+        .env("WHARF_SETUP", host.setup_link.clone().unwrap())
+        .env("HOSTILE_CONNECTION", connection)
+        .env("HOSTILE_QUEUE", queue)
+        .env("HOSTILE_ROUTE", route)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .await
+        .expect("running node (the browser tests need Node.js)");
+    host.stop().await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("no hostile name ran"),
+        "the hostile-names browser test failed:\n{stdout}\n{stderr}"
+    );
+}

@@ -962,7 +962,7 @@ impl ConnectionConfig {
                 *url = (*original).clone();
                 return Ok(());
             }
-            if redact(url) != *url && url.contains(HIDDEN) {
+            if shows_hidden(url) {
                 return Err(invalid(
                     key,
                     "holds a hidden secret (***), but not as it was stored: a stored password is kept only for the same URL; give it again",
@@ -1040,6 +1040,21 @@ impl ConnectionConfig {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Whether `url` holds a secret as shown hidden (`***` as its password, its user name or a
+/// secret query value) rather than the secret itself.
+fn shows_hidden(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            parsed.password() == Some(HIDDEN)
+                || parsed.username() == HIDDEN
+                || parsed
+                    .query_pairs()
+                    .any(|(name, value)| is_secret_name(&name) && value == HIDDEN)
+        }
+        Err(_) => url.contains(HIDDEN),
     }
 }
 

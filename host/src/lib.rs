@@ -18,5 +18,6 @@ pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod supervisor;
+pub mod time;
 pub mod tls;
 pub mod web;

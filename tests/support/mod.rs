@@ -319,3 +319,90 @@ pub async fn arrived(broker: &wharf::broker::EmbeddedBroker, queue: &str) -> Vec
     }
     panic!("nothing arrived in {queue} within 20 s");
 }
+
+/// Runs `args` in `dir`; panics with its standard error if it fails.
+pub fn run_in(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`), a server certificate for localhost and 127.0.0.1 (`server.pem`,
+/// `server.key`) and a client certificate (`client.pem`, `client.key`), made with `openssl` in
+/// `dir`.
+pub fn make_certificates(dir: &std::path::Path) {
+    let days = ["-days", "2"];
+    run_in(
+        dir,
+        &[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            days[0],
+            days[1],
+            "-subj",
+            "/CN=wharf test CA",
+        ],
+    );
+    for (name, cn, usage) in [
+        (
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "wharf client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), usage).unwrap();
+        run_in(
+            dir,
+            &[
+                "openssl",
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        run_in(
+            dir,
+            &[
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                days[0],
+                days[1],
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+}

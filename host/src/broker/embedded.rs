@@ -239,11 +239,16 @@ impl EmbeddedBroker {
         Ok(true)
     }
 
-    /// Removes every message of `queue`; returns how many. Unsettled deliveries of removed
-    /// messages then fail to ack with [`BrokerError::LeaseLost`].
+    /// Removes the ready messages of `queue`, as AMQP's purge does: not those a consumer
+    /// holds (they are acked or come back) nor those waiting out a delay (a route's retry);
+    /// returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
         check_queue_name(queue)?;
-        Ok(self.inner.store.purge_queue(&self.stored(queue)).await?)
+        Ok(self
+            .inner
+            .store
+            .purge_queue(&self.stored(queue), now_ms() as i64)
+            .await?)
     }
 
     /// The names of this connection's queues, sorted.

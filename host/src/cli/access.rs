@@ -124,6 +124,26 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
+/// Records a change made on the database directly in the audit log: by this machine's user,
+/// through the CLI (a change through a host is recorded by the host).
+async fn audited(store: &Store, action: &str, target: &str, detail: Value) {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let entry = crate::store::NewAudit {
+        at_ms: now_ms() as i64,
+        actor: format!("os:{user}"),
+        via: "cli",
+        peer: None,
+        action,
+        target: target.to_owned(),
+        detail: detail.to_string(),
+    };
+    if let Err(error) = store.add_audit(&entry).await {
+        eprintln!("warning: the change is made, but the audit log could not record it: {error}");
+    }
+}
+
 async fn hashed(password: String) -> anyhow::Result<String> {
     Ok(tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??)
 }
@@ -140,6 +160,13 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
                     if !store.add_user(&name, &hash, role, now_ms() as i64).await? {
                         bail!("a user named `{name}` exists already");
                     }
+                    audited(
+                        &store,
+                        "user.create",
+                        &name,
+                        json!({ "role": role.as_str() }),
+                    )
+                    .await;
                 }
                 Via::Host(api) => {
                     let body = json!({ "name": name, "password": password, "role": role.as_str() });
@@ -187,6 +214,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
                     }
                     // Whoever signed in with the old password is signed out.
                     store.remove_sessions_of(&name).await?;
+                    audited(&store, "user.password", &name, json!({})).await;
                 }
                 Via::Host(api) => {
                     api.send(
@@ -205,6 +233,7 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
                     if !store.remove_user(&name).await? {
                         bail!("there is no user named `{name}`");
                     }
+                    audited(&store, "user.delete", &name, json!({})).await;
                 }
                 Via::Host(api) => {
                     api.send(
@@ -235,6 +264,13 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                     let id = store
                         .add_token(&name, role, &digest, false, now_ms() as i64)
                         .await?;
+                    audited(
+                        &store,
+                        "token.create",
+                        &name,
+                        json!({ "id": id, "role": role.as_str() }),
+                    )
+                    .await;
                     (id, token)
                 }
                 Via::Host(api) => {
@@ -287,7 +323,19 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
         }
         TokenCommand::Revoke { id_or_name, target } => {
             let revoked = match target.via().await? {
-                Via::Database(store) => store.revoke_tokens(&id_or_name, now_ms() as i64).await?,
+                Via::Database(store) => {
+                    let revoked = store.revoke_tokens(&id_or_name, now_ms() as i64).await?;
+                    if revoked > 0 {
+                        audited(
+                            &store,
+                            "token.revoke",
+                            &id_or_name,
+                            json!({ "revoked": revoked }),
+                        )
+                        .await;
+                    }
+                    revoked
+                }
                 Via::Host(api) => api
                     .send(
                         reqwest::Method::DELETE,

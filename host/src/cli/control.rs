@@ -63,12 +63,16 @@ impl Api {
     }
 }
 
+/// What a path segment keeps as it is: letters, digits and `-._~` (RFC 3986's unreserved).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A path segment, escaped.
 pub(crate) fn segment(text: &str) -> String {
-    reqwest::Url::parse("http://x/")
-        .and_then(|base| base.join(text))
-        .map(|u| u.path().trim_start_matches('/').to_owned())
-        .unwrap_or_else(|_| text.to_owned())
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 fn print(value: &Value) -> anyhow::Result<()> {
@@ -844,6 +848,68 @@ pub async fn plugin(command: PluginApiCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("deleted {name} {version}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    host: HostArg,
+    /// Only what this user (or `token:NAME`) did.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this action, or those starting so (`route`, `plugin.upload`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only what was done to this route, plugin, connection, user or token.
+    #[arg(long)]
+    target: Option<String>,
+    /// How many entries, newest first (1 to 1,000).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `wharf audit`: who changed what on the host, and when, newest first (admin).
+pub async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.host)?;
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("limit", &args.limit.to_string());
+    for (key, value) in [
+        ("actor", &args.actor),
+        ("action", &args.action),
+        ("target", &args.target),
+    ] {
+        if let Some(value) = value {
+            query.append_pair(key, value);
+        }
+    }
+    let entries = api.get(&format!("audit?{}", query.finish())).await?;
+    if args.json {
+        print(&entries)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let entries = entries.as_array().cloned().unwrap_or_default();
+    if entries.is_empty() {
+        eprintln!("nothing recorded that matches");
+    }
+    for e in entries {
+        let detail = match &e["detail"] {
+            Value::Object(map) if map.is_empty() => String::new(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        println!(
+            "{}  {:<20} {:<4} {:<24} {:<20} {detail}",
+            crate::time::utc_text(e["at_ms"].as_i64().unwrap_or(0)),
+            e["actor"].as_str().unwrap_or(""),
+            e["via"].as_str().unwrap_or(""),
+            e["action"].as_str().unwrap_or(""),
+            e["target"].as_str().unwrap_or(""),
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ mod control;
 mod plugin;
 mod queue;
 mod schema;
+mod secret;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +57,11 @@ pub enum Command {
     /// Create, list and revoke API tokens for services.
     #[command(subcommand)]
     Token(access::TokenCommand),
+    /// Who changed what on a running host, and when (admin).
+    Audit(control::AuditArgs),
+    /// The key that seals secrets in the database: seal them again after a rotation.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 /// Parses the process's arguments, runs the command and reports its error, if any.
@@ -96,6 +102,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connection(command) => control::connection(command).await,
         Command::User(command) => access::user(command).await,
         Command::Token(command) => access::token(command).await,
+        Command::Audit(args) => control::audit(args).await,
+        Command::Secret(command) => secret::run(command).await,
     }
 }
 

@@ -23,6 +23,9 @@ pub struct HostArg {
     /// An API token (default: the one a host on this machine keeps for its CLI).
     #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A PEM file of the CA to trust for an `https://` host (besides the system's).
+    #[arg(long, env = "WHARF_CA")]
+    ca: Option<PathBuf>,
 }
 
 impl HostArg {
@@ -40,7 +43,17 @@ impl HostArg {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        let tls = crate::tls::client_config(Some(&crate::config::TlsConfig {
+            ca: self.ca.clone(),
+            cert: None,
+            key: None,
+            pkcs12: None,
+            pkcs12_password: String::new(),
+        }))
+        .context("--ca")?;
         Ok(reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .user_agent(crate::web::caller::CLI_AGENT)
             .default_headers(headers)
             .build()?)
     }
@@ -74,7 +87,12 @@ impl HostArg {
             Some(path) => Config::load(Some(path))?,
             None => Config::default(),
         };
-        Ok(format!("http://{}", config.server.listen))
+        let scheme = if config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(format!("{scheme}://{}", config.server.listen))
     }
 }
 

@@ -382,12 +382,14 @@ impl Store {
         })
     }
 
-    /// Removes every message of `queue`, in flight or not; returns how many.
-    pub async fn purge_queue(&self, queue: &str) -> Result<u64, StoreError> {
+    /// Removes the ready messages of `queue` (visible now: not claimed, not waiting out a
+    /// delay); returns how many.
+    pub async fn purge_queue(&self, queue: &str, now_ms: i64) -> Result<u64, StoreError> {
         let done = with_pool!(&self.pool, |pool| sqlx::query(
-            "DELETE FROM queue_messages WHERE queue = $1"
+            "DELETE FROM queue_messages WHERE queue = $1 AND visible_at_ms <= $2"
         )
         .bind(queue)
+        .bind(now_ms)
         .execute(pool)
         .await
         .doing("purging a queue")

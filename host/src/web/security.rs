@@ -52,11 +52,11 @@ const HSTS: &str = "max-age=31536000";
 pub fn layer(router: Router, tls: bool) -> Router {
     let router = router
         .layer(axum::middleware::from_fn(refuse_cross_site))
-        .layer(axum::middleware::map_response(timeout_in_our_words))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        .layer(axum::middleware::map_response(timeout_in_our_words))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(CatchPanicLayer::custom(|_| {
             AppError::Internal.into_response()
@@ -222,6 +222,27 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "internal");
         assert!(!body.to_string().contains("a bug"), "no internals: {body}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_takes_too_long_is_ended_in_the_one_error_shape() {
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                "late"
+            }),
+        );
+        let answer = layer(slow, false)
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::GATEWAY_TIMEOUT);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "timeout", "{body}");
     }
 
     #[tokio::test]

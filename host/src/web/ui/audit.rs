@@ -32,6 +32,20 @@ pub async fn page(State(state): State<AppState>, page: Page<Admin>, params: Para
             let older = (entries.len() == PAGE_SIZE)
                 .then(|| entries.last().map(|e| e.id))
                 .flatten();
+            // Each entry with its details as one line of JSON, and whether it tells of a
+            // refusal.
+            let entries: Vec<minijinja::Value> = entries
+                .into_iter()
+                .map(|e| {
+                    let detail = match &e.detail {
+                        serde_json::Value::Object(map) if map.is_empty() => String::new(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    };
+                    let refused = e.action.ends_with("failed") || e.action.ends_with("throttled");
+                    context! { detail, refused, ..minijinja::Value::from_serialize(&e) }
+                })
+                .collect();
             page.render(
                 "audit.html",
                 "/audit",

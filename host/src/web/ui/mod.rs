@@ -57,44 +57,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "connection.html",
         "audit.html"
     );
-    env.add_filter("ms_time", |ms: i64| -> String {
-        let secs = ms.div_euclid(1000);
-        let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (y, m, d) = civil_from_days(days);
-        format!(
-            "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        )
-    });
-    env.add_filter("duration_ms", |ms: u64| -> String { human_duration(ms) });
+    env.add_filter("ms_time", crate::time::utc_text);
+    env.add_filter("duration_ms", crate::time::span_text);
     env
 });
-
-/// Days since 1970-01-01 as a calendar date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// A span of time for people: `69 ms`, `4.2 s`, `3 min`, `2 h 5 min`, `3 days`.
-fn human_duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms} ms"),
-        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{} min", ms / 60_000),
-        3_600_000..86_400_000 => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
-        _ => format!("{} days", ms / 86_400_000),
-    }
-}
 
 /// The stylesheet and the one script, compiled into the binary.
 const STYLE: &str = include_str!("../../../../web/static/style.css");
@@ -406,18 +372,4 @@ pub fn origin(state: &AppState, headers: &axum::http::HeaderMap) -> String {
         "http"
     };
     format!("{scheme}://{host}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_people_say_them() {
-        assert_eq!(human_duration(69), "69 ms");
-        assert_eq!(human_duration(4_200), "4.2 s");
-        assert_eq!(human_duration(180_000), "3 min");
-        assert_eq!(human_duration(7_500_000), "2 h 5 min");
-        assert_eq!(human_duration(3 * 86_400_000), "3 days");
-    }
 }

@@ -65,7 +65,7 @@ fn described(stats: &Value) -> Vec<String> {
         stats
             .get("oldest_age_ms")
             .and_then(Value::as_u64)
-            .map(|ms| format!("oldest {}", super::human_duration(ms))),
+            .map(|ms| format!("oldest {}", crate::time::span_text(ms))),
     ]
     .into_iter()
     .flatten()

@@ -1,0 +1,55 @@
+//! Times and spans of time as people read them (the UI's pages, the CLI's lines): no time zone
+//! database, everything in UTC.
+
+/// A time (milliseconds since 1970) as `2026-12-02 03:04:05 UTC`.
+pub fn utc_text(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// A span of time: `69 ms`, `4.2 s`, `3 min`, `2 h 5 min`, `3 days`.
+pub fn span_text(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{} min", ms / 60_000),
+        3_600_000..86_400_000 => format!("{} h {} min", ms / 3_600_000, ms % 3_600_000 / 60_000),
+        _ => format!("{} days", ms / 86_400_000),
+    }
+}
+
+/// Days since 1970-01-01 as a calendar date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_people_write_them() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(1_796_180_645_000), "2026-12-02 03:04:05 UTC");
+        assert_eq!(span_text(69), "69 ms");
+        assert_eq!(span_text(4_200), "4.2 s");
+        assert_eq!(span_text(180_000), "3 min");
+        assert_eq!(span_text(7_500_000), "2 h 5 min");
+        assert_eq!(span_text(3 * 86_400_000), "3 days");
+    }
+}

@@ -1,0 +1,119 @@
+// Hostile names in a real headless Chromium: a queue address, a plugin's version, description
+// and wanted grants, a connection name, message headers and payloads, each written to break
+// out of HTML or of a script inside an attribute, are shown on every page that shows them.
+// None may run: no alert dialog opens (the only dialogs are our own confirmations, saying the
+// name as text), the DOM holds no element or handler they made, and every page is served with
+// a Content-Security-Policy that forbids inline script, which stops an injected handler too.
+//
+// Environment: WHARF_URL, WHARF_SETUP (the host's one-time set-up link), HOSTILE_CONNECTION,
+// HOSTILE_QUEUE (connection:queue), HOSTILE_ROUTE, CHROMIUM.
+import { chromium } from "playwright-core";
+
+const base = process.env.WHARF_URL;
+const connection = process.env.HOSTILE_CONNECTION;
+const queue = process.env.HOSTILE_QUEUE;
+const route = process.env.HOSTILE_ROUTE;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+
+let step = "starting";
+function expect(condition, what) {
+  if (!condition) throw new Error(`${step}: ${what}`);
+}
+
+try {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const dialogs = [];
+  page.on("dialog", async (dialog) => {
+    dialogs.push({ type: dialog.type(), message: dialog.message() });
+    await dialog.accept();
+  });
+  const policies = [];
+  page.on("response", (response) => {
+    if (response.request().resourceType() === "document") {
+      policies.push({ url: response.url(), csp: response.headers()["content-security-policy"] || "" });
+    }
+  });
+  // What a successful injection would leave behind.
+  async function clean(where) {
+    const found = await page.evaluate(() => ({
+      inline: document.querySelectorAll("script:not([src])").length,
+      handlers: document.querySelectorAll("[onload],[onerror],[onclick],[onsubmit],[onmouseover]").length,
+      planted: document.querySelectorAll("svg, img, iframe, object, embed").length,
+      pwned: window.pwned === true,
+    }));
+    expect(found.inline === 0 && found.handlers === 0 && found.planted === 0 && !found.pwned,
+      `${where}: injected markup in the DOM ${JSON.stringify(found)}`);
+  }
+  async function visit(path, mustShow) {
+    step = `visiting ${path}`;
+    await page.goto(base + path);
+    const text = await page.locator("main").innerText();
+    for (const wanted of mustShow) {
+      expect(text.includes(wanted), `shows ${JSON.stringify(wanted)} as text; the page says: ${text.slice(0, 2000)}`);
+    }
+    await clean(path);
+  }
+
+  step = "signing in as the first admin";
+  await page.goto(process.env.WHARF_SETUP);
+  await page.fill("#name", "ada");
+  await page.fill("#password", "a password for ada");
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+
+  const address = encodeURIComponent(queue);
+  await visit("/", [connection, route]);
+  await visit("/routes", [route, `${connection}:`]);
+  await visit("/routes/" + encodeURIComponent(route), ["hostile@1'-alert(1)-'"]);
+  expect((await page.inputValue("#from")).startsWith(`${connection}:`), "the route's input shows the connection's name");
+  await visit("/plugins", ["1'-alert(1)-'\"><svg/onload=alert(2)>", "<script>alert(6)</script>"]);
+  await visit("/connections", [connection]);
+  await visit("/connections/" + encodeURIComponent(connection), [connection]);
+  await visit("/queue?address=" + address, [queue, "<script>alert(10)</script>", "x'-alert(11)-'"]);
+  await visit("/send?address=" + address, []);
+  await visit("/audit", [connection]);
+  await visit("/users", []);
+
+  step = "purging the hostile queue: the confirmation says its name, as text";
+  await page.goto(base + "/queue?address=" + address);
+  await Promise.all([page.waitForNavigation(), page.click("form[action^='/queue/purge?'] button")]);
+  expect(dialogs.length === 1 && dialogs[0].type === "confirm", `one confirmation: ${JSON.stringify(dialogs)}`);
+  expect(dialogs[0].message.includes(queue), `it names ${queue}: ${dialogs[0].message}`);
+  await page.locator("main", { hasText: "Purged" }).waitFor({ timeout: 10000 });
+  await clean("after the purge");
+
+  step = "deleting a version of the hostile plugin asks first, naming it";
+  await page.goto(base + "/plugins");
+  const before = dialogs.length;
+  await page.click("form[action*='/versions/'][action*='/delete?'] button").catch(() => {});
+  await page.waitForTimeout(500);
+  expect(dialogs.length === before + 1 && dialogs[before].type === "confirm", `a confirmation: ${JSON.stringify(dialogs)}`);
+  expect(dialogs[before].message.includes("alert(1)"), `it names the version as text: ${dialogs[before].message}`);
+
+  step = "an injected inline handler does not run (the CSP)";
+  await page.goto(base + "/");
+  await page.evaluate(() => {
+    document.body.insertAdjacentHTML("beforeend", '<img src="data:," onerror="window.pwned = true">');
+    document.body.insertAdjacentHTML("beforeend", "<div onclick=\"window.pwned = true\" id=trap>x</div>");
+  });
+  await page.click("#trap");
+  await page.waitForTimeout(300);
+  expect(!(await page.evaluate(() => window.pwned === true)), "an inline handler ran despite the CSP");
+
+  step = "every page came with the Content-Security-Policy";
+  expect(policies.length >= 12, `pages seen: ${policies.length}`);
+  for (const { url, csp } of policies) {
+    expect(csp.includes("script-src 'self'") && !csp.includes("unsafe-inline"), `${url}: CSP ${JSON.stringify(csp)}`);
+  }
+  expect(dialogs.every((d) => d.type === "confirm"), `no alert ever opened: ${JSON.stringify(dialogs)}`);
+  console.log("no hostile name ran");
+} catch (error) {
+  console.error(String(error.stack || error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

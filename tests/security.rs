@@ -1,0 +1,1461 @@
+//! The host as an attacker sees it: a hostile visitor, a malicious plugin author, a careless
+//! admin. Each test attacks the way a person would (floods from many addresses, parallel
+//! guesses, forged forms, bodies that never come, secrets sent back to another host) and
+//! checks that the host holds: memory and `/metrics` bounded, the throttle not passed, the
+//! first admin made only with the printed link, secrets sealed at rest and never shown, every
+//! change in the audit log with no secret in it, TLS both ways with a private CA.
+
+#[macro_use]
+mod support;
+
+use reqwest::header::{COOKIE, SET_COOKIE};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{Backend, TestDb};
+use wharf::config::Config;
+use wharf::host::RunningHost;
+
+on_every_backend!(
+    parallel_wrong_passwords_do_not_pass_the_throttle,
+    the_throttle_is_shared_by_hosts_on_one_database,
+    set_up_needs_the_printed_link_and_makes_one_admin,
+    stored_secrets_are_sealed_and_rotated,
+    the_audit_log_records_every_surface_and_no_secret,
+);
+
+async fn host(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> RunningHost {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.database = db.url.clone();
+    config.server.plugin_dir = None;
+    config.routes.clear();
+    tweak(&mut config);
+    config.validate().unwrap();
+    wharf::host::start(config).await.expect("the host starts")
+}
+
+fn base(host: &RunningHost) -> String {
+    format!("http://{}", host.addr)
+}
+
+/// A client that follows no redirect (pages answer 303s) and speaks from `ip`, one of the
+/// machine's loopback addresses (127.0.0.0/8): many callers, as a flood from many machines.
+fn client_from(ip: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn loopback(n: u32) -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::from(0x7f00_0000 + 2 + n))
+}
+
+fn plain() -> reqwest::Client {
+    client_from("127.0.0.1".parse().unwrap())
+}
+
+async fn admin(host: &RunningHost) -> reqwest::Client {
+    support::client_with_token(support::local_token(host.addr).trim())
+}
+
+async fn add_user(host: &RunningHost, name: &str, password: &str, role: &str) {
+    add_user_at(&admin(host).await, &base(host), name, password, role).await
+}
+
+async fn add_user_at(client: &reqwest::Client, base: &str, name: &str, password: &str, role: &str) {
+    let answer = client
+        .post(format!("{base}/api/v1/users"))
+        .json(&json!({ "name": name, "password": password, "role": role }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201, "{}", answer.text().await.unwrap());
+}
+
+async fn sign_in_status(client: &reqwest::Client, base: &str, name: &str, password: &str) -> u16 {
+    client
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A signed-in session: its cookie, and the CSRF token its changes carry.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn session(base: &str, name: &str, password: &str) -> Session {
+    let answer = plain()
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "signing {name} in");
+    let cookie = answer.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body: Value = answer.json().await.unwrap();
+    Session {
+        cookie,
+        csrf: body["csrf"].as_str().unwrap().to_owned(),
+    }
+}
+
+impl Session {
+    /// A form posted the way the UI's pages post it: the session's cookie, the CSRF token in
+    /// the action's URL, from this very site.
+    fn form(&self, base: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        plain()
+            .post(format!("{base}{path}?csrf={}", self.csrf))
+            .header(COOKIE, &self.cookie)
+            .header("sec-fetch-site", "same-origin")
+            .form(fields)
+    }
+}
+
+/// The value of `metric` (summed over its series) in a `/metrics` text.
+fn metric(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(metric) && !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics_text(base: &str) -> String {
+    plain()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// A flood from people not signed in, against a `wharf serve` of its own (so its memory and
+/// its metrics are its own): ingress to 10,000 made-up connections, 1,000 failed sign-ins with
+/// names as long as a body may carry, from a hundred addresses, and reset links that do not
+/// exist. The metrics gain no series, no password is hashed for any of it, and the memory the
+/// host holds stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_floods_leave_memory_and_metrics_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let config = dir.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"sqlite://{}/wharf.db\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = support::serve_config(&config, dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = plain();
+    let before = metrics_text(&base).await;
+    let hashes = metric(&before, "wharf_password_hashes_total");
+
+    // Reset links nobody issued: refused before a password is hashed.
+    for i in 0..20 {
+        let answer = client
+            .post(format!("{base}/reset/wharf_made_up_{i}"))
+            .form(&[("password", "a long enough new password")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 404);
+    }
+
+    // Ingress to 10,000 connections that do not exist: 404, and no series for any of them.
+    let statuses = futures::future::join_all((0..64).map(|worker| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let mut statuses = Vec::new();
+            for i in (worker..10_000).step_by(64) {
+                let answer = client
+                    .post(format!("{base}/ingress/made-up-{i}/orders"))
+                    .body("x")
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(answer.status().as_u16());
+            }
+            statuses
+        }
+    }))
+    .await;
+    assert!(statuses.iter().flatten().all(|s| *s == 404));
+    let after_ingress = metrics_text(&base).await;
+    assert!(
+        !after_ingress.contains("made-up"),
+        "no series names a made-up connection"
+    );
+    assert!(
+        after_ingress.lines().count() <= before.lines().count() + 4,
+        "the metrics grew from {} to {} lines",
+        before.lines().count(),
+        after_ingress.lines().count()
+    );
+
+    // Two rounds of 1,000 failed sign-ins with 15 KB names, ten from each of a hundred
+    // addresses (under each address's own limit): the first grows what a host grows under
+    // load anyway; the second may not grow it further. A host that kept the names would hold
+    // 15 MB more after each.
+    let long = |i: u32| format!("{i}-{}", "n".repeat(15_000));
+    let round = |first_peer: u32| {
+        let base = base.clone();
+        async move {
+            let statuses = futures::future::join_all((first_peer..first_peer + 100).map(|peer| {
+                let base = base.clone();
+                async move {
+                    let client = client_from(loopback(peer));
+                    let mut statuses = Vec::new();
+                    for i in 0..10 {
+                        let name = long(peer * 10 + i);
+                        statuses
+                            .push(sign_in_status(&client, &base, &name, "a wrong password").await);
+                    }
+                    statuses
+                }
+            }))
+            .await;
+            assert!(
+                statuses.iter().flatten().all(|s| *s == 401),
+                "{:?}",
+                statuses
+                    .iter()
+                    .flatten()
+                    .filter(|s| **s != 401)
+                    .collect::<Vec<_>>()
+            );
+        }
+    };
+    round(0).await;
+    let resident = resident_kib(child.id());
+    round(100).await;
+    let grown = resident_kib(child.id()).saturating_sub(resident);
+    assert!(
+        grown < 5 * 1024,
+        "the host grew by {grown} KiB over the second 1,000 failed sign-ins"
+    );
+    let after = metrics_text(&base).await;
+    assert_eq!(
+        metric(&after, "wharf_password_hashes_total"),
+        hashes,
+        "no password was hashed for a dead reset link or a name that cannot exist"
+    );
+    assert!(after.lines().count() <= after_ingress.lines().count() + 2);
+
+    // One address past its limit is told to wait, whatever the name.
+    let flooding = client_from(loopback(250));
+    let statuses =
+        futures::future::join_all(
+            (0..40).map(|i| {
+                let (flooding, base) = (flooding.clone(), base.clone());
+                async move {
+                    sign_in_status(&flooding, &base, &format!("user{i}"), "wrong password").await
+                }
+            }),
+        )
+        .await;
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 5,
+        "an address that keeps trying is slowed down: {statuses:?}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Forty wrong passwords at once for one user, each from an address of its own: the attempts
+/// are counted before any is hashed, so five are checked and the rest refused, and then the
+/// right password is refused too until the window has passed.
+async fn parallel_wrong_passwords_do_not_pass_the_throttle(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let host = host(&db, |_| {}).await;
+    add_user(&host, "ada", "the right password", "admin").await;
+    let base = base(&host);
+    let answers = futures::future::join_all((0..40).map(|i| {
+        let base = base.clone();
+        async move {
+            let client = client_from(loopback(i));
+            sign_in_status(&client, &base, "ada", &format!("wrong guess {i}")).await
+        }
+    }))
+    .await;
+    let checked = answers.iter().filter(|s| **s == 401).count();
+    let refused = answers.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (checked, refused),
+        (5, 35),
+        "five guesses checked, the rest refused: {answers:?}"
+    );
+    let right = sign_in_status(
+        &client_from(loopback(77)),
+        &base,
+        "ada",
+        "the right password",
+    )
+    .await;
+    assert_eq!(right, 429, "the throttle holds for the right password too");
+    host.stop().await;
+}
+
+/// Five wrong passwords on one host; the sixth attempt on another host of the same database
+/// is refused, right password or not.
+async fn the_throttle_is_shared_by_hosts_on_one_database(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let first = host(&db, |_| {}).await;
+    let second = host(&db, |_| {}).await;
+    add_user(&first, "bea", "bea's good password", "viewer").await;
+    for i in 0..5 {
+        let status = sign_in_status(&plain(), &base(&first), "bea", &format!("wrong {i}")).await;
+        assert_eq!(status, 401);
+    }
+    let status = sign_in_status(&plain(), &base(&second), "bea", "bea's good password").await;
+    assert_eq!(status, 429, "the other host counts the same attempts");
+    first.stop().await;
+    second.stop().await;
+}
+
+/// The first admin is made only with the link the host printed: not by a loopback caller
+/// without the header a proxy may not set, not with a guessed token; two set-ups at once make
+/// one admin; once there is one, the link works no more.
+async fn set_up_needs_the_printed_link_and_makes_one_admin(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let host = host(&db, |_| {}).await;
+    let base = base(&host);
+    let link = host
+        .setup_link
+        .clone()
+        .expect("an empty host prints a set-up link");
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let client = plain();
+
+    // From this machine, with no X-Forwarded-For (what a local proxy may leave out): refused.
+    let page = client.get(format!("{base}/setup")).send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    for guess in ["", "wharf_guess"] {
+        let answer = client
+            .post(format!("{base}/setup"))
+            .form(&[
+                ("token", guess),
+                ("name", "mallory"),
+                ("password", "mallory's password"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403, "set-up with the token {guess:?}");
+    }
+    assert!(host_users(&db).await.is_empty());
+
+    // The printed link shows the form.
+    let page = client.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Set up the first admin")
+    );
+
+    // Two set-ups at once: one admin.
+    let tries = futures::future::join_all(["ada", "eve"].map(|name| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            client
+                .post(format!("{base}/setup"))
+                .form(&[
+                    ("token", token.as_str()),
+                    ("name", name),
+                    ("password", "a good password"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    }))
+    .await;
+    assert_eq!(
+        tries.iter().filter(|s| **s == 303).count(),
+        1,
+        "one set-up made the admin: {tries:?}"
+    );
+    let users = host_users(&db).await;
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0].role, "admin");
+    let again = client.get(&link).send().await.unwrap();
+    assert_eq!(
+        again.status(),
+        303,
+        "the link works no more: to the sign-in page"
+    );
+    host.stop().await;
+}
+
+async fn host_users(db: &TestDb) -> Vec<wharf::store::User> {
+    wharf::store::Store::open(&db.url)
+        .await
+        .unwrap()
+        .users()
+        .await
+        .unwrap()
+}
+
+/// Every byte the database keeps: its file and the write-ahead log beside it (SQLite), or a
+/// dump of the tables that hold secrets (PostgreSQL).
+async fn database_bytes(db: &TestDb) -> Vec<u8> {
+    match db.url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let mut bytes = Vec::new();
+            for file in [path.to_owned(), format!("{path}-wal")] {
+                if let Ok(mut f) = std::fs::File::open(&file) {
+                    f.read_to_end(&mut bytes).unwrap();
+                }
+            }
+            bytes
+        }
+        None => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            let mut bytes = Vec::new();
+            for table in ["connections", "plugin_policies", "audit_log"] {
+                let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT CAST(t AS TEXT) FROM {table} t"
+                )))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                for (row,) in rows {
+                    bytes.extend_from_slice(row.as_bytes());
+                }
+            }
+            bytes
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Connection passwords, secret headers and plugin config values are sealed in the database:
+/// none of them is in its bytes, the API shows them hidden, and a host started again with
+/// the key opens them. After a rotation (`wharf secret rotate`) the new key alone opens them.
+async fn stored_secrets_are_sealed_and_rotated(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let keys = tempfile::tempdir().unwrap();
+    let old_key = keys.path().join("old.key");
+    let with_key = |key: std::path::PathBuf, previous: Vec<std::path::PathBuf>| {
+        move |config: &mut Config| {
+            config.server.secret_key_file = Some(key);
+            config.server.previous_secret_key_files = previous;
+            config.server.plugin_dir = Some(support::plugin_dir());
+        }
+    };
+    let host = host(&db, with_key(old_key.clone(), vec![])).await;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (password, header, api_key) = (
+        format!("pw-{unique}"),
+        format!("Bearer hdr-{unique}"),
+        format!("key-{unique}"),
+    );
+    let client = admin(&host).await;
+    let base = base(&host);
+    let created = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({
+            "name": "hooks", "kind": "http",
+            "base_url": format!("https://svc:{password}@127.0.0.1:9/hooks/"),
+            "headers": { "Authorization": header },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let shown = created.text().await.unwrap();
+    assert!(
+        !shown.contains(&password) && !shown.contains(&header),
+        "{shown}"
+    );
+    let rabbit = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({ "name": "rabbit", "kind": "amqp", "url": support::amqp_url() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rabbit.status(), 201);
+    let uploaded = client
+        .post(format!("{base}/api/v1/plugins"))
+        .header("content-type", "application/wasm")
+        .body(support::plugin_bytes("stamp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
+    let policy = client
+        .put(format!("{base}/api/v1/plugins/stamp/policy"))
+        .json(&json!({ "config": { "api_key": api_key, "region": "eu" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(policy.status(), 200);
+    let view: Value = policy.json().await.unwrap();
+    assert_eq!(view["policy"]["config"]["api_key"], "***");
+    assert_eq!(view["policy"]["config"]["region"], "eu");
+    // Sent back as shown, the hidden value keeps what was stored.
+    let mut sent_back = view["policy"].clone();
+    sent_back["config"]["region"] = json!("us");
+    let kept = client
+        .put(format!("{base}/api/v1/plugins/stamp/policy"))
+        .json(&sent_back)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 200);
+
+    let bytes = database_bytes(&db).await;
+    for secret in [&password, &header, &api_key, &"guest:guest".to_owned()] {
+        assert!(!contains(&bytes, secret), "`{secret}` is in the database");
+    }
+    host.stop().await;
+    let bytes = database_bytes(&db).await;
+    for secret in [&password, &header, &api_key] {
+        assert!(
+            !contains(&bytes, secret),
+            "`{secret}` is in the database after stop"
+        );
+    }
+
+    // A new key, the old one kept as previous: `wharf secret rotate` seals with the new one;
+    // then the new key alone opens everything.
+    let new_key = keys.path().join("new.key");
+    let config = keys.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\ndatabase = \"{}\"\nsecret_key_file = \"{}\"\nprevious_secret_key_files = [\"{}\"]\n",
+            db.url,
+            new_key.display(),
+            old_key.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["secret", "rotate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sealed 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let host = self::host(&db, with_key(new_key, vec![])).await;
+    let admin = admin(&host).await;
+    let mut rabbit = Value::Null;
+    for _ in 0..100 {
+        let status: Value = admin
+            .get(format!("{}/api/v1/status", self::base(&host)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        rabbit = status["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "rabbit")
+            .cloned()
+            .expect("the sealed connection was opened with the new key");
+        if rabbit["state"] == "up" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rabbit["state"], "up", "{rabbit}");
+    host.stop().await;
+}
+
+/// Changes made through the API, the UI's pages and the CLI (through a host, and on the
+/// database directly), sign-ins and a failed one: each is in the audit log, by whom and
+/// through what; no password, token or secret header is in it; only admins read it.
+async fn the_audit_log_records_every_surface_and_no_secret(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let host = host(&db, |_| {}).await;
+    let base = base(&host);
+    let client = admin(&host).await;
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let (password, header) = (format!("ada-pw-{unique}"), format!("Bearer hdr-{unique}"));
+
+    // Through the API.
+    add_user(&host, "ada", &password, "admin").await;
+    let made = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(
+            &json!({ "name": "hooks", "kind": "http", "base_url": "http://127.0.0.1:9/",
+            "headers": { "Authorization": header } }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let made = client
+        .post(format!("{base}/api/v1/routes"))
+        .json(&json!({ "name": "by-api", "from": "local:a.in", "to": "local:a.out" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let token: Value = client
+        .post(format!("{base}/api/v1/tokens"))
+        .json(&json!({ "name": "billing", "role": "viewer" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let viewer_token = token["token"].as_str().unwrap().to_owned();
+
+    // Through the UI: a failed sign-in, a sign-in, a route made on the page.
+    let failed = plain()
+        .post(format!("{base}/login"))
+        .form(&[("name", "ada"), ("password", "not her password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 401);
+    let signed_in = plain()
+        .post(format!("{base}/login"))
+        .form(&[("name", "ada"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let ui = session(&base, "ada", &password).await;
+    let made = ui
+        .form(
+            &base,
+            "/routes/new",
+            &[
+                ("name", "by-ui"),
+                ("from", "local:b.in"),
+                ("to", "local:b.out"),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 303);
+
+    // Through the CLI: a route through the host (its own token, found on this machine), and a
+    // user on the database directly.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "route",
+            "create",
+            "by-cli",
+            "--from",
+            "local:c.in",
+            "--to",
+            "local:c.out",
+        ])
+        .args(["--url", &base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "user",
+            "add",
+            "cleo",
+            "--role",
+            "viewer",
+            "--database",
+            &db.url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"cleo's password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let answer = client
+        .get(format!("{base}/api/v1/audit?limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let entries: Vec<Value> = answer.json().await.unwrap();
+    let find_via = |action: &str, target: &str, via: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action && e["target"] == target && e["via"] == via)
+            .unwrap_or_else(|| panic!("no {action} of {target} through {via} in {entries:#?}"))
+            .clone()
+    };
+    find_via("user.create", "ada", "api");
+    find_via("connection.create", "hooks", "api");
+    find_via("route.create", "by-api", "api");
+    find_via("token.create", "billing", "api");
+    find_via("session.sign_in_failed", "ada", "ui");
+    find_via("session.sign_in", "ada", "ui");
+    let by_ui = find_via("route.create", "by-ui", "ui");
+    assert_eq!(
+        (by_ui["via"].clone(), by_ui["actor"].clone()),
+        (json!("ui"), json!("ada"))
+    );
+    let by_cli = find_via("route.create", "by-cli", "cli");
+    assert_eq!(by_cli["via"], "cli");
+    assert!(
+        by_cli["actor"].as_str().unwrap().starts_with("token:cli@"),
+        "{by_cli}"
+    );
+    let direct = find_via("user.create", "cleo", "cli");
+    assert_eq!(direct["via"], "cli");
+    assert!(
+        direct["actor"].as_str().unwrap().starts_with("os:"),
+        "{direct}"
+    );
+    let everything = serde_json::to_string(&entries).unwrap();
+    for secret in [
+        &password,
+        &header,
+        &viewer_token,
+        &"cleo's password".to_owned(),
+    ] {
+        assert!(
+            !everything.contains(secret.as_str()),
+            "the audit log holds `{secret}`"
+        );
+    }
+
+    // Filters, and who may read.
+    let routes: Vec<Value> = client
+        .get(format!("{base}/api/v1/audit?action=route&actor=ada"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(routes.len(), 1, "{routes:?}");
+    assert_eq!(routes[0]["target"], "by-ui");
+    let refused = support::client_with_token(&viewer_token)
+        .get(format!("{base}/api/v1/audit"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let page = plain()
+        .get(format!("{base}/audit?target=by-cli"))
+        .header(COOKIE, &ui.cookie)
+        .send()
+        .await
+        .unwrap();
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("route.create") && page.contains("by-cli"),
+        "{page}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["audit", "--action", "route.create", "--url", &base])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(printed.lines().count(), 3, "{printed}");
+    assert!(
+        printed.contains("by-ui") && printed.contains("ada"),
+        "{printed}"
+    );
+    host.stop().await;
+}
+
+/// Writes a request's head on a raw connection and returns what the host answers, without
+/// ever sending the body its `Content-Length` promises.
+fn answer_to_head(addr: SocketAddr, head: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = [0u8; 512];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// A viewer's upload, through the API and through the UI's form, is refused from its head:
+/// the 50 MB body it announces is never waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_upload_is_refused_before_its_body_is_read() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |_| {}).await;
+    add_user(&host, "vera", "vera's password", "viewer").await;
+    let token: Value = admin(&host)
+        .await
+        .post(format!("{}/api/v1/tokens", base(&host)))
+        .json(&json!({ "name": "reader", "role": "viewer" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let viewer = session(&base(&host), "vera", "vera's password").await;
+    let addr = host.addr;
+    let through_api = tokio::task::spawn_blocking({
+        let token = token["token"].as_str().unwrap().to_owned();
+        move || {
+            answer_to_head(
+                addr,
+                &format!(
+                    "POST /api/v1/plugins HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+                     Content-Type: application/wasm\r\nContent-Length: 50000000\r\n\r\n"
+                ),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert!(through_api.starts_with("HTTP/1.1 403"), "{through_api}");
+    let through_form = tokio::task::spawn_blocking(move || {
+        answer_to_head(
+            addr,
+            &format!(
+                "POST /plugins?csrf={} HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\n\
+                 Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 50000000\r\n\r\n",
+                viewer.csrf, viewer.cookie
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(through_form.starts_with("HTTP/1.1 403"), "{through_form}");
+    host.stop().await;
+}
+
+/// A request an endpoint saw: `METHOD /path`, its body, its `Authorization` header.
+type Seen = (String, String, Option<String>);
+
+/// A small HTTP endpoint of the test's own (plain axum), recording what reaches it.
+struct Endpoint {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Endpoint {
+    /// Serves on a free port; `tls`: over TLS, asking for a client certificate the CA signed.
+    async fn start(tls: Option<&Path>) -> Endpoint {
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let recorded = seen.clone();
+        let app = axum::Router::new()
+            .route(
+                "/base/",
+                axum::routing::any(|| async {
+                    (
+                        axum::http::StatusCode::FOUND,
+                        [(axum::http::header::LOCATION, "/elsewhere")],
+                    )
+                }),
+            )
+            .fallback(
+                move |method: axum::http::Method,
+                      uri: axum::http::Uri,
+                      headers: axum::http::HeaderMap,
+                      body: String| {
+                    let recorded = recorded.clone();
+                    async move {
+                        let auth = headers
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        recorded.lock().unwrap().push((
+                            format!("{method} {}", uri.path()),
+                            body,
+                            auth,
+                        ));
+                        "ok"
+                    }
+                },
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        match tls {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            }
+            Some(dir) => {
+                let config = tls_endpoint_config(dir);
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            return;
+                        };
+                        let (acceptor, app) = (acceptor.clone(), app.clone());
+                        tokio::spawn(async move {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let service = hyper_util::service::TowerToHyperService::new(app);
+                            let _ = hyper_util::server::conn::auto::Builder::new(
+                                hyper_util::rt::TokioExecutor::new(),
+                            )
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                        });
+                    }
+                });
+            }
+        }
+        Endpoint { addr, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The endpoint's TLS: the server certificate for localhost, and client certificates the
+/// test's CA signed, required.
+fn tls_endpoint_config(dir: &Path) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap()
+}
+
+/// Egress to an HTTPS endpoint whose certificate a private CA signed, presenting a client
+/// certificate it asks for: delivered. Without the CA: refused, saying why. And the host's own
+/// listener over TLS: HSTS, Secure session cookies, https reset links, and the CLI with `--ca`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_both_ways_with_a_private_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    support::make_certificates(certs.path());
+    let endpoint = Endpoint::start(Some(certs.path())).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let port = endpoint.addr.port();
+    let dir = certs.path().to_owned();
+    let host = host(&db, move |config| {
+        let tls = |ca: bool, client: bool| wharf::config::TlsConfig {
+            ca: ca.then(|| dir.join("ca.pem")),
+            cert: client.then(|| dir.join("client.pem")),
+            key: client.then(|| dir.join("client.key")),
+            pkcs12: None,
+            pkcs12_password: String::new(),
+        };
+        for (name, ca, client) in [
+            ("secure", true, true),
+            ("untrusting", false, true),
+            ("anonymous-tls", true, false),
+        ] {
+            config.connections.insert(
+                name.into(),
+                wharf::config::ConnectionConfig::Http(Box::new(wharf::config::HttpConfig {
+                    base_url: Some(format!("https://localhost:{port}/hooks/")),
+                    tls: Some(tls(ca, client)),
+                    timeout_ms: 5_000,
+                    ..Default::default()
+                })),
+            );
+        }
+        config.server.tls = Some(wharf::config::ServerTlsConfig {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        });
+    })
+    .await;
+    let https = format!("https://localhost:{}", host.addr.port());
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.path().join("ca.pem")).unwrap())
+        .unwrap();
+    let token = support::local_token(host.addr);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let tls_admin = {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", token.trim()).parse().unwrap(),
+        );
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let publish = |connection: &str| {
+        client
+            .post(format!(
+                "{https}/api/v1/queues/{connection}/orders/messages"
+            ))
+            .bearer_auth(token.trim())
+            .json(&json!({ "payload": format!("to {connection}") }))
+            .send()
+    };
+    let sent = publish("secure").await.unwrap();
+    assert_eq!(sent.status(), 201, "{}", sent.text().await.unwrap());
+    assert_eq!(
+        endpoint.seen()[0].0,
+        "POST /hooks/orders",
+        "the endpoint got the request over TLS"
+    );
+    assert_eq!(endpoint.seen()[0].1, "to secure");
+    for (connection, why) in [("untrusting", "certificate"), ("anonymous-tls", "")] {
+        let refused = publish(connection).await.unwrap();
+        let status = refused.status();
+        let text = refused.text().await.unwrap();
+        assert_eq!(status, 503, "{connection}: {text}");
+        assert!(text.contains(why), "{connection}: {text}");
+    }
+    assert_eq!(endpoint.seen().len(), 1);
+    let tested: Value = client
+        .post(format!("{https}/api/v1/connections/secure/test"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tested["ok"], true, "{tested}");
+
+    // The listener: HSTS, a Secure session cookie, reset links that say https.
+    let health = client.get(format!("{https}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().contains_key("strict-transport-security"));
+    let plain_http = plain()
+        .get(format!("http://localhost:{}/healthz", host.addr.port()))
+        .send()
+        .await;
+    assert!(
+        plain_http.is_err(),
+        "plain HTTP is not answered on a TLS listener"
+    );
+    add_user_at(&tls_admin, &https, "ada", "ada's password", "admin").await;
+    let login = client
+        .post(format!("{https}/api/v1/login"))
+        .json(&json!({ "name": "ada", "password": "ada's password" }))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let csrf = login.json::<Value>().await.unwrap()["csrf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    add_user_at(&tls_admin, &https, "vera", "vera's password", "viewer").await;
+    let page = client
+        .post(format!("{https}/users/vera/reset?csrf={csrf}"))
+        .header(COOKIE, cookie.split(';').next().unwrap())
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .replace("&#x2f;", "/");
+    assert!(
+        page.contains(&format!("{https}/reset/wharf_")),
+        "the reset link says https: {page}"
+    );
+
+    // The CLI: with the CA it reaches the host; without, it says why not.
+    let status = |ca: Option<&Path>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command.args(["status", "--url", &https, "--token", token.trim()]);
+        if let Some(ca) = ca {
+            command.arg("--ca").arg(ca);
+        }
+        command.output().unwrap()
+    };
+    let out = status(Some(&certs.path().join("ca.pem")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("secure"));
+    let out = status(None);
+    assert!(!out.status.success());
+    host.stop().await;
+}
+
+/// A secret shown hidden (`***`) and sent back keeps its stored value only where it went
+/// before: changing `base_url` to another host needs the header's secret again, and an AMQP
+/// URL's hidden password is never carried to another broker (nor stored as `***`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_do_not_follow_a_connection_to_another_host() {
+    let endpoint = Endpoint::start(None).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |_| {}).await;
+    let (base, client) = (base(&host), admin(&host).await);
+    let port = endpoint.addr.port();
+    let made = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({ "name": "hooks", "kind": "http",
+            "base_url": format!("http://127.0.0.1:{port}/x/"),
+            "headers": { "Authorization": "Bearer the-stored-secret" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let shown: Value = client
+        .get(format!("{base}/api/v1/connections/hooks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["connection"]["headers"]["Authorization"], "***");
+    let update = |base_url: String| {
+        let mut definition = shown["connection"].clone();
+        definition["base_url"] = json!(base_url);
+        client
+            .put(format!("{base}/api/v1/connections/hooks"))
+            .json(&definition)
+            .send()
+    };
+    // Another host (a name for the same machine counts as another host).
+    let moved = update(format!("http://localhost:{port}/x/")).await.unwrap();
+    assert_eq!(moved.status(), 400);
+    let error: Value = moved.json().await.unwrap();
+    assert_eq!(error["error"]["field"], "headers.Authorization", "{error}");
+    // The same host, another path: kept.
+    let kept = update(format!("http://127.0.0.1:{port}/y/")).await.unwrap();
+    assert_eq!(kept.status(), 200, "{}", kept.text().await.unwrap());
+    let sent = client
+        .post(format!("{base}/api/v1/queues/hooks/orders/messages"))
+        .json(&json!({ "payload": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+    let seen = endpoint.seen();
+    assert_eq!(seen[0].0, "POST /y/orders");
+    assert_eq!(seen[0].2.as_deref(), Some("Bearer the-stored-secret"));
+
+    let made = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({ "name": "rabbit", "kind": "amqp", "url": "amqp://guest:stored-pw@127.0.0.1:1/%2f" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let moved = client
+        .put(format!("{base}/api/v1/connections/rabbit"))
+        .json(&json!({ "kind": "amqp", "url": "amqp://guest:***@elsewhere.example:5672/%2f" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 400);
+    let error: Value = moved.json().await.unwrap();
+    assert_eq!(error["error"]["field"], "url", "{error}");
+
+    // A token used as a URL's user name is hidden too.
+    let made = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({ "name": "gh", "kind": "http", "base_url": "https://ghp_tokenvalue123@api.example.com/" }))
+        .send()
+        .await
+        .unwrap();
+    let shown = made.text().await.unwrap();
+    assert!(
+        !shown.contains("ghp_tokenvalue123") && shown.contains("***@api.example.com"),
+        "{shown}"
+    );
+    host.stop().await;
+}
+
+/// What every answer carries, whoever asks and whatever the answer: a CSP that forbids inline
+/// script, nosniff, no framing, a referrer policy; anonymous health says the status only;
+/// ingress answers (a plugin's words) are sandboxed whatever the reply's headers say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_its_protections() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |config| {
+        config.server.plugin_dir = Some(support::plugin_dir());
+        config.connections.insert(
+            "open".into(),
+            wharf::config::ConnectionConfig::Http(Box::new(wharf::config::HttpConfig {
+                anonymous: true,
+                ..Default::default()
+            })),
+        );
+        config.routes.push(wharf::config::RouteConfig {
+            name: "answer".into(),
+            from: "open:echo".into(),
+            through: vec!["echo".into()],
+            ..Default::default()
+        });
+    })
+    .await;
+    let base = base(&host);
+    for path in [
+        "/",
+        "/login",
+        "/setup",
+        "/api/v1/status",
+        "/metrics",
+        "/healthz",
+        "/nowhere",
+        "/static/style.css",
+        "/static/wharf.js",
+    ] {
+        let answer = plain().get(format!("{base}{path}")).send().await.unwrap();
+        let headers = answer.headers();
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"),
+            "{path}: {policy}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+    }
+    let health: Value = plain()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({ "status": "ok" }),
+        "anonymous: the status only"
+    );
+    let health: Value = admin(&host)
+        .await
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["connections"]["local"]["status"], "up", "{health}");
+
+    // An ingress answer: an HTML reply whose headers ask for script, framing and a cookie.
+    let answer = plain()
+        .post(format!("{base}/ingress/open/echo"))
+        .header("content-type", "text/html")
+        .header("content-security-policy", "script-src *")
+        .header("x-frame-options", "ALLOWALL")
+        .header("x-set-cookie-like", "kept")
+        .header("set-cookie", "wharf_session=stolen")
+        .body("<script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let headers = answer.headers().clone();
+    assert_eq!(headers["content-type"], "text/html");
+    assert_eq!(
+        headers["content-security-policy"],
+        wharf::web::security::INGRESS_POLICY
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(headers.get("set-cookie").is_none());
+    assert_eq!(headers["x-set-cookie-like"], "kept", "other headers pass");
+    let missing = plain()
+        .post(format!("{base}/ingress/nobody/here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-security-policy"],
+        wharf::web::security::INGRESS_POLICY
+    );
+    host.stop().await;
+}
+
+/// The smaller holes, each as it was found: a connection test that followed a redirect; a
+/// definition that is JSON but not an object; a password change that left a session behind; a
+/// form posted from another site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smaller_holes_stay_shut() {
+    let endpoint = Endpoint::start(None).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |_| {}).await;
+    let (base, client) = (base(&host), admin(&host).await);
+    add_user(&host, "ada", "ada's password", "admin").await;
+
+    // The connection test does not follow a redirect (egress does not either).
+    let tested: Value = client
+        .post(format!("{base}/api/v1/connections/test"))
+        .json(&json!({ "name": "t", "kind": "http",
+            "base_url": format!("http://127.0.0.1:{}/base/", endpoint.addr.port()) }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        tested["detail"].as_str().unwrap().contains("redirect"),
+        "{tested}"
+    );
+    assert!(
+        endpoint
+            .seen()
+            .iter()
+            .all(|(request, ..)| !request.contains("elsewhere")),
+        "the redirect was not followed: {:?}",
+        endpoint.seen()
+    );
+
+    // A definition that is JSON but not an object: 400 naming it, the host still answering.
+    let made = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({ "name": "hooks", "kind": "http" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let ada = session(&base, "ada", "ada's password").await;
+    for definition in ["[1, 2]", "\"text\"", "7"] {
+        let answer = ada
+            .form(
+                &base,
+                "/connections/hooks",
+                &[("definition", definition), ("url", "http://x/")],
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{definition}");
+        assert!(answer.text().await.unwrap().contains("definition"));
+    }
+
+    // Changing one's own password ends every session, this one too: none is left behind.
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    let changed = ada
+        .form(
+            &base,
+            "/account",
+            &[
+                ("current", "ada's password"),
+                ("password", "ada's new password"),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 303);
+    let now = wharf::message::now_ms() as i64;
+    assert_eq!(store.sessions_of("ada", now).await.unwrap(), 0);
+
+    // A form from another site, with a stolen cookie and token even: refused.
+    let ada = session(&base, "ada", "ada's new password").await;
+    let forged = plain()
+        .post(format!("{base}/routes/new?csrf={}", ada.csrf))
+        .header(COOKIE, &ada.cookie)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("name", "forged"), ("from", "local:a"), ("to", "local:b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let without_token = plain()
+        .post(format!("{base}/routes/new"))
+        .header(COOKIE, &ada.cookie)
+        .form(&[("name", "forged"), ("from", "local:a"), ("to", "local:b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(without_token.status(), 403);
+    host.stop().await;
+}
