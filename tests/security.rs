@@ -129,6 +129,11 @@ impl Session {
     }
 }
 
+/// The JSON answer to `request`.
+async fn json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// The value of `metric` (summed over its series) in a `/metrics` text.
 fn metric(text: &str, metric: &str) -> f64 {
     text.lines()
@@ -592,14 +597,7 @@ async fn stored_secrets_are_sealed_and_rotated(backend: Backend) {
     let admin = admin(&host).await;
     let mut rabbit = Value::Null;
     for _ in 0..100 {
-        let status: Value = admin
-            .get(format!("{}/api/v1/status", self::base(&host)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = json(admin.get(format!("{}/api/v1/status", self::base(&host)))).await;
         rabbit = status["connections"]
             .as_array()
             .unwrap()
@@ -646,15 +644,12 @@ async fn the_audit_log_records_every_surface_and_no_secret(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(made.status(), 201);
-    let token: Value = client
-        .post(format!("{base}/api/v1/tokens"))
-        .json(&json!({ "name": "billing", "role": "viewer" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token: Value = json(
+        client
+            .post(format!("{base}/api/v1/tokens"))
+            .json(&json!({ "name": "billing", "role": "viewer" })),
+    )
+    .await;
     let viewer_token = token["token"].as_str().unwrap().to_owned();
 
     // Through the UI: a failed sign-in, a sign-in, a route made on the page.
@@ -787,14 +782,8 @@ async fn the_audit_log_records_every_surface_and_no_secret(backend: Backend) {
     }
 
     // Filters, and who may read.
-    let routes: Vec<Value> = client
-        .get(format!("{base}/api/v1/audit?action=route&actor=ada"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let routes: Vec<Value> =
+        json(client.get(format!("{base}/api/v1/audit?action=route&actor=ada"))).await;
     assert_eq!(routes.len(), 1, "{routes:?}");
     assert_eq!(routes[0]["target"], "by-ui");
     let refused = support::client_with_token(&viewer_token)
@@ -852,16 +841,13 @@ async fn a_viewers_upload_is_refused_before_its_body_is_read() {
     let db = TestDb::new(Backend::Sqlite).await;
     let host = host(&db, |_| {}).await;
     add_user(&host, "vera", "vera's password", "viewer").await;
-    let token: Value = admin(&host)
-        .await
-        .post(format!("{}/api/v1/tokens", base(&host)))
-        .json(&json!({ "name": "reader", "role": "viewer" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token: Value = json(
+        admin(&host)
+            .await
+            .post(format!("{}/api/v1/tokens", base(&host)))
+            .json(&json!({ "name": "reader", "role": "viewer" })),
+    )
+    .await;
     let viewer = session(&base(&host), "vera", "vera's password").await;
     let addr = host.addr;
     let through_api = tokio::task::spawn_blocking({
@@ -1092,15 +1078,12 @@ async fn tls_both_ways_with_a_private_ca() {
         assert!(text.contains(why), "{connection}: {text}");
     }
     assert_eq!(endpoint.seen().len(), 1);
-    let tested: Value = client
-        .post(format!("{https}/api/v1/connections/secure/test"))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = json(
+        client
+            .post(format!("{https}/api/v1/connections/secure/test"))
+            .bearer_auth(token.trim()),
+    )
+    .await;
     assert_eq!(tested["ok"], true, "{tested}");
 
     // The listener: HSTS, a Secure session cookie, reset links that say https.
@@ -1188,14 +1171,7 @@ async fn secrets_do_not_follow_a_connection_to_another_host() {
         .await
         .unwrap();
     assert_eq!(made.status(), 201);
-    let shown: Value = client
-        .get(format!("{base}/api/v1/connections/hooks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Value = json(client.get(format!("{base}/api/v1/connections/hooks"))).await;
     assert_eq!(shown["connection"]["headers"]["Authorization"], "***");
     let update = |base_url: String| {
         let mut definition = shown["connection"].clone();
@@ -1302,28 +1278,13 @@ async fn every_answer_carries_its_protections() {
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
         assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
     }
-    let health: Value = plain()
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = json(plain().get(format!("{base}/healthz"))).await;
     assert_eq!(
         health,
         json!({ "status": "ok" }),
         "anonymous: the status only"
     );
-    let health: Value = admin(&host)
-        .await
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = json(admin(&host).await.get(format!("{base}/healthz"))).await;
     assert_eq!(health["connections"]["local"]["status"], "up", "{health}");
 
     // An ingress answer: an HTML reply whose headers ask for script, framing and a cookie.
@@ -1374,16 +1335,13 @@ async fn the_smaller_holes_stay_shut() {
     add_user(&host, "ada", "ada's password", "admin").await;
 
     // The connection test does not follow a redirect (egress does not either).
-    let tested: Value = client
-        .post(format!("{base}/api/v1/connections/test"))
-        .json(&json!({ "name": "t", "kind": "http",
-            "base_url": format!("http://127.0.0.1:{}/base/", endpoint.addr.port()) }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tested: Value = json(
+        client
+            .post(format!("{base}/api/v1/connections/test"))
+            .json(&json!({ "name": "t", "kind": "http",
+            "base_url": format!("http://127.0.0.1:{}/base/", endpoint.addr.port()) })),
+    )
+    .await;
     assert!(
         tested["detail"].as_str().unwrap().contains("redirect"),
         "{tested}"

@@ -189,16 +189,23 @@ pub fn local_token_path(addr: SocketAddr) -> PathBuf {
 /// Writes `token` to `path`, readable and writable by this user only (0600 in a 0700
 /// folder), replacing what was there.
 pub fn write_local_token(path: &std::path::Path, token: &str) -> std::io::Result<()> {
+    let partial = write_private_beside(path, token)?;
+    std::fs::rename(&partial, path)
+}
+
+/// Writes `contents` to a new file beside `path`, readable and writable by this user only
+/// (0600; the folder made 0700 if missing), under a name of its own, and returns its path. The
+/// caller renames or links it into place: a reader never sees half of it, and two writers at
+/// once do not share one file.
+pub fn write_private_beside(path: &std::path::Path, contents: &str) -> std::io::Result<PathBuf> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
     }
-    // Written beside it under a name of its own, then renamed: a reader never sees half a
-    // token, and two hosts starting at once do not share the partial file.
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(
         ".{}.{:x}.partial",
@@ -206,16 +213,22 @@ pub fn write_local_token(path: &std::path::Path, token: &str) -> std::io::Result
         rand::random::<u64>()
     ));
     let partial = PathBuf::from(partial);
-    let mut file = std::fs::OpenOptions::new()
+    let written = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(&partial)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(token.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&partial, path)
+        .open(&partial)
+        .and_then(|mut file| {
+            file.write_all(contents.as_bytes())?;
+            file.sync_all()
+        });
+    match written {
+        Ok(()) => Ok(partial),
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
 }
 
 /// Why a password could not be hashed or checked.

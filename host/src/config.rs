@@ -979,21 +979,7 @@ impl ConnectionConfig {
                 for (i, url) in new.urls.iter_mut().enumerate() {
                     url_kept(&format!("urls[{i}]"), url, &old_urls)?;
                 }
-                if let Some(tls) = &mut new.tls
-                    && tls.pkcs12_password == HIDDEN
-                {
-                    match &old.tls {
-                        Some(old_tls) if old_tls.pkcs12 == tls.pkcs12 => {
-                            tls.pkcs12_password = old_tls.pkcs12_password.clone();
-                        }
-                        _ => {
-                            return Err(invalid(
-                                "tls.pkcs12_password",
-                                "is hidden (***) but the bundle is another: give its password",
-                            ));
-                        }
-                    }
-                }
+                bundle_password_kept(&mut new.tls, &old.tls)?;
             }
             (ConnectionConfig::Http(new), ConnectionConfig::Http(old)) => {
                 let same_host = new.base_url.as_deref().map(origin_of)
@@ -1021,25 +1007,31 @@ impl ConnectionConfig {
                         }
                     }
                 }
-                if let Some(tls) = &mut new.tls
-                    && tls.pkcs12_password == HIDDEN
-                {
-                    match &old.tls {
-                        Some(old_tls) if old_tls.pkcs12 == tls.pkcs12 => {
-                            tls.pkcs12_password = old_tls.pkcs12_password.clone();
-                        }
-                        _ => {
-                            return Err(invalid(
-                                "tls.pkcs12_password",
-                                "is hidden (***) but the bundle is another: give its password",
-                            ));
-                        }
-                    }
-                }
+                bundle_password_kept(&mut new.tls, &old.tls)?;
             }
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// A client bundle's password sent back hidden keeps the stored one, for the same bundle only.
+fn bundle_password_kept(
+    new: &mut Option<TlsConfig>,
+    old: &Option<TlsConfig>,
+) -> Result<(), ConfigError> {
+    let Some(tls) = new.as_mut().filter(|t| t.pkcs12_password == HIDDEN) else {
+        return Ok(());
+    };
+    match old {
+        Some(old) if old.pkcs12 == tls.pkcs12 => {
+            tls.pkcs12_password = old.pkcs12_password.clone();
+            Ok(())
+        }
+        _ => Err(invalid(
+            "tls.pkcs12_password",
+            "is hidden (***) but the bundle is another: give its password",
+        )),
     }
 }
 

@@ -220,8 +220,6 @@ fn read(path: &Path) -> Result<[u8; 32], SecretError> {
 /// written whole to a file of its own, then linked into place, which fails if another got
 /// there first (whose key is then read): no one ever reads half a key.
 fn read_or_make(path: &Path) -> Result<[u8; 32], SecretError> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if path.exists() {
         return read(path);
     }
@@ -229,34 +227,9 @@ fn read_or_make(path: &Path) -> Result<[u8; 32], SecretError> {
         source_name: path.display().to_string(),
         problem: format!("cannot be made: {e}"),
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(failed)?;
-    }
     let key: [u8; 32] = rand::random();
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(format!(
-        ".{}.{:x}.partial",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let partial = PathBuf::from(partial);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .and_then(|mut file| {
-            file.write_all(format!("{}\n", STANDARD.encode(key)).as_bytes())?;
-            file.sync_all()
-        });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&partial);
-        return Err(failed(e));
-    }
+    let partial = crate::auth::write_private_beside(path, &format!("{}\n", STANDARD.encode(key)))
+        .map_err(failed)?;
     let linked = std::fs::hard_link(&partial, path);
     let _ = std::fs::remove_file(&partial);
     match linked {

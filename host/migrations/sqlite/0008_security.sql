@@ -15,7 +15,7 @@ CREATE TABLE audit_log (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     at_ms       INTEGER NOT NULL,
     actor       TEXT NOT NULL,             -- a user's name, or token:NAME
-    via         TEXT NOT NULL,             -- ui | api | cli | host
+    via         TEXT NOT NULL,             -- ui | api | cli
     peer        TEXT,                      -- the address the request came from
     action      TEXT NOT NULL,             -- route.create, session.sign_in_failed, ...
     target      TEXT NOT NULL,             -- what it was done to

@@ -10,7 +10,7 @@ pub struct AuditEntry {
     pub at_ms: i64,
     /// A user's name, or `token:NAME`.
     pub actor: String,
-    /// `ui`, `api`, `cli` or `host`.
+    /// `ui`, `api` or `cli`.
     pub via: String,
     /// The address the request came from.
     pub peer: Option<String>,

@@ -62,10 +62,9 @@ pub enum Via {
     Ui,
     /// The JSON API (a token, or a session's script).
     Api,
-    /// The `wharf` command line (a token; told by its User-Agent).
+    /// The `wharf` command line (a token, told by its User-Agent; or a command working on the
+    /// database directly).
     Cli,
-    /// The host itself, or a command working on the database directly.
-    Host,
 }
 
 impl Via {
@@ -74,7 +73,6 @@ impl Via {
             Via::Ui => "ui",
             Via::Api => "api",
             Via::Cli => "cli",
-            Via::Host => "host",
         }
     }
 }
@@ -104,20 +102,6 @@ impl<R> Allowed<R> {
             via: self.via,
             peer: self.peer,
             csrf: self.csrf.clone(),
-            role: PhantomData,
-        }
-    }
-
-    /// `Allowed` for the host's own work (`via: host`), not a request's.
-    pub fn host(name: &str) -> Allowed<R>
-    where
-        R: Need,
-    {
-        Allowed {
-            caller: Caller::user(name, R::ROLE),
-            via: Via::Host,
-            peer: None,
-            csrf: None,
             role: PhantomData,
         }
     }
