@@ -73,6 +73,7 @@ async fn the_admin_ui_in_a_real_browser() {
         "consume",
         "dead-letters",
         "users",
+        "audit",
         "login",
     ] {
         for size in ["laptop", "phone"] {

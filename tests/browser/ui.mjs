@@ -309,6 +309,15 @@ try {
   await submit(stranger, "button[type=submit]");
   await see(stranger, "too many failed sign-ins");
 
+  step = "the audit log shows who did what, through the UI";
+  await page.goto(base + "/audit?action=route.create");
+  await see(page, "shout");
+  await see(page, "ui");
+  await page.goto(base + "/audit");
+  await see(page, "session.sign_in_failed");
+  expect(!(await text(page)).includes("wrong password"), "no password in the audit log");
+  await shoot(page, "audit");
+
   step = "signing out";
   await submit(page, "header button[type=submit]");
   expect(page.url().endsWith("/login"), `signed out to ${page.url()}`);
