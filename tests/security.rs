@@ -1269,9 +1269,13 @@ async fn every_answer_carries_its_protections() {
     ] {
         let answer = plain().get(format!("{base}{path}")).send().await.unwrap();
         let headers = answer.headers();
+        // A page lets only its own nonce'd script and style load; anything else, nothing.
         let policy = headers["content-security-policy"].to_str().unwrap();
         assert!(
-            policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"),
+            policy.starts_with("default-src 'none'")
+                && !policy.contains("unsafe-inline")
+                && !policy.contains("script-src 'self'")
+                && (policy.contains("script-src 'nonce-") || !policy.contains("script-src")),
             "{path}: {policy}"
         );
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");

@@ -118,6 +118,34 @@ async fn hostile_names_run_no_script() {
             .unwrap(),
     );
     ok(
+        "a version that climbs out of a path",
+        admin
+            .post(format!("{base}/api/v1/plugins?enabled=false"))
+            .header("content-type", "application/wasm")
+            .body(support::plugin_bytes("hostile-path"))
+            .send()
+            .await
+            .unwrap(),
+    );
+    ok(
+        "ada",
+        admin
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({ "name": "ada", "password": "a password for ada", "role": "admin" }))
+            .send()
+            .await
+            .unwrap(),
+    );
+    ok(
+        "bob",
+        admin
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({ "name": "bob", "password": "bob's password", "role": "viewer" }))
+            .send()
+            .await
+            .unwrap(),
+    );
+    ok(
         "connection",
         admin
             .post(format!("{base}/api/v1/connections"))
@@ -165,7 +193,6 @@ async fn hostile_names_run_no_script() {
     let out = tokio::process::Command::new("node")
         .arg(browser_dir().join("hostile.mjs"))
         .env("WHARF_URL", &base)
-        .env("WHARF_SETUP", host.setup_link.clone().unwrap())
         .env("HOSTILE_CONNECTION", connection)
         .env("HOSTILE_QUEUE", queue)
         .env("HOSTILE_ROUTE", route)

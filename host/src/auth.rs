@@ -99,7 +99,9 @@ pub enum AuthError {
     PasswordTooShort,
     #[error("a password is at most {MAX_PASSWORD_BYTES} bytes")]
     PasswordTooLong,
-    #[error("a name is 1 to 64 letters, digits, `.`, `_`, `-` or `@`; `{0}` is not")]
+    #[error(
+        "a name is 1 to 64 letters, digits, `.`, `_`, `-` or `@` (not `.` or `..` alone); `{0}` is not"
+    )]
     BadName(String),
     #[error("hashing the password failed: {0}")]
     Hash(String),
@@ -114,6 +116,7 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub fn check_name(name: &str) -> Result<(), AuthError> {
     let fine = !name.is_empty()
         && name.len() <= 64
+        && !crate::config::is_dot_segment(name)
         && name
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));

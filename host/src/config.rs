@@ -856,10 +856,11 @@ pub fn check_connection_name(key: &str, name: &str) -> Result<(), ConfigError> {
         || name.len() > 64
         || name.contains([':', '/', '@'])
         || name.chars().any(char::is_control)
+        || is_dot_segment(name)
     {
         return Err(invalid(
             key,
-            "a connection name is 1 to 64 bytes without `:`, `/`, `@` or control characters",
+            "a connection name is 1 to 64 bytes without `:`, `/`, `@` or control characters, and not `.` or `..`",
         ));
     }
     Ok(())
@@ -869,6 +870,7 @@ pub fn check_connection_name(key: &str, name: &str) -> Result<(), ConfigError> {
 pub fn check_item_name(key: &str, name: &str) -> Result<(), ConfigError> {
     let fine = !name.is_empty()
         && name.len() <= 64
+        && !is_dot_segment(name)
         && name
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'));
@@ -878,11 +880,17 @@ pub fn check_item_name(key: &str, name: &str) -> Result<(), ConfigError> {
         Err(invalid(
             key,
             format!(
-                "`{}` is not a name: use 1 to 64 letters, digits, `.`, `_` or `-`",
+                "`{}` is not a name: use 1 to 64 letters, digits, `.`, `_` or `-` (not `.` or `..` alone)",
                 name.escape_debug()
             ),
         ))
     }
+}
+
+/// Whether `name` is `.` or `..`: in a URL's path either one moves a link elsewhere however
+/// it is encoded, so no name or version the host puts in a URL may be one.
+pub fn is_dot_segment(name: &str) -> bool {
+    name == "." || name == ".."
 }
 
 impl ConnectionConfig {
@@ -1326,6 +1334,10 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("connections.rabbit.tls"), "{e}");
+        load_text(&format!(
+            "{base}url = \"amqps://h\"\ntls = {{ pkcs12 = \"c.p12\", pkcs12_password = \"x\" }}\n"
+        ))
+        .expect("a PKCS#12 bundle alone is a client certificate");
         let e = load_text(&format!("{base}url = \"amqp://h\"\nurll = 1\n"))
             .unwrap_err()
             .to_string();

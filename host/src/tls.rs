@@ -127,11 +127,49 @@ fn pkcs12_identity(
 /// Checks that a `TlsConfig`'s files say one thing: a certificate with its key, or a bundle.
 pub fn check(tls: &TlsConfig) -> Result<(), String> {
     match (&tls.cert, &tls.key, &tls.pkcs12) {
-        (Some(_), None, _) => Err("`cert` needs its `key`".into()),
-        (None, Some(_), _) => Err("`key` needs its `cert`".into()),
-        (_, _, Some(_)) => {
+        (Some(_), None, None) => Err("`cert` needs its `key`".into()),
+        (None, Some(_), None) => Err("`key` needs its `cert`".into()),
+        (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
             Err("give a client certificate as `cert` and `key`, or as `pkcs12`, not both".into())
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(cert: bool, key: bool, pkcs12: bool) -> TlsConfig {
+        TlsConfig {
+            ca: Some("ca.pem".into()),
+            cert: cert.then(|| "c.pem".into()),
+            key: key.then(|| "c.key".into()),
+            pkcs12: pkcs12.then(|| "c.p12".into()),
+            pkcs12_password: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_client_certificate_is_a_pair_or_a_bundle() {
+        assert!(check(&tls(false, false, false)).is_ok(), "a CA alone");
+        assert!(check(&tls(true, true, false)).is_ok(), "cert and key");
+        assert!(check(&tls(false, false, true)).is_ok(), "a bundle alone");
+        assert!(check(&tls(true, false, false)).unwrap_err().contains("key"));
+        assert!(
+            check(&tls(false, true, false))
+                .unwrap_err()
+                .contains("cert")
+        );
+        assert!(
+            check(&tls(true, true, true))
+                .unwrap_err()
+                .contains("not both")
+        );
+        assert!(
+            check(&tls(true, false, true))
+                .unwrap_err()
+                .contains("not both")
+        );
     }
 }

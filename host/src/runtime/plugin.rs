@@ -366,6 +366,12 @@ fn check_info(info: &types::Info) -> Result<(), InvalidPlugin> {
             info.name
         )));
     }
+    if crate::config::is_dot_segment(&info.name) || crate::config::is_dot_segment(&info.version) {
+        return Err(InvalidPlugin::InvalidInfo(format!(
+            "plugin `{}` declares a name or version of `.` or `..`, which a URL cannot carry",
+            info.name
+        )));
+    }
     Grants::new(&info.wants)
         .map_err(|e| InvalidPlugin::InvalidInfo(format!("it wants a malformed grant: {e}")))?;
     Ok(())

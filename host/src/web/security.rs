@@ -1,9 +1,10 @@
 //! What every answer carries, and what every request must not be, whatever handler it meets:
 //!
 //! - **Headers** on every answer (tower-http's `SetResponseHeaderLayer`, each only if the
-//!   handler set none): a Content-Security-Policy that allows scripts, styles and images from
-//!   this origin only (no inline script or style, no `eval`), so an escaping mistake in a page
-//!   cannot run script; `X-Content-Type-Options: nosniff`; no framing (`frame-ancestors
+//!   handler set none): a Content-Security-Policy that lets nothing load ([`DEFAULT_POLICY`]),
+//!   or, on a page, only the script and stylesheet it names with its answer's nonce
+//!   ([`page_policy`]: no inline script or style, no `eval`, no other same-origin URL), so an
+//!   escaping mistake in a page cannot run script; `X-Content-Type-Options: nosniff`; no framing (`frame-ancestors
 //!   'none'` and `X-Frame-Options: DENY`); `Referrer-Policy: same-origin`; and, when the
 //!   listener speaks TLS, `Strict-Transport-Security`.
 //! - **Ingress answers** are a plugin's words on the admin UI's origin: they get a sandboxing
@@ -29,11 +30,28 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-/// What pages may load: only this origin's own script, style and images; forms post only
+/// What an answer that is not a page may load, if a browser opens it: nothing.
+pub const DEFAULT_POLICY: &str =
+    "default-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What a page may load: only the script and stylesheet the page itself names with this
+/// answer's `nonce` (the one script and the one stylesheet of `web/static/`), so neither an
+/// injected tag nor a same-origin URL that serves something else (an ingress answer made of
+/// a plugin's words) is run or applied; images, the live consume's events and forms only from
 /// here; no frames, no plugins, no `<base>`.
-pub const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
-    base-uri 'none'";
+pub fn page_policy(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+         base-uri 'none'"
+    )
+}
+
+/// A fresh nonce for one page's answer.
+pub fn nonce() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 18]>())
+}
 
 /// What an ingress answer may do: nothing active. `sandbox` gives it an opaque origin (no
 /// cookies, no storage of ours), no script and no forms.
@@ -61,7 +79,7 @@ pub fn layer(router: Router, tls: bool) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             AppError::Internal.into_response()
         }))
-        .layer(if_absent(header::CONTENT_SECURITY_POLICY, PAGE_POLICY))
+        .layer(if_absent(header::CONTENT_SECURITY_POLICY, DEFAULT_POLICY))
         .layer(if_absent(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(if_absent(header::X_FRAME_OPTIONS, "DENY"))
         .layer(if_absent(header::REFERRER_POLICY, "same-origin"))
@@ -199,12 +217,17 @@ mod tests {
     async fn every_answer_carries_the_headers() {
         let answer = send(Request::get("/page").body(Body::empty()).unwrap()).await;
         let headers = answer.headers();
-        assert_eq!(headers[header::CONTENT_SECURITY_POLICY], PAGE_POLICY);
+        assert_eq!(headers[header::CONTENT_SECURITY_POLICY], DEFAULT_POLICY);
         assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
         assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
         assert_eq!(headers[header::STRICT_TRANSPORT_SECURITY], HSTS);
-        assert!(PAGE_POLICY.contains("script-src 'self'") && !PAGE_POLICY.contains("unsafe"));
+        let page = page_policy("n0nce");
+        assert!(page.contains("script-src 'nonce-n0nce'") && !page.contains("unsafe"));
+        assert!(
+            !page.contains("script-src 'self'"),
+            "no same-origin URL runs as script"
+        );
     }
 
     #[tokio::test]

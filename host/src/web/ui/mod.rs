@@ -58,6 +58,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "audit.html"
     );
     env.add_filter("ms_time", crate::time::utc_text);
+    // A value in a URL's path or query: everything but letters, digits and `-._~`
+    // percent-encoded, so a `/`, `?` or `#` in a name or version cannot move a link or a
+    // form's action elsewhere (names of `.` and `..` are refused where they are made).
+    env.add_filter("segment", |text: &str| escape(text));
     env.add_filter("duration_ms", crate::time::span_text);
     env
 });
@@ -299,11 +303,21 @@ pub fn render(
         },
         None => context! {},
     };
+    let nonce = super::security::nonce();
+    let policy = super::security::page_policy(&nonce);
     let rendered = TEMPLATES
         .get_template(template)
-        .and_then(|t| t.render(context! { ..ctx, ..base }));
+        .and_then(|t| t.render(context! { nonce, ..context! { ..ctx, ..base } }));
     match rendered {
-        Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
+        Ok(html) => (
+            status,
+            [
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+                (header::CONTENT_SECURITY_POLICY, policy),
+            ],
+            Html(html),
+        )
+            .into_response(),
         Err(error) => {
             tracing::error!(%error, template, "a page could not be rendered");
             AppError::Internal.into_response()
@@ -346,9 +360,17 @@ pub fn done(to: &str, note: &str) -> Response {
     Redirect::to(&format!("{to}{separator}ok={}", escape(note))).into_response()
 }
 
+/// What a URL's path segment or query value keeps as it is: letters, digits and `-._~`
+/// (RFC 3986's unreserved characters).
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `text` percent-encoded for a URL's path segment or query value.
 pub fn escape(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
 /// The note a redirect carried (`?ok=`), as a flash.
