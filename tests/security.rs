@@ -277,7 +277,34 @@ async fn anonymous_floods_leave_memory_and_metrics_bounded() {
         hashes,
         "no password was hashed for a dead reset link or a name that cannot exist"
     );
-    assert!(after.lines().count() <= after_ingress.lines().count() + 2);
+    assert!(
+        metric(&after, "wharf_sign_ins_total{outcome=\"unknown_name\"}") >= 2_000.0,
+        "the flood is counted"
+    );
+    // Nor does the flood grow the database: names nobody has are not audited (a name field
+    // may hold a password typed in the wrong box), and names that cannot exist are not counted.
+    let store = wharf::store::Store::open(&format!("sqlite://{}/wharf.db", dir.path().display()))
+        .await
+        .unwrap();
+    let failures = store
+        .audit(&wharf::store::AuditFilter {
+            action: Some("session".into()),
+            limit: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(store.sign_in_attempt_rows().await.unwrap(), 0);
+    store.close().await;
+    // Besides the counter of sign-ins by outcome (a handful of fixed series), nothing new.
+    let other_lines = |text: &str| {
+        text.lines()
+            .filter(|line| !line.contains("wharf_sign_ins_total"))
+            .count()
+    };
+    assert!(other_lines(&after) <= other_lines(&after_ingress) + 2);
+    assert!(!after.contains("nnnnnnnn"), "no series names a name");
 
     // One address past its limit is told to wait, whatever the name.
     let flooding = client_from(loopback(250));
@@ -532,7 +559,8 @@ async fn stored_secrets_are_sealed_and_rotated(backend: Backend) {
     assert_eq!(uploaded.status(), 201);
     let policy = client
         .put(format!("{base}/api/v1/plugins/stamp/policy"))
-        .json(&json!({ "config": { "api_key": api_key, "region": "eu" } }))
+        .json(&json!({ "config": { "api_key": api_key, "region": "eu",
+            "dsn": format!("postgres://app:dsn-{unique}@db.example/app") } }))
         .send()
         .await
         .unwrap();
@@ -540,6 +568,10 @@ async fn stored_secrets_are_sealed_and_rotated(backend: Backend) {
     let view: Value = policy.json().await.unwrap();
     assert_eq!(view["policy"]["config"]["api_key"], "***");
     assert_eq!(view["policy"]["config"]["region"], "eu");
+    assert_eq!(
+        view["policy"]["config"]["dsn"], "postgres://app:***@db.example/app",
+        "a URL's password in a value is hidden whatever the value's name"
+    );
     // Sent back as shown, the hidden value keeps what was stored.
     let mut sent_back = view["policy"].clone();
     sent_back["config"]["region"] = json!("us");
@@ -550,9 +582,29 @@ async fn stored_secrets_are_sealed_and_rotated(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(kept.status(), 200);
+    let mut invented = view["policy"].clone();
+    invented["config"]["new_token"] = json!("***");
+    let refused = client
+        .put(format!("{base}/api/v1/plugins/stamp/policy"))
+        .json(&invented)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        400,
+        "a hidden value with nothing stored is not kept as ***"
+    );
 
     let bytes = database_bytes(&db).await;
-    for secret in [&password, &header, &api_key, &"guest:guest".to_owned()] {
+    let dsn_password = format!("dsn-{unique}");
+    for secret in [
+        &password,
+        &header,
+        &api_key,
+        &dsn_password,
+        &"guest:guest".to_owned(),
+    ] {
         assert!(!contains(&bytes, secret), "`{secret}` is in the database");
     }
     host.stop().await;
@@ -611,6 +663,24 @@ async fn stored_secrets_are_sealed_and_rotated(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(rabbit["state"], "up", "{rabbit}");
+    host.stop().await;
+
+    // A host given another key refuses to start, rather than run without those connections.
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.database = db.url.clone();
+    config.server.plugin_dir = None;
+    config.routes.clear();
+    config.server.secret_key_file = Some(keys.path().join("stranger.key"));
+    let refused = wharf::host::start(config)
+        .await
+        .err()
+        .expect("a host without the database's key does not start");
+    assert!(
+        format!("{refused:#}").contains("secret_key_file"),
+        "{refused:#}"
+    );
+    let host = self::host(&db, with_key(keys.path().join("new.key"), vec![])).await;
     host.stop().await;
 }
 
@@ -878,6 +948,22 @@ async fn a_viewers_upload_is_refused_before_its_body_is_read() {
     .await
     .unwrap();
     assert!(through_form.starts_with("HTTP/1.1 403"), "{through_form}");
+    // An admin's session without the form's CSRF token: refused just as early.
+    add_user(&host, "ada", "ada's password", "admin").await;
+    let ada = session(&base(&host), "ada", "ada's password").await;
+    let without_token = tokio::task::spawn_blocking(move || {
+        answer_to_head(
+            addr,
+            &format!(
+                "POST /plugins HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\n\
+                 Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 50000000\r\n\r\n",
+                ada.cookie
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(without_token.starts_with("HTTP/1.1 403"), "{without_token}");
     host.stop().await;
 }
 
@@ -1399,6 +1485,67 @@ async fn the_smaller_holes_stay_shut() {
     assert_eq!(changed.status(), 303);
     let now = wharf::message::now_ms() as i64;
     assert_eq!(store.sessions_of("ada", now).await.unwrap(), 0);
+
+    // A note in a link made elsewhere is not shown on the host's pages; the host's own is.
+    let ada = session(&base, "ada", "ada's new password").await;
+    let page = plain()
+        .get(format!(
+            "{base}/routes?ok=Your+session+ended%3B+sign+in+at+evil.example"
+        ))
+        .header(COOKIE, &ada.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("evil.example"),
+        "an unsigned note is not shown"
+    );
+    let made = ada
+        .form(
+            &base,
+            "/routes/new",
+            &[
+                ("name", "noted"),
+                ("from", "local:n.in"),
+                ("to", "local:n.out"),
+            ],
+        )
+        .send()
+        .await
+        .unwrap();
+    let back = made.headers()["location"].to_str().unwrap().to_owned();
+    let page = plain()
+        .get(format!("{base}{back}"))
+        .header(COOKIE, &ada.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Route created and started"),
+        "the host's own note is shown"
+    );
+
+    // `***` is never stored for a secret: not on a new connection, not across kinds.
+    let hidden = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({ "name": "blank", "kind": "http", "headers": { "Authorization": "***" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 400);
+    let across = client
+        .put(format!("{base}/api/v1/connections/hooks"))
+        .json(&json!({ "kind": "amqp", "url": "amqp://guest:***@127.0.0.1:5672/%2f" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(across.status(), 400);
 
     // A form from another site, with a stolen cookie and token even: refused.
     let ada = session(&base, "ada", "ada's new password").await;

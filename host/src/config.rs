@@ -978,7 +978,7 @@ impl ConnectionConfig {
             }
             Ok(())
         }
-        match (self, stored) {
+        match (&mut *self, stored) {
             (ConnectionConfig::Amqp(new), ConnectionConfig::Amqp(old)) => {
                 let old_urls: Vec<&String> = old.url.iter().chain(&old.urls).collect();
                 if let Some(url) = &mut new.url {
@@ -1019,7 +1019,51 @@ impl ConnectionConfig {
             }
             _ => {}
         }
-        Ok(())
+        match self.hidden_field() {
+            Some(field) => Err(invalid(
+                field,
+                "is hidden (***), and nothing stored goes there (another kind, another host or a new field): give its value",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The first field that still holds a secret as shown hidden (`***`), if any: such a
+    /// definition is refused, never stored with `***` for a secret.
+    pub fn hidden_field(&self) -> Option<String> {
+        let bundle = |tls: &Option<TlsConfig>| {
+            tls.as_ref()
+                .is_some_and(|t| t.pkcs12_password == HIDDEN)
+                .then(|| "tls.pkcs12_password".to_owned())
+        };
+        match self {
+            ConnectionConfig::Embedded(_) => None,
+            ConnectionConfig::Amqp(amqp) => amqp
+                .url
+                .iter()
+                .map(|url| ("url".to_owned(), url))
+                .chain(
+                    amqp.urls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, url)| (format!("urls[{i}]"), url)),
+                )
+                .find(|(_, url)| shows_hidden(url))
+                .map(|(field, _)| field)
+                .or_else(|| bundle(&amqp.tls)),
+            ConnectionConfig::Http(http) => http
+                .base_url
+                .as_deref()
+                .filter(|url| shows_hidden(url))
+                .map(|_| "base_url".to_owned())
+                .or_else(|| {
+                    http.headers
+                        .iter()
+                        .find(|(_, value)| *value == HIDDEN)
+                        .map(|(name, _)| format!("headers.{name}"))
+                })
+                .or_else(|| bundle(&http.tls)),
+        }
     }
 }
 
@@ -1198,18 +1242,28 @@ pub fn is_secret_name(name: &str) -> bool {
 }
 
 /// `url` with its secrets hidden, for messages, logs and answers: the password in the
-/// authority (`scheme://user:***@host`), or the user name when it stands alone with no
-/// password anywhere (a token: `https://***@host`), and query parameters with secret names
-/// (`?token=***`, PostgreSQL's `password=`). Parsed with the `url` crate; what it cannot parse is hidden by its shape.
+/// authority (`amqp://user:***@host`), an http(s) URL's user name too (a token:
+/// `https://***@host`, `https://***:***@host`), another scheme's user name when it stands
+/// alone with no password anywhere, and query parameters with secret names (`?token=***`,
+/// PostgreSQL's `password=`). Parsed with the `url` crate; what it cannot parse is hidden by its shape.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if !parsed.cannot_be_a_base() => {
             let secret_query = parsed.query_pairs().any(|(name, _)| is_secret_name(&name));
-            if parsed.password().is_some() {
+            // On the web a URL's user name is a credential more often than not
+            // (`https://TOKEN@host`, `https://TOKEN:x-oauth-basic@host`); elsewhere a user
+            // name alone is hidden unless the password is plainly in the query (PostgreSQL's
+            // `postgres://user@host/db?password=…`).
+            let web = matches!(parsed.scheme(), "http" | "https" | "ws" | "wss");
+            let password_in_query = parsed.query_pairs().any(|(name, _)| {
+                let name = name.to_ascii_lowercase();
+                name.contains("password") || name.contains("passwd")
+            });
+            let has_password = parsed.password().is_some();
+            if has_password {
                 let _ = parsed.set_password(Some(HIDDEN));
-            } else if !parsed.username().is_empty() && !secret_query {
-                // A user name alone, with no password anywhere, is a token more often than
-                // not (`https://TOKEN@host`).
+            }
+            if !parsed.username().is_empty() && (web || (!has_password && !password_in_query)) {
                 let _ = parsed.set_username(HIDDEN);
             }
             if secret_query {
@@ -1359,6 +1413,14 @@ mod tests {
         assert_eq!(
             redact("https://h.example/x?api_key=k1&page=2"),
             "https://h.example/x?api_key=***&page=2"
+        );
+        assert_eq!(
+            redact("https://ghp_TOKEN123:x-oauth-basic@github.com/o/r"),
+            "https://***:***@github.com/o/r"
+        );
+        assert_eq!(
+            redact("https://ghp_TOKEN123@h.example/?signature=s1"),
+            "https://***@h.example/?signature=***"
         );
         assert_eq!(redact("not a url :// tok@en"), "not a url ://***@en");
         assert_eq!(

@@ -193,10 +193,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .await?
         .with_keyring(Arc::new(keyring));
     // Secrets kept in clear by an older version, or sealed with a key since rotated, are
-    // sealed with the current key.
+    // sealed with the current key. A database sealed with a key this host was not given
+    // stops start-up: the host would run without those connections, and what it sealed
+    // the other hosts could not open.
     match store.reseal_secrets().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(documents = n, "sealed secrets with the current key"),
+        Err(error @ crate::store::StoreError::Sealed(_)) => {
+            return Err(anyhow::anyhow!(error).context(
+                "server.secret_key_file: this host does not have the key the database's secrets are sealed with",
+            ));
+        }
         Err(error) => tracing::warn!(%error, "could not seal the stored secrets again"),
     }
     crate::metrics::handle();
@@ -292,6 +299,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .await
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    // The decoy hash a sign-in for an unknown name is checked against is made now, off the
+    // async workers, rather than by the first such sign-in.
+    tokio::task::spawn_blocking(|| std::sync::LazyLock::force(&crate::auth::DECOY_HASH)).await?;
     let setup = Arc::new(crate::auth::SetupLink::default());
     let setup_link = if store.users().await?.is_empty() {
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -332,7 +342,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         setup,
     });
     // Samples of the route counters, for the dashboard's last minutes; every minute, the
-    // credential limits forget quiet peers; every hour, old audit entries go.
+    // credential limits forget quiet peers; every hour, old audit entries, expired sessions
+    // and reset links go.
     let mut sampling = shutdown.clone();
     let retention = Duration::from_secs(u64::from(config.server.audit_retention_days) * 86_400);
     let pruned = store.clone();
@@ -350,9 +361,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
                 limits.prune();
             }
             if ticks % 360 == 1 {
-                let before = crate::message::now_ms() as i64 - retention.as_millis() as i64;
-                if let Err(error) = pruned.prune_audit(before).await {
+                let now = crate::message::now_ms() as i64;
+                if let Err(error) = pruned.prune_audit(now - retention.as_millis() as i64).await {
                     tracing::warn!(%error, "could not prune the audit log");
+                }
+                if let Err(error) = pruned.prune_sessions(now).await {
+                    tracing::warn!(%error, "could not remove expired sessions");
                 }
             }
         }

@@ -16,7 +16,10 @@
 //! - `wharf_rpc_calls_total{outcome}`: calls through the correlation table (`reply`,
 //!   `timeout`, `error`), and `wharf_rpc_in_flight`, the calls waiting now;
 //! - `wharf_password_hashes_total`: password hashes and checks run (each a few milliseconds
-//!   of a core, on purpose).
+//!   of a core, on purpose);
+//! - `wharf_sign_ins_total{outcome}`: sign-in attempts (`signed_in`, `wrong_password`,
+//!   `unknown_name`, `throttled`, `limited`): what a flood of made-up names shows as, since
+//!   the audit log names only users who exist.
 //!
 //! *Invariant*: every label value names something the host knows (a route, a plugin, a
 //! connection, a status code, an outcome): nothing a caller sends adds a series. Ingress to a
@@ -39,6 +42,7 @@ pub const HTTP_EGRESS: &str = "wharf_http_egress_requests_total";
 pub const RPC_CALLS: &str = "wharf_rpc_calls_total";
 pub const RPC_IN_FLIGHT: &str = "wharf_rpc_in_flight";
 pub const PASSWORD_HASHES: &str = "wharf_password_hashes_total";
+pub const SIGN_INS: &str = "wharf_sign_ins_total";
 
 /// Plugin calls take from microseconds to seconds.
 const CALL_BUCKETS: [f64; 14] = [
@@ -91,6 +95,7 @@ fn describe() {
     metrics::describe_counter!(RPC_CALLS, "RPC calls, by outcome");
     metrics::describe_gauge!(RPC_IN_FLIGHT, "RPC calls waiting for their reply");
     metrics::describe_counter!(PASSWORD_HASHES, "Password hashes and checks run");
+    metrics::describe_counter!(SIGN_INS, "Sign-in attempts, by outcome");
 }
 
 /// An HTTP ingress request answered with `status`, to `connection` if it exists (`None`:
@@ -107,6 +112,12 @@ pub fn http_ingress(connection: Option<&str>, status: u16) {
 pub fn http_egress(connection: &str, status: u16) {
     metrics::counter!(HTTP_EGRESS, "connection" => connection.to_owned(), "status" => status.to_string())
         .increment(1);
+}
+
+/// A sign-in attempt ended: `signed_in`, `wrong_password`, `unknown_name` (a name nobody
+/// has), `throttled` (past the name's limit) or `limited` (past the address's).
+pub fn sign_in(outcome: &'static str) {
+    metrics::counter!(SIGN_INS, "outcome" => outcome).increment(1);
 }
 
 /// An RPC call ended: `reply`, `timeout` or `error`.

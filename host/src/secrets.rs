@@ -7,9 +7,9 @@
 //! is bound to where it is kept (its table and name, as associated data): moved to another row
 //! it no longer opens.
 //!
-//! The key is 32 random bytes, from `WHARF_SECRET_KEY` (base64) or a file
-//! (`server.secret_key_file`, by default `secret.key` in the host's state folder), made with
-//! mode 0600 on first start when absent. Hosts sharing a database share the key. Rotation:
+//! The key is 32 random bytes: the file `server.secret_key_file` if set, else
+//! `WHARF_SECRET_KEY` (base64), else `secret.key` in the host's state folder, made with mode
+//! 0600 on first start when absent. Hosts sharing a database share the key. Rotation:
 //! give every host the new key as `secret_key_file` and the old one in
 //! `previous_secret_key_files`, then run `wharf secret rotate` (or restart a host, which seals
 //! again whatever an older key sealed); then the old key can go.

@@ -92,7 +92,12 @@ impl HostArg {
         } else {
             "http"
         };
-        Ok(format!("{scheme}://{}", config.server.listen))
+        // A host listening on every address is reached at this machine's own.
+        let mut listen = config.server.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(format!("{scheme}://{listen}"))
     }
 }
 

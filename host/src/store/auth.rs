@@ -538,3 +538,22 @@ impl Store {
         .doing("counting sessions"))
     }
 }
+
+impl Store {
+    /// Removes the sessions and reset links that have expired; how many.
+    pub async fn prune_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM sessions WHERE expires_ms <= $1",
+            "DELETE FROM password_resets WHERE expires_ms <= $1",
+        ] {
+            removed += with_pool!(&self.pool, |pool| sqlx::query(sql)
+                .bind(now_ms)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+                .doing("removing expired sessions"))?;
+        }
+        Ok(removed)
+    }
+}

@@ -35,6 +35,17 @@ pub struct PluginPolicy {
     pub config: BTreeMap<String, String>,
 }
 
+/// A config value as the API shows it.
+fn shown_value(name: &str, value: &str) -> String {
+    if crate::config::is_secret_name(name) {
+        crate::config::HIDDEN.to_owned()
+    } else if value.contains("://") {
+        crate::config::redact(value)
+    } else {
+        value.to_owned()
+    }
+}
+
 impl Default for PluginPolicy {
     fn default() -> Self {
         let file = PluginConfig::default();
@@ -50,28 +61,37 @@ impl Default for PluginPolicy {
 }
 
 impl PluginPolicy {
-    /// The policy with every config value whose name looks secret (`api_key`, `token`, …)
-    /// shown as `***`.
+    /// The policy with its config's secrets hidden: a value whose name looks secret
+    /// (`api_key`, `token`, …) as `***`, and a URL's password, token or secret query values
+    /// (`dsn = "postgres://u:***@h/db"`) as `config::redact` hides them.
     pub fn redacted(&self) -> PluginPolicy {
         let mut shown = self.clone();
         for (name, value) in shown.config.iter_mut() {
-            if crate::config::is_secret_name(name) {
-                *value = crate::config::HIDDEN.to_owned();
-            }
+            *value = shown_value(name, value);
         }
         shown
     }
 
     /// `self` as sent back from what [`PluginPolicy::redacted`] showed: a config value still
-    /// hidden (`***`) keeps its stored value.
-    pub fn keep_secrets(&mut self, stored: &PluginPolicy) {
+    /// shown as it was hidden keeps its stored value; one hidden with nothing stored for it
+    /// is an error naming its key (it is never stored as `***`).
+    pub fn keep_secrets(&mut self, stored: &PluginPolicy) -> Result<(), (String, String)> {
         for (name, value) in self.config.iter_mut() {
-            if value == crate::config::HIDDEN
-                && let Some(original) = stored.config.get(name)
-            {
-                *value = original.clone();
+            match stored.config.get(name) {
+                Some(original) if *value == shown_value(name, original) => {
+                    *value = original.clone();
+                }
+                _ if value.contains(crate::config::HIDDEN) => {
+                    return Err((
+                        format!("config.{name}"),
+                        "is hidden (***) but nothing is stored for it as shown; give its value"
+                            .into(),
+                    ));
+                }
+                _ => {}
             }
         }
+        Ok(())
     }
 
     /// The runtime's settings for plugin `name` under this policy.

@@ -203,7 +203,7 @@ pub async fn admit<R: Need>(
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned)
                     .or_else(|| query_param(parts, CSRF_PARAM));
-                if !presented.is_some_and(|p| csrf_matches(&csrf, &p)) {
+                if !presented.is_some_and(|p| same_secret(&csrf, &p)) {
                     return Err(Refused::Other(AppError::Forbidden(match surface {
                         Surface::Api => "a change made through a session needs its CSRF token in `X-CSRF-Token`".into(),
                         Surface::Ui => "this form did not carry this session's CSRF token; reload the page and try again".into(),
@@ -244,8 +244,9 @@ impl<R: Need> FromRequestParts<AppState> for Allowed<R> {
     }
 }
 
-/// Whether `presented` is `expected`, in time that does not depend on where they differ.
-pub fn csrf_matches(expected: &str, presented: &str) -> bool {
+/// Whether `presented` is `expected` (a CSRF token, a signature), in time that does not
+/// depend on where they differ.
+pub fn same_secret(expected: &str, presented: &str) -> bool {
     use subtle::ConstantTimeEq;
     !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(presented.as_bytes()))
 }
@@ -334,9 +335,9 @@ mod tests {
 
     #[test]
     fn csrf_tokens_must_match_whole() {
-        assert!(csrf_matches("abc", "abc"));
-        assert!(!csrf_matches("abc", "abd"));
-        assert!(!csrf_matches("abc", "ab"));
-        assert!(!csrf_matches("", ""));
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+        assert!(!same_secret("", ""));
     }
 }

@@ -111,20 +111,30 @@ async fn take(
             allow: config.ingress_methods.join(", "),
         });
     }
-    if !config.anonymous {
-        // Taken as a change whatever its method: a session must show its CSRF token for a
-        // GET too, since ingress sends a message either way. Checked before the body is read.
-        caller::admit::<Operator>(parts, state, Surface::Api, Treat::AsChange).await?;
-    }
+    // Taken as a change whatever its method: a session must show its CSRF token for a GET
+    // too, since ingress sends a message either way. Checked before the body is read. A
+    // session's token is not part of the message.
+    let session = if config.anonymous {
+        false
+    } else {
+        let who = caller::admit::<Operator>(parts, state, Surface::Api, Treat::AsChange).await?;
+        who.csrf.is_some()
+    };
+    // The route's limit: a larger body is refused as it arrives, not read whole first.
+    let too_large = || {
+        AppError::PayloadTooLarge(format!(
+            "the body is over {} bytes, the most routes take (server.max_message_bytes)",
+            state.max_message_bytes
+        ))
+    };
     let body = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
         .await
-        .map_err(AppError::from)?;
+        .map_err(|e| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+            _ => AppError::from(e),
+        })?;
     if body.len() > state.max_message_bytes {
-        return Err(AppError::PayloadTooLarge(format!(
-            "the body is {} bytes; routes take at most {} (server.max_message_bytes)",
-            body.len(),
-            state.max_message_bytes
-        )));
+        return Err(too_large());
     }
     let Query(query) = query?;
     check_name("path", path, false)?;
@@ -162,6 +172,9 @@ async fn take(
     }
     msg.set_header(METHOD_HEADER, HeaderValue::Text(method.as_str().to_owned()));
     for (name, value) in query {
+        if session && name == caller::CSRF_PARAM {
+            continue;
+        }
         msg.headers
             .push((format!("{QUERY_PREFIX}{name}"), HeaderValue::Text(value)));
     }

@@ -193,7 +193,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/ingress/{connection}/{*path}", any(ingress::ingress))
+        // Ingress takes no body larger than a route would (413), read or not.
+        .route(
+            "/ingress/{connection}/{*path}",
+            any(ingress::ingress).layer(DefaultBodyLimit::max(state.max_message_bytes)),
+        )
         .merge(api)
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(body_limit))

@@ -150,29 +150,53 @@ fn same_site(request: &Request) -> bool {
 }
 
 /// Headers a plugin's reply may not set on an ingress answer: the listener is the admin UI's
-/// origin too, so cookies, cross-origin grants, transport and content policies for it come
-/// only from the host.
+/// origin too, so what acts on that origin comes only from the host: cookies, cross-origin
+/// grants, transport, content and reporting policies, credential prompts, redirects and hints
+/// to fetch or run anything. A reply's other headers (its own data: `exception`, `UUID`,
+/// `x-…`) pass.
 pub fn is_reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    name.starts_with("set-cookie")
-        || name.starts_with("access-control-")
-        || name.starts_with("cross-origin-")
-        || name.starts_with("content-security-policy")
+    [
+        "set-cookie",
+        "access-control-",
+        "cross-origin-",
+        "content-security-policy",
+        "public-key-pins",
+        "sec-",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
         || matches!(
             name.as_str(),
             "strict-transport-security"
+                | "expect-ct"
                 | "x-content-type-options"
                 | "x-frame-options"
                 | "x-xss-protection"
                 | "referrer-policy"
                 | "permissions-policy"
                 | "feature-policy"
+                | "document-policy"
                 | "clear-site-data"
                 | "refresh"
+                | "location"
+                | "link"
                 | "alt-svc"
                 | "origin-agent-cluster"
                 | "x-permitted-cross-domain-policies"
                 | "x-dns-prefetch-control"
+                | "nel"
+                | "report-to"
+                | "reporting-endpoints"
+                | "www-authenticate"
+                | "proxy-authenticate"
+                | "accept-ch"
+                | "critical-ch"
+                | "service-worker-allowed"
+                | "timing-allow-origin"
+                | "set-login"
+                | "supports-loading-mode"
+                | "speculation-rules"
         )
 }
 
@@ -323,10 +347,17 @@ mod tests {
             "Access-Control-Allow-Origin",
             "Cross-Origin-Resource-Policy",
             "Refresh",
+            "NEL",
+            "Report-To",
+            "WWW-Authenticate",
+            "Location",
+            "Link",
         ] {
             assert!(is_reserved_header(name), "{name}");
         }
         assert!(!is_reserved_header("content-type"));
         assert!(!is_reserved_header("x-order-id"));
+        assert!(!is_reserved_header("exception_name"));
+        assert!(!is_reserved_header("UUID"));
     }
 }

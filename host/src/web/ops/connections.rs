@@ -133,6 +133,12 @@ pub async fn create(
         return Err(file_defined(state, "connection", &name));
     }
     connection.check("")?;
+    if let Some(field) = connection.hidden_field() {
+        return Err(crate::web::error::invalid(
+            &field,
+            "is hidden (***): a new connection has no stored secret to keep; give its value",
+        ));
+    }
     let spec = serde_json::to_string(&connection).expect("a connection serialises");
     if !state
         .store

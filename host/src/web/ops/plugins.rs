@@ -355,7 +355,9 @@ pub async fn set_policy(
     mut policy: PluginPolicy,
 ) -> Result<PluginView, AppError> {
     let (desired, _) = uploaded(state, name).await?;
-    policy.keep_secrets(&desired.policy(name));
+    policy
+        .keep_secrets(&desired.policy(name))
+        .map_err(|(field, problem)| invalid(&field, problem))?;
     store_policy(state, who, name, policy, "plugin.policy").await
 }
 

@@ -31,20 +31,37 @@ pub struct SignedIn {
     pub csrf: String,
 }
 
-/// Refused at once with the words of a wrong password: a name that cannot exist.
+/// Refused with the words of a wrong password, whatever was wrong.
 fn wrong() -> AppError {
     AppError::Unauthorized("the name or the password is wrong".into())
 }
 
-/// Counts an attempt for `name` and refuses it past the limit, before any hash is made. The
-/// first refusal of a window is recorded in the audit log; the rest are not (they are what a
-/// flood is made of).
-async fn count_attempt(
+/// How a password check ended, besides its answer: what the audit log and the metrics say
+/// of it. Only a user who exists is named in the audit log: a name nobody has (a typo, a
+/// password typed in the name field, a flood of made-up names) is only counted.
+enum Checked {
+    Passed(Role),
+    /// The name is a user's; the password was wrong.
+    Wrong,
+    /// The name is nobody's (or cannot be anybody's).
+    UnknownName,
+    /// Past the name's limit; `first`: the first refusal of its window.
+    Throttled {
+        error: AppError,
+        first: bool,
+    },
+}
+
+/// Checks `name`'s password without starting a session: the attempt is counted before any
+/// hash is made, and refused past the name's limit.
+async fn check_password(
     state: &AppState,
     name: &str,
-    via: Via,
-    peer: Option<IpAddr>,
-) -> Result<(), AppError> {
+    password: String,
+) -> Result<Checked, AppError> {
+    if auth::check_name(name).is_err() || password.len() > auth::MAX_PASSWORD_BYTES {
+        return Ok(Checked::UnknownName);
+    }
     let now = now_ms();
     let window = WINDOW.as_millis() as i64;
     let (attempts, since) = state
@@ -52,33 +69,19 @@ async fn count_attempt(
         .sign_in_attempt(&auth::token_digest(name), now, window)
         .await?;
     if attempts > MAX_ATTEMPTS {
-        if attempts == MAX_ATTEMPTS + 1 {
-            audit::record_anonymous(state, name, via, peer, "session.throttled", json!({})).await;
-        }
         let wait_s = ((since + window - now).max(0) / 1000 + 1) as u64;
-        return Err(AppError::TooManyRequests {
+        let error = AppError::TooManyRequests {
             message: format!(
                 "too many failed sign-ins for `{}`; try again in {wait_s} s",
                 crate::broker::shorten(name)
             ),
             retry_after_s: wait_s,
+        };
+        return Ok(Checked::Throttled {
+            error,
+            first: attempts == MAX_ATTEMPTS + 1,
         });
     }
-    Ok(())
-}
-
-/// Checks `name`'s password (throttled), without starting a session; the user's role.
-async fn check_password(
-    state: &AppState,
-    name: &str,
-    password: String,
-    via: Via,
-    peer: Option<IpAddr>,
-) -> Result<Role, AppError> {
-    if auth::check_name(name).is_err() || password.len() > auth::MAX_PASSWORD_BYTES {
-        return Err(wrong());
-    }
-    count_attempt(state, name, via, peer).await?;
     let user = state.store.user_login(name).await?;
     // The hash is checked even for an unknown name, so the answer's timing does not tell
     // which names exist.
@@ -87,19 +90,56 @@ async fn check_password(
         .map(|(hash, _)| hash.clone())
         .unwrap_or_else(|| auth::DECOY_HASH.clone());
     let matches = state.hashing.verify(password, hash).await?;
-    match user {
+    Ok(match user {
         Some((_, role)) if matches => {
             state
                 .store
                 .sign_in_succeeded(&auth::token_digest(name))
                 .await?;
+            Checked::Passed(role)
+        }
+        Some(_) => Checked::Wrong,
+        None => Checked::UnknownName,
+    })
+}
+
+/// Checks `name`'s password as a sign-in does, records what the audit log and the metrics
+/// keep of it, and answers with the user's role or the refusal.
+async fn signed_in_role(
+    state: &AppState,
+    name: &str,
+    password: String,
+    via: Via,
+    peer: Option<IpAddr>,
+) -> Result<Role, AppError> {
+    let record =
+        |action: &'static str| audit::record_anonymous(state, name, via, peer, action, json!({}));
+    match check_password(state, name, password).await? {
+        Checked::Passed(role) => {
+            crate::metrics::sign_in("signed_in");
             Ok(role)
         }
-        _ => Err(wrong()),
+        Checked::Wrong => {
+            crate::metrics::sign_in("wrong_password");
+            record("session.sign_in_failed").await;
+            Err(wrong())
+        }
+        Checked::UnknownName => {
+            crate::metrics::sign_in("unknown_name");
+            Err(wrong())
+        }
+        Checked::Throttled { error, first } => {
+            crate::metrics::sign_in("throttled");
+            if first && state.store.user_login(name).await?.is_some() {
+                record("session.throttled").await;
+            }
+            Err(error)
+        }
     }
 }
 
-/// Signs `name` in: checks the password (throttled) and makes a session.
+/// Signs `name` in: checks the password (limited per address and per name) and makes a
+/// session.
 pub async fn sign_in(
     state: &AppState,
     name: &str,
@@ -107,26 +147,11 @@ pub async fn sign_in(
     via: Via,
     peer: Option<IpAddr>,
 ) -> Result<SignedIn, AppError> {
-    state.limits.check(peer)?;
-    let role = match check_password(state, name, password, via, peer).await {
-        Ok(role) => role,
-        Err(error) => {
-            // A refusal by the throttle is recorded once, when it starts; wrong passwords
-            // each time (they are few: the throttle bounds them).
-            if matches!(error, AppError::Unauthorized(_)) {
-                audit::record_anonymous(
-                    state,
-                    name,
-                    via,
-                    peer,
-                    "session.sign_in_failed",
-                    json!({}),
-                )
-                .await;
-            }
-            return Err(error);
-        }
-    };
+    state
+        .limits
+        .check(peer)
+        .inspect_err(|_| crate::metrics::sign_in("limited"))?;
+    let role = signed_in_role(state, name, password, via, peer).await?;
     let signed_in = start_session(state, Caller::user(name, role)).await?;
     audit::record_anonymous(state, name, via, peer, "session.sign_in", json!({})).await;
     Ok(signed_in)
@@ -175,7 +200,7 @@ pub async fn change_own_password(
         ));
     }
     let name = who.caller.name.clone();
-    check_password(state, &name, current, who.via, who.peer)
+    signed_in_role(state, &name, current, who.via, who.peer)
         .await
         .map_err(|e| match e {
             AppError::Unauthorized(_) => {
@@ -212,6 +237,7 @@ pub async fn set_up(
     };
     let (role, hash) = super::users::prepare(state, &new).await?;
     if !state.store.add_first_admin(name, &hash, now_ms()).await? {
+        state.setup.used();
         return Err(AppError::Conflict(
             "an admin exists already; sign in instead".into(),
         ));

@@ -102,7 +102,11 @@ pub async fn logout(
 /// only while no user exists.
 pub async fn setup_page(State(state): State<AppState>, params: Params) -> Response {
     match state.store.users().await {
-        Ok(users) if !users.is_empty() => return Redirect::to("/login").into_response(),
+        Ok(users) if !users.is_empty() => {
+            // An admin exists (made here, on another host or with the CLI): the link is done.
+            state.setup.used();
+            return Redirect::to("/login").into_response();
+        }
         Ok(_) => {}
         Err(error) => return page_error(error.into()),
     }
@@ -224,7 +228,7 @@ pub async fn register(
     Form(form): Form<RegisterForm>,
 ) -> Response {
     let cookie = jar.get(REGISTER_COOKIE).map(|c| c.value().to_owned());
-    if !cookie.is_some_and(|c| caller::csrf_matches(&c, &form.token)) {
+    if !cookie.is_some_and(|c| caller::same_secret(&c, &form.token)) {
         return message(
             None,
             StatusCode::FORBIDDEN,

@@ -354,10 +354,27 @@ pub fn ok_note(text: impl Into<String>) -> Value {
     context! { kind => "ok", text => text.into() }
 }
 
-/// Back to `to` with a note saying what happened (a 303: the browser GETs it).
+/// Back to `to` with a note saying what happened (a 303: the browser GETs it). The note is
+/// signed, so a link made elsewhere cannot put words of its own on the host's pages.
 pub fn done(to: &str, note: &str) -> Response {
     let separator = if to.contains('?') { '&' } else { '?' };
-    Redirect::to(&format!("{to}{separator}ok={}", escape(note))).into_response()
+    Redirect::to(&format!(
+        "{to}{separator}ok={}&sig={}",
+        escape(note),
+        note_signature(note)
+    ))
+    .into_response()
+}
+
+/// The key notes are signed with: this process's own (a redirect comes back to the host that
+/// made it).
+static NOTE_KEY: LazyLock<[u8; 32]> = LazyLock::new(rand::random);
+
+fn note_signature(note: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&*NOTE_KEY).expect("any key length");
+    mac.update(note.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// What a URL's path segment or query value keeps as it is: letters, digits and `-._~`
@@ -373,9 +390,12 @@ pub fn escape(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
-/// The note a redirect carried (`?ok=`), as a flash.
+/// The note a redirect carried (`?ok=`, signed by [`done`]), as a flash; a note without its
+/// signature is not shown.
 pub fn flash(query: &std::collections::HashMap<String, String>) -> Option<Value> {
-    query.get("ok").map(|text| ok_note(text.clone()))
+    let text = query.get("ok")?;
+    let signature = query.get("sig")?;
+    caller::same_secret(&note_signature(text), signature).then(|| ok_note(text.clone()))
 }
 
 /// The query of a page: `?ok=` notes and a page's own fields.

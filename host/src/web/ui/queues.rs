@@ -74,13 +74,24 @@ fn described(stats: &Value) -> Vec<String> {
 
 pub async fn page(State(state): State<AppState>, page: Page<Viewer>, params: Params) -> Response {
     let address = params.get("address").cloned().unwrap_or_default();
-    let mut ctx =
-        context! { title => "Queues", address => address.clone(), flash => flash(&params) };
+    render(&state, &page, &address, flash(&params), None).await
+}
+
+/// The Queues page for `address` (its stats and the messages waiting, peeked), with a note
+/// and the message just taken, if one was.
+async fn render<R>(
+    state: &AppState,
+    page: &Page<R>,
+    address: &str,
+    note: Option<minijinja::Value>,
+    taken: Option<Value>,
+) -> Response {
+    let mut ctx = context! { title => "Queues", address, flash => note, taken };
     if !address.is_empty() {
         let read = async {
-            let at = ops::parse(&state, &address)?;
-            let stats = ops::stats(&state, &page.who, &at).await?;
-            let messages = ops::peek(&state, &page.who, &at, 50).await?;
+            let at = ops::parse(state, address)?;
+            let stats = ops::stats(state, &page.who.lesser(), &at).await?;
+            let messages = ops::peek(state, &page.who.lesser(), &at, 50).await?;
             Ok::<_, AppError>((at, stats, messages))
         }
         .await;
@@ -111,6 +122,8 @@ fn back(address: &str) -> String {
     format!("/queue?address={}", escape(address))
 }
 
+/// Takes the oldest message and shows it here, on this answer: a message taken is acked, so
+/// it is shown at once rather than carried through a redirect.
 pub async fn take(
     State(state): State<AppState>,
     page: Page<Operator>,
@@ -122,17 +135,19 @@ pub async fn take(
     }
     .await;
     match result {
-        Ok(taken) => match taken.first() {
-            Some(m) => done(
-                &back(&form.address),
-                &format!(
-                    "Took message {}: {}",
-                    m.id,
-                    shown(&m.to_json())["shown"].as_str().unwrap_or("")
+        Ok(taken) => {
+            let (note, taken) = match taken.first() {
+                Some(m) => (
+                    super::ok_note(format!(
+                        "Took message {}; it is no longer in the queue.",
+                        m.id
+                    )),
+                    Some(shown(&m.to_json())),
                 ),
-            ),
-            None => done(&back(&form.address), "Nothing to take."),
-        },
+                None => (super::ok_note("Nothing to take."), None),
+            };
+            render(&state, &page, &form.address, Some(note), taken).await
+        }
         Err(error) => page.error(error),
     }
 }
