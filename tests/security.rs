@@ -1235,6 +1235,34 @@ async fn tls_both_ways_with_a_private_ca() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("secure"));
     let out = status(None);
     assert!(!out.status.success());
+    // The CLI adds an https connection with its CA and client certificate; it delivers.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["connection", "add", "by-cli", "--kind", "http"])
+        .args(["--base-url", &format!("https://localhost:{port}/cli/")])
+        .arg("--tls-ca")
+        .arg(certs.path().join("ca.pem"))
+        .arg("--tls-cert")
+        .arg(certs.path().join("client.pem"))
+        .arg("--tls-key")
+        .arg(certs.path().join("client.key"))
+        .args(["--url", &https, "--token", token.trim()])
+        .arg("--ca")
+        .arg(certs.path().join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent = publish("by-cli").await.unwrap();
+    assert_eq!(sent.status(), 201, "{}", sent.text().await.unwrap());
+    assert!(
+        endpoint
+            .seen()
+            .iter()
+            .any(|(request, ..)| request == "POST /cli/orders")
+    );
     host.stop().await;
 }
 

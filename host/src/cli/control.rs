@@ -394,7 +394,8 @@ pub enum ConnectionCommand {
         #[command(flatten)]
         host: HostArg,
     },
-    /// Add a connection: `--kind amqp --broker-url amqp://…`, `--kind http --base-url https://…`,
+    /// Add a connection: `--kind amqp --broker-url amqp://…`, `--kind http --base-url https://…`
+    /// (with `--tls-ca`, `--tls-cert`, `--tls-key` for a private CA or a client certificate),
     /// `--kind embedded`, or the whole definition as JSON.
     Add {
         name: String,
@@ -442,6 +443,15 @@ pub struct ConnectionSpec {
     /// For http: take ingress at /ingress/NAME/… without a token.
     #[arg(long)]
     anonymous: bool,
+    /// For amqp and http over TLS: a PEM file of a CA to trust besides the system's.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<String>,
+    /// For amqp and http over TLS: a PEM client certificate the peer asks for (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
 }
 
 impl ConnectionSpec {
@@ -463,6 +473,18 @@ impl ConnectionSpec {
         }
         if self.anonymous {
             object.insert("anonymous".into(), true.into());
+        }
+        for (field, path) in [
+            ("ca", self.tls_ca),
+            ("cert", self.tls_cert),
+            ("key", self.tls_key),
+        ] {
+            if let Some(path) = path {
+                let tls = object.entry("tls").or_insert_with(|| json!({}));
+                tls.as_object_mut()
+                    .context("`tls` is a JSON object")?
+                    .insert(field.into(), path.into());
+            }
         }
         if !object.contains_key("kind") {
             bail!("say which kind of connection: --kind amqp, --kind http or --kind embedded");
