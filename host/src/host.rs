@@ -187,6 +187,11 @@ fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
 
 /// Starts the host described by `config` and returns once it is serving.
 pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
+    // The decoy hash a sign-in for an unknown name is checked against is made now, off the
+    // async workers, rather than by the first such sign-in.
+    let decoy = tokio::task::spawn_blocking(|| {
+        std::sync::LazyLock::force(&crate::auth::DECOY_HASH);
+    });
     let keyring = crate::secrets::Keyring::load(&config.server.key_sources())
         .context("server.secret_key_file")?;
     let store = Store::open(&config.server.database)
@@ -289,6 +294,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     };
     warn_of_unserved_queues(&store, &connections).await;
 
+    decoy.await?;
     let tls = match &config.server.tls {
         Some(tls) => Some(Arc::new(
             crate::tls::server_config(&tls.cert, &tls.key).context("server.tls")?,
@@ -299,9 +305,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         .await
         .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    // The decoy hash a sign-in for an unknown name is checked against is made now, off the
-    // async workers, rather than by the first such sign-in.
-    tokio::task::spawn_blocking(|| std::sync::LazyLock::force(&crate::auth::DECOY_HASH)).await?;
     let setup = Arc::new(crate::auth::SetupLink::default());
     let setup_link = if store.users().await?.is_empty() {
         let scheme = if tls.is_some() { "https" } else { "http" };
