@@ -103,93 +103,60 @@ async fn hostile_names_run_no_script() {
     let connection = r#"h'"><img src=x onerror=alert(7)>"#;
     let queue = "local:x'-alert(1)-'";
     let route = "plain-route";
-    let ok = |what: &str, answer: reqwest::Response| {
-        let status = answer.status();
-        assert!(status.is_success(), "{what}: {status}");
+    // Each set-up call must succeed (the refused route's name aside).
+    let call = |request: reqwest::RequestBuilder, what: &'static str| async move {
+        let answer = request.send().await.unwrap();
+        assert!(answer.status().is_success(), "{what}: {}", answer.status());
     };
-    ok(
-        "upload",
+    let post =
+        |path: &str, body: serde_json::Value| admin.post(format!("{base}{path}")).json(&body);
+    let upload = |plugin: &str, query: &str| {
         admin
-            .post(format!("{base}/api/v1/plugins"))
+            .post(format!("{base}/api/v1/plugins{query}"))
             .header("content-type", "application/wasm")
-            .body(support::plugin_bytes("hostile"))
-            .send()
-            .await
-            .unwrap(),
-    );
-    ok(
+            .body(support::plugin_bytes(plugin))
+    };
+    call(upload("hostile", ""), "upload").await;
+    call(
+        upload("hostile-path", "?enabled=false"),
         "a version that climbs out of a path",
-        admin
-            .post(format!("{base}/api/v1/plugins?enabled=false"))
-            .header("content-type", "application/wasm")
-            .body(support::plugin_bytes("hostile-path"))
-            .send()
-            .await
-            .unwrap(),
-    );
-    ok(
-        "ada",
-        admin
-            .post(format!("{base}/api/v1/users"))
-            .json(&json!({ "name": "ada", "password": "a password for ada", "role": "admin" }))
-            .send()
-            .await
-            .unwrap(),
-    );
-    ok(
-        "bob",
-        admin
-            .post(format!("{base}/api/v1/users"))
-            .json(&json!({ "name": "bob", "password": "bob's password", "role": "viewer" }))
-            .send()
-            .await
-            .unwrap(),
-    );
-    ok(
+    )
+    .await;
+    for (name, role) in [("ada", "admin"), ("bob", "viewer")] {
+        let body =
+            json!({ "name": name, "password": format!("a password for {name}"), "role": role });
+        call(post("/api/v1/users", body), "a user").await;
+    }
+    call(
+        post(
+            "/api/v1/connections",
+            json!({ "name": connection, "kind": "embedded" }),
+        ),
         "connection",
-        admin
-            .post(format!("{base}/api/v1/connections"))
-            .json(&json!({ "name": connection, "kind": "embedded" }))
-            .send()
-            .await
-            .unwrap(),
-    );
-    ok(
-        "route",
-        admin
-            .post(format!("{base}/api/v1/routes"))
-            .json(
-                &json!({ "name": route, "from": format!("{connection}:q'-alert(8)-'"),
-                "through": ["hostile"], "to": "local:out" }),
-            )
-            .send()
-            .await
-            .unwrap(),
-    );
-    let refused = admin
-        .post(format!("{base}/api/v1/routes"))
-        .json(&json!({ "name": "r'-alert(9)-'", "from": "local:a", "to": "local:b" }))
-        .send()
-        .await
-        .unwrap();
+    )
+    .await;
+    let hostile_route = json!({ "name": route, "from": format!("{connection}:q'-alert(8)-'"),
+        "through": ["hostile"], "to": "local:out" });
+    call(post("/api/v1/routes", hostile_route), "route").await;
+    let refused = post(
+        "/api/v1/routes",
+        json!({ "name": "r'-alert(9)-'", "from": "local:a", "to": "local:b" }),
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(
         refused.status(),
         400,
         "a route's name holds no quotes or markup"
     );
-    ok(
+    let message = json!({ "payload": "<script>alert(10)</script>",
+        "headers": { "x'-alert(11)-'": "<img src=x onerror=alert(12)>" } });
+    call(
+        post("/api/v1/queues/local/x'-alert(1)-'/messages", message),
         "publish",
-        admin
-            .post(format!(
-                "{base}/api/v1/queues/local/{}/messages",
-                "x'-alert(1)-'"
-            ))
-            .json(&json!({ "payload": "<script>alert(10)</script>",
-                "headers": { "x'-alert(11)-'": "<img src=x onerror=alert(12)>" } }))
-            .send()
-            .await
-            .unwrap(),
-    );
+    )
+    .await;
     let out = tokio::process::Command::new("node")
         .arg(browser_dir().join("hostile.mjs"))
         .env("WHARF_URL", &base)
