@@ -728,6 +728,7 @@ async fn roles_guard_the_control_plane() {
         "/api/v1/plugins",
         "/api/v1/connections/{name}",
         "/api/v1/status",
+        "/api/v1/audit",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} is described");
     }
