@@ -832,22 +832,16 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
-/// Checks a queue or exchange name against what brokers take (see `broker::check_name`).
+/// Checks a queue or exchange name against what brokers take (see `address::check_name`).
 fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
-    crate::broker::check_name("queue or exchange", name, false).map_err(|e| in_key(key, e))
+    crate::address::check_name("queue or exchange", name, false)
+        .map_err(|e| invalid(key, e.problem))
 }
 
 /// Checks a routing key (which may be empty) against what brokers take.
 fn check_routing_key(key: &str, routing_key: &str) -> Result<(), ConfigError> {
-    crate::broker::check_name("routing key", routing_key, true).map_err(|e| in_key(key, e))
-}
-
-/// A broker's refusal of a name, as the problem of configuration key `key`.
-fn in_key(key: &str, error: crate::broker::BrokerError) -> ConfigError {
-    match error {
-        crate::broker::BrokerError::InvalidAddress { problem, .. } => invalid(key, problem),
-        other => invalid(key, other.to_string()),
-    }
+    crate::address::check_name("routing key", routing_key, true)
+        .map_err(|e| invalid(key, e.problem))
 }
 
 /// A connection's name: not empty, no `:`, `/` or control characters, at most 64 bytes.

@@ -3,6 +3,7 @@
 //! The library is the whole host; the `wharf` binary only parses its command line and calls
 //! [`cli::run`]. See ARCHITECTURE.md at the repository's root for the map of the modules.
 
+pub mod address;
 pub mod auth;
 pub mod broker;
 pub mod cli;

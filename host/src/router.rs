@@ -529,7 +529,8 @@ async fn run_chain(
                 metrics.plugin_call(handler.name(), report.cost.wall);
                 let reply = report.result?;
                 for publication in report.published {
-                    let to = Address::parse(&publication.destination).map_err(Failure::broker)?;
+                    let to = Address::parse(&publication.destination)
+                        .map_err(|e| Failure::broker(e.into()))?;
                     sends.push((to, publication.message));
                 }
                 if let Some(mut reply) = reply {

@@ -18,6 +18,9 @@ pub mod http;
 pub use amqp::{AmqpAck, AmqpBroker, AmqpConsumer};
 pub use embedded::{EmbeddedAck, EmbeddedBroker, EmbeddedConfig, EmbeddedConsumer};
 pub use http::HttpBroker;
+// Addresses and the name rules every transport keeps live beside the transports, not in them.
+pub(crate) use crate::address::shorten;
+pub use crate::address::{Address, InvalidAddress, MAX_NAME_BYTES, check_name};
 
 use crate::message::{HeaderValue, Message};
 use crate::store::StoreError;
@@ -58,6 +61,15 @@ pub enum BrokerError {
     },
 }
 
+impl From<InvalidAddress> for BrokerError {
+    fn from(e: InvalidAddress) -> Self {
+        BrokerError::InvalidAddress {
+            address: e.address,
+            problem: e.problem,
+        }
+    }
+}
+
 impl BrokerError {
     /// Whether trying again later may succeed: a broker that is down or busy may come back;
     /// a name, a size or a field that is wrong will be wrong next time too.
@@ -91,46 +103,6 @@ impl BrokerError {
             BrokerError::HttpStatus { .. } => "HttpRedirect",
         }
     }
-}
-
-/// The longest name a broker takes: AMQP's short strings (queue, exchange, routing key, header
-/// name) hold 255 bytes, and the embedded broker keeps the same rule so that an address works
-/// on either.
-pub const MAX_NAME_BYTES: usize = 255;
-
-/// Checks a name before it reaches a broker: `what` says what it names (`queue`, `exchange`,
-/// `routing key`) for the error. Empty names are refused unless `may_be_empty` (the default
-/// exchange, an empty routing key); so are names over [`MAX_NAME_BYTES`] and names holding
-/// control characters.
-pub fn check_name(what: &str, name: &str, may_be_empty: bool) -> Result<(), BrokerError> {
-    let problem = if name.is_empty() && !may_be_empty {
-        format!("a {what} name cannot be empty")
-    } else if name.len() > MAX_NAME_BYTES {
-        format!(
-            "a {what} name is at most {MAX_NAME_BYTES} bytes; this one is {}",
-            name.len()
-        )
-    } else if name.chars().any(char::is_control) {
-        format!("a {what} name cannot hold control characters")
-    } else {
-        return Ok(());
-    };
-    Err(BrokerError::InvalidAddress {
-        address: shorten(name),
-        problem,
-    })
-}
-
-/// The start of a long value, for an error message.
-pub(crate) fn shorten(value: &str) -> String {
-    if value.len() <= 80 {
-        return value.escape_debug().to_string();
-    }
-    let mut end = 60;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", value[..end].escape_debug())
 }
 
 /// Checks what every transport needs of a message before it is sent.
@@ -281,44 +253,6 @@ impl Producer {
             Producer::Amqp(broker) => broker.publish_delayed(address, msg, delay).await,
             Producer::Http(broker) => broker.publish_delayed(address, msg, delay).await,
         }
-    }
-}
-
-/// A `connection:address` pair, as routes and the CLI name where messages come from and go.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Address {
-    pub connection: String,
-    pub address: String,
-}
-
-impl Address {
-    pub fn parse(text: &str) -> Result<Address, BrokerError> {
-        match text.split_once(':') {
-            Some((connection, address)) if !connection.is_empty() && !address.is_empty() => {
-                Ok(Address {
-                    connection: connection.to_owned(),
-                    address: address.to_owned(),
-                })
-            }
-            _ => Err(BrokerError::InvalidAddress {
-                address: text.to_owned(),
-                problem: "write it as connection:address, e.g. local:orders.in".into(),
-            }),
-        }
-    }
-
-    /// The same connection, another address.
-    pub fn sibling(&self, address: impl Into<String>) -> Address {
-        Address {
-            connection: self.connection.clone(),
-            address: address.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Address {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.connection, self.address)
     }
 }
 

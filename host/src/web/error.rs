@@ -114,6 +114,12 @@ impl From<BrokerError> for AppError {
     }
 }
 
+impl From<crate::address::InvalidAddress> for AppError {
+    fn from(e: crate::address::InvalidAddress) -> Self {
+        AppError::BadRequest(e.to_string())
+    }
+}
+
 impl From<crate::store::StoreError> for AppError {
     /// A database failure: logged whole here, answered without its internals.
     fn from(error: crate::store::StoreError) -> Self {
