@@ -127,8 +127,8 @@ async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
     broker
         .check()
         .expect("connected over TLS with a client certificate");
-    let mut connections = Connections::default();
-    connections.add_amqp("secure", broker);
+    let connections = Connections::default();
+    connections.insert("secure", wharf::broker::Producer::new(broker.clone()));
     let address = Address::parse("secure:tls.q").unwrap();
     let sent = Message::new("tls.q", b"over tls".to_vec());
     connections
@@ -157,7 +157,6 @@ async fn a_tls_broker_with_a_private_ca_and_client_certificates() {
         .await
         .unwrap();
     node.ctl("stop_app");
-    let broker = connections.amqp("secure").unwrap();
     let started = Instant::now();
     while broker.check().is_ok() {
         assert!(

@@ -100,7 +100,7 @@ async fn a_round_trip_keeps_every_field(backend: Backend) {
 async fn queues_are_fifo(backend: Backend) {
     let b = broker(backend).await;
     // Through the transport-neutral producer, as a route will send.
-    let producer = Producer::Embedded(b.broker.clone());
+    let producer = Producer::new(b.broker.clone());
     for i in 0..100 {
         producer
             .send("fifo", message(&format!("m{i:03}")))

@@ -297,9 +297,9 @@ async fn a_stalled_output_applies_backpressure() {
         .await
         .unwrap();
     output.purge("out").await.unwrap();
-    let mut connections = Connections::default();
-    connections.add_embedded("in", input.clone());
-    connections.add_embedded("slow", output.clone());
+    let connections = Connections::default();
+    connections.insert("in", wharf::broker::Producer::new(input.clone()));
+    connections.insert("slow", wharf::broker::Producer::new(output.clone()));
 
     let runtime = support::runtime();
     let uppercase = runtime

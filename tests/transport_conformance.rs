@@ -170,7 +170,7 @@ impl Harness {
                         .await
                         .unwrap();
                 }
-                connections.add_embedded(CONNECTION, broker);
+                connections.insert(CONNECTION, wharf::broker::Producer::new(broker));
                 db = Some(test_db);
             }
             Transport::Amqp => {
@@ -197,7 +197,7 @@ impl Harness {
                 broker
                     .check()
                     .unwrap_or_else(|e| panic!("RabbitMQ is needed (./dev test starts it): {e}"));
-                connections.add_amqp(CONNECTION, broker);
+                connections.insert(CONNECTION, wharf::broker::Producer::new(broker));
             }
         }
         Harness {

@@ -108,14 +108,205 @@ impl ServerConfig {
     }
 }
 
-/// One broker connection: the embedded broker, RabbitMQ (`amqp`) or HTTP (`http`); `kafka`
-/// comes next.
+/// One broker connection: the embedded broker, RabbitMQ (`amqp`), Kafka (`kafka`) or HTTP
+/// (`http`).
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ConnectionConfig {
     Embedded(EmbeddedConnectionConfig),
     Amqp(Box<AmqpConfig>),
+    Kafka(Box<KafkaConfig>),
     Http(Box<HttpConfig>),
+}
+
+/// Kafka (or any broker speaking its protocol) through librdkafka.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The client id the brokers see (`wharf` by default).
+    pub client_id: String,
+    /// A route's consumer group is `{group}.{route}`: every host running a route shares its
+    /// partitions, and two routes never share a group.
+    pub group: String,
+    /// SASL authentication (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`).
+    pub sasl: Option<KafkaSasl>,
+    /// TLS to the brokers: a private CA (PEM), a client certificate and key (PEM).
+    pub tls: Option<TlsConfig>,
+    /// librdkafka settings passed through to producer and consumers alike
+    /// (`socket.keepalive.enable`, `compression.type`, ...).
+    pub settings: BTreeMap<String, String>,
+    /// librdkafka settings for the producer only (`linger.ms`, `batch.num.messages`, ...).
+    pub producer: BTreeMap<String, String>,
+    /// librdkafka settings for consumers only (`session.timeout.ms`, `fetch.wait.max.ms`, ...).
+    pub consumer: BTreeMap<String, String>,
+    /// Topics the host creates if missing (`wharf schema apply`, and at start), besides the
+    /// topics its routes use (created with one partition).
+    pub topics: Vec<KafkaTopicConfig>,
+    /// How long a request to the brokers may take before it is an error.
+    pub timeout_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            client_id: "wharf".into(),
+            group: "wharf".into(),
+            sasl: None,
+            tls: None,
+            settings: BTreeMap::new(),
+            producer: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+            topics: Vec::new(),
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("group", &self.group)
+            .field("topics", &self.topics.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// SASL credentials for Kafka.
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// A topic the host creates when it is missing.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopicConfig {
+    pub name: String,
+    #[serde(default = "one")]
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub replication: i32,
+    /// Topic settings (`retention.ms`, `cleanup.policy`, ...).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// Settings Wharf sets itself, for its delivery guarantees: not taken from a definition.
+const KAFKA_OWN_SETTINGS: [&str; 6] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "client.id",
+];
+
+/// Whether `name` is a valid Kafka topic name: 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+pub fn is_kafka_topic(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+impl KafkaConfig {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(invalid(
+                format!("{key}brokers"),
+                "a kafka connection needs `brokers` (host:port[,host:port...])",
+            ));
+        }
+        for broker in self.brokers.split(',') {
+            let broker = broker.trim();
+            let port_ok = broker
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(invalid(
+                    format!("{key}brokers"),
+                    format!("`{}` is not host:port", broker.escape_debug()),
+                ));
+            }
+        }
+        if self.group.is_empty() || !is_kafka_topic(&self.group) {
+            return Err(invalid(
+                format!("{key}group"),
+                "a group name is 1 to 249 of a-z, A-Z, 0-9, `.`, `_` and `-`",
+            ));
+        }
+        if let Some(sasl) = &self.sasl
+            && !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&sasl.mechanism.as_str())
+        {
+            return Err(invalid(
+                format!("{key}sasl.mechanism"),
+                format!(
+                    "`{}` is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    sasl.mechanism.escape_debug()
+                ),
+            ));
+        }
+        for (part, settings) in [
+            ("settings", &self.settings),
+            ("producer", &self.producer),
+            ("consumer", &self.consumer),
+        ] {
+            for name in settings.keys() {
+                if KAFKA_OWN_SETTINGS.contains(&name.as_str()) {
+                    return Err(invalid(
+                        format!("{key}{part}.{name}"),
+                        "is set by Wharf itself (brokers, client_id, group and its delivery guarantees)",
+                    ));
+                }
+            }
+        }
+        for (i, topic) in self.topics.iter().enumerate() {
+            if !is_kafka_topic(&topic.name) {
+                return Err(invalid(
+                    format!("{key}topics[{i}].name"),
+                    "a topic name is 1 to 249 of a-z, A-Z, 0-9, `.`, `_` and `-`",
+                ));
+            }
+            if topic.partitions < 1 || topic.replication < 1 {
+                return Err(invalid(
+                    format!("{key}topics[{i}]"),
+                    "partitions and replication are at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every librdkafka setting in the definition, `settings` then `part`'s, with secrets.
+    fn redacted_settings(settings: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        settings
+            .iter()
+            .map(|(name, value)| {
+                let shown = if is_secret_name(name) {
+                    HIDDEN.to_owned()
+                } else {
+                    value.clone()
+                };
+                (name.clone(), shown)
+            })
+            .collect()
+    }
 }
 
 /// HTTP as a transport. Ingress: `POST` (and `GET`, where `ingress_methods` says) to
@@ -893,6 +1084,7 @@ impl ConnectionConfig {
     pub fn check(&self, prefix: &str) -> Result<(), ConfigError> {
         match self {
             ConnectionConfig::Amqp(amqp) => amqp.validate(prefix),
+            ConnectionConfig::Kafka(kafka) => kafka.validate(prefix),
             ConnectionConfig::Http(http) => http.validate(prefix),
             ConnectionConfig::Embedded(embedded) => {
                 for (i, queue) in embedded.queues.iter().enumerate() {
@@ -913,11 +1105,12 @@ impl ConnectionConfig {
         }
     }
 
-    /// `amqp`, `http` or `embedded`.
+    /// `amqp`, `kafka`, `http` or `embedded`.
     pub fn kind(&self) -> &'static str {
         match self {
             ConnectionConfig::Embedded(_) => "embedded",
             ConnectionConfig::Amqp(_) => "amqp",
+            ConnectionConfig::Kafka(_) => "kafka",
             ConnectionConfig::Http(_) => "http",
         }
     }
@@ -936,6 +1129,21 @@ impl ConnectionConfig {
                     tls.pkcs12_password = HIDDEN.into();
                 }
                 ConnectionConfig::Amqp(amqp)
+            }
+            ConnectionConfig::Kafka(kafka) => {
+                let mut kafka = kafka.clone();
+                if let Some(sasl) = &mut kafka.sasl {
+                    sasl.password = HIDDEN.into();
+                }
+                kafka.settings = KafkaConfig::redacted_settings(&kafka.settings);
+                kafka.producer = KafkaConfig::redacted_settings(&kafka.producer);
+                kafka.consumer = KafkaConfig::redacted_settings(&kafka.consumer);
+                if let Some(tls) = &mut kafka.tls
+                    && !tls.pkcs12_password.is_empty()
+                {
+                    tls.pkcs12_password = HIDDEN.into();
+                }
+                ConnectionConfig::Kafka(kafka)
             }
             ConnectionConfig::Http(http) => {
                 let mut http = http.clone();
@@ -980,6 +1188,31 @@ impl ConnectionConfig {
                 }
                 for (i, url) in new.urls.iter_mut().enumerate() {
                     url_kept(&format!("urls[{i}]"), url, &old_urls)?;
+                }
+                bundle_password_kept(&mut new.tls, &old.tls)?;
+            }
+            // Secrets go back only to the same brokers.
+            (ConnectionConfig::Kafka(new), ConnectionConfig::Kafka(old))
+                if new.brokers == old.brokers =>
+            {
+                if let (Some(sasl), Some(stored)) = (&mut new.sasl, &old.sasl)
+                    && sasl.password == HIDDEN
+                    && sasl.username == stored.username
+                {
+                    sasl.password = stored.password.clone();
+                }
+                for (part, stored) in [
+                    (&mut new.settings, &old.settings),
+                    (&mut new.producer, &old.producer),
+                    (&mut new.consumer, &old.consumer),
+                ] {
+                    for (name, value) in part.iter_mut() {
+                        if value == HIDDEN
+                            && let Some(original) = stored.get(name)
+                        {
+                            *value = original.clone();
+                        }
+                    }
                 }
                 bundle_password_kept(&mut new.tls, &old.tls)?;
             }
@@ -1045,6 +1278,26 @@ impl ConnectionConfig {
                 .find(|(_, url)| shows_hidden(url))
                 .map(|(field, _)| field)
                 .or_else(|| bundle(&amqp.tls)),
+            ConnectionConfig::Kafka(kafka) => kafka
+                .sasl
+                .as_ref()
+                .filter(|sasl| sasl.password == HIDDEN)
+                .map(|_| "sasl.password".to_owned())
+                .or_else(|| {
+                    [
+                        ("settings", &kafka.settings),
+                        ("producer", &kafka.producer),
+                        ("consumer", &kafka.consumer),
+                    ]
+                    .into_iter()
+                    .find_map(|(part, settings)| {
+                        settings
+                            .iter()
+                            .find(|(_, value)| *value == HIDDEN)
+                            .map(|(name, _)| format!("{part}.{name}"))
+                    })
+                })
+                .or_else(|| bundle(&kafka.tls)),
             ConnectionConfig::Http(http) => http
                 .base_url
                 .as_deref()

@@ -6,9 +6,8 @@
 //! finish (up to the grace period) and returns when every task has ended: nothing accepted is
 //! lost, because nothing is acked before its outputs are confirmed.
 
-use crate::broker::amqp::Topology;
-use crate::broker::{Connections, Producer};
-use crate::config::{AmqpConfig, Config, PluginConfig};
+use crate::broker::Connections;
+use crate::config::{Config, PluginConfig};
 use crate::runtime::{HostFuture, HostServices, KvLimits, PluginSettings, Runtime, RuntimeConfig};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::store::Store;
@@ -250,17 +249,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
 
     let connections = Connections::default();
     for (name, connection) in &config.connections {
-        let producer = crate::supervisor::open_connection(name, connection, &store, &config.routes)
+        let producer = crate::broker::open(name, connection, &store, &config.routes)
             .await
             .map_err(|problem| anyhow::anyhow!("connections.{name}: {problem}"))?;
-        if let Producer::Amqp(broker) = &producer {
-            broker
-                .wait_first_attempt()
-                .await
-                .with_context(|| format!("connections.{name}"))?;
-            if let Err(problem) = broker.check() {
-                tracing::warn!(connection = %name, %problem, "starting without this connection; its routes wait for it");
-            }
+        let transport = producer.transport();
+        transport
+            .started()
+            .await
+            .with_context(|| format!("connections.{name}"))?;
+        if let Err(problem) = transport.check().await {
+            tracing::warn!(connection = %name, %problem, "starting without this connection; its routes wait for it");
         }
         connections.insert(name, producer);
     }
@@ -443,10 +441,4 @@ async fn warn_of_unserved_queues(store: &Store, connections: &Connections) {
             "the database holds queues of an embedded connection that does not exist; add it (kind = \"embedded\") to serve them"
         );
     }
-}
-
-/// What AMQP connection `name` declares: its configured topology, plus the queues routes use
-/// on it (inputs, plain-queue outputs, dead-letter queues), ensured to exist.
-pub fn topology_of(config: &Config, name: &str, amqp: &AmqpConfig) -> Topology {
-    crate::supervisor::topology_for(name, amqp, &config.routes)
 }

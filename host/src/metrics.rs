@@ -108,6 +108,19 @@ pub fn http_ingress(connection: Option<&str>, status: u16) {
     }
 }
 
+/// Partitions assigned to this host's consumer of Kafka group `group`.
+pub fn kafka_assigned(group: &str, partitions: usize) {
+    metrics::gauge!("wharf_kafka_assigned_partitions", "group" => group.to_owned())
+        .set(partitions as f64);
+}
+
+/// Records of one partition not yet read by group `group`'s consumer on this host (the end of
+/// the partition minus the next offset to hand out).
+pub fn kafka_lag(group: &str, topic: &str, partition: i32, lag: i64) {
+    metrics::gauge!("wharf_kafka_consumer_lag", "group" => group.to_owned(), "topic" => topic.to_owned(), "partition" => partition.to_string())
+        .set(lag.max(0) as f64);
+}
+
 /// An HTTP egress request answered with `status`.
 pub fn http_egress(connection: &str, status: u16) {
     metrics::counter!(HTTP_EGRESS, "connection" => connection.to_owned(), "status" => status.to_string())

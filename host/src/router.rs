@@ -21,7 +21,7 @@
 //! - a panic while a delivery is handled is caught and handled like any other failure, so the
 //!   delivery is still settled.
 
-use crate::broker::{Address, BrokerError, Connections, Delivery, Nack};
+use crate::broker::{Address, BrokerError, Connections, ConsumeOptions, Delivery, Nack};
 use crate::config::RetryConfig;
 use crate::grant::{Access, Grants};
 use crate::message::{HeaderValue, Message};
@@ -136,7 +136,15 @@ impl RouteRunner {
         let route = self.route;
         let mut consumer = self
             .connections
-            .consume_counted(&route.from, route.concurrency)
+            .consume_with(
+                &route.from,
+                ConsumeOptions {
+                    prefetch: route.concurrency,
+                    // The route counts deliveries and dead-letters to its own dead letters.
+                    limited: false,
+                    unit: Some(route.name.clone()),
+                },
+            )
             .await?;
         tracing::info!(route = %route.name, from = %route.from, "route started");
         let metrics = Arc::new(RouteMetrics::new(

@@ -107,21 +107,21 @@ impl Rpc {
         lock(&self.inner.waiters).len()
     }
 
-    /// Sends `request` to `to` and waits up to `timeout` for its reply. Over an HTTP
-    /// connection the reply is the endpoint's answer to the request (any status but 2xx is
-    /// an error).
+    /// Sends `request` to `to` and waits up to `timeout` for its reply. Where the transport
+    /// answers requests itself (HTTP), the reply is its answer (any status but 2xx is an
+    /// error).
     pub async fn call(
         &self,
         to: &Address,
         request: Message,
         timeout: Duration,
     ) -> Result<Message, RpcError> {
-        if let Some(http) = self.inner.connections.http(&to.connection)
-            && !crate::broker::HttpBroker::is_held(&to.address)
-        {
-            let answer = tokio::time::timeout(timeout, http.request(&to.address, request)).await;
-            let result = match answer {
-                Ok(result) => result.map_err(RpcError::from),
+        if self.inner.connections.answers_requests(to) {
+            let answer = tokio::time::timeout(timeout, self.inner.connections.request(to, request));
+            let result = match answer.await {
+                Ok(Ok(Some(reply))) => Ok(reply),
+                Ok(Ok(None)) => Err(RpcError::Broker(BrokerError::Closed)),
+                Ok(Err(e)) => Err(RpcError::from(e)),
                 Err(_) => Err(RpcError::Timeout {
                     to: to.to_string(),
                     waited_ms: timeout.as_millis() as u64,
@@ -198,11 +198,21 @@ impl Rpc {
             connection: connection.to_owned(),
             address: self.inner.reply_queue.clone(),
         };
-        if let Some(amqp) = self.inner.connections.amqp(connection) {
-            amqp.ensure_queues(&[queue.address.clone(), format!("{}.dead", queue.address)])
-                .await?;
-        }
-        let consumer = self.inner.connections.consume(&queue, 256).await?;
+        let dead = queue.sibling(format!("{}.dead", queue.address));
+        self.inner.connections.ensure(&[&queue, &dead]).await?;
+        let consumer = self
+            .inner
+            .connections
+            .consume_with(
+                &queue,
+                crate::broker::ConsumeOptions {
+                    // The reply queue is this host's own: on a transport that shares work by
+                    // group, its group is this host's too.
+                    unit: Some(self.inner.reply_queue.clone()),
+                    ..crate::broker::ConsumeOptions::new(256)
+                },
+            )
+            .await?;
         listening.insert(connection.to_owned());
         let inner = self.inner.clone();
         tokio::spawn(async move {

@@ -14,14 +14,17 @@
 pub mod amqp;
 pub mod embedded;
 pub mod http;
+pub mod kafka;
 
 pub use amqp::{AmqpAck, AmqpBroker, AmqpConsumer};
 pub use embedded::{EmbeddedAck, EmbeddedBroker, EmbeddedConfig, EmbeddedConsumer};
 pub use http::HttpBroker;
+pub use kafka::KafkaBroker;
 // Addresses and the name rules every transport keeps live beside the transports, not in them.
 pub(crate) use crate::address::shorten;
 pub use crate::address::{Address, InvalidAddress, MAX_NAME_BYTES, check_name};
 
+use crate::config::{ConnectionConfig, RouteConfig};
 use crate::message::{HeaderValue, Message};
 use crate::store::StoreError;
 use std::time::Duration;
@@ -43,8 +46,9 @@ pub enum BrokerError {
     Store(#[from] StoreError),
     #[error("the broker connection is closed")]
     Closed,
+    /// What a broker said went wrong, in its words.
     #[error("{0}")]
-    Amqp(String),
+    Broker(String),
     #[error("connection `{connection}` is down ({detail}); try again when it is back")]
     Unavailable { connection: String, detail: String },
     /// A `mandatory` message no queue would take.
@@ -94,7 +98,7 @@ impl BrokerError {
             BrokerError::LeaseLost { .. } => "LeaseLost",
             BrokerError::Store(_) => "Store",
             BrokerError::Closed => "Closed",
-            BrokerError::Amqp(_) => "Broker",
+            BrokerError::Broker(_) => "Broker",
             BrokerError::Unavailable { .. } => "Unavailable",
             BrokerError::Unroutable { .. } => "Unroutable",
             BrokerError::Mapping { .. } => "InvalidMessage",
@@ -165,80 +169,216 @@ impl DeadLetter {
     }
 }
 
-/// Settles one delivery.
-#[derive(Debug)]
-pub enum AckHandle {
-    Embedded(EmbeddedAck),
-    Amqp(AmqpAck),
+/// Settles one delivery: what every transport's acknowledgement does.
+#[async_trait::async_trait]
+pub trait Settle: Send + Sync + std::fmt::Debug + 'static {
+    /// The message is done with: remove it from its queue (commit its offset).
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
+    async fn nack(self: Box<Self>, nack: Nack) -> Result<(), BrokerError>;
 }
 
+/// Settles one delivery, whatever its transport.
+#[derive(Debug)]
+pub struct AckHandle(Box<dyn Settle>);
+
 impl AckHandle {
+    pub fn new(settle: impl Settle) -> AckHandle {
+        AckHandle(Box::new(settle))
+    }
+
     /// The message is done with: remove it from its queue.
     pub async fn ack(self) -> Result<(), BrokerError> {
-        match self {
-            AckHandle::Embedded(ack) => ack.ack().await,
-            AckHandle::Amqp(ack) => ack.ack().await,
-        }
+        self.0.ack().await
     }
 
     pub async fn nack(self, nack: Nack) -> Result<(), BrokerError> {
-        match self {
-            AckHandle::Embedded(ack) => ack.nack(nack).await,
-            AckHandle::Amqp(ack) => ack.nack(nack).await,
-        }
+        self.0.nack(nack).await
     }
 }
 
-/// A stream of deliveries from one address.
-pub enum Consumer {
-    Embedded(EmbeddedConsumer),
-    Amqp(AmqpConsumer),
+/// A transport's stream of deliveries from one address.
+#[async_trait::async_trait]
+pub trait Source: Send + 'static {
+    /// The next delivery; waits until there is one. An error means the consumer is finished
+    /// and its owner should reconnect or give up.
+    async fn next(&mut self) -> Result<Delivery, BrokerError>;
+    /// Stops consuming; what was taken but not handed out goes back.
+    async fn close(self: Box<Self>);
 }
 
+/// A stream of deliveries from one address, whatever its transport.
+pub struct Consumer(Box<dyn Source>);
+
 impl Consumer {
+    pub fn new(source: impl Source) -> Consumer {
+        Consumer(Box::new(source))
+    }
+
     /// The next delivery; waits until there is one. An error means the consumer is finished
     /// and its owner should reconnect or give up.
     pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
-        match self {
-            Consumer::Embedded(consumer) => consumer.next().await,
-            Consumer::Amqp(consumer) => consumer.next().await,
-        }
+        self.0.next().await
     }
 
     /// Stops consuming and returns what was taken but not handed out.
     pub async fn close(self) {
-        match self {
-            Consumer::Embedded(consumer) => consumer.close().await,
-            Consumer::Amqp(consumer) => consumer.close().await,
+        self.0.close().await
+    }
+}
+
+/// How a consumer is opened.
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    /// Deliveries handed out and not yet settled, at most.
+    pub prefetch: usize,
+    /// Whether the broker itself dead-letters past a queue's delivery limit; a route, which
+    /// counts deliveries and dead-letters on its own, says no.
+    pub limited: bool,
+    /// The consuming unit's stable name (a route's), for transports whose consumers share
+    /// work by a group name (Kafka's consumer groups): the same name on every host, so that
+    /// hosts running one route share its input and two routes never share a group. `None`
+    /// for a passing consumer (a take, the live view), which gets a group of its own.
+    pub unit: Option<String>,
+}
+
+impl ConsumeOptions {
+    pub fn new(prefetch: usize) -> ConsumeOptions {
+        ConsumeOptions {
+            prefetch,
+            limited: true,
+            unit: None,
         }
     }
 }
 
-/// One connection's broker, as its senders hold it. A send completes only once the broker has
-/// confirmed the message (committed, for the embedded broker), so its caller may then ack the
-/// input that produced it.
-#[derive(Clone)]
-pub enum Producer {
-    Embedded(EmbeddedBroker),
-    Amqp(AmqpBroker),
-    Http(HttpBroker),
+/// How full a queue (or topic) is, as far as its transport can tell: what it cannot tell is
+/// left out.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct Depth {
+    pub connection: String,
+    pub queue: String,
+    /// Every message held, whatever its state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u64>,
+    /// Messages a consumer could take now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<u64>,
+    /// Messages taken and not yet settled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<u64>,
+    /// Messages waiting out a delay before they become ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delayed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_age_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<u32>,
+    /// A log's partitions (Kafka): each one's first and next offsets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionDepth>,
 }
+
+/// One partition of a topic: the offsets it holds.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PartitionDepth {
+    pub partition: i32,
+    /// The oldest offset still kept.
+    pub low: i64,
+    /// The offset the next message gets.
+    pub high: i64,
+}
+
+/// What a transport is: every connection is one. Each transport is a folder of `broker/`
+/// implementing this; nothing above `broker/` names one. A send completes only once the
+/// broker has confirmed the message (committed, for the embedded broker), so its caller may
+/// then ack the input that produced it.
+#[async_trait::async_trait]
+pub trait Transport: AsAny + Send + Sync + 'static {
+    /// Sends `msg` to `address` and waits for the confirm.
+    async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError>;
+    /// Sends `msg` so that it is ready only after `delay` (retries re-queued with a delay).
+    async fn send_delayed(
+        &self,
+        address: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError>;
+    /// Consumes from `address`.
+    async fn consume(
+        &self,
+        address: &str,
+        options: ConsumeOptions,
+    ) -> Result<Consumer, BrokerError>;
+    /// Makes sure these addresses exist (a route's queues, the reply queue), where the
+    /// transport needs them declared before use.
+    async fn ensure(&self, _addresses: &[String]) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    async fn depth(&self, address: &str) -> Result<Depth, BrokerError>;
+    /// Up to `count` ready messages of `address`, left where they are; no more than
+    /// `max_bytes` of payload (but always the first).
+    async fn peek(
+        &self,
+        address: &str,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, BrokerError>;
+    /// Removes the ready messages of `address`; returns how many.
+    async fn purge(&self, address: &str) -> Result<u64, BrokerError>;
+    /// Whether the connection can serve right now, and if not why.
+    async fn check(&self) -> Result<(), String>;
+    /// Waits for the first attempt to connect (at start, so that a broker that is down is
+    /// reported before the host runs without it); an error is a definition that cannot work.
+    async fn started(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    /// Closes the connection.
+    async fn close(&self) {}
+    /// The embedded broker holding this connection's queues in the host's database, if it
+    /// does (the embedded broker itself, HTTP ingress).
+    fn held(&self) -> Option<&EmbeddedBroker> {
+        None
+    }
+    /// Whether requests to `address` are answered by [`Transport::request`].
+    fn answers(&self, _address: &str) -> bool {
+        false
+    }
+    /// The answer to `msg` sent as a request to `address`, for a transport whose requests
+    /// are answered by the broker itself (HTTP's response); `None` where replies come back
+    /// through a reply queue.
+    async fn request(&self, _address: &str, _msg: Message) -> Option<Result<Message, BrokerError>> {
+        None
+    }
+}
+
+/// A transport as `Any`, so that the web server's HTTP ingress can reach an HTTP connection.
+pub trait AsAny {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// One connection's transport, as its senders hold it. Cheap to clone.
+#[derive(Clone)]
+pub struct Producer(std::sync::Arc<dyn Transport>);
 
 impl Producer {
-    /// Closes the broker connection (the embedded broker lives in the store: nothing to do).
-    pub async fn close(&self) {
-        if let Producer::Amqp(broker) = self {
-            broker.close().await;
-        }
+    pub fn new(transport: impl Transport) -> Producer {
+        Producer(std::sync::Arc::new(transport))
     }
 
-    /// Sends `msg` to `address` (for the embedded broker, a queue) and waits for the confirm.
+    /// Closes the broker connection (the embedded broker lives in the store: nothing to do).
+    pub async fn close(&self) {
+        self.0.close().await
+    }
+
+    /// Sends `msg` to `address` and waits for the confirm.
     pub async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
-        match self {
-            Producer::Embedded(broker) => broker.publish(address, msg).await,
-            Producer::Amqp(broker) => broker.publish(address, msg).await,
-            Producer::Http(broker) => broker.publish(address, msg).await,
-        }
+        self.0.send(address, msg).await
     }
 
     /// Sends `msg` so that it is ready only after `delay` (retries re-queued with a delay).
@@ -248,11 +388,12 @@ impl Producer {
         msg: Message,
         delay: Duration,
     ) -> Result<(), BrokerError> {
-        match self {
-            Producer::Embedded(broker) => broker.publish_delayed(address, msg, delay).await,
-            Producer::Amqp(broker) => broker.publish_delayed(address, msg, delay).await,
-            Producer::Http(broker) => broker.publish_delayed(address, msg, delay).await,
-        }
+        self.0.send_delayed(address, msg, delay).await
+    }
+
+    /// The transport itself.
+    pub fn transport(&self) -> &dyn Transport {
+        &*self.0
     }
 }
 
@@ -277,17 +418,6 @@ pub trait ReplySink: Send + Sync {
     /// Hands `reply` to its caller, or gives it back when none of this process waits for it
     /// (a late or unknown reply goes the broker's way, to be logged or dead-lettered there).
     fn deliver(&self, reply: Message) -> Result<(), Box<Message>>;
-}
-
-/// How full a queue is, as far as its transport can tell.
-#[derive(Debug, Clone)]
-pub enum QueueDepth {
-    Embedded(crate::store::QueueStats),
-    /// What AMQP tells: messages ready (not the unacked ones) and consumers.
-    Amqp {
-        ready: u32,
-        consumers: u32,
-    },
 }
 
 impl Connections {
@@ -329,14 +459,6 @@ impl Connections {
             .remove(name)
     }
 
-    pub fn add_embedded(&mut self, name: &str, broker: EmbeddedBroker) {
-        self.insert(name, Producer::Embedded(broker));
-    }
-
-    pub fn add_amqp(&mut self, name: &str, broker: AmqpBroker) {
-        self.insert(name, Producer::Amqp(broker));
-    }
-
     /// Whether a connection of that name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.read().contains_key(name)
@@ -345,10 +467,7 @@ impl Connections {
     /// Whether connection `name` keeps its queues in the host's database (an embedded
     /// broker, or an HTTP connection's ingress).
     pub fn is_embedded(&self, name: &str) -> bool {
-        matches!(
-            self.read().get(name),
-            Some(Producer::Embedded(_) | Producer::Http(_))
-        )
+        self.embedded(name).is_some()
     }
 
     /// The names of every connection.
@@ -356,21 +475,14 @@ impl Connections {
         self.read().keys().cloned().collect()
     }
 
-    pub fn amqp(&self, name: &str) -> Option<AmqpBroker> {
-        match self.read().get(name) {
-            Some(Producer::Amqp(broker)) => Some(broker.clone()),
-            _ => None,
-        }
-    }
-
+    /// HTTP connection `name`, for its ingress (the web server's door into it).
     pub fn http(&self, name: &str) -> Option<HttpBroker> {
-        match self.read().get(name) {
-            Some(Producer::Http(broker)) => Some(broker.clone()),
-            _ => None,
-        }
+        self.read()
+            .get(name)
+            .and_then(|p| p.0.as_any().downcast_ref::<HttpBroker>().cloned())
     }
 
-    fn broker(&self, address: &Address) -> Result<Producer, BrokerError> {
+    pub fn producer(&self, address: &Address) -> Result<Producer, BrokerError> {
         self.read()
             .get(&address.connection)
             .cloned()
@@ -380,68 +492,50 @@ impl Connections {
             })
     }
 
-    pub fn producer(&self, address: &Address) -> Result<Producer, BrokerError> {
-        self.broker(address)
-    }
-
     pub async fn consume(
         &self,
         address: &Address,
         prefetch: usize,
     ) -> Result<Consumer, BrokerError> {
-        self.open_consumer(address, prefetch, true).await
+        self.consume_with(address, ConsumeOptions::new(prefetch))
+            .await
     }
 
-    /// Like [`Connections::consume`], for a consumer that enforces its own delivery limit
-    /// from each delivery's count (a route): the broker does not dead-letter on its own.
-    pub async fn consume_counted(
+    /// Consumes from `address` as `options` say.
+    pub async fn consume_with(
         &self,
         address: &Address,
-        prefetch: usize,
+        options: ConsumeOptions,
     ) -> Result<Consumer, BrokerError> {
-        self.open_consumer(address, prefetch, false).await
+        let producer = self.producer(address)?;
+        producer.0.consume(&address.address, options).await
     }
 
-    /// `limited`: whether the broker itself dead-letters past a queue's delivery limit (only
-    /// the embedded broker has one of its own; AMQP always reports the count).
-    async fn open_consumer(
-        &self,
-        address: &Address,
-        prefetch: usize,
-        limited: bool,
-    ) -> Result<Consumer, BrokerError> {
-        Ok(match self.broker(address)? {
-            Producer::Embedded(broker) => Consumer::Embedded(
-                broker
-                    .consume_limited(&address.address, prefetch, limited)
-                    .await?,
-            ),
-            Producer::Amqp(broker) => {
-                Consumer::Amqp(broker.consume(&address.address, prefetch).await?)
+    /// Makes sure the addresses exist, each on its connection (where its transport needs
+    /// them declared).
+    pub async fn ensure(&self, addresses: &[&Address]) -> Result<(), BrokerError> {
+        let mut by_connection: std::collections::BTreeMap<&str, Vec<String>> =
+            std::collections::BTreeMap::new();
+        for address in addresses {
+            by_connection
+                .entry(&address.connection)
+                .or_default()
+                .push(address.address.clone());
+        }
+        for (connection, names) in by_connection {
+            let producer = self.read().get(connection).cloned();
+            if let Some(producer) = producer {
+                producer.0.ensure(&names).await?;
             }
-            Producer::Http(broker) => Consumer::Embedded(
-                broker
-                    .held()
-                    .consume_limited(&address.address, prefetch, limited)
-                    .await?,
-            ),
-        })
+        }
+        Ok(())
     }
 
-    /// How many messages wait in the queue at `address`.
-    pub async fn depth(&self, address: &Address) -> Result<QueueDepth, BrokerError> {
-        Ok(match self.broker(address)? {
-            Producer::Embedded(broker) => {
-                QueueDepth::Embedded(broker.stats(&address.address).await?)
-            }
-            Producer::Http(broker) => {
-                QueueDepth::Embedded(broker.held().stats(&address.address).await?)
-            }
-            Producer::Amqp(broker) => {
-                let (ready, consumers) = broker.queue_depth(&address.address).await?;
-                QueueDepth::Amqp { ready, consumers }
-            }
-        })
+    /// How many messages wait at `address`.
+    pub async fn depth(&self, address: &Address) -> Result<Depth, BrokerError> {
+        let mut depth = self.producer(address)?.0.depth(&address.address).await?;
+        depth.connection = address.connection.clone();
+        Ok(depth)
     }
 
     /// Up to `count` ready messages of the queue at `address`, left in the queue; no more
@@ -452,30 +546,41 @@ impl Connections {
         count: usize,
         max_bytes: usize,
     ) -> Result<Vec<Message>, BrokerError> {
-        match self.broker(address)? {
-            Producer::Embedded(broker) => broker.peek(&address.address, count, max_bytes).await,
-            Producer::Amqp(broker) => broker.peek(&address.address, count, max_bytes).await,
-            Producer::Http(broker) => broker.held().peek(&address.address, count, max_bytes).await,
+        self.producer(address)?
+            .0
+            .peek(&address.address, count, max_bytes)
+            .await
+    }
+
+    /// The answer to a request sent to `to`, where its transport answers requests itself
+    /// (HTTP); `None` where replies come through a reply queue.
+    pub async fn request(
+        &self,
+        to: &Address,
+        msg: Message,
+    ) -> Result<Option<Message>, BrokerError> {
+        match self.producer(to)?.0.request(&to.address, msg).await {
+            Some(answer) => answer.map(Some),
+            None => Ok(None),
         }
+    }
+
+    /// Whether requests to `to` are answered by its transport (see [`Transport::request`]).
+    pub fn answers_requests(&self, to: &Address) -> bool {
+        self.read()
+            .get(&to.connection)
+            .is_some_and(|p| p.0.answers(&to.address))
     }
 
     /// The embedded broker holding connection `name`'s queues: an embedded connection's
     /// own, or an HTTP connection's (its ingress queues and dead letters).
     pub fn embedded(&self, name: &str) -> Option<EmbeddedBroker> {
-        match self.read().get(name) {
-            Some(Producer::Embedded(broker)) => Some(broker.clone()),
-            Some(Producer::Http(broker)) => Some(broker.held().clone()),
-            _ => None,
-        }
+        self.read().get(name).and_then(|p| p.0.held().cloned())
     }
 
     /// Removes the ready messages of the queue at `address`; returns how many.
     pub async fn purge(&self, address: &Address) -> Result<u64, BrokerError> {
-        match self.broker(address)? {
-            Producer::Embedded(broker) => broker.purge(&address.address).await,
-            Producer::Amqp(broker) => broker.purge(&address.address).await,
-            Producer::Http(broker) => broker.held().purge(&address.address).await,
-        }
+        self.producer(address)?.0.purge(&address.address).await
     }
 
     /// Whether every connection can serve right now; the problem of each that cannot.
@@ -483,21 +588,7 @@ impl Connections {
         let brokers = self.read().clone();
         let mut states = Vec::new();
         for (name, broker) in &brokers {
-            let state = match broker {
-                Producer::Embedded(broker) => {
-                    broker.store().ping().await.map_err(|e| e.to_string())
-                }
-                Producer::Amqp(broker) => broker.check(),
-                // Ingress is up while its database answers; an egress endpoint that is down
-                // fails its own requests, which are retried.
-                Producer::Http(broker) => broker
-                    .held()
-                    .store()
-                    .ping()
-                    .await
-                    .map_err(|e| e.to_string()),
-            };
-            states.push((name.clone(), state));
+            states.push((name.clone(), broker.0.check().await));
         }
         states
     }
@@ -520,7 +611,7 @@ pub struct ConnectionTest {
 }
 
 impl ConnectionTest {
-    fn new(ok: bool, detail: impl Into<String>) -> ConnectionTest {
+    pub(crate) fn new(ok: bool, detail: impl Into<String>) -> ConnectionTest {
         ConnectionTest {
             ok,
             detail: detail.into(),
@@ -529,66 +620,121 @@ impl ConnectionTest {
 }
 
 /// Connects to connection `name` as `spec` defines it, afresh, and says whether it works now
-/// (not only what a running host last saw): the embedded broker's database answers; a
-/// RabbitMQ broker takes a connection (closed at once); an HTTP endpoint answers a HEAD on
-/// its base URL through the very client egress uses (its TLS, its headers, no redirects).
+/// (not only what a running host last saw), each transport in its own way.
 pub async fn test_connection(
     name: &str,
-    spec: &crate::config::ConnectionConfig,
+    spec: &ConnectionConfig,
     store: &crate::store::Store,
 ) -> ConnectionTest {
-    use crate::config::ConnectionConfig;
     match spec {
-        ConnectionConfig::Embedded(_) => match store.ping().await {
-            Ok(()) => ConnectionTest::new(
-                true,
-                "the embedded broker lives in this host's database, which answers",
-            ),
-            Err(e) => ConnectionTest::new(false, format!("the database does not answer: {e}")),
-        },
-        ConnectionConfig::Http(config) => {
-            let Some(base) = &config.base_url else {
-                return ConnectionTest::new(
-                    true,
-                    "ingress only (no base_url): its messages are held in this host's database",
-                );
-            };
-            let shown = crate::config::redact(base);
-            let timeout = Duration::from_millis(config.timeout_ms.min(15_000));
-            let client = match http::client(name, config, timeout) {
-                Ok(client) => client,
-                Err(e) => return ConnectionTest::new(false, e.to_string()),
-            };
-            match client.head(base).send().await {
-                // Any answer shows the endpoint is there; what it says of HEAD on its base
-                // URL says nothing of the requests routes will send. A redirect is said as
-                // it is: egress does not follow one either.
-                Ok(answer) if answer.status().is_redirection() => ConnectionTest::new(
-                    true,
-                    format!(
-                        "{shown} answers (HEAD: {}, a redirect, which egress does not follow)",
-                        answer.status()
-                    ),
-                ),
-                Ok(answer) => ConnectionTest::new(
-                    true,
-                    format!("{shown} answers (HEAD: {})", answer.status()),
-                ),
-                Err(e) => ConnectionTest::new(
-                    false,
-                    format!("{shown} does not answer: {}", http::reason(e)),
-                ),
-            }
-        }
-        ConnectionConfig::Amqp(config) => {
-            let mut config = (**config).clone();
-            config.connect_timeout_ms = config.connect_timeout_ms.min(5_000);
-            let attempt = amqp::declare_once(name, config, amqp::Topology::default());
-            match tokio::time::timeout(Duration::from_secs(15), attempt).await {
-                Ok(Ok((url, _))) => ConnectionTest::new(true, format!("connected to {url}")),
-                Ok(Err(e)) => ConnectionTest::new(false, e.to_string()),
-                Err(_) => ConnectionTest::new(false, "no answer within 15 s"),
-            }
-        }
+        ConnectionConfig::Embedded(_) => embedded::test(store).await,
+        ConnectionConfig::Http(config) => http::test(name, config).await,
+        ConnectionConfig::Amqp(config) => amqp::test(name, config).await,
+        ConnectionConfig::Kafka(config) => kafka::test(name, config).await,
     }
+}
+
+/// Opens connection `name` as `spec` defines it: the one way a connection is opened, for the
+/// host's file at start and for the desired state after. `routes` are every route the host
+/// runs: a transport that declares what it uses (AMQP's queues) declares theirs too. A
+/// broker that is down is connected to in the background.
+pub async fn open(
+    name: &str,
+    spec: &ConnectionConfig,
+    store: &crate::store::Store,
+    routes: &[RouteConfig],
+) -> Result<Producer, String> {
+    Ok(match spec {
+        ConnectionConfig::Embedded(config) => {
+            Producer::new(embedded::open(name, config, store).await?)
+        }
+        ConnectionConfig::Amqp(config) => Producer::new(
+            AmqpBroker::start(
+                name,
+                (**config).clone(),
+                amqp::topology_for(name, config, routes),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        ConnectionConfig::Kafka(config) => Producer::new(
+            KafkaBroker::start(name, (**config).clone(), store.clone(), routes)
+                .map_err(|e| e.to_string())?,
+        ),
+        ConnectionConfig::Http(config) => Producer::new(
+            HttpBroker::new(name, (**config).clone(), store.clone()).map_err(|e| e.to_string())?,
+        ),
+    })
+}
+
+/// What connection `name` declares on its broker (AMQP's exchanges, queues and bindings,
+/// the queues `routes` use included), described without connecting; `None` for a transport
+/// that declares nothing.
+pub fn schema(name: &str, spec: &ConnectionConfig, routes: &[RouteConfig]) -> Option<Vec<String>> {
+    match spec {
+        ConnectionConfig::Amqp(config) => Some(amqp::topology_for(name, config, routes).describe()),
+        ConnectionConfig::Kafka(config) => Some(
+            kafka::topics_for(name, config, routes)
+                .iter()
+                .map(|t| {
+                    format!(
+                        "topic {} (partitions {}, replication {}{})",
+                        t.name,
+                        t.partitions,
+                        t.replication,
+                        t.settings
+                            .iter()
+                            .map(|(k, v)| format!(", {k}={v}"))
+                            .collect::<String>()
+                    )
+                })
+                .collect(),
+        ),
+        ConnectionConfig::Embedded(_) | ConnectionConfig::Http(_) => None,
+    }
+}
+
+/// Declares [`schema`] on the broker: where it is (a URL, passwords left out), and each
+/// item with what happened to it (`created`, `exists`).
+pub async fn apply_schema(
+    name: &str,
+    spec: &ConnectionConfig,
+    routes: &[RouteConfig],
+) -> Result<Option<(String, Vec<(String, String)>)>, BrokerError> {
+    match spec {
+        ConnectionConfig::Amqp(config) => {
+            let topology = amqp::topology_for(name, config, routes);
+            let (url, report) = amqp::declare_once(name, (**config).clone(), topology).await?;
+            let report = report
+                .into_iter()
+                .map(|(item, outcome)| (item, outcome.to_string()))
+                .collect();
+            Ok(Some((url, report)))
+        }
+        ConnectionConfig::Kafka(config) => {
+            let topics = kafka::topics_for(name, config, routes);
+            let report = kafka::create_topics(name, config, &topics).await?;
+            Ok(Some((config.brokers.clone(), report)))
+        }
+        ConnectionConfig::Embedded(_) | ConnectionConfig::Http(_) => Ok(None),
+    }
+}
+
+/// The plain queues a route uses: its input, its output (unless an exchange), its dead
+/// letters, its fixed reply address.
+pub fn route_addresses(route: &RouteConfig) -> Vec<Address> {
+    let dead = route
+        .dead_letter
+        .clone()
+        .unwrap_or_else(|| format!("{}.dead", route.from));
+    [
+        Some(route.from.as_str()),
+        route.to.as_deref(),
+        Some(dead.as_str()),
+        route.reply_to.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|text| Address::parse(text).ok())
+    .filter(|address| !address.address.contains('/'))
+    .collect()
 }

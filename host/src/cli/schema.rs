@@ -1,6 +1,6 @@
 //! `wharf schema show|apply`: the AMQP topology the configuration wants, and declaring it.
 
-use crate::config::{Config, ConnectionConfig};
+use crate::config::Config;
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,35 +34,36 @@ pub async fn run(command: SchemaCommand) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path.as_deref())?;
     let mut found = false;
     for (name, connection) in &config.connections {
-        let ConnectionConfig::Amqp(amqp) = connection else {
-            continue;
-        };
         if only.as_ref().is_some_and(|only| only != name) {
             continue;
         }
+        let Some(described) = crate::broker::schema(name, connection, &config.routes) else {
+            continue;
+        };
         found = true;
-        let topology = crate::host::topology_of(&config, name, amqp);
         if !apply {
             println!("{name}:");
-            for line in topology.describe() {
+            for line in described {
                 println!("  {line}");
             }
             continue;
         }
-        let (url, report) = crate::broker::amqp::declare_once(name, (**amqp).clone(), topology)
+        let applied = crate::broker::apply_schema(name, connection, &config.routes)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        println!("{name} ({url}):");
-        for (item, outcome) in report {
-            println!("  {item}: {outcome}");
+        if let Some((url, report)) = applied {
+            println!("{name} ({url}):");
+            for (item, outcome) in report {
+                println!("  {item}: {outcome}");
+            }
         }
     }
     if !found {
         match only {
-            Some(only) => {
-                anyhow::bail!("there is no AMQP connection named `{only}` in the configuration")
-            }
-            None => println!("the configuration has no AMQP connections"),
+            Some(only) => anyhow::bail!(
+                "there is no connection named `{only}` that declares anything (AMQP) in the configuration"
+            ),
+            None => println!("the configuration has no connections that declare anything (AMQP)"),
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -18,15 +18,12 @@ pub mod desired;
 
 pub use desired::{Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source};
 
-use crate::broker::amqp::Topology;
-use crate::broker::{
-    Address, AmqpBroker, Connections, EmbeddedBroker, EmbeddedConfig, HttpBroker, Producer,
-};
+use crate::broker::{Address, Connections, Producer};
 use crate::config::{ConnectionConfig, RouteConfig, plugin_ref};
 use crate::router::{Route, RouteRunner};
 use crate::runtime::{HostServices, Plugin, PluginKind, Runtime};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
-use crate::store::{QueueOptions, Store};
+use crate::store::Store;
 use futures::FutureExt as _;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -578,7 +575,7 @@ impl Supervisor {
         desired: &Desired,
     ) -> Result<Producer, String> {
         let routes: Vec<RouteConfig> = desired.routes.values().map(|r| r.spec.clone()).collect();
-        open_connection(name, spec, &self.inner.parts.store, &routes).await
+        crate::broker::open(name, spec, &self.inner.parts.store, &routes).await
     }
 
     async fn reconcile_routes(
@@ -889,103 +886,6 @@ impl Supervisor {
     }
 }
 
-/// The options of an embedded queue declared in a connection's definition.
-pub fn queue_options(queue: &crate::config::QueueConfig) -> QueueOptions {
-    let defaults = QueueOptions::default();
-    QueueOptions {
-        dead_letter: queue.dead_letter.clone(),
-        visibility_timeout: queue
-            .visibility_timeout_ms
-            .map_or(defaults.visibility_timeout, Duration::from_millis),
-        max_deliveries: queue
-            .max_deliveries
-            .unwrap_or(crate::store::DEFAULT_MAX_DELIVERIES),
-    }
-}
-
-/// What AMQP connection `name` declares: its configured topology, plus the queues `routes` use
-/// on it (inputs, plain-queue outputs, dead-letter queues), ensured to exist.
-/// Opens connection `name` as `spec` defines it: the one way a connection is opened, for the
-/// host's file at start and for the desired state after. An AMQP connection declares its
-/// topology and the queues `routes` need on it, and connects in the background.
-pub async fn open_connection(
-    name: &str,
-    spec: &ConnectionConfig,
-    store: &Store,
-    routes: &[RouteConfig],
-) -> Result<Producer, String> {
-    Ok(match spec {
-        ConnectionConfig::Embedded(embedded) => {
-            // The broker's own limit (its default) stays above the routes'
-            // (server.max_message_bytes), so a message a route refuses as too large can still
-            // be dead-lettered.
-            let broker = EmbeddedBroker::new(
-                store.clone(),
-                EmbeddedConfig {
-                    connection: name.to_owned(),
-                    ..EmbeddedConfig::default()
-                },
-            );
-            for queue in &embedded.queues {
-                broker
-                    .declare(&queue.name, queue_options(queue))
-                    .await
-                    .map_err(|e| format!("declaring queue `{}`: {e}", queue.name))?;
-            }
-            Producer::Embedded(broker)
-        }
-        ConnectionConfig::Amqp(amqp) => Producer::Amqp(
-            AmqpBroker::start(name, (**amqp).clone(), topology_for(name, amqp, routes))
-                .map_err(|e| e.to_string())?,
-        ),
-        ConnectionConfig::Http(http) => Producer::Http(
-            HttpBroker::new(name, (**http).clone(), store.clone()).map_err(|e| e.to_string())?,
-        ),
-    })
-}
-
-pub fn topology_for(
-    name: &str,
-    amqp: &crate::config::AmqpConfig,
-    routes: &[RouteConfig],
-) -> Topology {
-    let mut ensured: Vec<String> = Vec::new();
-    for address in routes.iter().flat_map(route_queues) {
-        if address.connection == name
-            && !amqp.queues.iter().any(|q| q.name == address.address)
-            && !ensured.contains(&address.address)
-        {
-            ensured.push(address.address);
-        }
-    }
-    Topology {
-        exchanges: amqp.exchanges.clone(),
-        queues: amqp.queues.clone(),
-        bindings: amqp.bindings.clone(),
-        ensured,
-    }
-}
-
-/// The plain queues a route uses: its input, its output (unless an exchange), its dead
-/// letters, its fixed reply address.
-fn route_queues(route: &RouteConfig) -> Vec<Address> {
-    let dead = route
-        .dead_letter
-        .clone()
-        .unwrap_or_else(|| format!("{}.dead", route.from));
-    [
-        Some(route.from.as_str()),
-        route.to.as_deref(),
-        Some(dead.as_str()),
-        route.reply_to.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|text| Address::parse(text).ok())
-    .filter(|address| !address.address.contains('/'))
-    .collect()
-}
-
 /// A definition as text, to tell whether it changed.
 fn fingerprint_of(value: &impl Serialize) -> String {
     serde_json::to_string(value).expect("definitions serialise")
@@ -1043,14 +943,13 @@ async fn run_route(
     }
 }
 
-/// Makes sure the AMQP queues `route` uses exist (those of a route added while the host runs
-/// were not in its connection's topology at start).
+/// Makes sure the queues `route` uses exist, where its transport declares them (those of a
+/// route added while the host runs were not in its connection's topology at start).
 async fn ensure_queues(
     connections: &Connections,
     route: &Route,
 ) -> Result<(), crate::broker::BrokerError> {
-    let mut by_connection: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for address in [
+    let addresses: Vec<&Address> = [
         Some(&route.from),
         route.to.as_ref(),
         Some(&route.dead_letter),
@@ -1059,16 +958,6 @@ async fn ensure_queues(
     .into_iter()
     .flatten()
     .filter(|a| !a.address.contains('/'))
-    {
-        by_connection
-            .entry(&address.connection)
-            .or_default()
-            .push(address.address.clone());
-    }
-    for (connection, queues) in by_connection {
-        if let Some(broker) = connections.amqp(connection) {
-            broker.ensure_queues(&queues).await?;
-        }
-    }
-    Ok(())
+    .collect();
+    connections.ensure(&addresses).await
 }

@@ -25,7 +25,7 @@
 use super::caller::{self, Operator, Surface, Treat};
 use super::{AppError, AppState, security};
 use crate::broker::http::{STATUS_HEADER, message_from_http, request_headers};
-use crate::broker::{Address, HttpBroker, check_name};
+use crate::broker::{Address, check_name};
 use crate::message::{HeaderValue, Message};
 use crate::rpc::RpcError;
 use axum::body::{Body, Bytes};
@@ -138,7 +138,7 @@ async fn take(
     }
     let Query(query) = query?;
     check_name("path", path, false)?;
-    if HttpBroker::is_held(path) {
+    if crate::broker::HttpBroker::is_held(path) {
         return Err(AppError::BadRequest(format!(
             "`{}` is one of the host's own queues (reply queues and dead letters), not an ingress path",
             crate::broker::shorten(path)

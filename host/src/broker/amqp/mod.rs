@@ -25,7 +25,7 @@ pub mod map;
 pub mod topology;
 
 use super::{AckHandle, BrokerError, Delivery, Nack, check_name};
-use crate::config::{AmqpConfig, redact};
+use crate::config::{AmqpConfig, RouteConfig, redact};
 use crate::message::Message;
 use futures::StreamExt as _;
 use lapin::options::{
@@ -139,7 +139,7 @@ impl Inner {
 }
 
 fn amqp_error(context: &str, e: lapin::Error) -> BrokerError {
-    BrokerError::Amqp(format!("{context}: {e}"))
+    BrokerError::Broker(format!("{context}: {e}"))
 }
 
 impl AmqpBroker {
@@ -186,7 +186,7 @@ impl AmqpBroker {
                 error: Some(error),
                 permanent: true,
                 ..
-            } => Err(BrokerError::Amqp(error)),
+            } => Err(BrokerError::Broker(error)),
             _ => Ok(()),
         }
     }
@@ -263,7 +263,7 @@ impl AmqpBroker {
         .apply(&live.connection)
         .await
         .map(drop)
-        .map_err(|e| BrokerError::Amqp(e.to_string()))
+        .map_err(|e| BrokerError::Broker(e.to_string()))
     }
 
     /// Up, or why not (for `/healthz` and `/readyz`).
@@ -412,11 +412,11 @@ impl AmqpBroker {
                     reason: returned.reply_text.to_string(),
                 })
             }
-            Confirmation::Nack(None) => Err(BrokerError::Amqp(format!(
+            Confirmation::Nack(None) => Err(BrokerError::Broker(format!(
                 "the broker refused the message for {} (nack)",
                 target()
             ))),
-            Confirmation::NotRequested => Err(BrokerError::Amqp(
+            Confirmation::NotRequested => Err(BrokerError::Broker(
                 "the publishing channel is not in confirm mode".into(),
             )),
         }
@@ -630,7 +630,7 @@ fn load_tls(name: &str, config: &AmqpConfig) -> Result<OwnedTLSConfig, BrokerErr
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
-            BrokerError::Amqp(format!(
+            BrokerError::Broker(format!(
                 "connections.{name}.tls: cannot read {}: {e}",
                 path.display()
             ))
@@ -685,7 +685,7 @@ pub async fn declare_once(
     let tls = load_tls(name, &config)?;
     let (connection, url, report) = connect(name, &config, &tls, &topology)
         .await
-        .map_err(|failure| BrokerError::Amqp(failure.error))?;
+        .map_err(|failure| BrokerError::Broker(failure.error))?;
     let _ = connection.close(200, "schema applied".into()).await;
     Ok((url, report))
 }
@@ -961,7 +961,7 @@ impl AmqpConsumer {
                     None => (1, false),
                 };
                 Ok(Delivery {
-                    ack: AckHandle::Amqp(AmqpAck {
+                    ack: AckHandle::new(AmqpAck {
                         acker: Some(delivery.acker),
                         channel: self.channel.clone(),
                         queue: self.queue.clone(),
@@ -974,7 +974,7 @@ impl AmqpConsumer {
                 })
             }
             Some(Err(e)) => Err(amqp_error(&format!("consuming queue `{}`", self.queue), e)),
-            None => Err(BrokerError::Amqp(format!(
+            None => Err(BrokerError::Broker(format!(
                 "the consumer of queue `{}` was cancelled (the queue was deleted, or the channel closed)",
                 self.queue
             ))),
@@ -1046,7 +1046,7 @@ impl std::fmt::Debug for AmqpAck {
 
 impl AmqpAck {
     fn settle_error(&self, e: lapin::Error) -> BrokerError {
-        BrokerError::Amqp(format!(
+        BrokerError::Broker(format!(
             "settling a message from queue `{}` (it will be delivered again): {e}",
             self.queue
         ))
@@ -1081,7 +1081,7 @@ impl AmqpAck {
     /// it), and the call fails saying so.
     pub async fn nack(self, nack: Nack) -> Result<(), BrokerError> {
         if !self.channel.0.status().connected() {
-            return Err(BrokerError::Amqp(format!(
+            return Err(BrokerError::Broker(format!(
                 "the channel of queue `{}` is closed; the broker will deliver the message again",
                 self.queue
             )));
@@ -1100,7 +1100,7 @@ impl AmqpAck {
             Nack::DeadLetter(_) if !self.dead_letters => {
                 let queue = self.queue.clone();
                 self.requeue().await?;
-                Err(BrokerError::Amqp(format!(
+                Err(BrokerError::Broker(format!(
                     "queue `{queue}` has no dead-letter exchange in the config, so the message was returned to it rather than dropped"
                 )))
             }
@@ -1125,6 +1125,129 @@ impl AmqpAck {
             .await
             .map(drop)
             .map_err(|e| self.settle_error(e))
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Settle for AmqpAck {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        AmqpAck::ack(*self).await
+    }
+
+    async fn nack(self: Box<Self>, nack: Nack) -> Result<(), BrokerError> {
+        AmqpAck::nack(*self, nack).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Source for AmqpConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        AmqpConsumer::next(self).await
+    }
+
+    async fn close(self: Box<Self>) {
+        AmqpConsumer::close(*self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Transport for AmqpBroker {
+    async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
+        self.publish(address, msg).await
+    }
+
+    async fn send_delayed(
+        &self,
+        address: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        self.publish_delayed(address, msg, delay).await
+    }
+
+    /// AMQP always reports a delivery's count; a queue's own limit (a quorum queue's
+    /// `x-delivery-limit`) is the broker's business.
+    async fn consume(
+        &self,
+        queue: &str,
+        options: super::ConsumeOptions,
+    ) -> Result<super::Consumer, BrokerError> {
+        Ok(super::Consumer::new(
+            AmqpBroker::consume(self, queue, options.prefetch).await?,
+        ))
+    }
+
+    async fn ensure(&self, queues: &[String]) -> Result<(), BrokerError> {
+        self.ensure_queues(queues).await
+    }
+
+    /// What AMQP tells: messages ready (not the unacked ones) and consumers.
+    async fn depth(&self, queue: &str) -> Result<super::Depth, BrokerError> {
+        let (ready, consumers) = self.queue_depth(queue).await?;
+        Ok(super::Depth {
+            queue: queue.to_owned(),
+            ready: Some(ready.into()),
+            consumers: Some(consumers),
+            ..super::Depth::default()
+        })
+    }
+
+    async fn peek(
+        &self,
+        queue: &str,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, BrokerError> {
+        AmqpBroker::peek(self, queue, count, max_bytes).await
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
+        AmqpBroker::purge(self, queue).await
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        AmqpBroker::check(self)
+    }
+
+    async fn started(&self) -> Result<(), BrokerError> {
+        self.wait_first_attempt().await
+    }
+
+    async fn close(&self) {
+        AmqpBroker::close(self).await
+    }
+}
+
+/// What AMQP connection `name` declares: its configured topology, plus the queues `routes`
+/// use on it (inputs, plain-queue outputs, dead-letter queues), ensured to exist.
+pub fn topology_for(name: &str, amqp: &AmqpConfig, routes: &[RouteConfig]) -> Topology {
+    let mut ensured: Vec<String> = Vec::new();
+    for address in routes.iter().flat_map(super::route_addresses) {
+        if address.connection == name
+            && !amqp.queues.iter().any(|q| q.name == address.address)
+            && !ensured.contains(&address.address)
+        {
+            ensured.push(address.address);
+        }
+    }
+    Topology {
+        exchanges: amqp.exchanges.clone(),
+        queues: amqp.queues.clone(),
+        bindings: amqp.bindings.clone(),
+        ensured,
+    }
+}
+
+/// Whether the broker takes a connection now (closed at once).
+pub(crate) async fn test(name: &str, config: &AmqpConfig) -> super::ConnectionTest {
+    use super::ConnectionTest;
+    let mut config = config.clone();
+    config.connect_timeout_ms = config.connect_timeout_ms.min(5_000);
+    let attempt = declare_once(name, config, Topology::default());
+    match tokio::time::timeout(Duration::from_secs(15), attempt).await {
+        Ok(Ok((url, _))) => ConnectionTest::new(true, format!("connected to {url}")),
+        Ok(Err(e)) => ConnectionTest::new(false, e.to_string()),
+        Err(_) => ConnectionTest::new(false, "no answer within 15 s"),
     }
 }
 

@@ -61,17 +61,20 @@ pub fn definition(
         Some(Value::String(kind)) if kind == "amqp" => {
             ConnectionConfig::Amqp(Box::new(from_value(Value::Object(fields), "")?))
         }
+        Some(Value::String(kind)) if kind == "kafka" => {
+            ConnectionConfig::Kafka(Box::new(from_value(Value::Object(fields), "")?))
+        }
         Some(Value::String(kind)) if kind == "http" => {
             ConnectionConfig::Http(Box::new(from_value(Value::Object(fields), "")?))
         }
         Some(Value::String(kind)) if kind == "embedded" => {
             ConnectionConfig::Embedded(from_value(Value::Object(fields), "")?)
         }
-        Some(_) => return Err(bad("kind", "must be `amqp`, `http` or `embedded`")),
+        Some(_) => return Err(bad("kind", "must be `amqp`, `kafka`, `http` or `embedded`")),
         None => {
             return Err(bad(
                 "kind",
-                "missing field `kind` (`amqp`, `http` or `embedded`)",
+                "missing field `kind` (`amqp`, `kafka`, `http` or `embedded`)",
             ));
         }
     };

@@ -429,6 +429,102 @@ pub fn message_from_http(headers: &HeaderMap, body: Vec<u8>) -> Message {
     msg
 }
 
+/// An HTTP connection sends requests out, and consumes from the queues it holds in the
+/// host's database (what its ingress accepted, retries, dead letters).
+#[async_trait::async_trait]
+impl super::Transport for HttpBroker {
+    async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
+        self.publish(address, msg).await
+    }
+
+    async fn send_delayed(
+        &self,
+        address: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        self.publish_delayed(address, msg, delay).await
+    }
+
+    async fn consume(
+        &self,
+        address: &str,
+        options: super::ConsumeOptions,
+    ) -> Result<super::Consumer, BrokerError> {
+        super::Transport::consume(self.held(), address, options).await
+    }
+
+    async fn depth(&self, address: &str) -> Result<super::Depth, BrokerError> {
+        super::Transport::depth(self.held(), address).await
+    }
+
+    async fn peek(
+        &self,
+        address: &str,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, BrokerError> {
+        self.held().peek(address, count, max_bytes).await
+    }
+
+    async fn purge(&self, address: &str) -> Result<u64, BrokerError> {
+        self.held().purge(address).await
+    }
+
+    /// Ingress is up while its database answers; an egress endpoint that is down fails its
+    /// own requests, which are retried.
+    async fn check(&self) -> Result<(), String> {
+        self.held().store().ping().await.map_err(|e| e.to_string())
+    }
+
+    fn held(&self) -> Option<&EmbeddedBroker> {
+        Some(HttpBroker::held(self))
+    }
+
+    /// A request to any address but a held one is answered by its endpoint.
+    fn answers(&self, address: &str) -> bool {
+        !HttpBroker::is_held(address)
+    }
+
+    async fn request(&self, address: &str, msg: Message) -> Option<Result<Message, BrokerError>> {
+        Some(HttpBroker::request(self, address, msg).await)
+    }
+}
+
+/// Whether the endpoint answers: a HEAD on its base URL through the very client egress uses
+/// (its TLS, its headers, no redirects).
+pub(crate) async fn test(name: &str, config: &HttpConfig) -> super::ConnectionTest {
+    use super::ConnectionTest;
+    let Some(base) = &config.base_url else {
+        return ConnectionTest::new(
+            true,
+            "ingress only (no base_url): its messages are held in this host's database",
+        );
+    };
+    let shown = crate::config::redact(base);
+    let timeout = Duration::from_millis(config.timeout_ms.min(15_000));
+    let client = match client(name, config, timeout) {
+        Ok(client) => client,
+        Err(e) => return ConnectionTest::new(false, e.to_string()),
+    };
+    match client.head(base).send().await {
+        // Any answer shows the endpoint is there; what it says of HEAD on its base URL says
+        // nothing of the requests routes will send. A redirect is said as it is: egress does
+        // not follow one either.
+        Ok(answer) if answer.status().is_redirection() => ConnectionTest::new(
+            true,
+            format!(
+                "{shown} answers (HEAD: {}, a redirect, which egress does not follow)",
+                answer.status()
+            ),
+        ),
+        Ok(answer) => {
+            ConnectionTest::new(true, format!("{shown} answers (HEAD: {})", answer.status()))
+        }
+        Err(e) => ConnectionTest::new(false, format!("{shown} does not answer: {}", reason(e))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

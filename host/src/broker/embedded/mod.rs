@@ -542,7 +542,7 @@ impl EmbeddedConsumer {
     fn delivery(&self, claimed: Claimed, permit: OwnedSemaphorePermit) -> Delivery {
         Delivery {
             deliveries: claimed.deliveries.clamp(0, u32::MAX as i64) as u32,
-            ack: AckHandle::Embedded(self.settlement(&claimed, Some(permit))),
+            ack: AckHandle::new(self.settlement(&claimed, Some(permit))),
             message: claimed.message,
         }
     }
@@ -639,5 +639,141 @@ impl EmbeddedAck {
                 id: self.id,
             }),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Settle for EmbeddedAck {
+    async fn ack(self: Box<Self>) -> Result<(), BrokerError> {
+        EmbeddedAck::ack(*self).await
+    }
+
+    async fn nack(self: Box<Self>, nack: Nack) -> Result<(), BrokerError> {
+        EmbeddedAck::nack(*self, nack).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Source for EmbeddedConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        EmbeddedConsumer::next(self).await
+    }
+
+    async fn close(self: Box<Self>) {
+        EmbeddedConsumer::close(*self).await
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Transport for EmbeddedBroker {
+    async fn send(&self, queue: &str, msg: Message) -> Result<(), BrokerError> {
+        self.publish(queue, msg).await
+    }
+
+    async fn send_delayed(
+        &self,
+        queue: &str,
+        msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        self.publish_delayed(queue, msg, delay).await
+    }
+
+    async fn consume(
+        &self,
+        queue: &str,
+        options: super::ConsumeOptions,
+    ) -> Result<super::Consumer, BrokerError> {
+        Ok(super::Consumer::new(
+            self.consume_limited(queue, options.prefetch, options.limited)
+                .await?,
+        ))
+    }
+
+    async fn depth(&self, queue: &str) -> Result<super::Depth, BrokerError> {
+        Ok(depth_of(self.stats(queue).await?))
+    }
+
+    async fn peek(
+        &self,
+        queue: &str,
+        count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Message>, BrokerError> {
+        EmbeddedBroker::peek(self, queue, count, max_bytes).await
+    }
+
+    async fn purge(&self, queue: &str) -> Result<u64, BrokerError> {
+        EmbeddedBroker::purge(self, queue).await
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.store().ping().await.map_err(|e| e.to_string())
+    }
+
+    fn held(&self) -> Option<&EmbeddedBroker> {
+        Some(self)
+    }
+}
+
+/// A queue's stats in the words every transport shares.
+pub(crate) fn depth_of(stats: QueueStats) -> super::Depth {
+    super::Depth {
+        depth: Some(stats.depth()),
+        ready: Some(stats.ready),
+        in_flight: Some(stats.in_flight),
+        delayed: Some(stats.delayed),
+        oldest_age_ms: stats.oldest_age_ms,
+        queue: stats.queue,
+        ..super::Depth::default()
+    }
+}
+
+/// Opens embedded connection `name`, declaring the queues its definition names. The
+/// broker's own size limit (its default) stays above the routes' (`server.max_message_bytes`),
+/// so a message a route refuses as too large can still be dead-lettered.
+pub(crate) async fn open(
+    name: &str,
+    config: &crate::config::EmbeddedConnectionConfig,
+    store: &Store,
+) -> Result<EmbeddedBroker, String> {
+    let broker = EmbeddedBroker::new(
+        store.clone(),
+        EmbeddedConfig {
+            connection: name.to_owned(),
+            ..EmbeddedConfig::default()
+        },
+    );
+    for queue in &config.queues {
+        broker
+            .declare(&queue.name, queue_options(queue))
+            .await
+            .map_err(|e| format!("declaring queue `{}`: {e}", queue.name))?;
+    }
+    Ok(broker)
+}
+
+/// The options of an embedded queue declared in a connection's definition.
+pub fn queue_options(queue: &crate::config::QueueConfig) -> QueueOptions {
+    let defaults = QueueOptions::default();
+    QueueOptions {
+        dead_letter: queue.dead_letter.clone(),
+        visibility_timeout: queue
+            .visibility_timeout_ms
+            .map_or(defaults.visibility_timeout, Duration::from_millis),
+        max_deliveries: queue
+            .max_deliveries
+            .unwrap_or(crate::store::DEFAULT_MAX_DELIVERIES),
+    }
+}
+
+/// The embedded broker lives in the host's database: it works while the database answers.
+pub(crate) async fn test(store: &Store) -> super::ConnectionTest {
+    match store.ping().await {
+        Ok(()) => super::ConnectionTest::new(
+            true,
+            "the embedded broker lives in this host's database, which answers",
+        ),
+        Err(e) => super::ConnectionTest::new(false, format!("the database does not answer: {e}")),
     }
 }

@@ -1,0 +1,423 @@
+//! Consuming Kafka in order, at least once.
+//!
+//! A consumer joins the group `{group}.{unit}` (a route's name; a passing consumer, a take,
+//! joins `{group}.take`) and subscribes to its topic, or to a pattern (`^orders\..*`). Records
+//! are read into a buffer per partition and handed out one partition at a time: the next
+//! record of a partition only once the one before it is settled, and at most `prefetch`
+//! records in all. Acking a record stores its offset (the next one to read), which the
+//! consumer commits every second and on every rebalance before its partitions go, so a
+//! committed offset never passes a record whose outputs are not confirmed. A partition whose
+//! buffer fills (one slow record ahead of many) is paused until it drains: memory stays
+//! bounded whatever the broker holds.
+//!
+//! Settling:
+//! - `ack` stores the offset;
+//! - `nack(Requeue)` hands the same record out again next (its delivery count raised), and
+//!   `RequeueAfter` after the delay, holding its partition meanwhile (a route's retries do
+//!   not come here: they are delayed sends, see [`super::DELAYED`]);
+//! - `nack(DeadLetter)` sends it to `{topic}.dead` with the dead letter's headers, then
+//!   stores the offset.
+//! - a delivery dropped unsettled is handed out again, as `Requeue`.
+//!
+//! After a rebalance the partitions taken away are forgotten: a record of theirs settled late
+//! stores nothing (its partition's new owner reads it again from the last commit).
+
+use super::{KafkaBroker, Part, client_config, error, map};
+use crate::broker::{
+    AckHandle, BrokerError, ConsumeOptions, Delivery, Nack, PartitionDepth, Settle, Source,
+};
+use crate::message::Message;
+use rdkafka::Offset;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Records buffered for one partition before it is paused.
+const PAUSE_AT: usize = 256;
+
+type Partition = (Arc<str>, i32);
+
+struct Pending {
+    message: Message,
+    offset: i64,
+    deliveries: u32,
+}
+
+#[derive(Default)]
+struct State {
+    /// Raised at every revocation: settlements of an older generation store nothing.
+    generation: u64,
+    buffers: HashMap<Partition, VecDeque<Pending>>,
+    /// Partitions with a record handed out and not settled.
+    busy: HashSet<Partition>,
+    paused: HashSet<Partition>,
+    in_flight: usize,
+    /// Partitions assigned to this consumer now.
+    assigned: Vec<(String, i32)>,
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Context {
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+    group: String,
+}
+
+impl ClientContext for Context {}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            // What is done is committed before the partitions go.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
+                && e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
+            {
+                tracing::warn!(group = %self.group, error = %e, "committing on revoke failed; the partitions' new owner reads again from the last commit");
+            }
+            let mut state = lock(&self.state);
+            state.generation += 1;
+            for element in partitions.elements() {
+                let key: Partition = (element.topic().into(), element.partition());
+                state.buffers.remove(&key);
+                state.busy.remove(&key);
+                state.paused.remove(&key);
+            }
+            state.assigned.retain(|(topic, partition)| {
+                !partitions
+                    .elements()
+                    .iter()
+                    .any(|e| e.topic() == topic && e.partition() == *partition)
+            });
+            tracing::info!(group = %self.group, revoked = partitions.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            let mut state = lock(&self.state);
+            for element in partitions.elements() {
+                let key = (element.topic().to_owned(), element.partition());
+                if !state.assigned.contains(&key) {
+                    state.assigned.push(key);
+                }
+            }
+            tracing::info!(group = %self.group, assigned = partitions.count(), "partitions assigned");
+            crate::metrics::kafka_assigned(&self.group, state.assigned.len());
+        }
+        self.notify.notify_one();
+    }
+}
+
+/// Consumes one topic (or pattern) as a member of a group.
+pub struct KafkaConsumer {
+    consumer: Arc<StreamConsumer<Context>>,
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+    broker: KafkaBroker,
+    prefetch: usize,
+    group: String,
+}
+
+impl KafkaConsumer {
+    pub fn start(
+        broker: &KafkaBroker,
+        address: &str,
+        options: &ConsumeOptions,
+    ) -> Result<KafkaConsumer, BrokerError> {
+        super::check_topic(broker.name(), address, true)?;
+        let config = broker.config();
+        let group = format!(
+            "{}.{}",
+            config.group,
+            options.unit.as_deref().unwrap_or("take")
+        );
+        let state = Arc::new(Mutex::new(State::default()));
+        let notify = Arc::new(Notify::new());
+        let context = Context {
+            state: state.clone(),
+            notify: notify.clone(),
+            group: group.clone(),
+        };
+        let mut client = client_config(config, Part::Consumer);
+        client.set("group.id", &group);
+        let consumer: StreamConsumer<Context> = client
+            .create_with_context(context)
+            .map_err(|e| error(broker.name(), "creating a consumer", e))?;
+        consumer
+            .subscribe(&[address])
+            .map_err(|e| error(broker.name(), &format!("subscribing to `{address}`"), e))?;
+        Ok(KafkaConsumer {
+            consumer: Arc::new(consumer),
+            state,
+            notify,
+            broker: broker.clone(),
+            prefetch: options.prefetch.max(1),
+            group,
+        })
+    }
+
+    /// The next record a partition free to go may hand out, if any.
+    fn ready(&self) -> Option<Delivery> {
+        let mut state = lock(&self.state);
+        if state.in_flight >= self.prefetch {
+            return None;
+        }
+        let state = &mut *state;
+        let key = state
+            .buffers
+            .iter()
+            .find(|(key, buffer)| !buffer.is_empty() && !state.busy.contains(*key))
+            .map(|(key, _)| key.clone())?;
+        let buffer = state.buffers.get_mut(&key)?;
+        let pending = buffer.pop_front()?;
+        let left = buffer.len();
+        state.busy.insert(key.clone());
+        state.in_flight += 1;
+        if left < PAUSE_AT / 2 && state.paused.remove(&key) {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&key.0, key.1);
+            if let Err(e) = self.consumer.resume(&list) {
+                tracing::warn!(group = %self.group, error = %e, "resuming a partition failed");
+            }
+        }
+        Some(Delivery {
+            deliveries: pending.deliveries,
+            ack: AckHandle::new(KafkaAck {
+                consumer: self.consumer.clone(),
+                state: self.state.clone(),
+                notify: self.notify.clone(),
+                broker: self.broker.clone(),
+                partition: key,
+                offset: pending.offset,
+                generation: state.generation,
+                deliveries: pending.deliveries,
+                message: Some(pending.message.clone()),
+            }),
+            message: pending.message,
+        })
+    }
+
+    fn take(&self, record: &rdkafka::message::BorrowedMessage<'_>) {
+        use rdkafka::Message as _;
+        let key: Partition = (record.topic().into(), record.partition());
+        let pending = Pending {
+            message: map::from_record(record),
+            offset: record.offset(),
+            deliveries: 1,
+        };
+        let mut state = lock(&self.state);
+        let buffer = state.buffers.entry(key.clone()).or_default();
+        buffer.push_back(pending);
+        if buffer.len() >= PAUSE_AT && !state.paused.contains(&key) {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&key.0, key.1);
+            match self.consumer.pause(&list) {
+                Ok(()) => {
+                    state.paused.insert(key);
+                }
+                Err(e) => {
+                    tracing::warn!(group = %self.group, error = %e, "pausing a partition failed")
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for KafkaConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        loop {
+            if let Some(delivery) = self.ready() {
+                return Ok(delivery);
+            }
+            tokio::select! {
+                received = self.consumer.recv() => match received {
+                    Ok(record) => self.take(&record),
+                    Err(e) => {
+                        tracing::warn!(group = %self.group, error = %e, "reading from the brokers failed; librdkafka tries again");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = self.notify.notified() => {}
+            }
+        }
+    }
+
+    /// Commits what is done and leaves the group; records read and not handed out are read
+    /// again by whoever takes the partitions.
+    async fn close(self: Box<Self>) {
+        let consumer = self.consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+        })
+        .await;
+    }
+}
+
+/// Settles one record.
+struct KafkaAck {
+    consumer: Arc<StreamConsumer<Context>>,
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+    broker: KafkaBroker,
+    partition: Partition,
+    offset: i64,
+    generation: u64,
+    deliveries: u32,
+    /// The record, to hand out again; `None` once settled.
+    message: Option<Message>,
+}
+
+impl std::fmt::Debug for KafkaAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaAck")
+            .field("topic", &self.partition.0)
+            .field("partition", &self.partition.1)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl KafkaAck {
+    /// Done with: the partition may go on, and its offset is stored if it is still ours.
+    fn done(&mut self) {
+        self.message = None;
+        let mut state = lock(&self.state);
+        if state.generation == self.generation {
+            if let Err(e) =
+                self.consumer
+                    .store_offset(&self.partition.0, self.partition.1, self.offset + 1)
+            {
+                tracing::debug!(error = %e, "storing an offset failed; the record is read again");
+            }
+            state.busy.remove(&self.partition);
+        }
+        state.in_flight = state.in_flight.saturating_sub(1);
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Hands the record out again, first of its partition.
+    fn again(&mut self) {
+        let Some(message) = self.message.take() else {
+            return;
+        };
+        let mut state = lock(&self.state);
+        if state.generation == self.generation {
+            state
+                .buffers
+                .entry(self.partition.clone())
+                .or_default()
+                .push_front(Pending {
+                    message,
+                    offset: self.offset,
+                    deliveries: self.deliveries + 1,
+                });
+            state.busy.remove(&self.partition);
+        }
+        state.in_flight = state.in_flight.saturating_sub(1);
+        drop(state);
+        self.notify.notify_one();
+    }
+}
+
+impl Drop for KafkaAck {
+    fn drop(&mut self) {
+        self.again();
+    }
+}
+
+#[async_trait::async_trait]
+impl Settle for KafkaAck {
+    async fn ack(mut self: Box<Self>) -> Result<(), BrokerError> {
+        self.done();
+        Ok(())
+    }
+
+    async fn nack(mut self: Box<Self>, nack: Nack) -> Result<(), BrokerError> {
+        match nack {
+            Nack::Requeue => self.again(),
+            Nack::RequeueAfter(delay) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    self.again();
+                });
+            }
+            Nack::DeadLetter(dead) => {
+                let Some(mut message) = self.message.clone() else {
+                    return Ok(());
+                };
+                message.headers.extend(dead.headers);
+                let to = format!("{}.dead", self.partition.0);
+                self.broker.ensure_topic(&to).await?;
+                self.broker.publish(&to, message).await?;
+                self.done();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The newest records of `topic`, up to `count` in all: each partition read from
+/// `count` before its end, the newest kept, oldest first.
+pub(super) async fn peek(
+    broker: &KafkaBroker,
+    topic: &str,
+    marks: &[PartitionDepth],
+    count: usize,
+    max_bytes: usize,
+) -> Result<Vec<Message>, BrokerError> {
+    let mut client = client_config(broker.config(), Part::Consumer);
+    client
+        .set("group.id", format!("{}.peek", broker.config().group))
+        .set("enable.auto.commit", "false");
+    let consumer: StreamConsumer = client
+        .create()
+        .map_err(|e| error(broker.name(), "creating a consumer", e))?;
+    let mut list = TopicPartitionList::new();
+    let mut expected = 0usize;
+    for mark in marks {
+        let start = (mark.high - count as i64).max(mark.low);
+        if start < mark.high {
+            list.add_partition_offset(topic, mark.partition, Offset::Offset(start))
+                .map_err(|e| error(broker.name(), "peeking", e))?;
+            expected += (mark.high - start) as usize;
+        }
+    }
+    if expected == 0 {
+        return Ok(Vec::new());
+    }
+    consumer
+        .assign(&list)
+        .map_err(|e| error(broker.name(), "peeking", e))?;
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while records.len() < expected {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(record)) => records.push(map::from_record(&record)),
+            Ok(Err(e)) => return Err(error(broker.name(), "peeking", e)),
+            Err(_) => break,
+        }
+    }
+    records.sort_by_key(|m| m.timestamp_ms);
+    let skip = records.len().saturating_sub(count);
+    let mut taken = Vec::new();
+    let mut bytes = 0;
+    for record in records.into_iter().skip(skip) {
+        bytes += record.payload.len();
+        if !taken.is_empty() && bytes > max_bytes {
+            break;
+        }
+        taken.push(record);
+    }
+    Ok(taken)
+}
