@@ -428,7 +428,7 @@ async fn warn_of_unserved_queues(store: &Store, connections: &Connections) {
     let mut unserved: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for name in &names {
         if let Some((connection, queue)) = name.split_once(':')
-            && !connections.is_embedded(connection)
+            && !connections.contains(connection)
         {
             unserved.entry(connection).or_default().push(queue);
         }

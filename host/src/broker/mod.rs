@@ -288,6 +288,26 @@ pub struct PartitionDepth {
     pub high: i64,
 }
 
+/// One consumer group's member on this host (a route reading Kafka): the partitions it holds
+/// and how far behind each is.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ConsumerState {
+    pub connection: String,
+    pub group: String,
+    /// The unit consuming (a route's name), if it is one.
+    pub unit: Option<String>,
+    pub partitions: Vec<PartitionLag>,
+}
+
+/// A partition assigned to this host, and the records in it not yet read (as last measured;
+/// `None` until measured).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub lag: Option<i64>,
+}
+
 /// What a transport is: every connection is one. Each transport is a folder of `broker/`
 /// implementing this; nothing above `broker/` names one. A send completes only once the
 /// broker has confirmed the message (committed, for the embedded broker), so its caller may
@@ -338,6 +358,11 @@ pub trait Transport: AsAny + Send + Sync + 'static {
     /// does (the embedded broker itself, HTTP ingress).
     fn held(&self) -> Option<&EmbeddedBroker> {
         None
+    }
+    /// The consumer-group members this connection runs on this host (Kafka), with their
+    /// partitions and lag.
+    fn consumers(&self) -> Vec<ConsumerState> {
+        Vec::new()
     }
     /// Whether requests to `address` are answered by [`Transport::request`].
     fn answers(&self, _address: &str) -> bool {
@@ -477,9 +502,11 @@ impl Connections {
 
     /// HTTP connection `name`, for its ingress (the web server's door into it).
     pub fn http(&self, name: &str) -> Option<HttpBroker> {
-        self.read()
-            .get(name)
-            .and_then(|p| p.0.as_any().downcast_ref::<HttpBroker>().cloned())
+        self.read().get(name).and_then(|p| {
+            <dyn Transport as AsAny>::as_any(&*p.0)
+                .downcast_ref::<HttpBroker>()
+                .cloned()
+        })
     }
 
     pub fn producer(&self, address: &Address) -> Result<Producer, BrokerError> {
@@ -581,6 +608,19 @@ impl Connections {
     /// Removes the ready messages of the queue at `address`; returns how many.
     pub async fn purge(&self, address: &Address) -> Result<u64, BrokerError> {
         self.producer(address)?.0.purge(&address.address).await
+    }
+
+    /// Every consumer-group member on this host, on every connection.
+    pub fn consumers(&self) -> Vec<ConsumerState> {
+        let brokers = self.read().clone();
+        let mut all = Vec::new();
+        for (name, broker) in &brokers {
+            for mut state in broker.0.consumers() {
+                state.connection = name.clone();
+                all.push(state);
+            }
+        }
+        all
     }
 
     /// Whether every connection can serve right now; the problem of each that cannot.

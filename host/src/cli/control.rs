@@ -394,9 +394,11 @@ pub enum ConnectionCommand {
         #[command(flatten)]
         host: HostArg,
     },
-    /// Add a connection: `--kind amqp --broker-url amqp://…`, `--kind http --base-url https://…`
-    /// (with `--tls-ca`, `--tls-cert`, `--tls-key` for a private CA or a client certificate),
-    /// `--kind embedded`, or the whole definition as JSON.
+    /// Add a connection: `--kind amqp --broker-url amqp://…`, `--kind kafka --brokers host:9092`
+    /// (with `--group`, `--sasl-mechanism`, `--sasl-username`, `--sasl-password` and
+    /// `--setting NAME=VALUE`), `--kind http --base-url https://…` (with `--tls-ca`,
+    /// `--tls-cert`, `--tls-key` for a private CA or a client certificate), `--kind embedded`,
+    /// or the whole definition as JSON.
     Add {
         name: String,
         #[command(flatten)]
@@ -431,9 +433,27 @@ pub struct ConnectionSpec {
     /// The whole definition as JSON (a file, or `-`), as in the file's `[connections.NAME]`.
     #[arg(long, value_name = "FILE")]
     json: Option<String>,
-    /// `amqp`, `http` or `embedded`.
+    /// `amqp`, `kafka`, `http` or `embedded`.
     #[arg(long)]
     kind: Option<String>,
+    /// For kafka: the bootstrap brokers, host:port[,host:port...].
+    #[arg(long)]
+    brokers: Option<String>,
+    /// For kafka: the prefix of its routes' consumer groups (`{group}.{route}`).
+    #[arg(long)]
+    group: Option<String>,
+    /// For kafka: SASL's mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512).
+    #[arg(long)]
+    sasl_mechanism: Option<String>,
+    /// For kafka: the SASL user.
+    #[arg(long)]
+    sasl_username: Option<String>,
+    /// For kafka: the SASL password (`-` reads it from standard input).
+    #[arg(long)]
+    sasl_password: Option<String>,
+    /// For kafka: a librdkafka setting, NAME=VALUE (repeatable).
+    #[arg(long = "setting", value_name = "NAME=VALUE")]
+    settings: Vec<String>,
     /// For amqp: the broker's URL (amqp://user:password@host:port/vhost).
     #[arg(long)]
     broker_url: Option<String>,
@@ -471,6 +491,43 @@ impl ConnectionSpec {
         if let Some(url) = self.base_url {
             object.insert("base_url".into(), url.into());
         }
+        if let Some(brokers) = self.brokers {
+            object.insert("brokers".into(), brokers.into());
+        }
+        if let Some(group) = self.group {
+            object.insert("group".into(), group.into());
+        }
+        if self.sasl_mechanism.is_some() || self.sasl_username.is_some() {
+            let password = match self.sasl_password.as_deref() {
+                Some("-") => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+                Some(password) => password.to_owned(),
+                None => bail!(
+                    "--sasl-username needs --sasl-password (`-` reads it from standard input)"
+                ),
+            };
+            object.insert(
+                "sasl".into(),
+                json!({
+                    "mechanism": self.sasl_mechanism.unwrap_or_else(|| "PLAIN".into()),
+                    "username": self.sasl_username.unwrap_or_default(),
+                    "password": password,
+                }),
+            );
+        }
+        for setting in self.settings {
+            let Some((name, value)) = setting.split_once('=') else {
+                bail!("--setting takes NAME=VALUE, not `{setting}`");
+            };
+            let settings = object.entry("settings").or_insert_with(|| json!({}));
+            settings
+                .as_object_mut()
+                .context("`settings` is a JSON object")?
+                .insert(name.into(), value.into());
+        }
         if self.anonymous {
             object.insert("anonymous".into(), true.into());
         }
@@ -487,7 +544,9 @@ impl ConnectionSpec {
             }
         }
         if !object.contains_key("kind") {
-            bail!("say which kind of connection: --kind amqp, --kind http or --kind embedded");
+            bail!(
+                "say which kind of connection: --kind amqp, --kind kafka, --kind http or --kind embedded"
+            );
         }
         Ok(base)
     }

@@ -280,24 +280,28 @@ pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
         QueueCommand::Stats { address, host } => {
             let url = queue_url(&host, &address)?;
             let stats = answer(host.client()?.get(&url), &url).await?;
-            if stats.get("consumers").is_some() {
-                // An AMQP queue: the broker tells only what is ready and who consumes.
-                println!(
-                    "{address}: ready {}, consumers {}",
-                    stats["ready"], stats["consumers"]
-                );
-                return Ok(ExitCode::SUCCESS);
+            // Each transport tells what it can: the words for what it told, in order.
+            let mut said: Vec<String> = [
+                ("depth", "depth"),
+                ("ready", "ready"),
+                ("in_flight", "in flight"),
+                ("delayed", "delayed"),
+                ("consumers", "consumers"),
+            ]
+            .into_iter()
+            .filter_map(|(field, words)| stats[field].as_u64().map(|n| format!("{words} {n}")))
+            .collect();
+            if let Some(ms) = stats["oldest_age_ms"].as_u64() {
+                said.push(format!("oldest {ms} ms"));
             }
-            println!(
-                "{address}: depth {}, ready {}, in flight {}, delayed {}, oldest {}",
-                stats["depth"],
-                stats["ready"],
-                stats["in_flight"],
-                stats["delayed"],
-                stats["oldest_age_ms"]
-                    .as_u64()
-                    .map_or("-".to_owned(), |ms| format!("{ms} ms")),
-            );
+            if let Some(partitions) = stats["partitions"].as_array() {
+                let offsets: Vec<String> = partitions
+                    .iter()
+                    .map(|p| format!("{}: {}..{}", p["partition"], p["low"], p["high"]))
+                    .collect();
+                said.push(format!("partitions (offsets) {}", offsets.join(", ")));
+            }
+            println!("{address}: {}", said.join(", "));
         }
         QueueCommand::Peek {
             address,

@@ -145,6 +145,8 @@ pub struct Status {
     pub revision: i64,
     pub connections: Vec<ConnectionStatus>,
     pub units: Vec<UnitStatus>,
+    /// Consumer-group members on this host (routes reading Kafka): partitions held, lag.
+    pub consumers: Vec<crate::broker::ConsumerState>,
     /// Items of the database this host does not run, and why.
     pub refused: Vec<Refused>,
 }
@@ -387,6 +389,7 @@ impl Supervisor {
             revision: *self.inner.applied.borrow(),
             connections,
             units,
+            consumers: self.inner.parts.connections.consumers(),
             refused: self
                 .inner
                 .refused

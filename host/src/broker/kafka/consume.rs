@@ -24,7 +24,8 @@
 
 use super::{KafkaBroker, Part, client_config, error, map};
 use crate::broker::{
-    AckHandle, BrokerError, ConsumeOptions, Delivery, Nack, PartitionDepth, Settle, Source,
+    AckHandle, BrokerError, ConsumeOptions, ConsumerState, Delivery, Nack, PartitionDepth,
+    PartitionLag, Settle, Source,
 };
 use crate::message::Message;
 use rdkafka::Offset;
@@ -66,13 +67,82 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The consumer-group members of one connection on this host: what each holds and its lag,
+/// for the status, the dashboard and `/metrics`.
+#[derive(Clone, Default)]
+pub struct Members(Arc<Mutex<std::collections::BTreeMap<String, ConsumerState>>>);
+
+impl Members {
+    pub fn states(&self) -> Vec<ConsumerState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn update(&self, group: &str, change: impl FnOnce(&mut ConsumerState)) {
+        let mut members = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(state) = members.get_mut(group) {
+            change(state);
+        }
+    }
+}
+
 struct Context {
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
     group: String,
+    members: Members,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    /// librdkafka's statistics, every 5 s: each assigned partition's lag.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut lags = Vec::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    lags.push((topic.clone(), *partition, p.consumer_lag));
+                }
+            }
+        }
+        self.members.update(&self.group, |state| {
+            for (topic, partition, lag) in &lags {
+                if let Some(held) = state
+                    .partitions
+                    .iter_mut()
+                    .find(|h| &h.topic == topic && h.partition == *partition)
+                {
+                    held.lag = Some(*lag);
+                    crate::metrics::kafka_lag(&self.group, topic, *partition, *lag);
+                }
+            }
+        });
+    }
+}
+
+impl Context {
+    /// Shows the partitions held now in the status and `/metrics`.
+    fn publish(&self, assigned: &[(String, i32)]) {
+        crate::metrics::kafka_assigned(&self.group, assigned.len());
+        self.members.update(&self.group, |state| {
+            let old = std::mem::take(&mut state.partitions);
+            state.partitions = assigned
+                .iter()
+                .map(|(topic, partition)| PartitionLag {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    lag: old
+                        .iter()
+                        .find(|o| &o.topic == topic && o.partition == *partition)
+                        .and_then(|o| o.lag),
+                })
+                .collect();
+        });
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -97,6 +167,7 @@ impl ConsumerContext for Context {
                     .iter()
                     .any(|e| e.topic() == topic && e.partition() == *partition)
             });
+            self.publish(&state.assigned);
             tracing::info!(group = %self.group, revoked = partitions.count(), "partitions revoked");
         }
     }
@@ -111,7 +182,7 @@ impl ConsumerContext for Context {
                 }
             }
             tracing::info!(group = %self.group, assigned = partitions.count(), "partitions assigned");
-            crate::metrics::kafka_assigned(&self.group, state.assigned.len());
+            self.publish(&state.assigned);
         }
         self.notify.notify_one();
     }
@@ -142,10 +213,24 @@ impl KafkaConsumer {
         );
         let state = Arc::new(Mutex::new(State::default()));
         let notify = Arc::new(Notify::new());
+        broker
+            .members()
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                group.clone(),
+                ConsumerState {
+                    group: group.clone(),
+                    unit: options.unit.clone(),
+                    ..ConsumerState::default()
+                },
+            );
         let context = Context {
             state: state.clone(),
             notify: notify.clone(),
             group: group.clone(),
+            members: broker.members().clone(),
         };
         let mut client = client_config(config, Part::Consumer);
         client.set("group.id", &group);
@@ -252,14 +337,46 @@ impl Source for KafkaConsumer {
         }
     }
 
-    /// Commits what is done and leaves the group; records read and not handed out are read
-    /// again by whoever takes the partitions.
+    /// Stops handing out records and leaves the group once the records handed out are
+    /// settled (or 30 s passed): their offsets are committed first, so the partitions' next
+    /// owner starts after them. Records read and not handed out are read again by that owner.
+    /// The consumer keeps polling meanwhile, so the group's rebalances are answered.
     async fn close(self: Box<Self>) {
-        let consumer = self.consumer.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = consumer.commit_consumer_state(CommitMode::Sync);
-        })
-        .await;
+        self.broker
+            .members()
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.group);
+        crate::metrics::kafka_assigned(&self.group, 0);
+        lock(&self.state).buffers.clear();
+        let (consumer, state) = (self.consumer.clone(), self.state.clone());
+        drop(self);
+        tokio::spawn(async move {
+            let poll = |wait: Duration| {
+                let consumer = consumer.clone();
+                async move {
+                    // Records read now are dropped unstored: the next owner reads them.
+                    let _ = tokio::time::timeout(wait, consumer.recv()).await;
+                }
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while lock(&state).in_flight > 0 && tokio::time::Instant::now() < deadline {
+                poll(Duration::from_millis(50)).await;
+            }
+            let leaving = consumer.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = leaving.commit_consumer_state(CommitMode::Sync);
+                leaving.unsubscribe();
+            })
+            .await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while tokio::time::Instant::now() < deadline {
+                poll(Duration::from_millis(100)).await;
+            }
+            // The last handle closes the consumer, which blocks until it has left the group.
+            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        });
     }
 }
 

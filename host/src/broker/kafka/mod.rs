@@ -50,6 +50,8 @@ struct Inner {
     held: EmbeddedBroker,
     /// Topics known to exist.
     known: Mutex<HashSet<String>>,
+    /// This host's consumer-group members, by group.
+    consumers: consume::Members,
     relay: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -124,6 +126,7 @@ pub(crate) fn client_config(config: &KafkaConfig, part: Part) -> ClientConfig {
         Part::Consumer => {
             c.set("auto.offset.reset", "earliest")
                 .set("enable.partition.eof", "false")
+                .set("statistics.interval.ms", "5000")
                 .set("auto.commit.interval.ms", "1000");
             for (name, value) in &config.consumer {
                 c.set(name, value);
@@ -219,6 +222,7 @@ impl KafkaBroker {
                 admin,
                 held,
                 known: Mutex::default(),
+                consumers: consume::Members::default(),
                 relay: Mutex::default(),
             }),
         };
@@ -250,6 +254,10 @@ impl KafkaBroker {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    pub(crate) fn members(&self) -> &consume::Members {
+        &self.inner.consumers
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -308,8 +316,31 @@ impl KafkaBroker {
         }
     }
 
-    /// Sends `msg` to `topic` and waits for its delivery report.
+    /// Sends `msg` to `topic` and waits for its delivery report. A dead letter (a message
+    /// with the `exception` headers) too large for the brokers goes without its payload and
+    /// key, and says so in `x-wharf-dropped`: a record nobody can take must still leave its
+    /// partition, or it would hold up every record behind it.
     pub async fn publish(&self, topic: &str, msg: Message) -> Result<(), BrokerError> {
+        let dead_letter = msg.header("exception_name").is_some();
+        match self.publish_as_is(topic, msg.clone()).await {
+            Err(BrokerError::Mapping { field, problem }) if dead_letter && field == "payload" => {
+                tracing::warn!(connection = %self.inner.name, %topic, %problem, "a dead letter too large for the brokers goes without its payload and key");
+                let mut smaller = msg;
+                let dropped = format!(
+                    "payload ({} bytes) and key ({} bytes): {problem}",
+                    smaller.payload.len(),
+                    smaller.key.as_ref().map_or(0, Vec::len)
+                );
+                smaller.payload.clear();
+                smaller.key = None;
+                smaller.set_header("x-wharf-dropped", HeaderValue::Text(dropped));
+                self.publish_as_is(topic, smaller).await
+            }
+            other => other,
+        }
+    }
+
+    async fn publish_as_is(&self, topic: &str, msg: Message) -> Result<(), BrokerError> {
         super::check_message(&msg)?;
         check_topic(&self.inner.name, topic, false)?;
         let known = self
@@ -639,6 +670,10 @@ impl super::Transport for KafkaBroker {
 
     async fn purge(&self, topic: &str) -> Result<u64, BrokerError> {
         KafkaBroker::purge(self, topic).await
+    }
+
+    fn consumers(&self) -> Vec<super::ConsumerState> {
+        self.inner.consumers.states()
     }
 
     /// Up while the brokers answer a metadata request.

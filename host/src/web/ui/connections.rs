@@ -32,6 +32,7 @@ impl ConnectionForm {
         let url = self.url.trim();
         match self.kind.as_str() {
             "amqp" => body["url"] = json!(url),
+            "kafka" => body["brokers"] = json!(url),
             "http" => {
                 if !url.is_empty() {
                     body["base_url"] = json!(url);
@@ -138,10 +139,10 @@ impl ConnectionEdit {
             ));
         };
         if let Some(url) = self.url.filter(|u| !u.trim().is_empty()) {
-            let field = if fields.get("kind").and_then(|k| k.as_str()) == Some("http") {
-                "base_url"
-            } else {
-                "url"
+            let field = match fields.get("kind").and_then(|k| k.as_str()) {
+                Some("http") => "base_url",
+                Some("kafka") => "brokers",
+                _ => "url",
             };
             fields.insert(field.into(), json!(url.trim()));
         }
