@@ -199,8 +199,9 @@ impl Harness {
                         .declare(
                             queue,
                             QueueOptions {
-                                // A dead consumer's messages come back this soon.
-                                visibility_timeout: Duration::from_secs(1),
+                                // A dead consumer's messages come back this soon (and a
+                                // held one stays held this long, on a loaded machine too).
+                                visibility_timeout: Duration::from_secs(3),
                                 ..QueueOptions::default()
                             },
                         )

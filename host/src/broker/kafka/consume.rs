@@ -11,7 +11,7 @@
 //! bounded whatever the broker holds.
 //!
 //! Settling:
-//! - `ack` stores the offset;
+//! - `ack` stores the offset (the next record's);
 //! - `nack(Requeue)` hands the same record out again next (its delivery count raised), and
 //!   `RequeueAfter` after the delay, holding its partition meanwhile (a route's retries do
 //!   not come here: they are delayed sends, see [`super::DELAYED`]);
@@ -61,6 +61,25 @@ struct State {
     in_flight: usize,
     /// Partitions assigned to this consumer now.
     assigned: Vec<(String, i32)>,
+    /// The next offset to read of each partition, as its acks stored it: what a commit on
+    /// revoke or close sends (never the consumer's position, which is past records read but
+    /// not yet handled).
+    stored: HashMap<Partition, i64>,
+}
+
+/// Commits `offsets` now, waiting for the brokers' answer.
+fn commit_stored<C: ConsumerContext>(
+    consumer: &impl rdkafka::consumer::Consumer<C>,
+    offsets: &HashMap<Partition, i64>,
+) -> rdkafka::error::KafkaResult<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    consumer.commit(&list, CommitMode::Sync)
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -148,9 +167,8 @@ impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             // What is done is committed before the partitions go.
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync)
-                && e.rdkafka_error_code() != Some(rdkafka::types::RDKafkaErrorCode::NoOffset)
-            {
+            let stored = std::mem::take(&mut lock(&self.state).stored);
+            if let Err(e) = commit_stored(consumer, &stored) {
                 tracing::warn!(group = %self.group, error = %e, "committing on revoke failed; the partitions' new owner reads again from the last commit");
             }
             let mut state = lock(&self.state);
@@ -365,8 +383,9 @@ impl Source for KafkaConsumer {
                 poll(Duration::from_millis(50)).await;
             }
             let leaving = consumer.clone();
+            let stored = std::mem::take(&mut lock(&state).stored);
             let _ = tokio::task::spawn_blocking(move || {
-                let _ = leaving.commit_consumer_state(CommitMode::Sync);
+                let _ = commit_stored(&*leaving, &stored);
                 leaving.unsubscribe();
             })
             .await;
@@ -410,11 +429,18 @@ impl KafkaAck {
         self.message = None;
         let mut state = lock(&self.state);
         if state.generation == self.generation {
-            if let Err(e) =
-                self.consumer
-                    .store_offset(&self.partition.0, self.partition.1, self.offset + 1)
+            // `rd_kafka_offset_store` stores the offset after the one it is given: the next
+            // record to read.
+            match self
+                .consumer
+                .store_offset(&self.partition.0, self.partition.1, self.offset)
             {
-                tracing::debug!(error = %e, "storing an offset failed; the record is read again");
+                Ok(()) => {
+                    state.stored.insert(self.partition.clone(), self.offset + 1);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "storing an offset failed; the record is read again")
+                }
             }
             state.busy.remove(&self.partition);
         }
