@@ -321,9 +321,12 @@ impl KafkaBroker {
     /// key, and says so in `x-wharf-dropped`: a record nobody can take must still leave its
     /// partition, or it would hold up every record behind it.
     pub async fn publish(&self, topic: &str, msg: Message) -> Result<(), BrokerError> {
-        let dead_letter = msg.header("exception_name").is_some();
+        // Only a dead letter keeps a copy for a second try: no other send pays for one.
+        if msg.header("exception_name").is_none() {
+            return self.publish_as_is(topic, msg).await;
+        }
         match self.publish_as_is(topic, msg.clone()).await {
-            Err(BrokerError::Mapping { field, problem }) if dead_letter && field == "payload" => {
+            Err(BrokerError::Mapping { field, problem }) if field == "payload" => {
                 tracing::warn!(connection = %self.inner.name, %topic, %problem, "a dead letter too large for the brokers goes without its payload and key");
                 let mut smaller = msg;
                 let dropped = format!(
