@@ -15,6 +15,10 @@
 //!   one from another site is 403. Requests with neither header (services, the CLI) pass, as
 //!   do those to `/ingress/`, which may be posted from anywhere its token or `anonymous`
 //!   allows. Sessions are SameSite=Strict and their changes need the CSRF token besides.
+//! - **A refused upload** closes its connection: an error answered to an HTTP/1 request that
+//!   carried a body says `Connection: close`, since the body may be left unread and the
+//!   connection cannot be reused safely; a client that pools connections would otherwise
+//!   send its next request down a connection the server is closing.
 //! - **Panics** are caught and answered as a 500 in the one error shape; **requests** that
 //!   take longer than [`REQUEST_TIMEOUT`] get 504 (the longest wait a caller may ask for, an
 //!   RPC or a take, is within it), and a request body that stalls for [`BODY_TIMEOUT`] ends.
@@ -70,6 +74,7 @@ const HSTS: &str = "max-age=31536000";
 pub fn layer(router: Router, tls: bool) -> Router {
     let router = router
         .layer(axum::middleware::from_fn(refuse_cross_site))
+        .layer(axum::middleware::from_fn(close_after_refused_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -108,6 +113,26 @@ async fn timeout_in_our_words(response: Response) -> Response {
             REQUEST_TIMEOUT.as_secs()
         ))
         .into_response();
+    }
+    response
+}
+
+/// Ends an HTTP/1 connection after an error answered to a request with a body: the handler
+/// may have refused it before reading the body (a role, a size, a type), and the unread rest
+/// cannot be told apart from the next request.
+async fn close_after_refused_body(request: Request, next: Next) -> Response {
+    let http1 = request.version() < axum::http::Version::HTTP_2;
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length != "0");
+    let mut response = next.run(request).await;
+    let refused = response.status().is_client_error() || response.status().is_server_error();
+    if http1 && has_body && refused {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
@@ -290,6 +315,31 @@ mod tests {
             .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["error"]["code"], "timeout", "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_with_a_body_closes_its_connection() {
+        let refused = |length: &str| {
+            Request::post("/change")
+                .header("sec-fetch-site", "cross-site")
+                .header(header::CONTENT_LENGTH, length)
+                .body(Body::from("x".repeat(length.parse().unwrap())))
+                .unwrap()
+        };
+        let answer = send(refused("1000")).await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        assert_eq!(answer.headers()[header::CONNECTION], "close");
+        // Without a body, or when the answer is a success, the connection stays.
+        let answer = send(refused("0")).await;
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+        assert!(!answer.headers().contains_key(header::CONNECTION));
+        let accepted = Request::post("/change")
+            .header(header::CONTENT_LENGTH, "3")
+            .body(Body::from("abc"))
+            .unwrap();
+        let answer = send(accepted).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert!(!answer.headers().contains_key(header::CONNECTION));
     }
 
     #[tokio::test]
