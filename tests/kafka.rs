@@ -1,5 +1,5 @@
 //! Wharf on Kafka, end to end, against a real Kafka-protocol broker (`./dev test` starts
-//! tansu on 127.0.0.1:9092; `WHARF_TEST_KAFKA` names another). Every record a test reads or
+//! nisshi on 127.0.0.1:9092; `WHARF_TEST_KAFKA` names another). Every record a test reads or
 //! writes on the broker's side goes through bare rdkafka, an independent client: keyed
 //! records in, ordered per key out; the host killed with SIGKILL and restarted; the broker
 //! restarted; routes mixing Kafka with RabbitMQ and HTTP; two hosts in one group; a route
@@ -315,28 +315,31 @@ impl Drop for Serve {
     }
 }
 
-/// One test at a time uses the broker: a restart must not hit another test, and tansu's
+/// One test at a time uses the broker: a restart must not hit another test, and the broker's
 /// SQLite storage serves one pipeline well, not eight.
 static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Restarts the local tansu broker from its data directory (`WHARF_TEST_KAFKA_DIR`, by
-/// default `~/.cache/wharf-tansu`, as `./dev test` starts it): killed, started
-/// again with the same storage; panics if it does not come back.
+/// Restarts the local broker (nisshi, as `./dev test` starts it) from its data directory
+/// (`WHARF_TEST_KAFKA_DIR`, by default `~/.cache/wharf-kafka`): killed, started again on the
+/// same storage; panics if it does not come back.
 fn restart_broker() {
     let dir = std::env::var("WHARF_TEST_KAFKA_DIR")
-        .unwrap_or_else(|_| format!("{}/.cache/wharf-tansu", std::env::var("HOME").unwrap()));
-    // tansu keeps running on SIGTERM; SIGKILL stops it, and its SQLite storage keeps what
-    // it acknowledged.
+        .unwrap_or_else(|_| format!("{}/.cache/wharf-kafka", std::env::var("HOME").unwrap()));
+    // The broker keeps running on SIGTERM; SIGKILL stops it, and its SQLite storage keeps
+    // what it acknowledged.
     let stopped = std::process::Command::new("pkill")
-        .args(["-KILL", "-x", "tansu"])
+        .args(["-KILL", "-x", BROKER_PROGRAM])
         .status()
         .unwrap();
-    assert!(stopped.success(), "no tansu broker was running to restart");
+    assert!(
+        stopped.success(),
+        "no {BROKER_PROGRAM} broker was running to restart"
+    );
     let started = Instant::now();
     while std::net::TcpStream::connect("127.0.0.1:9092").is_ok() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "tansu did not stop"
+            "{BROKER_PROGRAM} did not stop"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -344,9 +347,9 @@ fn restart_broker() {
     let log = std::fs::File::options()
         .create(true)
         .append(true)
-        .open(Path::new(&dir).join("tansu.log"))
+        .open(Path::new(&dir).join("broker.log"))
         .unwrap();
-    let broker = std::process::Command::new("tansu")
+    let broker = std::process::Command::new(BROKER_PROGRAM)
         .args([
             "broker",
             "--listener-url",
@@ -354,23 +357,26 @@ fn restart_broker() {
             "--advertised-listener-url",
             "tcp://127.0.0.1:9092",
             "--storage-engine",
-            "sqlite://tansu.db",
+            "sqlite://kafka.db",
         ])
         .current_dir(&dir)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .expect("starting tansu again");
-    // tansu outlives the test, as `./dev test` started it; its next start kills it.
+        .unwrap_or_else(|e| panic!("starting {BROKER_PROGRAM} again: {e}"));
+    // The broker outlives the test, as `./dev test` started it; its next start kills it.
     std::mem::forget(broker);
     while std::net::TcpStream::connect("127.0.0.1:9092").is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "tansu did not come back"
+            "{BROKER_PROGRAM} did not come back"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The broker `./dev test` builds and starts (on `PATH`, or in `~/.cargo/bin`).
+const BROKER_PROGRAM: &str = "nisshi";
 
 /// The committed offset of each partition of `topic` for `group`.
 fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
@@ -400,7 +406,6 @@ fn committed(group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: on tansu 0.6 a group whose member was SIGKILLed never completes its next rebalance (the live member is assigned, then revoked, and never assigned again), so failover is not yet proven; see the issue's note"]
 async fn the_host_killed_mid_stream_loses_nothing_and_repeats_only_what_followed_the_last_commit() {
     let _exclusive = BROKER.lock().await;
     let (input, output, group) = (unique("kill-in"), unique("kill-out"), unique("g"));
@@ -451,14 +456,10 @@ async fn the_host_killed_mid_stream_loses_nothing_and_repeats_only_what_followed
         expected(total, keys)
     );
     // Every duplicate is of an input at or after its partition's last commit.
-    let inputs = read_topic(
-        &input,
-        total,
-        Duration::from_secs(5),
-        Duration::from_secs(120),
-    )
-    .await;
+    let mut inputs = Reader::new(&input);
+    wait_for(&mut inputs, total, Duration::from_secs(180), "the inputs").await;
     let origin: HashMap<String, (i32, i64)> = inputs
+        .read
         .iter()
         .map(|r| (r.payload.to_uppercase(), (r.partition, r.offset)))
         .collect();
@@ -638,7 +639,6 @@ async fn assigned(port: u16, group: &str) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: on tansu 0.6 a group whose member was SIGKILLed never completes its next rebalance (the live member is assigned, then revoked, and never assigned again), so failover is not yet proven; see the issue's note"]
 async fn two_hosts_in_one_group_share_the_partitions_and_one_takes_over_from_the_other() {
     let _exclusive = BROKER.lock().await;
     let (input, output, group) = (unique("pair-in"), unique("pair-out"), unique("g"));
@@ -678,6 +678,24 @@ async fn two_hosts_in_one_group_share_the_partitions_and_one_takes_over_from_the
             "b did not take a's partitions over"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // `wharf status` says so, partition by partition.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["status", "--url", &format!("http://127.0.0.1:{b_port}")])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        printed.contains("consumer groups")
+            && printed.contains(&route_group)
+            && printed.contains("4 partition(s), for shout"),
+        "{printed}"
+    );
+    for partition in 0..4 {
+        assert!(
+            printed.contains(&format!("{input}[{partition}]  lag")),
+            "{printed}"
+        );
     }
     produce(&input, total / 2, total, keys).await;
     let read = read_topic(
@@ -738,7 +756,17 @@ async fn a_route_created_and_updated_through_the_api_drains_and_loses_nothing() 
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
     produce(&input, 0, total / 2, keys).await;
-    // Updated while records flow: the old runner drains, the new one goes on from its commits.
+    // Updated while records flow (once the first have come through: a member that leaves the
+    // group before its first join is answered stalls the group on nisshi, see
+    // tests/README.md): the old runner drains, the new one goes on from its commits.
+    let mut reader = Reader::new(&output);
+    wait_for(
+        &mut reader,
+        1,
+        Duration::from_secs(120),
+        "before the update",
+    )
+    .await;
     let mut changed = spec.clone();
     changed["concurrency"] = serde_json::json!(4);
     let updated = api
@@ -749,14 +777,14 @@ async fn a_route_created_and_updated_through_the_api_drains_and_loses_nothing() 
         .unwrap();
     assert_eq!(updated.status(), 200, "{}", updated.text().await.unwrap());
     produce(&input, total / 2, total, keys).await;
-    let read = read_topic(
-        &output,
+    wait_for(
+        &mut reader,
         total,
-        Duration::from_secs(60),
         Duration::from_secs(400),
+        "after the update",
     )
     .await;
-    let (seen, out_of_order) = check_order(&read);
+    let (seen, out_of_order) = check_order(&reader.read);
     assert!(out_of_order.is_empty(), "out of order: {out_of_order:?}");
     assert_eq!(
         seen.keys().cloned().collect::<Vec<_>>(),

@@ -154,6 +154,33 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             r["problem"].as_str().unwrap_or("")
         );
     }
+    let consumers = status["consumers"].as_array().into_iter().flatten();
+    for (i, c) in consumers.enumerate() {
+        if i == 0 {
+            println!("\nconsumer groups (partitions assigned to this host, records not yet read):");
+        }
+        let partitions = c["partitions"].as_array().map_or(&[][..], Vec::as_slice);
+        println!(
+            "  {:<16} {:<32} {} partition(s){}",
+            c["connection"].as_str().unwrap_or(""),
+            c["group"].as_str().unwrap_or(""),
+            partitions.len(),
+            c["unit"]
+                .as_str()
+                .map(|u| format!(", for {u}"))
+                .unwrap_or_default()
+        );
+        for p in partitions {
+            println!(
+                "    {}[{}]  lag {}",
+                p["topic"].as_str().unwrap_or(""),
+                p["partition"],
+                p["lag"]
+                    .as_i64()
+                    .map_or_else(|| "not yet measured".to_owned(), |lag| lag.to_string())
+            );
+        }
+    }
     Ok(if healthy {
         ExitCode::SUCCESS
     } else {

@@ -356,7 +356,7 @@ impl Source for KafkaConsumer {
     }
 
     /// Stops handing out records and leaves the group once the records handed out are
-    /// settled (or 30 s passed): their offsets are committed first, so the partitions' next
+    /// settled (or 30 s passed), returning when it has left: their offsets are committed first, so the partitions' next
     /// owner starts after them. Records read and not handed out are read again by that owner.
     /// The consumer keeps polling meanwhile, so the group's rebalances are answered.
     async fn close(self: Box<Self>) {
@@ -370,7 +370,11 @@ impl Source for KafkaConsumer {
         lock(&self.state).buffers.clear();
         let (consumer, state) = (self.consumer.clone(), self.state.clone());
         drop(self);
-        tokio::spawn(async move {
+        // Awaited, not left to a task: a unit replaced on this host (a route updated) starts
+        // its new consumer only once this one has left the group, so the group never sees
+        // the new member join while the old one is still leaving (a rebalance nisshi does not
+        // finish).
+        async move {
             let poll = |wait: Duration| {
                 let consumer = consumer.clone();
                 async move {
@@ -395,7 +399,8 @@ impl Source for KafkaConsumer {
             }
             // The last handle closes the consumer, which blocks until it has left the group.
             let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
-        });
+        }
+        .await;
     }
 }
 

@@ -116,15 +116,25 @@ pub(crate) fn client_config(config: &KafkaConfig, part: Part) -> ClientConfig {
     match part {
         Part::Producer => {
             // Defaults a definition may change: a record waits at most 1 ms for others to
-            // share its request, and a send to brokers that are down fails after 30 s.
-            c.set("linger.ms", "1").set("message.timeout.ms", "30000");
+            // share its request, a send to brokers that are down fails after 30 s, and a
+            // send to a topic that does not exist is refused rather than creating it with
+            // the brokers' defaults (topics come from the configuration, with the
+            // partitions it names).
+            c.set("linger.ms", "1")
+                .set("message.timeout.ms", "30000")
+                .set("allow.auto.create.topics", "false");
             for (name, value) in &config.producer {
                 c.set(name, value);
             }
             c.set("enable.idempotence", "true").set("acks", "all");
         }
         Part::Consumer => {
+            // A member that stops heartbeating is out of the group after 10 s (librdkafka's
+            // 45 s default would leave a killed host's partitions unread that long), and
+            // brokers that wait out part of the session timeout before answering a join
+            // (nisshi waits half) form the group sooner. A definition may change it.
             c.set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "10000")
                 .set("enable.partition.eof", "false")
                 .set("statistics.interval.ms", "5000")
                 .set("auto.commit.interval.ms", "1000");
