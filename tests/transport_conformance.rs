@@ -584,7 +584,7 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
     let mut seen: HashMap<String, u32> = HashMap::new();
     let mut received = 0usize;
     let mut drops = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     'consumers: while seen.len() < total {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -595,9 +595,15 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        // How long a consumer may stay quiet before the test starts over: a Kafka consumer
+        // first joins its group, which takes the broker seconds (nisshi waits half the
+        // session timeout, 5 s), so a shorter wait would only churn the group.
+        let quiet_for = match transport {
+            Transport::Kafka => Duration::from_secs(20),
+            _ => Duration::from_secs(3),
+        };
         loop {
-            let delivery = match tokio::time::timeout(Duration::from_secs(3), consumer.next()).await
-            {
+            let delivery = match tokio::time::timeout(quiet_for, consumer.next()).await {
                 Ok(Ok(delivery)) => delivery,
                 // The connection dropped under the consumer, or it has gone quiet: start over.
                 Ok(Err(_)) | Err(_) => continue 'consumers,
