@@ -356,9 +356,10 @@ impl Source for KafkaConsumer {
     }
 
     /// Stops handing out records and leaves the group once the records handed out are
-    /// settled (or 30 s passed), returning when it has left: their offsets are committed first, so the partitions' next
-    /// owner starts after them. Records read and not handed out are read again by that owner.
-    /// The consumer keeps polling meanwhile, so the group's rebalances are answered.
+    /// settled (or 30 s passed), returning when it has left: their offsets are committed
+    /// first, so the partitions' next owner starts after them. Records read and not handed out
+    /// are read again by that owner. The consumer keeps polling meanwhile, so the group's
+    /// rebalances are answered.
     async fn close(self: Box<Self>) {
         self.broker
             .members()
@@ -370,37 +371,34 @@ impl Source for KafkaConsumer {
         lock(&self.state).buffers.clear();
         let (consumer, state) = (self.consumer.clone(), self.state.clone());
         drop(self);
-        // Awaited, not left to a task: a unit replaced on this host (a route updated) starts
+        // Done here, not left to a task: a unit replaced on this host (a route updated) starts
         // its new consumer only once this one has left the group, so the group never sees
         // the new member join while the old one is still leaving (a rebalance nisshi does not
         // finish).
-        async move {
-            let poll = |wait: Duration| {
-                let consumer = consumer.clone();
-                async move {
-                    // Records read now are dropped unstored: the next owner reads them.
-                    let _ = tokio::time::timeout(wait, consumer.recv()).await;
-                }
-            };
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while lock(&state).in_flight > 0 && tokio::time::Instant::now() < deadline {
-                poll(Duration::from_millis(50)).await;
+        let poll = |wait: Duration| {
+            let consumer = consumer.clone();
+            async move {
+                // Records read now are dropped unstored: the next owner reads them.
+                let _ = tokio::time::timeout(wait, consumer.recv()).await;
             }
-            let leaving = consumer.clone();
-            let stored = std::mem::take(&mut lock(&state).stored);
-            let _ = tokio::task::spawn_blocking(move || {
-                let _ = commit_stored(&*leaving, &stored);
-                leaving.unsubscribe();
-            })
-            .await;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-            while tokio::time::Instant::now() < deadline {
-                poll(Duration::from_millis(100)).await;
-            }
-            // The last handle closes the consumer, which blocks until it has left the group.
-            let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while lock(&state).in_flight > 0 && tokio::time::Instant::now() < deadline {
+            poll(Duration::from_millis(50)).await;
         }
+        let leaving = consumer.clone();
+        let stored = std::mem::take(&mut lock(&state).stored);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = commit_stored(&*leaving, &stored);
+            leaving.unsubscribe();
+        })
         .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < deadline {
+            poll(Duration::from_millis(100)).await;
+        }
+        // The last handle closes the consumer, which blocks until it has left the group.
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
     }
 }
 
