@@ -9,7 +9,8 @@
 //! rdkafka: the canonical at-least-once loop (rdkafka's `at_least_once` example) with the
 //! transform in native Rust. Measured from the first record seen on the output topic until it
 //! holds every record, so joining the group and starting the host count in neither; CPU is
-//! this process's user + system time over that span (the broker's is in neither figure). Two rounds of bare then Wharf, each on fresh topics.
+//! this process's user + system time over that span (the broker's is in neither figure).
+//! Two rounds of bare then Wharf, each on fresh topics.
 //!
 //! Wharf hands out one record per partition at a time (order per key), with its partitions in
 //! flight together; the bare loop handles one record at a time, as the example does.
