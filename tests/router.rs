@@ -324,7 +324,14 @@ async fn a_stalled_output_applies_backpressure() {
         max_deliveries: 10,
         reply_to_allow: Default::default(),
         reply_to: None,
+        durable: false,
+        inbox: false,
     };
+    let outbox = wharf::outbox::Outbox::new(
+        Store::open(&input_db.url).await.unwrap(),
+        Default::default(),
+        Default::default(),
+    );
     for i in 0..100 {
         input
             .publish("work", Message::new("work", format!("m{i}")))
@@ -343,7 +350,8 @@ async fn a_stalled_output_applies_backpressure() {
 
     let (trigger, shutdown) = wharf::shutdown::channel();
     let runner = tokio::spawn(
-        RouteRunner::new(Arc::new(route), connections).run(shutdown, Duration::from_secs(30)),
+        RouteRunner::new(Arc::new(route), connections, outbox)
+            .run(shutdown, Duration::from_secs(30)),
     );
     // Wait for the route to fill its window, then give it time to (wrongly) take more.
     let started = std::time::Instant::now();

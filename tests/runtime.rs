@@ -508,12 +508,17 @@ async fn publishing_needs_a_grant_and_is_kept_only_when_the_call_succeeds() {
     assert!(report.result.is_err());
     assert!(report.published.is_empty());
 
-    let granted = load(
-        &rt,
-        "relay",
-        with(&["publish:local:relay.*"], "local:relay.a,local:relay.b"),
-    )
-    .await;
+    // kv writes are held with the call's other effects: the caller applies them when the
+    // call succeeds (a route commits them with its outputs), and a failed call has none.
+    let state = Arc::new(Standalone::default());
+    let granted = rt
+        .load(
+            &support::plugin_bytes("relay"),
+            with(&["publish:local:relay.*"], "local:relay.a,local:relay.b"),
+            state.clone(),
+        )
+        .await
+        .unwrap();
     let report = granted.handle(&text_message("hi")).await;
     let reply = report.result.unwrap().unwrap();
     let destinations: Vec<_> = report
@@ -524,7 +529,28 @@ async fn publishing_needs_a_grant_and_is_kept_only_when_the_call_succeeds() {
     assert_eq!(destinations, ["local:relay.a", "local:relay.b"]);
     assert_eq!(report.published[0].message.payload, b"hi");
     assert_eq!(reply.payload, b"1");
-    // kv state outlives the instance: the next (fresh) instance counts on.
+    assert_eq!(
+        report.kv_writes,
+        [wharf::runtime::KvWrite {
+            plugin: "relay".into(),
+            key: "relayed".into(),
+            value: b"1".to_vec(),
+        }]
+    );
+    // Not applied yet: the next call counts from nothing again.
+    let unapplied = granted.handle(&text_message("hi")).await;
+    assert_eq!(unapplied.result.unwrap().unwrap().payload, b"1");
+    state.kv_apply(report.kv_writes).await.unwrap();
+    // A call that writes and then fails leaves nothing to apply.
+    let failed = granted.handle(&text_message("fail-after-kv")).await;
+    assert!(
+        matches!(&failed.result, Err(PluginError::Rejected { reason, .. }) if reason.contains("relayed = 2")),
+        "{:?}",
+        failed.result
+    );
+    assert!(failed.kv_writes.is_empty() && failed.published.is_empty());
+    // kv state outlives the instance: the next (fresh) instance counts on from what was
+    // applied.
     let second = granted
         .handle(&text_message("again"))
         .await

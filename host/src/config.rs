@@ -27,6 +27,62 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// This host's outbox relay and how long sent messages and handled ids are kept.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+}
+
+/// The outbox: messages committed to the host's database first, then sent by a relay.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Whether this host relays (sends pending messages). Several hosts on one PostgreSQL
+    /// database may all relay: they share the backlog.
+    pub relay: bool,
+    /// The most messages a relay claims at once.
+    pub batch: usize,
+    /// How long a claim holds its messages: a relay that dies lets them go after this.
+    pub claim_ms: u64,
+    /// The first retry's delay after a send fails; each further one doubles it, up to
+    /// `max_backoff_ms`.
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// How long sent messages are kept (to look at) before they are pruned.
+    pub keep_sent_secs: u64,
+    /// How long a route's inbox remembers the ids it handled.
+    pub keep_handled_secs: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            relay: true,
+            batch: 256,
+            claim_ms: 30_000,
+            backoff_ms: 200,
+            max_backoff_ms: 5_000,
+            keep_sent_secs: 600,
+            keep_handled_secs: 7 * 24 * 3_600,
+        }
+    }
+}
+
+impl OutboxConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10_000).contains(&self.batch) {
+            return Err(invalid("outbox.batch", "must be 1 to 10000"));
+        }
+        if self.claim_ms < 1_000 {
+            return Err(invalid("outbox.claim_ms", "must be at least 1000"));
+        }
+        if self.backoff_ms == 0 || self.max_backoff_ms < self.backoff_ms {
+            return Err(invalid(
+                "outbox.max_backoff_ms",
+                "backoff_ms must be at least 1 and max_backoff_ms at least backoff_ms",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -655,9 +711,15 @@ pub struct RouteConfig {
     pub retry: RetryConfig,
     /// Where dead letters go; by default `{address}.dead` on the input's connection.
     pub dead_letter: Option<String>,
-    /// Outputs through the outbox (arrives with the outbox).
+    /// Outputs, publications, replies and kv writes go to the outbox in one transaction with
+    /// the input's record in the route's inbox, before the input is acked; the relay sends
+    /// them. Survives a broker that is down; a redelivered input is not handled twice.
     #[serde(default)]
     pub durable: bool,
+    /// Remember the ids of the inputs handled, and ack a redelivered one without running the
+    /// chain again (always so on a durable route).
+    #[serde(default)]
+    pub inbox: bool,
     /// The most messages one input may make (default: `server.max_outputs`).
     pub max_outputs: Option<usize>,
     /// Dead-letter an input delivered more often than this without being settled.
@@ -689,6 +751,7 @@ impl Default for RouteConfig {
             retry: RetryConfig::default(),
             dead_letter: None,
             durable: false,
+            inbox: false,
             max_outputs: None,
             max_deliveries: default_max_deliveries(),
             reply_to_allow: Vec::new(),
@@ -740,6 +803,7 @@ impl Default for Config {
                 to: Some("local:demo.out".into()),
                 ..RouteConfig::default()
             }],
+            outbox: OutboxConfig::default(),
         }
     }
 }
@@ -799,6 +863,7 @@ impl Config {
 
     /// Checks what serde cannot: references between sections and the shape of addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.outbox.validate()?;
         let plugins = self.plugin_sources()?;
         let mut names = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
@@ -1400,12 +1465,6 @@ impl RouteConfig {
         }
         self.reply_grants()
             .map_err(|e| invalid(key("reply_to_allow"), e.to_string()))?;
-        if self.durable {
-            return Err(invalid(
-                key("durable"),
-                "durable routes need the outbox, which this version does not have yet",
-            ));
-        }
         for (i, plugin) in self.through.iter().enumerate() {
             let (name, version) = plugin_ref(plugin);
             check_item_name(&key(&format!("through[{i}]")), name)?;

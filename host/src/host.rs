@@ -161,6 +161,23 @@ impl HostServices for StoreServices {
             }
         })
     }
+
+    fn kv_usage<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> HostFuture<'a, Result<(usize, usize), String>> {
+        Box::pin(async move {
+            self.store
+                .kv_usage(plugin, key)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn kv_limits(&self) -> KvLimits {
+        self.limits
+    }
 }
 
 fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
@@ -266,12 +283,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let (trigger, shutdown) = shutdown::channel();
     let mut tasks = JoinSet::new();
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let outbox =
+        crate::outbox::Outbox::new(store.clone(), store_services.limits, config.outbox.clone());
     let supervisor = Supervisor::start(
         Parts {
             store: store.clone(),
             runtime: runtime.clone(),
             services,
             connections: connections.clone(),
+            outbox: outbox.clone(),
             file,
             max_message_bytes: config.server.max_message_bytes,
             max_outputs: config.server.max_outputs,
@@ -327,11 +347,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     );
     let _ = store_services.rpc.set(rpc.clone());
     let rpc_handle = rpc.clone();
+    if config.outbox.relay {
+        // Named after the machine and the address, as the reply queue is: the same after a
+        // restart, so the claims a killed run left are taken back at once.
+        tasks.spawn(crate::outbox::relay(
+            outbox.clone(),
+            connections.clone(),
+            local_token_name(addr).trim_start_matches("cli@").to_owned(),
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(outbox.clone().prune(shutdown.clone()));
     let limits = Arc::new(crate::web::limits::PeerLimits::default());
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
         store: store.clone(),
         supervisor,
+        outbox,
         rpc,
         shutdown: shutdown.clone(),
         max_request_bytes: config.server.max_request_bytes,

@@ -12,6 +12,7 @@ pub mod grant;
 pub mod host;
 pub mod message;
 pub mod metrics;
+pub mod outbox;
 pub mod router;
 pub mod rpc;
 pub mod runtime;

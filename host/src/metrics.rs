@@ -21,6 +21,14 @@
 //!   `unknown_name`, `throttled`, `limited`): what a flood of made-up names shows as, since
 //!   the audit log names only users who exist.
 //!
+//! - `wharf_outbox_sent_total`, `wharf_outbox_retried_total`, `wharf_outbox_dead_total`:
+//!   what this host's relay did with outbox messages;
+//! - `wharf_outbox_pending{connection}`, `wharf_outbox_oldest_age_seconds{connection}`,
+//!   `wharf_outbox_dead{connection}`: the outbox's backlog in the database (every host's),
+//!   read when scraped;
+//! - `wharf_inbox_duplicates_total{route}`: redelivered inputs a route's inbox recognised and
+//!   acked without running the chain again.
+//!
 //! *Invariant*: every label value names something the host knows (a route, a plugin, a
 //! connection, a status code, an outcome): nothing a caller sends adds a series. Ingress to a
 //! connection that does not exist is counted without a `connection` label.
@@ -43,6 +51,13 @@ pub const RPC_CALLS: &str = "wharf_rpc_calls_total";
 pub const RPC_IN_FLIGHT: &str = "wharf_rpc_in_flight";
 pub const PASSWORD_HASHES: &str = "wharf_password_hashes_total";
 pub const SIGN_INS: &str = "wharf_sign_ins_total";
+pub const OUTBOX_SENT: &str = "wharf_outbox_sent_total";
+pub const OUTBOX_RETRIED: &str = "wharf_outbox_retried_total";
+pub const OUTBOX_DEAD_TOTAL: &str = "wharf_outbox_dead_total";
+pub const OUTBOX_PENDING: &str = "wharf_outbox_pending";
+pub const OUTBOX_OLDEST: &str = "wharf_outbox_oldest_age_seconds";
+pub const OUTBOX_DEAD: &str = "wharf_outbox_dead";
+pub const INBOX_DUPLICATES: &str = "wharf_inbox_duplicates_total";
 
 /// Plugin calls take from microseconds to seconds.
 const CALL_BUCKETS: [f64; 14] = [
@@ -96,6 +111,69 @@ fn describe() {
     metrics::describe_gauge!(RPC_IN_FLIGHT, "RPC calls waiting for their reply");
     metrics::describe_counter!(PASSWORD_HASHES, "Password hashes and checks run");
     metrics::describe_counter!(SIGN_INS, "Sign-in attempts, by outcome");
+    metrics::describe_counter!(OUTBOX_SENT, "Outbox messages this host's relay sent");
+    metrics::describe_counter!(
+        OUTBOX_RETRIED,
+        "Outbox sends that failed and wait to be tried again"
+    );
+    metrics::describe_counter!(
+        OUTBOX_DEAD_TOTAL,
+        "Outbox messages their destination refused for good"
+    );
+    metrics::describe_gauge!(OUTBOX_PENDING, "Outbox messages not sent yet");
+    metrics::describe_gauge!(
+        OUTBOX_OLDEST,
+        metrics::Unit::Seconds,
+        "Age of the oldest outbox message not sent yet"
+    );
+    metrics::describe_gauge!(OUTBOX_DEAD, "Outbox messages kept as dead");
+    metrics::describe_counter!(
+        INBOX_DUPLICATES,
+        "Redelivered inputs a route's inbox acked without running the chain"
+    );
+}
+
+pub fn outbox_sent(n: usize) {
+    metrics::counter!(OUTBOX_SENT).increment(n as u64);
+}
+
+pub fn outbox_retried() {
+    metrics::counter!(OUTBOX_RETRIED).increment(1);
+}
+
+pub fn outbox_dead() {
+    metrics::counter!(OUTBOX_DEAD_TOTAL).increment(1);
+}
+
+pub fn inbox_duplicate(route: &str) {
+    metrics::counter!(INBOX_DUPLICATES, "route" => route.to_owned()).increment(1);
+}
+
+/// Sets the outbox's gauges from `stats`, per connection (a destination's address is not a
+/// label: callers choose addresses); `connections` with nothing in the outbox read 0.
+fn outbox_gauges<'a>(
+    stats: &'a crate::store::OutboxStats,
+    connections: impl Iterator<Item = &'a str>,
+) {
+    let mut by_connection: std::collections::BTreeMap<&str, (u64, u64, u64)> =
+        connections.map(|c| (c, (0, 0, 0))).collect();
+    for backlog in &stats.destinations {
+        let connection = backlog
+            .destination
+            .split_once(':')
+            .map_or(backlog.destination.as_str(), |(c, _)| c);
+        let entry = by_connection.entry(connection).or_default();
+        entry.0 += backlog.pending;
+        entry.1 = entry.1.max(backlog.oldest_age_ms.unwrap_or(0));
+        entry.2 += backlog.dead;
+    }
+    for (connection, (pending, oldest_ms, dead)) in by_connection {
+        let label = connection.to_owned();
+        metrics::gauge!(OUTBOX_PENDING, "connection" => label.clone()).set(pending as f64);
+        metrics::gauge!(OUTBOX_OLDEST, "connection" => label.clone())
+            .set(oldest_ms as f64 / 1000.0);
+        metrics::gauge!(OUTBOX_DEAD, "connection" => label).set(dead as f64);
+    }
 }
 
 /// An HTTP ingress request answered with `status`, to `connection` if it exists (`None`:
@@ -141,6 +219,9 @@ pub fn rpc_call(outcome: &'static str) {
 /// The text a scrape gets, with the gauges set from `status` first.
 pub fn render(status: &crate::supervisor::Status, rpc_in_flight: usize) -> String {
     let handle = handle();
+    if let Some(stats) = &status.outbox {
+        outbox_gauges(stats, status.connections.iter().map(|c| c.name.as_str()));
+    }
     metrics::gauge!(RPC_IN_FLIGHT).set(rpc_in_flight as f64);
     for connection in &status.connections {
         metrics::gauge!(CONNECTION_UP, "connection" => connection.name.clone())

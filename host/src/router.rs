@@ -26,8 +26,10 @@ use crate::config::RetryConfig;
 use crate::grant::{Access, Grants};
 use crate::message::{HeaderValue, Message};
 use crate::metrics::RouteMetrics;
-use crate::runtime::{Plugin, PluginError};
+use crate::outbox::Outbox;
+use crate::runtime::{KvWrite, Plugin, PluginError};
 use crate::shutdown::Shutdown;
+use crate::store::{Committed, OutboxEntry, UnitOfWork};
 use futures::FutureExt as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -60,6 +62,24 @@ pub struct Route {
     pub reply_to_allow: Grants,
     /// Where a reply goes when the request names no reply-to.
     pub reply_to: Option<Address>,
+    /// Outputs and kv writes go to the outbox, in one transaction with the input's inbox
+    /// record, before the input is acked.
+    pub durable: bool,
+    /// The route's inbox remembers handled inputs (always so when durable).
+    pub inbox: bool,
+}
+
+impl Route {
+    fn keeps_inbox(&self) -> bool {
+        self.durable || self.inbox
+    }
+}
+
+/// What a chain made of one input: messages to send, and its plugins' kv writes.
+#[derive(Default)]
+struct Effects {
+    sends: Vec<(Address, Message)>,
+    kv: Vec<KvWrite>,
 }
 
 /// Why an attempt failed, with what a dead letter says of it.
@@ -111,14 +131,16 @@ impl Failure {
 pub struct RouteRunner {
     route: Arc<Route>,
     connections: Connections,
+    outbox: Outbox,
     on_started: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl RouteRunner {
-    pub fn new(route: Arc<Route>, connections: Connections) -> Self {
+    pub fn new(route: Arc<Route>, connections: Connections, outbox: Outbox) -> Self {
         RouteRunner {
             route,
             connections,
+            outbox,
             on_started: None,
         }
     }
@@ -168,10 +190,14 @@ impl RouteRunner {
             };
             match delivery {
                 Ok(delivery) => {
-                    let (route, connections, metrics) =
-                        (route.clone(), self.connections.clone(), metrics.clone());
+                    let (route, connections, outbox, metrics) = (
+                        route.clone(),
+                        self.connections.clone(),
+                        self.outbox.clone(),
+                        metrics.clone(),
+                    );
                     in_flight.spawn(async move {
-                        process(&route, &connections, &metrics, delivery).await
+                        process(&route, &connections, &outbox, &metrics, delivery).await
                     });
                 }
                 Err(error) => break Err(error),
@@ -245,6 +271,7 @@ async fn unless_panic<T>(
 async fn process(
     route: &Route,
     connections: &Connections,
+    outbox: &Outbox,
     metrics: &RouteMetrics,
     delivery: Delivery,
 ) {
@@ -254,6 +281,25 @@ async fn process(
         deliveries,
     } = delivery;
     metrics.messages_in.increment(1);
+    // An input the inbox has seen was handled: its effects are committed (or sent), and only
+    // its ack was lost.
+    if route.keeps_inbox() {
+        match outbox.store().inbox_has(&route.name, &input.id).await {
+            Ok(true) => {
+                crate::metrics::inbox_duplicate(&route.name);
+                tracing::info!(route = %route.name, id = %input.id, "handled before (the inbox has it); acking");
+                if let Err(error) = ack.ack().await {
+                    tracing::warn!(route = %route.name, id = %input.id, %error, "settling a message failed; it will be delivered again");
+                }
+                return;
+            }
+            Ok(false) => {}
+            // Not known: the work is done, and a durable route's commit checks again.
+            Err(error) => {
+                tracing::warn!(route = %route.name, %error, "cannot read the inbox");
+            }
+        }
+    }
     let outcome = if deliveries > route.max_deliveries {
         Err(Failure::host(
             "MaxDeliveries",
@@ -265,9 +311,11 @@ async fn process(
     } else {
         unless_panic(
             async {
-                let sends = run_chain(route, connections, metrics, &input).await?;
-                let sent = sends.len() as u64;
-                send_all(connections, sends).await.map(|()| sent)
+                let effects = run_chain(route, connections, metrics, &input).await?;
+                let sent = effects.sends.len() as u64;
+                commit(route, connections, outbox, &input, effects)
+                    .await
+                    .map(|()| sent)
             },
             "running the route",
         )
@@ -490,13 +538,77 @@ fn reply_address(
     Ok(address)
 }
 
-/// Runs the chain on `input`; returns every message to send and where.
+/// Makes a chain's effects happen. On a durable route: the outputs and kv writes into the
+/// outbox with the inbox record, in one transaction. Otherwise: the kv writes committed, then
+/// the outputs sent and confirmed, then (with an inbox) the input recorded as handled.
+async fn commit(
+    route: &Route,
+    connections: &Connections,
+    outbox: &Outbox,
+    input: &Message,
+    effects: Effects,
+) -> Result<(), Failure> {
+    let Effects { sends, kv } = effects;
+    let store_failed = |e: crate::store::StoreError| Failure {
+        exception: e.to_string(),
+        name: "Store",
+        source: "host",
+        plugin: None,
+        retryable: true,
+    };
+    let kv_refused = |reason: String| Failure::host("KvLimit", reason);
+    if route.durable {
+        let origin = format!("route:{}", route.name);
+        let work = UnitOfWork {
+            outbox: sends
+                .into_iter()
+                .map(|(to, message)| OutboxEntry {
+                    destination: to.to_string(),
+                    origin: origin.clone(),
+                    message,
+                })
+                .collect(),
+            kv,
+            handled: Some((route.name.clone(), input.id.clone())),
+        };
+        return match outbox.commit(&work).await.map_err(store_failed)? {
+            Committed::Done => Ok(()),
+            Committed::AlreadyHandled => {
+                crate::metrics::inbox_duplicate(&route.name);
+                Ok(())
+            }
+            Committed::KvRefused(reason) => Err(kv_refused(reason)),
+        };
+    }
+    if !kv.is_empty() {
+        let work = UnitOfWork {
+            kv,
+            ..UnitOfWork::default()
+        };
+        if let Committed::KvRefused(reason) = outbox.commit(&work).await.map_err(store_failed)? {
+            return Err(kv_refused(reason));
+        }
+    }
+    send_all(connections, sends).await?;
+    if route.inbox
+        && let Err(error) = outbox
+            .store()
+            .inbox_record(&route.name, &input.id, crate::message::now_ms() as i64)
+            .await
+    {
+        // The outputs are out: a redelivery would send them again, with the same ids.
+        tracing::warn!(route = %route.name, id = %input.id, %error, "cannot record the input in the inbox");
+    }
+    Ok(())
+}
+
+/// Runs the chain on `input`; returns every message to send and where, and the kv writes.
 async fn run_chain(
     route: &Route,
     connections: &Connections,
     metrics: &RouteMetrics,
     input: &Message,
-) -> Result<Vec<(Address, Message)>, Failure> {
+) -> Result<Effects, Failure> {
     if input.payload.len() > route.max_message_bytes {
         return Err(Failure::host(
             "TooLarge",
@@ -510,6 +622,7 @@ async fn run_chain(
     // The input is read in place by the first stage; it is copied only when no transformer
     // makes new messages from it.
     let mut stage: Option<Vec<Message>> = None;
+    let mut kv = Vec::new();
     for plugin in &route.transformers {
         let inputs = stage.as_deref().unwrap_or(std::slice::from_ref(input));
         let mut next = Vec::with_capacity(inputs.len());
@@ -517,6 +630,7 @@ async fn run_chain(
             let report = plugin.transform(msg).await;
             metrics.plugin_call(plugin.name(), report.cost.wall);
             next.extend(report.result?);
+            kv.extend(report.kv_writes);
             within_outputs(route, next.len())?;
         }
         stage = Some(next);
@@ -536,6 +650,7 @@ async fn run_chain(
                 let report = handler.handle(&request).await;
                 metrics.plugin_call(handler.name(), report.cost.wall);
                 let reply = report.result?;
+                kv.extend(report.kv_writes);
                 for publication in report.published {
                     let to = Address::parse(&publication.destination)
                         .map_err(|e| Failure::broker(e.into()))?;
@@ -568,7 +683,7 @@ async fn run_chain(
             msg.timestamp_ms = crate::message::now_ms();
         }
     }
-    Ok(sends)
+    Ok(Effects { sends, kv })
 }
 
 /// Sends every output and waits for every confirm. The sends run together on this task: they

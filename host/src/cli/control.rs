@@ -181,6 +181,12 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if status["outbox"].is_object() {
+        println!("\noutbox (every host's on this database):");
+        for line in super::outbox::describe(&status["outbox"]) {
+            println!("  {line}");
+        }
+    }
     Ok(if healthy {
         ExitCode::SUCCESS
     } else {
@@ -271,6 +277,13 @@ pub struct RouteSpec {
     /// Deliveries before a message is dead-lettered unsettled.
     #[arg(long)]
     max_deliveries: Option<u64>,
+    /// Outputs and kv writes through the outbox, with the input recorded in the route's
+    /// inbox, in one transaction (`--durable false` to turn it off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    durable: Option<bool>,
+    /// Remember handled inputs and skip one delivered again (`--inbox false` to turn off).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    inbox: Option<bool>,
 }
 
 impl RouteSpec {
@@ -290,6 +303,8 @@ impl RouteSpec {
         set("dead_letter", self.dead_letter.map(Value::from));
         set("concurrency", self.concurrency.map(Value::from));
         set("max_deliveries", self.max_deliveries.map(Value::from));
+        set("durable", self.durable.map(Value::from));
+        set("inbox", self.inbox.map(Value::from));
         if self.retry_max.is_some() || self.backoff_ms.is_some() {
             let mut retry = object
                 .get("retry")
@@ -317,7 +332,7 @@ fn print_route(view: &Value) {
         .filter_map(Value::as_str)
         .collect();
     println!(
-        "{:<20} {:<5} {:<11} {} → [{}] → {}",
+        "{:<20} {:<5} {:<11} {} → [{}] → {}{}",
         view["name"].as_str().unwrap_or(""),
         view["source"].as_str().unwrap_or(""),
         view["status"]["state"]
@@ -327,6 +342,11 @@ fn print_route(view: &Value) {
         route["from"].as_str().unwrap_or(""),
         through.join(", "),
         route["to"].as_str().unwrap_or("(replies)"),
+        if route["durable"].as_bool() == Some(true) {
+            "  (durable)"
+        } else {
+            ""
+        },
     );
     if let Some(error) = view["status"]["error"]
         .as_str()

@@ -2,6 +2,7 @@
 
 mod access;
 mod control;
+mod outbox;
 mod plugin;
 mod queue;
 mod schema;
@@ -33,6 +34,9 @@ pub enum Command {
     Consume(queue::ConsumeArgs),
     /// Send a request to CONNECTION:ADDRESS through a running host and print its reply.
     Rpc(queue::RpcArgs),
+    /// The outbox's backlog, and its messages refused for good (list, retry, delete).
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
     /// Queue statistics and purge, through a running host.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
@@ -94,6 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => queue::publish(args).await,
         Command::Consume(args) => queue::consume(args).await,
         Command::Queue(command) => queue::queue(command).await,
+        Command::Outbox(command) => outbox::run(command).await,
         Command::Rpc(args) => queue::rpc(args).await,
         Command::Schema(command) => schema::run(command).await,
         Command::Plugin(command) => plugin::run(command).await,

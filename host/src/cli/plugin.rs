@@ -81,10 +81,18 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
 
 /// Reads and checks a plugin file; returns the loaded plugin and the file's bytes.
 async fn load(file: &Path, settings: PluginSettings) -> anyhow::Result<(Plugin, Vec<u8>)> {
+    load_with(file, settings, Arc::new(Standalone::default())).await
+}
+
+async fn load_with(
+    file: &Path,
+    settings: PluginSettings,
+    services: Arc<Standalone>,
+) -> anyhow::Result<(Plugin, Vec<u8>)> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let plugin = runtime
-        .load(&bytes, settings, Arc::new(Standalone::default()))
+        .load(&bytes, settings, services)
         .await
         .with_context(|| format!("{} is not a valid plugin", file.display()))?;
     Ok((plugin, bytes))
@@ -155,7 +163,10 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         grants: args.grants.clone(),
         ..PluginSettings::default()
     };
-    let (plugin, _) = load(&args.file, settings).await?;
+    // kv state lives as long as the run: a call's writes apply when it succeeds, so the
+    // calls of --repeat see those before them.
+    let services = Arc::new(Standalone::default());
+    let (plugin, _) = load_with(&args.file, settings, services.clone()).await?;
     let mut failed = false;
     for call in 1..=args.repeat {
         let report = match plugin.info().kind {
@@ -172,6 +183,9 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         failed |= report.result.is_err();
+        if let Err(e) = services.kv_apply(report.kv_writes.clone()).await {
+            bail!("applying the call's kv writes: {e}");
+        }
         // With --repeat, only the first call's outputs and logs are printed in full.
         if args.json {
             println!("{}", serde_json::to_string(&report_json(&report, call))?);

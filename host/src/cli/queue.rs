@@ -116,6 +116,10 @@ pub struct PublishArgs {
     correlation_id: Option<String>,
     #[arg(long)]
     reply_to: Option<String>,
+    /// Hand the message to the host's outbox: answered once it is in the host's database,
+    /// and sent when the broker takes it, even if the broker is down now.
+    #[arg(long)]
+    durable: bool,
     #[command(flatten)]
     host: HostArg,
 }
@@ -226,6 +230,19 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     msg.content_type = args.content_type;
     msg.correlation_id = args.correlation_id;
     msg.reply_to = args.reply_to;
+    if args.durable {
+        let api = super::control::Api::new(&args.host)?;
+        let body = api
+            .send(
+                reqwest::Method::POST,
+                "outbox",
+                Some(serde_json::json!({ "to": args.address, "message": msg.to_json() })),
+            )
+            .await?;
+        let id = body["ids"][0].as_str().unwrap_or(&msg.id);
+        println!("accepted {id} into the outbox");
+        return Ok(ExitCode::SUCCESS);
+    }
     let url = format!("{}/messages", queue_url(&args.host, &args.address)?);
     let body = answer(args.host.client()?.post(&url).json(&msg.to_json()), &url).await?;
     println!("published {}", body["id"].as_str().unwrap_or(&msg.id));

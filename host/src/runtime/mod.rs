@@ -26,7 +26,7 @@ pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use error::{InvalidPlugin, PluginError};
 pub use journal::{Level, LogLine, Source};
 pub use plugin::{CallCost, CallReport, Plugin, PluginInfo, PluginKind, PluginSettings};
-pub use services::{HostFuture, HostServices, KvLimits, Standalone};
+pub use services::{HostFuture, HostServices, KvLimits, KvWrite, Standalone};
 pub use state::Publication;
 
 use state::CallState;

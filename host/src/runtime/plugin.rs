@@ -5,7 +5,7 @@ use super::bindings::{
 };
 use super::error::{InvalidPlugin, PluginError};
 use super::journal::{LogLine, Source};
-use super::services::HostServices;
+use super::services::{HostServices, KvWrite};
 use super::state::{CallState, PluginContext, Publication};
 use super::{CONTRACT_PACKAGE, Runtime};
 use crate::grant::Grants;
@@ -119,6 +119,9 @@ pub struct CallReport<T> {
     pub result: Result<T, PluginError>,
     /// Messages the plugin published during the call; empty unless the call succeeded.
     pub published: Vec<Publication>,
+    /// The kv writes the call made, held for its caller to apply with the rest of its work;
+    /// empty unless the call succeeded.
+    pub kv_writes: Vec<KvWrite>,
     pub logs: Vec<LogLine>,
     /// Log lines past the journal's bound, counted but not kept.
     pub dropped_logs: usize,
@@ -131,6 +134,7 @@ impl<T> CallReport<T> {
         CallReport {
             result: self.result.map(f),
             published: self.published,
+            kv_writes: self.kv_writes,
             logs: self.logs,
             dropped_logs: self.dropped_logs,
             cost: self.cost,
@@ -141,6 +145,7 @@ impl<T> CallReport<T> {
         CallReport {
             result: Err(error),
             published: Vec::new(),
+            kv_writes: Vec::new(),
             logs: Vec::new(),
             dropped_logs: 0,
             cost: CallCost {
@@ -505,6 +510,7 @@ impl Plugin {
         state.cpu.charge();
         let (logs, dropped_logs) = state.take_logs();
         let published = std::mem::take(&mut state.published);
+        let kv_writes = state.take_kv_writes();
         let cost = CallCost {
             wall: started.elapsed(),
             cpu: state.cpu.used,
@@ -534,12 +540,14 @@ impl Plugin {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(worker);
         }
+        let (published, kv_writes) = if result.is_ok() {
+            (published, kv_writes)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         CallReport {
-            published: if result.is_ok() {
-                published
-            } else {
-                Vec::new()
-            },
+            published,
+            kv_writes,
             result,
             logs,
             dropped_logs,

@@ -40,12 +40,34 @@ pub trait HostServices: Send + Sync + 'static {
         key: &'a str,
     ) -> HostFuture<'a, Result<Option<Vec<u8>>, String>>;
 
+    /// Writes `key` now (a daemon's write; a call on a message holds its writes until it
+    /// succeeds, see [`HostServices::kv_usage`]).
     fn kv_set<'a>(
         &'a self,
         plugin: &'a str,
         key: &'a str,
         value: Vec<u8>,
     ) -> HostFuture<'a, Result<(), String>>;
+
+    /// The bytes `plugin`'s state holds in all and, of them, those of `key`: what a held
+    /// write is checked against when it is made (it is checked again when it is applied).
+    fn kv_usage<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> HostFuture<'a, Result<(usize, usize), String>>;
+
+    /// The limits writes are checked against.
+    fn kv_limits(&self) -> KvLimits;
+}
+
+/// A write of a plugin's kv state, made during a call and applied only if the call succeeds
+/// (with the rest of its work, in one transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvWrite {
+    pub plugin: String,
+    pub key: String,
+    pub value: Vec<u8>,
 }
 
 /// Limits on a plugin's kv state, the same wherever it is kept.
@@ -163,5 +185,34 @@ impl HostServices for Standalone {
             entries.insert(key.to_owned(), value);
         });
         Box::pin(async move { result })
+    }
+
+    fn kv_usage<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> HostFuture<'a, Result<(usize, usize), String>> {
+        let kv = self.kv.lock().unwrap_or_else(|p| p.into_inner());
+        let usage = kv.get(plugin).map_or((0, 0), |entries| {
+            (
+                entries.iter().map(|(k, v)| k.len() + v.len()).sum(),
+                entries.get(key).map_or(0, |v| key.len() + v.len()),
+            )
+        });
+        Box::pin(async move { Ok(usage) })
+    }
+
+    fn kv_limits(&self) -> KvLimits {
+        self.limits
+    }
+}
+
+impl Standalone {
+    /// Applies the writes a successful call held (what a route commits with its work).
+    pub async fn kv_apply(&self, writes: Vec<KvWrite>) -> Result<(), String> {
+        for write in writes {
+            self.kv_set(&write.plugin, &write.key, write.value).await?;
+        }
+        Ok(())
     }
 }

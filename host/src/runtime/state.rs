@@ -7,7 +7,7 @@
 
 use super::bindings::{config, daemon_host, host, log, types};
 use super::journal::{Journal, Level, LogLine, SharedJournal, Source};
-use super::services::HostServices;
+use super::services::{HostServices, KvWrite};
 use crate::grant::{Access, Grants};
 use crate::message::Message;
 use std::collections::BTreeMap;
@@ -139,6 +139,11 @@ pub(crate) struct CallState {
     /// Set when a host import failed in a way the plugin cannot see (too many publications);
     /// reported as the call's error.
     pub refused: Option<String>,
+    /// kv writes held until the call succeeds, by key: each value, and the bytes the key held
+    /// in the store when it was written (for the quota of later writes in the same call).
+    pub kv_held: BTreeMap<String, (Vec<u8>, usize)>,
+    /// Whether kv writes are held (a call on a message) or written at once (a daemon).
+    pub hold_kv: bool,
 }
 
 impl CallState {
@@ -172,6 +177,8 @@ impl CallState {
             published: Vec::new(),
             published_bytes: 0,
             refused: None,
+            kv_held: BTreeMap::new(),
+            hold_kv: true,
             plugin,
         }
     }
@@ -183,6 +190,19 @@ impl CallState {
         self.published.clear();
         self.published_bytes = 0;
         self.refused = None;
+        self.kv_held.clear();
+    }
+
+    /// The kv writes the call held, taken.
+    pub fn take_kv_writes(&mut self) -> Vec<KvWrite> {
+        std::mem::take(&mut self.kv_held)
+            .into_iter()
+            .map(|(key, (value, _))| KvWrite {
+                plugin: self.plugin.name.to_string(),
+                key,
+                value,
+            })
+            .collect()
     }
 
     /// What the call said, flushed and taken.
@@ -297,6 +317,9 @@ impl host::Host for CallState {
     }
 
     async fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        if let Some((value, _)) = self.kv_held.get(&key) {
+            return Some(value.clone());
+        }
         let plugin = self.plugin.clone();
         match plugin.services.kv_get(&plugin.name, &key).await {
             Ok(value) => value,
@@ -309,7 +332,25 @@ impl host::Host for CallState {
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         let plugin = self.plugin.clone();
-        plugin.services.kv_set(&plugin.name, &key, value).await
+        if !self.hold_kv {
+            return plugin.services.kv_set(&plugin.name, &key, value).await;
+        }
+        // Held until the call succeeds. The quota counts the store as it is now with this
+        // call's other held writes in place of what their keys held.
+        let (stored_total, stored_key) = plugin.services.kv_usage(&plugin.name, &key).await?;
+        let delta: isize = self
+            .kv_held
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .map(|(k, (v, was))| (k.len() + v.len()) as isize - *was as isize)
+            .sum();
+        let total = (stored_total as isize + delta).max(stored_key as isize) as usize;
+        plugin
+            .services
+            .kv_limits()
+            .check(&key, &value, total, stored_key)?;
+        self.kv_held.insert(key, (value, stored_key));
+        Ok(())
     }
 }
 

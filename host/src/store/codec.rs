@@ -61,6 +61,28 @@ pub(crate) fn decode_headers(text: &str) -> Result<Vec<(String, HeaderValue)>, S
 pub(crate) const MESSAGE_COLUMNS: &str = "id, topic, msg_key, headers, content_type, \
     correlation_id, reply_to, priority, expiration_ms, persistent, payload, timestamp_ms";
 
+/// Binds a message's columns to `$query`, in the order of [`MESSAGE_COLUMNS`], after the
+/// parameters already bound.
+macro_rules! bind_message {
+    ($query:expr, $m:expr) => {{
+        let m: &$crate::message::Message = $m;
+        $query
+            .bind(&m.id)
+            .bind(&m.topic)
+            .bind(&m.key)
+            .bind($crate::store::codec::encode_headers(&m.headers))
+            .bind(&m.content_type)
+            .bind(&m.correlation_id)
+            .bind(&m.reply_to)
+            .bind(m.priority.map(i64::from))
+            .bind(m.expiration_ms.map(|e| e.min(i64::MAX as u64) as i64))
+            .bind(i64::from(m.persistent))
+            .bind(&m.payload)
+            .bind(m.timestamp_ms.min(i64::MAX as u64) as i64)
+    }};
+}
+pub(crate) use bind_message;
+
 /// Reads the message columns of a row of either dialect.
 pub(crate) fn message_from_row<R>(row: &R) -> Result<Message, sqlx::Error>
 where

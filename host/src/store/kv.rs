@@ -3,6 +3,12 @@
 use super::{Dialect, Doing, Store, StoreError, with_pool};
 use crate::runtime::KvLimits;
 
+/// A plugin's kv bytes in all (`$1`), and those of key `$2`.
+pub(super) const USAGE: &str = "SELECT \
+    CAST(COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) AS BIGINT), \
+    CAST(COALESCE(SUM(CASE WHEN key = $2 THEN LENGTH(key) + LENGTH(value) ELSE 0 END), 0) AS BIGINT) \
+    FROM plugin_kv WHERE plugin = $1";
+
 impl Store {
     pub async fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         with_pool!(&self.pool, |pool| sqlx::query_scalar(
@@ -13,6 +19,17 @@ impl Store {
         .fetch_optional(pool)
         .await
         .doing("reading kv state"))
+    }
+
+    /// The bytes `plugin`'s state holds in all, and those of `key`.
+    pub async fn kv_usage(&self, plugin: &str, key: &str) -> Result<(usize, usize), StoreError> {
+        let (total, of_key): (i64, i64) = with_pool!(&self.pool, |pool| sqlx::query_as(USAGE)
+            .bind(plugin)
+            .bind(key)
+            .fetch_one(pool)
+            .await
+            .doing("measuring kv state"))?;
+        Ok((total.max(0) as usize, of_key.max(0) as usize))
     }
 
     /// Sets `key` for `plugin` within `limits`. A refusal is `Ok(Err(reason))`: it is the
@@ -40,17 +57,12 @@ impl Store {
                     .await
                     .doing("locking kv state")?;
             }
-            let (total, replaced): (i64, i64) = sqlx::query_as(
-                "SELECT \
-                 CAST(COALESCE(SUM(LENGTH(key) + LENGTH(value)), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN key = $2 THEN LENGTH(key) + LENGTH(value) ELSE 0 END), 0) AS BIGINT) \
-                 FROM plugin_kv WHERE plugin = $1",
-            )
-            .bind(plugin)
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await
-            .doing("measuring kv state")?;
+            let (total, replaced): (i64, i64) = sqlx::query_as(USAGE)
+                .bind(plugin)
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await
+                .doing("measuring kv state")?;
             if let Err(refused) = limits.check(key, value, total as usize, replaced as usize) {
                 return Ok(Err(refused));
             }

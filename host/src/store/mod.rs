@@ -11,12 +11,16 @@ mod auth;
 mod codec;
 mod control;
 mod kv;
+mod outbox;
 mod plugins;
 pub(crate) mod queue;
 
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use auth::{ApiToken, User};
 pub use control::{ChangeListener, Document, Documents};
+pub use outbox::{
+    Committed, DeadOutboxRow, DestinationBacklog, OutboxEntry, OutboxRow, OutboxStats, UnitOfWork,
+};
 pub use plugins::{InstalledPlugin, Upload};
 pub use queue::{DEFAULT_MAX_DELIVERIES, QueueOptions, QueueStats};
 

@@ -4,7 +4,7 @@
 //! [`QueueOp`]s applied in one transaction: publishes are committed before their senders hear
 //! yes, and a batch costs one commit however many messages it holds.
 
-use super::codec::{MESSAGE_COLUMNS, encode_headers, message_from_row};
+use super::codec::{MESSAGE_COLUMNS, bind_message, message_from_row};
 use super::{Dialect, Doing, Store, StoreError, with_pool};
 use crate::message::{HeaderValue, Message};
 // The claim's SQL is built only from constants in this file.
@@ -142,28 +142,18 @@ fn claim_sql(dialect: Dialect) -> String {
     )
 }
 
-/// Binds a message's columns after the first three parameters of [`INSERT`].
+/// Inserts a message into `queue` with the first three parameters of [`INSERT`].
 macro_rules! insert_message {
     ($conn:expr, $queue:expr, $visible_at:expr, $now:expr, $m:expr) => {{
-        let m: &Message = $m;
-        sqlx::query(INSERT)
-            .bind($queue)
-            .bind($visible_at)
-            .bind($now)
-            .bind(&m.id)
-            .bind(&m.topic)
-            .bind(&m.key)
-            .bind(encode_headers(&m.headers))
-            .bind(&m.content_type)
-            .bind(&m.correlation_id)
-            .bind(&m.reply_to)
-            .bind(m.priority.map(i64::from))
-            .bind(m.expiration_ms.map(|e| e.min(i64::MAX as u64) as i64))
-            .bind(i64::from(m.persistent))
-            .bind(&m.payload)
-            .bind(m.timestamp_ms.min(i64::MAX as u64) as i64)
-            .execute($conn)
-            .await
+        bind_message!(
+            sqlx::query(INSERT)
+                .bind($queue)
+                .bind($visible_at)
+                .bind($now),
+            $m
+        )
+        .execute($conn)
+        .await
     }};
 }
 

@@ -149,6 +149,9 @@ pub struct Status {
     pub consumers: Vec<crate::broker::ConsumerState>,
     /// Items of the database this host does not run, and why.
     pub refused: Vec<Refused>,
+    /// The outbox's backlog (shared by every host on the database); absent if it could not
+    /// be read.
+    pub outbox: Option<crate::store::OutboxStats>,
 }
 
 /// A database item this host does not run.
@@ -165,6 +168,8 @@ pub struct Parts {
     pub runtime: Runtime,
     pub services: Arc<dyn HostServices>,
     pub connections: Connections,
+    /// Where durable routes commit their work, and every route its kv writes.
+    pub outbox: crate::outbox::Outbox,
     pub file: FileLayer,
     /// Server-wide route limits.
     pub max_message_bytes: usize,
@@ -385,6 +390,13 @@ impl Supervisor {
                 }
             })
             .collect();
+        let outbox = match self.inner.parts.outbox.stats().await {
+            Ok(stats) => Some(stats),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the outbox's backlog");
+                None
+            }
+        };
         Status {
             revision: *self.inner.applied.borrow(),
             connections,
@@ -396,6 +408,7 @@ impl Supervisor {
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            outbox,
         }
     }
 
@@ -727,6 +740,7 @@ impl Supervisor {
         state.tasks.spawn(run_route(
             Arc::new(resolved.route),
             self.inner.parts.connections.clone(),
+            self.inner.parts.outbox.clone(),
             unit_shutdown,
             self.inner.parts.grace,
             status.clone(),
@@ -880,6 +894,8 @@ impl Supervisor {
             max_deliveries,
             reply_to_allow: spec.reply_grants().map_err(|e| e.to_string())?,
             reply_to: reply_to.clone(),
+            durable: spec.durable,
+            inbox: spec.inbox,
         };
         Ok(Resolved {
             route,
@@ -899,6 +915,7 @@ fn fingerprint_of(value: &impl Serialize) -> String {
 async fn run_route(
     route: Arc<Route>,
     connections: Connections,
+    outbox: crate::outbox::Outbox,
     mut shutdown: Shutdown,
     grace: Duration,
     status: SharedStatus,
@@ -910,7 +927,7 @@ async fn run_route(
         let attempt = async {
             ensure_queues(&connections, &route).await?;
             let running = status.clone();
-            RouteRunner::new(route.clone(), connections.clone())
+            RouteRunner::new(route.clone(), connections.clone(), outbox.clone())
                 .on_started(move || lock(&running).set(UnitState::Running))
                 .run(shutdown.clone(), grace)
                 .await

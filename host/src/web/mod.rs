@@ -53,6 +53,8 @@ pub struct AppState {
     pub store: crate::store::Store,
     /// Runs what the desired state says; told of every change made here.
     pub supervisor: crate::supervisor::Supervisor,
+    /// Messages handed over to be sent whatever the brokers do, and its backlog.
+    pub outbox: crate::outbox::Outbox,
     /// Pairs RPC replies with their callers.
     pub rpc: crate::rpc::Rpc,
     /// Fires when the host stops: requests that wait stop waiting.
@@ -105,6 +107,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/units/{name}/stop", post(api::units::stop))
         .route("/api/v1/units/{name}/start", post(api::units::start))
         .route("/api/v1/status", get(api::units::status))
+        .route(
+            "/api/v1/outbox",
+            get(api::outbox::stats).post(api::outbox::accept),
+        )
+        .route("/api/v1/outbox/dead", get(api::outbox::dead))
+        .route("/api/v1/outbox/dead/{seq}", delete(api::outbox::forget))
+        .route("/api/v1/outbox/dead/{seq}/retry", post(api::outbox::retry))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/users", get(api::users::list).post(api::users::add))
         .route(

@@ -1,7 +1,9 @@
 //! Test plugin: a handler that publishes each message to every destination in its config
 //! (`to`, comma-separated `connection:address`), counts the messages it relayed in its kv
 //! state, and replies with the count. A refused publish fails the call with `reject`, so a
-//! test can see both the grant check and that nothing is published from a failed call.
+//! test can see both the grant check and that nothing is published from a failed call. A
+//! payload of `fail-after-kv` fails the call (`reject`) after its kv write, so a test can see
+//! that a failed call's writes are not kept.
 use wharf_sdk::{Failure, Info, Message, Value, config, handler::Guest, host};
 
 struct Relay;
@@ -23,6 +25,11 @@ impl Guest for Relay {
             .unwrap_or(0)
             + 1;
         host::kv_set("relayed", count.to_string().as_bytes()).map_err(Failure::Retry)?;
+        if msg.payload == b"fail-after-kv" {
+            return Err(Failure::Reject(format!(
+                "asked to fail after writing relayed = {count}"
+            )));
+        }
         let mut reply = msg.reply(count.to_string());
         reply.set_header("x-relayed", Value::Int(count as i64));
         Ok(Some(reply))

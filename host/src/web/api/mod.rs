@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod outbox;
 pub mod plugins;
 pub mod queues;
 pub mod routes;
@@ -38,6 +39,7 @@ use axum::Json;
         plugins::revoke,
         connections::list, connections::get, connections::create, connections::update,
         connections::delete, connections::test, connections::test_new,
+        outbox::accept, outbox::stats, outbox::dead, outbox::retry, outbox::forget,
     ),
     components(schemas(ApiError, ApiErrorBody)),
     modifiers(&BearerAuth),

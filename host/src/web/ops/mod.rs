@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod outbox;
 pub mod plugins;
 pub mod queues;
 pub mod routes;

@@ -43,6 +43,11 @@ pub struct RouteForm {
     retry_max: String,
     #[serde(default)]
     backoff_ms: String,
+    /// A checkbox: present when ticked.
+    #[serde(default)]
+    durable: Option<String>,
+    #[serde(default)]
+    inbox: Option<String>,
 }
 
 impl RouteForm {
@@ -56,6 +61,8 @@ impl RouteForm {
             concurrency: route.concurrency.to_string(),
             retry_max: route.retry.max.to_string(),
             backoff_ms: route.retry.backoff_ms.to_string(),
+            durable: route.durable.then(|| "1".to_owned()),
+            inbox: route.inbox.then(|| "1".to_owned()),
         }
     }
 
@@ -91,6 +98,8 @@ impl RouteForm {
         if let Some(n) = number("backoff_ms", &self.backoff_ms)? {
             base.retry.backoff_ms = n;
         }
+        base.durable = self.durable.is_some();
+        base.inbox = self.inbox.is_some();
         Ok(base)
     }
 }

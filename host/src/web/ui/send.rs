@@ -4,7 +4,7 @@
 use super::{Page, Params, done, escape, failed, flash, ok_note};
 use crate::web::caller::Operator;
 use crate::web::error::invalid;
-use crate::web::ops::{queues, rpc};
+use crate::web::ops::{outbox, queues, rpc};
 use crate::web::{AppError, AppState};
 use axum::Form;
 use axum::extract::State;
@@ -23,6 +23,9 @@ pub struct SendForm {
     content_type: String,
     #[serde(default)]
     payload: String,
+    /// Hand it to the outbox instead of the broker.
+    #[serde(default)]
+    durable: Option<String>,
     /// Send as a request and wait for its reply.
     #[serde(default)]
     wait: Option<String>,
@@ -92,19 +95,43 @@ pub async fn send(
     page: Page<Operator>,
     Form(typed): Form<SendForm>,
 ) -> Response {
+    if typed.wait.is_some() && typed.durable.is_some() {
+        let note = failed(invalid(
+            "durable",
+            "a request waits for its reply now; the outbox sends later. Choose one.",
+        ));
+        return form(&page, &state, note.0, &typed, Some(note.1), None);
+    }
     if typed.wait.is_some() {
         return send_and_wait(state, page, typed).await;
     }
+    let durable = typed.durable.is_some();
     let result = async {
-        let at = queues::parse(&state, &typed.address)?;
         let message = typed.message()?;
+        if durable {
+            let origin = format!("ui:{}", page.who.caller.actor());
+            let handover = outbox::Handover {
+                to: typed.address.trim().to_owned(),
+                message,
+            };
+            let ids = outbox::accept(&state, &page.who, &origin, vec![handover]).await?;
+            return Ok(ids.into_iter().next().unwrap_or_default());
+        }
+        let at = queues::parse(&state, &typed.address)?;
         queues::publish(&state, &page.who, &at, &message).await
     }
     .await;
     match result {
         Ok(id) => done(
             &format!("/send?address={}", escape(typed.address.trim())),
-            &format!("Accepted by {}: message {id}.", typed.address.trim()),
+            &if durable {
+                format!(
+                    "In the outbox for {}: message {id}; it is sent when the broker takes it.",
+                    typed.address.trim()
+                )
+            } else {
+                format!("Accepted by {}: message {id}.", typed.address.trim())
+            },
         ),
         Err(error) => {
             let (status, note) = failed(error);

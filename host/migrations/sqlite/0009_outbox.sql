@@ -1,0 +1,45 @@
+-- The outbox: messages that must not be lost, committed here first (with the work that made
+-- them) and sent by a relay. A row is `pending` until its broker confirms it, then `sent`
+-- (kept a while, then pruned by age), or `dead` when its destination refuses it for good.
+-- Rows of one destination and ordering key (a message's key; none for a message without one)
+-- are sent in seq order. A relay claims rows by writing its name and a deadline; a claim
+-- past its deadline is free again, so a dead relay's rows come back.
+CREATE TABLE outbox (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination    TEXT NOT NULL,            -- connection:address
+    order_key      TEXT,                     -- hex of the message's key; NULL: no order kept
+    origin         TEXT NOT NULL,            -- route:NAME, api, cli, ...
+    state          TEXT NOT NULL,            -- pending | sent | dead
+    due_ms         INTEGER NOT NULL,         -- not sent before this (a retry's backoff)
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    claimed_by     TEXT,
+    claim_until_ms INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    created_ms     INTEGER NOT NULL,
+    done_ms        INTEGER,                  -- when it was sent or dead-lettered
+    id             TEXT NOT NULL,
+    topic          TEXT NOT NULL,
+    msg_key        BLOB,
+    headers        TEXT NOT NULL,
+    content_type   TEXT,
+    correlation_id TEXT,
+    reply_to       TEXT,
+    priority       INTEGER,
+    expiration_ms  INTEGER,
+    persistent     INTEGER NOT NULL,
+    payload        BLOB NOT NULL,
+    timestamp_ms   INTEGER NOT NULL
+);
+CREATE INDEX outbox_pending ON outbox (state, seq);
+CREATE INDEX outbox_by_key ON outbox (destination, order_key, seq);
+CREATE INDEX outbox_done ON outbox (state, done_ms);
+
+-- The inbox: the ids of the messages a unit has handled, so a message delivered twice (at
+-- least once) is handled once. Pruned by age.
+CREATE TABLE inbox (
+    unit         TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    handled_ms   INTEGER NOT NULL,
+    PRIMARY KEY (unit, message_id)
+);
+CREATE INDEX inbox_by_age ON inbox (handled_ms);

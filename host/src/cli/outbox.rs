@@ -1,0 +1,136 @@
+//! `wharf outbox`: the backlog of a running host's outbox, and the messages their destination
+//! refused for good (list, send again, delete).
+
+use super::control::Api;
+use super::queue::HostArg;
+use clap::Subcommand;
+use serde_json::Value;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Messages not sent yet, per destination: how many, the oldest's age, the last error.
+    Stats {
+        #[command(flatten)]
+        host: HostArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Messages their destination refused for good, newest first.
+    Dead {
+        /// How many to show (1 to 1,000).
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+        #[command(flatten)]
+        host: HostArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a dead message again (its number, SEQ, from `wharf outbox dead`).
+    Retry {
+        seq: i64,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Delete a dead message.
+    Delete {
+        seq: i64,
+        #[command(flatten)]
+        host: HostArg,
+    },
+}
+
+/// Milliseconds as people read an age.
+pub(crate) fn age(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        1_000..=119_999 => format!("{:.1} s", ms as f64 / 1000.0),
+        120_000..=7_199_999 => format!("{} min", ms / 60_000),
+        _ => format!("{:.1} h", ms as f64 / 3_600_000.0),
+    }
+}
+
+/// The backlog as text: a line in all, then one per destination.
+pub(crate) fn describe(stats: &Value) -> Vec<String> {
+    let count = |v: &Value| v.as_u64().unwrap_or(0);
+    let mut lines = vec![format!(
+        "{} pending{}, {} dead",
+        count(&stats["pending"]),
+        stats["oldest_age_ms"]
+            .as_u64()
+            .map(|ms| format!(" (oldest {})", age(ms)))
+            .unwrap_or_default(),
+        count(&stats["dead"])
+    )];
+    for d in stats["destinations"].as_array().into_iter().flatten() {
+        let mut line = format!(
+            "  {}  {} pending",
+            d["destination"].as_str().unwrap_or("?"),
+            count(&d["pending"])
+        );
+        if let Some(ms) = d["oldest_age_ms"].as_u64() {
+            line.push_str(&format!(", oldest {}", age(ms)));
+        }
+        if count(&d["dead"]) > 0 {
+            line.push_str(&format!(", {} dead", count(&d["dead"])));
+        }
+        if let Some(error) = d["last_error"].as_str() {
+            line.push_str(&format!("; last error: {error}"));
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+pub async fn run(command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        OutboxCommand::Stats { host, json } => {
+            let stats = Api::new(&host)?.get("outbox").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                for line in describe(&stats) {
+                    println!("{line}");
+                }
+            }
+        }
+        OutboxCommand::Dead { count, host, json } => {
+            let rows = Api::new(&host)?
+                .get(&format!("outbox/dead?count={count}"))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for row in rows.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}  {}  after {} attempt(s): {}",
+                        row["seq"],
+                        row["destination"].as_str().unwrap_or("?"),
+                        row["message"]["id"].as_str().unwrap_or("?"),
+                        row["attempts"],
+                        row["error"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        OutboxCommand::Retry { seq, host } => {
+            Api::new(&host)?
+                .send(
+                    reqwest::Method::POST,
+                    &format!("outbox/dead/{seq}/retry"),
+                    None,
+                )
+                .await?;
+            println!("outbox message {seq} is pending again");
+        }
+        OutboxCommand::Delete { seq, host } => {
+            Api::new(&host)?
+                .send(reqwest::Method::DELETE, &format!("outbox/dead/{seq}"), None)
+                .await?;
+            println!("outbox message {seq} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

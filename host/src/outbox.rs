@@ -1,0 +1,339 @@
+//! The outbox: messages committed to the host's database first, then sent.
+//!
+//! Whoever must not lose a message (a durable route, `POST /api/v1/outbox`, `wharf publish
+//! --durable`) commits it through [`Outbox::commit`], in one transaction with the rest of its
+//! work (see `store::UnitOfWork`), and only then says yes. The [`relay`] claims pending rows
+//! in batches, sends them with each broker's confirm, and marks them sent:
+//!
+//! - *order*: rows of one destination and message key are sent one after another in the order
+//!   they were committed; a row waiting out a retry holds back the rows of its key behind it.
+//!   Rows without a key keep no order and go out together.
+//! - *retries*: a send that may pass later (a broker down, a timeout) is tried again after a
+//!   capped exponential backoff kept in the row, so it survives a restart. A destination that
+//!   refuses a row for good (a field no broker takes, an address that is not valid) marks it
+//!   dead with the reason; it stays until someone retries or deletes it.
+//! - *several relays* (hosts on one PostgreSQL database) share the backlog: a claim is the
+//!   relay's name and a deadline, claims are made one relay at a time, and a dead relay's
+//!   rows come back when its claims run out. In the normal case no row is sent twice; after a
+//!   crash between a broker's confirm and the row being marked sent, it is sent again with the
+//!   same message id, for consumers to deduplicate.
+
+use crate::broker::{Address, BrokerError, Connections};
+use crate::config::OutboxConfig;
+use crate::message::now_ms;
+use crate::runtime::KvLimits;
+use crate::shutdown::Shutdown;
+use crate::store::{Committed, OutboxRow, OutboxStats, Store, StoreError, UnitOfWork};
+use futures::StreamExt as _;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How often an idle relay looks for rows it was not woken for (another host's, or a retry
+/// coming due).
+const POLL: Duration = Duration::from_millis(500);
+
+/// The outbox of one host. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    store: Store,
+    limits: KvLimits,
+    config: Arc<OutboxConfig>,
+    /// Woken when this host commits rows, so its relay sends them at once.
+    wake: Arc<Notify>,
+    /// The last stats read, and when: `/metrics` is open to anyone, so scrapes share one
+    /// read of the table per [`STATS_FRESH`].
+    cached: Arc<Mutex<Option<(std::time::Instant, OutboxStats)>>>,
+}
+
+/// How long read stats are good for.
+const STATS_FRESH: Duration = Duration::from_secs(2);
+
+impl Outbox {
+    pub fn new(store: Store, limits: KvLimits, config: OutboxConfig) -> Outbox {
+        Outbox {
+            store,
+            limits,
+            config: Arc::new(config),
+            wake: Arc::new(Notify::new()),
+            cached: Arc::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn config(&self) -> &OutboxConfig {
+        &self.config
+    }
+
+    /// Commits `work` in one transaction; its messages are then this host's relay's to send.
+    pub async fn commit(&self, work: &UnitOfWork) -> Result<Committed, StoreError> {
+        let committed = self
+            .store
+            .commit_work(work, &self.limits, now_ms() as i64)
+            .await?;
+        if committed == Committed::Done && !work.outbox.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(committed)
+    }
+
+    /// Tells this host's relay there is work (a dead message made pending again).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The backlog, read at most [`STATS_FRESH`] ago.
+    pub async fn stats(&self) -> Result<OutboxStats, StoreError> {
+        let fresh = {
+            let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+            cached
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < STATS_FRESH)
+                .map(|(_, stats)| stats.clone())
+        };
+        if let Some(stats) = fresh {
+            return Ok(stats);
+        }
+        let stats = self.store.outbox_stats(now_ms() as i64).await?;
+        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), stats.clone()));
+        Ok(stats)
+    }
+
+    /// Prunes sent rows and old inbox records now and then, until `shutdown`.
+    pub async fn prune(self, mut shutdown: Shutdown) {
+        let every = Duration::from_secs(60);
+        loop {
+            let now = now_ms() as i64;
+            let keep_sent = self.config.keep_sent_secs.saturating_mul(1000) as i64;
+            let keep_handled = self.config.keep_handled_secs.saturating_mul(1000) as i64;
+            match self
+                .store
+                .outbox_prune(now - keep_sent, now - keep_handled)
+                .await
+            {
+                Ok((sent, handled)) if sent + handled > 0 => {
+                    tracing::debug!(sent, handled, "pruned the outbox and the inbox")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "pruning the outbox failed"),
+            }
+            tokio::select! {
+                _ = shutdown.fired() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+/// The delay before try `attempts + 1` of a row: doubling from `backoff_ms`, capped, with up
+/// to 10% jitter so that rows failing together do not all come back together.
+fn retry_delay(config: &OutboxConfig, attempts: i64) -> Duration {
+    let factor = 1u64 << attempts.clamp(0, 30);
+    let ms = config
+        .backoff_ms
+        .saturating_mul(factor)
+        .min(config.max_backoff_ms);
+    Duration::from_millis(ms + rand::random_range(0..=ms / 10))
+}
+
+/// Sends the outbox's pending rows until `shutdown`, as relay `name` (unique per host).
+pub async fn relay(outbox: Outbox, connections: Connections, name: String, mut shutdown: Shutdown) {
+    tracing::info!(relay = %name, "outbox relay started");
+    // Claims under this name are an earlier run's (the name is this machine's and address's,
+    // and only one process listens there): take them back now rather than when they run out.
+    if let Err(error) = outbox.store.outbox_release_all(&name).await {
+        tracing::warn!(%error, "cannot take back an earlier run's outbox claims; they come back when they run out");
+    }
+    let config = outbox.config.clone();
+    let mut failures = 0u32;
+    loop {
+        if shutdown.is_fired() {
+            break;
+        }
+        let now = now_ms() as i64;
+        let claimed = outbox
+            .store
+            .outbox_claim(
+                &name,
+                config.batch as i64,
+                now,
+                now + config.claim_ms as i64,
+            )
+            .await;
+        let rows = match claimed {
+            Ok(rows) => {
+                failures = 0;
+                rows
+            }
+            Err(error) => {
+                failures += 1;
+                let wait = retry_delay(&config, i64::from(failures));
+                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "the outbox relay cannot read its table; trying again");
+                tokio::select! {
+                    _ = shutdown.fired() => break,
+                    _ = tokio::time::sleep(wait) => continue,
+                }
+            }
+        };
+        if rows.is_empty() {
+            tokio::select! {
+                _ = shutdown.fired() => break,
+                _ = outbox.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            continue;
+        }
+        send_batch(&outbox, &connections, &name, rows).await;
+    }
+    tracing::info!(relay = %name, "outbox relay stopped");
+}
+
+/// What became of one row.
+enum Outcome {
+    Sent(i64),
+    /// To try again later, with the error; the rows behind it of its key are let go.
+    Again {
+        seq: i64,
+        attempts: i64,
+        error: String,
+        behind: Vec<i64>,
+    },
+    Dead(i64, String),
+}
+
+/// Sends one claimed batch: each key's rows in order, keys and unkeyed rows together.
+async fn send_batch(outbox: &Outbox, connections: &Connections, name: &str, rows: Vec<OutboxRow>) {
+    let config = &outbox.config;
+    // Chains of rows that must go in order; an unkeyed row is a chain of its own.
+    let mut chains: Vec<Vec<OutboxRow>> = Vec::new();
+    let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for row in rows {
+        match &row.order_key {
+            Some(key) => {
+                let at = *by_key
+                    .entry((row.destination.clone(), key.clone()))
+                    .or_insert_with(|| {
+                        chains.push(Vec::new());
+                        chains.len() - 1
+                    });
+                chains[at].push(row);
+            }
+            None => chains.push(vec![row]),
+        }
+    }
+    // A connection found down in this batch is not tried again for the rest of it.
+    let down: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // A send that outlives half the claim is given up, so the claim never runs out under it.
+    let limit = Duration::from_millis(config.claim_ms / 2);
+    let outcomes: Vec<Outcome> = futures::stream::iter(chains)
+        .map(|chain| {
+            let down = down.clone();
+            async move { send_chain(connections, chain, &down, limit).await }
+        })
+        .buffer_unordered(config.batch.max(1))
+        .flat_map(futures::stream::iter)
+        .collect()
+        .await;
+
+    let now = now_ms() as i64;
+    let mut sent = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Sent(seq) => sent.push(seq),
+            Outcome::Again {
+                seq,
+                attempts,
+                error,
+                behind,
+            } => {
+                let due = now + retry_delay(config, attempts).as_millis() as i64;
+                crate::metrics::outbox_retried();
+                if let Err(e) = outbox
+                    .store
+                    .outbox_retry(name, seq, &error, due, &behind)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot put an outbox row back; its claim runs out and it is sent then");
+                }
+            }
+            Outcome::Dead(seq, error) => {
+                tracing::warn!(seq, %error, "the destination refuses an outbox message for good; it is kept as dead");
+                crate::metrics::outbox_dead();
+                if let Err(e) = outbox.store.outbox_dead(name, seq, &error, now).await {
+                    tracing::warn!(error = %e, "cannot mark an outbox row dead; it is tried again");
+                }
+            }
+        }
+    }
+    if !sent.is_empty() {
+        crate::metrics::outbox_sent(sent.len());
+        // Until this is written the rows are claimed: if it fails, they are sent again when
+        // the claim runs out (the same ids: consumers can deduplicate).
+        if let Err(error) = outbox.store.outbox_sent(name, &sent, now).await {
+            tracing::warn!(%error, rows = sent.len(), "cannot mark outbox rows sent; they will be sent again");
+        }
+    }
+}
+
+/// Sends `chain`'s rows in order, stopping at the first that must wait.
+async fn send_chain(
+    connections: &Connections,
+    chain: Vec<OutboxRow>,
+    down: &Mutex<HashSet<String>>,
+    limit: Duration,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(chain.len());
+    let mut rows = chain.into_iter();
+    while let Some(row) = rows.next() {
+        let result = match Address::parse(&row.destination) {
+            Err(e) => Err(BrokerError::from(e)),
+            Ok(to) if !connections.contains(&to.connection) => Err(BrokerError::Unavailable {
+                connection: to.connection.clone(),
+                detail: "this host has no such connection".into(),
+            }),
+            Ok(to)
+                if down
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&to.connection) =>
+            {
+                Err(BrokerError::Unavailable {
+                    connection: to.connection.clone(),
+                    detail: "down".into(),
+                })
+            }
+            Ok(to) => match tokio::time::timeout(limit, connections.send(&to, row.message)).await {
+                Ok(Err(e @ BrokerError::Unavailable { .. })) => {
+                    down.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(to.connection.clone());
+                    Err(e)
+                }
+                Ok(result) => result,
+                Err(_) => Err(BrokerError::Unavailable {
+                    connection: to.connection.clone(),
+                    detail: format!("no confirm within {} ms", limit.as_millis()),
+                }),
+            },
+        };
+        match result {
+            Ok(()) => outcomes.push(Outcome::Sent(row.seq)),
+            Err(e) if e.is_retryable() => {
+                outcomes.push(Outcome::Again {
+                    seq: row.seq,
+                    attempts: row.attempts,
+                    error: e.to_string(),
+                    behind: rows.map(|r| r.seq).collect(),
+                });
+                break;
+            }
+            Err(e) => outcomes.push(Outcome::Dead(row.seq, e.to_string())),
+        }
+    }
+    outcomes
+}
