@@ -133,6 +133,7 @@ pub struct RouteRunner {
     connections: Connections,
     outbox: Outbox,
     on_started: Option<Box<dyn FnOnce() + Send>>,
+    on_closed: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl RouteRunner {
@@ -142,7 +143,15 @@ impl RouteRunner {
             connections,
             outbox,
             on_started: None,
+            on_closed: None,
         }
+    }
+
+    /// Calls `f` once the route's consumer is closed (it reads no more; what it holds is
+    /// still being finished).
+    pub fn on_closed(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_closed = Some(Box::new(f));
+        self
     }
 
     /// Calls `f` once the route's consumer is open (the route is serving).
@@ -204,6 +213,9 @@ impl RouteRunner {
             }
         };
         consumer.close().await;
+        if let Some(closed) = self.on_closed {
+            closed();
+        }
         let pending = in_flight.len();
         if pending > 0 {
             tracing::info!(route = %route.name, pending, "route stopping: finishing messages in flight");

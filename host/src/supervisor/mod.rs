@@ -9,10 +9,11 @@
 //! so a change made through one host reaches the others within a second), and when a unit
 //! that could not be built is due to be tried again. Reconciling opens, replaces and closes
 //! connections, and starts, replaces and stops routes: a route whose definition, plugin
-//! versions, plugin policies or connections changed gets a new runner first, then the old one
-//! is told to stop. The old runner stops taking messages at once and finishes the ones it holds
-//! on the old chain (up to the grace period); the new one takes the rest. A message runs
-//! through one chain, whole: none is lost, failed or run through half of each.
+//! versions, plugin policies or connections changed gets a new runner, and the old one is told
+//! to stop. The old runner stops taking messages at once (it closes its consumer) and finishes
+//! the ones it holds on the old chain (up to the grace period); the new one starts reading once
+//! the old consumer is closed and takes the rest. A message runs through one chain, whole: none
+//! is lost, failed or run through half of each.
 
 pub mod desired;
 
@@ -218,6 +219,9 @@ struct State {
 struct Unit {
     fingerprint: String,
     trigger: ShutdownTrigger,
+    /// Becomes true once the unit's runner has closed its consumer (or the unit has ended):
+    /// the runner replacing it reads only from then on.
+    closed: watch::Receiver<bool>,
 }
 
 /// Why a route cannot be built: what it names is not there (`fault: false`: it stops), or a
@@ -737,11 +741,17 @@ impl Supervisor {
         status.plugins = resolved.plugins;
         let status = Arc::new(Mutex::new(status));
         let (trigger, unit_shutdown) = shutdown::channel();
+        let (closed_tx, closed) = watch::channel(false);
+        let after = state.units.get(name).map(|old| old.closed.clone());
         state.tasks.spawn(run_route(
             Arc::new(resolved.route),
             self.inner.parts.connections.clone(),
             self.inner.parts.outbox.clone(),
-            unit_shutdown,
+            Lifecycle {
+                shutdown: unit_shutdown,
+                after,
+                closed: Arc::new(closed_tx),
+            },
             self.inner.parts.grace,
             status.clone(),
         ));
@@ -750,6 +760,7 @@ impl Supervisor {
             Unit {
                 fingerprint: resolved.fingerprint,
                 trigger,
+                closed,
             },
         );
         match replaced {
@@ -912,14 +923,41 @@ fn fingerprint_of(value: &impl Serialize) -> String {
 
 /// Runs one route until its shutdown fires: if its runner stops with an error (a consumer
 /// lost, a panic), it is started again after a backoff.
+/// When a unit's runner starts and what it tells its successor.
+struct Lifecycle {
+    shutdown: Shutdown,
+    /// The replaced unit's `closed`: this runner reads only once that is true (or the old unit
+    /// has ended). A queue's consumer closes at once; a Kafka member has then left its group,
+    /// so the group never holds the old and the new member of one route at once, and no
+    /// partition's records are handled by both chains.
+    after: Option<watch::Receiver<bool>>,
+    closed: Arc<watch::Sender<bool>>,
+}
+
 async fn run_route(
     route: Arc<Route>,
     connections: Connections,
     outbox: crate::outbox::Outbox,
-    mut shutdown: Shutdown,
+    lifecycle: Lifecycle,
     grace: Duration,
     status: SharedStatus,
 ) {
+    let Lifecycle {
+        mut shutdown,
+        after,
+        closed,
+    } = lifecycle;
+    if let Some(mut after) = after {
+        // Bounded: the old runner closes within its grace period and Kafka's 30 s drain.
+        let limit = grace + Duration::from_secs(35);
+        tokio::select! {
+            _ = shutdown.fired() => {
+                lock(&status).set(UnitState::Stopped);
+                return;
+            }
+            _ = tokio::time::timeout(limit, after.wait_for(|closed| *closed)) => {}
+        }
+    }
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
     loop {
         lock(&status).set(UnitState::Starting);
@@ -927,8 +965,12 @@ async fn run_route(
         let attempt = async {
             ensure_queues(&connections, &route).await?;
             let running = status.clone();
+            let closed = closed.clone();
             RouteRunner::new(route.clone(), connections.clone(), outbox.clone())
                 .on_started(move || lock(&running).set(UnitState::Running))
+                .on_closed(move || {
+                    closed.send_replace(true);
+                })
                 .run(shutdown.clone(), grace)
                 .await
         };
