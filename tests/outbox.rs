@@ -21,6 +21,17 @@ on_every_backend!(
     refused_rows_are_kept_dead_until_retried_or_deleted,
 );
 
+/// The test that restarts PostgreSQL holds this for writing; every other test of this binary
+/// that uses PostgreSQL holds it for reading, so a restart never hits a test that does not
+/// expect it.
+static POSTGRES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// A database of `backend`, with the lock that keeps the PostgreSQL restart away from it.
+async fn database(backend: Backend) -> (TestDb, tokio::sync::RwLockReadGuard<'static, ()>) {
+    let guard = POSTGRES.read().await;
+    (TestDb::new(backend).await, guard)
+}
+
 fn entry(destination: &str, key: Option<&str>, payload: &str) -> OutboxEntry {
     let mut message = Message::new("t", payload.as_bytes().to_vec());
     message.key = key.map(|k| k.as_bytes().to_vec());
@@ -56,7 +67,7 @@ fn payloads(rows: &[wharf::store::OutboxRow]) -> Vec<String> {
 }
 
 async fn work_commits_whole_or_not_at_all(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let (db, _pg) = database(backend).await;
     let store = Store::open(&db.url).await.unwrap();
     let limits = KvLimits {
         max_total_bytes: 64,
@@ -113,7 +124,7 @@ async fn work_commits_whole_or_not_at_all(backend: Backend) {
 }
 
 async fn claims_keep_order_per_key_and_retries_hold_their_key(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let (db, _pg) = database(backend).await;
     let store = Store::open(&db.url).await.unwrap();
     put(
         &store,
@@ -185,7 +196,7 @@ async fn claims_keep_order_per_key_and_retries_hold_their_key(backend: Backend) 
 }
 
 async fn two_relays_never_split_a_key_and_a_dead_relays_claims_come_back(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let (db, _pg) = database(backend).await;
     let store = Store::open(&db.url).await.unwrap();
     put(
         &store,
@@ -227,7 +238,7 @@ async fn two_relays_never_split_a_key_and_a_dead_relays_claims_come_back(backend
 }
 
 async fn refused_rows_are_kept_dead_until_retried_or_deleted(backend: Backend) {
-    let db = TestDb::new(backend).await;
+    let (db, _pg) = database(backend).await;
     let store = Store::open(&db.url).await.unwrap();
     put(
         &store,
@@ -276,7 +287,7 @@ async fn refused_rows_are_kept_dead_until_retried_or_deleted(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_that_commit_out_of_order_are_not_skipped() {
     use sqlx::Connection;
-    let db = TestDb::new(Backend::Postgres).await;
+    let (db, _pg) = database(Backend::Postgres).await;
     let store = Store::open(&db.url).await.unwrap();
     let insert = "INSERT INTO outbox (destination, origin, state, due_ms, created_ms, id, topic, \
         headers, persistent, payload, timestamp_ms) \
@@ -546,7 +557,7 @@ async fn two_hosts_on_postgresql_relay_one_backlog_together() {
     use sqlx::Connection;
     let _shared = support::RABBIT.read().await;
     let queue = unique("outbox-two");
-    let db = TestDb::new(Backend::Postgres).await;
+    let (db, _pg) = database(Backend::Postgres).await;
     // Small batches, so the backlog takes long enough for both relays to share it.
     let outbox = wharf::config::OutboxConfig {
         batch: 8,
@@ -742,4 +753,124 @@ async fn bad_handovers_are_refused_whole() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
     host.stop().await;
+}
+
+/// PostgreSQL restarted under a durable route: nothing is lost, and the host recovers by
+/// itself (commits that fail while it is down are retried; the relay waits and goes on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_route_survives_a_postgresql_restart() {
+    let _exclusive = POSTGRES.write().await;
+    let _shared = support::RABBIT.read().await;
+    let db = TestDb::new(Backend::Postgres).await;
+    let (input, output) = (unique("outbox-pg-in"), unique("outbox-pg-out"));
+    let mut config = rabbit_config(&input, Default::default());
+    if let Some(wharf::config::ConnectionConfig::Amqp(amqp)) = config.connections.get_mut("rabbit")
+    {
+        amqp.queues
+            .push(wharf::config::AmqpQueueConfig::named(&output));
+    }
+    config.routes = vec![wharf::config::RouteConfig {
+        name: "kept".into(),
+        from: format!("rabbit:{input}"),
+        through: vec!["uppercase".into()],
+        to: Some(format!("rabbit:{output}")),
+        durable: true,
+        concurrency: 32,
+        // Enough tries to outlast a restart (doubling from 100 ms, capped at 2 s).
+        retry: wharf::config::RetryConfig {
+            max: 40,
+            backoff_ms: 100,
+            max_backoff_ms: 2_000,
+        },
+        ..Default::default()
+    }];
+    let (host, _) = support::start_host(&db, config).await;
+    let client = support::amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    const COUNT: usize = 2_000;
+    let publisher = tokio::spawn({
+        let (channel, input) = (channel.clone(), input.clone());
+        async move {
+            for i in 0..COUNT {
+                channel
+                    .basic_publish(
+                        "".into(),
+                        input.as_str().into(),
+                        lapin::options::BasicPublishOptions::default(),
+                        format!("k{}:{}", i % 10, i / 10).as_bytes(),
+                        lapin::BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_message_id(format!("m{i}").into()),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+                if i % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("the machine's PostgreSQL cluster (pg_ctlcluster) restarts here")
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let out = tokio::process::Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            version.to_str().unwrap(),
+            "main",
+            "restart",
+        ])
+        .output()
+        .await
+        .expect("running pg_ctlcluster");
+    assert!(
+        out.status.success(),
+        "restarting PostgreSQL failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    publisher.await.unwrap();
+
+    // Every input arrives upper-cased; a few may come twice (an input redelivered after a
+    // commit whose answer the restart cut off, before its inbox record could be read).
+    use futures::StreamExt as _;
+    let mut consumer = channel
+        .basic_consume(
+            output.as_str().into(),
+            "pg-restart".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut duplicates = 0;
+    while seen.len() < COUNT {
+        let delivery = tokio::time::timeout(Duration::from_secs(90), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {COUNT} arrived", seen.len()))
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(delivery.data).unwrap();
+        assert!(text.starts_with('K'), "{text}");
+        if !seen.insert(text) {
+            duplicates += 1;
+        }
+    }
+    println!("{COUNT} arrived through a PostgreSQL restart, {duplicates} twice");
+    let _ = client.close(200, "done".into()).await;
+    host.stop().await;
+    support::delete_amqp_queues(&[input, output]).await;
 }

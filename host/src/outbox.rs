@@ -43,9 +43,13 @@ pub struct Outbox {
     /// Woken when this host commits rows, so its relay sends them at once.
     wake: Arc<Notify>,
     /// The last stats read, and when: `/metrics` is open to anyone, so scrapes share one
-    /// read of the table per [`STATS_FRESH`].
-    cached: Arc<Mutex<Option<(std::time::Instant, OutboxStats)>>>,
+    /// read of the table per [`STATS_FRESH`], made by one of them while the others wait.
+    /// A failed read is kept as long, so a database that is down is asked once per period.
+    cached: Arc<tokio::sync::Mutex<Option<StatsRead>>>,
 }
+
+/// Stats as read at an instant, or why they could not be.
+type StatsRead = (std::time::Instant, Result<OutboxStats, String>);
 
 /// How long read stats are good for.
 const STATS_FRESH: Duration = Duration::from_secs(2);
@@ -88,20 +92,20 @@ impl Outbox {
 
     /// The backlog, read at most [`STATS_FRESH`] ago.
     pub async fn stats(&self) -> Result<OutboxStats, StoreError> {
-        let fresh = {
-            let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-            cached
-                .as_ref()
-                .filter(|(at, _)| at.elapsed() < STATS_FRESH)
-                .map(|(_, stats)| stats.clone())
+        let mut cached = self.cached.lock().await;
+        let read = match &*cached {
+            Some((at, read)) if at.elapsed() < STATS_FRESH => read.clone(),
+            _ => {
+                let read = self
+                    .store
+                    .outbox_stats(now_ms() as i64)
+                    .await
+                    .map_err(|e| e.to_string());
+                *cached = Some((std::time::Instant::now(), read.clone()));
+                read
+            }
         };
-        if let Some(stats) = fresh {
-            return Ok(stats);
-        }
-        let stats = self.store.outbox_stats(now_ms() as i64).await?;
-        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((std::time::Instant::now(), stats.clone()));
-        Ok(stats)
+        read.map_err(StoreError::Invalid)
     }
 
     /// Prunes sent rows and old inbox records now and then, until `shutdown`.

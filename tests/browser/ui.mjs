@@ -142,6 +142,32 @@ try {
   await page.locator(".live pre", { hasText: "HELLO FROM THE BROWSER" }).waitFor({ timeout: 15000 });
   await shoot(page, "consume");
 
+  step = "a durable send through the outbox, and the dashboard's Outbox section";
+  await page.goto(base + "/send");
+  await page.fill("#address", `rabbit:${queue}`);
+  await page.fill("#payload", "kept in the outbox");
+  await page.check("#durable");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "In the outbox for");
+  await page.goto(base + "/queue?address=local:ui.out");
+  await page.click("#live");
+  await page.locator(".live pre", { hasText: "KEPT IN THE OUTBOX" }).waitFor({ timeout: 15000 });
+  // The relay marks it sent once RabbitMQ confirmed it; the backlog is read at most every 2 s.
+  let drained = false;
+  for (let i = 0; i < 20 && !drained; i++) {
+    await page.goto(base + "/");
+    drained = (await text(page)).includes("Nothing waiting");
+    if (!drained) await page.waitForTimeout(300);
+  }
+  expect(drained, "the dashboard's Outbox section says nothing is waiting");
+  // Both boxes at once are refused: a request waits now, the outbox sends later.
+  await page.goto(base + "/send");
+  await page.fill("#address", `rabbit:${queue}`);
+  await page.check("#durable");
+  await page.check("#wait");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Choose one");
+
   step = "the Send page waits for a reply";
   await page.goto(base + "/plugins");
   await page.setInputFiles("#file", join(plugins, "echo.wasm"));

@@ -1,7 +1,7 @@
 //! Plugins' small kv state (the `kv-get` and `kv-set` imports), limited per plugin.
 
-use super::{Dialect, Doing, Store, StoreError, with_pool};
-use crate::runtime::KvLimits;
+use super::{Doing, Store, StoreError, with_pool};
+use crate::runtime::{KvLimits, KvWrite};
 
 /// A plugin's kv bytes in all (`$1`), and those of key `$2`.
 pub(super) const USAGE: &str = "SELECT \
@@ -32,8 +32,8 @@ impl Store {
         Ok((total.max(0) as usize, of_key.max(0) as usize))
     }
 
-    /// Sets `key` for `plugin` within `limits`. A refusal is `Ok(Err(reason))`: it is the
-    /// plugin's to see, not a database failure.
+    /// Sets `key` for `plugin` within `limits` (a unit of work of one write). A refusal is
+    /// `Ok(Err(reason))`: it is the plugin's to see, not a database failure.
     pub async fn kv_set(
         &self,
         plugin: &str,
@@ -42,44 +42,17 @@ impl Store {
         limits: &KvLimits,
         now_ms: i64,
     ) -> Result<Result<(), String>, StoreError> {
-        let dialect = self.dialect();
-        with_pool!(&self.pool, |pool| {
-            // The quota is checked, then written: one writer per plugin at a time, or two
-            // writes that each fit could together pass the limit.
-            let mut tx = pool
-                .begin_with(dialect.begin_write())
-                .await
-                .doing("starting a kv write")?;
-            if dialect == Dialect::Postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(plugin)
-                    .execute(&mut *tx)
-                    .await
-                    .doing("locking kv state")?;
-            }
-            let (total, replaced): (i64, i64) = sqlx::query_as(USAGE)
-                .bind(plugin)
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await
-                .doing("measuring kv state")?;
-            if let Err(refused) = limits.check(key, value, total as usize, replaced as usize) {
-                return Ok(Err(refused));
-            }
-            sqlx::query(
-                "INSERT INTO plugin_kv (plugin, key, value, updated_ms) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, \
-                 updated_ms = excluded.updated_ms",
-            )
-            .bind(plugin)
-            .bind(key)
-            .bind(value)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .doing("writing kv state")?;
-            tx.commit().await.doing("committing kv state")?;
-            Ok(Ok(()))
+        let work = super::UnitOfWork {
+            kv: vec![KvWrite {
+                plugin: plugin.to_owned(),
+                key: key.to_owned(),
+                value: value.to_vec(),
+            }],
+            ..super::UnitOfWork::default()
+        };
+        Ok(match self.commit_work(&work, limits, now_ms).await? {
+            super::Committed::KvRefused(reason) => Err(reason),
+            _ => Ok(()),
         })
     }
 }

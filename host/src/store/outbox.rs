@@ -161,8 +161,9 @@ impl Store {
                     return Ok(Committed::AlreadyHandled);
                 }
             }
-            // Each plugin's writes: its quota is measured, then written, under one lock per
-            // plugin, as a single write is (kv.rs).
+            // Each plugin's writes: its quota is measured, then written, one unit per plugin
+            // at a time (a lock on PostgreSQL; SQLite has one writer), or two units that each
+            // fit could together pass the limit.
             let mut by_plugin: BTreeMap<&str, Vec<&KvWrite>> = BTreeMap::new();
             for write in &work.kv {
                 by_plugin.entry(&write.plugin).or_default().push(write);
