@@ -31,7 +31,10 @@ CREATE TABLE outbox (
     timestamp_ms   BIGINT NOT NULL
 );
 CREATE INDEX outbox_pending ON outbox (state, seq);
-CREATE INDEX outbox_by_key ON outbox (destination, order_key, seq);
+-- What holds a key back (a live claim, a retry's wait) is found through these, among the
+-- pending rows only, so a claim costs the same whatever the backlog behind it.
+CREATE INDEX outbox_claimed ON outbox (claim_until_ms) WHERE state = 'pending';
+CREATE INDEX outbox_waiting ON outbox (due_ms) WHERE state = 'pending';
 CREATE INDEX outbox_done ON outbox (state, done_ms);
 
 -- The inbox: the ids of the messages a unit has handled, so a message delivered twice (at

@@ -110,19 +110,23 @@ fn order_key(message: &Message) -> Option<String> {
 fn claim_sql(dialect: Dialect) -> String {
     // A row is free when it is pending, due and unclaimed (or its claim ran out), and no
     // earlier pending row of its destination and key is waiting out a retry or held by a
-    // live claim: those go first. Claims are serialized (one writer on SQLite, a lock on
-    // PostgreSQL), so two relays never split one key between them.
+    // live claim: those go first. The rows that hold a key back are few (a claim's batch, the
+    // retries) and found through partial indexes, so a claim does not grow with the backlog.
+    // Claims are serialized (one writer on SQLite, a lock on PostgreSQL), so two relays never
+    // split one key between them.
     let lock = match dialect {
         Dialect::Sqlite => "",
         Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
     };
     format!(
-        "UPDATE outbox SET claimed_by = $1, claim_until_ms = $2 \
+        "WITH blockers AS (SELECT destination, order_key, MIN(seq) AS first FROM outbox \
+           WHERE state = 'pending' AND order_key IS NOT NULL \
+           AND (claim_until_ms >= $3 OR due_ms > $3) GROUP BY destination, order_key) \
+         UPDATE outbox SET claimed_by = $1, claim_until_ms = $2 \
          WHERE seq IN (SELECT o.seq FROM outbox o \
            WHERE o.state = 'pending' AND o.due_ms <= $3 AND o.claim_until_ms < $3 \
-           AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.destination = o.destination \
-             AND e.order_key = o.order_key AND e.seq < o.seq AND e.state = 'pending' \
-             AND (e.due_ms > $3 OR e.claim_until_ms >= $3)) \
+           AND NOT EXISTS (SELECT 1 FROM blockers b WHERE b.destination = o.destination \
+             AND b.order_key = o.order_key AND b.first < o.seq) \
            ORDER BY o.seq LIMIT $4 {lock}) \
          RETURNING seq, destination, order_key, attempts, {MESSAGE_COLUMNS}"
     )
