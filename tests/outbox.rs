@@ -874,3 +874,77 @@ async fn a_durable_route_survives_a_postgresql_restart() {
     host.stop().await;
     support::delete_amqp_queues(&[input, output]).await;
 }
+
+/// `wharf publish --durable` and `wharf outbox stats|dead|retry|delete` against a running host:
+/// a message its destination refuses for good is kept as dead, sent again, and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_hands_over_and_looks_after_the_outbox() {
+    let (db, _pg) = database(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, wharf::config::Config::default()).await;
+    let url = format!("http://{}", host.addr);
+    let wharf = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(&args)
+            .output()
+            .await
+            .expect("running wharf");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let args = |words: &[&str]| -> Vec<String> {
+        words
+            .iter()
+            .map(|w| w.to_string())
+            .chain(["--url".to_owned(), url.clone()])
+            .collect()
+    };
+    let stats = || async {
+        let (ok, out, err) = wharf(args(&["outbox", "stats", "--json"])).await;
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+
+    let (ok, out, err) = wharf(args(&["publish", "--durable", "local:demo.in", "kept"])).await;
+    assert!(ok && out.contains("into the outbox"), "{out}{err}");
+    let arrived = support::arrived(&broker, "demo.out").await;
+    assert_eq!(arrived[0].payload, b"KEPT");
+
+    // An address the embedded broker refuses (a name over its limit): dead, with the reason.
+    let refused = format!("local:{}", "x".repeat(300));
+    let (ok, out, err) = wharf(args(&["publish", "--durable", &refused, "doomed"])).await;
+    assert!(ok, "{out}{err}");
+    wait_for(|| async { stats().await["dead"] == 1 }).await;
+    let (ok, text, _) = wharf(args(&["outbox", "stats"])).await;
+    assert!(
+        ok && text.contains("0 pending") && text.contains("1 dead"),
+        "{text}"
+    );
+    let (ok, out, err) = wharf(args(&["outbox", "dead", "--json"])).await;
+    assert!(ok, "{err}");
+    let dead: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(dead.as_array().unwrap().len(), 1, "{dead}");
+    assert!(
+        dead[0]["error"].as_str().unwrap().contains("at most"),
+        "{dead}"
+    );
+    assert_eq!(dead[0]["message"]["payload"], "doomed");
+    let seq = dead[0]["seq"].as_i64().unwrap().to_string();
+
+    // Sent again: refused again, dead again.
+    let (ok, out, err) = wharf(args(&["outbox", "retry", &seq])).await;
+    assert!(ok && out.contains("pending again"), "{out}{err}");
+    wait_for(|| async {
+        let s = stats().await;
+        s["dead"] == 1 && s["pending"] == 0
+    })
+    .await;
+    let (ok, out, err) = wharf(args(&["outbox", "delete", &seq])).await;
+    assert!(ok && out.contains("deleted"), "{out}{err}");
+    assert_eq!(stats().await["dead"], 0);
+    let (ok, _, err) = wharf(args(&["outbox", "delete", &seq])).await;
+    assert!(!ok && err.contains("no dead outbox message"), "{err}");
+    host.stop().await;
+}

@@ -90,6 +90,12 @@ impl Outbox {
         self.wake.notify_one();
     }
 
+    /// Drops the stats last read: someone changed a row by hand (retried or deleted a dead
+    /// one) and the next read shows it.
+    pub async fn stats_changed(&self) {
+        *self.cached.lock().await = None;
+    }
+
     /// The backlog, read at most [`STATS_FRESH`] ago.
     pub async fn stats(&self) -> Result<OutboxStats, StoreError> {
         let mut cached = self.cached.lock().await;

@@ -111,6 +111,7 @@ pub async fn retry(state: &AppState, who: &Allowed<Operator>, seq: i64) -> Resul
         )));
     }
     state.outbox.wake();
+    state.outbox.stats_changed().await;
     audit::record(state, who, "outbox.retry", &seq.to_string(), Value::Null).await;
     Ok(())
 }
@@ -122,6 +123,7 @@ pub async fn forget(state: &AppState, who: &Allowed<Operator>, seq: i64) -> Resu
             "no dead outbox message numbered {seq}"
         )));
     }
+    state.outbox.stats_changed().await;
     audit::record(state, who, "outbox.delete", &seq.to_string(), Value::Null).await;
     Ok(())
 }
