@@ -69,10 +69,6 @@ impl Outbox {
         &self.store
     }
 
-    pub fn config(&self) -> &OutboxConfig {
-        &self.config
-    }
-
     /// Commits `work` in one transaction; its messages are then this host's relay's to send.
     pub async fn commit(&self, work: &UnitOfWork) -> Result<Committed, StoreError> {
         let committed = self

@@ -365,24 +365,6 @@ impl Store {
         .doing("dead-lettering an outbox row"))
     }
 
-    /// Lets rows `seqs` go unsent (a relay stopping).
-    pub async fn outbox_release(&self, relay: &str, seqs: &[i64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "UPDATE outbox SET claimed_by = NULL, claim_until_ms = 0 WHERE claimed_by = $1 \
-             AND seq IN ({})",
-            seq_list(seqs)
-        );
-        with_pool!(&self.pool, |pool| sqlx::query(AssertSqlSafe(sql))
-            .bind(relay)
-            .execute(pool)
-            .await
-            .map(drop)
-            .doing("letting outbox rows go"))
-    }
-
     /// Lets go every row `relay` holds (a relay starting again after its host died).
     pub async fn outbox_release_all(&self, relay: &str) -> Result<(), StoreError> {
         with_pool!(&self.pool, |pool| sqlx::query(

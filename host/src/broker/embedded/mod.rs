@@ -21,8 +21,6 @@
 //!   it cannot take fails its own sender and nobody else's publish, ack or claim.
 //! - *Queues belong to their connection*: two embedded connections on one database each have
 //!   their own queues; the store keys a queue by `connection:queue`.
-
-pub mod topic;
 use super::{AckHandle, BrokerError, DeadLetter, Delivery, Nack};
 use crate::message::{HeaderValue, Message, now_ms};
 use crate::store::queue::{Claimed, OpOutcome, QueueOp};
