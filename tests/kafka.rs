@@ -951,3 +951,110 @@ async fn bad_input_is_a_clear_error_or_passes_through_without_stalling_its_parti
     );
     host.stop().await;
 }
+
+/// Model events on Kafka: one topic holds every event (its routing key in `x-wharf-topic`);
+/// two services subscribed to `Booking.*` each read it in a consumer group of their own and
+/// get every `Booking.created` and `Booking.updated` and no `Order.created`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_each_get_every_booking_event_on_kafka() {
+    let _exclusive = BROKER.lock().await;
+    let db = support::TestDb::new(support::Backend::Sqlite).await;
+    let topic = unique("events");
+    let mut config = Config::default();
+    config.routes.clear();
+    config.connections.insert(
+        "kafka".into(),
+        wharf::config::ConnectionConfig::Kafka(Box::new(wharf::config::KafkaConfig {
+            brokers: brokers(),
+            group: unique("wharf"),
+            ..Default::default()
+        })),
+    );
+    config.events = wharf::config::EventsConfig {
+        connection: "kafka".into(),
+        exchange: topic.clone(),
+    };
+    let (host, broker) = support::start_host(&db, config).await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let base = format!("http://{}/api/v1", host.addr);
+    for service in ["billing", "audit"] {
+        let made = client
+            .post(format!("{base}/subscriptions"))
+            .json(&serde_json::json!({
+                "name": format!("{service}-bookings"),
+                "service": service,
+                "pattern": "Booking.*",
+                "through": ["uppercase"],
+                "to": format!("local:{service}.out"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = made.status();
+        let made: serde_json::Value = made.json().await.unwrap();
+        assert_eq!(status, 201, "{made}");
+    }
+    for (model, event) in [
+        ("shop.models.Booking", "created"),
+        ("Booking", "updated"),
+        ("Order", "created"),
+    ] {
+        let answer = client
+            .post(format!("{base}/events/{model}/{event}"))
+            .json(&serde_json::json!({ "event": event }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    }
+    for service in ["billing", "audit"] {
+        let queue = format!("{service}.out");
+        let started = Instant::now();
+        let topics = loop {
+            let found = broker.peek(&queue, 10, 1 << 20).await.unwrap();
+            if found.len() >= 2 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let found = broker.peek(&queue, 10, 1 << 20).await.unwrap();
+                let mut topics: Vec<String> = found.into_iter().map(|m| m.topic).collect();
+                topics.sort();
+                break topics;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "{queue} got {} of 2 events within 90 s",
+                found.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(
+            topics,
+            vec!["Booking.created", "Booking.updated"],
+            "{queue}"
+        );
+    }
+    // Each subscription is its own consumer group on the events topic.
+    let status: serde_json::Value = client
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let groups: Vec<&str> = status["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["group"].as_str())
+        .collect();
+    for queue in [
+        "billing.uppercase.Booking.any",
+        "audit.uppercase.Booking.any",
+    ] {
+        assert!(
+            groups.iter().any(|g| g.ends_with(queue)),
+            "{queue} not in {groups:?}"
+        );
+    }
+    host.stop().await;
+}

@@ -326,6 +326,9 @@ async fn a_stalled_output_applies_backpressure() {
         reply_to: None,
         durable: false,
         inbox: false,
+        subscription: None,
+        filter: None,
+        retry_in_place: false,
     };
     let outbox = wharf::outbox::Outbox::new(
         Store::open(&input_db.url).await.unwrap(),

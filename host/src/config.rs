@@ -30,6 +30,184 @@ pub struct Config {
     /// This host's outbox relay and how long sent messages and handled ids are kept.
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// Where this host publishes model events and where its subscriptions read them.
+    #[serde(default)]
+    pub events: EventsConfig,
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionConfig>,
+}
+
+/// Where model events go: a topic exchange (AMQP, or the embedded broker's) or a Kafka topic,
+/// on one connection. Each host has its own; hosts that share events name the same place.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// The connection carrying events (`embedded`, `amqp` or `kafka`).
+    pub connection: String,
+    /// The topic exchange (AMQP, embedded) or topic (Kafka) events are published to.
+    pub exchange: String,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            connection: "local".into(),
+            exchange: "events".into(),
+        }
+    }
+}
+
+impl EventsConfig {
+    fn validate(&self, has_connection: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+        if !has_connection(&self.connection) {
+            return Err(invalid(
+                "events.connection",
+                format!(
+                    "names connection `{}`, which is not configured",
+                    self.connection
+                ),
+            ));
+        }
+        check_name("events.exchange", &self.exchange)?;
+        if self.exchange.is_empty() || self.exchange.contains('/') {
+            return Err(invalid(
+                "events.exchange",
+                "must be an exchange (or Kafka topic) name, not empty and without `/`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A subscription: every event whose routing key matches `pattern` runs through `through`
+/// from a queue (or Kafka consumer group) of its own, named from the service, the chain and
+/// the pattern, so two services never share one by accident.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    pub name: String,
+    /// Routing keys to take, in AMQP's topic rules: `Booking.*` (one word), `Booking.#` or
+    /// `#` (any number), `Booking.updated`.
+    pub pattern: String,
+    /// The subscribing service: part of the queue's name.
+    pub service: String,
+    /// Plugins in order: transformers, optionally ending in one handler.
+    #[serde(default)]
+    pub through: Vec<String>,
+    /// `connection:address` for the outputs; may be left out when the chain ends in a
+    /// handler.
+    pub to: Option<String>,
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Where dead letters go; by default `{queue}.dead` on the events connection.
+    pub dead_letter: Option<String>,
+    /// Effects go through the outbox, as a durable route's.
+    #[serde(default)]
+    pub durable: bool,
+    /// Remember handled event ids; a redelivered one is acked without running the chain.
+    #[serde(default)]
+    pub inbox: bool,
+    pub max_outputs: Option<usize>,
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+}
+
+impl SubscriptionConfig {
+    /// The queue (or Kafka consumer group) of this subscription:
+    /// `{service}.{plugins joined by -}.{pattern}`, with `*` as `any` and `#` as `all`
+    /// (`billing.notify.Booking.any`); `forward` for an empty chain.
+    pub fn queue(&self) -> String {
+        let chain = if self.through.is_empty() {
+            "forward".to_owned()
+        } else {
+            self.through
+                .iter()
+                .map(|p| plugin_ref(p).0)
+                .collect::<Vec<_>>()
+                .join("-")
+        };
+        let pattern = self
+            .pattern
+            .split('.')
+            .map(|word| match word {
+                "*" => "any",
+                "#" => "all",
+                word => word,
+            })
+            .collect::<Vec<_>>()
+            .join(".");
+        format!("{}.{chain}.{pattern}", self.service)
+    }
+
+    /// The route that runs it: from its queue on the events connection.
+    pub fn route(&self, events: &EventsConfig) -> RouteConfig {
+        RouteConfig {
+            name: self.name.clone(),
+            from: format!("{}:{}", events.connection, self.queue()),
+            through: self.through.clone(),
+            to: self.to.clone(),
+            concurrency: self.concurrency,
+            retry: self.retry.clone(),
+            dead_letter: self.dead_letter.clone(),
+            durable: self.durable,
+            inbox: self.inbox,
+            max_outputs: self.max_outputs,
+            max_deliveries: self.max_deliveries,
+            reply_to_allow: Vec::new(),
+            reply_to: None,
+        }
+    }
+
+    /// Checks one subscription on its own: its name, service and pattern, and the route it
+    /// becomes on `events`. `prefix` goes before each key named in an error.
+    pub fn check(
+        &self,
+        prefix: &str,
+        events: &EventsConfig,
+        has_connection: &dyn Fn(&str) -> bool,
+    ) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("{prefix}{field}");
+        check_item_name(&key("name"), &self.name)?;
+        check_item_name(&key("service"), &self.service)?;
+        check_pattern(&key("pattern"), &self.pattern)?;
+        self.route(events)
+            .check(prefix, has_connection)
+            .map_err(|e| match e {
+                // The route's `from` is the subscription's queue, which it does not name itself.
+                ConfigError::Invalid { key: k, problem } if k == key("from") => invalid(
+                    key("service"),
+                    format!("the queue `{}` made from it: {problem}", self.queue()),
+                ),
+                other => other,
+            })
+    }
+}
+
+/// A binding pattern: words separated by `.`, each `*`, `#` or letters, digits, `_` and `-`.
+pub fn check_pattern(key: &str, pattern: &str) -> Result<(), ConfigError> {
+    if pattern.is_empty() || pattern.len() > 200 {
+        return Err(invalid(key, "must be 1 to 200 bytes"));
+    }
+    for word in pattern.split('.') {
+        let fine = word == "*"
+            || word == "#"
+            || (!word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')));
+        if !fine {
+            return Err(invalid(
+                key,
+                format!(
+                    "`{}` is not a pattern: words separated by `.`, each `*` (one word), `#` (any number) or letters, digits, `_` and `-`",
+                    pattern.escape_debug()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The outbox: messages committed to the host's database first, then sent by a relay.
@@ -796,6 +974,8 @@ impl Default for Config {
                 ConnectionConfig::Embedded(EmbeddedConnectionConfig::default()),
             )]),
             plugins: BTreeMap::new(),
+            events: EventsConfig::default(),
+            subscriptions: Vec::new(),
             routes: vec![RouteConfig {
                 name: "demo".into(),
                 from: "local:demo.in".into(),
@@ -864,14 +1044,52 @@ impl Config {
     /// Checks what serde cannot: references between sections and the shape of addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.outbox.validate()?;
+        self.events
+            .validate(&|name| self.connections.contains_key(name))?;
         let plugins = self.plugin_sources()?;
         let mut names = std::collections::HashSet::new();
+        let mut queues = std::collections::HashMap::new();
+        for (i, subscription) in self.subscriptions.iter().enumerate() {
+            let key = |field: &str| format!("subscriptions[{i}].{field}");
+            if !names.insert(&subscription.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` names two subscriptions", subscription.name),
+                ));
+            }
+            subscription.check(&format!("subscriptions[{i}]."), &self.events, &|name| {
+                self.connections.contains_key(name)
+            })?;
+            if let Some(other) = queues.insert(subscription.queue(), &subscription.name) {
+                return Err(invalid(
+                    key("service"),
+                    format!(
+                        "subscriptions `{other}` and `{}` would share queue `{}`: the same service, chain and pattern",
+                        subscription.name,
+                        subscription.queue()
+                    ),
+                ));
+            }
+            for plugin in &subscription.through {
+                if !plugins.contains_key(plugin_ref(plugin).0) {
+                    return Err(invalid(
+                        key("through"),
+                        format!(
+                            "no plugin `{plugin}` is configured under [plugins] or found in the plugin_dir"
+                        ),
+                    ));
+                }
+            }
+        }
         for (i, route) in self.routes.iter().enumerate() {
             let key = |field: &str| format!("routes[{i}].{field}");
             if !names.insert(&route.name) {
                 return Err(invalid(
                     key("name"),
-                    format!("`{}` names two routes", route.name),
+                    format!(
+                        "`{}` names two units (routes and subscriptions share names)",
+                        route.name
+                    ),
                 ));
             }
             route.check(&format!("routes[{i}]."), &|name| {

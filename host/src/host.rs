@@ -245,6 +245,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         path: config.file.clone(),
         connections: config.connections.clone(),
         routes: config.routes.clone(),
+        subscriptions: config.subscriptions.clone(),
+        events: config.events.clone(),
         ..FileLayer::default()
     };
     for (name, plugin_config) in config.plugin_sources()? {

@@ -10,7 +10,7 @@
 //! - `wharf_route_messages_dead_lettered_total{route}`;
 //! - `wharf_plugin_call_seconds{plugin}`: each plugin call's wall time (histogram);
 //! - `wharf_connection_up{connection}`: 1 up, 0 down;
-//! - `wharf_units{kind, state}`: units by state;
+//! - `wharf_units{kind, state}`: units (`route`, `subscription`) by state;
 //! - `wharf_http_ingress_requests_total{connection, status}`: ingress requests, by answer;
 //! - `wharf_http_egress_requests_total{connection, status}`: egress requests, by answer;
 //! - `wharf_rpc_calls_total{outcome}`: calls through the correlation table (`reply`,
@@ -26,6 +26,9 @@
 //! - `wharf_outbox_pending{connection}`, `wharf_outbox_oldest_age_seconds{connection}`,
 //!   `wharf_outbox_dead{connection}`: the outbox's backlog in the database (every host's),
 //!   read when scraped;
+//! - `wharf_events_published_total`: model events this host published straight to its
+//!   events exchange (through the API, the CLI or the Send page); durable ones count in the
+//!   outbox's counters. The routing key is not a label: callers choose it;
 //! - `wharf_inbox_duplicates_total{route}`: redelivered inputs a route's inbox recognised and
 //!   acked without running the chain again.
 //!
@@ -58,6 +61,7 @@ pub const OUTBOX_PENDING: &str = "wharf_outbox_pending";
 pub const OUTBOX_OLDEST: &str = "wharf_outbox_oldest_age_seconds";
 pub const OUTBOX_DEAD: &str = "wharf_outbox_dead";
 pub const INBOX_DUPLICATES: &str = "wharf_inbox_duplicates_total";
+pub const EVENTS_PUBLISHED: &str = "wharf_events_published_total";
 
 /// Plugin calls take from microseconds to seconds.
 const CALL_BUCKETS: [f64; 14] = [
@@ -128,6 +132,10 @@ fn describe() {
     );
     metrics::describe_gauge!(OUTBOX_DEAD, "Outbox messages kept as dead");
     metrics::describe_counter!(
+        EVENTS_PUBLISHED,
+        "Model events published to the events exchange"
+    );
+    metrics::describe_counter!(
         INBOX_DUPLICATES,
         "Redelivered inputs a route's inbox acked without running the chain"
     );
@@ -143,6 +151,10 @@ pub fn outbox_retried() {
 
 pub fn outbox_dead() {
     metrics::counter!(OUTBOX_DEAD_TOTAL).increment(1);
+}
+
+pub fn event_published() {
+    metrics::counter!(EVENTS_PUBLISHED).increment(1);
 }
 
 pub fn inbox_duplicate(route: &str) {
@@ -228,19 +240,25 @@ pub fn render(status: &crate::supervisor::Status, rpc_in_flight: usize) -> Strin
             .set(if connection.state == "up" { 1.0 } else { 0.0 });
     }
     let states = ["starting", "running", "backing_off", "failed", "stopped"];
-    for state in states {
-        let count = status
-            .units
-            .iter()
-            .filter(|u| {
-                serde_json::to_value(u.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .as_deref()
-                    == Some(state)
-            })
-            .count();
-        metrics::gauge!(UNITS, "kind" => "route", "state" => state).set(count as f64);
+    for kind in [
+        crate::supervisor::UnitKind::Route,
+        crate::supervisor::UnitKind::Subscription,
+    ] {
+        for state in states {
+            let count = status
+                .units
+                .iter()
+                .filter(|u| {
+                    u.kind == kind
+                        && serde_json::to_value(u.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .as_deref()
+                            == Some(state)
+                })
+                .count();
+            metrics::gauge!(UNITS, "kind" => kind.as_str(), "state" => state).set(count as f64);
+        }
     }
     handle.render()
 }

@@ -41,6 +41,7 @@ const OUTPUT_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6d2c_94e1_5b0a_4f7e_9c3d_1a2b_3c4d_5e6f);
 
 /// One route, resolved: its plugins loaded and its addresses parsed.
+#[derive(Clone)]
 pub struct Route {
     pub name: String,
     pub from: Address,
@@ -67,6 +68,24 @@ pub struct Route {
     pub durable: bool,
     /// The route's inbox remembers handled inputs (always so when durable).
     pub inbox: bool,
+    /// The subscription this route runs, if it is one: `from` is then its queue, bound to
+    /// the events exchange when the route starts.
+    pub subscription: Option<Subscription>,
+    /// Only inputs whose topic matches this pattern run the chain; the others are acked
+    /// (a subscription reading a Kafka topic that holds every event).
+    pub filter: Option<String>,
+    /// A failed input waits out its retry where it is (its delivery count is its attempt),
+    /// instead of a copy going back to `from` (a shared log, where every subscriber would
+    /// see the copy).
+    pub retry_in_place: bool,
+}
+
+/// A subscription's place on the events exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub exchange: String,
+    pub pattern: String,
+    pub queue: String,
 }
 
 impl Route {
@@ -164,7 +183,28 @@ impl RouteRunner {
     /// Messages still unsettled after that are returned to the broker (for the embedded broker,
     /// they come back when their visibility timeout runs out).
     pub async fn run(self, mut shutdown: Shutdown, grace: Duration) -> Result<(), BrokerError> {
-        let route = self.route;
+        let mut route = self.route;
+        let mut group = route.name.clone();
+        if let Some(subscription) = &route.subscription {
+            let subscribed = self
+                .connections
+                .producer(&route.from)?
+                .transport()
+                .subscribe(
+                    &subscription.exchange,
+                    &subscription.queue,
+                    &subscription.pattern,
+                )
+                .await?;
+            group = subscribed.group.clone();
+            let mut reading = (*route).clone();
+            reading.from = route.from.sibling(subscribed.address);
+            if subscribed.shared_log {
+                reading.filter = Some(subscription.pattern.clone());
+                reading.retry_in_place = true;
+            }
+            route = Arc::new(reading);
+        }
         let mut consumer = self
             .connections
             .consume_with(
@@ -173,7 +213,7 @@ impl RouteRunner {
                     prefetch: route.concurrency,
                     // The route counts deliveries and dead-letters to its own dead letters.
                     limited: false,
-                    unit: Some(route.name.clone()),
+                    unit: Some(group),
                 },
             )
             .await?;
@@ -292,6 +332,15 @@ async fn process(
         ack,
         deliveries,
     } = delivery;
+    // An event of another kind on a shared log: not this subscription's.
+    if let Some(pattern) = &route.filter
+        && !crate::topic::matches(pattern, &input.topic)
+    {
+        if let Err(error) = ack.ack().await {
+            tracing::warn!(route = %route.name, id = %input.id, %error, "settling a message failed; it will be delivered again");
+        }
+        return;
+    }
     metrics.messages_in.increment(1);
     // An input the inbox has seen was handled: its effects are committed (or sent), and only
     // its ack was lost.
@@ -340,8 +389,21 @@ async fn process(
         }
         Err(failure) => {
             metrics.failed.increment(1);
-            let attempts = attempts_of(&input);
+            let attempts = if route.retry_in_place {
+                deliveries.saturating_sub(1)
+            } else {
+                attempts_of(&input)
+            };
             let retrying = failure.retryable && attempts < route.retry.max;
+            if retrying && route.retry_in_place {
+                metrics.retried.increment(1);
+                let delay = backoff(&route.retry, attempts);
+                tracing::info!(route = %route.name, id = %input.id, attempt = attempts + 1, delay_ms = delay.as_millis() as u64, error = %failure.exception, "retrying in place");
+                if let Err(error) = ack.nack(Nack::RequeueAfter(delay)).await {
+                    tracing::warn!(route = %route.name, id = %input.id, %error, "settling a message failed; it will be delivered again");
+                }
+                return;
+            }
             let next = unless_panic(
                 async {
                     if retrying {

@@ -196,6 +196,36 @@ impl AckHandle {
     }
 }
 
+/// How a subscription reads its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The address to consume on the connection.
+    pub address: String,
+    /// The consumer-group name, where consumers share work by one (Kafka).
+    pub group: String,
+    /// Whether the address holds every event, not only the matching ones (a Kafka topic),
+    /// so the consumer filters by the pattern and retries in place rather than sending a
+    /// copy back where every subscriber would see it again.
+    pub shared_log: bool,
+}
+
+impl Subscribed {
+    /// A queue of the subscription's own, bound to the exchange.
+    pub fn queue(queue: &str) -> Subscribed {
+        Subscribed {
+            address: queue.to_owned(),
+            group: queue.to_owned(),
+            shared_log: false,
+        }
+    }
+}
+
+fn no_events(kind: &str) -> BrokerError {
+    BrokerError::Broker(format!(
+        "a connection of kind `{kind}` carries no events; name an embedded, amqp or kafka connection in [events]"
+    ))
+}
+
 /// A transport's stream of deliveries from one address.
 #[async_trait::async_trait]
 pub trait Source: Send + 'static {
@@ -364,6 +394,33 @@ pub trait Transport: AsAny + Send + Sync + 'static {
     fn consumers(&self) -> Vec<ConsumerState> {
         Vec::new()
     }
+    /// Makes `exchange` this connection's events exchange (or topic): declared, and a send
+    /// to it that no subscriber takes is fine (an event nobody wants), not `Unroutable`.
+    async fn declare_events(&self, _exchange: &str) -> Result<(), BrokerError> {
+        Err(no_events(self.kind()))
+    }
+    /// Gives a subscription its own queue (or consumer group) on events exchange `exchange`,
+    /// taking every event whose key matches `pattern`; returns how to consume it.
+    async fn subscribe(
+        &self,
+        _exchange: &str,
+        _queue: &str,
+        _pattern: &str,
+    ) -> Result<Subscribed, BrokerError> {
+        Err(no_events(self.kind()))
+    }
+    /// Takes a deleted subscription's queue off the exchange (its messages stay, to be read
+    /// or purged).
+    async fn unsubscribe(
+        &self,
+        _exchange: &str,
+        _queue: &str,
+        _pattern: &str,
+    ) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    /// The transport's kind, as connections name it (`embedded`, `amqp`, …).
+    fn kind(&self) -> &'static str;
     /// Whether requests to `address` are answered by [`Transport::request`].
     fn answers(&self, _address: &str) -> bool {
         false

@@ -75,13 +75,13 @@ pub(crate) fn segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
 }
 
-fn print(value: &Value) -> anyhow::Result<()> {
+pub(crate) fn print(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Reads a JSON document from a file, or `-` for standard input.
-fn read_json(source: &str) -> anyhow::Result<Value> {
+pub(crate) fn read_json(source: &str) -> anyhow::Result<Value> {
     let text = if source == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
@@ -133,7 +133,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             .filter_map(Value::as_str)
             .collect();
         println!(
-            "  {:<5} {:<20} {:<5} {:<11} {}{}",
+            "  {:<12} {:<20} {:<5} {:<11} {}{}",
             u["kind"].as_str().unwrap_or(""),
             u["name"].as_str().unwrap_or(""),
             u["source"].as_str().unwrap_or(""),
@@ -357,7 +357,7 @@ fn print_route(view: &Value) {
 }
 
 /// Stops or starts unit `name` (`verb`) and prints its state.
-async fn switch(name: &str, host: &HostArg, verb: &str) -> anyhow::Result<()> {
+pub(crate) async fn switch(name: &str, host: &HostArg, verb: &str) -> anyhow::Result<()> {
     let unit = Api::new(host)?
         .send(
             reqwest::Method::POST,

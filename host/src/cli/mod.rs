@@ -2,6 +2,7 @@
 
 mod access;
 mod control;
+mod events;
 mod outbox;
 mod plugin;
 mod queue;
@@ -52,6 +53,15 @@ pub enum Command {
     /// Create, change, delete and list routes on a running host.
     #[command(subcommand)]
     Route(control::RouteCommand),
+    /// Publish a model event (routing key `{Model}.{event}`) through a running host.
+    Event(events::EventArgs),
+    /// Create, change, stop, start, delete and list subscriptions to events on a running
+    /// host.
+    #[command(subcommand)]
+    Subscription(events::SubscriptionCommand),
+    /// Process every message outstanding on the routes and subscriptions given, then print
+    /// how many were processed (for cron).
+    Drain(events::DrainArgs),
     /// Add, change, test, remove and list connections on a running host.
     #[command(subcommand)]
     Connection(control::ConnectionCommand),
@@ -104,6 +114,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(command) => plugin::run(command).await,
         Command::Status(args) => control::status(args).await,
         Command::Route(command) => control::route(command).await,
+        Command::Event(args) => events::event(args).await,
+        Command::Subscription(command) => events::subscription(command).await,
+        Command::Drain(args) => events::drain(args).await,
         Command::Connection(command) => control::connection(command).await,
         Command::User(command) => access::user(command).await,
         Command::Token(command) => access::token(command).await,

@@ -143,6 +143,17 @@ pub struct ConsumeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
+    /// Every queue the host uses, on every connection: who reads and writes it, how many
+    /// messages wait, and its dead letters.
+    List {
+        /// Only queues whose address or unit contains this.
+        #[arg(long, default_value = "")]
+        filter: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        host: HostArg,
+    },
     /// Depth, ready, in flight, delayed and the oldest message's age.
     Stats {
         address: String,
@@ -294,6 +305,59 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
 
 pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
     match command {
+        QueueCommand::List { filter, json, host } => {
+            let api = super::control::Api::new(&host)?;
+            let path = format!(
+                "queues?filter={}",
+                percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC)
+            );
+            let list = api.get(&path).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = list["queues"].as_array().map_or(&[][..], Vec::as_slice);
+            if rows.is_empty() {
+                eprintln!("no queues{}", if filter.is_empty() { "" } else { " match" });
+            }
+            for row in rows {
+                let depth = &row["depth"];
+                let waiting = depth["depth"]
+                    .as_u64()
+                    .or(depth["ready"].as_u64())
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string());
+                let used: Vec<String> = row["used_by"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|u| {
+                        format!(
+                            "{} by {} {}",
+                            u["role"].as_str().unwrap_or(""),
+                            u["kind"].as_str().unwrap_or(""),
+                            u["unit"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:<40} {:>8} waiting{}{}  {}",
+                    row["address"].as_str().unwrap_or(""),
+                    waiting,
+                    row["dead_letters"]
+                        .as_u64()
+                        .map(|n| format!(", {n} dead"))
+                        .unwrap_or_default(),
+                    row["error"]
+                        .as_str()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default(),
+                    used.join("; ")
+                );
+            }
+            if list["truncated"].as_bool() == Some(true) {
+                eprintln!("(the first 500 only: narrow it with --filter)");
+            }
+        }
         QueueCommand::Stats { address, host } => {
             let url = queue_url(&host, &address)?;
             let stats = answer(host.client()?.get(&url), &url).await?;

@@ -15,6 +15,7 @@ use sqlx::AssertSqlSafe;
 pub enum Documents {
     Connections,
     Routes,
+    Subscriptions,
 }
 
 impl Documents {
@@ -22,6 +23,7 @@ impl Documents {
         match self {
             Documents::Connections => "connections",
             Documents::Routes => "routes",
+            Documents::Subscriptions => "subscriptions",
         }
     }
 

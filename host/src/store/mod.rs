@@ -14,6 +14,7 @@ mod kv;
 mod outbox;
 mod plugins;
 pub(crate) mod queue;
+mod topics;
 
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use auth::{ApiToken, User};

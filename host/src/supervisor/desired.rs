@@ -3,7 +3,9 @@
 //! both is an error at start-up; one that appears in the database later (made through another
 //! host) is not run here, and says so.
 
-use crate::config::{ConnectionConfig, PluginConfig, RouteConfig};
+use crate::config::{
+    ConnectionConfig, EventsConfig, PluginConfig, RouteConfig, SubscriptionConfig,
+};
 use crate::runtime::{Plugin, PluginSettings};
 use crate::store::{Documents, InstalledPlugin, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -124,6 +126,9 @@ pub struct FileLayer {
     pub connections: BTreeMap<String, ConnectionConfig>,
     pub plugins: BTreeMap<String, FilePlugin>,
     pub routes: Vec<RouteConfig>,
+    pub subscriptions: Vec<SubscriptionConfig>,
+    /// Where this host's events go and its subscriptions read them.
+    pub events: EventsConfig,
 }
 
 /// One item of the desired state and where it is defined.
@@ -139,6 +144,7 @@ pub struct Desired {
     pub revision: i64,
     pub connections: BTreeMap<String, Item<ConnectionConfig>>,
     pub routes: BTreeMap<String, Item<RouteConfig>>,
+    pub subscriptions: BTreeMap<String, Item<SubscriptionConfig>>,
     /// Every uploaded version of every plugin, by name then upload order.
     pub plugins: BTreeMap<String, Vec<InstalledPlugin>>,
     pub policies: BTreeMap<String, PluginPolicy>,
@@ -175,6 +181,15 @@ impl Desired {
                 },
             );
         }
+        for subscription in &file.subscriptions {
+            desired.subscriptions.insert(
+                subscription.name.clone(),
+                Item {
+                    spec: subscription.clone(),
+                    source: Source::File,
+                },
+            );
+        }
         for doc in store.documents(Documents::Connections).await? {
             match serde_json::from_str::<ConnectionConfig>(&doc.spec) {
                 _ if file.connections.contains_key(&doc.name) => desired.refused.push((
@@ -205,6 +220,14 @@ impl Desired {
                         .refused
                         .push(("route", doc.name.clone(), both("route", &doc.name)))
                 }
+                _ if desired.subscriptions.contains_key(&doc.name) => desired.refused.push((
+                    "route",
+                    doc.name.clone(),
+                    format!(
+                        "this host's file has a subscription named `{}`; routes and subscriptions share names (rename one)",
+                        doc.name
+                    ),
+                )),
                 Ok(spec) => {
                     desired.routes.insert(
                         doc.name,
@@ -216,6 +239,37 @@ impl Desired {
                 }
                 Err(e) => desired.refused.push((
                     "route",
+                    doc.name,
+                    format!("this host cannot read its definition: {e}"),
+                )),
+            }
+        }
+        for doc in store.documents(Documents::Subscriptions).await? {
+            match serde_json::from_str::<SubscriptionConfig>(&doc.spec) {
+                _ if desired.subscriptions.contains_key(&doc.name) => desired.refused.push((
+                    "subscription",
+                    doc.name.clone(),
+                    both("subscription", &doc.name),
+                )),
+                _ if desired.routes.contains_key(&doc.name) => desired.refused.push((
+                    "subscription",
+                    doc.name.clone(),
+                    format!(
+                        "a route is named `{}` too; routes and subscriptions share names (rename one)",
+                        doc.name
+                    ),
+                )),
+                Ok(spec) => {
+                    desired.subscriptions.insert(
+                        doc.name,
+                        Item {
+                            spec,
+                            source: Source::Api,
+                        },
+                    );
+                }
+                Err(e) => desired.refused.push((
+                    "subscription",
                     doc.name,
                     format!("this host cannot read its definition: {e}"),
                 )),
@@ -260,6 +314,36 @@ impl Desired {
         Ok(desired)
     }
 
+    /// Every unit to run: routes and subscriptions (each as the route that runs it, reading
+    /// its queue on `events`), by name.
+    pub fn units(&self, events: &EventsConfig) -> BTreeMap<String, UnitDef> {
+        let mut units = BTreeMap::new();
+        for (name, item) in &self.routes {
+            units.insert(
+                name.clone(),
+                UnitDef {
+                    kind: UnitKind::Route,
+                    source: item.source,
+                    route: item.spec.clone(),
+                    subscription: None,
+                },
+            );
+        }
+        for (name, item) in &self.subscriptions {
+            units.entry(name.clone()).or_insert_with(|| UnitDef {
+                kind: UnitKind::Subscription,
+                source: item.source,
+                route: item.spec.route(events),
+                subscription: Some(crate::router::Subscription {
+                    exchange: events.exchange.clone(),
+                    pattern: item.spec.pattern.clone(),
+                    queue: item.spec.queue(),
+                }),
+            });
+        }
+        units
+    }
+
     /// The policy of plugin `name` (the defaults until an admin sets one).
     pub fn policy(&self, name: &str) -> PluginPolicy {
         self.policies.get(name).cloned().unwrap_or_default()
@@ -291,6 +375,32 @@ impl Desired {
                 .ok_or_else(|| format!("plugin `{name}` has no enabled version")),
         }
     }
+}
+
+/// What kind of unit a unit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitKind {
+    Route,
+    Subscription,
+}
+
+impl UnitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitKind::Route => "route",
+            UnitKind::Subscription => "subscription",
+        }
+    }
+}
+
+/// One unit of the desired state, as the route that runs it.
+#[derive(Debug, Clone)]
+pub struct UnitDef {
+    pub kind: UnitKind,
+    pub source: Source,
+    pub route: RouteConfig,
+    pub subscription: Option<crate::router::Subscription>,
 }
 
 /// The problem of a name defined in both layers.

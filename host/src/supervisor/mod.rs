@@ -17,7 +17,7 @@
 
 pub mod desired;
 
-pub use desired::{Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source};
+pub use desired::{Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source, UnitDef, UnitKind};
 
 use crate::broker::{Address, Connections, Producer};
 use crate::config::{ConnectionConfig, RouteConfig, plugin_ref};
@@ -83,8 +83,8 @@ pub enum UnitState {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnitStatus {
     pub name: String,
-    /// `route` (subscriptions and daemons later).
-    pub kind: &'static str,
+    /// `route` or `subscription`.
+    pub kind: UnitKind,
     pub source: Source,
     pub state: UnitState,
     /// The last error, kept while the unit runs again, until it changes.
@@ -100,10 +100,10 @@ pub struct UnitStatus {
 }
 
 impl UnitStatus {
-    fn new(name: &str, source: Source, state: UnitState) -> Self {
+    fn new(name: &str, kind: UnitKind, source: Source, state: UnitState) -> Self {
         UnitStatus {
             name: name.to_owned(),
-            kind: "route",
+            kind,
             source,
             state,
             error: None,
@@ -519,11 +519,12 @@ impl Supervisor {
             .bindings
             .write()
             .unwrap_or_else(|p| p.into_inner()) = desired
-            .routes
+            .units(&self.inner.parts.file.events)
             .values()
-            .map(|route| (route.spec.from.clone(), route.spec.to.is_none()))
+            .map(|unit| (unit.route.from.clone(), unit.route.to.is_none()))
             .collect();
         let closing = self.reconcile_connections(state, &desired).await;
+        self.declare_events();
         self.reconcile_routes(state, &desired, strict).await?;
         // Connections replaced or removed close once the routes that used them have had
         // their grace period to finish.
@@ -538,6 +539,24 @@ impl Supervisor {
         }
         self.inner.applied.send_replace(desired.revision);
         Ok(())
+    }
+
+    /// Declares this host's events exchange on its connection (in a task: a broker that is
+    /// down must not hold up reconciling; AMQP declares it again on every reconnect).
+    fn declare_events(&self) {
+        let events = self.inner.parts.file.events.clone();
+        let at = Address {
+            connection: events.connection.clone(),
+            address: events.exchange.clone(),
+        };
+        let Ok(producer) = self.inner.parts.connections.producer(&at) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(error) = producer.transport().declare_events(&events.exchange).await {
+                tracing::warn!(connection = %events.connection, exchange = %events.exchange, %error, "cannot declare the events exchange yet");
+            }
+        });
     }
 
     /// Opens the connections added, replaces those changed and removes those gone; returns the
@@ -607,15 +626,17 @@ impl Supervisor {
         let mut plugins_in_use = HashMap::new();
         let mut statuses = BTreeMap::new();
         let now = Instant::now();
-        for (name, item) in &desired.routes {
+        let units = desired.units(&self.inner.parts.file.events);
+        for (name, item) in &units {
+            let kind = item.kind.as_str();
             // Held stopped by an operator: it finishes what it holds and takes nothing more.
             if let Some(by) = desired.stopped.get(name) {
                 if let Some(unit) = state.units.remove(name) {
-                    tracing::info!(route = %name, stopped_by = %by, "route stopped by an operator");
+                    tracing::info!(unit = %name, kind, stopped_by = %by, "unit stopped by an operator");
                     unit.trigger.fire();
                 }
                 state.retry.remove(name);
-                let mut status = UnitStatus::new(name, item.source, UnitState::Stopped);
+                let mut status = UnitStatus::new(name, item.kind, item.source, UnitState::Stopped);
                 if let Some(old) = self.unit_status(name) {
                     let old = lock(&old);
                     if old.state == UnitState::Stopped {
@@ -637,7 +658,7 @@ impl Supervisor {
                 continue;
             }
             match self
-                .resolve(state, &item.spec, desired, &mut plugins_in_use)
+                .resolve(state, item, desired, &mut plugins_in_use)
                 .await
             {
                 Ok(resolved) => {
@@ -650,12 +671,12 @@ impl Supervisor {
                         statuses.insert(name.clone(), status);
                         continue;
                     }
-                    let status = self.start_unit(state, name, item.source, resolved);
+                    let status = self.start_unit(state, name, item, resolved);
                     statuses.insert(name.clone(), status);
                 }
                 Err(Unbuildable { problem, fault }) => {
                     if strict && item.source == Source::File {
-                        anyhow::bail!("route `{name}`: {problem}");
+                        anyhow::bail!("{kind} `{name}`: {problem}");
                     }
                     let (_, backoff) = state.retry.entry(name.clone()).or_insert_with(|| {
                         (
@@ -671,20 +692,21 @@ impl Supervisor {
                         && state.units.contains_key(name)
                         && let Some(status) = self.unit_status(name)
                     {
-                        tracing::error!(route = %name, %problem, "the change cannot be applied; the route keeps its previous definition");
+                        tracing::error!(unit = %name, kind, %problem, "the change cannot be applied; the unit keeps its previous definition");
                         lock(&status).error = Some(format!(
                             "the latest change cannot be applied, so the previous definition keeps running: {problem}"
                         ));
                         statuses.insert(name.clone(), status);
                         continue;
                     }
-                    tracing::error!(route = %name, %problem, "the route cannot run");
+                    tracing::error!(unit = %name, kind, %problem, "the unit cannot run");
                     if let Some(old) = state.units.remove(name) {
                         old.trigger.fire();
                     }
                     let status = self.unit_status(name).unwrap_or_else(|| {
                         Arc::new(Mutex::new(UnitStatus::new(
                             name,
+                            item.kind,
                             item.source,
                             UnitState::Failed,
                         )))
@@ -703,18 +725,16 @@ impl Supervisor {
         let gone: Vec<String> = state
             .units
             .keys()
-            .filter(|name| !desired.routes.contains_key(*name))
+            .filter(|name| !units.contains_key(*name))
             .cloned()
             .collect();
         for name in gone {
             if let Some(unit) = state.units.remove(&name) {
-                tracing::info!(route = %name, "route removed; stopping it");
+                tracing::info!(unit = %name, "unit removed; stopping it");
                 unit.trigger.fire();
             }
         }
-        state
-            .retry
-            .retain(|name, _| desired.routes.contains_key(name));
+        state.retry.retain(|name, _| units.contains_key(name));
         state.plugins = plugins_in_use;
         *self.inner.units.write().unwrap_or_else(|p| p.into_inner()) = statuses;
         Ok(())
@@ -734,10 +754,10 @@ impl Supervisor {
         &self,
         state: &mut State,
         name: &str,
-        source: Source,
+        unit: &UnitDef,
         resolved: Resolved,
     ) -> SharedStatus {
-        let mut status = UnitStatus::new(name, source, UnitState::Starting);
+        let mut status = UnitStatus::new(name, unit.kind, unit.source, UnitState::Starting);
         status.plugins = resolved.plugins;
         let status = Arc::new(Mutex::new(status));
         let (trigger, unit_shutdown) = shutdown::channel();
@@ -765,10 +785,10 @@ impl Supervisor {
         );
         match replaced {
             Some(old) => {
-                tracing::info!(route = %name, "route changed; the old chain finishes what it holds");
+                tracing::info!(unit = %name, kind = unit.kind.as_str(), "unit changed; the old chain finishes what it holds");
                 old.trigger.fire();
             }
-            None => tracing::info!(route = %name, "route added"),
+            None => tracing::info!(unit = %name, kind = unit.kind.as_str(), "unit added"),
         }
         status
     }
@@ -777,15 +797,22 @@ impl Supervisor {
     async fn resolve(
         &self,
         state: &State,
-        spec: &RouteConfig,
+        unit: &UnitDef,
         desired: &Desired,
         plugins_in_use: &mut HashMap<String, Plugin>,
     ) -> Result<Resolved, Unbuildable> {
         let parts = &self.inner.parts;
+        let spec = &unit.route;
         let mut transformers = Vec::new();
         let mut handler = None;
         let mut labels = Vec::new();
         let mut fingerprint = vec![fingerprint_of(spec)];
+        if let Some(subscription) = &unit.subscription {
+            fingerprint.push(format!(
+                "subscription:{}:{}:{}",
+                subscription.exchange, subscription.pattern, subscription.queue
+            ));
+        }
         for (position, entry) in spec.through.iter().enumerate() {
             let (name, pinned) = plugin_ref(entry);
             let plugin = match parts.file.plugins.get(name) {
@@ -907,6 +934,9 @@ impl Supervisor {
             reply_to: reply_to.clone(),
             durable: spec.durable,
             inbox: spec.inbox,
+            subscription: unit.subscription.clone(),
+            filter: None,
+            retry_in_place: false,
         };
         Ok(Resolved {
             route,
@@ -1011,8 +1041,10 @@ async fn ensure_queues(
     connections: &Connections,
     route: &Route,
 ) -> Result<(), crate::broker::BrokerError> {
+    // A subscription's queue is made when it subscribes.
+    let from = route.subscription.is_none().then_some(&route.from);
     let addresses: Vec<&Address> = [
-        Some(&route.from),
+        from,
         route.to.as_ref(),
         Some(&route.dead_letter),
         route.reply_to.as_ref(),

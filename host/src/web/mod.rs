@@ -107,11 +107,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/units/{name}/stop", post(api::units::stop))
         .route("/api/v1/units/{name}/start", post(api::units::start))
         .route("/api/v1/status", get(api::units::status))
+        .route("/api/v1/drain", post(api::units::drain))
+        .route("/api/v1/queues", get(api::queues::list))
         .route(
             "/api/v1/outbox",
             get(api::outbox::stats).post(api::outbox::accept),
         )
         .route("/api/v1/outbox/dead", get(api::outbox::dead))
+        .route("/api/v1/events/{model}/{event}", post(api::events::publish))
+        .route(
+            "/api/v1/subscriptions",
+            get(api::subscriptions::list).post(api::subscriptions::create),
+        )
+        .route(
+            "/api/v1/subscriptions/{name}",
+            get(api::subscriptions::get)
+                .put(api::subscriptions::update)
+                .delete(api::subscriptions::delete),
+        )
         .route("/api/v1/outbox/dead/{seq}", delete(api::outbox::forget))
         .route("/api/v1/outbox/dead/{seq}/retry", post(api::outbox::retry))
         .route("/api/v1/openapi.json", get(api::openapi))

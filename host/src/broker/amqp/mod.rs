@@ -80,6 +80,9 @@ struct Inner {
     topology: Topology,
     /// Queues routes added while the host runs need: declared now, and again on reconnect.
     ensured: Mutex<Vec<String>>,
+    /// Events exchanges and subscriptions' queues and bindings made while the host runs:
+    /// declared now, and again on reconnect.
+    events: Mutex<Topology>,
     link: watch::Sender<Link>,
     /// Holding queues for delayed sends already declared.
     delays: Mutex<HashSet<u64>>,
@@ -122,6 +125,12 @@ impl Inner {
     /// The topology with the queues routes added since start.
     fn topology_now(&self) -> Topology {
         let mut topology = self.topology.clone();
+        {
+            let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            topology.exchanges.extend(events.exchanges.iter().cloned());
+            topology.ensured.extend(events.ensured.iter().cloned());
+            topology.bindings.extend(events.bindings.iter().cloned());
+        }
         for queue in self
             .ensured
             .lock()
@@ -163,6 +172,7 @@ impl AmqpBroker {
             tls,
             topology,
             ensured: Mutex::default(),
+            events: Mutex::default(),
             link,
             delays: Mutex::default(),
             redeliveries: Arc::default(),
@@ -264,6 +274,60 @@ impl AmqpBroker {
         .await
         .map(drop)
         .map_err(|e| BrokerError::Broker(e.to_string()))
+    }
+
+    fn is_events_exchange(&self, exchange: &str) -> bool {
+        !exchange.is_empty()
+            && self
+                .inner
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .exchanges
+                .iter()
+                .any(|e| e.name == exchange)
+    }
+
+    /// Adds `more` to what this connection declares (now, if it is up, and on every
+    /// reconnect).
+    async fn declare_more(&self, more: Topology) -> Result<(), BrokerError> {
+        {
+            let mut events = self.inner.events.lock().unwrap_or_else(|p| p.into_inner());
+            for exchange in more.exchanges.iter() {
+                if !events.exchanges.iter().any(|e| e.name == exchange.name) {
+                    events.exchanges.push(exchange.clone());
+                }
+            }
+            for queue in more.ensured.iter() {
+                if !events.ensured.contains(queue) {
+                    events.ensured.push(queue.clone());
+                }
+            }
+            for binding in more.bindings.iter() {
+                if !events.bindings.iter().any(|b| {
+                    b.exchange == binding.exchange
+                        && b.queue == binding.queue
+                        && b.key == binding.key
+                }) {
+                    events.bindings.push(binding.clone());
+                }
+            }
+        }
+        let live = self.live(Duration::from_secs(5)).await?;
+        more.apply(&live.connection)
+            .await
+            .map(drop)
+            .map_err(|e| BrokerError::Broker(e.to_string()))
+    }
+
+    /// A durable topic exchange.
+    fn topic_exchange(name: &str) -> crate::config::ExchangeConfig {
+        crate::config::ExchangeConfig {
+            name: name.to_owned(),
+            kind: "topic".into(),
+            durable: true,
+            auto_delete: false,
+        }
     }
 
     /// Up, or why not (for `/healthz` and `/readyz`).
@@ -394,7 +458,8 @@ impl AmqpBroker {
                 exchange.into(),
                 routing_key.into(),
                 BasicPublishOptions {
-                    mandatory: true,
+                    // An event no subscriber takes is not an error: nobody wanted it.
+                    mandatory: !self.is_events_exchange(exchange),
                     ..Default::default()
                 },
                 payload,
@@ -1215,6 +1280,80 @@ impl super::Transport for AmqpBroker {
 
     async fn close(&self) {
         AmqpBroker::close(self).await
+    }
+
+    fn kind(&self) -> &'static str {
+        "amqp"
+    }
+
+    async fn declare_events(&self, exchange: &str) -> Result<(), BrokerError> {
+        check_name("exchange", exchange, false)?;
+        if self.is_events_exchange(exchange) {
+            // Declared already, and again on every reconnect.
+            return Ok(());
+        }
+        self.declare_more(Topology {
+            exchanges: vec![Self::topic_exchange(exchange)],
+            ..Topology::default()
+        })
+        .await
+    }
+
+    /// A durable queue of the subscription's own, bound to the topic exchange.
+    async fn subscribe(
+        &self,
+        exchange: &str,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<super::Subscribed, BrokerError> {
+        check_name("exchange", exchange, false)?;
+        check_name("queue", queue, false)?;
+        check_name("binding pattern", pattern, true)?;
+        self.declare_more(Topology {
+            exchanges: vec![Self::topic_exchange(exchange)],
+            ensured: vec![queue.to_owned()],
+            bindings: vec![crate::config::BindingConfig {
+                exchange: exchange.to_owned(),
+                queue: queue.to_owned(),
+                key: pattern.to_owned(),
+            }],
+            ..Topology::default()
+        })
+        .await?;
+        Ok(super::Subscribed::queue(queue))
+    }
+
+    /// Unbinds the queue (its messages stay until someone reads or purges them).
+    async fn unsubscribe(
+        &self,
+        exchange: &str,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), BrokerError> {
+        {
+            let mut events = self.inner.events.lock().unwrap_or_else(|p| p.into_inner());
+            events
+                .bindings
+                .retain(|b| !(b.exchange == exchange && b.queue == queue && b.key == pattern));
+            events.ensured.retain(|q| q != queue);
+        }
+        let live = self.live(Duration::from_secs(5)).await?;
+        let channel = live
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| amqp_error("opening a channel", e))?;
+        channel
+            .queue_unbind(
+                queue.into(),
+                exchange.into(),
+                pattern.into(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| amqp_error(&format!("unbinding queue `{queue}`"), e))?;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(())
     }
 }
 

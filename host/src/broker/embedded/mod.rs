@@ -21,6 +21,11 @@
 //!   it cannot take fails its own sender and nobody else's publish, ack or claim.
 //! - *Queues belong to their connection*: two embedded connections on one database each have
 //!   their own queues; the store keys a queue by `connection:queue`.
+//! - *Topic exchanges* as AMQP's: a send to `exchange/routing-key` puts a copy in every queue
+//!   bound to the exchange with a pattern the key matches (`*` one word, `#` zero or more),
+//!   one copy per queue however many of its patterns match. An exchange no queue is bound to
+//!   takes the message and keeps none (an event nobody subscribes to); one never declared is
+//!   an error, so a mistyped address does not swallow messages.
 use super::{AckHandle, BrokerError, DeadLetter, Delivery, Nack};
 use crate::message::{HeaderValue, Message, now_ms};
 use crate::store::queue::{Claimed, OpOutcome, QueueOp};
@@ -68,6 +73,8 @@ struct Inner {
     writes: mpsc::Sender<Write>,
     /// Options of the queues this host has used, so a publish does not read them again.
     queues: Mutex<HashMap<String, QueueOptions>>,
+    /// Exchanges known to exist.
+    exchanges: Mutex<std::collections::HashSet<String>>,
     /// Wakes this host's idle consumers of a queue when a publish to it commits.
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
 }
@@ -86,6 +93,7 @@ impl EmbeddedBroker {
             config,
             writes,
             queues: Mutex::default(),
+            exchanges: Mutex::default(),
             wakers: Mutex::default(),
         });
         tokio::spawn(write_batches(Arc::downgrade(&inner), queue));
@@ -115,13 +123,18 @@ impl EmbeddedBroker {
         self.publish_delayed(queue, msg, Duration::ZERO).await
     }
 
-    /// Stores `msg` in `queue`, ready after `delay`; returns once it is committed.
+    /// Stores `msg` in `queue`, ready after `delay`; returns once it is committed. An address
+    /// `exchange/routing-key` goes through that topic exchange (`exchange/` routes by the
+    /// message's topic).
     pub async fn publish_delayed(
         &self,
         queue: &str,
         msg: Message,
         delay: Duration,
     ) -> Result<(), BrokerError> {
+        if let Some((exchange, key)) = queue.split_once('/') {
+            return self.publish_to_exchange(exchange, key, msg, delay).await;
+        }
         let limit = self.inner.config.max_message_bytes;
         if msg.payload.len() > limit {
             return Err(BrokerError::TooLarge {
@@ -143,6 +156,132 @@ impl EmbeddedBroker {
             self.waker(queue).notify_waiters();
         }
         Ok(())
+    }
+
+    /// Declares topic exchange `exchange` (nothing if it exists).
+    pub async fn declare_exchange(&self, exchange: &str) -> Result<(), BrokerError> {
+        if self.lock_exchanges().contains(exchange) {
+            return Ok(());
+        }
+        check_queue_name(exchange)?;
+        self.inner
+            .store
+            .declare_exchange(&self.stored(exchange), now_ms() as i64)
+            .await?;
+        self.lock_exchanges().insert(exchange.to_owned());
+        Ok(())
+    }
+
+    /// Binds `queue` (created if new) to topic exchange `exchange` (declared if new) with
+    /// `pattern`: every message sent to the exchange with a key the pattern matches gets a
+    /// copy in the queue.
+    pub async fn bind(
+        &self,
+        exchange: &str,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), BrokerError> {
+        self.declare_exchange(exchange).await?;
+        self.ensure_queue(queue).await?;
+        super::check_name("binding pattern", pattern, true)?;
+        self.inner
+            .store
+            .bind_queue(
+                &self.stored(exchange),
+                &self.stored(queue),
+                pattern,
+                now_ms() as i64,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the binding of `queue` to `exchange` with `pattern`.
+    pub async fn unbind(
+        &self,
+        exchange: &str,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), BrokerError> {
+        self.inner
+            .store
+            .unbind_queue(&self.stored(exchange), &self.stored(queue), pattern)
+            .await?;
+        Ok(())
+    }
+
+    /// The bindings of `exchange`, as `(queue, pattern)`.
+    pub async fn bindings(&self, exchange: &str) -> Result<Vec<(String, String)>, BrokerError> {
+        let prefix = format!("{}:", self.inner.config.connection);
+        Ok(self
+            .inner
+            .store
+            .bindings(&self.stored(exchange))
+            .await?
+            .into_iter()
+            .filter_map(|(queue, pattern)| {
+                queue
+                    .strip_prefix(&prefix)
+                    .map(|queue| (queue.to_owned(), pattern))
+            })
+            .collect())
+    }
+
+    /// Puts a copy of `msg` (its topic set to the routing key) in every queue bound to
+    /// `exchange` with a pattern `key` matches; an empty key routes by the message's topic.
+    async fn publish_to_exchange(
+        &self,
+        exchange: &str,
+        key: &str,
+        mut msg: Message,
+        delay: Duration,
+    ) -> Result<(), BrokerError> {
+        if !key.is_empty() {
+            super::check_name("routing key", key, true)?;
+            msg.topic = key.to_owned();
+        }
+        let bindings = self.bindings(exchange).await?;
+        if bindings.is_empty() && !self.exchange_known(exchange).await? {
+            return Err(BrokerError::Unroutable {
+                target: format!("exchange `{}`", super::shorten(exchange)),
+                reason: "no such exchange".into(),
+            });
+        }
+        let queues: std::collections::BTreeSet<String> = bindings
+            .into_iter()
+            .filter(|(_, pattern)| crate::topic::matches(pattern, &msg.topic))
+            .map(|(queue, _)| queue)
+            .collect();
+        // Sent together, so the one writer commits them in one batch.
+        futures::future::try_join_all(
+            queues
+                .iter()
+                .map(|queue| Box::pin(self.publish_delayed(queue, msg.clone(), delay))),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn exchange_known(&self, exchange: &str) -> Result<bool, BrokerError> {
+        if self.lock_exchanges().contains(exchange) {
+            return Ok(true);
+        }
+        let known = self
+            .inner
+            .store
+            .exchange_exists(&self.stored(exchange))
+            .await?;
+        if known {
+            self.lock_exchanges().insert(exchange.to_owned());
+        }
+        Ok(known)
+    }
+
+    fn lock_exchanges(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.inner
+            .exchanges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts consuming `queue` with at most `prefetch` unsettled deliveries at a time. A
@@ -325,6 +464,12 @@ impl EmbeddedBroker {
 /// and a command-line word.
 fn check_queue_name(queue: &str) -> Result<(), BrokerError> {
     super::check_name("queue", queue, false)?;
+    if queue.contains('/') {
+        return Err(BrokerError::InvalidAddress {
+            address: super::shorten(queue),
+            problem: "a queue name cannot hold `/` (`exchange/routing-key` sends through a topic exchange)".into(),
+        });
+    }
     if queue.chars().any(char::is_whitespace) {
         return Err(BrokerError::InvalidAddress {
             address: super::shorten(queue),
@@ -712,6 +857,33 @@ impl super::Transport for EmbeddedBroker {
 
     fn held(&self) -> Option<&EmbeddedBroker> {
         Some(self)
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn declare_events(&self, exchange: &str) -> Result<(), BrokerError> {
+        self.declare_exchange(exchange).await
+    }
+
+    async fn subscribe(
+        &self,
+        exchange: &str,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<super::Subscribed, BrokerError> {
+        self.bind(exchange, queue, pattern).await?;
+        Ok(super::Subscribed::queue(queue))
+    }
+
+    async fn unsubscribe(
+        &self,
+        exchange: &str,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), BrokerError> {
+        self.unbind(exchange, queue, pattern).await
     }
 }
 

@@ -433,6 +433,10 @@ pub fn message_from_http(headers: &HeaderMap, body: Vec<u8>) -> Message {
 /// host's database (what its ingress accepted, retries, dead letters).
 #[async_trait::async_trait]
 impl super::Transport for HttpBroker {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
     async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
         self.publish(address, msg).await
     }

@@ -621,6 +621,32 @@ impl super::Transport for KafkaBroker {
         self.publish(topic, msg).await
     }
 
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    /// The events topic: every event in one topic, its routing key in the record's
+    /// `x-wharf-topic` header.
+    async fn declare_events(&self, topic: &str) -> Result<(), BrokerError> {
+        self.ensure_topic(topic).await
+    }
+
+    /// A consumer group of the subscription's own on the events topic; it reads every event
+    /// and handles those its pattern matches.
+    async fn subscribe(
+        &self,
+        topic: &str,
+        queue: &str,
+        _pattern: &str,
+    ) -> Result<super::Subscribed, BrokerError> {
+        self.ensure_topic(topic).await?;
+        Ok(super::Subscribed {
+            address: topic.to_owned(),
+            group: queue.to_owned(),
+            shared_log: true,
+        })
+    }
+
     async fn send_delayed(
         &self,
         topic: &str,

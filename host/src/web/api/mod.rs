@@ -6,12 +6,14 @@
 
 pub mod audit;
 pub mod connections;
+pub mod events;
 pub mod outbox;
 pub mod plugins;
 pub mod queues;
 pub mod routes;
 pub mod rpc;
 pub mod sessions;
+pub mod subscriptions;
 pub mod units;
 pub mod users;
 
@@ -22,16 +24,16 @@ use axum::Json;
 /// The API's description, generated from the handlers and their types.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session (whose changes carry its CSRF token in `X-CSRF-Token`); reading needs viewer, publishing, taking, purging, replaying and stopping units operator, changing connections, plugins, routes, users, tokens and settings, and reading the audit log, admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
+    info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session (whose changes carry its CSRF token in `X-CSRF-Token`); reading needs viewer, publishing (events too), taking, purging, replaying and stopping units operator, changing connections, plugins, routes, subscriptions, users, tokens and settings, and reading the audit log, admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
     paths(
         health::healthz, health::readyz, sessions::login, sessions::logout,
-        queues::stats, queues::peek, queues::publish, queues::take, queues::purge,
+        queues::list, queues::stats, queues::peek, queues::publish, queues::take, queues::purge,
         queues::replay,
         users::list, users::add, users::set_password, users::remove, users::update,
         users::issue_reset, users::settings, users::set_settings,
         users::tokens, users::create_token, users::revoke_token,
         audit::list,
-        units::status, units::stop, units::start, rpc::call,
+        units::status, units::stop, units::start, units::drain, rpc::call,
         ingress::ingress,
         routes::list, routes::get, routes::create, routes::update, routes::delete,
         plugins::list, plugins::get, plugins::upload, plugins::enable, plugins::disable,
@@ -40,6 +42,9 @@ use axum::Json;
         connections::list, connections::get, connections::create, connections::update,
         connections::delete, connections::test, connections::test_new,
         outbox::accept, outbox::stats, outbox::dead, outbox::retry, outbox::forget,
+        events::publish,
+        subscriptions::list, subscriptions::get, subscriptions::create, subscriptions::update,
+        subscriptions::delete,
     ),
     components(schemas(ApiError, ApiErrorBody)),
     modifiers(&BearerAuth),

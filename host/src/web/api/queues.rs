@@ -171,3 +171,32 @@ pub async fn replay(
     let address = ops::known(&state, &connection, &queue)?;
     Ok(Json(ops::replay(&state, &who, &address, params).await?))
 }
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only queues whose address or unit contains this (any case).
+    #[serde(default)]
+    filter: String,
+}
+
+/// Every queue the host uses, on every connection: the units that read and write it, how
+/// full it is, how fast it is read, and its dead letters (at most 500; `truncated` says so).
+#[utoipa::path(get, path = "/api/v1/queues", tag = "queues", params(ListParams),
+    responses((status = 200, body = crate::web::ops::overview::QueueList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    who: Allowed<Viewer>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<crate::web::ops::overview::QueueList>, AppError> {
+    let Query(params) = params.map_err(|e| crate::web::error::invalid("filter", e.body_text()))?;
+    if params.filter.len() > 200 {
+        return Err(crate::web::error::invalid(
+            "filter",
+            "a filter is at most 200 bytes",
+        ));
+    }
+    Ok(Json(
+        crate::web::ops::overview::list(&state, &who, &params.filter).await?,
+    ))
+}

@@ -38,3 +38,33 @@ pub async fn start(
 ) -> Result<Json<UnitStatus>, AppError> {
     Ok(Json(ops::start(&state, &who, &name).await?))
 }
+
+/// Which units to drain, and for how long at most.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    /// Routes and subscriptions, by name (1 to 100).
+    pub units: Vec<String>,
+    /// How long to wait for their inputs to empty (1 to 3600 s; 60 by default).
+    #[serde(default = "sixty")]
+    pub timeout_secs: u64,
+}
+
+fn sixty() -> u64 {
+    60
+}
+
+/// Processes every message outstanding on the units named, then answers with how many this
+/// host took; a unit held stopped runs for the drain and is held stopped again after it.
+#[utoipa::path(post, path = "/api/v1/drain", tag = "units", request_body = DrainRequest,
+    responses((status = 200, body = ops::DrainReport), (status = 400), (status = 404)))]
+pub async fn drain(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    crate::web::json::JsonBody(request): crate::web::json::JsonBody<DrainRequest>,
+) -> Result<Json<ops::DrainReport>, AppError> {
+    let timeout = std::time::Duration::from_secs(request.timeout_secs);
+    Ok(Json(
+        ops::drain(&state, &who, &request.units, timeout).await?,
+    ))
+}

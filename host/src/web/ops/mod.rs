@@ -13,12 +13,15 @@
 
 pub mod audit;
 pub mod connections;
+pub mod events;
 pub mod outbox;
+pub mod overview;
 pub mod plugins;
 pub mod queues;
 pub mod routes;
 pub mod rpc;
 pub mod sessions;
+pub mod subscriptions;
 pub mod units;
 pub mod users;
 

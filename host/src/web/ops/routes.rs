@@ -84,7 +84,7 @@ fn refuse_file_route(state: &AppState, name: &str) -> Result<(), AppError> {
 }
 
 /// Checks a route for the database: its shape, its connections and its plugins.
-async fn check(state: &AppState, route: &RouteConfig) -> Result<(), AppError> {
+pub(super) async fn check(state: &AppState, route: &RouteConfig) -> Result<(), AppError> {
     let desired = Desired::load(&state.store, state.supervisor.file()).await?;
     route.check("", &|name| desired.connections.contains_key(name))?;
     for (i, entry) in route.through.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! Units (routes, today): what runs on this host, and an operator holding one stopped on every
+//! Units (routes and subscriptions): what runs on this host, and an operator holding one stopped on every
 //! host on the database, or letting it run again. Stopping is an operational switch: it leaves
 //! the definition alone, so it works on the routes of a host's file too.
 
@@ -14,7 +14,10 @@ pub async fn status(state: &AppState, _: &Allowed<Viewer>) -> Status {
 
 async fn known(state: &AppState, name: &str) -> Result<(), AppError> {
     let desired = Desired::load(&state.store, state.supervisor.file()).await?;
-    if desired.routes.contains_key(name) {
+    if desired
+        .units(&state.supervisor.file().events)
+        .contains_key(name)
+    {
         Ok(())
     } else {
         Err(AppError::NotFound(format!("no unit named `{name}`")))
@@ -63,4 +66,158 @@ pub async fn start(
         .settled(name, std::time::Duration::from_secs(2))
         .await;
     status_of(state, name).await
+}
+
+/// How one unit drained.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Drained {
+    pub name: String,
+    pub kind: crate::supervisor::UnitKind,
+    /// Messages this host took from the unit's input while draining.
+    pub processed: u64,
+    /// Whether its input was empty by the end (false: the time ran out first).
+    pub empty: bool,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DrainReport {
+    pub units: Vec<Drained>,
+    /// Every unit's `processed`, added up.
+    pub processed: u64,
+    /// Whether every unit's input was emptied within the time given.
+    pub complete: bool,
+}
+
+/// The most units one drain names, and the longest it may take.
+pub const MAX_DRAIN_UNITS: usize = 100;
+pub const MAX_DRAIN_SECS: u64 = 3_600;
+
+/// Processes every message outstanding on `names` (routes or subscriptions), then answers with
+/// how many this host took: pubsubpy's `drain()`, for cron-style use. A unit held stopped runs
+/// for the drain (on every host) and is held stopped again after it; a running one is waited
+/// for. Its input is empty once its queue holds nothing (ready, delayed or in flight, where
+/// the transport tells), or its Kafka group has no lag, and its count stops moving.
+pub async fn drain(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    names: &[String],
+    timeout: std::time::Duration,
+) -> Result<DrainReport, AppError> {
+    use crate::web::error::invalid;
+    if names.is_empty() || names.len() > MAX_DRAIN_UNITS {
+        return Err(invalid(
+            "units",
+            format!("name 1 to {MAX_DRAIN_UNITS} units to drain"),
+        ));
+    }
+    if timeout.is_zero() || timeout.as_secs() > MAX_DRAIN_SECS {
+        return Err(invalid(
+            "timeout_secs",
+            format!("give 1 to {MAX_DRAIN_SECS} seconds"),
+        ));
+    }
+    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
+    let units = desired.units(&state.supervisor.file().events);
+    let mut draining = Vec::new();
+    for name in names {
+        let unit = units
+            .get(name)
+            .ok_or_else(|| AppError::NotFound(format!("no unit named `{name}`")))?;
+        let input = crate::broker::Address::parse(&unit.route.from)
+            .map_err(|e| AppError::BadRequest(e.to_string()))?;
+        let group = unit.subscription.as_ref().map(|s| s.queue.clone());
+        draining.push((name.clone(), unit.kind, input, group));
+    }
+    let before = crate::metrics::route_totals();
+    // Units held stopped run for the drain, and are held stopped again after it.
+    let mut restart = Vec::new();
+    for (name, _, _, _) in &draining {
+        if let Some(by) = desired.stopped.get(name) {
+            state.store.start_unit(name).await?;
+            restart.push((name.clone(), by.clone()));
+        }
+    }
+    audit::record(
+        state,
+        who,
+        "unit.drain",
+        &names.join(","),
+        json!({ "timeout_secs": timeout.as_secs() }),
+    )
+    .await;
+    if !restart.is_empty() {
+        applied(state).await?;
+        for (name, _) in &restart {
+            state
+                .supervisor
+                .settled(name, std::time::Duration::from_secs(5))
+                .await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut empty = vec![false; draining.len()];
+    let mut last_counts = crate::metrics::route_totals();
+    while tokio::time::Instant::now() < deadline && empty.iter().any(|e| !e) {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let counts = crate::metrics::route_totals();
+        let consumers = state.supervisor.connections().consumers();
+        for (i, (name, _, input, group)) in draining.iter().enumerate() {
+            let settled = counts.get(name).map(|c| c.r#in) == last_counts.get(name).map(|c| c.r#in);
+            let outstanding = match consumers
+                .iter()
+                .filter(|c| {
+                    c.unit.as_deref() == Some(name.as_str())
+                        || c.unit.as_deref() == group.as_deref()
+                })
+                .collect::<Vec<_>>()
+            {
+                // A Kafka group: what it has not read yet.
+                members if !members.is_empty() => members
+                    .iter()
+                    .flat_map(|m| &m.partitions)
+                    .map(|p| p.lag.unwrap_or(1).max(0) as u64)
+                    .sum(),
+                _ => match state.supervisor.connections().depth(input).await {
+                    Ok(depth) => depth
+                        .depth
+                        .unwrap_or_else(|| depth.ready.unwrap_or(1) + depth.in_flight.unwrap_or(0)),
+                    Err(error) => {
+                        tracing::warn!(unit = %name, %error, "cannot read the depth of a unit's input while draining");
+                        1
+                    }
+                },
+            };
+            empty[i] = outstanding == 0 && settled;
+        }
+        last_counts = counts;
+    }
+    for (name, by) in &restart {
+        state.store.stop_unit(name, by, now_ms()).await?;
+    }
+    if !restart.is_empty() {
+        applied(state).await?;
+    }
+    let after = crate::metrics::route_totals();
+    let units: Vec<Drained> = draining
+        .into_iter()
+        .zip(empty)
+        .map(|((name, kind, _, _), empty)| {
+            let taken = |counts: &std::collections::BTreeMap<
+                String,
+                crate::metrics::RouteCounts,
+            >| { counts.get(&name).map_or(0.0, |c| c.r#in) };
+            Drained {
+                processed: (taken(&after) - taken(&before)).max(0.0) as u64,
+                name,
+                kind,
+                empty,
+            }
+        })
+        .collect();
+    Ok(DrainReport {
+        processed: units.iter().map(|u| u.processed).sum(),
+        complete: units.iter().all(|u| u.empty),
+        units,
+    })
 }

@@ -17,6 +17,7 @@ mod plugins;
 mod queues;
 mod routes;
 mod send;
+mod subscriptions;
 mod users;
 
 use super::caller::{self, Allowed, Need, Refused, Surface, Treat};
@@ -48,10 +49,13 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "dashboard.html",
         "routes.html",
         "route_form.html",
+        "subscriptions.html",
+        "subscription_form.html",
         "plugins.html",
         "connections.html",
         "send.html",
         "queue.html",
+        "queues.html",
         "users.html",
         "account.html",
         "connection.html",
@@ -103,6 +107,18 @@ pub fn router() -> Router<AppState> {
         .route("/routes/{name}/delete", post(routes::delete))
         .route("/routes/{name}/stop", post(routes::stop))
         .route("/routes/{name}/start", post(routes::start))
+        .route("/subscriptions", get(subscriptions::list))
+        .route(
+            "/subscriptions/new",
+            get(subscriptions::new).post(subscriptions::create),
+        )
+        .route(
+            "/subscriptions/{name}",
+            get(subscriptions::page).post(subscriptions::update),
+        )
+        .route("/subscriptions/{name}/delete", post(subscriptions::delete))
+        .route("/subscriptions/{name}/stop", post(subscriptions::stop))
+        .route("/subscriptions/{name}/start", post(subscriptions::start))
         .route("/plugins", get(plugins::list).post(plugins::upload))
         .route(
             "/plugins/{name}/versions/{version}/{action}",
@@ -122,6 +138,7 @@ pub fn router() -> Router<AppState> {
         .route("/connections/{name}/test", post(connections::test))
         .route("/connections/{name}/delete", post(connections::remove))
         .route("/send", get(send::page).post(send::send))
+        .route("/send/event", post(send::event))
         .route("/queue", get(queues::page))
         .route("/queue/take", post(queues::take))
         .route("/queue/purge", post(queues::purge))
@@ -268,6 +285,7 @@ fn nav(role: Role, current: &str) -> Vec<Value> {
     let mut items = vec![
         ("/", "Dashboard"),
         ("/routes", "Routes"),
+        ("/subscriptions", "Subscriptions"),
         ("/plugins", "Plugins"),
         ("/connections", "Connections"),
         ("/queue", "Queues"),

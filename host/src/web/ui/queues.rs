@@ -74,7 +74,27 @@ fn described(stats: &Value) -> Vec<String> {
 
 pub async fn page(State(state): State<AppState>, page: Page<Viewer>, params: Params) -> Response {
     let address = params.get("address").cloned().unwrap_or_default();
+    if address.is_empty() {
+        return list(&state, &page, &params).await;
+    }
     render(&state, &page, &address, flash(&params), None).await
+}
+
+/// The list of every queue the host uses, filtered by `?filter=`.
+async fn list(state: &AppState, page: &Page<Viewer>, params: &Params) -> Response {
+    let filter = page_filter(params);
+    match crate::web::ops::overview::list(state, &page.who, &filter).await {
+        Ok(list) => {
+            let rows: Vec<Value> = list.queues.iter().map(row_shown).collect();
+            page.render(
+                "queues.html",
+                "/queue",
+                StatusCode::OK,
+                context! { title => "Queues", rows, filter, truncated => list.truncated, flash => flash(params) },
+            )
+        }
+        Err(error) => page.error(error),
+    }
 }
 
 /// The Queues page for `address` (its stats and the messages waiting, peeked), with a note
@@ -111,6 +131,58 @@ async fn render<R>(
         }
     }
     page.render("queue.html", "/queue", StatusCode::OK, ctx)
+}
+
+/// The filter the page was asked for (at most 200 bytes).
+fn page_filter(params: &Params) -> String {
+    let mut filter = params.get("filter").cloned().unwrap_or_default();
+    if filter.len() > 200 {
+        let mut end = 200;
+        while !filter.is_char_boundary(end) {
+            end -= 1;
+        }
+        filter.truncate(end);
+    }
+    filter
+}
+
+/// One row of the list, in people's words.
+fn row_shown(row: &crate::web::ops::overview::QueueRow) -> Value {
+    let depth = row.depth.as_ref();
+    let count = |n: Option<u64>| n.map_or_else(|| "—".to_owned(), |n| n.to_string());
+    let used: Vec<Value> = row
+        .used_by
+        .iter()
+        .map(|u| {
+            json!({
+                "unit": u.unit,
+                "role": u.role,
+                "href": format!(
+                    "/{}/{}",
+                    if u.kind == crate::supervisor::UnitKind::Subscription { "subscriptions" } else { "routes" },
+                    escape(&u.unit)
+                ),
+            })
+        })
+        .collect();
+    json!({
+        "address": row.address,
+        "transport": row.transport,
+        "used_by": used,
+        "waiting": count(depth.and_then(|d| d.ready.or(d.depth))),
+        "in_flight": count(depth.and_then(|d| d.in_flight)),
+        "delayed": count(depth.and_then(|d| d.delayed)),
+        "oldest": depth
+            .and_then(|d| d.oldest_age_ms)
+            .map_or_else(|| "—".to_owned(), crate::time::span_text),
+        "consumers": count(depth.and_then(|d| d.consumers.map(u64::from))),
+        "rate": row
+            .taken_per_minute
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.1}/min")),
+        "dead_letters": count(row.dead_letters),
+        "dead_letter_address": row.dead_letter_address,
+        "error": row.error,
+    })
 }
 
 #[derive(Deserialize)]

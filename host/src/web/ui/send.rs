@@ -61,7 +61,30 @@ impl SendForm {
     }
 }
 
-/// The Send page: the form, a note, and the reply a request got (shown as a message).
+/// The event form's fields, as typed.
+#[derive(Deserialize, serde::Serialize)]
+pub struct EventForm {
+    model: String,
+    event: String,
+    #[serde(default)]
+    data: String,
+    #[serde(default)]
+    durable: Option<String>,
+}
+
+impl Default for EventForm {
+    fn default() -> Self {
+        EventForm {
+            model: String::new(),
+            event: String::new(),
+            data: "{}".into(),
+            durable: None,
+        }
+    }
+}
+
+/// The Send page: the message form, the event form, a note, and the reply a request got
+/// (shown as a message).
 fn form(
     page: &Page<Operator>,
     state: &AppState,
@@ -70,13 +93,78 @@ fn form(
     note: Option<minijinja::Value>,
     reply: Option<Value>,
 ) -> Response {
+    render(
+        page,
+        state,
+        status,
+        form,
+        &EventForm::default(),
+        note,
+        reply,
+    )
+}
+
+fn render(
+    page: &Page<Operator>,
+    state: &AppState,
+    status: StatusCode,
+    form: &SendForm,
+    event: &EventForm,
+    note: Option<minijinja::Value>,
+    reply: Option<Value>,
+) -> Response {
     let reply = reply.as_ref().map(super::queues::shown);
+    let events = &state.supervisor.file().events;
+    let events = format!("{}:{}", events.connection, events.exchange);
     page.render(
         "send.html",
         "/send",
         status,
-        context! { title => "Send", form, connections => state.connections.names(), reply, flash => note },
+        context! { title => "Send", form, event, events, connections => state.connections.names(), reply, flash => note },
     )
+}
+
+/// Publishes the event form's event.
+pub async fn event(
+    State(state): State<AppState>,
+    page: Page<Operator>,
+    Form(typed): Form<EventForm>,
+) -> Response {
+    let durable = typed.durable.is_some();
+    let result = async {
+        let data: Value = serde_json::from_str(&typed.data)
+            .map_err(|e| invalid("data", format!("the data is not JSON: {e}")))?;
+        crate::web::ops::events::publish(
+            &state,
+            &page.who,
+            typed.model.trim(),
+            typed.event.trim(),
+            &data,
+            durable,
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(published) => done(
+            "/send",
+            &format!(
+                "Event {} published to {}{}: message {}.",
+                published.routing_key,
+                published.to,
+                if durable { " through the outbox" } else { "" },
+                published.id
+            ),
+        ),
+        Err(error) => {
+            let (status, note) = failed(error);
+            let blank = SendForm {
+                address: "local:demo.in".into(),
+                ..SendForm::default()
+            };
+            render(&page, &state, status, &blank, &typed, Some(note), None)
+        }
+    }
 }
 
 pub async fn page(State(state): State<AppState>, page: Page<Operator>, params: Params) -> Response {

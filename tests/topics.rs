@@ -1,0 +1,729 @@
+//! Model events and subscriptions: two services subscribed to `Booking.*` each get every
+//! `Booking.created` and `Booking.updated` and no `Order.created`, on the embedded broker (on
+//! SQLite and PostgreSQL), on RabbitMQ (where an independent AMQP client binding its own
+//! queue to the exchange sees the same events) and on Kafka; subscriptions through the API
+//! and the CLI; bad input refused with its field; `wharf drain`.
+
+#[macro_use]
+mod support;
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::{Backend, TestDb};
+use wharf::config::{Config, ConnectionConfig, EventsConfig, SubscriptionConfig};
+use wharf::message::Message;
+
+on_every_backend!(two_services_each_get_every_booking_event_on_the_embedded_broker,);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A subscription of `service` to `pattern`, its outputs (the events, through `through`) to
+/// `to`.
+fn subscription(name: &str, service: &str, pattern: &str, through: &[&str], to: &str) -> Value {
+    json!({
+        "name": name,
+        "service": service,
+        "pattern": pattern,
+        "through": through,
+        "to": to,
+    })
+}
+
+fn parsed(value: Value) -> SubscriptionConfig {
+    serde_json::from_value(value).unwrap()
+}
+
+/// Publishes `model`'s `event` through the API; returns the answer's body.
+async fn publish(client: &reqwest::Client, base: &str, model: &str, event: &str) -> Value {
+    let answer = client
+        .post(format!("{base}/api/v1/events/{model}/{event}"))
+        .json(&json!({ "model": model, "event": event }))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// The three events every test publishes: two a `Booking.*` subscriber wants, one it does not.
+async fn publish_three(client: &reqwest::Client, base: &str) {
+    let created = publish(client, base, "shop.models.Booking", "created").await;
+    assert_eq!(created["routing_key"], "Booking.created");
+    publish(client, base, "Booking", "updated").await;
+    publish(client, base, "shop.models.Order", "created").await;
+}
+
+/// Waits until `queue` of `broker` holds `count` messages (30 s at most), checks no more come
+/// within a moment, and returns their topics, sorted.
+async fn topics_in(
+    broker: &wharf::broker::EmbeddedBroker,
+    queue: &str,
+    count: usize,
+) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let found = broker.peek(queue, 100, 1 << 20).await.unwrap();
+        if found.len() >= count {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let found = broker.peek(queue, 100, 1 << 20).await.unwrap();
+            let mut topics: Vec<String> = found.iter().map(|m| m.topic.clone()).collect();
+            topics.sort();
+            return topics;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{queue} holds {} of {count} within 30 s: {:?}",
+            found.len(),
+            found.iter().map(|m| &m.topic).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn booking_events() -> Vec<String> {
+    vec!["Booking.created".into(), "Booking.updated".into()]
+}
+
+/// A host whose events go to `events`, running `subscriptions`.
+fn config_with(events: EventsConfig, subscriptions: Vec<Value>) -> Config {
+    Config {
+        routes: Vec::new(),
+        events,
+        subscriptions: subscriptions.into_iter().map(parsed).collect(),
+        ..Config::default()
+    }
+}
+
+/// Waits until every unit of the host runs (20 s at most).
+async fn all_running(client: &reqwest::Client, base: &str) {
+    for _ in 0..400 {
+        let status: Value = client
+            .get(format!("{base}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let units = status["units"].as_array().unwrap();
+        if !units.is_empty() && units.iter().all(|u| u["state"] == "running") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the host's units did not all run within 20 s");
+}
+
+async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let config = config_with(
+        EventsConfig::default(),
+        vec![
+            subscription(
+                "billing-bookings",
+                "billing",
+                "Booking.*",
+                &["uppercase"],
+                "local:billing.out",
+            ),
+            subscription(
+                "audit-bookings",
+                "audit",
+                "Booking.*",
+                &["uppercase"],
+                "local:audit.out",
+            ),
+            subscription("audit-everything", "audit", "#", &[], "local:audit.all"),
+        ],
+    );
+    let (host, broker) = support::start_host(&db, config).await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let base = format!("http://{}", host.addr);
+    all_running(&client, &base).await;
+
+    // Each subscription has its queue, named from its service, its chain and its pattern.
+    let queues = broker.queues().await.unwrap();
+    for queue in [
+        "billing.uppercase.Booking.any",
+        "audit.uppercase.Booking.any",
+        "audit.forward.all",
+    ] {
+        assert!(
+            queues.iter().any(|q| q == queue),
+            "{queue} missing: {queues:?}"
+        );
+    }
+
+    publish_three(&client, &base).await;
+    assert_eq!(topics_in(&broker, "billing.out", 2).await, booking_events());
+    assert_eq!(topics_in(&broker, "audit.out", 2).await, booking_events());
+    assert_eq!(
+        topics_in(&broker, "audit.all", 3).await,
+        vec!["Booking.created", "Booking.updated", "Order.created"]
+    );
+    // The chain ran: uppercase turned the JSON's text to capitals.
+    let out = broker.peek("billing.out", 10, 1 << 20).await.unwrap();
+    assert!(
+        out.iter()
+            .all(|m| String::from_utf8_lossy(&m.payload).contains("BOOKING")),
+        "{out:?}"
+    );
+    // Each event keeps its model and event in headers.
+    let all = broker.peek("audit.all", 10, 1 << 20).await.unwrap();
+    let order = all.iter().find(|m| m.topic == "Order.created").unwrap();
+    assert_eq!(
+        order.header("x-wharf-model"),
+        Some(&wharf::message::HeaderValue::Text(
+            "shop.models.Order".into()
+        ))
+    );
+
+    // The status and the metrics show each unit with its kind.
+    let status: Value = client
+        .get(format!("{base}/api/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["kind"] == "subscription"),
+        "{status}"
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wharf_units{kind=\"subscription\",state=\"running\"} 3"),
+        "{metrics}"
+    );
+    // Counters are the process's: other tests of this binary publish too.
+    let published: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_events_published_total "))
+        .expect("the events counter")
+        .parse()
+        .unwrap();
+    assert!(published >= 3.0, "{metrics}");
+    host.stop().await;
+}
+
+/// Subscriptions made, refused, stopped, started and deleted through the API; events and bad
+/// input through the API and the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_through_the_api_and_the_cli() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) =
+        support::start_host(&db, config_with(EventsConfig::default(), vec![])).await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let base = format!("http://{}", host.addr);
+    let post = |path: &str, body: Value| {
+        client
+            .post(format!("{base}/api/v1/{path}"))
+            .json(&body)
+            .send()
+    };
+
+    let made = post(
+        "subscriptions",
+        subscription(
+            "shipping",
+            "shipping",
+            "Booking.updated",
+            &[],
+            "local:shipping.out",
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    assert_eq!(made["queue"], "shipping.forward.Booking.updated");
+    assert_eq!(made["status"]["state"], "running", "{made}");
+    assert_eq!(made["status"]["kind"], "subscription");
+
+    // Refused, each with its field or why.
+    for (body, status, field) in [
+        (
+            subscription("bad pattern", "s", "Booking.*", &[], "local:x"),
+            400,
+            "name",
+        ),
+        (
+            subscription("p", "s", "Booking.*x", &[], "local:x"),
+            400,
+            "pattern",
+        ),
+        (subscription("p", "s", "", &[], "local:x"), 400, "pattern"),
+        (
+            subscription("p", "s", "Booking.*", &[], "nowhere:x"),
+            400,
+            "to",
+        ),
+        (
+            subscription("p", "s", "Booking.*", &["no-such-plugin"], "local:x"),
+            400,
+            "through[0]",
+        ),
+        (
+            subscription("p", "", "Booking.*", &[], "local:x"),
+            400,
+            "service",
+        ),
+        // The same service, chain and pattern: the same queue.
+        (
+            subscription("again", "shipping", "Booking.updated", &[], "local:x"),
+            409,
+            "",
+        ),
+        (
+            subscription("shipping", "other", "Booking.updated", &[], "local:x"),
+            409,
+            "",
+        ),
+    ] {
+        let answer = post("subscriptions", body.clone()).await.unwrap();
+        let code = answer.status().as_u16();
+        let error: Value = answer.json().await.unwrap();
+        assert_eq!(code, status, "{body} → {error}");
+        if !field.is_empty() {
+            assert_eq!(error["error"]["field"], field, "{body} → {error}");
+        }
+    }
+    let unknown = post(
+        "subscriptions",
+        json!({"name": "u", "service": "s", "pattern": "#", "to": "local:x", "colour": "red"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.status(), 400);
+
+    // Events with a bad model or event are refused with their field; nothing is published.
+    for (model, event, field) in [
+        ("Book%20ing", "created", "model"),
+        ("Booking", "created.late", "event"),
+        ("Booking.%2A", "created", "model"),
+    ] {
+        let answer = client
+            .post(format!("{base}/api/v1/events/{model}/{event}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{model} {event}");
+        let error: Value = answer.json().await.unwrap();
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+    let not_json = client
+        .post(format!("{base}/api/v1/events/Booking/updated"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 400);
+    let anonymous = reqwest::Client::new()
+        .post(format!("{base}/api/v1/events/Booking/updated"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(
+        broker
+            .peek("shipping.out", 10, 1 << 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The CLI publishes an event; the subscription gets it.
+    let wharf = env!("CARGO_BIN_EXE_wharf");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(wharf)
+            .args(args)
+            .args(["--url", &base])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = cli(&["event", "shop.Booking", "updated", r#"{"id": 7}"#]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("Booking.updated to local:events/Booking.updated"),
+        "{stdout}"
+    );
+    let arrived = support::arrived(&broker, "shipping.out").await;
+    assert_eq!(arrived.len(), 1);
+    assert_eq!(arrived[0].payload, br#"{"id":7}"#);
+    let (ok, _, stderr) = cli(&["event", "Booking", "updated", "not json"]);
+    assert!(!ok && stderr.contains("not JSON"), "{stderr}");
+
+    // Create, list, stop, start and delete with the CLI.
+    let (ok, stdout, stderr) = cli(&[
+        "subscription",
+        "create",
+        "cli-sub",
+        "--service",
+        "crm",
+        "--pattern",
+        "Order.#",
+        "--to",
+        "local:crm.out",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("crm.forward.Order.all"), "{stdout}");
+    let (ok, stdout, _) = cli(&["subscription", "list"]);
+    assert!(
+        ok && stdout.contains("cli-sub") && stdout.contains("shipping"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = cli(&["subscription", "stop", "cli-sub"]);
+    assert!(ok && stdout.contains("stopped"), "{stdout}{stderr}");
+    // While it is stopped its queue keeps the events.
+    publish(&client, &base, "Order", "paid").await;
+    let held = support::arrived(&broker, "crm.forward.Order.all").await;
+    assert_eq!(held[0].topic, "Order.paid");
+    let (ok, stdout, stderr) = cli(&["subscription", "start", "cli-sub"]);
+    assert!(ok && stdout.contains("running"), "{stdout}{stderr}");
+    let out = support::arrived(&broker, "crm.out").await;
+    assert_eq!(out[0].topic, "Order.paid");
+    let (ok, _, stderr) = cli(&["subscription", "delete", "cli-sub"]);
+    assert!(ok, "{stderr}");
+    // Deleted: its queue is unbound and takes no more events.
+    support::drained(&broker, "crm.forward.Order.all").await;
+    publish(&client, &base, "Order", "shipped").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        broker
+            .peek("crm.forward.Order.all", 10, 1 << 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (ok, _, stderr) = cli(&["subscription", "delete", "cli-sub"]);
+    assert!(!ok && stderr.contains("no subscription named"), "{stderr}");
+    host.stop().await;
+}
+
+/// The embedded broker's topic exchange on its own: AMQP's binding rules, one copy per queue,
+/// an event nobody wants taken, an undeclared exchange refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_topic_exchange_routes_by_amqp_rules() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    let broker =
+        wharf::broker::EmbeddedBroker::new(store, wharf::broker::EmbeddedConfig::default());
+    broker.bind("ex", "one", "Booking.*").await.unwrap();
+    broker.bind("ex", "one", "#").await.unwrap();
+    broker.bind("ex", "two", "*.created").await.unwrap();
+    broker.declare_exchange("quiet").await.unwrap();
+    for key in [
+        "Booking.created",
+        "Booking.updated",
+        "Order.created",
+        "Order.paid.late",
+    ] {
+        broker
+            .publish(
+                &format!("ex/{key}"),
+                Message::new("", key.as_bytes().to_vec()),
+            )
+            .await
+            .unwrap();
+    }
+    let topics = |messages: Vec<Message>| messages.into_iter().map(|m| m.topic).collect::<Vec<_>>();
+    // One copy in `one` for each key, though two of its patterns match the Booking keys.
+    assert_eq!(
+        topics(broker.peek("one", 10, 1 << 20).await.unwrap()),
+        vec![
+            "Booking.created",
+            "Booking.updated",
+            "Order.created",
+            "Order.paid.late"
+        ]
+    );
+    assert_eq!(
+        topics(broker.peek("two", 10, 1 << 20).await.unwrap()),
+        vec!["Booking.created", "Order.created"]
+    );
+    // Nobody bound to `quiet`: taken, kept nowhere. `nowhere` was never declared: refused.
+    broker
+        .publish("quiet/Booking.created", Message::new("", b"x".to_vec()))
+        .await
+        .unwrap();
+    let refused = broker
+        .publish("nowhere/Booking.created", Message::new("", b"x".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("no such exchange"),
+        "{refused}"
+    );
+    // A queue name cannot hold `/`.
+    assert!(broker.stats("a/b").await.is_err());
+}
+
+/// On RabbitMQ: two services' subscriptions each get every Booking event and no Order one,
+/// and an independent client binding its own queue to the exchange sees the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_each_get_every_booking_event_on_rabbitmq() {
+    use futures::StreamExt as _;
+    let _shared = support::RABBIT.read().await;
+    let exchange = unique("events");
+    let (billing, audit) = (unique("billing"), unique("audit"));
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = config_with(
+        EventsConfig {
+            connection: "rabbit".into(),
+            exchange: exchange.clone(),
+        },
+        vec![
+            subscription(
+                "billing-bookings",
+                &billing,
+                "Booking.*",
+                &["uppercase"],
+                "local:billing.out",
+            ),
+            subscription(
+                "audit-bookings",
+                &audit,
+                "Booking.*",
+                &["uppercase"],
+                "local:audit.out",
+            ),
+        ],
+    );
+    config.connections.insert(
+        "rabbit".into(),
+        ConnectionConfig::Amqp(Box::new(wharf::config::AmqpConfig {
+            url: Some(support::amqp_url()),
+            ..wharf::config::AmqpConfig::default()
+        })),
+    );
+    let (host, broker) = support::start_host(&db, config).await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let base = format!("http://{}", host.addr);
+    all_running(&client, &base).await;
+
+    // An independent service binds a queue of its own to the exchange.
+    let own = support::amqp_client().await;
+    let channel = own.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            exchange.as_str().into(),
+            "Booking.*".into(),
+            lapin::options::QueueBindOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().clone(),
+            "independent".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    publish_three(&client, &base).await;
+    assert_eq!(topics_in(&broker, "billing.out", 2).await, booking_events());
+    assert_eq!(topics_in(&broker, "audit.out", 2).await, booking_events());
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let delivery = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+            .await
+            .expect("the independent client's queue gets the events")
+            .unwrap()
+            .unwrap();
+        seen.push(delivery.routing_key.to_string());
+    }
+    seen.sort();
+    assert_eq!(seen, booking_events());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), consumer.next())
+            .await
+            .is_err(),
+        "Order.created reached a Booking.* binding"
+    );
+    // The subscriptions' queues are on RabbitMQ, named from service, chain and pattern.
+    for name in [&billing, &audit] {
+        channel
+            .queue_declare(
+                format!("{name}.uppercase.Booking.any").as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name}'s queue is missing: {e}"));
+    }
+    let _ = own.close(200, "done".into()).await;
+    host.stop().await;
+    support::delete_amqp_queues(&[
+        format!("{billing}.uppercase.Booking.any"),
+        format!("{audit}.uppercase.Booking.any"),
+    ])
+    .await;
+    support::delete_amqp_exchange(&exchange).await;
+}
+
+/// `wharf drain` runs a stopped subscription until its queue is empty, holds it stopped again
+/// and prints the count; a running route is waited for; an unknown unit is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_empties_and_exits_with_the_count() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = config_with(
+        EventsConfig::default(),
+        vec![subscription(
+            "nightly",
+            "reports",
+            "Booking.#",
+            &["uppercase"],
+            "local:reports.out",
+        )],
+    );
+    config.routes.push(wharf::config::RouteConfig {
+        name: "copy".into(),
+        from: "local:copy.in".into(),
+        to: Some("local:copy.out".into()),
+        ..wharf::config::RouteConfig::default()
+    });
+    let (host, broker) = support::start_host(&db, config).await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let base = format!("http://{}", host.addr);
+    all_running(&client, &base).await;
+    let wharf = env!("CARGO_BIN_EXE_wharf");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(wharf)
+            .args(args)
+            .args(["--url", &base])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Held stopped (as a cron job's subscription is): events wait in its queue.
+    let (code, _, stderr) = cli(&["subscription", "stop", "nightly"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for i in 0..7 {
+        publish(
+            &client,
+            &base,
+            "Booking",
+            if i % 2 == 0 { "created" } else { "updated" },
+        )
+        .await;
+    }
+    for i in 0..3 {
+        broker
+            .publish("copy.in", Message::new("t", format!("{i}").into_bytes()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        broker
+            .stats("reports.uppercase.Booking.all")
+            .await
+            .unwrap()
+            .depth(),
+        7
+    );
+
+    let (code, stdout, stderr) = cli(&["drain", "--subscription", "nightly", "--timeout", "30"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("subscription nightly: 7 processed"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().last(), Some("7"), "{stdout}");
+    assert_eq!(
+        broker
+            .stats("reports.uppercase.Booking.all")
+            .await
+            .unwrap()
+            .depth(),
+        0
+    );
+    assert_eq!(
+        broker
+            .peek("reports.out", 100, 1 << 20)
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
+    // Held stopped again: a new event waits.
+    publish(&client, &base, "Booking", "created").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        broker
+            .stats("reports.uppercase.Booking.all")
+            .await
+            .unwrap()
+            .depth(),
+        1
+    );
+
+    // A running route is waited for until its queue is empty (its three may be done already).
+    let (code, stdout, stderr) = cli(&["drain", "--route", "copy", "--timeout", "30"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    support::drained(&broker, "copy.in").await;
+    assert_eq!(broker.peek("copy.out", 10, 1 << 20).await.unwrap().len(), 3);
+
+    let (code, _, stderr) = cli(&["drain", "--route", "no-such-route"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("no unit named"), "{stderr}");
+    let (code, _, stderr) = cli(&["drain"]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("--route NAME"), "{stderr}");
+    let too_long = client
+        .post(format!("{base}/api/v1/drain"))
+        .json(&json!({ "units": ["copy"], "timeout_secs": 999_999 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_long.status(), 400);
+    host.stop().await;
+}
