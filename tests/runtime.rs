@@ -24,7 +24,7 @@ async fn uppercase_describes_itself_and_transforms() {
     assert_eq!(info.name, "uppercase");
     assert_eq!(info.kind, PluginKind::Transformer);
     assert!(info.reusable);
-    assert_eq!(info.contract, "wharf:plugin@0.1.0");
+    assert_eq!(info.contract, "wharf:plugin@0.1.1");
     assert_eq!(info.sha256.len(), 64);
 
     let mut input = text_message("hello, wharf! straße");
@@ -596,4 +596,83 @@ async fn a_daemon_links_and_describes_itself_but_is_not_called_per_message() {
         Err(e @ PluginError::WrongKind { .. }) => assert!(e.to_string().contains("daemon"), "{e}"),
         other => panic!("expected WrongKind, got {other:?}"),
     }
+}
+
+/// `publish-event` (0.1.1): an event's routing key is the class name and the event, its
+/// destination the host's events exchange, and it needs a `publish:` grant like any publish.
+#[tokio::test]
+async fn a_plugin_publishes_model_events_within_its_grants() {
+    let rt = runtime();
+    let with = |grants: &[&str], event: &str| PluginSettings {
+        grants: grants.iter().map(|g| g.to_string()).collect(),
+        config: [("event".to_string(), event.to_string())].into(),
+        ..settings()
+    };
+    let granted = load(
+        &rt,
+        "relay",
+        with(
+            &["publish:local:events/Booking.*"],
+            "shop.models.Booking:created",
+        ),
+    )
+    .await;
+    let report = granted.handle(&text_message(r#"{"id": 1}"#)).await;
+    report.result.expect("the event is granted");
+    assert_eq!(report.published.len(), 1);
+    let event = &report.published[0];
+    assert_eq!(event.destination, "local:events/Booking.created");
+    assert_eq!(event.message.topic, "Booking.created");
+    assert_eq!(event.message.payload, br#"{"id": 1}"#);
+    assert_eq!(
+        event.message.header("x-wharf-model"),
+        Some(&HeaderValue::Text("shop.models.Booking".into()))
+    );
+
+    // Another model is not granted; a bad name is refused before any grant is looked at.
+    for (event, refusal) in [
+        ("Order:created", "no grant"),
+        ("Book ing:created", "is not a model"),
+        ("Booking:created.late", "is not an event name"),
+    ] {
+        let plugin = load(
+            &rt,
+            "relay",
+            with(&["publish:local:events/Booking.*"], event),
+        )
+        .await;
+        let report = plugin.handle(&text_message("{}")).await;
+        match &report.result {
+            Err(PluginError::Rejected { reason, .. }) => {
+                assert!(reason.contains(refusal), "{event}: {reason}")
+            }
+            other => panic!("{event}: expected a refusal, got {other:?}"),
+        }
+        assert!(report.published.is_empty());
+    }
+}
+
+/// A plugin built against `wharf:plugin@0.1.0`, the oldest contract, links and runs on a host
+/// serving a later 0.1.x: it publishes within its grants, keeps kv state and replies.
+#[tokio::test]
+async fn a_plugin_built_against_the_oldest_contract_still_runs() {
+    let rt = runtime();
+    let plugin = load(
+        &rt,
+        "contract-0-1-0",
+        PluginSettings {
+            grants: vec!["publish:local:oldest.*".into()],
+            config: [("to".to_string(), "local:oldest.out".to_string())].into(),
+            ..settings()
+        },
+    )
+    .await;
+    assert_eq!(plugin.info().contract, "wharf:plugin@0.1.0");
+    assert_eq!(plugin.info().kind, PluginKind::Handler);
+    let report = plugin.handle(&text_message("old")).await;
+    let reply = report.result.unwrap().expect("it replies");
+    assert_eq!(reply.payload, b"1");
+    assert_eq!(report.published.len(), 1);
+    assert_eq!(report.published[0].destination, "local:oldest.out");
+    assert_eq!(report.kv_writes.len(), 1);
 }

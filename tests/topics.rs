@@ -140,6 +140,24 @@ async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backen
             subscription("audit-everything", "audit", "#", &[], "local:audit.all"),
         ],
     );
+    // A handler that publishes a model event of its own (`publish-event`, under a grant).
+    let mut config = config;
+    config.plugins.insert(
+        "relay".into(),
+        wharf::config::PluginConfig {
+            path: support::plugin_path("relay"),
+            publish: vec!["local:events/Booking.*".into()],
+            config: [("event".to_string(), "shop.models.Booking:paid".to_string())].into(),
+            ..wharf::config::PluginConfig::default()
+        },
+    );
+    config.routes.push(wharf::config::RouteConfig {
+        name: "payments".into(),
+        from: "local:payments.in".into(),
+        through: vec!["relay".into()],
+        to: Some("local:payments.out".into()),
+        ..wharf::config::RouteConfig::default()
+    });
     let (host, broker) = support::start_host(&db, config).await;
     let client = support::client_with_token(&support::local_token(host.addr));
     let base = format!("http://{}", host.addr);
@@ -182,6 +200,17 @@ async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backen
         ))
     );
 
+    // A plugin's event reaches the subscriptions its key matches.
+    broker
+        .publish("payments.in", Message::new("t", br#"{"id": 9}"#.to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        topics_in(&broker, "billing.out", 3).await,
+        vec!["Booking.created", "Booking.paid", "Booking.updated"]
+    );
+    assert_eq!(topics_in(&broker, "audit.all", 4).await.len(), 4);
+
     // The status and the metrics show each unit with its kind.
     let status: Value = client
         .get(format!("{base}/api/v1/status"))
@@ -192,11 +221,12 @@ async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backen
         .await
         .unwrap();
     assert!(
-        status["units"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|u| u["kind"] == "subscription"),
+        status["units"].as_array().unwrap().iter().all(|u| u["kind"]
+            == if u["name"] == "payments" {
+                "route"
+            } else {
+                "subscription"
+            }),
         "{status}"
     );
     let metrics = client
@@ -376,6 +406,59 @@ async fn subscriptions_through_the_api_and_the_cli() {
     assert_eq!(arrived[0].payload, br#"{"id":7}"#);
     let (ok, _, stderr) = cli(&["event", "Booking", "updated", "not json"]);
     assert!(!ok && stderr.contains("not JSON"), "{stderr}");
+    // Durable: through the outbox, and the relay sends it.
+    let (ok, stdout, stderr) = cli(&["event", "--durable", "Booking", "updated", r#"{"id": 8}"#]);
+    assert!(ok && stdout.contains("(in the outbox)"), "{stdout}{stderr}");
+    let started = std::time::Instant::now();
+    while broker
+        .peek("shipping.out", 10, 1 << 20)
+        .await
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the durable event never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The Queues list: the subscription's queue with who reads it; a filter too long is refused.
+    let list: Value = client
+        .get(format!("{base}/api/v1/queues?filter=shipping"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = list["queues"].as_array().unwrap();
+    let queue = rows
+        .iter()
+        .find(|r| r["address"] == "local:shipping.forward.Booking.updated")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(queue["used_by"][0]["unit"], "shipping");
+    assert_eq!(queue["used_by"][0]["role"], "reads");
+    assert_eq!(
+        queue["dead_letter_address"],
+        "local:shipping.forward.Booking.updated.dead"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["address"].as_str().unwrap().contains("shipping")),
+        "{list}"
+    );
+    let long = client
+        .get(format!("{base}/api/v1/queues?filter={}", "x".repeat(300)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 400);
+    let (ok, stdout, _) = cli(&["queue", "list", "--filter", "shipping"]);
+    assert!(
+        ok && stdout.contains("reads by subscription shipping"),
+        "{stdout}"
+    );
 
     // Create, list, stop, start and delete with the CLI.
     let (ok, stdout, stderr) = cli(&[

@@ -98,6 +98,10 @@ struct StoreServices {
     limits: KvLimits,
     /// Set once the host is listening (the table is named after its address).
     rpc: std::sync::OnceLock<crate::rpc::Rpc>,
+    /// Where this host's events go, and its connections (to tell a Kafka topic from an
+    /// exchange).
+    events: crate::config::EventsConfig,
+    connections: Connections,
 }
 
 impl HostServices for StoreServices {
@@ -178,6 +182,12 @@ impl HostServices for StoreServices {
     fn kv_limits(&self) -> KvLimits {
         self.limits
     }
+
+    fn event_destination(&self, key: &str) -> Result<String, String> {
+        crate::events::address(&self.connections, &self.events, key)
+            .map(|address| address.to_string())
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
@@ -232,10 +242,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         cache_dir: config.server.compile_cache.clone(),
         ..RuntimeConfig::default()
     })?;
+    let connections = Connections::default();
     let store_services = Arc::new(StoreServices {
         store: store.clone(),
         limits: KvLimits::default(),
         rpc: std::sync::OnceLock::new(),
+        events: config.events.clone(),
+        connections: connections.clone(),
     });
     let services: Arc<dyn HostServices> = store_services.clone();
 
@@ -266,7 +279,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         );
     }
 
-    let connections = Connections::default();
     for (name, connection) in &config.connections {
         let producer = crate::broker::open(name, connection, &store, &config.routes)
             .await

@@ -1,7 +1,7 @@
 //! # Writing Wharf plugins
 //!
 //! A Wharf plugin is a WebAssembly component built for `wasm32-wasip2`. It implements one of
-//! three worlds of the `wharf:plugin@0.1.0` contract (`wit/` in the Wharf repository):
+//! three worlds of the `wharf:plugin@0.1.1` contract (`wit/` in the Wharf repository):
 //!
 //! - a **transformer** turns one message into zero (a filter), one or several (a split) messages
 //!   and has no side effects besides logging;
@@ -47,7 +47,10 @@
 //! - There is no filesystem, no network and no environment. Standard output and standard error
 //!   go to the host's log, tagged with the plugin's name; [`log`] does the same with levels.
 //! - Publishing and requests go only where the admin granted (`publish:CONNECTION:ADDRESS`
-//!   globs); ask for what you need in [`Info::wants`].
+//!   globs); ask for what you need in [`Info::wants`]. [`host::publish_event`] publishes a
+//!   model event (`host::publish_event("shop.models.Booking", "created", b"{...}")` goes out
+//!   with routing key `Booking.created`) on the host's events exchange, under a grant for the
+//!   event's address (`publish:local:events/Booking.*` on the default host).
 //!
 //! ## Keep the stack small
 //!
@@ -109,7 +112,9 @@ pub mod config {
 
 /// Publishing, requests and state: for handlers and daemons only.
 pub mod host {
-    pub use crate::handler::wharf::plugin::host::{kv_get, kv_set, publish, request};
+    pub use crate::handler::wharf::plugin::host::{
+        kv_get, kv_set, publish, publish_event, request,
+    };
 }
 
 /// Sleeping and receiving: for daemons only.

@@ -59,6 +59,13 @@ pub trait HostServices: Send + Sync + 'static {
 
     /// The limits writes are checked against.
     fn kv_limits(&self) -> KvLimits;
+
+    /// Where an event with routing key `key` is published (`connection:address`), what a
+    /// plugin's `publish:` grants are checked against: by default `local:events/{key}`, the
+    /// embedded broker's events exchange of a host without `[events]`.
+    fn event_destination(&self, key: &str) -> Result<String, String> {
+        Ok(format!("local:events/{key}"))
+    }
 }
 
 /// A write of a plugin's kv state, made during a call and applied only if the call succeeds

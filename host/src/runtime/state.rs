@@ -278,11 +278,11 @@ impl config::Host for CallState {
     }
 }
 
-impl host::Host for CallState {
-    async fn publish(&mut self, destination: String, msg: types::Message) -> Result<(), String> {
-        self.check_grant(Access::Publish, &destination)?;
+impl CallState {
+    /// Holds `message` for `destination` until the call succeeds, within the call's limits.
+    fn hold(&mut self, destination: String, message: Message) -> Result<(), String> {
         if self.published.len() >= MAX_PUBLISHED
-            || self.published_bytes + msg.payload.len() > MAX_PUBLISHED_BYTES
+            || self.published_bytes + message.payload.len() > MAX_PUBLISHED_BYTES
         {
             let why = format!(
                 "one call may publish at most {MAX_PUBLISHED} messages and {MAX_PUBLISHED_BYTES} bytes"
@@ -290,12 +290,31 @@ impl host::Host for CallState {
             self.refused = Some(why.clone());
             return Err(why);
         }
-        self.published_bytes += msg.payload.len();
+        self.published_bytes += message.payload.len();
         self.published.push(Publication {
             destination,
-            message: msg.into(),
+            message,
         });
         Ok(())
+    }
+}
+
+impl host::Host for CallState {
+    async fn publish(&mut self, destination: String, msg: types::Message) -> Result<(), String> {
+        self.check_grant(Access::Publish, &destination)?;
+        self.hold(destination, msg.into())
+    }
+
+    async fn publish_event(
+        &mut self,
+        model: String,
+        event: String,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
+        let message = crate::events::message(&model, &event, payload).map_err(|e| e.to_string())?;
+        let destination = self.plugin.services.event_destination(&message.topic)?;
+        self.check_grant(Access::Publish, &destination)?;
+        self.hold(destination, message)
     }
 
     async fn request(

@@ -3,7 +3,9 @@
 //! state, and replies with the count. A refused publish fails the call with `reject`, so a
 //! test can see both the grant check and that nothing is published from a failed call. A
 //! payload of `fail-after-kv` fails the call (`reject`) after its kv write, so a test can see
-//! that a failed call's writes are not kept.
+//! that a failed call's writes are not kept. With `event = "Model:event"` in its config it
+//! also publishes each message's payload as that model event (`publish-event`, under the same
+//! grants).
 use wharf_sdk::{Failure, Info, Message, Value, config, handler::Guest, host};
 
 struct Relay;
@@ -16,8 +18,16 @@ impl Guest for Relay {
     }
 
     fn handle(msg: Message) -> Result<Option<Message>, Failure> {
-        for destination in config::require("to")?.split(',').map(str::trim) {
-            host::publish(destination, &msg).map_err(Failure::Reject)?;
+        if let Some(to) = config::get("to") {
+            for destination in to.split(',').map(str::trim) {
+                host::publish(destination, &msg).map_err(Failure::Reject)?;
+            }
+        }
+        if let Some(event) = config::get("event") {
+            let (model, name) = event.split_once(':').ok_or_else(|| {
+                Failure::Reject(format!("config `event` is `{event}`, not Model:event"))
+            })?;
+            host::publish_event(model, name, &msg.payload).map_err(Failure::Reject)?;
         }
         let count = host::kv_get("relayed")
             .and_then(|bytes| String::from_utf8(bytes).ok())
