@@ -83,6 +83,7 @@ async fn endpoint(
             }
         }
         "/bad" => (StatusCode::BAD_REQUEST, "no such order".to_owned()),
+        events if events.starts_with("/events/") => (StatusCode::OK, "event taken".to_owned()),
         "/moved" => (StatusCode::MOVED_PERMANENTLY, "see /out".to_owned()),
         "/upper" => (
             StatusCode::OK,
@@ -530,5 +531,56 @@ async fn accepted_ingress_survives_a_restart() {
         taken[0].id, id,
         "an output has an id of its own, derived from the input's"
     );
+    host.stop().await;
+}
+
+/// Events over an `http` connection are webhooks: each goes out as a request to
+/// `{base_url}{exchange}/{routing key}`; a subscription on it cannot run and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_go_out_as_requests_over_http() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (endpoint_addr, seen) = start_endpoint().await;
+    let mut config = Config::default();
+    config.routes.clear();
+    config.connections.insert(
+        "hooks".into(),
+        ConnectionConfig::Http(Box::new(HttpConfig {
+            base_url: Some(format!("http://{endpoint_addr}/")),
+            timeout_ms: 2_000,
+            ..HttpConfig::default()
+        })),
+    );
+    config.events = wharf::config::EventsConfig {
+        connection: "hooks".into(),
+        exchange: "events".into(),
+    };
+    let (host, _broker) = start_host(&db, config).await;
+    let base = format!("http://{}", host.addr);
+    let client = client_with_token(&local_token(host.addr));
+    let answer = client
+        .post(format!("{base}/api/v1/events/shop.models.Booking/created"))
+        .json(&serde_json::json!({ "id": 3 }))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["to"], "hooks:events/Booking.created");
+    let got = seen.requests_to("/events/Booking.created");
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0].1[..], br#"{"id":3}"#);
+
+    let made = client
+        .post(format!("{base}/api/v1/subscriptions"))
+        .json(&serde_json::json!({
+            "name": "hooked", "service": "s", "pattern": "#", "to": "local:x",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let made: Value = made.json().await.unwrap();
+    let error = made["status"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("holds no subscriptions"), "{made}");
     host.stop().await;
 }

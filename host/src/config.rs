@@ -42,7 +42,7 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
-    /// The connection carrying events (`embedded`, `amqp` or `kafka`).
+    /// The connection carrying events (`embedded`, `amqp`, `kafka`, or `http`: webhooks).
     pub connection: String,
     /// The topic exchange (AMQP, embedded) or topic (Kafka) events are published to.
     pub exchange: String,

@@ -75,6 +75,11 @@ try {
   await visit("/connections/" + encodeURIComponent(connection), [connection]);
   await visit("/queue?address=" + address, [queue, "<script>alert(10)</script>", "x'-alert(11)-'"]);
   await visit("/send?address=" + address, []);
+  // The list of every queue: the hostile queue and the hostile route's input, as text.
+  await visit("/queue", [queue, "q'-alert(8)-'", route]);
+  await visit("/queue?filter=" + encodeURIComponent("alert(1)"), [queue]);
+  await visit("/queue?filter=" + encodeURIComponent("<svg/onload=alert(3)>"), ["<svg/onload=alert(3)>"]);
+  await visit("/subscriptions", []);
   await visit("/audit", [connection]);
   await visit("/users", []);
 

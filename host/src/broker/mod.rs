@@ -222,7 +222,7 @@ impl Subscribed {
 
 fn no_events(kind: &str) -> BrokerError {
     BrokerError::Broker(format!(
-        "a connection of kind `{kind}` carries no events; name an embedded, amqp or kafka connection in [events]"
+        "a connection of kind `{kind}` carries no events; name an embedded, amqp, kafka or http connection in [events]"
     ))
 }
 

@@ -437,6 +437,25 @@ impl super::Transport for HttpBroker {
         "http"
     }
 
+    /// Events over HTTP are webhooks: each goes out as a request to
+    /// `{base_url}{exchange}/{routing key}`, confirmed by a 2xx. Nothing to declare.
+    async fn declare_events(&self, exchange: &str) -> Result<(), BrokerError> {
+        super::check_name("exchange", exchange, false)?;
+        Ok(())
+    }
+
+    /// An endpoint cannot be bound to: a subscription reads from a broker.
+    async fn subscribe(
+        &self,
+        _exchange: &str,
+        _queue: &str,
+        _pattern: &str,
+    ) -> Result<super::Subscribed, BrokerError> {
+        Err(BrokerError::Broker(
+            "an http connection sends events as requests but holds no subscriptions; name an embedded, amqp or kafka connection in [events] to subscribe".into(),
+        ))
+    }
+
     async fn send(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
         self.publish(address, msg).await
     }
