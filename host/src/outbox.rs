@@ -20,7 +20,7 @@
 
 use crate::broker::{Address, BrokerError, Connections};
 use crate::config::OutboxConfig;
-use crate::message::now_ms;
+use crate::message::{Message, now_ms};
 use crate::runtime::KvLimits;
 use crate::shutdown::Shutdown;
 use crate::store::{Committed, OutboxRow, OutboxStats, Store, StoreError, UnitOfWork};
@@ -286,59 +286,79 @@ async fn send_batch(outbox: &Outbox, connections: &Connections, name: &str, rows
     }
 }
 
-/// Sends `chain`'s rows in order, stopping at the first that must wait.
+/// Sends `chain`'s rows (one destination and key) in order, all in flight at once where the
+/// transport keeps their order, and stops at the first that must wait: it and the rows
+/// behind it are tried again later, in order.
 async fn send_chain(
     connections: &Connections,
     chain: Vec<OutboxRow>,
     down: &Mutex<HashSet<String>>,
     limit: Duration,
 ) -> Vec<Outcome> {
-    let mut outcomes = Vec::with_capacity(chain.len());
-    let mut rows = chain.into_iter();
-    while let Some(row) = rows.next() {
-        let result = match Address::parse(&row.destination) {
-            Err(e) => Err(BrokerError::from(e)),
-            Ok(to) if !connections.contains(&to.connection) => Err(BrokerError::Unavailable {
+    let Some(destination) = chain.first().map(|row| row.destination.clone()) else {
+        return Vec::new();
+    };
+    let seqs: Vec<(i64, i64)> = chain.iter().map(|row| (row.seq, row.attempts)).collect();
+    let messages: Vec<Message> = chain.into_iter().map(|row| row.message).collect();
+    let results: Vec<Result<(), BrokerError>> = match Address::parse(&destination) {
+        Err(e) => vec![Err(BrokerError::from(e))],
+        Ok(to) if !connections.contains(&to.connection) => vec![Err(BrokerError::Unavailable {
+            connection: to.connection.clone(),
+            detail: "this host has no such connection".into(),
+        })],
+        Ok(to)
+            if down
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&to.connection) =>
+        {
+            vec![Err(BrokerError::Unavailable {
                 connection: to.connection.clone(),
-                detail: "this host has no such connection".into(),
-            }),
-            Ok(to)
-                if down
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(&to.connection) =>
-            {
-                Err(BrokerError::Unavailable {
-                    connection: to.connection.clone(),
-                    detail: "down".into(),
-                })
-            }
-            Ok(to) => match tokio::time::timeout(limit, connections.send(&to, row.message)).await {
-                Ok(Err(e @ BrokerError::Unavailable { .. })) => {
-                    down.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(to.connection.clone());
-                    Err(e)
+                detail: "down".into(),
+            })]
+        }
+        Ok(to) => {
+            match tokio::time::timeout(limit, connections.send_ordered(&to, messages)).await {
+                Ok(results) => {
+                    if results
+                        .iter()
+                        .any(|r| matches!(r, Err(BrokerError::Unavailable { .. })))
+                    {
+                        down.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(to.connection.clone());
+                    }
+                    results
                 }
-                Ok(result) => result,
-                Err(_) => Err(BrokerError::Unavailable {
+                Err(_) => vec![Err(BrokerError::Unavailable {
                     connection: to.connection.clone(),
                     detail: format!("no confirm within {} ms", limit.as_millis()),
-                }),
-            },
-        };
+                })],
+            }
+        }
+    };
+    let mut outcomes = Vec::with_capacity(seqs.len());
+    let mut results = results.into_iter();
+    let mut rows = seqs.into_iter();
+    while let Some((seq, attempts)) = rows.next() {
+        // A row with no result was not sent: the chain stopped before it.
+        let result = results.next().unwrap_or_else(|| {
+            Err(BrokerError::Broker(
+                "not sent: an earlier message of its key must go first".into(),
+            ))
+        });
         match result {
-            Ok(()) => outcomes.push(Outcome::Sent(row.seq)),
+            Ok(()) => outcomes.push(Outcome::Sent(seq)),
             Err(e) if e.is_retryable() => {
                 outcomes.push(Outcome::Again {
-                    seq: row.seq,
-                    attempts: row.attempts,
+                    seq,
+                    attempts,
                     error: e.to_string(),
-                    behind: rows.map(|r| r.seq).collect(),
+                    behind: rows.map(|(seq, _)| seq).collect(),
                 });
                 break;
             }
-            Err(e) => outcomes.push(Outcome::Dead(row.seq, e.to_string())),
+            Err(e) => outcomes.push(Outcome::Dead(seq, e.to_string())),
         }
     }
     outcomes

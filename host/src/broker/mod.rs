@@ -353,6 +353,26 @@ pub trait Transport: AsAny + Send + Sync + 'static {
         msg: Message,
         delay: Duration,
     ) -> Result<(), BrokerError>;
+    /// Sends `msgs` to `address` in order, each confirmed; their results in the same order.
+    /// By default one after another, stopping after the first error that may pass later (the
+    /// rest are not sent, so the results are fewer); a transport that keeps order with many
+    /// in flight (one AMQP channel) sends them all at once.
+    async fn send_ordered(
+        &self,
+        address: &str,
+        msgs: Vec<Message>,
+    ) -> Vec<Result<(), BrokerError>> {
+        let mut results = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let result = self.send(address, msg).await;
+            let stop = matches!(&result, Err(e) if e.is_retryable());
+            results.push(result);
+            if stop {
+                break;
+            }
+        }
+        results
+    }
     /// Consumes from `address`.
     async fn consume(
         &self,
@@ -531,6 +551,35 @@ impl Connections {
             _ => msg,
         };
         self.producer(to)?.send(&to.address, msg).await
+    }
+
+    /// Sends `msgs` to `to` in order (see [`Transport::send_ordered`]); fewer results than
+    /// messages when it stopped early.
+    pub async fn send_ordered(
+        &self,
+        to: &Address,
+        msgs: Vec<Message>,
+    ) -> Vec<Result<(), BrokerError>> {
+        let to_reply_sink = self
+            .replies
+            .get()
+            .is_some_and(|sink| to.address == sink.queue());
+        if to_reply_sink {
+            let mut results = Vec::with_capacity(msgs.len());
+            for msg in msgs {
+                let result = self.send(to, msg).await;
+                let stop = matches!(&result, Err(e) if e.is_retryable());
+                results.push(result);
+                if stop {
+                    break;
+                }
+            }
+            return results;
+        }
+        match self.producer(to) {
+            Ok(producer) => producer.0.send_ordered(&to.address, msgs).await,
+            Err(error) => vec![Err(error)],
+        }
     }
 
     /// Removes connection `name`; returns it, to be closed.

@@ -180,7 +180,11 @@ fn print_subscription(view: &Value) {
         subscription["service"].as_str().unwrap_or(""),
         subscription["pattern"].as_str().unwrap_or(""),
         view["queue"].as_str().unwrap_or(""),
-        through.join(", "),
+        if through.is_empty() {
+            "no plugins".to_owned()
+        } else {
+            through.join(", ")
+        },
         subscription["to"]
             .as_str()
             .map(|to| format!(" → {to}"))

@@ -419,41 +419,90 @@ impl AmqpBroker {
     /// Publishes `msg` to `address` (`exchange/routing-key`, `exchange/` to route by the
     /// message's topic, or a queue name) and waits for the broker's confirm.
     pub async fn publish(&self, address: &str, msg: Message) -> Result<(), BrokerError> {
+        let (exchange, routing_key, properties) = Self::target(address, &msg)?;
+        self.publish_raw(exchange, &routing_key, &msg.payload, properties)
+            .await
+    }
+
+    /// Where `msg` goes for `address`: the exchange, the routing key, and its properties.
+    fn target<'a>(
+        address: &'a str,
+        msg: &Message,
+    ) -> Result<(&'a str, String, lapin::BasicProperties), BrokerError> {
         let (exchange, routing_key) = match address.split_once('/') {
-            Some((exchange, "")) => (exchange, msg.topic.as_str()),
-            Some((exchange, key)) => (exchange, key),
-            None => ("", address),
+            Some((exchange, "")) => (exchange, msg.topic.clone()),
+            Some((exchange, key)) => (exchange, key.to_owned()),
+            None => ("", address.to_owned()),
         };
         check_name("exchange", exchange, true)?;
         // The default exchange's key is a queue name; any other exchange takes any key, the
         // empty one too (fanout exchanges, topic-less messages).
         if exchange.is_empty() {
-            check_name("queue", routing_key, false)?;
+            check_name("queue", &routing_key, false)?;
         } else {
-            check_name("routing key", routing_key, true)?;
+            check_name("routing key", &routing_key, true)?;
         }
-        let properties = map::to_amqp(&msg, routing_key)?;
-        self.publish_raw(exchange, routing_key, &msg.payload, properties)
-            .await
+        let properties = map::to_amqp(msg, &routing_key)?;
+        Ok((exchange, routing_key, properties))
     }
 
-    async fn publish_raw(
+    /// Publishes `msgs` to `address` in order on one channel, every one in flight at once, and
+    /// then waits for each confirm: the results in the same order. AMQP keeps a channel's
+    /// order, so the broker takes them as sent; a message the broker cannot take (a return, a
+    /// nack) fails alone, and a channel that fails fails the rest.
+    pub async fn publish_ordered(
         &self,
+        address: &str,
+        msgs: Vec<Message>,
+    ) -> Vec<Result<(), BrokerError>> {
+        let live = match self.live(self.connect_wait()).await {
+            Ok(live) => live,
+            Err(error) => return vec![Err(error)],
+        };
+        let channel = match self.publish_channel(&live).await {
+            Ok(channel) => channel,
+            Err(error) => return vec![Err(error)],
+        };
+        let mut started = Vec::with_capacity(msgs.len());
+        for msg in &msgs {
+            let begun = match Self::target(address, msg) {
+                Ok((exchange, routing_key, properties)) => {
+                    let target = describe_target(exchange, &routing_key);
+                    self.begin_publish(&channel, exchange, &routing_key, &msg.payload, properties)
+                        .await
+                        .map(|confirm| (confirm, target))
+                }
+                Err(error) => Err(error),
+            };
+            let failed_channel = matches!(&begun, Err(e) if e.is_retryable());
+            started.push(begun);
+            if failed_channel {
+                break;
+            }
+        }
+        let mut results = Vec::with_capacity(started.len());
+        for begun in started {
+            results.push(match begun {
+                Ok((confirm, target)) => match confirm.await {
+                    Ok(confirmation) => confirmed(confirmation, &target),
+                    Err(e) => Err(amqp_error(&format!("publishing to {target}"), e)),
+                },
+                Err(error) => Err(error),
+            });
+        }
+        results
+    }
+
+    /// Starts publishing one message on `channel`: it is sent, its confirm still to come.
+    async fn begin_publish(
+        &self,
+        channel: &Channel,
         exchange: &str,
         routing_key: &str,
         payload: &[u8],
         properties: lapin::BasicProperties,
-    ) -> Result<(), BrokerError> {
-        let live = self.live(self.connect_wait()).await?;
-        let channel = self.publish_channel(&live).await?;
-        let target = || {
-            if exchange.is_empty() {
-                format!("queue `{routing_key}`")
-            } else {
-                format!("exchange `{exchange}` with key `{routing_key}`")
-            }
-        };
-        let confirm = channel
+    ) -> Result<lapin::PublisherConfirm, BrokerError> {
+        channel
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
@@ -466,25 +515,30 @@ impl AmqpBroker {
                 properties,
             )
             .await
-            .map_err(|e| amqp_error(&format!("publishing to {}", target()), e))?
+            .map_err(|e| {
+                amqp_error(
+                    &format!("publishing to {}", describe_target(exchange, routing_key)),
+                    e,
+                )
+            })
+    }
+
+    async fn publish_raw(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        payload: &[u8],
+        properties: lapin::BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let live = self.live(self.connect_wait()).await?;
+        let channel = self.publish_channel(&live).await?;
+        let target = describe_target(exchange, routing_key);
+        let confirm = self
+            .begin_publish(&channel, exchange, routing_key, payload, properties)
+            .await?
             .await
-            .map_err(|e| amqp_error(&format!("publishing to {}", target()), e))?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(BrokerError::Unroutable {
-                    target: target(),
-                    reason: returned.reply_text.to_string(),
-                })
-            }
-            Confirmation::Nack(None) => Err(BrokerError::Broker(format!(
-                "the broker refused the message for {} (nack)",
-                target()
-            ))),
-            Confirmation::NotRequested => Err(BrokerError::Broker(
-                "the publishing channel is not in confirm mode".into(),
-            )),
-        }
+            .map_err(|e| amqp_error(&format!("publishing to {target}"), e))?;
+        confirmed(confirm, &target)
     }
 
     /// Publishes `msg` to `queue` so that it arrives there after `delay`.
@@ -1221,6 +1275,14 @@ impl super::Transport for AmqpBroker {
         self.publish(address, msg).await
     }
 
+    async fn send_ordered(
+        &self,
+        address: &str,
+        msgs: Vec<Message>,
+    ) -> Vec<Result<(), BrokerError>> {
+        self.publish_ordered(address, msgs).await
+    }
+
     async fn send_delayed(
         &self,
         address: &str,
@@ -1374,6 +1436,34 @@ pub fn topology_for(name: &str, amqp: &AmqpConfig, routes: &[RouteConfig]) -> To
         queues: amqp.queues.clone(),
         bindings: amqp.bindings.clone(),
         ensured,
+    }
+}
+
+/// A publish's target as an error names it.
+fn describe_target(exchange: &str, routing_key: &str) -> String {
+    if exchange.is_empty() {
+        format!("queue `{routing_key}`")
+    } else {
+        format!("exchange `{exchange}` with key `{routing_key}`")
+    }
+}
+
+/// What a publisher confirm says of one message.
+fn confirmed(confirmation: Confirmation, target: &str) -> Result<(), BrokerError> {
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Err(BrokerError::Unroutable {
+                target: target.to_owned(),
+                reason: returned.reply_text.to_string(),
+            })
+        }
+        Confirmation::Nack(None) => Err(BrokerError::Broker(format!(
+            "the broker refused the message for {target} (nack)"
+        ))),
+        Confirmation::NotRequested => Err(BrokerError::Broker(
+            "the publishing channel is not in confirm mode".into(),
+        )),
     }
 }
 
