@@ -84,6 +84,20 @@ async fn topics_in(
     }
 }
 
+/// Runs `wharf ARGS --url BASE`: its exit code, standard output and standard error.
+fn wharf(base: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .args(["--url", base])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn booking_events() -> Vec<String> {
     vec!["Booking.created".into(), "Booking.updated".into()]
 }
@@ -382,18 +396,9 @@ async fn subscriptions_through_the_api_and_the_cli() {
     );
 
     // The CLI publishes an event; the subscription gets it.
-    let wharf = env!("CARGO_BIN_EXE_wharf");
     let cli = |args: &[&str]| {
-        let out = std::process::Command::new(wharf)
-            .args(args)
-            .args(["--url", &base])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let (code, stdout, stderr) = wharf(&base, args);
+        (code == Some(0), stdout, stderr)
     };
     let (ok, stdout, stderr) = cli(&["event", "shop.Booking", "updated", r#"{"id": 7}"#]);
     assert!(ok, "{stderr}");
@@ -714,19 +719,7 @@ async fn drain_empties_and_exits_with_the_count() {
     let client = support::client_with_token(&support::local_token(host.addr));
     let base = format!("http://{}", host.addr);
     all_running(&client, &base).await;
-    let wharf = env!("CARGO_BIN_EXE_wharf");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(wharf)
-            .args(args)
-            .args(["--url", &base])
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| wharf(&base, args);
     // Held stopped (as a cron job's subscription is): events wait in its queue.
     let (code, _, stderr) = cli(&["subscription", "stop", "nightly"]);
     assert_eq!(code, Some(0), "{stderr}");

@@ -196,6 +196,25 @@ impl AckHandle {
     }
 }
 
+/// Sends `msgs` one after another with `send`, stopping after the first error that may pass
+/// later (the rest are not sent, so the results are fewer).
+async fn one_by_one<F, Fut>(msgs: Vec<Message>, mut send: F) -> Vec<Result<(), BrokerError>>
+where
+    F: FnMut(Message) -> Fut,
+    Fut: Future<Output = Result<(), BrokerError>>,
+{
+    let mut results = Vec::with_capacity(msgs.len());
+    for msg in msgs {
+        let result = send(msg).await;
+        let stop = matches!(&result, Err(e) if e.is_retryable());
+        results.push(result);
+        if stop {
+            break;
+        }
+    }
+    results
+}
+
 /// How a subscription reads its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribed {
@@ -362,16 +381,7 @@ pub trait Transport: AsAny + Send + Sync + 'static {
         address: &str,
         msgs: Vec<Message>,
     ) -> Vec<Result<(), BrokerError>> {
-        let mut results = Vec::with_capacity(msgs.len());
-        for msg in msgs {
-            let result = self.send(address, msg).await;
-            let stop = matches!(&result, Err(e) if e.is_retryable());
-            results.push(result);
-            if stop {
-                break;
-            }
-        }
-        results
+        one_by_one(msgs, |msg| self.send(address, msg)).await
     }
     /// Consumes from `address`.
     async fn consume(
@@ -565,16 +575,7 @@ impl Connections {
             .get()
             .is_some_and(|sink| to.address == sink.queue());
         if to_reply_sink {
-            let mut results = Vec::with_capacity(msgs.len());
-            for msg in msgs {
-                let result = self.send(to, msg).await;
-                let stop = matches!(&result, Err(e) if e.is_retryable());
-                results.push(result);
-                if stop {
-                    break;
-                }
-            }
-            return results;
+            return one_by_one(msgs, |msg| self.send(to, msg)).await;
         }
         match self.producer(to) {
             Ok(producer) => producer.0.send_ordered(&to.address, msgs).await,

@@ -155,14 +155,67 @@ pub async fn drain(
                 .await;
         }
     }
+    // The waiting and the holding-stopped-again run in a task of their own: a caller that
+    // goes away (a CLI stopped with Ctrl-C) does not leave the units it started running.
+    let watched: Vec<(String, crate::broker::Address, Option<String>)> = draining
+        .iter()
+        .map(|(name, _, input, group)| (name.clone(), input.clone(), group.clone()))
+        .collect();
+    let task_state = state.clone();
+    let waited = tokio::spawn(async move {
+        let state = &task_state;
+        let empty = wait_empty(state, &watched, timeout).await;
+        for (name, by) in &restart {
+            state.store.stop_unit(name, by, now_ms()).await?;
+        }
+        if !restart.is_empty() {
+            applied(state).await?;
+        }
+        Ok::<_, AppError>(empty)
+    });
+    let empty = waited.await.map_err(|e| {
+        tracing::error!(error = %e, "a drain's task failed");
+        AppError::Internal
+    })??;
+    let after = crate::metrics::route_totals();
+    let units: Vec<Drained> = draining
+        .into_iter()
+        .zip(empty)
+        .map(|((name, kind, _, _), empty)| {
+            let taken = |counts: &std::collections::BTreeMap<
+                String,
+                crate::metrics::RouteCounts,
+            >| { counts.get(&name).map_or(0.0, |c| c.r#in) };
+            Drained {
+                processed: (taken(&after) - taken(&before)).max(0.0) as u64,
+                name,
+                kind,
+                empty,
+            }
+        })
+        .collect();
+    Ok(DrainReport {
+        processed: units.iter().map(|u| u.processed).sum(),
+        complete: units.iter().all(|u| u.empty),
+        units,
+    })
+}
+
+/// Waits (up to `timeout`) until each of `watched` (a unit's name, its input, its Kafka
+/// group) has nothing outstanding and its count has stopped moving; which ones did.
+async fn wait_empty(
+    state: &AppState,
+    watched: &[(String, crate::broker::Address, Option<String>)],
+    timeout: std::time::Duration,
+) -> Vec<bool> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut empty = vec![false; draining.len()];
+    let mut empty = vec![false; watched.len()];
     let mut last_counts = crate::metrics::route_totals();
     while tokio::time::Instant::now() < deadline && empty.iter().any(|e| !e) {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         let counts = crate::metrics::route_totals();
         let consumers = state.supervisor.connections().consumers();
-        for (i, (name, _, input, group)) in draining.iter().enumerate() {
+        for (i, (name, input, group)) in watched.iter().enumerate() {
             let settled = counts.get(name).map(|c| c.r#in) == last_counts.get(name).map(|c| c.r#in);
             let outstanding = match consumers
                 .iter()
@@ -192,32 +245,5 @@ pub async fn drain(
         }
         last_counts = counts;
     }
-    for (name, by) in &restart {
-        state.store.stop_unit(name, by, now_ms()).await?;
-    }
-    if !restart.is_empty() {
-        applied(state).await?;
-    }
-    let after = crate::metrics::route_totals();
-    let units: Vec<Drained> = draining
-        .into_iter()
-        .zip(empty)
-        .map(|((name, kind, _, _), empty)| {
-            let taken = |counts: &std::collections::BTreeMap<
-                String,
-                crate::metrics::RouteCounts,
-            >| { counts.get(&name).map_or(0.0, |c| c.r#in) };
-            Drained {
-                processed: (taken(&after) - taken(&before)).max(0.0) as u64,
-                name,
-                kind,
-                empty,
-            }
-        })
-        .collect();
-    Ok(DrainReport {
-        processed: units.iter().map(|u| u.processed).sum(),
-        complete: units.iter().all(|u| u.empty),
-        units,
-    })
+    empty
 }
