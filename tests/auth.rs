@@ -18,6 +18,9 @@ async fn host(db: &TestDb) -> RunningHost {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.database = db.url.clone();
     config.server.plugin_dir = None;
+    // Nor the defaults' heartbeat daemon and its plugin, which come from that folder.
+    config.daemons.clear();
+    config.plugins.clear();
     config.routes.clear();
     config.validate().unwrap();
     start(config).await.expect("the host starts")

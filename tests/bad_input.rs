@@ -31,6 +31,9 @@ async fn host(configure: impl FnOnce(&mut Config)) -> Host {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.database = db.url.clone();
     config.server.plugin_dir = None;
+    // Nor the defaults' heartbeat daemon and its plugin, which come from that folder.
+    config.daemons.clear();
+    config.plugins.clear();
     config.server.max_request_bytes = 64 * 1024;
     config.routes.clear();
     config.connections.insert(

@@ -32,7 +32,7 @@ fn check_prints_what_a_plugin_declares() {
     for expected in [
         "uppercase 0.1.0",
         "kind:        transformer",
-        "wharf:plugin@0.1.1",
+        "wharf:plugin@0.1.2",
         "reusable:    yes",
         "sha256",
     ] {
@@ -136,4 +136,49 @@ fn run_prints_outputs_logs_and_cost() {
     ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("priority"), "{}", stderr(&out));
+}
+
+/// `plugin run` runs a daemon for a while against an embedded broker in memory: the lookup
+/// service takes the request put on its queue and answers at its reply-to.
+#[test]
+fn run_runs_a_daemon_for_a_while_against_an_embedded_broker() {
+    let out = wharf(&[
+        "plugin",
+        "run",
+        plugin_path("lookup-service").to_str().unwrap(),
+        "--for",
+        "2",
+        "--queue",
+        "local:lookup.requests",
+        "--input",
+        r#"{"payload": "isbn-1", "reply_to": "answers", "correlation_id": "c1"}"#,
+        "--config",
+        "entry.isbn-1=Babička",
+        "--grant",
+        "receive:local:lookup.requests",
+        "--grant",
+        "publish:local:*",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    let queues = report["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 1, "only the answer is left: {report}");
+    assert_eq!(queues[0]["queue"], "local:answers");
+    let answer = &queues[0]["messages"][0];
+    assert_eq!(answer["payload"], "Babička");
+    assert_eq!(answer["correlation_id"], "c1");
+
+    // Without the receive grant the daemon fails, and says why.
+    let out = wharf(&[
+        "plugin",
+        "run",
+        plugin_path("lookup-service").to_str().unwrap(),
+        "--for",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("has no grant to receive"), "{text}");
 }

@@ -24,7 +24,7 @@ async fn uppercase_describes_itself_and_transforms() {
     assert_eq!(info.name, "uppercase");
     assert_eq!(info.kind, PluginKind::Transformer);
     assert!(info.reusable);
-    assert_eq!(info.contract, "wharf:plugin@0.1.1");
+    assert_eq!(info.contract, "wharf:plugin@0.1.2");
     assert_eq!(info.sha256.len(), 64);
 
     let mut input = text_message("hello, wharf! straße");
@@ -590,7 +590,7 @@ async fn a_daemon_links_and_describes_itself_but_is_not_called_per_message() {
     let rt = runtime();
     let daemon = load(&rt, "heartbeat", settings()).await;
     assert_eq!(daemon.info().kind, PluginKind::Daemon);
-    assert_eq!(daemon.info().wants, ["publish:local:heartbeat"]);
+    assert_eq!(daemon.info().wants, ["publish:local:events/Host.heartbeat"]);
     let report = daemon.transform(&text_message("x")).await;
     match report.result {
         Err(e @ PluginError::WrongKind { .. }) => assert!(e.to_string().contains("daemon"), "{e}"),

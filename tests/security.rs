@@ -32,6 +32,9 @@ async fn host(db: &TestDb, tweak: impl FnOnce(&mut Config)) -> RunningHost {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.database = db.url.clone();
     config.server.plugin_dir = None;
+    // Nor the defaults' heartbeat daemon and its plugin, which come from that folder.
+    config.daemons.clear();
+    config.plugins.clear();
     config.routes.clear();
     tweak(&mut config);
     config.validate().unwrap();
@@ -670,6 +673,9 @@ async fn stored_secrets_are_sealed_and_rotated(backend: Backend) {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.database = db.url.clone();
     config.server.plugin_dir = None;
+    // Nor the defaults' heartbeat daemon and its plugin, which come from that folder.
+    config.daemons.clear();
+    config.plugins.clear();
     config.routes.clear();
     config.server.secret_key_file = Some(keys.path().join("stranger.key"));
     let refused = wharf::host::start(config)

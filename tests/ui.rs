@@ -34,6 +34,9 @@ async fn the_admin_ui_in_a_real_browser() {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.database = db.url.clone();
     config.server.plugin_dir = None;
+    // Nor the defaults' heartbeat daemon and its plugin, which come from that folder.
+    config.daemons.clear();
+    config.plugins.clear();
     let host = wharf::host::start(config).await.expect("the host starts");
     let queue = format!("wharf.ui.{}", uuid::Uuid::new_v4().simple());
     let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
@@ -97,6 +100,9 @@ async fn hostile_names_run_no_script() {
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.database = db.url.clone();
     config.server.plugin_dir = None;
+    // Nor the defaults' heartbeat daemon and its plugin, which come from that folder.
+    config.daemons.clear();
+    config.plugins.clear();
     let host = wharf::host::start(config).await.expect("the host starts");
     let base = format!("http://{}", host.addr);
     let admin = support::client_with_token(support::local_token(host.addr).trim());

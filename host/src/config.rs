@@ -20,10 +20,12 @@ pub struct Config {
     #[serde(skip)]
     pub file: Option<PathBuf>,
     pub server: ServerConfig,
-    // A file says what runs: without `[connections]` or `[[routes]]` it has none of the
-    // defaults' (`local` is added back by `load`), rather than the demo route.
+    // A file says what runs: without `[connections]`, `[plugins]`, `[[routes]]` or
+    // `[[daemons]]` it has none of the defaults' (`local` is added back by `load`), rather
+    // than the demo route and the heartbeat.
     #[serde(default)]
     pub connections: BTreeMap<String, ConnectionConfig>,
+    #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -35,6 +37,62 @@ pub struct Config {
     pub events: EventsConfig,
     #[serde(default)]
     pub subscriptions: Vec<SubscriptionConfig>,
+    #[serde(default)]
+    pub daemons: Vec<DaemonConfig>,
+}
+
+/// A daemon: a daemon plugin the host runs for as long as it is wanted, restarting it when it
+/// fails and marking it failed when it keeps failing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub name: String,
+    /// The daemon plugin to run: `name`, or `name@version` to pin a version.
+    pub plugin: String,
+    /// Run on every host of a shared database. By default a daemon runs on one host at a
+    /// time, which holds its lease in the database; another takes over when that host dies.
+    #[serde(default)]
+    pub each_host: bool,
+    /// Failures (an error returned, a trap, a spin past its CPU budget) within
+    /// `failure_window_secs` that mark it failed; it then stays stopped until restarted.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "default_failure_window_secs")]
+    pub failure_window_secs: u64,
+}
+
+fn default_max_failures() -> u32 {
+    5
+}
+
+fn default_failure_window_secs() -> u64 {
+    300
+}
+
+impl DaemonConfig {
+    /// Checks one daemon on its own. `prefix` goes before each key named in an error.
+    pub fn check(&self, prefix: &str) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("{prefix}{field}");
+        check_item_name(&key("name"), &self.name)?;
+        let (plugin, version) = plugin_ref(&self.plugin);
+        check_item_name(&key("plugin"), plugin)?;
+        if version.is_some_and(|v| v.is_empty() || v.len() > 64 || is_dot_segment(v)) {
+            return Err(invalid(
+                key("plugin"),
+                "write it as `name` or `name@version`",
+            ));
+        }
+        if self.max_failures == 0 || self.max_failures > 1000 {
+            return Err(invalid(key("max_failures"), "must be 1 to 1000"));
+        }
+        if self.failure_window_secs == 0 || self.failure_window_secs > 7 * 24 * 3600 {
+            return Err(invalid(
+                key("failure_window_secs"),
+                "must be 1 second to 7 days (604800)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where model events go: a topic exchange (AMQP, or the embedded broker's) or a Kafka topic,
@@ -128,17 +186,7 @@ impl SubscriptionConfig {
                 .collect::<Vec<_>>()
                 .join("-")
         };
-        let pattern = self
-            .pattern
-            .split('.')
-            .map(|word| match word {
-                "*" => "any",
-                "#" => "all",
-                word => word,
-            })
-            .collect::<Vec<_>>()
-            .join(".");
-        format!("{}.{chain}.{pattern}", self.service)
+        format!("{}.{chain}.{}", self.service, pattern_words(&self.pattern))
     }
 
     /// The route that runs it: from its queue on the events connection.
@@ -183,6 +231,20 @@ impl SubscriptionConfig {
                 other => other,
             })
     }
+}
+
+/// A pattern as words a queue name can hold: `*` as `any`, `#` as `all`
+/// (`Booking.*` is `Booking.any`).
+pub fn pattern_words(pattern: &str) -> String {
+    pattern
+        .split('.')
+        .map(|word| match word {
+            "*" => "any",
+            "#" => "all",
+            word => word,
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A binding pattern: words separated by `.`, each `*`, `#` or letters, digits, `_` and `-`.
@@ -973,9 +1035,23 @@ impl Default for Config {
                 "local".to_owned(),
                 ConnectionConfig::Embedded(EmbeddedConnectionConfig::default()),
             )]),
-            plugins: BTreeMap::new(),
+            // The example daemon publishes the host's heartbeat as an event.
+            plugins: BTreeMap::from([(
+                "heartbeat".to_owned(),
+                PluginConfig {
+                    publish: vec!["local:events/Host.heartbeat".into()],
+                    ..PluginConfig::default()
+                },
+            )]),
             events: EventsConfig::default(),
             subscriptions: Vec::new(),
+            daemons: vec![DaemonConfig {
+                name: "heartbeat".into(),
+                plugin: "heartbeat".into(),
+                each_host: false,
+                max_failures: default_max_failures(),
+                failure_window_secs: default_failure_window_secs(),
+            }],
             routes: vec![RouteConfig {
                 name: "demo".into(),
                 from: "local:demo.in".into(),
@@ -1106,6 +1182,28 @@ impl Config {
                 }
             }
         }
+        for (i, daemon) in self.daemons.iter().enumerate() {
+            let key = |field: &str| format!("daemons[{i}].{field}");
+            if !names.insert(&daemon.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "`{}` names two units (routes, subscriptions and daemons share names)",
+                        daemon.name
+                    ),
+                ));
+            }
+            daemon.check(&format!("daemons[{i}]."))?;
+            if !plugins.contains_key(plugin_ref(&daemon.plugin).0) {
+                return Err(invalid(
+                    key("plugin"),
+                    format!(
+                        "no plugin `{}` is configured under [plugins] or found in the plugin_dir",
+                        daemon.plugin
+                    ),
+                ));
+            }
+        }
         for (key, value) in [
             ("server.max_outputs", self.server.max_outputs),
             ("server.max_request_bytes", self.server.max_request_bytes),
@@ -1119,9 +1217,12 @@ impl Config {
             check_connection_name(&format!("connections.{}", name.escape_debug()), name)?;
             connection.check(&format!("connections.{name}."))?;
         }
-        for (name, plugin) in &self.plugins {
+        for (name, plugin) in &plugins {
             if plugin.path.as_os_str().is_empty() {
-                return Err(invalid(format!("plugins.{name}.path"), "is required"));
+                return Err(invalid(
+                    format!("plugins.{name}.path"),
+                    format!("is required (there is no {name}.wasm in the plugin_dir)"),
+                ));
             }
         }
         Ok(())
@@ -1145,12 +1246,11 @@ impl Config {
             if path.extension().is_some_and(|e| e == "wasm")
                 && let Some(name) = path.file_stem().and_then(|s| s.to_str())
             {
-                plugins
-                    .entry(name.to_owned())
-                    .or_insert_with(|| PluginConfig {
-                        path: path.clone(),
-                        ..PluginConfig::default()
-                    });
+                let plugin = plugins.entry(name.to_owned()).or_default();
+                // `[plugins.NAME]` without a path gives settings to the plugin_dir's file.
+                if plugin.path.as_os_str().is_empty() {
+                    plugin.path = path.clone();
+                }
             }
         }
         Ok(plugins)

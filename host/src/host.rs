@@ -8,7 +8,10 @@
 
 use crate::broker::Connections;
 use crate::config::{Config, PluginConfig};
-use crate::runtime::{HostFuture, HostServices, KvLimits, PluginSettings, Runtime, RuntimeConfig};
+use crate::runtime::{
+    HostFuture, HostServices, Inbox, KvLimits, PluginSettings, Runtime, RuntimeConfig, Settlement,
+    Taken,
+};
 use crate::shutdown::{self, ShutdownTrigger};
 use crate::store::Store;
 use crate::supervisor::{FileLayer, FilePlugin, Parts, Supervisor};
@@ -121,16 +124,38 @@ impl HostServices for StoreServices {
         })
     }
 
-    fn receive<'a>(
+    fn publish<'a>(
         &'a self,
         _: &'a str,
-        source: &'a str,
-        _: Duration,
-    ) -> HostFuture<'a, Result<Option<crate::message::Message>, String>> {
+        destination: &'a str,
+        mut msg: crate::message::Message,
+    ) -> HostFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            Err(format!(
-                "subscriptions are not available on this host yet (`{source}`)"
-            ))
+            // A daemon's message gets an id and a time unless it gave its own.
+            if msg.id.is_empty() {
+                msg.id = uuid::Uuid::new_v4().to_string();
+            }
+            if msg.timestamp_ms == 0 {
+                msg.timestamp_ms = crate::message::now_ms();
+            }
+            let to = crate::broker::Address::parse(destination).map_err(|e| e.to_string())?;
+            self.connections
+                .send(&to, msg)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn open_inbox<'a>(
+        &'a self,
+        daemon: &'a str,
+        source: &'a str,
+    ) -> HostFuture<'a, Result<Box<dyn Inbox>, String>> {
+        Box::pin(async move {
+            DaemonInbox::open(&self.connections, daemon, source)
+                .await
+                .map(|inbox| Box::new(inbox) as Box<dyn Inbox>)
+                .map_err(|e| e.to_string())
         })
     }
 
@@ -188,6 +213,193 @@ impl HostServices for StoreServices {
             .map(|address| address.to_string())
             .map_err(|e| e.to_string())
     }
+}
+
+/// A daemon's source: a queue, or its own queue (Kafka: consumer group) on an events
+/// exchange for `connection:exchange/pattern`. A task of its own reads the consumer and hands
+/// deliveries over one at a time, so a `take` that times out never cancels a read half-way
+/// (a claim made and not yet handed out would be held until its lease ran out).
+struct DaemonInbox {
+    deliveries: tokio::sync::mpsc::Receiver<Result<crate::broker::Delivery, String>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    reader: tokio::task::JoinHandle<()>,
+    /// The pattern to keep, where the source holds every event (a Kafka topic).
+    filter: Option<String>,
+    daemon: String,
+}
+
+/// Messages a daemon's consumer may hold before the daemon takes them: they go back when it
+/// stops.
+const DAEMON_PREFETCH: usize = 16;
+
+impl DaemonInbox {
+    async fn open(
+        connections: &Connections,
+        daemon: &str,
+        source: &str,
+    ) -> Result<DaemonInbox, crate::broker::BrokerError> {
+        let at = crate::broker::Address::parse(source)?;
+        let unit = format!("daemon.{daemon}");
+        let (address, filter) = match at.address.split_once('/') {
+            Some((exchange, pattern)) => {
+                crate::config::check_pattern("source", pattern)
+                    .map_err(|e| crate::broker::BrokerError::Broker(e.to_string()))?;
+                let queue = format!("{unit}.{}", crate::config::pattern_words(pattern));
+                let producer = connections.producer(&at)?;
+                let subscribed = producer
+                    .transport()
+                    .subscribe(exchange, &queue, pattern)
+                    .await?;
+                let filter = subscribed.shared_log.then(|| pattern.to_owned());
+                (at.sibling(subscribed.address), filter)
+            }
+            None => {
+                connections.ensure(&[&at]).await?;
+                (at, None)
+            }
+        };
+        let options = crate::broker::ConsumeOptions {
+            unit: Some(unit),
+            ..crate::broker::ConsumeOptions::new(DAEMON_PREFETCH)
+        };
+        let mut consumer = connections.consume_with(&address, options).await?;
+        let (sender, deliveries) = tokio::sync::mpsc::channel(1);
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let reader = tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = &mut stopped => break,
+                    next = consumer.next() => next,
+                };
+                let failed = next.is_err();
+                match sender.send(next.map_err(|e| e.to_string())).await {
+                    Ok(()) if !failed => {}
+                    Ok(()) => break,
+                    // The daemon has stopped taking: this one goes back.
+                    Err(tokio::sync::mpsc::error::SendError(Ok(delivery))) => {
+                        let _ = delivery.ack.nack(crate::broker::Nack::Requeue).await;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            consumer.close().await;
+        });
+        Ok(DaemonInbox {
+            deliveries,
+            stop,
+            reader,
+            filter,
+            daemon: daemon.to_owned(),
+        })
+    }
+}
+
+impl Inbox for DaemonInbox {
+    fn next(&mut self, timeout: Duration) -> HostFuture<'_, Result<Option<Taken>, String>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let delivery = match tokio::time::timeout_at(deadline, self.deliveries.recv()).await
+                {
+                    Err(_) => return Ok(None),
+                    Ok(None) => return Err("the source's consumer has stopped".into()),
+                    Ok(Some(delivery)) => delivery?,
+                };
+                if let Some(pattern) = &self.filter
+                    && !crate::topic::matches(pattern, &delivery.message.topic)
+                {
+                    delivery.ack.ack().await.map_err(|e| e.to_string())?;
+                    continue;
+                }
+                return Ok(Some(Taken {
+                    message: delivery.message,
+                    settle: Box::new(DaemonSettlement {
+                        ack: delivery.ack,
+                        daemon: self.daemon.clone(),
+                    }),
+                }));
+            }
+        })
+    }
+
+    fn close(self: Box<Self>) -> HostFuture<'static, ()> {
+        Box::pin(async move {
+            let DaemonInbox {
+                mut deliveries,
+                stop,
+                reader,
+                ..
+            } = *self;
+            // No more is handed over (the reader gives back what it was handing); what was
+            // handed over and not taken goes back; then the reader stops, and closing its
+            // consumer returns what the broker had handed it.
+            deliveries.close();
+            while let Ok(delivery) = deliveries.try_recv() {
+                if let Ok(delivery) = delivery {
+                    let _ = delivery.ack.nack(crate::broker::Nack::Requeue).await;
+                }
+            }
+            let _ = stop.send(());
+            let _ = reader.await;
+        })
+    }
+}
+
+struct DaemonSettlement {
+    ack: crate::broker::AckHandle,
+    daemon: String,
+}
+
+impl Settlement for DaemonSettlement {
+    fn ack(self: Box<Self>) -> HostFuture<'static, Result<(), String>> {
+        Box::pin(async move { self.ack.ack().await.map_err(|e| e.to_string()) })
+    }
+
+    fn nack(self: Box<Self>, requeue: bool) -> HostFuture<'static, Result<(), String>> {
+        Box::pin(async move {
+            let nack = if requeue {
+                crate::broker::Nack::Requeue
+            } else {
+                crate::broker::Nack::DeadLetter(crate::broker::DeadLetter::new(
+                    format!("daemon `{}` refused the message", self.daemon),
+                    "Rejected",
+                    "plugin",
+                ))
+            };
+            self.ack.nack(nack).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The host's services over `store` and `connections` with no listening host behind them (no
+/// correlation table, so `request` answers that it cannot): what `wharf plugin run` gives a
+/// daemon.
+pub fn offline_services(
+    store: Store,
+    connections: Connections,
+    events: crate::config::EventsConfig,
+) -> Arc<dyn HostServices> {
+    Arc::new(StoreServices {
+        store,
+        limits: KvLimits::default(),
+        rpc: std::sync::OnceLock::new(),
+        events,
+        connections,
+    })
+}
+
+/// This process, as the daemons' leases name it: the machine, the process id and a random
+/// part (a restarted host is a new holder).
+fn host_id() -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{machine}:{}:{}", std::process::id(), &random[..8])
 }
 
 fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
@@ -259,6 +471,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         connections: config.connections.clone(),
         routes: config.routes.clone(),
         subscriptions: config.subscriptions.clone(),
+        daemons: config.daemons.clone(),
         events: config.events.clone(),
         ..FileLayer::default()
     };
@@ -310,6 +523,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             max_message_bytes: config.server.max_message_bytes,
             max_outputs: config.server.max_outputs,
             grace,
+            host_id: host_id(),
         },
         shutdown.clone(),
         &mut tasks,

@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod auth;
+pub mod backoff;
 pub mod broker;
 pub mod cli;
 pub mod config;

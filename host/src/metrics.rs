@@ -62,6 +62,9 @@ pub const OUTBOX_OLDEST: &str = "wharf_outbox_oldest_age_seconds";
 pub const OUTBOX_DEAD: &str = "wharf_outbox_dead";
 pub const INBOX_DUPLICATES: &str = "wharf_inbox_duplicates_total";
 pub const EVENTS_PUBLISHED: &str = "wharf_events_published_total";
+pub const DAEMON_STARTS: &str = "wharf_daemon_starts_total";
+pub const DAEMON_FAILURES: &str = "wharf_daemon_failures_total";
+pub const DAEMON_RETURNED: &str = "wharf_daemon_returned_messages_total";
 
 /// Plugin calls take from microseconds to seconds.
 const CALL_BUCKETS: [f64; 14] = [
@@ -109,6 +112,15 @@ fn describe() {
     );
     metrics::describe_gauge!(CONNECTION_UP, "1 while the connection is up");
     metrics::describe_gauge!(UNITS, "Units by kind and state");
+    metrics::describe_counter!(DAEMON_STARTS, "Runs of each daemon started on this host");
+    metrics::describe_counter!(
+        DAEMON_FAILURES,
+        "Runs of each daemon that ended in an error, a trap or a spin past its CPU budget"
+    );
+    metrics::describe_counter!(
+        DAEMON_RETURNED,
+        "Messages a daemon took and had not settled when its run ended, given back to their source"
+    );
     metrics::describe_counter!(HTTP_INGRESS, "HTTP ingress requests, by status answered");
     metrics::describe_counter!(HTTP_EGRESS, "HTTP egress requests, by status answered");
     metrics::describe_counter!(RPC_CALLS, "RPC calls, by outcome");
@@ -151,6 +163,18 @@ pub fn outbox_retried() {
 
 pub fn outbox_dead() {
     metrics::counter!(OUTBOX_DEAD_TOTAL).increment(1);
+}
+
+pub fn daemon_started(daemon: &str) {
+    metrics::counter!(DAEMON_STARTS, "daemon" => daemon.to_owned()).increment(1);
+}
+
+pub fn daemon_failed(daemon: &str) {
+    metrics::counter!(DAEMON_FAILURES, "daemon" => daemon.to_owned()).increment(1);
+}
+
+pub fn daemon_returned(daemon: &str, messages: usize) {
+    metrics::counter!(DAEMON_RETURNED, "daemon" => daemon.to_owned()).increment(messages as u64);
 }
 
 pub fn event_published() {
@@ -239,10 +263,18 @@ pub fn render(status: &crate::supervisor::Status, rpc_in_flight: usize) -> Strin
         metrics::gauge!(CONNECTION_UP, "connection" => connection.name.clone())
             .set(if connection.state == "up" { 1.0 } else { 0.0 });
     }
-    let states = ["starting", "running", "backing_off", "failed", "stopped"];
+    let states = [
+        "starting",
+        "running",
+        "backing_off",
+        "failed",
+        "standby",
+        "stopped",
+    ];
     for kind in [
         crate::supervisor::UnitKind::Route,
         crate::supervisor::UnitKind::Subscription,
+        crate::supervisor::UnitKind::Daemon,
     ] {
         for state in states {
             let count = status

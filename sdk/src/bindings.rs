@@ -32,10 +32,10 @@ pub mod handler {
         runtime_path: "::wharf_sdk::__private::wit_bindgen::rt",
         disable_custom_section_link_helpers: true,
         with: {
-            "wharf:plugin/types@0.1.1": crate::transformer::wharf::plugin::types,
-            "wharf:plugin/log@0.1.1": crate::transformer::wharf::plugin::log,
-            "wharf:plugin/config@0.1.1": crate::transformer::wharf::plugin::config,
-            "wharf:plugin/host@0.1.1": generate,
+            "wharf:plugin/types@0.1.2": crate::transformer::wharf::plugin::types,
+            "wharf:plugin/log@0.1.2": crate::transformer::wharf::plugin::log,
+            "wharf:plugin/config@0.1.2": crate::transformer::wharf::plugin::config,
+            "wharf:plugin/host@0.1.2": generate,
         },
     });
 }
@@ -52,11 +52,11 @@ pub mod daemon {
         runtime_path: "::wharf_sdk::__private::wit_bindgen::rt",
         disable_custom_section_link_helpers: true,
         with: {
-            "wharf:plugin/types@0.1.1": crate::transformer::wharf::plugin::types,
-            "wharf:plugin/log@0.1.1": crate::transformer::wharf::plugin::log,
-            "wharf:plugin/config@0.1.1": crate::transformer::wharf::plugin::config,
-            "wharf:plugin/host@0.1.1": crate::handler::wharf::plugin::host,
-            "wharf:plugin/daemon-host@0.1.1": generate,
+            "wharf:plugin/types@0.1.2": crate::transformer::wharf::plugin::types,
+            "wharf:plugin/log@0.1.2": crate::transformer::wharf::plugin::log,
+            "wharf:plugin/config@0.1.2": crate::transformer::wharf::plugin::config,
+            "wharf:plugin/host@0.1.2": crate::handler::wharf::plugin::host,
+            "wharf:plugin/daemon-host@0.1.2": generate,
         },
     });
 }

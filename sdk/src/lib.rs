@@ -1,13 +1,17 @@
 //! # Writing Wharf plugins
 //!
 //! A Wharf plugin is a WebAssembly component built for `wasm32-wasip2`. It implements one of
-//! three worlds of the `wharf:plugin@0.1.1` contract (`wit/` in the Wharf repository):
+//! three worlds of the `wharf:plugin@0.1.2` contract (`wit/` in the Wharf repository):
 //!
 //! - a **transformer** turns one message into zero (a filter), one or several (a split) messages
 //!   and has no side effects besides logging;
 //! - a **handler** handles one message and may return a reply; through [`host`] it may publish,
 //!   make requests and keep small state;
-//! - a **daemon** runs until it returns or the host shuts it down.
+//! - a **daemon** runs until it returns or the host asks it to stop: it loops on
+//!   [`daemon_host::sleep`] (which answers `false` when it should stop) and
+//!   [`daemon_host::take`], publishes as it goes, and acks or nacks what it took; what it
+//!   still holds when it stops goes back to its queue. The host restarts a daemon that fails
+//!   and runs it on one host of a shared database at a time.
 //!
 //! A whole transformer:
 //!
@@ -118,8 +122,15 @@ pub mod host {
 }
 
 /// Sleeping and receiving: for daemons only.
+///
+/// [`take`](daemon_host::take) holds a message until the daemon settles it with
+/// [`ack`](daemon_host::ack) or [`nack`](daemon_host::nack); one still held when the daemon
+/// returns, fails or is stopped goes back to its source, so a daemon that crashes mid-work
+/// loses nothing. [`receive`](daemon_host::receive) settles on receipt (at most once).
 pub mod daemon_host {
-    pub use crate::daemon::wharf::plugin::daemon_host::{receive, sleep};
+    pub use crate::daemon::wharf::plugin::daemon_host::{
+        Delivery, ack, nack, receive, sleep, take,
+    };
 }
 
 #[doc(hidden)]

@@ -80,6 +80,8 @@ try {
   await visit("/queue?filter=" + encodeURIComponent("alert(1)"), [queue]);
   await visit("/queue?filter=" + encodeURIComponent("<svg/onload=alert(3)>"), ["<svg/onload=alert(3)>"]);
   await visit("/subscriptions", []);
+  await visit("/daemons", []);
+  await visit("/daemons/new", []);
   await visit("/audit", [connection]);
   await visit("/users", []);
 

@@ -108,7 +108,7 @@ try {
   await page.setInputFiles("#file", join(plugins, "uppercase.wasm"));
   await submit(page, "form.stack button[type=submit]");
   // Stored disabled: what it declares is shown before it serves; then it is enabled.
-  await see(page, "Uploaded uppercase 0.1.0 (transformer, wharf:plugin@0.1.1); it asks for: nothing. Stored disabled");
+  await see(page, "Uploaded uppercase 0.1.0 (transformer, wharf:plugin@0.1.2); it asks for: nothing. Stored disabled");
   await submit(page, "form[action^='/plugins/uppercase/versions/0.1.0/enable?'] button");
   await see(page, "uppercase 0.1.0: enabled");
 
@@ -203,6 +203,39 @@ try {
   await shoot(page, "subscriptions");
   await page.goto(base + "/");
   await see(page, "subscription");
+
+  step = "a daemon: created, stopped, started and restarted from the Daemons page";
+  await page.goto(base + "/plugins");
+  await page.setInputFiles("#file", join(plugins, "heartbeat.wasm"));
+  await page.check("input[name=enabled]");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Uploaded heartbeat");
+  await page.fill("#grant-heartbeat", "publish:local:events/Host.heartbeat");
+  await submit(page, "form[action^='/plugins/heartbeat/grants'] button[type=submit]");
+  await see(page, "publish:local:events/Host.heartbeat");
+  await page.goto(base + "/daemons/new");
+  await page.fill("#name", "ui-beat");
+  await page.fill("#plugin", "uppercase");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "a daemon runs a daemon plugin");
+  await page.fill("#plugin", "heartbeat");
+  await submit(page, "form.stack button[type=submit]");
+  await see(page, "Daemon created and started");
+  await see(page, "running");
+  await submit(page, "form[action*='/ui-beat/stop'] button");
+  await see(page, "Stopped on every host");
+  await see(page, "stopped");
+  await submit(page, "form[action*='/ui-beat/start'] button");
+  await see(page, "Started.");
+  await see(page, "running");
+  await submit(page, "form[action*='/ui-beat/restart'] button");
+  await see(page, "Restarted");
+  await page.goto(base + "/daemons");
+  await see(page, "ui-beat");
+  await see(page, "heartbeat@0.1.0");
+  await shoot(page, "daemons");
+  await page.goto(base + "/");
+  await see(page, "daemon");
 
   step = "the Send page waits for a reply";
   await page.goto(base + "/plugins");

@@ -288,13 +288,17 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// A host started in-process on `db` and a free port, with `config`'s connections, plugins and
-/// routes, the example plugins, and routes' messages limited to 1,024 bytes; and a second
-/// handle on the same database's `local` connection, as a service would publish and read.
+/// A host started in-process on `db` and a free port, with `config`'s connections, plugins,
+/// routes and daemons (but not the defaults' heartbeat, whose events would reach the tests'
+/// subscriptions), the example plugins, and routes' messages limited to 1,024 bytes; and a
+/// second handle on the same database's `local` connection, as a service would publish and
+/// read.
 pub async fn start_host(
     db: &TestDb,
     mut config: wharf::config::Config,
 ) -> (wharf::host::RunningHost, wharf::broker::EmbeddedBroker) {
+    let defaults = wharf::config::Config::default().daemons;
+    config.daemons.retain(|d| !defaults.contains(d));
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.database = db.url.clone();
     config.server.plugin_dir = Some(plugin_dir());

@@ -125,7 +125,8 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut healthy = true;
     for u in status["units"].as_array().into_iter().flatten() {
         let state = u["state"].as_str().unwrap_or("");
-        healthy &= state == "running";
+        // A daemon in standby is healthy: another host runs it.
+        healthy &= matches!(state, "running" | "standby");
         let plugins: Vec<&str> = u["plugins"]
             .as_array()
             .into_iter()
@@ -139,10 +140,14 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             u["source"].as_str().unwrap_or(""),
             state,
             plugins.join(" → "),
-            u["error"]
+            u["note"]
                 .as_str()
-                .map(|e| format!("\n        last error: {e}"))
+                .map(|note| format!("\n        {note}"))
                 .unwrap_or_default()
+                + &u["error"]
+                    .as_str()
+                    .map(|e| format!("\n        last error: {e}"))
+                    .unwrap_or_default()
         );
     }
     for r in status["refused"].as_array().into_iter().flatten() {

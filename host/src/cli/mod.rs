@@ -2,6 +2,7 @@
 
 mod access;
 mod control;
+mod daemon;
 mod events;
 mod outbox;
 mod plugin;
@@ -59,6 +60,9 @@ pub enum Command {
     /// host.
     #[command(subcommand)]
     Subscription(events::SubscriptionCommand),
+    /// Create, change, stop, start, restart, delete and list daemons on a running host.
+    #[command(subcommand)]
+    Daemon(daemon::DaemonCommand),
     /// Process every message outstanding on the routes and subscriptions given, then print
     /// how many were processed (for cron).
     Drain(events::DrainArgs),
@@ -117,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Event(args) => events::event(args).await,
         Command::Subscription(command) => events::subscription(command).await,
         Command::Drain(args) => events::drain(args).await,
+        Command::Daemon(command) => daemon::daemon(command).await,
         Command::Connection(command) => control::connection(command).await,
         Command::User(command) => access::user(command).await,
         Command::Token(command) => access::token(command).await,

@@ -62,6 +62,14 @@ pub struct RunArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// A daemon runs this long (seconds) against an embedded broker in memory, then is asked
+    /// to stop.
+    #[arg(long = "for", value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    run_for: u64,
+    /// For a daemon: the `local:` queue the message of --input or --payload is put on before
+    /// it starts.
+    #[arg(long, value_name = "local:QUEUE")]
+    queue: Option<String>,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -155,6 +163,14 @@ fn read_input(args: &RunArgs) -> anyhow::Result<Message> {
 }
 
 async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let kind = load(&args.file, PluginSettings::default())
+        .await?
+        .0
+        .info()
+        .kind;
+    if kind == crate::runtime::PluginKind::Daemon {
+        return run_daemon(args).await;
+    }
     let input = read_input(&args)?;
     let settings = PluginSettings {
         memory_bytes: args.memory_mb * 1024 * 1024,
@@ -175,12 +191,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .handle(&input)
                 .await
                 .map(|reply| reply.into_iter().collect()),
-            crate::runtime::PluginKind::Daemon => {
-                bail!(
-                    "`{}` is a daemon: daemons run under the host, not on one message",
-                    plugin.name()
-                )
-            }
+            crate::runtime::PluginKind::Daemon => unreachable!("daemons run in run_daemon"),
         };
         failed |= report.result.is_err();
         if let Err(e) = services.kv_apply(report.kv_writes.clone()).await {
@@ -193,6 +204,112 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
             print_report(&report);
         } else {
             print_cost(call, &report);
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs a daemon for `--for` seconds against an embedded broker `local` in memory, then
+/// prints how it ended and every message left on the broker's queues.
+async fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let store = crate::store::Store::open("sqlite::memory:").await?;
+    let connections = crate::broker::Connections::default();
+    let local = crate::broker::open(
+        "local",
+        &crate::config::ConnectionConfig::Embedded(Default::default()),
+        &store,
+        &[],
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    connections.insert("local", local);
+    if args.input.is_some() || args.payload.is_some() {
+        let Some(queue) = &args.queue else {
+            bail!("give --queue local:QUEUE: a daemon takes its input from a queue");
+        };
+        let at = crate::broker::Address::parse(queue)?;
+        if at.connection != "local" {
+            bail!("--queue must be on `local`, the embedded broker this run has");
+        }
+        connections.send(&at, read_input(&args)?).await?;
+    }
+    let services = crate::host::offline_services(store, connections.clone(), Default::default());
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let settings = PluginSettings {
+        memory_bytes: args.memory_mb * 1024 * 1024,
+        cpu_limit: Duration::from_millis(args.timeout_ms),
+        config: args.config.iter().cloned().collect::<BTreeMap<_, _>>(),
+        grants: args.grants.clone(),
+        ..PluginSettings::default()
+    };
+    let plugin = runtime
+        .load(&bytes, settings, services)
+        .await
+        .with_context(|| format!("{} is not a valid plugin", args.file.display()))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run_for = Duration::from_secs(args.run_for);
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(run_for).await;
+        stop.send_replace(true);
+    });
+    let exit = plugin.run_daemon(stopped, Duration::from_secs(2)).await;
+    timer.abort();
+    let broker = connections
+        .embedded("local")
+        .context("the embedded broker is gone")?;
+    let mut queues = Vec::new();
+    for queue in broker.queues().await? {
+        let messages = broker.peek(&queue, 100, 1 << 20).await?;
+        if !messages.is_empty() {
+            queues.push((queue, messages));
+        }
+    }
+    let failed = exit.result.is_err();
+    if args.json {
+        let report = json!({
+            "error": exit.result.as_ref().err().map(|e| json!({ "name": e.exception_name(), "message": e.to_string() })),
+            "ran_ms": exit.ran.as_millis() as u64,
+            "cpu_us": exit.cpu.as_micros() as u64,
+            "returned": exit.returned,
+            "queues": queues.iter().map(|(queue, messages)| json!({
+                "queue": format!("local:{queue}"),
+                "messages": messages.iter().map(Message::to_json).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        match &exit.result {
+            Ok(()) => println!(
+                "ran {:.1} s (guest cpu {:.1} ms) and stopped",
+                exit.ran.as_secs_f64(),
+                exit.cpu.as_secs_f64() * 1e3
+            ),
+            Err(e) => println!(
+                "failed after {:.1} s ({}): {e}",
+                exit.ran.as_secs_f64(),
+                e.exception_name()
+            ),
+        }
+        if exit.returned > 0 {
+            println!(
+                "{} message(s) it took and had not settled went back",
+                exit.returned
+            );
+        }
+        if queues.is_empty() {
+            println!("no messages left on any queue");
+        }
+        for (queue, messages) in &queues {
+            println!("local:{queue} ({}):", messages.len());
+            for message in messages {
+                println!("  {}", message.to_json());
+            }
         }
     }
     Ok(if failed {

@@ -54,7 +54,7 @@ pub(crate) use generated::transformer::{Transformer, TransformerPre};
 
 /// The version of the contract this host serves; plugins built against any `0.1.x` link.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
-pub const CONTRACT_VERSION: &str = "0.1.1";
+pub const CONTRACT_VERSION: &str = "0.1.2";
 
 impl From<&Message> for types::Message {
     fn from(m: &Message) -> Self {

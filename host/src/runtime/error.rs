@@ -31,6 +31,15 @@ pub enum PluginError {
     /// No instance could be made (the pool is full, the host is shutting down).
     #[error("plugin `{plugin}` could not be instantiated: {detail}")]
     Instantiate { plugin: String, detail: String },
+    /// A daemon's `run` returned an error.
+    #[error("daemon `{plugin}` failed: {reason}")]
+    Failed { plugin: String, reason: String },
+    /// A daemon ran its CPU budget without calling the host.
+    #[error(
+        "daemon `{plugin}` ran {} ms of CPU without calling the host and was stopped",
+        limit.as_millis()
+    )]
+    Spinning { plugin: String, limit: Duration },
     /// The call does not fit the plugin's world, e.g. `transform` on a handler.
     #[error("plugin `{plugin}` is a {actual}, it cannot {wanted}")]
     WrongKind {
@@ -50,6 +59,8 @@ impl PluginError {
             PluginError::MemoryLimit { .. } => "MemoryLimit",
             PluginError::Trap { .. } => "Trap",
             PluginError::Instantiate { .. } => "Instantiate",
+            PluginError::Failed { .. } => "Failed",
+            PluginError::Spinning { .. } => "Spinning",
             PluginError::WrongKind { .. } => "WrongKind",
         }
     }
@@ -71,6 +82,8 @@ impl PluginError {
             | PluginError::MemoryLimit { plugin, .. }
             | PluginError::Trap { plugin, .. }
             | PluginError::Instantiate { plugin, .. }
+            | PluginError::Failed { plugin, .. }
+            | PluginError::Spinning { plugin, .. }
             | PluginError::WrongKind { plugin, .. } => plugin,
         }
     }

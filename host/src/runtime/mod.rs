@@ -25,8 +25,12 @@ mod state;
 pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use error::{InvalidPlugin, PluginError};
 pub use journal::{Level, LogLine, Source};
-pub use plugin::{CallCost, CallReport, Plugin, PluginInfo, PluginKind, PluginSettings};
-pub use services::{HostFuture, HostServices, KvLimits, KvWrite, Standalone};
+pub use plugin::{
+    CallCost, CallReport, DaemonExit, Plugin, PluginInfo, PluginKind, PluginSettings,
+};
+pub use services::{
+    HostFuture, HostServices, Inbox, KvLimits, KvWrite, Settlement, Standalone, Taken,
+};
 pub use state::Publication;
 
 use state::CallState;

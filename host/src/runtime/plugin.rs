@@ -6,7 +6,7 @@ use super::bindings::{
 use super::error::{InvalidPlugin, PluginError};
 use super::journal::{LogLine, Source};
 use super::services::{HostServices, KvWrite};
-use super::state::{CallState, PluginContext, Publication};
+use super::state::{CallState, DaemonRun, PluginContext, Publication};
 use super::{CONTRACT_PACKAGE, Runtime};
 use crate::grant::Grants;
 use crate::message::Message;
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
@@ -156,6 +156,19 @@ impl<T> CallReport<T> {
     }
 }
 
+/// How one run of a daemon ended.
+#[derive(Debug)]
+pub struct DaemonExit {
+    /// `Ok` when `run` returned `ok` or was stopped; the failure otherwise.
+    pub result: Result<(), PluginError>,
+    /// Guest CPU time the run used in all.
+    pub cpu: Duration,
+    /// Messages it had taken and not settled, given back to their sources.
+    pub returned: usize,
+    /// How long it ran.
+    pub ran: Duration,
+}
+
 /// A loaded plugin. Cheap to clone; calls may run concurrently up to its instance limit.
 #[derive(Clone)]
 pub struct Plugin {
@@ -195,12 +208,14 @@ struct Worker {
 
 enum Call {
     Describe,
+    Run,
     Transform(types::Message),
     Handle(types::Message),
 }
 
 enum Returned {
     Info(types::Info),
+    Ran,
     Messages(Vec<types::Message>),
     Reply(Option<types::Message>),
 }
@@ -474,6 +489,74 @@ impl Plugin {
             })
     }
 
+    /// Runs a daemon on a fresh instance until its `run` returns, it fails, or `stop` turns
+    /// true and it has had `grace` to return (then its call is ended where it stands).
+    /// Whatever it took and had not settled goes back to its source.
+    pub async fn run_daemon(&self, stop: watch::Receiver<bool>, grace: Duration) -> DaemonExit {
+        let inner = &*self.inner;
+        let started = Instant::now();
+        let plugin = inner.info.name.clone();
+        let exit = |result, cpu, returned| DaemonExit {
+            result,
+            cpu,
+            returned,
+            ran: started.elapsed(),
+        };
+        if inner.info.kind != PluginKind::Daemon {
+            return exit(Err(self.wrong_kind("run as a daemon")), Duration::ZERO, 0);
+        }
+        let Ok(_permit) = inner.permits.acquire().await else {
+            let error = inner.instantiate_error("the plugin is unloading");
+            return exit(Err(error), Duration::ZERO, 0);
+        };
+        let mut worker = match inner.instantiate().await {
+            Ok(worker) => worker,
+            Err(error) => return exit(Err(error), Duration::ZERO, 0),
+        };
+        let state = worker.store.data_mut();
+        state.begin_call();
+        state.hold_kv = false;
+        state.daemon = Some(DaemonRun::new(stop.clone()));
+        state.cpu.resume();
+        let outcome = {
+            let run = worker.invoke(Call::Run);
+            let mut stop = stop.clone();
+            let cut = async move {
+                if stop.wait_for(|stop| *stop).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(grace).await;
+            };
+            tokio::select! {
+                outcome = run => Some(outcome),
+                _ = cut => None,
+            }
+        };
+        let state = worker.store.data_mut();
+        state.cpu.charge();
+        let cpu = state.cpu.total;
+        let (logs, _) = state.take_logs();
+        let returned = match state.daemon.take() {
+            Some(run) => run.release().await,
+            None => 0,
+        };
+        let result = match outcome {
+            None => {
+                tracing::warn!(daemon = %plugin, grace_ms = grace.as_millis() as u64, "the daemon did not return within the grace period; its call was ended");
+                Ok(())
+            }
+            Some(Ok(Ok(_))) => Ok(()),
+            Some(Ok(Err(types::Failure::Reject(reason) | types::Failure::Retry(reason)))) => {
+                Err(PluginError::Failed { plugin, reason })
+            }
+            Some(Err(error)) => Err(match classify(plugin, &error, state, &logs) {
+                PluginError::Deadline { plugin, limit } => PluginError::Spinning { plugin, limit },
+                other => other,
+            }),
+        };
+        exit(result, cpu, returned)
+    }
+
     fn wrong_kind(&self, wanted: &'static str) -> PluginError {
         PluginError::WrongKind {
             plugin: self.name().to_owned(),
@@ -673,6 +756,10 @@ impl Worker {
             (Exports::Handler(h), Call::Describe) => {
                 Ok(Returned::Info(h.call_describe(&mut *store).await?))
             }
+            (Exports::Daemon(d), Call::Run) => match d.call_run(&mut *store).await? {
+                Ok(()) => Ok(Returned::Ran),
+                Err(reason) => return Ok(Err(types::Failure::Reject(reason))),
+            },
             (Exports::Daemon(d), Call::Describe) => {
                 Ok(Returned::Info(d.call_describe(&mut *store).await?))
             }

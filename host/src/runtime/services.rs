@@ -26,13 +26,22 @@ pub trait HostServices: Send + Sync + 'static {
         timeout: Duration,
     ) -> HostFuture<'a, Result<Message, String>>;
 
-    /// Waits up to `timeout` for the next message of `source`.
-    fn receive<'a>(
+    /// Sends a daemon's message to `destination` now (a handler's publications are held
+    /// and sent by its route when the call succeeds).
+    fn publish<'a>(
         &'a self,
         plugin: &'a str,
+        destination: &'a str,
+        msg: Message,
+    ) -> HostFuture<'a, Result<(), String>>;
+
+    /// Opens `source` (`connection:queue`, or `connection:exchange/pattern` for events) for
+    /// daemon `daemon` to take messages from.
+    fn open_inbox<'a>(
+        &'a self,
+        daemon: &'a str,
         source: &'a str,
-        timeout: Duration,
-    ) -> HostFuture<'a, Result<Option<Message>, String>>;
+    ) -> HostFuture<'a, Result<Box<dyn Inbox>, String>>;
 
     fn kv_get<'a>(
         &'a self,
@@ -66,6 +75,30 @@ pub trait HostServices: Send + Sync + 'static {
     fn event_destination(&self, key: &str) -> Result<String, String> {
         Ok(format!("local:events/{key}"))
     }
+}
+
+/// Messages of one source, as a daemon takes them.
+pub trait Inbox: Send + 'static {
+    /// The next message, waiting up to `timeout`; `None` when none came. An error means
+    /// the source is gone (its connection dropped); the daemon may take again, which opens
+    /// it anew.
+    fn next(&mut self, timeout: Duration) -> HostFuture<'_, Result<Option<Taken>, String>>;
+    /// Stops reading; what the broker handed out but the daemon never took goes back.
+    fn close(self: Box<Self>) -> HostFuture<'static, ()>;
+}
+
+/// One message a daemon took, and how to settle it.
+pub struct Taken {
+    pub message: Message,
+    pub settle: Box<dyn Settlement>,
+}
+
+/// Settles one taken message.
+pub trait Settlement: Send + 'static {
+    /// Done with: removed from its source.
+    fn ack(self: Box<Self>) -> HostFuture<'static, Result<(), String>>;
+    /// Back to its source (`requeue`), or to its dead letters.
+    fn nack(self: Box<Self>, requeue: bool) -> HostFuture<'static, Result<(), String>>;
 }
 
 /// A write of a plugin's kv state, made during a call and applied only if the call succeeds
@@ -159,12 +192,20 @@ impl HostServices for Standalone {
         Box::pin(async move { Err(format!("{NO_BROKER} send a request to `{destination}`")) })
     }
 
-    fn receive<'a>(
+    fn publish<'a>(
         &'a self,
         _plugin: &'a str,
+        destination: &'a str,
+        _msg: Message,
+    ) -> HostFuture<'a, Result<(), String>> {
+        Box::pin(async move { Err(format!("{NO_BROKER} publish to `{destination}`")) })
+    }
+
+    fn open_inbox<'a>(
+        &'a self,
+        _daemon: &'a str,
         source: &'a str,
-        _timeout: Duration,
-    ) -> HostFuture<'a, Result<Option<Message>, String>> {
+    ) -> HostFuture<'a, Result<Box<dyn Inbox>, String>> {
         Box::pin(async move { Err(format!("{NO_BROKER} receive from `{source}`")) })
     }
 

@@ -83,6 +83,8 @@ pub(crate) struct CpuClock {
     pub limit: Duration,
     pub used: Duration,
     pub exceeded: bool,
+    /// All the CPU time charged, stretches before the last host call too (a daemon's).
+    pub total: Duration,
     origin: Instant,
     /// Nanoseconds after `origin` when the guest last started or resumed running. Shared with
     /// the future that resumes the guest after a yield, which sets it.
@@ -95,6 +97,7 @@ impl CpuClock {
             limit,
             used: Duration::ZERO,
             exceeded: false,
+            total: Duration::ZERO,
             origin: Instant::now(),
             resumed_at: Arc::new(AtomicU64::new(0)),
         }
@@ -108,9 +111,19 @@ impl CpuClock {
     pub fn charge(&mut self) -> bool {
         let now = self.now_ns();
         let since = self.resumed_at.swap(now, Ordering::Relaxed);
-        self.used += Duration::from_nanos(now.saturating_sub(since));
+        let spent = Duration::from_nanos(now.saturating_sub(since));
+        self.used += spent;
+        self.total += spent;
         self.exceeded = self.used >= self.limit;
         self.exceeded
+    }
+
+    /// Starts a new stretch: what a daemon's budget counts is the CPU time since it last
+    /// called the host.
+    pub fn new_stretch(&mut self) {
+        self.charge();
+        self.used = Duration::ZERO;
+        self.exceeded = false;
     }
 
     /// Marks the guest as running again from now.
@@ -144,6 +157,55 @@ pub(crate) struct CallState {
     pub kv_held: BTreeMap<String, (Vec<u8>, usize)>,
     /// Whether kv writes are held (a call on a message) or written at once (a daemon).
     pub hold_kv: bool,
+    /// Set while the instance runs a daemon: publications go out at once, and what it takes
+    /// is held here until it settles it.
+    pub daemon: Option<DaemonRun>,
+}
+
+/// The most messages a daemon may hold taken and unsettled; past it `take` refuses until it
+/// settles some.
+const MAX_HELD: usize = 1_000;
+
+/// What one run of a daemon holds: its stop signal, its open sources and what it took.
+pub(crate) struct DaemonRun {
+    stop: watch::Receiver<bool>,
+    inboxes: std::collections::HashMap<String, Box<dyn super::services::Inbox>>,
+    held: std::collections::HashMap<u64, Box<dyn super::services::Settlement>>,
+    next_tag: u64,
+}
+
+impl DaemonRun {
+    pub fn new(stop: watch::Receiver<bool>) -> Self {
+        DaemonRun {
+            stop,
+            inboxes: Default::default(),
+            held: Default::default(),
+            next_tag: 0,
+        }
+    }
+
+    /// Gives back everything still held and closes every source: what a daemon that
+    /// returned, failed or was stopped had not settled goes back to where it came from.
+    /// Returns how many messages went back.
+    pub async fn release(self) -> usize {
+        let returned = self.held.len();
+        for (_, settle) in self.held {
+            if let Err(error) = settle.nack(true).await {
+                tracing::warn!(%error, "could not give a daemon's unsettled message back; the broker returns it when the consumer closes");
+            }
+        }
+        for (_, inbox) in self.inboxes {
+            inbox.close().await;
+        }
+        returned
+    }
+}
+
+/// Resolves when `stop` turns true (never, if its sender is gone without it).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl CallState {
@@ -179,6 +241,7 @@ impl CallState {
             refused: None,
             kv_held: BTreeMap::new(),
             hold_kv: true,
+            daemon: None,
             plugin,
         }
     }
@@ -239,6 +302,33 @@ impl CallState {
         }
     }
 
+    /// A host call: a daemon's CPU budget starts again.
+    fn touch(&mut self) {
+        if self.daemon.is_some() {
+            self.cpu.new_stretch();
+        }
+    }
+
+    /// Whether the daemon was asked to stop (by its supervisor or the host's shutdown).
+    fn stopping(&self) -> bool {
+        *self.plugin.shutdown.borrow() || self.daemon.as_ref().is_some_and(|d| *d.stop.borrow())
+    }
+
+    /// Resolves when the daemon is asked to stop.
+    fn stop_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut shutdown = self.plugin.shutdown.clone();
+        let mut stop = self.daemon.as_ref().map(|d| d.stop.clone());
+        async move {
+            match &mut stop {
+                Some(stop) => tokio::select! {
+                    _ = stopped(&mut shutdown) => {}
+                    _ = stopped(stop) => {}
+                },
+                None => stopped(&mut shutdown).await,
+            }
+        }
+    }
+
     fn wait_bound(&self, timeout_ms: u32) -> Duration {
         Duration::from_millis(timeout_ms.into()).min(self.plugin.max_wait)
     }
@@ -257,6 +347,7 @@ impl types::Host for CallState {}
 
 impl log::Host for CallState {
     async fn log(&mut self, level: log::Level, text: String) {
+        self.touch();
         let level = match level {
             log::Level::Trace => Level::Trace,
             log::Level::Debug => Level::Debug,
@@ -279,6 +370,21 @@ impl config::Host for CallState {
 }
 
 impl CallState {
+    /// A daemon's message goes out now; a handler's is held until its call succeeds.
+    async fn send_or_hold(&mut self, destination: String, message: Message) -> Result<(), String> {
+        if self.daemon.is_none() {
+            return self.hold(destination, message);
+        }
+        self.cpu.charge();
+        let plugin = self.plugin.clone();
+        let sent = plugin
+            .services
+            .publish(&plugin.name, &destination, message)
+            .await;
+        self.cpu.resume();
+        sent
+    }
+
     /// Holds `message` for `destination` until the call succeeds, within the call's limits.
     fn hold(&mut self, destination: String, message: Message) -> Result<(), String> {
         if self.published.len() >= MAX_PUBLISHED
@@ -301,8 +407,9 @@ impl CallState {
 
 impl host::Host for CallState {
     async fn publish(&mut self, destination: String, msg: types::Message) -> Result<(), String> {
+        self.touch();
         self.check_grant(Access::Publish, &destination)?;
-        self.hold(destination, msg.into())
+        self.send_or_hold(destination, msg.into()).await
     }
 
     async fn publish_event(
@@ -311,10 +418,11 @@ impl host::Host for CallState {
         event: String,
         payload: Vec<u8>,
     ) -> Result<(), String> {
+        self.touch();
         let message = crate::events::message(&model, &event, payload).map_err(|e| e.to_string())?;
         let destination = self.plugin.services.event_destination(&message.topic)?;
         self.check_grant(Access::Publish, &destination)?;
-        self.hold(destination, message)
+        self.send_or_hold(destination, message).await
     }
 
     async fn request(
@@ -323,6 +431,7 @@ impl host::Host for CallState {
         msg: types::Message,
         timeout_ms: u32,
     ) -> Result<types::Message, String> {
+        self.touch();
         self.check_grant(Access::Request, &destination)?;
         let timeout = self.wait_bound(timeout_ms);
         self.cpu.charge();
@@ -336,6 +445,7 @@ impl host::Host for CallState {
     }
 
     async fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.touch();
         if let Some((value, _)) = self.kv_held.get(&key) {
             return Some(value.clone());
         }
@@ -350,6 +460,7 @@ impl host::Host for CallState {
     }
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.touch();
         let plugin = self.plugin.clone();
         if !self.hold_kv {
             return plugin.services.kv_set(&plugin.name, &key, value).await;
@@ -373,16 +484,93 @@ impl host::Host for CallState {
     }
 }
 
+impl CallState {
+    /// Waits up to `timeout_ms` for the next message of `source` and holds it, under a tag.
+    async fn take_one(
+        &mut self,
+        source: String,
+        timeout_ms: u32,
+    ) -> Result<Option<(u64, Message)>, String> {
+        self.touch();
+        self.check_grant(Access::Receive, &source)?;
+        let timeout = self.wait_bound(timeout_ms);
+        let plugin = self.plugin.clone();
+        let stop = self.stop_signal();
+        tokio::pin!(stop);
+        if self.stopping() {
+            return Ok(None);
+        }
+        let Some(run) = self.daemon.as_mut() else {
+            return Err("only a daemon can receive".into());
+        };
+        if run.held.len() >= MAX_HELD {
+            return Err(format!(
+                "the daemon holds {MAX_HELD} messages it has not acked or nacked; settle some first"
+            ));
+        }
+        self.cpu.charge();
+        let inbox = match run.inboxes.entry(source.clone()) {
+            std::collections::hash_map::Entry::Occupied(open) => open.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let opened = tokio::select! {
+                    opened = plugin.services.open_inbox(&plugin.name, &source) => opened,
+                    _ = &mut stop => {
+                        self.cpu.resume();
+                        return Ok(None);
+                    }
+                };
+                match opened {
+                    Ok(inbox) => slot.insert(inbox),
+                    Err(error) => {
+                        self.cpu.resume();
+                        return Err(error);
+                    }
+                }
+            }
+        };
+        let next = tokio::select! {
+            next = inbox.next(timeout) => next,
+            _ = &mut stop => Ok(None),
+        };
+        self.cpu.resume();
+        match next {
+            Ok(Some(taken)) => {
+                run.next_tag += 1;
+                run.held.insert(run.next_tag, taken.settle);
+                Ok(Some((run.next_tag, taken.message)))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => {
+                // The source is gone (a dropped connection): the next take opens it again.
+                if let Some(inbox) = run.inboxes.remove(&source) {
+                    inbox.close().await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The settlement of tag `tag`, taken out of what the daemon holds.
+    fn settlement(&mut self, tag: u64) -> Result<Box<dyn super::services::Settlement>, String> {
+        self.touch();
+        self.daemon
+            .as_mut()
+            .and_then(|run| run.held.remove(&tag))
+            .ok_or_else(|| format!("no message taken with tag {tag} is held (settled already?)"))
+    }
+}
+
 impl daemon_host::Host for CallState {
     async fn sleep(&mut self, ms: u32) -> bool {
-        let mut shutdown = self.plugin.shutdown.clone();
-        if *shutdown.borrow() {
+        self.touch();
+        if self.stopping() {
             return false;
         }
+        let stop = self.stop_signal();
         self.cpu.charge();
         let keep_running = tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(ms.into())) => true,
-            _ = shutdown.wait_for(|stop| *stop) => false,
+            _ = stop => false,
         };
         self.cpu.resume();
         keep_running
@@ -393,15 +581,32 @@ impl daemon_host::Host for CallState {
         source: String,
         timeout_ms: u32,
     ) -> Result<Option<types::Message>, String> {
-        self.check_grant(Access::Receive, &source)?;
-        let timeout = self.wait_bound(timeout_ms);
-        self.cpu.charge();
-        let plugin = self.plugin.clone();
-        let received = plugin
-            .services
-            .receive(&plugin.name, &source, timeout)
-            .await;
-        self.cpu.resume();
-        received.map(|m| m.map(|m| (&m).into()))
+        let Some((tag, message)) = self.take_one(source, timeout_ms).await? else {
+            return Ok(None);
+        };
+        self.settlement(tag)?.ack().await?;
+        Ok(Some((&message).into()))
+    }
+
+    async fn take(
+        &mut self,
+        source: String,
+        timeout_ms: u32,
+    ) -> Result<Option<daemon_host::Delivery>, String> {
+        Ok(self
+            .take_one(source, timeout_ms)
+            .await?
+            .map(|(tag, message)| daemon_host::Delivery {
+                tag,
+                msg: (&message).into(),
+            }))
+    }
+
+    async fn ack(&mut self, tag: u64) -> Result<(), String> {
+        self.settlement(tag)?.ack().await
+    }
+
+    async fn nack(&mut self, tag: u64, requeue: bool) -> Result<(), String> {
+        self.settlement(tag)?.nack(requeue).await
     }
 }

@@ -16,6 +16,7 @@ pub enum Documents {
     Connections,
     Routes,
     Subscriptions,
+    Daemons,
 }
 
 impl Documents {
@@ -24,6 +25,7 @@ impl Documents {
             Documents::Connections => "connections",
             Documents::Routes => "routes",
             Documents::Subscriptions => "subscriptions",
+            Documents::Daemons => "daemons",
         }
     }
 
@@ -258,6 +260,78 @@ impl Store {
     pub async fn start_unit(&self, name: &str) -> Result<bool, StoreError> {
         self.change("DELETE FROM stopped_units WHERE name = $1", name, None, 0)
             .await
+    }
+
+    /// Each unit an operator restarted, with its generation (how many times).
+    pub async fn unit_generations(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT name, generation FROM unit_restarts ORDER BY name"
+        )
+        .fetch_all(pool)
+        .await
+        .doing("reading unit restarts"))
+    }
+
+    /// Asks every host to start unit `name` anew (by `who`): its generation rises.
+    pub async fn restart_unit(&self, name: &str, who: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.change(
+            "INSERT INTO unit_restarts (name, generation, restarted_by, restarted_ms) \
+             VALUES ($1, 1, $2, $3) ON CONFLICT (name) DO UPDATE SET \
+             generation = unit_restarts.generation + 1, restarted_by = excluded.restarted_by, \
+             restarted_ms = excluded.restarted_ms",
+            name,
+            Some(who),
+            now_ms,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Takes or renews the lease of daemon `name` for `holder` until `expires_ms`: whether
+    /// `holder` has it (it held it already, or the last holder's has expired).
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "INSERT INTO daemon_leases (name, holder, expires_ms) VALUES ($1, $2, $3) \
+                   ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                   expires_ms = excluded.expires_ms \
+                   WHERE daemon_leases.holder = excluded.holder OR daemon_leases.expires_ms < $4";
+        with_pool!(&self.pool, |pool| sqlx::query(sql)
+            .bind(name)
+            .bind(holder)
+            .bind(expires_ms)
+            .bind(now_ms)
+            .execute(pool)
+            .await
+            .doing("taking a daemon's lease")
+            .map(|done| done.rows_affected() == 1))
+    }
+
+    /// Gives up `holder`'s lease of daemon `name`, so another host may take it at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM daemon_leases WHERE name = $1 AND holder = $2"
+        )
+        .bind(name)
+        .bind(holder)
+        .execute(pool)
+        .await
+        .doing("releasing a daemon's lease")
+        .map(drop))
+    }
+
+    /// Who holds each daemon's lease, and until when (ms since the epoch).
+    pub async fn leases(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT name, holder, expires_ms FROM daemon_leases ORDER BY name"
+        )
+        .fetch_all(pool)
+        .await
+        .doing("reading daemon leases"))
     }
 
     /// Every plugin's policy (JSON), by name.

@@ -4,7 +4,7 @@
 //! host) is not run here, and says so.
 
 use crate::config::{
-    ConnectionConfig, EventsConfig, PluginConfig, RouteConfig, SubscriptionConfig,
+    ConnectionConfig, DaemonConfig, EventsConfig, PluginConfig, RouteConfig, SubscriptionConfig,
 };
 use crate::runtime::{Plugin, PluginSettings};
 use crate::store::{Documents, InstalledPlugin, Store, StoreError};
@@ -127,6 +127,7 @@ pub struct FileLayer {
     pub plugins: BTreeMap<String, FilePlugin>,
     pub routes: Vec<RouteConfig>,
     pub subscriptions: Vec<SubscriptionConfig>,
+    pub daemons: Vec<DaemonConfig>,
     /// Where this host's events go and its subscriptions read them.
     pub events: EventsConfig,
 }
@@ -145,6 +146,10 @@ pub struct Desired {
     pub connections: BTreeMap<String, Item<ConnectionConfig>>,
     pub routes: BTreeMap<String, Item<RouteConfig>>,
     pub subscriptions: BTreeMap<String, Item<SubscriptionConfig>>,
+    pub daemons: BTreeMap<String, Item<DaemonConfig>>,
+    /// How many times an operator restarted each unit (a restart starts it anew on every
+    /// host).
+    pub generations: BTreeMap<String, i64>,
     /// Every uploaded version of every plugin, by name then upload order.
     pub plugins: BTreeMap<String, Vec<InstalledPlugin>>,
     pub policies: BTreeMap<String, PluginPolicy>,
@@ -186,6 +191,15 @@ impl Desired {
                 subscription.name.clone(),
                 Item {
                     spec: subscription.clone(),
+                    source: Source::File,
+                },
+            );
+        }
+        for daemon in &file.daemons {
+            desired.daemons.insert(
+                daemon.name.clone(),
+                Item {
+                    spec: daemon.clone(),
                     source: Source::File,
                 },
             );
@@ -275,6 +289,42 @@ impl Desired {
                 )),
             }
         }
+        for doc in store.documents(Documents::Daemons).await? {
+            let taken = desired.routes.contains_key(&doc.name)
+                || desired.subscriptions.contains_key(&doc.name);
+            match serde_json::from_str::<DaemonConfig>(&doc.spec) {
+                _ if desired.daemons.contains_key(&doc.name) => {
+                    desired
+                        .refused
+                        .push(("daemon", doc.name.clone(), both("daemon", &doc.name)))
+                }
+                _ if taken => desired.refused.push((
+                    "daemon",
+                    doc.name.clone(),
+                    format!(
+                        "a route or subscription is named `{}` too; units share names (rename one)",
+                        doc.name
+                    ),
+                )),
+                Ok(spec) => {
+                    desired.daemons.insert(
+                        doc.name,
+                        Item {
+                            spec,
+                            source: Source::Api,
+                        },
+                    );
+                }
+                Err(e) => desired.refused.push((
+                    "daemon",
+                    doc.name,
+                    format!("this host cannot read its definition: {e}"),
+                )),
+            }
+        }
+        for (name, generation) in store.unit_generations().await? {
+            desired.generations.insert(name, generation);
+        }
         for version in store.all_plugin_versions().await? {
             if file.plugins.contains_key(&version.name) {
                 if !desired
@@ -314,8 +364,8 @@ impl Desired {
         Ok(desired)
     }
 
-    /// Every unit to run: routes and subscriptions (each as the route that runs it, reading
-    /// its queue on `events`), by name.
+    /// Every unit to run, by name: routes, subscriptions (each as the route that runs it,
+    /// reading its queue on `events`) and daemons.
     pub fn units(&self, events: &EventsConfig) -> BTreeMap<String, UnitDef> {
         let mut units = BTreeMap::new();
         for (name, item) in &self.routes {
@@ -324,8 +374,10 @@ impl Desired {
                 UnitDef {
                     kind: UnitKind::Route,
                     source: item.source,
-                    route: item.spec.clone(),
-                    subscription: None,
+                    spec: UnitSpec::Route {
+                        route: Box::new(item.spec.clone()),
+                        subscription: None,
+                    },
                 },
             );
         }
@@ -333,12 +385,21 @@ impl Desired {
             units.entry(name.clone()).or_insert_with(|| UnitDef {
                 kind: UnitKind::Subscription,
                 source: item.source,
-                route: item.spec.route(events),
-                subscription: Some(crate::router::Subscription {
-                    exchange: events.exchange.clone(),
-                    pattern: item.spec.pattern.clone(),
-                    queue: item.spec.queue(),
-                }),
+                spec: UnitSpec::Route {
+                    route: Box::new(item.spec.route(events)),
+                    subscription: Some(crate::router::Subscription {
+                        exchange: events.exchange.clone(),
+                        pattern: item.spec.pattern.clone(),
+                        queue: item.spec.queue(),
+                    }),
+                },
+            });
+        }
+        for (name, item) in &self.daemons {
+            units.entry(name.clone()).or_insert_with(|| UnitDef {
+                kind: UnitKind::Daemon,
+                source: item.source,
+                spec: UnitSpec::Daemon(item.spec.clone()),
             });
         }
         units
@@ -383,6 +444,7 @@ impl Desired {
 pub enum UnitKind {
     Route,
     Subscription,
+    Daemon,
 }
 
 impl UnitKind {
@@ -390,17 +452,37 @@ impl UnitKind {
         match self {
             UnitKind::Route => "route",
             UnitKind::Subscription => "subscription",
+            UnitKind::Daemon => "daemon",
         }
     }
 }
 
-/// One unit of the desired state, as the route that runs it.
+/// One unit of the desired state.
 #[derive(Debug, Clone)]
 pub struct UnitDef {
     pub kind: UnitKind,
     pub source: Source,
-    pub route: RouteConfig,
-    pub subscription: Option<crate::router::Subscription>,
+    pub spec: UnitSpec,
+}
+
+/// What runs a unit: a route (a subscription is the route that reads its queue), or a daemon.
+#[derive(Debug, Clone)]
+pub enum UnitSpec {
+    Route {
+        route: Box<RouteConfig>,
+        subscription: Option<crate::router::Subscription>,
+    },
+    Daemon(DaemonConfig),
+}
+
+impl UnitDef {
+    /// The route that runs it, unless it is a daemon.
+    pub fn route(&self) -> Option<&RouteConfig> {
+        match &self.spec {
+            UnitSpec::Route { route, .. } => Some(route),
+            UnitSpec::Daemon(_) => None,
+        }
+    }
 }
 
 /// The problem of a name defined in both layers.

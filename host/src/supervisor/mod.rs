@@ -15,10 +15,14 @@
 //! the old consumer is closed and takes the rest. A message runs through one chain, whole: none
 //! is lost, failed or run through half of each.
 
+mod daemon;
 pub mod desired;
 
-pub use desired::{Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source, UnitDef, UnitKind};
+pub use desired::{
+    Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source, UnitDef, UnitKind, UnitSpec,
+};
 
+pub use crate::backoff::Backoff;
 use crate::broker::{Address, Connections, Producer};
 use crate::config::{ConnectionConfig, RouteConfig, plugin_ref};
 use crate::router::{Route, RouteRunner};
@@ -35,36 +39,6 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// Capped exponential backoff with jitter: the host's one way of waiting before trying again.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff {
-            initial,
-            max,
-            next: initial,
-        }
-    }
-
-    /// The next wait: doubling from `initial` up to `max`, plus up to 20% jitter.
-    pub fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        base + Duration::from_millis(rand::random_range(0..=base.as_millis() as u64 / 5))
-    }
-
-    /// Starts again from the shortest wait (after a run that lasted).
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
 /// What a unit is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -73,9 +47,12 @@ pub enum UnitState {
     Running,
     /// Stopped by an error; tried again after a wait.
     BackingOff,
-    /// Cannot be built as defined (a plugin or connection missing); tried again after a wait
-    /// and whenever the desired state changes.
+    /// Cannot be built as defined (a plugin or connection missing), tried again after a wait
+    /// and whenever the desired state changes; or a daemon that failed too often, stopped
+    /// until someone restarts it.
     Failed,
+    /// A daemon that runs on one host at a time, waiting while another host runs it.
+    Standby,
     Stopped,
 }
 
@@ -83,7 +60,7 @@ pub enum UnitState {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UnitStatus {
     pub name: String,
-    /// `route` or `subscription`.
+    /// `route`, `subscription` or `daemon`.
     pub kind: UnitKind,
     pub source: Source,
     pub state: UnitState,
@@ -97,6 +74,8 @@ pub struct UnitStatus {
     pub plugins: Vec<String>,
     /// Who stopped it, while an operator holds it stopped.
     pub stopped_by: Option<String>,
+    /// What else there is to know of its state: which host runs a daemon in standby here.
+    pub note: Option<String>,
 }
 
 impl UnitStatus {
@@ -111,6 +90,7 @@ impl UnitStatus {
             restarts: 0,
             plugins: Vec::new(),
             stopped_by: None,
+            note: None,
         }
     }
 
@@ -177,6 +157,8 @@ pub struct Parts {
     pub max_outputs: usize,
     /// How long a stopping route may finish what it holds.
     pub grace: Duration,
+    /// Names this host in the daemons' leases: unique per process.
+    pub host_id: String,
 }
 
 /// A handle on the supervisor. Cheap to clone.
@@ -247,11 +229,16 @@ fn fault(problem: String) -> Unbuildable {
     }
 }
 
-/// A route resolved: ready to run, with what identifies this exact build of it.
+/// A unit resolved: ready to run, with what identifies this exact build of it.
 struct Resolved {
-    route: Route,
+    runner: Runner,
     fingerprint: String,
     plugins: Vec<String>,
+}
+
+enum Runner {
+    Route(Box<Route>),
+    Daemon(daemon::DaemonUnit),
 }
 
 impl Supervisor {
@@ -521,7 +508,8 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner()) = desired
             .units(&self.inner.parts.file.events)
             .values()
-            .map(|unit| (unit.route.from.clone(), unit.route.to.is_none()))
+            .filter_map(UnitDef::route)
+            .map(|route| (route.from.clone(), route.to.is_none()))
             .collect();
         let closing = self.reconcile_connections(state, &desired).await;
         self.declare_events();
@@ -763,18 +751,30 @@ impl Supervisor {
         let (trigger, unit_shutdown) = shutdown::channel();
         let (closed_tx, closed) = watch::channel(false);
         let after = state.units.get(name).map(|old| old.closed.clone());
-        state.tasks.spawn(run_route(
-            Arc::new(resolved.route),
-            self.inner.parts.connections.clone(),
-            self.inner.parts.outbox.clone(),
-            Lifecycle {
-                shutdown: unit_shutdown,
-                after,
-                closed: Arc::new(closed_tx),
-            },
-            self.inner.parts.grace,
-            status.clone(),
-        ));
+        let lifecycle = Lifecycle {
+            shutdown: unit_shutdown,
+            after,
+            closed: Arc::new(closed_tx),
+        };
+        let parts = &self.inner.parts;
+        match resolved.runner {
+            Runner::Route(route) => state.tasks.spawn(run_route(
+                Arc::new(*route),
+                parts.connections.clone(),
+                parts.outbox.clone(),
+                lifecycle,
+                parts.grace,
+                status.clone(),
+            )),
+            Runner::Daemon(unit) => state.tasks.spawn(daemon::run(
+                unit,
+                parts.store.clone(),
+                parts.host_id.clone(),
+                lifecycle,
+                parts.grace,
+                status.clone(),
+            )),
+        };
         let replaced = state.units.insert(
             name.to_owned(),
             Unit {
@@ -793,7 +793,7 @@ impl Supervisor {
         status
     }
 
-    /// Builds route `spec`: its plugins loaded at the versions it names, its addresses parsed.
+    /// Builds unit `unit`: its plugins loaded at the versions it names, its addresses parsed.
     async fn resolve(
         &self,
         state: &State,
@@ -801,65 +801,141 @@ impl Supervisor {
         desired: &Desired,
         plugins_in_use: &mut HashMap<String, Plugin>,
     ) -> Result<Resolved, Unbuildable> {
+        let mut fingerprint = Vec::new();
+        if let Some(generation) = desired.generations.get(&unit_name(unit)) {
+            fingerprint.push(format!("generation:{generation}"));
+        }
+        match &unit.spec {
+            UnitSpec::Route {
+                route,
+                subscription,
+            } => {
+                self.resolve_route(
+                    state,
+                    route,
+                    subscription.as_ref(),
+                    desired,
+                    plugins_in_use,
+                    fingerprint,
+                )
+                .await
+            }
+            UnitSpec::Daemon(spec) => {
+                fingerprint.push(fingerprint_of(spec));
+                let plugin = self
+                    .resolve_plugin(
+                        state,
+                        &spec.plugin,
+                        desired,
+                        plugins_in_use,
+                        &mut fingerprint,
+                    )
+                    .await?;
+                if plugin.info().kind != PluginKind::Daemon {
+                    return Err(format!(
+                        "`{}` is a {}; a daemon runs a daemon plugin",
+                        spec.plugin,
+                        plugin.info().kind.as_str()
+                    )
+                    .into());
+                }
+                let label = format!("{}@{}", plugin_ref(&spec.plugin).0, plugin.info().version);
+                Ok(Resolved {
+                    runner: Runner::Daemon(daemon::DaemonUnit {
+                        spec: spec.clone(),
+                        plugin,
+                    }),
+                    fingerprint: fingerprint.join("\n"),
+                    plugins: vec![label],
+                })
+            }
+        }
+    }
+
+    /// Loads plugin `entry` (`name` or `name@version`): this host's file's, or the database's
+    /// version under its policy (loaded once per file and policy).
+    async fn resolve_plugin(
+        &self,
+        state: &State,
+        entry: &str,
+        desired: &Desired,
+        plugins_in_use: &mut HashMap<String, Plugin>,
+        fingerprint: &mut Vec<String>,
+    ) -> Result<Plugin, Unbuildable> {
         let parts = &self.inner.parts;
-        let spec = &unit.route;
+        let (name, pinned) = plugin_ref(entry);
+        Ok(match parts.file.plugins.get(name) {
+            Some(file) => {
+                let version = &file.plugin.info().version;
+                if pinned.is_some_and(|v| v != version) {
+                    return Err(format!(
+                        "`{entry}`: this host's file defines plugin `{name}` at version {version}"
+                    )
+                    .into());
+                }
+                fingerprint.push(format!("file:{name}"));
+                file.plugin.clone()
+            }
+            None => {
+                let version = desired.version(name, pinned)?;
+                let policy = desired.policy(name);
+                let key = format!("{}#{}", version.sha256, fingerprint_of(&policy));
+                let plugin = match state.plugins.get(&key).or_else(|| plugins_in_use.get(&key)) {
+                    Some(plugin) => plugin.clone(),
+                    None => {
+                        let bytes = parts
+                            .store
+                            .plugin_file(&version.sha256)
+                            .await
+                            .map_err(|e| fault(e.to_string()))?
+                            .ok_or_else(|| {
+                                fault(format!(
+                                    "the file of `{name}@{}` is missing",
+                                    version.version
+                                ))
+                            })?;
+                        parts
+                            .runtime
+                            .load(&bytes, policy.settings(name), parts.services.clone())
+                            .await
+                            .map_err(|e| {
+                                fault(format!("plugin `{name}@{}`: {e}", version.version))
+                            })?
+                    }
+                };
+                plugins_in_use.insert(key.clone(), plugin.clone());
+                fingerprint.push(key);
+                plugin
+            }
+        })
+    }
+
+    /// Builds route `spec` (which runs subscription `subscription`, if given).
+    async fn resolve_route(
+        &self,
+        state: &State,
+        spec: &RouteConfig,
+        subscription: Option<&crate::router::Subscription>,
+        desired: &Desired,
+        plugins_in_use: &mut HashMap<String, Plugin>,
+        mut fingerprint: Vec<String>,
+    ) -> Result<Resolved, Unbuildable> {
+        let parts = &self.inner.parts;
         let mut transformers = Vec::new();
         let mut handler = None;
         let mut labels = Vec::new();
-        let mut fingerprint = vec![fingerprint_of(spec)];
-        if let Some(subscription) = &unit.subscription {
+        fingerprint.push(fingerprint_of(spec));
+        if let Some(subscription) = subscription {
             fingerprint.push(format!(
                 "subscription:{}:{}:{}",
                 subscription.exchange, subscription.pattern, subscription.queue
             ));
         }
         for (position, entry) in spec.through.iter().enumerate() {
-            let (name, pinned) = plugin_ref(entry);
-            let plugin = match parts.file.plugins.get(name) {
-                Some(file) => {
-                    let version = &file.plugin.info().version;
-                    if pinned.is_some_and(|v| v != version) {
-                        return Err(format!(
-                            "`{entry}`: this host's file defines plugin `{name}` at version {version}"
-                        )
-                        .into());
-                    }
-                    fingerprint.push(format!("file:{name}"));
-                    file.plugin.clone()
-                }
-                None => {
-                    let version = desired.version(name, pinned)?;
-                    let policy = desired.policy(name);
-                    let key = format!("{}#{}", version.sha256, fingerprint_of(&policy));
-                    let plugin = match state.plugins.get(&key).or_else(|| plugins_in_use.get(&key))
-                    {
-                        Some(plugin) => plugin.clone(),
-                        None => {
-                            let bytes = parts
-                                .store
-                                .plugin_file(&version.sha256)
-                                .await
-                                .map_err(|e| fault(e.to_string()))?
-                                .ok_or_else(|| {
-                                    fault(format!(
-                                        "the file of `{name}@{}` is missing",
-                                        version.version
-                                    ))
-                                })?;
-                            parts
-                                .runtime
-                                .load(&bytes, policy.settings(name), parts.services.clone())
-                                .await
-                                .map_err(|e| {
-                                    fault(format!("plugin `{name}@{}`: {e}", version.version))
-                                })?
-                        }
-                    };
-                    plugins_in_use.insert(key.clone(), plugin.clone());
-                    fingerprint.push(key);
-                    plugin
-                }
-            };
+            let plugin = self
+                .resolve_plugin(state, entry, desired, plugins_in_use, &mut fingerprint)
+                .await?;
+            let name = plugin_ref(entry).0;
             labels.push(format!("{name}@{}", plugin.info().version));
             match plugin.info().kind {
                 PluginKind::Transformer if handler.is_none() => transformers.push(plugin),
@@ -934,15 +1010,22 @@ impl Supervisor {
             reply_to: reply_to.clone(),
             durable: spec.durable,
             inbox: spec.inbox,
-            subscription: unit.subscription.clone(),
+            subscription: subscription.cloned(),
             filter: None,
             retry_in_place: false,
         };
         Ok(Resolved {
-            route,
+            runner: Runner::Route(Box::new(route)),
             fingerprint: fingerprint.join("\n"),
             plugins: labels,
         })
+    }
+}
+
+fn unit_name(unit: &UnitDef) -> String {
+    match &unit.spec {
+        UnitSpec::Route { route, .. } => route.name.clone(),
+        UnitSpec::Daemon(daemon) => daemon.name.clone(),
     }
 }
 

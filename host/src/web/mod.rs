@@ -106,6 +106,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/rpc/{connection}/{*address}", post(api::rpc::call))
         .route("/api/v1/units/{name}/stop", post(api::units::stop))
         .route("/api/v1/units/{name}/start", post(api::units::start))
+        .route("/api/v1/units/{name}/restart", post(api::units::restart))
+        .route(
+            "/api/v1/daemons",
+            get(api::daemons::list).post(api::daemons::create),
+        )
+        .route(
+            "/api/v1/daemons/{name}",
+            get(api::daemons::get)
+                .put(api::daemons::update)
+                .delete(api::daemons::delete),
+        )
         .route("/api/v1/status", get(api::units::status))
         .route("/api/v1/drain", post(api::units::drain))
         .route("/api/v1/queues", get(api::queues::list))

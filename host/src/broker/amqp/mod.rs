@@ -904,7 +904,7 @@ impl Live {
 /// The task behind every [`AmqpBroker`]: connect, watch, reconnect, until the handle is gone.
 async fn keep_connected(inner: std::sync::Weak<Inner>) {
     let initial = Duration::from_millis(100);
-    let mut delay = initial;
+    let mut backoff: Option<crate::backoff::Backoff> = None;
     let mut attempts = 0u32;
     let mut since = Instant::now();
     loop {
@@ -941,7 +941,7 @@ async fn keep_connected(inner: std::sync::Weak<Inner>) {
                     let _ = live.connection.close(200, "wharf is stopping".into()).await;
                     return;
                 }
-                delay = initial;
+                backoff = None;
                 let mut closed = strong.link.subscribe();
                 drop(strong);
                 // Watch until the connection drops or the broker handle is closed.
@@ -986,8 +986,10 @@ async fn keep_connected(inner: std::sync::Weak<Inner>) {
                 continue;
             }
             Err(failure) => {
-                let jitter = rand::random_range(0..=delay.as_millis() as u64 / 5);
-                let wait = delay + Duration::from_millis(jitter);
+                let max = Duration::from_millis(strong.config.reconnect_max_ms);
+                let wait = backoff
+                    .get_or_insert_with(|| crate::backoff::Backoff::new(initial, max))
+                    .next_delay();
                 if failure.permanent {
                     tracing::error!(connection = %strong.name, error = %failure.error, retry_in_ms = wait.as_millis() as u64, "cannot set up the AMQP connection");
                 } else {
@@ -1006,13 +1008,11 @@ async fn keep_connected(inner: std::sync::Weak<Inner>) {
                     true
                 });
                 let mut closed = strong.link.subscribe();
-                let max = Duration::from_millis(strong.config.reconnect_max_ms);
                 drop(strong);
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = closed.wait_for(|l| matches!(l, Link::Closed)) => return,
                 }
-                delay = (delay * 2).min(max);
             }
         }
     }

@@ -242,14 +242,16 @@ impl KafkaBroker {
         if !wanted.is_empty() {
             let creating = broker.clone();
             tokio::spawn(async move {
-                let mut wait = Duration::from_millis(200);
+                let mut backoff = crate::backoff::Backoff::new(
+                    Duration::from_millis(200),
+                    Duration::from_secs(10),
+                );
                 loop {
                     match creating.create_topics(&wanted).await {
                         Ok(_) => break,
                         Err(e) if e.is_retryable() => {
                             tracing::warn!(connection = %creating.inner.name, error = %e, "cannot create the topics yet; trying again");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(10));
+                            tokio::time::sleep(backoff.next_delay()).await;
                         }
                         Err(e) => {
                             tracing::error!(connection = %creating.inner.name, error = %e, "cannot create the topics");
@@ -561,14 +563,14 @@ async fn relay(inner: std::sync::Weak<Inner>) {
     let Some(held) = inner.upgrade().map(|i| i.held.clone()) else {
         return;
     };
-    let mut wait = Duration::from_millis(200);
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let mut consumer = match held.consume(DELAYED, 16).await {
             Ok(consumer) => consumer,
             Err(e) => {
                 tracing::warn!(error = %e, "the delayed-send relay cannot read its queue; trying again");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };

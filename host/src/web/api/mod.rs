@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod daemons;
 pub mod events;
 pub mod outbox;
 pub mod plugins;
@@ -24,7 +25,7 @@ use axum::Json;
 /// The API's description, generated from the handlers and their types.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session (whose changes carry its CSRF token in `X-CSRF-Token`); reading needs viewer, publishing (events too), taking, purging, replaying and stopping units operator, changing connections, plugins, routes, subscriptions, users, tokens and settings, and reading the audit log, admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
+    info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session (whose changes carry its CSRF token in `X-CSRF-Token`); reading needs viewer, publishing (events too), taking, purging, replaying and stopping or restarting units operator, changing connections, plugins, routes, subscriptions, daemons, users, tokens and settings, and reading the audit log, admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
     paths(
         health::healthz, health::readyz, sessions::login, sessions::logout,
         queues::list, queues::stats, queues::peek, queues::publish, queues::take, queues::purge,
@@ -33,7 +34,7 @@ use axum::Json;
         users::issue_reset, users::settings, users::set_settings,
         users::tokens, users::create_token, users::revoke_token,
         audit::list,
-        units::status, units::stop, units::start, units::drain, rpc::call,
+        units::status, units::stop, units::start, units::restart, units::drain, rpc::call,
         ingress::ingress,
         routes::list, routes::get, routes::create, routes::update, routes::delete,
         plugins::list, plugins::get, plugins::upload, plugins::enable, plugins::disable,
@@ -45,6 +46,7 @@ use axum::Json;
         events::publish,
         subscriptions::list, subscriptions::get, subscriptions::create, subscriptions::update,
         subscriptions::delete,
+        daemons::list, daemons::get, daemons::create, daemons::update, daemons::delete,
     ),
     components(schemas(ApiError, ApiErrorBody)),
     modifiers(&BearerAuth),

@@ -39,6 +39,19 @@ pub async fn start(
     Ok(Json(ops::start(&state, &who, &name).await?))
 }
 
+/// Starts a unit anew on every host; a daemon marked failed runs again, its failures
+/// forgotten. A unit held stopped stays stopped.
+#[utoipa::path(post, path = "/api/v1/units/{name}/restart", tag = "units",
+    params(("name" = String, Path)),
+    responses((status = 200, body = UnitStatus), (status = 404)))]
+pub async fn restart(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    Path(name): Path<String>,
+) -> Result<Json<UnitStatus>, AppError> {
+    Ok(Json(ops::restart(&state, &who, &name).await?))
+}
+
 /// Which units to drain, and for how long at most.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod daemons;
 pub mod events;
 pub mod outbox;
 pub mod overview;

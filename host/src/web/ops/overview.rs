@@ -69,10 +69,16 @@ pub async fn list(
     // The dead letters of each input, by the input's address.
     let mut dead_of: BTreeMap<String, String> = BTreeMap::new();
     for (name, unit) in desired.units(events) {
-        let route = &unit.route;
+        let crate::supervisor::UnitSpec::Route {
+            route,
+            subscription,
+        } = &unit.spec
+        else {
+            continue;
+        };
         let mut from = route.from.clone();
         // A Kafka subscription reads the events topic itself, in a group of its own.
-        if unit.subscription.is_some()
+        if subscription.is_some()
             && let Ok(at) = Address::parse(&from)
             && let Ok(producer) = connections.producer(&at)
             && producer.transport().kind() == "kafka"

@@ -68,6 +68,28 @@ pub async fn start(
     status_of(state, name).await
 }
 
+/// Starts a unit anew on every host: a route's or subscription's runner is replaced (the old
+/// one finishes what it holds), a daemon is asked to stop and started again with its failures
+/// forgotten (a daemon marked failed runs again). A unit held stopped stays stopped.
+pub async fn restart(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    name: &str,
+) -> Result<UnitStatus, AppError> {
+    known(state, name).await?;
+    state
+        .store
+        .restart_unit(name, &who.caller.actor(), now_ms())
+        .await?;
+    audit::record(state, who, "unit.restart", name, json!({})).await;
+    applied(state).await?;
+    state
+        .supervisor
+        .settled(name, std::time::Duration::from_secs(2))
+        .await;
+    status_of(state, name).await
+}
+
 /// How one unit drained.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Drained {
@@ -124,9 +146,19 @@ pub async fn drain(
         let unit = units
             .get(name)
             .ok_or_else(|| AppError::NotFound(format!("no unit named `{name}`")))?;
-        let input = crate::broker::Address::parse(&unit.route.from)
+        let crate::supervisor::UnitSpec::Route {
+            route,
+            subscription,
+        } = &unit.spec
+        else {
+            return Err(invalid(
+                "units",
+                format!("`{name}` is a daemon: a daemon has no input to drain"),
+            ));
+        };
+        let input = crate::broker::Address::parse(&route.from)
             .map_err(|e| AppError::BadRequest(e.to_string()))?;
-        let group = unit.subscription.as_ref().map(|s| s.queue.clone());
+        let group = subscription.as_ref().map(|s| s.queue.clone());
         draining.push((name.clone(), unit.kind, input, group));
     }
     let before = crate::metrics::route_totals();

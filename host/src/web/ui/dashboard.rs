@@ -32,7 +32,12 @@ pub async fn page(State(state): State<AppState>, page: Page<Viewer>, params: Par
         .map(|u| {
             let total = totals.get(&u.name).copied().unwrap_or_default();
             let recent = recent.get(&u.name).copied().unwrap_or_default();
-            (u.name.clone(), json!({ "total": total, "recent": recent }))
+            // How long it has been in its state (a daemon's uptime while it runs).
+            let held = crate::time::span_text(crate::message::now_ms().saturating_sub(u.since_ms));
+            (
+                u.name.clone(),
+                json!({ "total": total, "recent": recent, "held": held }),
+            )
         })
         .collect();
     let minutes = (window.as_secs() + 30) / 60;

@@ -12,6 +12,7 @@
 mod account;
 mod audit;
 mod connections;
+mod daemons;
 mod dashboard;
 mod plugins;
 mod queues;
@@ -51,6 +52,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "route_form.html",
         "subscriptions.html",
         "subscription_form.html",
+        "daemons.html",
+        "daemon_form.html",
         "plugins.html",
         "connections.html",
         "send.html",
@@ -119,6 +122,13 @@ pub fn router() -> Router<AppState> {
         .route("/subscriptions/{name}/delete", post(subscriptions::delete))
         .route("/subscriptions/{name}/stop", post(subscriptions::stop))
         .route("/subscriptions/{name}/start", post(subscriptions::start))
+        .route("/daemons", get(daemons::list))
+        .route("/daemons/new", get(daemons::new).post(daemons::create))
+        .route("/daemons/{name}", get(daemons::page).post(daemons::update))
+        .route("/daemons/{name}/delete", post(daemons::delete))
+        .route("/daemons/{name}/stop", post(daemons::stop))
+        .route("/daemons/{name}/start", post(daemons::start))
+        .route("/daemons/{name}/restart", post(daemons::restart))
         .route("/plugins", get(plugins::list).post(plugins::upload))
         .route(
             "/plugins/{name}/versions/{version}/{action}",
@@ -286,6 +296,7 @@ fn nav(role: Role, current: &str) -> Vec<Value> {
         ("/", "Dashboard"),
         ("/routes", "Routes"),
         ("/subscriptions", "Subscriptions"),
+        ("/daemons", "Daemons"),
         ("/plugins", "Plugins"),
         ("/connections", "Connections"),
         ("/queue", "Queues"),

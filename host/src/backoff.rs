@@ -1,0 +1,53 @@
+//! The host's one way of waiting before trying again: units restarting, transports
+//! reconnecting, background tasks retrying.
+
+use std::time::Duration;
+
+/// Capped exponential backoff with jitter: the host's one way of waiting before trying again
+/// (units, transports reconnecting), over `backon`'s.
+#[derive(Debug)]
+pub struct Backoff {
+    builder: backon::ExponentialBuilder,
+    delays: backon::ExponentialBackoff,
+    max: Duration,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        use backon::BackoffBuilder as _;
+        let builder = backon::ExponentialBuilder::default()
+            .with_min_delay(initial)
+            .with_max_delay(max)
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times();
+        Backoff {
+            delays: builder.build(),
+            builder,
+            max,
+        }
+    }
+
+    /// The next wait: doubling from `initial` up to `max`, with jitter.
+    pub fn next_delay(&mut self) -> Duration {
+        self.delays.next().unwrap_or(self.max)
+    }
+
+    /// Starts again from the shortest wait (after a run that lasted).
+    pub fn reset(&mut self) {
+        use backon::BackoffBuilder as _;
+        self.delays = self.builder.build();
+    }
+}
+
+impl Clone for Backoff {
+    /// A backoff that starts again from the shortest wait.
+    fn clone(&self) -> Self {
+        use backon::BackoffBuilder as _;
+        Backoff {
+            builder: self.builder,
+            delays: self.builder.build(),
+            max: self.max,
+        }
+    }
+}

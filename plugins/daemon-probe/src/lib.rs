@@ -1,0 +1,86 @@
+//! Test daemon. Its config's `mode` says what it does:
+//! - `trap`: panics (after `delay_ms`);
+//! - `fail`: returns an error (after `delay_ms`);
+//! - `spin`: loops without ever calling the host;
+//! - `hold`: takes messages from `source` and never settles them, publishing each one's
+//!   payload to `report`, until asked to stop;
+//! - `ack`: takes messages from `source`, publishes each payload to `report` (with the
+//!   probe's version as the topic), then acks it;
+//! - `probe`: tries to take from `source` and publishes the error it got (or `ok`) to
+//!   `report`, then sleeps until asked to stop.
+use wharf_sdk::{Info, Message, config, daemon::Guest, daemon_host, host};
+
+struct Probe;
+
+fn setting(key: &str) -> Result<String, String> {
+    config::get(key).ok_or_else(|| format!("config `{key}` is not set"))
+}
+
+fn wait_for_stop() {
+    while daemon_host::sleep(60_000) {}
+}
+
+impl Guest for Probe {
+    fn describe() -> Info {
+        Info::daemon("daemon-probe", env!("CARGO_PKG_VERSION"))
+            .with_description("Traps, fails, spins or holds messages, for the host's tests")
+    }
+
+    fn run() -> Result<(), String> {
+        let mode = setting("mode")?;
+        let delay = config::get("delay_ms")
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        match mode.as_str() {
+            "trap" => {
+                daemon_host::sleep(delay);
+                panic!("the probe traps as asked");
+            }
+            "fail" => {
+                daemon_host::sleep(delay);
+                Err("the probe fails as asked".into())
+            }
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "hold" | "ack" => {
+                let source = setting("source")?;
+                let report = setting("report")?;
+                loop {
+                    match daemon_host::take(&source, 500)? {
+                        Some(delivery) => {
+                            let topic = if mode == "ack" {
+                                env!("CARGO_PKG_VERSION")
+                            } else {
+                                "taken"
+                            };
+                            host::publish(&report, &Message::new(topic, delivery.msg.payload))?;
+                            if mode == "ack" {
+                                daemon_host::ack(delivery.tag)?;
+                            }
+                        }
+                        None if !daemon_host::sleep(0) => return Ok(()),
+                        None => {}
+                    }
+                }
+            }
+            "probe" => {
+                let source = setting("source")?;
+                let report = setting("report")?;
+                let outcome = match daemon_host::take(&source, 100) {
+                    Ok(_) => "ok".to_owned(),
+                    Err(error) => error,
+                };
+                host::publish(&report, &Message::new("probe", outcome))?;
+                wait_for_stop();
+                Ok(())
+            }
+            other => Err(format!("unknown mode `{other}`")),
+        }
+    }
+}
+
+wharf_sdk::export_daemon!(Probe);
