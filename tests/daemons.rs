@@ -237,6 +237,60 @@ async fn a_daemon_that_traps_is_restarted_with_backoff_then_marked_failed_until_
     host.stop().await;
 }
 
+/// A daemon that traps while it holds messages it took: they go back to their queue, and a
+/// daemon allowed one failure is marked failed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_trapping_daemon_held_goes_back_to_its_queue() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut config = bare_config();
+    config.plugins.insert(
+        "daemon-probe".into(),
+        probe(
+            "hold",
+            &[
+                ("source", "local:jobs"),
+                ("report", "local:seen"),
+                ("trap_after", "3"),
+            ],
+            &["local:seen"],
+            &["local:jobs"],
+        ),
+    );
+    config.daemons.push(DaemonConfig {
+        max_failures: 1,
+        ..daemon("holder", "daemon-probe")
+    });
+    let (host, broker) = support::start_host(&db, config).await;
+    for i in 0..3 {
+        broker
+            .publish("jobs", Message::new("j", format!("job {i}")))
+            .await
+            .unwrap();
+    }
+    let api = Api::new(host.addr);
+    let failed = api.wait_unit("holder", "failed").await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("holding 3 messages"),
+        "{failed}"
+    );
+    assert_eq!(
+        wait_for(&broker, "seen", 3).await.len(),
+        3,
+        "it took all three"
+    );
+    let back = wait_for(&broker, "jobs", 3).await;
+    let mut payloads: Vec<String> = back
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    payloads.sort();
+    assert_eq!(payloads, ["job 0", "job 1", "job 2"]);
+    host.stop().await;
+}
+
 /// Stop, start and restart through the CLI and the API: a stopped heartbeat publishes
 /// nothing, a started one beats again from 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

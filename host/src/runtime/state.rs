@@ -165,6 +165,8 @@ pub(crate) struct CallState {
 /// The most messages a daemon may hold taken and unsettled; past it `take` refuses until it
 /// settles some.
 const MAX_HELD: usize = 1_000;
+/// The most sources one run of a daemon may have open (each a consumer on its broker).
+const MAX_SOURCES: usize = 64;
 
 /// What one run of a daemon holds: its stop signal, its open sources and what it took.
 pub(crate) struct DaemonRun {
@@ -302,10 +304,13 @@ impl CallState {
         }
     }
 
-    /// A host call: a daemon's CPU budget starts again.
+    /// A host call: a daemon's CPU budget starts again, and the lines it logged so far,
+    /// which went to the host's log as they came, are let go (a daemon's run never ends, so
+    /// its journal would otherwise hold its first thousand lines for ever).
     fn touch(&mut self) {
         if self.daemon.is_some() {
             self.cpu.new_stretch();
+            self.take_logs();
         }
     }
 
@@ -509,8 +514,15 @@ impl CallState {
             ));
         }
         self.cpu.charge();
+        let full = run.inboxes.len() >= MAX_SOURCES;
         let inbox = match run.inboxes.entry(source.clone()) {
             std::collections::hash_map::Entry::Occupied(open) => open.into_mut(),
+            std::collections::hash_map::Entry::Vacant(_) if full => {
+                self.cpu.resume();
+                return Err(format!(
+                    "a daemon may take from at most {MAX_SOURCES} sources in one run"
+                ));
+            }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 let opened = tokio::select! {
                     opened = plugin.services.open_inbox(&plugin.name, &source) => opened,

@@ -3,7 +3,8 @@
 //! - `fail`: returns an error (after `delay_ms`);
 //! - `spin`: loops without ever calling the host;
 //! - `hold`: takes messages from `source` and never settles them, publishing each one's
-//!   payload to `report`, until asked to stop;
+//!   payload to `report`, until asked to stop (or, with `trap_after`, until it has taken that
+//!   many, when it panics);
 //! - `ack`: takes messages from `source`, publishes each payload to `report` (with the
 //!   probe's version as the topic), then acks it;
 //! - `probe`: tries to take from `source` and publishes the error it got (or `ok`) to
@@ -49,9 +50,13 @@ impl Guest for Probe {
             "hold" | "ack" => {
                 let source = setting("source")?;
                 let report = setting("report")?;
+                let trap_after: Option<u32> =
+                    config::get("trap_after").and_then(|n| n.parse().ok());
+                let mut taken = 0;
                 loop {
                     match daemon_host::take(&source, 500)? {
                         Some(delivery) => {
+                            taken += 1;
                             let topic = if mode == "ack" {
                                 env!("CARGO_PKG_VERSION")
                             } else {
@@ -60,6 +65,9 @@ impl Guest for Probe {
                             host::publish(&report, &Message::new(topic, delivery.msg.payload))?;
                             if mode == "ack" {
                                 daemon_host::ack(delivery.tag)?;
+                            }
+                            if trap_after == Some(taken) {
+                                panic!("the probe traps holding {taken} messages, as asked");
                             }
                         }
                         None if !daemon_host::sleep(0) => return Ok(()),

@@ -6,7 +6,6 @@ use crate::config::DaemonConfig;
 use crate::web::caller::{Admin, Operator, Viewer};
 use crate::web::error::invalid;
 use crate::web::ops::daemons as ops;
-use crate::web::ops::units;
 use crate::web::{AppError, AppState};
 use axum::Form;
 use axum::extract::{Path, State};
@@ -233,13 +232,15 @@ pub async fn stop(
     page: Page<Operator>,
     Path(name): Path<String>,
 ) -> Response {
-    match units::stop(&state, &page.who, &name).await {
-        Ok(_) => done(
-            &format!("/daemons/{}", escape(&name)),
-            "Stopped on every host; what it held went back to its queue.",
-        ),
-        Err(error) => page.error(error),
-    }
+    super::switch_unit(
+        &state,
+        &page,
+        "daemon",
+        &name,
+        super::Switch::Stop,
+        "Stopped on every host; what it held went back to its queue.",
+    )
+    .await
 }
 
 pub async fn start(
@@ -247,10 +248,15 @@ pub async fn start(
     page: Page<Operator>,
     Path(name): Path<String>,
 ) -> Response {
-    match units::start(&state, &page.who, &name).await {
-        Ok(_) => done(&format!("/daemons/{}", escape(&name)), "Started."),
-        Err(error) => page.error(error),
-    }
+    super::switch_unit(
+        &state,
+        &page,
+        "daemon",
+        &name,
+        super::Switch::Start,
+        "Started.",
+    )
+    .await
 }
 
 pub async fn restart(
@@ -258,11 +264,13 @@ pub async fn restart(
     page: Page<Operator>,
     Path(name): Path<String>,
 ) -> Response {
-    match units::restart(&state, &page.who, &name).await {
-        Ok(_) => done(
-            &format!("/daemons/{}", escape(&name)),
-            "Restarted; its failures are forgotten.",
-        ),
-        Err(error) => page.error(error),
-    }
+    super::switch_unit(
+        &state,
+        &page,
+        "daemon",
+        &name,
+        super::Switch::Restart,
+        "Restarted; its failures are forgotten.",
+    )
+    .await
 }

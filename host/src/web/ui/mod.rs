@@ -385,6 +385,36 @@ pub fn ok_note(text: impl Into<String>) -> Value {
 
 /// Back to `to` with a note saying what happened (a 303: the browser GETs it). The note is
 /// signed, so a link made elsewhere cannot put words of its own on the host's pages.
+/// What an operator does to a unit from its page.
+#[derive(Clone, Copy)]
+enum Switch {
+    Stop,
+    Start,
+    Restart,
+}
+
+/// Stops, starts or restarts unit `name` (a `kind`: route, subscription or daemon) on every
+/// host, then shows its page with `note`.
+async fn switch_unit(
+    state: &crate::web::AppState,
+    page: &Page<crate::web::caller::Operator>,
+    kind: &str,
+    name: &str,
+    switch: Switch,
+    note: &str,
+) -> Response {
+    use crate::web::ops::units;
+    let result = match switch {
+        Switch::Stop => units::stop(state, &page.who, name).await,
+        Switch::Start => units::start(state, &page.who, name).await,
+        Switch::Restart => units::restart(state, &page.who, name).await,
+    };
+    match result {
+        Ok(_) => done(&format!("/{kind}s/{}", escape(name)), note),
+        Err(error) => page.error(error),
+    }
+}
+
 pub fn done(to: &str, note: &str) -> Response {
     let separator = if to.contains('?') { '&' } else { '?' };
     Redirect::to(&format!(

@@ -5,7 +5,6 @@ use crate::config::RouteConfig;
 use crate::web::caller::{Admin, Operator, Viewer};
 use crate::web::error::invalid;
 use crate::web::ops::routes as ops;
-use crate::web::ops::units;
 use crate::web::{AppError, AppState};
 use axum::Form;
 use axum::extract::{Path, State};
@@ -224,13 +223,15 @@ pub async fn stop(
     page: Page<Operator>,
     Path(name): Path<String>,
 ) -> Response {
-    match units::stop(&state, &page.who, &name).await {
-        Ok(_) => done(
-            &format!("/routes/{}", escape(&name)),
-            "Stopped on every host.",
-        ),
-        Err(error) => page.error(error),
-    }
+    super::switch_unit(
+        &state,
+        &page,
+        "route",
+        &name,
+        super::Switch::Stop,
+        "Stopped on every host.",
+    )
+    .await
 }
 
 pub async fn start(
@@ -238,8 +239,13 @@ pub async fn start(
     page: Page<Operator>,
     Path(name): Path<String>,
 ) -> Response {
-    match units::start(&state, &page.who, &name).await {
-        Ok(_) => done(&format!("/routes/{}", escape(&name)), "Started."),
-        Err(error) => page.error(error),
-    }
+    super::switch_unit(
+        &state,
+        &page,
+        "route",
+        &name,
+        super::Switch::Start,
+        "Started.",
+    )
+    .await
 }

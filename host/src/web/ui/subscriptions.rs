@@ -6,7 +6,6 @@ use crate::config::{RetryConfig, SubscriptionConfig};
 use crate::web::caller::{Admin, Operator, Viewer};
 use crate::web::error::invalid;
 use crate::web::ops::subscriptions as ops;
-use crate::web::ops::units;
 use crate::web::{AppError, AppState};
 use axum::Form;
 use axum::extract::{Path, State};
@@ -237,13 +236,15 @@ pub async fn stop(
     page: Page<Operator>,
     Path(name): Path<String>,
 ) -> Response {
-    match units::stop(&state, &page.who, &name).await {
-        Ok(_) => done(
-            &format!("/subscriptions/{}", escape(&name)),
-            "Stopped on every host; its queue keeps what arrives.",
-        ),
-        Err(error) => page.error(error),
-    }
+    super::switch_unit(
+        &state,
+        &page,
+        "subscription",
+        &name,
+        super::Switch::Stop,
+        "Stopped on every host; its queue keeps what arrives.",
+    )
+    .await
 }
 
 pub async fn start(
@@ -251,8 +252,13 @@ pub async fn start(
     page: Page<Operator>,
     Path(name): Path<String>,
 ) -> Response {
-    match units::start(&state, &page.who, &name).await {
-        Ok(_) => done(&format!("/subscriptions/{}", escape(&name)), "Started."),
-        Err(error) => page.error(error),
-    }
+    super::switch_unit(
+        &state,
+        &page,
+        "subscription",
+        &name,
+        super::Switch::Start,
+        "Started.",
+    )
+    .await
 }
