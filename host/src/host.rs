@@ -586,6 +586,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         ));
     }
     tasks.spawn(outbox.clone().prune(shutdown.clone()));
+    let leases = crate::leases::Leases::default();
+    tasks.spawn(leases.clone().reap(shutdown.clone()));
     let limits = Arc::new(crate::web::limits::PeerLimits::default());
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
@@ -593,6 +595,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         supervisor,
         outbox,
         rpc,
+        leases,
         shutdown: shutdown.clone(),
         max_request_bytes: config.server.max_request_bytes,
         max_response_bytes: config.server.max_response_bytes,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod events;
 pub mod grant;
 pub mod host;
+pub mod leases;
 pub mod message;
 pub mod metrics;
 pub mod outbox;

@@ -175,6 +175,12 @@ pub trait Settle: Send + Sync + std::fmt::Debug + 'static {
     /// The message is done with: remove it from its queue (commit its offset).
     async fn ack(self: Box<Self>) -> Result<(), BrokerError>;
     async fn nack(self: Box<Self>, nack: Nack) -> Result<(), BrokerError>;
+    /// Keeps the delivery unsettled and away from other consumers for `lease` from now. A
+    /// transport whose deliveries stay with their consumer until settled (AMQP, Kafka) has
+    /// nothing to do; the embedded broker's return after their visibility timeout otherwise.
+    async fn extend(&self, _lease: Duration) -> Result<(), BrokerError> {
+        Ok(())
+    }
 }
 
 /// Settles one delivery, whatever its transport.
@@ -193,6 +199,11 @@ impl AckHandle {
 
     pub async fn nack(self, nack: Nack) -> Result<(), BrokerError> {
         self.0.nack(nack).await
+    }
+
+    /// Keeps the delivery unsettled for `lease` from now (see [`Settle::extend`]).
+    pub async fn extend(&self, lease: Duration) -> Result<(), BrokerError> {
+        self.0.extend(lease).await
     }
 }
 

@@ -198,6 +198,9 @@ pub async fn user(command: UserCommand) -> anyhow::Result<ExitCode> {
                     })
                     .collect(),
             };
+            if users.is_empty() {
+                eprintln!("no users");
+            }
             for (name, role, disabled) in users {
                 let state = if disabled { " (disabled)" } else { "" };
                 println!("{name}\t{role}{state}");
@@ -312,6 +315,9 @@ pub async fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
                     })
                     .collect(),
             };
+            if tokens.is_empty() {
+                eprintln!("no tokens");
+            }
             for (id, name, role, revoked, local) in tokens {
                 let state = match (revoked, local) {
                     (true, _) => " (revoked)",

@@ -388,7 +388,11 @@ pub async fn route(command: RouteCommand) -> anyhow::Result<ExitCode> {
             if json {
                 print(&routes)?;
             } else {
-                for view in routes.as_array().into_iter().flatten() {
+                let all = routes.as_array().map_or(&[][..], Vec::as_slice);
+                if all.is_empty() {
+                    eprintln!("no routes");
+                }
+                for view in all {
                     print_route(view);
                 }
             }
@@ -621,7 +625,11 @@ pub async fn connection(command: ConnectionCommand) -> anyhow::Result<ExitCode> 
             if json {
                 print(&all)?;
             } else {
-                all.as_array().into_iter().flatten().for_each(line);
+                let all = all.as_array().map_or(&[][..], Vec::as_slice);
+                if all.is_empty() {
+                    eprintln!("no connections");
+                }
+                all.iter().for_each(line);
             }
         }
         ConnectionCommand::Show { name, host } => {

@@ -34,6 +34,9 @@ pub enum Command {
     Publish(queue::PublishArgs),
     /// Take messages from CONNECTION:ADDRESS through a running host and print them.
     Consume(queue::ConsumeArgs),
+    /// Settle what `consume --lease` took: ack, nack or extend a lease, or list them.
+    #[command(subcommand)]
+    Lease(queue::LeaseCommand),
     /// Send a request to CONNECTION:ADDRESS through a running host and print its reply.
     Rpc(queue::RpcArgs),
     /// The outbox's backlog, and its messages refused for good (list, retry, delete).
@@ -111,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(config).await,
         Command::Publish(args) => queue::publish(args).await,
         Command::Consume(args) => queue::consume(args).await,
+        Command::Lease(command) => queue::lease(command).await,
         Command::Queue(command) => queue::queue(command).await,
         Command::Outbox(command) => outbox::run(command).await,
         Command::Rpc(args) => queue::rpc(args).await,

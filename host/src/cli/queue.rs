@@ -137,6 +137,11 @@ pub struct ConsumeArgs {
     /// Print each message's JSON form instead of its payload.
     #[arg(long)]
     json: bool,
+    /// Hold each message unsettled for this many seconds instead of acking it: each is
+    /// printed after its lease id (`LEASE<TAB>payload`), to settle with `wharf lease
+    /// ack|nack|extend LEASE`; one not settled in time goes back to its queue.
+    #[arg(long, value_name = "SECS")]
+    lease: Option<f64>,
     #[command(flatten)]
     host: HostArg,
 }
@@ -278,19 +283,37 @@ fn print_messages(messages: &[Value], json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let url = format!("{}/take", queue_url(&args.host, &args.address)?);
     if !args.timeout.is_finite() || args.timeout < 0.0 {
         bail!("--timeout must be a number of seconds, 0 or more");
     }
     let timeout_ms = (args.timeout * 1000.0) as u64;
-    let request = args
-        .host
-        .client()?
-        .post(&url)
-        .query(&[("count", args.count as u64), ("timeout_ms", timeout_ms)]);
+    let mut query = vec![("count", args.count as u64), ("timeout_ms", timeout_ms)];
+    let verb = match args.lease {
+        Some(secs) if !secs.is_finite() || secs <= 0.0 => {
+            bail!("--lease must be a number of seconds above 0")
+        }
+        Some(secs) => {
+            query.push(("lease_ms", (secs * 1000.0).ceil() as u64));
+            "lease"
+        }
+        None => "take",
+    };
+    let url = format!("{}/{verb}", queue_url(&args.host, &args.address)?);
+    let request = args.host.client()?.post(&url).query(&query);
     let body = answer(request, &url).await?;
     let messages = body.as_array().cloned().unwrap_or_default();
-    print_messages(&messages, args.json)?;
+    if args.lease.is_some() {
+        for leased in &messages {
+            if args.json {
+                println!("{leased}");
+            } else {
+                print!("{}\t", leased["lease"].as_str().unwrap_or(""));
+                print_messages(std::slice::from_ref(&leased["message"]), false)?;
+            }
+        }
+    } else {
+        print_messages(&messages, args.json)?;
+    }
     if messages.len() < args.count {
         eprintln!(
             "got {} of {} messages within {} s",
@@ -451,6 +474,113 @@ pub async fn rpc(args: RpcArgs) -> anyhow::Result<ExitCode> {
             reply["headers"]["exception"]
         );
         return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LeaseCommand {
+    /// The leased messages the host holds: lease, queue, deadline.
+    List {
+        #[command(flatten)]
+        host: HostArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A leased message is done with: removed from its queue.
+    Ack {
+        lease: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Give a leased message back to its queue (or, with --dead, to its dead letters).
+    Nack {
+        lease: String,
+        /// To the queue's dead letters instead of back to the queue.
+        #[arg(long)]
+        dead: bool,
+        #[command(flatten)]
+        host: HostArg,
+    },
+    /// Hold a leased message for SECS more from now.
+    Extend {
+        lease: String,
+        secs: f64,
+        #[command(flatten)]
+        host: HostArg,
+    },
+}
+
+/// `wharf lease …`: settles what `wharf consume --lease` took.
+pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
+    use reqwest::Method;
+    let segment = super::control::segment;
+    match command {
+        LeaseCommand::List { host, json } => {
+            let leases = super::control::Api::new(&host)?.get("leases").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&leases)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let all = leases.as_array().map_or(&[][..], Vec::as_slice);
+            if all.is_empty() {
+                eprintln!("no leases");
+            }
+            let now = crate::message::now_ms();
+            for lease in all {
+                let deadline = lease["deadline_ms"].as_u64().unwrap_or(0);
+                println!(
+                    "{}\t{}\tgoes back in {}",
+                    lease["lease"].as_str().unwrap_or(""),
+                    lease["address"].as_str().unwrap_or(""),
+                    crate::time::span_text(deadline.saturating_sub(now))
+                );
+            }
+        }
+        LeaseCommand::Ack { lease, host } => {
+            super::control::Api::new(&host)?
+                .send(
+                    Method::POST,
+                    &format!("leases/{}/ack", segment(&lease)),
+                    None,
+                )
+                .await?;
+            println!("acked {lease}");
+        }
+        LeaseCommand::Nack { lease, dead, host } => {
+            super::control::Api::new(&host)?
+                .send(
+                    Method::POST,
+                    &format!("leases/{}/nack", segment(&lease)),
+                    Some(serde_json::json!({ "requeue": !dead })),
+                )
+                .await?;
+            println!(
+                "{lease} went back to {}",
+                if dead {
+                    "its dead letters"
+                } else {
+                    "its queue"
+                }
+            );
+        }
+        LeaseCommand::Extend { lease, secs, host } => {
+            if !secs.is_finite() || secs <= 0.0 {
+                bail!("SECS must be a number of seconds above 0");
+            }
+            let answer = super::control::Api::new(&host)?
+                .send(
+                    Method::POST,
+                    &format!("leases/{}/extend", segment(&lease)),
+                    Some(serde_json::json!({ "lease_ms": (secs * 1000.0).ceil() as u64 })),
+                )
+                .await?;
+            let deadline = answer["deadline_ms"].as_u64().unwrap_or(0);
+            println!(
+                "{lease} is held for {} more",
+                crate::time::span_text(deadline.saturating_sub(crate::message::now_ms()))
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

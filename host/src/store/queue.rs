@@ -93,6 +93,13 @@ pub(crate) enum QueueOp {
     },
     /// Removes a delivered message, if it is still leased under `deliveries`.
     Ack { seq: i64, deliveries: i64 },
+    /// Keeps a delivered message leased until `visible_at_ms`, if it still is under
+    /// `deliveries`.
+    Extend {
+        seq: i64,
+        deliveries: i64,
+        visible_at_ms: i64,
+    },
     /// Makes a delivered message ready again at `visible_at_ms`.
     Release {
         seq: i64,
@@ -222,6 +229,23 @@ impl Store {
                         .execute(&mut *tx)
                         .await
                         .doing("acking")?;
+                        OpOutcome::Done(done.rows_affected() == 1)
+                    }
+                    QueueOp::Extend {
+                        seq,
+                        deliveries,
+                        visible_at_ms,
+                    } => {
+                        let done = sqlx::query(
+                            "UPDATE queue_messages SET visible_at_ms = $1 \
+                             WHERE seq = $2 AND deliveries = $3 AND leased = 1",
+                        )
+                        .bind(*visible_at_ms)
+                        .bind(*seq)
+                        .bind(*deliveries)
+                        .execute(&mut *tx)
+                        .await
+                        .doing("extending a lease")?;
                         OpOutcome::Done(done.rows_affected() == 1)
                     }
                     QueueOp::Release {

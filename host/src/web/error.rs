@@ -114,6 +114,15 @@ impl From<BrokerError> for AppError {
     }
 }
 
+impl From<crate::leases::LeaseError> for AppError {
+    fn from(e: crate::leases::LeaseError) -> Self {
+        match e {
+            crate::leases::LeaseError::Unknown(_) => AppError::NotFound(e.to_string()),
+            crate::leases::LeaseError::Broker(error) => error.into(),
+        }
+    }
+}
+
 impl From<crate::address::InvalidAddress> for AppError {
     fn from(e: crate::address::InvalidAddress) -> Self {
         AppError::BadRequest(e.to_string())

@@ -57,6 +57,8 @@ pub struct AppState {
     pub outbox: crate::outbox::Outbox,
     /// Pairs RPC replies with their callers.
     pub rpc: crate::rpc::Rpc,
+    /// Messages taken through the API with a lease, held until settled.
+    pub leases: crate::leases::Leases,
     /// Fires when the host stops: requests that wait stop waiting.
     pub shutdown: Shutdown,
     /// The largest request body taken.
@@ -103,6 +105,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/queues/{connection}/{queue}/replay",
             post(api::queues::replay),
         )
+        .route(
+            "/api/v1/queues/{connection}/{queue}/lease",
+            post(api::queues::lease),
+        )
+        .route("/api/v1/leases", get(api::queues::leases))
+        .route("/api/v1/leases/{id}/ack", post(api::queues::ack))
+        .route("/api/v1/leases/{id}/nack", post(api::queues::nack))
+        .route("/api/v1/leases/{id}/extend", post(api::queues::extend))
         .route("/api/v1/rpc/{connection}/{*address}", post(api::rpc::call))
         .route("/api/v1/units/{name}/stop", post(api::units::stop))
         .route("/api/v1/units/{name}/start", post(api::units::start))

@@ -762,6 +762,22 @@ impl EmbeddedAck {
 
     /// Applies a settlement; a message made ready again (here or in the dead-letter queue)
     /// wakes that queue's idle consumers.
+    /// Keeps the message leased to this delivery for `lease` from now.
+    pub async fn extend(&self, lease: Duration) -> Result<(), BrokerError> {
+        let op = QueueOp::Extend {
+            seq: self.seq,
+            deliveries: self.deliveries,
+            visible_at_ms: now_ms() as i64 + lease.as_millis() as i64,
+        };
+        match self.broker.write(op).await? {
+            OpOutcome::Done(true) => Ok(()),
+            _ => Err(BrokerError::LeaseLost {
+                queue: self.queue.to_string(),
+                id: self.id.clone(),
+            }),
+        }
+    }
+
     async fn settle(self, op: QueueOp) -> Result<(), BrokerError> {
         let woken = match &op {
             QueueOp::Release { .. } => Some(self.queue.clone()),
@@ -794,6 +810,10 @@ impl super::Settle for EmbeddedAck {
 
     async fn nack(self: Box<Self>, nack: Nack) -> Result<(), BrokerError> {
         EmbeddedAck::nack(*self, nack).await
+    }
+
+    async fn extend(&self, lease: Duration) -> Result<(), BrokerError> {
+        EmbeddedAck::extend(self, lease).await
     }
 }
 

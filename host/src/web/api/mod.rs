@@ -25,11 +25,12 @@ use axum::Json;
 /// The API's description, generated from the handlers and their types.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session (whose changes carry its CSRF token in `X-CSRF-Token`); reading needs viewer, publishing (events too), taking, purging, replaying and stopping or restarting units operator, changing connections, plugins, routes, subscriptions, daemons, users, tokens and settings, and reading the audit log, admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
+    info(title = "Wharf", description = "The host's JSON API. Every call needs `Authorization: Bearer TOKEN` or a session (whose changes carry its CSRF token in `X-CSRF-Token`); reading needs viewer, publishing (events too), taking (and settling leases), purging, replaying and stopping or restarting units operator, changing connections, plugins, routes, subscriptions, daemons, users, tokens and settings, and reading the audit log, admin. Every error is `{\"error\": {\"code\", \"message\", \"field\"}}`."),
     paths(
         health::healthz, health::readyz, sessions::login, sessions::logout,
         queues::list, queues::stats, queues::peek, queues::publish, queues::take, queues::purge,
-        queues::replay,
+        queues::replay, queues::lease, queues::leases, queues::ack, queues::nack,
+        queues::extend,
         users::list, users::add, users::set_password, users::remove, users::update,
         users::issue_reset, users::settings, users::set_settings,
         users::tokens, users::create_token, users::revoke_token,

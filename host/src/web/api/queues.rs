@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ pub async fn publish(
     Ok((StatusCode::CREATED, Json(Published { id })))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
     pub count: Option<usize>,
@@ -137,6 +138,137 @@ pub async fn take(
     let address = ops::known(&state, &connection, &queue)?;
     Ok(messages(
         ops::take(&state, &who, &address, count, timeout).await?,
+    ))
+}
+
+/// What a leased take asks for.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseParams {
+    pub count: Option<usize>,
+    pub timeout_ms: Option<u64>,
+    pub lease_ms: Option<u64>,
+}
+
+fn lease_duration(field: &str, ms: u64) -> Result<Duration, AppError> {
+    let most = crate::leases::MAX_LEASE.as_millis() as u64;
+    if ms == 0 || ms > most {
+        return Err(crate::web::error::invalid(
+            field,
+            format!("{field} {ms} is out of range: 1 to {most}"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Takes up to `count` messages (default 1), waiting up to `timeout_ms` (default 5000), and
+/// holds each unsettled under a lease of `lease_ms` (default 30,000; at most an hour): settle
+/// each with `/api/v1/leases/{lease}/ack`, `/nack` or `/extend`. One not settled by its
+/// deadline goes back to its queue. Leases are this host's: settle them here.
+#[utoipa::path(post, path = "/api/v1/queues/{connection}/{queue}/lease", tag = "queues",
+    params(("connection" = String, Path), ("queue" = String, Path),
+        ("count" = Option<usize>, Query, description = "1 to 1,000; 1 by default"),
+        ("timeout_ms" = Option<u64>, Query, description = "how long to wait; 5,000 by default"),
+        ("lease_ms" = Option<u64>, Query, description = "how long each is held; 30,000 by default, at most 3,600,000")),
+    responses((status = 200, body = [crate::leases::Leased]), (status = 400), (status = 404), (status = 409)))]
+pub async fn lease(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    Path((connection, queue)): QueuePath,
+    params: Result<Query<LeaseParams>, QueryRejection>,
+) -> Result<Json<Vec<crate::leases::Leased>>, AppError> {
+    let Query(params) = params?;
+    let count = ops::count(params.count, 1)?;
+    let timeout = match params.timeout_ms.unwrap_or(5_000) {
+        ms @ 0..=MAX_WAIT_MS => Duration::from_millis(ms),
+        ms => {
+            return Err(crate::web::error::invalid(
+                "timeout_ms",
+                format!("timeout_ms {ms} is out of range: at most {MAX_WAIT_MS}"),
+            ));
+        }
+    };
+    let lease = lease_duration("lease_ms", params.lease_ms.unwrap_or(30_000))?;
+    let address = ops::known(&state, &connection, &queue)?;
+    Ok(Json(
+        ops::lease(&state, &who, &address, count, timeout, lease).await?,
+    ))
+}
+
+/// The leased messages this host holds, soonest deadline first.
+#[utoipa::path(get, path = "/api/v1/leases", tag = "queues",
+    responses((status = 200, body = [crate::leases::LeaseView])))]
+pub async fn leases(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+) -> Json<Vec<crate::leases::LeaseView>> {
+    Json(ops::leases(&state, &who))
+}
+
+/// A leased message is done with: removed from its queue.
+#[utoipa::path(post, path = "/api/v1/leases/{id}/ack", tag = "queues",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404)))]
+pub async fn ack(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    ops::settle_lease(&state, &who, &id, ops::Settle::Ack).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How to give a leased message back.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NackBody {
+    /// Back to its queue (true, the default), or to its dead letters.
+    #[serde(default = "yes")]
+    pub requeue: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Gives a leased message back: to its queue, or (`requeue: false`) to its dead letters.
+#[utoipa::path(post, path = "/api/v1/leases/{id}/nack", tag = "queues",
+    params(("id" = String, Path)), request_body = Option<NackBody>,
+    responses((status = 204), (status = 400), (status = 404)))]
+pub async fn nack(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, AppError> {
+    // No body is `{"requeue": true}`.
+    let requeue = body.is_empty() || crate::web::json::parse_json::<NackBody>(&body)?.requeue;
+    ops::settle_lease(&state, &who, &id, ops::Settle::Nack { requeue }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new deadline for a leased message.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    /// From now, 1 to 3,600,000.
+    pub lease_ms: u64,
+}
+
+/// Moves a leased message's deadline to `lease_ms` from now; answers the new deadline.
+#[utoipa::path(post, path = "/api/v1/leases/{id}/extend", tag = "queues",
+    params(("id" = String, Path)), request_body = ExtendBody,
+    responses((status = 200, body = Object), (status = 400), (status = 404)))]
+pub async fn extend(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    Path(id): Path<String>,
+    crate::web::json::JsonBody(body): crate::web::json::JsonBody<ExtendBody>,
+) -> Result<Json<Value>, AppError> {
+    let lease = lease_duration("lease_ms", body.lease_ms)?;
+    let deadline = ops::settle_lease(&state, &who, &id, ops::Settle::Extend { lease }).await?;
+    Ok(Json(
+        serde_json::json!({ "lease": id, "deadline_ms": deadline }),
     ))
 }
 

@@ -157,6 +157,71 @@ pub async fn take(
     Ok(messages)
 }
 
+/// Takes up to `count` messages, waiting up to `timeout` for them, and holds each unsettled
+/// under a lease of `lease` (see `crate::leases`): a service that crashes while working on one
+/// loses nothing. A message that would take the answer past `max_response_bytes` is returned
+/// to the queue and ends the take.
+pub async fn lease(
+    state: &AppState,
+    _: &Allowed<Operator>,
+    address: &Address,
+    count: usize,
+    timeout: Duration,
+    lease: Duration,
+) -> Result<Vec<crate::leases::Leased>, AppError> {
+    let room = state.leases.room();
+    if room == 0 {
+        return Err(AppError::Conflict(format!(
+            "this host holds {} leased messages already; settle some first",
+            crate::leases::MAX_LEASES
+        )));
+    }
+    let count = count.min(room);
+    let mut consumer = state
+        .connections
+        .consume(address, count.min(TAKE_PREFETCH))
+        .await?;
+    let mut deliveries = Vec::new();
+    let mut bytes = 0usize;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut shutdown = state.shutdown.clone();
+    while deliveries.len() < count {
+        let delivery = tokio::select! {
+            delivery = tokio::time::timeout_at(deadline, consumer.next()) => delivery,
+            _ = shutdown.fired() => break,
+        };
+        let delivery = match delivery {
+            Err(_) => break,
+            Ok(Ok(delivery)) => delivery,
+            Ok(Err(error)) if deliveries.is_empty() => {
+                consumer.close().await;
+                return Err(error.into());
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "a leased take ended early");
+                break;
+            }
+        };
+        let size = delivery.message.payload.len();
+        if !deliveries.is_empty() && bytes.saturating_add(size) > state.max_response_bytes {
+            if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
+                tracing::warn!(%error, "could not return a message past the answer's size; it comes back by itself");
+            }
+            break;
+        }
+        bytes = bytes.saturating_add(size);
+        deliveries.push(delivery);
+    }
+    if deliveries.is_empty() {
+        consumer.close().await;
+        return Ok(Vec::new());
+    }
+    Ok(state
+        .leases
+        .hold(address, consumer, deliveries, lease)
+        .await)
+}
+
 /// A consumer of one message at a time, for the UI's live consume (each message acked once
 /// it is shown).
 pub async fn consume_live(
@@ -364,4 +429,38 @@ pub async fn replay(
     )
     .await;
     Ok(done)
+}
+
+/// The leases this host holds.
+pub fn leases(state: &AppState, _: &Allowed<Operator>) -> Vec<crate::leases::LeaseView> {
+    state.leases.list()
+}
+
+/// Settles a leased message: `ack`, `nack` (back to its queue with `requeue`, else to its
+/// dead letters), or `extend` (a new deadline `lease` from now; answers it).
+pub async fn settle_lease(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    id: &str,
+    settle: Settle,
+) -> Result<Option<u64>, AppError> {
+    let _ = who;
+    Ok(match settle {
+        Settle::Ack => {
+            state.leases.ack(id).await?;
+            None
+        }
+        Settle::Nack { requeue } => {
+            state.leases.nack(id, requeue).await?;
+            None
+        }
+        Settle::Extend { lease } => Some(state.leases.extend(id, lease).await?),
+    })
+}
+
+/// What to do with a leased message.
+pub enum Settle {
+    Ack,
+    Nack { requeue: bool },
+    Extend { lease: Duration },
 }

@@ -1,0 +1,226 @@
+//! Leased takes: take now, settle later (PyQueuer's `basic_get`, then `basic_ack`).
+//!
+//! A message taken through the API with a lease is held unsettled under a lease id until its
+//! taker acks it, nacks it (back to the queue, or to its dead letters) or extends its deadline;
+//! one still held at its deadline goes back to its queue, so a taker that dies loses nothing.
+//! Leases live in this host's memory, so a taker settles them on the host it took them from.
+//! If the host stops, they go back at once; if it dies, the broker returns them (AMQP when the
+//! channel closes, the embedded broker at the lease's deadline, which each lease sets as the
+//! message's visibility).
+//!
+//! Invariants:
+//! - A leased message is settled once: by its taker, by the deadline, or at shutdown.
+//! - Bounded: at most [`MAX_LEASES`] held per host, each for at most [`MAX_LEASE`] at a time.
+
+use crate::broker::{AckHandle, Address, BrokerError, Consumer, DeadLetter, Delivery, Nack};
+use crate::message::now_ms;
+use crate::shutdown::Shutdown;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The most leases one host holds at once.
+pub const MAX_LEASES: usize = 10_000;
+/// The longest one lease lasts before it is extended.
+pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+
+/// The leases this host holds. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Leases {
+    held: Arc<Mutex<HashMap<String, Held>>>,
+}
+
+struct Held {
+    address: String,
+    ack: AckHandle,
+    deadline: Instant,
+    deadline_ms: u64,
+    /// The consumer the message came from, open while any of its messages is held.
+    _source: Arc<Source>,
+}
+
+/// A consumer kept open while messages it delivered are held (an AMQP delivery can only be
+/// settled on its channel); closed when the last of them is settled.
+struct Source(Mutex<Option<Consumer>>);
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let consumer = self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(consumer), Ok(runtime)) = (consumer, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(consumer.close());
+        }
+    }
+}
+
+/// One message taken with a lease, as the API answers it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Leased {
+    /// Names the lease to ack, nack or extend it.
+    pub lease: String,
+    /// When it goes back to its queue unless settled or extended (ms since the epoch).
+    pub deadline_ms: u64,
+    /// The message, in its JSON form.
+    #[schema(value_type = Object)]
+    pub message: serde_json::Value,
+}
+
+/// A lease this host holds, as `GET /api/v1/leases` lists it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LeaseView {
+    pub lease: String,
+    /// Where the message was taken from: `connection:queue`.
+    pub address: String,
+    pub deadline_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(
+        "no lease `{0}` is held on this host: settled already, returned at its deadline, or taken on another host"
+    )]
+    Unknown(String),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+fn lock(held: &Mutex<HashMap<String, Held>>) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+    held.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Leases {
+    /// How many more leases this host may hold now.
+    pub fn room(&self) -> usize {
+        MAX_LEASES.saturating_sub(lock(&self.held).len())
+    }
+
+    /// Holds `deliveries`, taken from `address` by `consumer`, each under a new lease of
+    /// `lease`. A delivery whose lease cannot be set (its message was lost to a redelivery)
+    /// is left out.
+    pub async fn hold(
+        &self,
+        address: &Address,
+        consumer: Consumer,
+        deliveries: Vec<Delivery>,
+        lease: Duration,
+    ) -> Vec<Leased> {
+        let source = Arc::new(Source(Mutex::new(Some(consumer))));
+        let lease = lease.min(MAX_LEASE);
+        let mut leased = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            if let Err(error) = delivery.ack.extend(lease).await {
+                tracing::warn!(%error, "a taken message could not be leased; it stays in its queue");
+                continue;
+            }
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            let deadline_ms = now_ms() + lease.as_millis() as u64;
+            leased.push(Leased {
+                lease: id.clone(),
+                deadline_ms,
+                message: delivery.message.to_json(),
+            });
+            lock(&self.held).insert(
+                id,
+                Held {
+                    address: address.to_string(),
+                    ack: delivery.ack,
+                    deadline: Instant::now() + lease,
+                    deadline_ms,
+                    _source: source.clone(),
+                },
+            );
+        }
+        leased
+    }
+
+    fn take(&self, id: &str) -> Result<Held, LeaseError> {
+        lock(&self.held)
+            .remove(id)
+            .ok_or_else(|| LeaseError::Unknown(id.to_owned()))
+    }
+
+    /// The message is done with: removed from its queue.
+    pub async fn ack(&self, id: &str) -> Result<(), LeaseError> {
+        Ok(self.take(id)?.ack.ack().await?)
+    }
+
+    /// Back to its queue (`requeue`), or to its dead letters, saying the taker refused it.
+    pub async fn nack(&self, id: &str, requeue: bool) -> Result<(), LeaseError> {
+        let nack = if requeue {
+            Nack::Requeue
+        } else {
+            Nack::DeadLetter(DeadLetter::new(
+                "refused by the client that leased it",
+                "Rejected",
+                "client",
+            ))
+        };
+        Ok(self.take(id)?.ack.nack(nack).await?)
+    }
+
+    /// Moves the deadline to `lease` from now; answers the new deadline.
+    pub async fn extend(&self, id: &str, lease: Duration) -> Result<u64, LeaseError> {
+        let lease = lease.min(MAX_LEASE);
+        // Out of the map while the broker is asked, so the reaper cannot return it meanwhile.
+        let mut held = self.take(id)?;
+        if let Err(error) = held.ack.extend(lease).await {
+            return Err(error.into());
+        }
+        held.deadline = Instant::now() + lease;
+        held.deadline_ms = now_ms() + lease.as_millis() as u64;
+        let deadline_ms = held.deadline_ms;
+        lock(&self.held).insert(id.to_owned(), held);
+        Ok(deadline_ms)
+    }
+
+    /// Every lease this host holds, soonest deadline first.
+    pub fn list(&self) -> Vec<LeaseView> {
+        let mut leases: Vec<LeaseView> = lock(&self.held)
+            .iter()
+            .map(|(id, held)| LeaseView {
+                lease: id.clone(),
+                address: held.address.clone(),
+                deadline_ms: held.deadline_ms,
+            })
+            .collect();
+        leases.sort_by_key(|l| l.deadline_ms);
+        leases
+    }
+
+    /// Returns every lease past its deadline to its queue, every 250 ms, until `shutdown`;
+    /// then returns them all.
+    pub async fn reap(self, mut shutdown: Shutdown) {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            let stopping = tokio::select! {
+                _ = shutdown.fired() => true,
+                _ = every.tick() => false,
+            };
+            let now = Instant::now();
+            let due: Vec<Held> = {
+                let mut held = lock(&self.held);
+                let ids: Vec<String> = held
+                    .iter()
+                    .filter(|(_, h)| stopping || h.deadline <= now)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                ids.iter().filter_map(|id| held.remove(id)).collect()
+            };
+            if !due.is_empty() {
+                tracing::info!(
+                    messages = due.len(),
+                    "leased messages go back to their queues unsettled"
+                );
+            }
+            for held in due {
+                if let Err(error) = held.ack.nack(Nack::Requeue).await {
+                    tracing::warn!(address = %held.address, %error, "a leased message could not be returned; the broker returns it by itself");
+                }
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+}

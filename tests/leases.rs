@@ -1,0 +1,320 @@
+//! Take now, settle later: leased takes through the API and the CLI on the embedded broker
+//! (SQLite) and RabbitMQ. A leased message is held, unsettled, until its taker acks, nacks or
+//! extends it; one whose taker goes away comes back at its deadline.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::{Backend, TestDb};
+use wharf::config::{Config, ConnectionConfig, EmbeddedConnectionConfig, QueueConfig};
+use wharf::message::Message;
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(addr: std::net::SocketAddr) -> Api {
+        Api {
+            client: support::client_with_token(&support::local_token(addr)),
+            base: format!("http://{addr}/api/v1"),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}/{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, answer) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// Leases up to `count` messages of `address` for `lease_ms`, waiting up to 2 s for
+    /// them.
+    async fn lease(&self, address: &str, count: usize, lease_ms: u64) -> Vec<Value> {
+        self.lease_within(address, count, lease_ms, 2_000).await
+    }
+
+    async fn lease_within(
+        &self,
+        address: &str,
+        count: usize,
+        lease_ms: u64,
+        timeout_ms: u64,
+    ) -> Vec<Value> {
+        let (connection, queue) = address.split_once(':').unwrap();
+        let path = format!(
+            "queues/{connection}/{queue}/lease?count={count}&timeout_ms={timeout_ms}&lease_ms={lease_ms}"
+        );
+        self.ok(Method::POST, &path, None)
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+fn payload(leased: &Value) -> &str {
+    leased["message"]["payload"].as_str().unwrap()
+}
+
+/// The embedded broker with a queue whose visibility timeout (500 ms) is shorter than the
+/// leases: a lease holds its message past it.
+fn config() -> Config {
+    let mut config = Config::default();
+    config.routes.clear();
+    config.connections.insert(
+        "local".into(),
+        ConnectionConfig::Embedded(EmbeddedConnectionConfig {
+            queues: vec![QueueConfig {
+                name: "jobs".into(),
+                dead_letter: None,
+                visibility_timeout_ms: Some(500),
+                max_deliveries: None,
+            }],
+        }),
+    );
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_messages_are_held_until_acked_nacked_or_their_deadline() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    let api = Api::new(host.addr);
+    for i in 0..4 {
+        broker
+            .publish("jobs", Message::new("j", format!("job {i}")))
+            .await
+            .unwrap();
+    }
+    let leased = api.lease("local:jobs", 3, 3_000).await;
+    assert_eq!(
+        leased.iter().map(payload).collect::<Vec<_>>(),
+        ["job 0", "job 1", "job 2"]
+    );
+    assert!(leased[0]["deadline_ms"].as_u64().unwrap() > wharf::message::now_ms());
+    // Held past the queue's 500 ms visibility timeout: nobody else gets them.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let others = api.lease_within("local:jobs", 10, 3_000, 300).await;
+    assert_eq!(others.iter().map(payload).collect::<Vec<_>>(), ["job 3"]);
+    let listed = api.ok(Method::GET, "leases", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+    assert_eq!(listed[0]["address"], "local:jobs");
+
+    let id = |leased: &Value| leased["lease"].as_str().unwrap().to_owned();
+    // Acked: gone for good. Acked again: no such lease.
+    api.ok(
+        Method::POST,
+        &format!("leases/{}/ack", id(&leased[0])),
+        None,
+    )
+    .await;
+    let (status, error) = api
+        .call(
+            Method::POST,
+            &format!("leases/{}/ack", id(&leased[0])),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{error}");
+    // Nacked: back in the queue at once.
+    api.ok(
+        Method::POST,
+        &format!("leases/{}/nack", id(&leased[1])),
+        None,
+    )
+    .await;
+    // Nacked without requeue: to the dead letters.
+    api.ok(
+        Method::POST,
+        &format!("leases/{}/nack", id(&others[0])),
+        Some(json!({"requeue": false})),
+    )
+    .await;
+    let dead = support::arrived(&broker, "jobs.dead").await;
+    assert_eq!(dead[0].payload, b"job 3");
+    // Extended: held on past its first deadline.
+    let extended = api
+        .ok(
+            Method::POST,
+            &format!("leases/{}/extend", id(&leased[2])),
+            Some(json!({"lease_ms": 10_000})),
+        )
+        .await;
+    assert!(extended["deadline_ms"].as_u64().unwrap() > wharf::message::now_ms() + 8_000);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let ready: Vec<String> = broker
+        .peek("jobs", 10, 1 << 20)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(
+        ready,
+        ["job 1"],
+        "job 2 is still held, job 0 acked, job 3 dead"
+    );
+    // A taker that goes away: its lease runs out and the message comes back.
+    let forgotten = api.lease("local:jobs", 1, 500).await;
+    assert_eq!(payload(&forgotten[0]), "job 1");
+    assert!(broker.peek("jobs", 10, 1 << 20).await.unwrap().is_empty());
+    let back = support::arrived(&broker, "jobs").await;
+    assert_eq!(back[0].payload, b"job 1");
+    let again = api.lease("local:jobs", 1, 1_000).await;
+    assert_eq!(payload(&again[0]), "job 1");
+
+    // Bad input: a clear error naming the field; an unknown lease is 404.
+    for (path, field) in [
+        ("queues/local/jobs/lease?lease_ms=0", "lease_ms"),
+        ("queues/local/jobs/lease?lease_ms=3600001", "lease_ms"),
+        ("queues/local/jobs/lease?timeout_ms=99999999", "timeout_ms"),
+    ] {
+        let (status, error) = api.call(Method::POST, path, None).await;
+        assert_eq!(status, 400, "{path}: {error}");
+        assert_eq!(error["error"]["field"], field, "{path}: {error}");
+    }
+    let (status, _) = api
+        .call(Method::POST, "queues/local/jobs/lease?colour=red", None)
+        .await;
+    assert_eq!(status, 400, "unknown parameters are refused");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("leases/{}/extend", id(&again[0])),
+            Some(json!({"lease_ms": 0})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .call(Method::POST, "leases/no-such-lease/nack", None)
+        .await;
+    assert_eq!(status, 404);
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/queues/local/jobs/lease", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // The host stops: what it holds goes back at once.
+    host.stop().await;
+    let ready = broker.peek("jobs", 10, 1 << 20).await.unwrap();
+    assert_eq!(ready.len(), 2, "job 1 and job 2 are back: {ready:?}");
+}
+
+/// The CLI: `consume --lease` prints each message after its lease id; `lease ack` settles
+/// it; one whose client exits without acking comes back at its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_leases_and_settles_and_a_dead_client_loses_nothing() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    for text in ["first", "second"] {
+        broker
+            .publish("jobs", Message::new("j", text))
+            .await
+            .unwrap();
+    }
+    let base = format!("http://{}", host.addr);
+    let wharf = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .args(["--url", &base])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "wharf {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = wharf(&["consume", "local:jobs", "--lease", "30"]);
+    let (lease, text) = out.trim_end().split_once('\t').expect("LEASE<TAB>payload");
+    assert_eq!(text, "first");
+    assert!(wharf(&["lease", "list"]).contains(lease));
+    assert!(wharf(&["lease", "extend", lease, "60"]).contains("held for"));
+    assert_eq!(
+        wharf(&["lease", "ack", lease]).trim(),
+        format!("acked {lease}")
+    );
+    // This client "dies": it exits without settling what it leased for a second.
+    let out = wharf(&["consume", "local:jobs", "--lease", "1"]);
+    assert!(out.ends_with("second\n"), "{out}");
+    let started = Instant::now();
+    let back = support::arrived(&broker, "jobs").await;
+    assert_eq!(back[0].payload, b"second");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    host.stop().await;
+}
+
+/// On RabbitMQ a leased delivery stays unacked on its channel: ack removes it, a deadline
+/// returns it to the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_hold_rabbitmq_deliveries_until_settled() {
+    let _shared = support::RABBIT.read().await;
+    let queue = format!("leases.{}", uuid::Uuid::new_v4().simple());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config::default();
+    config.routes.clear();
+    config.connections.insert(
+        "rabbit".into(),
+        serde_json::from_value(json!({
+            "kind": "amqp",
+            "url": support::amqp_url(),
+            "queues": [{"name": queue}],
+        }))
+        .unwrap(),
+    );
+    let (host, _broker) = support::start_host(&db, config).await;
+    let api = Api::new(host.addr);
+    for text in ["a", "b"] {
+        api.ok(
+            Method::POST,
+            &format!("queues/rabbit/{queue}/messages"),
+            Some(json!({"payload": text})),
+        )
+        .await;
+    }
+    let leased = api.lease(&format!("rabbit:{queue}"), 2, 1_500).await;
+    assert_eq!(leased.iter().map(payload).collect::<Vec<_>>(), ["a", "b"]);
+    api.ok(
+        Method::POST,
+        &format!("leases/{}/ack", leased[0]["lease"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    // `b` is not settled: at its deadline it goes back, and a new lease gets it again.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let again = api
+        .lease_within(&format!("rabbit:{queue}"), 2, 1_000, 500)
+        .await;
+    assert_eq!(again.iter().map(payload).collect::<Vec<_>>(), ["b"]);
+    api.ok(
+        Method::POST,
+        &format!("leases/{}/ack", again[0]["lease"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let empty = api
+        .lease_within(&format!("rabbit:{queue}"), 1, 1_000, 300)
+        .await;
+    assert!(empty.is_empty(), "{empty:?}");
+    host.stop().await;
+    support::delete_amqp_queues(&[queue]).await;
+}
