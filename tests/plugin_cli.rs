@@ -182,3 +182,81 @@ fn run_runs_a_daemon_for_a_while_against_an_embedded_broker() {
     let text = stdout(&out);
     assert!(text.contains("has no grant to receive"), "{text}");
 }
+
+/// `plugin test` checks a plugin on messages without a broker: outputs compared in order
+/// (text or JSON fields), a filter's nothing, an expected error; a mismatch exits 1 saying
+/// what differs.
+#[test]
+fn test_checks_outputs_and_errors_for_a_plugins_own_ci() {
+    let upper = plugin_path("uppercase");
+    let upper = upper.to_str().unwrap();
+    let out = wharf(&[
+        "plugin",
+        "test",
+        upper,
+        "--input",
+        "hello",
+        "--input",
+        r#"{"payload": "a", "headers": {"k": "v"}}"#,
+        "--expect",
+        "HELLO",
+        "--expect",
+        r#"{"payload": "A", "headers": {"k": "v"}}"#,
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("ok: 2 input(s), 2 output(s) as expected"));
+
+    let out = wharf(&[
+        "plugin", "test", upper, "--input", "hello", "--expect", "hello",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(r#"output 1: payload: expected "hello", got "HELLO""#),
+        "{}",
+        stdout(&out)
+    );
+
+    let filter = plugin_path("json-filter");
+    let filter = filter.to_str().unwrap();
+    let config = ["--config", "field=status", "--config", "value=shipped"];
+    let mut args = vec![
+        "plugin",
+        "test",
+        filter,
+        "--input",
+        r#"{"payload": {"status": "open"}}"#,
+    ];
+    args.extend(config);
+    let out = wharf(&args);
+    assert!(
+        out.status.success(),
+        "a filter outputs nothing: {}",
+        stdout(&out)
+    );
+    let mut args = vec![
+        "plugin",
+        "test",
+        filter,
+        "--input",
+        r#"{"payload": {"status": "shipped"}}"#,
+        "--expect",
+        r#"{"payload": {"status": "shipped"}}"#,
+    ];
+    args.extend(config);
+    assert!(wharf(&args).status.success());
+
+    let looper = plugin_path("looper");
+    let out = wharf(&[
+        "plugin",
+        "test",
+        looper.to_str().unwrap(),
+        "--input",
+        "x",
+        "--timeout-ms",
+        "100",
+        "--expect-error",
+        "Deadline",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("each failed with Deadline"));
+}

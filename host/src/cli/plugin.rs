@@ -27,6 +27,10 @@ pub enum PluginCommand {
     },
     /// Run a plugin on one message, with no broker, and print its outputs, logs and cost.
     Run(RunArgs),
+    /// Check a plugin on messages, with no broker, for a plugin's own CI: runs it on each
+    /// --input in turn and compares every output (a transformer's outputs, a handler's reply)
+    /// with the --expect given, in order; exits 1 with what differs.
+    Test(TestArgs),
     /// Upload, list, enable, disable, roll back, grant and delete, through a running host.
     #[command(flatten)]
     Host(super::control::PluginApiCommand),
@@ -72,6 +76,161 @@ pub struct RunArgs {
     queue: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The plugin's .wasm file.
+    file: PathBuf,
+    /// An input message: a JSON object (`{"payload": "hi", "headers": {…}}`) or, otherwise,
+    /// the payload as text (repeatable; run in order).
+    #[arg(long, required = true)]
+    input: Vec<String>,
+    /// An expected output, in order over all inputs: a JSON object whose fields must match
+    /// (only those given; a JSON `payload` is compared as JSON), or the payload as text
+    /// (repeatable). None given: the plugin must output nothing (a filter).
+    #[arg(long)]
+    expect: Vec<String>,
+    /// Expect each input to fail with this error instead (`Rejected`, `Retry`, `Trap`,
+    /// `Deadline`, `MemoryLimit`).
+    #[arg(long, conflicts_with = "expect")]
+    expect_error: Option<String>,
+    /// A config value for the plugin, KEY=VALUE (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// A grant such as publish:local:out.* (repeatable).
+    #[arg(long = "grant", value_name = "GRANT")]
+    grants: Vec<String>,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mb: usize,
+    /// CPU time limit per call in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+}
+
+/// A message given on the command line: a JSON object in the message's JSON form, or text.
+fn message_arg(text: &str) -> anyhow::Result<Message> {
+    if text.trim_start().starts_with('{') {
+        let doc: serde_json::Value =
+            serde_json::from_str(text).with_context(|| format!("`{text}` is not JSON"))?;
+        return Message::from_json(&doc).map_err(|e| anyhow::anyhow!("`{text}`: {e}"));
+    }
+    Ok(Message::new("", text.as_bytes().to_vec()))
+}
+
+/// Where `output` differs from `expected` (a JSON object's fields, or payload text).
+fn differs(output: &Message, expected: &str) -> Option<String> {
+    let actual = output.to_json();
+    let wanted: serde_json::Value = if expected.trim_start().starts_with('{') {
+        match serde_json::from_str(expected) {
+            Ok(doc) => doc,
+            Err(e) => return Some(format!("--expect `{expected}` is not JSON: {e}")),
+        }
+    } else {
+        json!({ "payload": expected })
+    };
+    let serde_json::Value::Object(fields) = wanted else {
+        return Some(format!("--expect `{expected}` is not an object"));
+    };
+    for (name, want) in fields {
+        let got = actual
+            .get(&name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        let same = match (name.as_str(), &want, &got) {
+            // A JSON payload matches the payload parsed as JSON.
+            (
+                "payload",
+                serde_json::Value::Object(_) | serde_json::Value::Array(_),
+                serde_json::Value::String(text),
+            ) => serde_json::from_str::<serde_json::Value>(text).is_ok_and(|parsed| parsed == want),
+            _ => got == want,
+        };
+        if !same {
+            return Some(format!("{name}: expected {want}, got {got}"));
+        }
+    }
+    None
+}
+
+async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let settings = PluginSettings {
+        memory_bytes: args.memory_mb * 1024 * 1024,
+        cpu_limit: Duration::from_millis(args.timeout_ms),
+        config: args.config.iter().cloned().collect::<BTreeMap<_, _>>(),
+        grants: args.grants.clone(),
+        ..PluginSettings::default()
+    };
+    let services = Arc::new(Standalone::default());
+    let (plugin, _) = load_with(&args.file, settings, services.clone()).await?;
+    let mut outputs = Vec::new();
+    let mut failures = Vec::new();
+    for (i, input) in args.input.iter().enumerate() {
+        let input = message_arg(input)?;
+        let report = match plugin.info().kind {
+            crate::runtime::PluginKind::Transformer => plugin.transform(&input).await,
+            crate::runtime::PluginKind::Handler => plugin
+                .handle(&input)
+                .await
+                .map(|reply| reply.into_iter().collect()),
+            crate::runtime::PluginKind::Daemon => {
+                bail!(
+                    "`{}` is a daemon: test it with `plugin run --for`",
+                    plugin.name()
+                )
+            }
+        };
+        if let Err(e) = services.kv_apply(report.kv_writes.clone()).await {
+            bail!("applying the call's kv writes: {e}");
+        }
+        match (report.result, &args.expect_error) {
+            (Ok(out), None) => outputs.extend(out),
+            (Ok(out), Some(name)) => failures.push(format!(
+                "input {}: expected the error {name}, got {} output(s)",
+                i + 1,
+                out.len()
+            )),
+            (Err(e), Some(name)) if e.exception_name().eq_ignore_ascii_case(name) => {}
+            (Err(e), _) => failures.push(format!(
+                "input {}: error ({}): {e}",
+                i + 1,
+                e.exception_name()
+            )),
+        }
+    }
+    if args.expect_error.is_none() {
+        if outputs.len() != args.expect.len() {
+            failures.push(format!(
+                "expected {} output(s), got {}",
+                args.expect.len(),
+                outputs.len()
+            ));
+        }
+        for (i, (output, expected)) in outputs.iter().zip(&args.expect).enumerate() {
+            if let Some(difference) = differs(output, expected) {
+                failures.push(format!("output {}: {difference}", i + 1));
+            }
+        }
+    }
+    if failures.is_empty() {
+        println!(
+            "ok: {} input(s), {}",
+            args.input.len(),
+            match &args.expect_error {
+                Some(name) => format!("each failed with {name}"),
+                None => format!("{} output(s) as expected", outputs.len()),
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for failure in &failures {
+        println!("FAILED {failure}");
+    }
+    for output in outputs.iter().skip(args.expect.len()) {
+        println!("  unexpected output: {}", output.to_json());
+    }
+    Ok(ExitCode::FAILURE)
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(k, _)| !k.is_empty())
@@ -83,6 +242,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
         PluginCommand::Check { file, json } => check(&file, json).await,
         PluginCommand::Run(args) => run_once(args).await,
+        PluginCommand::Test(args) => test(args).await,
         PluginCommand::Host(command) => super::control::plugin(command).await,
     }
 }

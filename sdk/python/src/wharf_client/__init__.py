@@ -1,0 +1,48 @@
+"""A client for services that talk to Wharf: publish, RPC, model events, durable sends
+through the outbox and leased takes, over Wharf's HTTP API with a token, blocking
+(:class:`Client`) or with asyncio (:class:`AsyncClient`). Errors are typed, one class per code
+of the API's error shape (:mod:`wharf_client.errors`)."""
+
+from .client import AsyncClient, AsyncLeased, Client, Leased, Message
+from .errors import (
+    BadGateway,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Internal,
+    Invalid,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Timeout,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    Unreachable,
+    UnsupportedMediaType,
+    WharfError,
+)
+
+__all__ = [
+    "AsyncClient",
+    "AsyncLeased",
+    "BadGateway",
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "Forbidden",
+    "Internal",
+    "Invalid",
+    "Leased",
+    "Message",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "Timeout",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unavailable",
+    "Unreachable",
+    "UnsupportedMediaType",
+    "WharfError",
+]

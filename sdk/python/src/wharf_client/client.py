@@ -1,0 +1,501 @@
+"""The clients: :class:`Client` (blocking) and :class:`AsyncClient` (asyncio), one method each
+for what a service asks of Wharf. Both speak Wharf's HTTP API with an API token."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, AsyncIterator, List, Optional, Sequence, Tuple, Union
+from urllib.parse import quote
+
+import httpx
+
+from . import errors
+
+Payload = Union[str, bytes, dict, list, int, float, bool, None]
+
+
+@dataclass
+class Message:
+    """A message as Wharf's API carries it (the JSON form of its `Message`)."""
+
+    payload: bytes = b""
+    topic: str = ""
+    id: str = ""
+    key: Optional[bytes] = None
+    headers: Dict[str, Any] = field(default_factory=dict)
+    content_type: Optional[str] = None
+    correlation_id: Optional[str] = None
+    reply_to: Optional[str] = None
+    priority: Optional[int] = None
+    expiration_ms: Optional[int] = None
+    persistent: bool = True
+    timestamp_ms: int = 0
+
+    @property
+    def text(self) -> str:
+        """The payload as UTF-8 text."""
+        return self.payload.decode("utf-8")
+
+    def json(self) -> Any:
+        """The payload parsed as JSON."""
+        return json.loads(self.payload)
+
+    @classmethod
+    def from_json(cls, doc: Dict[str, Any]) -> "Message":
+        if "payload_base64" in doc:
+            payload = base64.b64decode(doc["payload_base64"])
+        else:
+            payload = str(doc.get("payload") or "").encode("utf-8")
+        key = None
+        if doc.get("key_base64") is not None:
+            key = base64.b64decode(doc["key_base64"])
+        elif doc.get("key") is not None:
+            key = str(doc["key"]).encode("utf-8")
+        return cls(
+            payload=payload,
+            topic=doc.get("topic") or "",
+            id=doc.get("id") or "",
+            key=key,
+            headers=dict(doc.get("headers") or {}),
+            content_type=doc.get("content_type"),
+            correlation_id=doc.get("correlation_id"),
+            reply_to=doc.get("reply_to"),
+            priority=doc.get("priority"),
+            expiration_ms=doc.get("expiration_ms"),
+            persistent=doc.get("persistent", True),
+            timestamp_ms=doc.get("timestamp_ms") or 0,
+        )
+
+
+def _message_json(
+    payload: Union[Payload, Message],
+    *,
+    headers: Optional[Dict[str, Any]] = None,
+    key: Optional[Union[str, bytes]] = None,
+    content_type: Optional[str] = None,
+    correlation_id: Optional[str] = None,
+    reply_to: Optional[str] = None,
+    id: Optional[str] = None,
+) -> Dict[str, Any]:
+    """The JSON form of a message: a :class:`Message`, or a payload with the fields given."""
+    if isinstance(payload, Message):
+        message = payload
+        doc: Dict[str, Any] = {
+            "topic": message.topic,
+            "headers": message.headers,
+            "persistent": message.persistent,
+        }
+        for name in ("id", "content_type", "correlation_id", "reply_to", "priority", "expiration_ms"):
+            value = getattr(message, name)
+            if value:
+                doc[name] = value
+        body: Payload = message.payload
+        key = message.key if key is None else key
+    else:
+        doc = {}
+        body = payload
+    if isinstance(body, bytes):
+        try:
+            doc["payload"] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            doc["payload_base64"] = base64.b64encode(body).decode("ascii")
+    elif isinstance(body, str):
+        doc["payload"] = body
+    else:
+        # Anything else is sent as a JSON document.
+        doc["payload"] = json.dumps(body, separators=(",", ":"))
+        doc.setdefault("content_type", "application/json")
+    if isinstance(key, bytes):
+        doc["key_base64"] = base64.b64encode(key).decode("ascii")
+    elif key is not None:
+        doc["key"] = key
+    for name, value in (
+        ("headers", headers),
+        ("content_type", content_type),
+        ("correlation_id", correlation_id),
+        ("reply_to", reply_to),
+        ("id", id),
+    ):
+        if value is not None:
+            doc[name] = value
+    return doc
+
+
+def _queue_path(address: str) -> str:
+    connection, sep, queue = address.partition(":")
+    if not sep or not connection or not queue:
+        raise errors.Invalid(
+            f"`{address}` is not an address: write it as connection:queue", field="address"
+        )
+    return f"queues/{quote(connection, safe='')}/{quote(queue, safe='')}"
+
+
+def _ms(seconds: float, name: str) -> int:
+    if seconds < 0:
+        raise errors.Invalid(f"{name} must be 0 or more seconds", field=name)
+    return int(round(seconds * 1000))
+
+
+def _answer(response: httpx.Response) -> Any:
+    if response.status_code == 204 or not response.content:
+        body: Any = None
+    else:
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+    if response.is_success:
+        return body
+    raise errors.from_answer(response.status_code, body)
+
+
+def _state_dir() -> str:
+    if os.environ.get("WHARF_STATE_DIR"):
+        return os.environ["WHARF_STATE_DIR"]
+    if os.environ.get("XDG_STATE_HOME"):
+        return os.path.join(os.environ["XDG_STATE_HOME"], "wharf")
+    return os.path.join(os.path.expanduser("~"), ".local", "state", "wharf")
+
+
+def _token(token: Optional[str], base: str) -> Optional[str]:
+    """``token``, else ``WHARF_TOKEN``, else (for a host on this machine) the token the host
+    keeps for its CLI, as `wharf` itself finds it."""
+    if token is not None:
+        return token
+    if os.environ.get("WHARF_TOKEN"):
+        return os.environ["WHARF_TOKEN"]
+    url = httpx.URL(base)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host = (url.host or "").replace(":", "_")
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        with open(os.path.join(_state_dir(), f"token-{host}-{port}"), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+@dataclass
+class Leased:
+    """A message taken with a lease: held unsettled until :meth:`ack`, :meth:`nack` or its
+    deadline (then it goes back to its queue)."""
+
+    lease: str
+    deadline_ms: int
+    message: Message
+    _client: "Client" = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def ack(self) -> None:
+        """Done with: removed from its queue."""
+        self._client._call("POST", f"leases/{quote(self.lease, safe='')}/ack")
+
+    def nack(self, requeue: bool = True) -> None:
+        """Back to its queue, or (``requeue=False``) to its dead letters."""
+        self._client._call(
+            "POST", f"leases/{quote(self.lease, safe='')}/nack", json={"requeue": requeue}
+        )
+
+    def extend(self, seconds: float) -> int:
+        """Held for ``seconds`` more from now; returns the new deadline (ms since the epoch)."""
+        answer = self._client._call(
+            "POST",
+            f"leases/{quote(self.lease, safe='')}/extend",
+            json={"lease_ms": _ms(seconds, "seconds")},
+        )
+        self.deadline_ms = answer["deadline_ms"]
+        return self.deadline_ms
+
+
+@dataclass
+class AsyncLeased:
+    """:class:`Leased`, for :class:`AsyncClient`."""
+
+    lease: str
+    deadline_ms: int
+    message: Message
+    _client: "AsyncClient" = field(repr=False, default=None)  # type: ignore[assignment]
+
+    async def ack(self) -> None:
+        await self._client._call("POST", f"leases/{quote(self.lease, safe='')}/ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        await self._client._call(
+            "POST", f"leases/{quote(self.lease, safe='')}/nack", json={"requeue": requeue}
+        )
+
+    async def extend(self, seconds: float) -> int:
+        answer = await self._client._call(
+            "POST",
+            f"leases/{quote(self.lease, safe='')}/extend",
+            json={"lease_ms": _ms(seconds, "seconds")},
+        )
+        self.deadline_ms = answer["deadline_ms"]
+        return self.deadline_ms
+
+
+class Client:
+    """A blocking client of one Wharf host.
+
+    ``url`` is the host (``http://127.0.0.1:8080`` by default, or ``WHARF_URL``); ``token`` an
+    API token (``WHARF_TOKEN`` by default, else, for a host on this machine, the token it keeps
+    for its CLI). Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout: float = 30.0,
+        verify: Union[bool, str] = True,
+    ):
+        base = (url or os.environ.get("WHARF_URL") or "http://127.0.0.1:8080").rstrip("/")
+        headers = {"User-Agent": "wharf-client-python/0.1"}
+        token = _token(token, base)
+        if token:
+            headers["Authorization"] = f"Bearer {token.strip()}"
+        self._http = httpx.Client(
+            base_url=f"{base}/api/v1/", headers=headers, timeout=timeout, verify=verify
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as e:
+            raise errors.Timeout(f"no answer from the host in time: {e}") from e
+        except httpx.HTTPError as e:
+            raise errors.Unreachable(f"cannot reach the host: {e}") from e
+        return _answer(response)
+
+    def publish(self, address: str, payload: Union[Payload, Message] = b"", **fields: Any) -> str:
+        """Publishes to ``connection:queue``; returns the message's id once the broker has it.
+        ``fields``: ``headers``, ``key``, ``content_type``, ``correlation_id``, ``reply_to``, ``id``."""
+        answer = self._call(
+            "POST", f"{_queue_path(address)}/messages", json=_message_json(payload, **fields)
+        )
+        return answer["id"]
+
+    def rpc(
+        self, address: str, payload: Union[Payload, Message] = b"", *, timeout: float = 5.0, **fields: Any
+    ) -> Message:
+        """Sends a request to ``connection:address`` and waits up to ``timeout`` seconds for
+        its reply (:class:`wharf_client.Timeout` if none comes)."""
+        connection, _, rest = address.partition(":")
+        answer = self._call(
+            "POST",
+            f"rpc/{quote(connection, safe='')}/{quote(rest, safe='/')}",
+            params={"timeout_ms": _ms(timeout, "timeout")},
+            json=_message_json(payload, **fields),
+            timeout=timeout + 10,
+        )
+        return Message.from_json(answer)
+
+    def publish_event(self, model: str, event: str, data: Any = None, *, durable: bool = False) -> str:
+        """Publishes a model event (routing key ``{Model}.{event}``, the model's last dotted
+        part) with ``data`` as its JSON; ``durable`` sends it through the outbox. Returns its id."""
+        answer = self._call(
+            "POST",
+            f"events/{quote(model, safe='')}/{quote(event, safe='')}",
+            params={"durable": "true"} if durable else None,
+            json={} if data is None else data,
+        )
+        return answer["id"]
+
+    def send_durable(self, to: str, payload: Union[Payload, Message] = b"", **fields: Any) -> str:
+        """Hands a message for ``to`` (``connection:address``) to the outbox: once this returns
+        it is committed, and the host sends it when the broker takes it. Returns its id."""
+        return self.send_durable_batch([(to, payload)], **fields)[0]
+
+    def send_durable_batch(
+        self, messages: Sequence[Tuple[str, Union[Payload, Message]]], **fields: Any
+    ) -> List[str]:
+        """Hands several messages to the outbox, all or none: ``[(to, payload), …]``."""
+        body = {
+            "messages": [
+                {"to": to, "message": _message_json(payload, **fields)} for to, payload in messages
+            ]
+        }
+        return list(self._call("POST", "outbox", json=body)["ids"])
+
+    def take(self, address: str, count: int = 1, *, timeout: float = 5.0) -> List[Message]:
+        """Takes up to ``count`` messages, waiting up to ``timeout`` seconds, each acked as it
+        is handed over (use :meth:`consume` for at-least-once)."""
+        answer = self._call(
+            "POST",
+            f"{_queue_path(address)}/take",
+            params={"count": count, "timeout_ms": _ms(timeout, "timeout")},
+            timeout=timeout + 10,
+        )
+        return [Message.from_json(doc) for doc in answer]
+
+    def consume(
+        self, address: str, count: int = 1, *, timeout: float = 5.0, lease: float = 30.0
+    ) -> List[Leased]:
+        """Takes up to ``count`` messages, each held unsettled for ``lease`` seconds: settle
+        each with ``.ack()``, ``.nack()`` or ``.extend()``. One not settled in time goes back
+        to its queue, so a service that dies while working on it loses nothing."""
+        answer = self._call(
+            "POST",
+            f"{_queue_path(address)}/lease",
+            params={
+                "count": count,
+                "timeout_ms": _ms(timeout, "timeout"),
+                "lease_ms": _ms(lease, "lease"),
+            },
+            timeout=timeout + 10,
+        )
+        return [
+            Leased(doc["lease"], doc["deadline_ms"], Message.from_json(doc["message"]), self)
+            for doc in answer
+        ]
+
+    @contextlib.contextmanager
+    def lease(self, address: str, *, timeout: float = 5.0, lease: float = 30.0) -> Iterator[Optional[Message]]:
+        """One message under a lease: acked when the block ends, nacked (back to its queue) if
+        it raises. Yields ``None`` when nothing came within ``timeout``."""
+        taken = self.consume(address, 1, timeout=timeout, lease=lease)
+        if not taken:
+            yield None
+            return
+        held = taken[0]
+        try:
+            yield held.message
+        except BaseException:
+            held.nack()
+            raise
+        held.ack()
+
+
+class AsyncClient:
+    """:class:`Client` for asyncio: the same methods, awaited."""
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout: float = 30.0,
+        verify: Union[bool, str] = True,
+    ):
+        base = (url or os.environ.get("WHARF_URL") or "http://127.0.0.1:8080").rstrip("/")
+        headers = {"User-Agent": "wharf-client-python/0.1"}
+        token = _token(token, base)
+        if token:
+            headers["Authorization"] = f"Bearer {token.strip()}"
+        self._http = httpx.AsyncClient(
+            base_url=f"{base}/api/v1/", headers=headers, timeout=timeout, verify=verify
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as e:
+            raise errors.Timeout(f"no answer from the host in time: {e}") from e
+        except httpx.HTTPError as e:
+            raise errors.Unreachable(f"cannot reach the host: {e}") from e
+        return _answer(response)
+
+    async def publish(self, address: str, payload: Union[Payload, Message] = b"", **fields: Any) -> str:
+        answer = await self._call(
+            "POST", f"{_queue_path(address)}/messages", json=_message_json(payload, **fields)
+        )
+        return answer["id"]
+
+    async def rpc(
+        self, address: str, payload: Union[Payload, Message] = b"", *, timeout: float = 5.0, **fields: Any
+    ) -> Message:
+        connection, _, rest = address.partition(":")
+        answer = await self._call(
+            "POST",
+            f"rpc/{quote(connection, safe='')}/{quote(rest, safe='/')}",
+            params={"timeout_ms": _ms(timeout, "timeout")},
+            json=_message_json(payload, **fields),
+            timeout=timeout + 10,
+        )
+        return Message.from_json(answer)
+
+    async def publish_event(self, model: str, event: str, data: Any = None, *, durable: bool = False) -> str:
+        answer = await self._call(
+            "POST",
+            f"events/{quote(model, safe='')}/{quote(event, safe='')}",
+            params={"durable": "true"} if durable else None,
+            json={} if data is None else data,
+        )
+        return answer["id"]
+
+    async def send_durable(self, to: str, payload: Union[Payload, Message] = b"", **fields: Any) -> str:
+        return (await self.send_durable_batch([(to, payload)], **fields))[0]
+
+    async def send_durable_batch(
+        self, messages: Sequence[Tuple[str, Union[Payload, Message]]], **fields: Any
+    ) -> List[str]:
+        body = {
+            "messages": [
+                {"to": to, "message": _message_json(payload, **fields)} for to, payload in messages
+            ]
+        }
+        return list((await self._call("POST", "outbox", json=body))["ids"])
+
+    async def take(self, address: str, count: int = 1, *, timeout: float = 5.0) -> List[Message]:
+        answer = await self._call(
+            "POST",
+            f"{_queue_path(address)}/take",
+            params={"count": count, "timeout_ms": _ms(timeout, "timeout")},
+            timeout=timeout + 10,
+        )
+        return [Message.from_json(doc) for doc in answer]
+
+    async def consume(
+        self, address: str, count: int = 1, *, timeout: float = 5.0, lease: float = 30.0
+    ) -> List[AsyncLeased]:
+        answer = await self._call(
+            "POST",
+            f"{_queue_path(address)}/lease",
+            params={
+                "count": count,
+                "timeout_ms": _ms(timeout, "timeout"),
+                "lease_ms": _ms(lease, "lease"),
+            },
+            timeout=timeout + 10,
+        )
+        return [
+            AsyncLeased(doc["lease"], doc["deadline_ms"], Message.from_json(doc["message"]), self)
+            for doc in answer
+        ]
+
+    @contextlib.asynccontextmanager
+    async def lease(self, address: str, *, timeout: float = 5.0, lease: float = 30.0) -> AsyncIterator[Optional[Message]]:
+        taken = await self.consume(address, 1, timeout=timeout, lease=lease)
+        if not taken:
+            yield None
+            return
+        held = taken[0]
+        try:
+            yield held.message
+        except BaseException:
+            await held.nack()
+            raise
+        await held.ack()

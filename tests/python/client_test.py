@@ -1,0 +1,149 @@
+"""The Python client against a real host (run by tests/python_client.rs).
+
+Environment: WHARF_URL and WHARF_TOKEN (the host), WHARF_QUEUE (a RabbitMQ queue on
+connection `rabbit`). The first argument names the part: `basics` (publish, RPC, an event
+reaching a subscription, a leased take whose client dies, typed errors, asyncio) or `durable`
+(20 messages through the outbox, printed one id a line, while RabbitMQ is stopped).
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import wharf_client
+from wharf_client import AsyncClient, Client
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+
+
+def basics(client: Client) -> None:
+    # Publish, then take.
+    sent = client.publish("local:py.in", {"n": 1}, headers={"origin": "python"})
+    taken = client.take("local:py.in", timeout=5)
+    check(len(taken) == 1 and taken[0].json() == {"n": 1}, f"publish and take: {taken}")
+    check(taken[0].id == sent, f"the id the publish answered: {taken[0].id} != {sent}")
+    check(taken[0].headers.get("origin") == "python", f"headers: {taken[0].headers}")
+
+    # An RPC answered by a route whose handler replies.
+    reply = client.rpc("local:echo.in", "hello", timeout=10)
+    check(reply.text == "hello", f"rpc reply: {reply}")
+
+    # A model event reaching a subscription (Booking.* to local:py.events).
+    client.publish_event("shop.models.Booking", "created", {"id": 7})
+    client.publish_event("shop.models.Order", "created", {"id": 8})
+    events = client.take("local:py.events", timeout=10)
+    check(len(events) == 1 and events[0].json() == {"id": 7}, f"the event: {events}")
+    check(events[0].headers.get("x-wharf-event") == "created", f"{events[0].headers}")
+    check(client.take("local:py.events", timeout=1) == [], "no Order event for Booking.*")
+
+    # A leased take whose client dies before acking: the message comes back.
+    client.publish("local:py.jobs", "job 1")
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, wharf_client\n"
+            "taken = wharf_client.Client().consume('local:py.jobs', lease=1.0)\n"
+            "assert taken and taken[0].message.text == 'job 1', taken\n"
+            "os._exit(0)  # dies holding it\n",
+        ],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+    )
+    check(child.returncode == 0, f"the dying client: {child.stderr}")
+    started = time.monotonic()
+    back = client.consume("local:py.jobs", timeout=10, lease=30)
+    check(len(back) == 1 and back[0].message.text == "job 1", f"came back: {back}")
+    check(time.monotonic() - started < 10, "it came back after its lease")
+    back[0].extend(60)
+    back[0].ack()
+    check(client.consume("local:py.jobs", timeout=0.5) == [], "acked: gone")
+    # The context manager acks on success and nacks on an exception.
+    client.publish("local:py.jobs", "job 2")
+    try:
+        with client.lease("local:py.jobs") as message:
+            check(message.text == "job 2", f"{message}")
+            raise RuntimeError("the work failed")
+    except RuntimeError:
+        pass
+    with client.lease("local:py.jobs") as message:
+        check(message is not None and message.text == "job 2", "nacked back, taken again")
+    check(client.consume("local:py.jobs", timeout=0.5) == [], "acked by the block")
+
+    # Typed errors, from the API's one error shape.
+    try:
+        Client(token="wharf_not_a_token").publish("local:py.in", "x")
+        raise AssertionError("a bad token was taken")
+    except wharf_client.Unauthorized as e:
+        check(e.status == 401, f"{e.status}")
+    try:
+        client.publish("local:py.in", "x", headers={"bad\nname": "v"})
+        raise AssertionError("a bad header name was taken")
+    except wharf_client.Invalid as e:
+        check(e.status == 400 and e.field, f"names the field: {e.field!r} {e}")
+    try:
+        client.rpc("local:nobody.answers", "ping", timeout=0.5)
+        raise AssertionError("an RPC nobody answers returned")
+    except wharf_client.Timeout:
+        pass
+    try:
+        client.consume("local:py.jobs", lease=7200)
+        raise AssertionError("a two-hour lease was taken")
+    except wharf_client.Invalid as e:
+        check(e.field == "lease_ms", f"{e.field}")
+    try:
+        wharf_client.Leased("no-such-lease", 0, wharf_client.Message(), client).ack()
+        raise AssertionError("an unknown lease was acked")
+    except wharf_client.NotFound:
+        pass
+    try:
+        Client(url="http://127.0.0.1:9").publish("local:py.in", "x")
+        raise AssertionError("a host that is not there answered")
+    except wharf_client.Unreachable:
+        pass
+    check(issubclass(wharf_client.Invalid, wharf_client.WharfError), "one base class")
+
+    asyncio.run(with_asyncio())
+
+
+async def with_asyncio() -> None:
+    async with AsyncClient() as client:
+        sent = await client.publish("local:py.async", b"\xff\xfe binary")
+        taken = await client.consume("local:py.async", timeout=5)
+        check(taken[0].message.payload == b"\xff\xfe binary", f"{taken}")
+        check(taken[0].message.id == sent, "the same id")
+        await taken[0].ack()
+        replies = await asyncio.gather(
+            *(client.rpc("local:echo.in", f"call {i}", timeout=10) for i in range(5))
+        )
+        check([r.text for r in replies] == [f"call {i}" for i in range(5)], f"{replies}")
+        await client.publish_event("Booking", "updated", {"id": 9}, durable=True)
+        events = await client.take("local:py.events", timeout=10)
+        check(events and events[0].json() == {"id": 9}, f"a durable event: {events}")
+        try:
+            await client.rpc("local:nobody.answers", "ping", timeout=0.5)
+            raise AssertionError("an RPC nobody answers returned")
+        except wharf_client.Timeout:
+            pass
+
+
+def durable(client: Client) -> None:
+    queue = os.environ["WHARF_QUEUE"]
+    ids = client.send_durable_batch(
+        [(f"rabbit:{queue}", {"n": i}) for i in range(19)], key="order-1"
+    )
+    ids.append(client.send_durable(f"rabbit:{queue}", {"n": 19}, key="order-1"))
+    for id in ids:
+        print(id)
+
+
+if __name__ == "__main__":
+    with Client() as client:
+        {"basics": basics, "durable": durable}[sys.argv[1]](client)
+    print("ok", file=sys.stderr)

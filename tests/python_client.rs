@@ -1,0 +1,185 @@
+//! The Python client (`sdk/python`) against a real host: installed with pip into a virtual
+//! environment (kept in `~/.cache/wharf-python`, outside the clone), then
+//! `tests/python/client_test.py` runs its calls against a host on the embedded broker and
+//! RabbitMQ: publish, an RPC answered by a route, an event reaching a subscription, a leased
+//! take whose client dies before acking, typed errors, asyncio; and a durable send while
+//! RabbitMQ is stopped, whose messages arrive once it is back.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{Backend, TestDb};
+use wharf::config::{Config, RouteConfig, SubscriptionConfig};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The virtual environment with the client installed from this clone; its `python`.
+fn python() -> PathBuf {
+    let venv = std::env::var_os("WHARF_PYTHON_VENV").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache")
+                .join("wharf-python")
+        },
+        PathBuf::from,
+    );
+    let python = venv.join("bin").join("python");
+    if !python.is_file() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .expect("python3 is needed for the Python client's test");
+        assert!(
+            made.status.success(),
+            "python3 -m venv: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let installed = std::process::Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg(root().join("sdk").join("python"))
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "pip install ./sdk/python: {}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    python
+}
+
+async fn run(python: &Path, part: &str, base: &str, token: &str, queue: &str) -> String {
+    let out = tokio::process::Command::new(python)
+        .arg(root().join("tests/python/client_test.py"))
+        .arg(part)
+        .env("WHARF_URL", base)
+        .env("WHARF_TOKEN", token)
+        .env("WHARF_QUEUE", queue)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client_test.py {part}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn rabbitmqctl(args: &[&str]) {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .await
+        .expect("running rabbitmqctl (./dev test installs RabbitMQ)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts RabbitMQ's application again when dropped, so a failing test leaves it running.
+struct Restart;
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_works_against_a_real_host() {
+    let python = python();
+    let _exclusive = support::RABBIT.write().await;
+    let queue = format!("python.{}", uuid::Uuid::new_v4().simple());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config {
+        routes: vec![RouteConfig {
+            name: "echo".into(),
+            from: "local:echo.in".into(),
+            through: vec!["echo".into()],
+            to: None,
+            ..RouteConfig::default()
+        }],
+        subscriptions: vec![SubscriptionConfig {
+            name: "py-bookings".into(),
+            pattern: "Booking.*".into(),
+            service: "py".into(),
+            through: Vec::new(),
+            to: Some("local:py.events".into()),
+            concurrency: 4,
+            retry: Default::default(),
+            dead_letter: None,
+            durable: false,
+            inbox: false,
+            max_outputs: None,
+            max_deliveries: 10,
+        }],
+        ..Config::default()
+    };
+    config.connections.insert(
+        "rabbit".into(),
+        serde_json::from_value(serde_json::json!({
+            "kind": "amqp",
+            "url": support::amqp_url(),
+            "queues": [{"name": queue}],
+        }))
+        .unwrap(),
+    );
+    let (host, _broker) = support::start_host(&db, config).await;
+    let base = format!("http://{}", host.addr);
+    let token = support::local_token(host.addr);
+    run(&python, "basics", &base, &token, &queue).await;
+
+    // A durable send while RabbitMQ is stopped: accepted, then sent once it is back.
+    let restart = Restart;
+    rabbitmqctl(&["stop_app"]).await;
+    let out = run(&python, "durable", &base, &token, &queue).await;
+    let ids: Vec<&str> = out.lines().collect();
+    assert_eq!(ids.len(), 20, "{out}");
+    rabbitmqctl(&["start_app"]).await;
+    drop(restart);
+    let client = support::amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..600 {
+        match channel
+            .basic_get(
+                queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+        {
+            Ok(Some(message)) => {
+                let body: serde_json::Value = serde_json::from_slice(&message.data).unwrap();
+                seen.push(body["n"].as_u64().unwrap());
+                if seen.len() == 20 {
+                    break;
+                }
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(
+        seen,
+        (0..20).collect::<Vec<u64>>(),
+        "all twenty, in order (one key)"
+    );
+    let _ = client.close(200, "done".into()).await;
+    host.stop().await;
+    support::delete_amqp_queues(&[queue]).await;
+}
