@@ -422,30 +422,6 @@ async fn read_in_order(queue: &str, count: usize) -> Vec<String> {
     ids
 }
 
-async fn rabbitmqctl(args: &[&str]) {
-    let out = tokio::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .await
-        .expect("running rabbitmqctl (./dev test installs RabbitMQ)");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Starts RabbitMQ's application again when dropped, so a failing test leaves it running.
-struct Restart;
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .output();
-    }
-}
-
 /// With RabbitMQ stopped, 1,000 durable messages are accepted through the API; when it is back
 /// all 1,000 arrive, in order per key, none twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,8 +451,8 @@ async fn messages_handed_over_while_rabbitmq_is_stopped_arrive_when_it_is_back()
     let client = support::client_with_token(&support::local_token(host.addr));
     let base = format!("http://{}", host.addr);
 
-    let restart = Restart;
-    rabbitmqctl(&["stop_app"]).await;
+    let restart = support::RestartRabbit;
+    support::rabbitmqctl(&["stop_app"]).await;
     let ids = hand_over(&client, &base, &batch(&queue, 1_000)).await;
     assert_eq!(ids.len(), 1_000);
     // Committed and waiting; the relay keeps trying, and the backlog says why it waits (once
@@ -500,7 +476,7 @@ async fn messages_handed_over_while_rabbitmq_is_stopped_arrive_when_it_is_back()
     let destination = &stats["destinations"][0];
     assert_eq!(destination["destination"], format!("rabbit:{queue}"));
     assert!(destination["last_error"].is_string(), "{stats}");
-    rabbitmqctl(&["start_app"]).await;
+    support::rabbitmqctl(&["start_app"]).await;
     drop(restart);
 
     let seen = read_in_order(&queue, 1_000).await;

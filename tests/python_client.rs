@@ -77,30 +77,6 @@ async fn run(python: &Path, part: &str, base: &str, token: &str, queue: &str) ->
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn rabbitmqctl(args: &[&str]) {
-    let out = tokio::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .await
-        .expect("running rabbitmqctl (./dev test installs RabbitMQ)");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Starts RabbitMQ's application again when dropped, so a failing test leaves it running.
-struct Restart;
-
-impl Drop for Restart {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .output();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_client_works_against_a_real_host() {
     let python = python();
@@ -146,12 +122,12 @@ async fn the_python_client_works_against_a_real_host() {
     run(&python, "basics", &base, &token, &queue).await;
 
     // A durable send while RabbitMQ is stopped: accepted, then sent once it is back.
-    let restart = Restart;
-    rabbitmqctl(&["stop_app"]).await;
+    let restart = support::RestartRabbit;
+    support::rabbitmqctl(&["stop_app"]).await;
     let out = run(&python, "durable", &base, &token, &queue).await;
     let ids: Vec<&str> = out.lines().collect();
     assert_eq!(ids.len(), 20, "{out}");
-    rabbitmqctl(&["start_app"]).await;
+    support::rabbitmqctl(&["start_app"]).await;
     drop(restart);
     let client = support::amqp_client().await;
     let channel = client.create_channel().await.unwrap();

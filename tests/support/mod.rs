@@ -410,3 +410,28 @@ pub fn make_certificates(dir: &std::path::Path) {
         );
     }
 }
+
+/// Runs `rabbitmqctl ARGS` on the local RabbitMQ; panics if it fails.
+pub async fn rabbitmqctl(args: &[&str]) {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .await
+        .expect("running rabbitmqctl (./dev test installs RabbitMQ)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts RabbitMQ's application again when dropped, so a failing test leaves it running.
+pub struct RestartRabbit;
+
+impl Drop for RestartRabbit {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
+    }
+}

@@ -47,18 +47,8 @@ pub struct RunArgs {
     /// Shorthand for a message with this text payload.
     #[arg(long)]
     payload: Option<String>,
-    /// A config value for the plugin, KEY=VALUE (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    config: Vec<(String, String)>,
-    /// A grant such as publish:local:out.* (repeatable).
-    #[arg(long = "grant", value_name = "GRANT")]
-    grants: Vec<String>,
-    /// Memory limit in MiB.
-    #[arg(long, default_value_t = 64)]
-    memory_mb: usize,
-    /// CPU time limit per call in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
     /// Run the message this many times and report the cost of each call (a reusable
     /// plugin's later calls reuse its instance).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -93,18 +83,8 @@ pub struct TestArgs {
     /// `Deadline`, `MemoryLimit`).
     #[arg(long, conflicts_with = "expect")]
     expect_error: Option<String>,
-    /// A config value for the plugin, KEY=VALUE (repeatable).
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    config: Vec<(String, String)>,
-    /// A grant such as publish:local:out.* (repeatable).
-    #[arg(long = "grant", value_name = "GRANT")]
-    grants: Vec<String>,
-    /// Memory limit in MiB.
-    #[arg(long, default_value_t = 64)]
-    memory_mb: usize,
-    /// CPU time limit per call in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    timeout_ms: u64,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
 }
 
 /// A message given on the command line: a JSON object in the message's JSON form, or text.
@@ -153,13 +133,7 @@ fn differs(output: &Message, expected: &str) -> Option<String> {
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
-    let settings = PluginSettings {
-        memory_bytes: args.memory_mb * 1024 * 1024,
-        cpu_limit: Duration::from_millis(args.timeout_ms),
-        config: args.config.iter().cloned().collect::<BTreeMap<_, _>>(),
-        grants: args.grants.clone(),
-        ..PluginSettings::default()
-    };
+    let settings = args.sandbox.settings();
     let services = Arc::new(Standalone::default());
     let (plugin, _) = load_with(&args.file, settings, services.clone()).await?;
     let mut outputs = Vec::new();
@@ -229,6 +203,35 @@ async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
         println!("  unexpected output: {}", output.to_json());
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// What a plugin run on its own is given: its config, grants and limits.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// A config value for the plugin, KEY=VALUE (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    config: Vec<(String, String)>,
+    /// A grant such as publish:local:out.* (repeatable).
+    #[arg(long = "grant", value_name = "GRANT")]
+    grants: Vec<String>,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_mb: usize,
+    /// CPU time limit per call in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+}
+
+impl SandboxArgs {
+    fn settings(&self) -> PluginSettings {
+        PluginSettings {
+            memory_bytes: self.memory_mb * 1024 * 1024,
+            cpu_limit: Duration::from_millis(self.timeout_ms),
+            config: self.config.iter().cloned().collect::<BTreeMap<_, _>>(),
+            grants: self.grants.clone(),
+            ..PluginSettings::default()
+        }
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -332,13 +335,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         return run_daemon(args).await;
     }
     let input = read_input(&args)?;
-    let settings = PluginSettings {
-        memory_bytes: args.memory_mb * 1024 * 1024,
-        cpu_limit: Duration::from_millis(args.timeout_ms),
-        config: args.config.iter().cloned().collect::<BTreeMap<_, _>>(),
-        grants: args.grants.clone(),
-        ..PluginSettings::default()
-    };
+    let settings = args.sandbox.settings();
     // kv state lives as long as the run: a call's writes apply when it succeeds, so the
     // calls of --repeat see those before them.
     let services = Arc::new(Standalone::default());
@@ -401,13 +398,7 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(RuntimeConfig::default())?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let settings = PluginSettings {
-        memory_bytes: args.memory_mb * 1024 * 1024,
-        cpu_limit: Duration::from_millis(args.timeout_ms),
-        config: args.config.iter().cloned().collect::<BTreeMap<_, _>>(),
-        grants: args.grants.clone(),
-        ..PluginSettings::default()
-    };
+    let settings = args.sandbox.settings();
     let plugin = runtime
         .load(&bytes, settings, services)
         .await
