@@ -7,89 +7,9 @@ mod support;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{Backend, TestDb};
+use support::{Api, Backend, TestDb};
 use wharf::config::{Config, DaemonConfig, PluginConfig};
 use wharf::message::Message;
-
-/// The host's API, as its CLI token.
-struct Api {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    fn new(addr: std::net::SocketAddr) -> Api {
-        Api {
-            client: support::client_with_token(&support::local_token(addr)),
-            base: format!("http://{addr}/api/v1"),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}/{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, answer) = self.call(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {answer}"
-        );
-        answer
-    }
-
-    async fn unit(&self, name: &str) -> Option<Value> {
-        let status = self.ok(Method::GET, "status", None).await;
-        status["units"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|u| u["name"] == name)
-            .cloned()
-    }
-
-    /// Waits (30 s at most) until unit `name` is in `state`.
-    async fn wait_unit(&self, name: &str, state: &str) -> Value {
-        let started = Instant::now();
-        loop {
-            let unit = self.unit(name).await;
-            if let Some(unit) = &unit
-                && unit["state"] == state
-            {
-                return unit.clone();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "unit {name} never became {state}: {unit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn upload(&self, plugin: &str) -> Value {
-        let response = self
-            .client
-            .post(format!("{}/plugins", self.base))
-            .header("content-type", "application/wasm")
-            .body(support::plugin_bytes(plugin))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(
-            (200..300).contains(&status),
-            "upload {plugin}: {status} {body}"
-        );
-        body
-    }
-}
 
 fn daemon(name: &str, plugin: &str) -> DaemonConfig {
     DaemonConfig {

@@ -7,42 +7,23 @@ mod support;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{Backend, TestDb};
+use support::{Api, Backend, TestDb};
 use wharf::config::{Config, ConnectionConfig, EmbeddedConnectionConfig, QueueConfig};
 use wharf::message::Message;
 
-struct Api {
-    client: reqwest::Client,
-    base: String,
+/// Leased takes through `api`.
+trait Leasing {
+    async fn lease(&self, address: &str, count: usize, lease_ms: u64) -> Vec<Value>;
+    async fn lease_within(
+        &self,
+        address: &str,
+        count: usize,
+        lease_ms: u64,
+        timeout_ms: u64,
+    ) -> Vec<Value>;
 }
 
-impl Api {
-    fn new(addr: std::net::SocketAddr) -> Api {
-        Api {
-            client: support::client_with_token(&support::local_token(addr)),
-            base: format!("http://{addr}/api/v1"),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, format!("{}/{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, answer) = self.call(method.clone(), path, body).await;
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {answer}"
-        );
-        answer
-    }
-
+impl Leasing for Api {
     /// Leases up to `count` messages of `address` for `lease_ms`, waiting up to 2 s for
     /// them.
     async fn lease(&self, address: &str, count: usize, lease_ms: u64) -> Vec<Value> {

@@ -435,3 +435,101 @@ impl Drop for RestartRabbit {
             .output();
     }
 }
+
+/// A host's JSON API, as the CLI token the host keeps on this machine.
+pub struct Api {
+    pub client: reqwest::Client,
+    /// `http://ADDRESS/api/v1`.
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(addr: std::net::SocketAddr) -> Api {
+        Api {
+            client: client_with_token(&local_token(addr)),
+            base: format!("http://{addr}/api/v1"),
+        }
+    }
+
+    /// `method path` with an optional JSON body: the status and the JSON answer (null if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.client.request(method, format!("{}/{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// As [`Api::call`], panicking unless the status is 2xx.
+    pub async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (status, answer) = self.call(method.clone(), path, body).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// Unit `name` as `GET /api/v1/status` shows it.
+    pub async fn unit(&self, name: &str) -> Option<serde_json::Value> {
+        let status = self.ok(reqwest::Method::GET, "status", None).await;
+        status["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == name)
+            .cloned()
+    }
+
+    /// Waits (30 s at most) until unit `name` is in `state`.
+    pub async fn wait_unit(&self, name: &str, state: &str) -> serde_json::Value {
+        let started = std::time::Instant::now();
+        loop {
+            let unit = self.unit(name).await;
+            if let Some(unit) = &unit
+                && unit["state"] == state
+            {
+                return unit.clone();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "unit {name} never became {state}: {unit:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Uploads the built plugin `plugin`; panics unless it is stored.
+    pub async fn upload(&self, plugin: &str) -> serde_json::Value {
+        let response = self
+            .client
+            .post(format!("{}/plugins", self.base))
+            .header("content-type", "application/wasm")
+            .body(plugin_bytes(plugin))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        assert!(
+            (200..300).contains(&status),
+            "upload {plugin}: {status} {body}"
+        );
+        body
+    }
+}

@@ -361,6 +361,35 @@ fn print_route(view: &Value) {
     }
 }
 
+/// `GET /api/v1/{nouns}` printed: its JSON with `json`, else each item with `line`, or
+/// `no {nouns}` on standard error when there are none.
+pub(crate) async fn list(
+    host: &HostArg,
+    nouns: &str,
+    json: bool,
+    line: impl Fn(&Value),
+) -> anyhow::Result<()> {
+    let all = Api::new(host)?.get(nouns).await?;
+    if json {
+        return print(&all);
+    }
+    let items = all.as_array().map_or(&[][..], Vec::as_slice);
+    if items.is_empty() {
+        eprintln!("no {nouns}");
+    }
+    items.iter().for_each(line);
+    Ok(())
+}
+
+/// `GET /api/v1/{nouns}/{name}`, printed as JSON.
+pub(crate) async fn show(host: &HostArg, nouns: &str, name: &str) -> anyhow::Result<()> {
+    print(
+        &Api::new(host)?
+            .get(&format!("{nouns}/{}", segment(name)))
+            .await?,
+    )
+}
+
 /// Stops or starts unit `name` (`verb`) and prints its state.
 pub(crate) async fn switch(name: &str, host: &HostArg, verb: &str) -> anyhow::Result<()> {
     let unit = Api::new(host)?
@@ -384,26 +413,9 @@ pub(crate) async fn switch(name: &str, host: &HostArg, verb: &str) -> anyhow::Re
 pub async fn route(command: RouteCommand) -> anyhow::Result<ExitCode> {
     match command {
         RouteCommand::List { host, json } => {
-            let routes = Api::new(&host)?.get("routes").await?;
-            if json {
-                print(&routes)?;
-            } else {
-                let all = routes.as_array().map_or(&[][..], Vec::as_slice);
-                if all.is_empty() {
-                    eprintln!("no routes");
-                }
-                for view in all {
-                    print_route(view);
-                }
-            }
+            super::control::list(&host, "routes", json, print_route).await?
         }
-        RouteCommand::Show { name, host } => {
-            print(
-                &Api::new(&host)?
-                    .get(&format!("routes/{}", segment(&name)))
-                    .await?,
-            )?;
-        }
+        RouteCommand::Show { name, host } => super::control::show(&host, "routes", &name).await?,
         RouteCommand::Create { name, spec, host } => {
             let route = spec.apply(json!({ "name": name }))?;
             let view = Api::new(&host)?
@@ -621,23 +633,10 @@ pub async fn connection(command: ConnectionCommand) -> anyhow::Result<ExitCode> 
     };
     match command {
         ConnectionCommand::List { host, json } => {
-            let all = Api::new(&host)?.get("connections").await?;
-            if json {
-                print(&all)?;
-            } else {
-                let all = all.as_array().map_or(&[][..], Vec::as_slice);
-                if all.is_empty() {
-                    eprintln!("no connections");
-                }
-                all.iter().for_each(line);
-            }
+            super::control::list(&host, "connections", json, line).await?
         }
         ConnectionCommand::Show { name, host } => {
-            print(
-                &Api::new(&host)?
-                    .get(&format!("connections/{}", segment(&name)))
-                    .await?,
-            )?;
+            super::control::show(&host, "connections", &name).await?
         }
         ConnectionCommand::Add { name, spec, host } => {
             let mut body = spec.build(json!({}))?;

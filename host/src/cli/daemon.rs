@@ -1,6 +1,6 @@
 //! `wharf daemon`: the daemons of a running host, through its API.
 
-use super::control::{Api, print, read_json, segment, switch};
+use super::control::{Api, read_json, segment, switch};
 use super::queue::HostArg;
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -159,26 +159,9 @@ fn print_daemon(view: &Value) {
 pub async fn daemon(command: DaemonCommand) -> anyhow::Result<ExitCode> {
     match command {
         DaemonCommand::List { host, json } => {
-            let daemons = Api::new(&host)?.get("daemons").await?;
-            if json {
-                print(&daemons)?;
-            } else {
-                let all = daemons.as_array().map_or(&[][..], Vec::as_slice);
-                if all.is_empty() {
-                    eprintln!("no daemons");
-                }
-                for view in all {
-                    print_daemon(view);
-                }
-            }
+            super::control::list(&host, "daemons", json, print_daemon).await?
         }
-        DaemonCommand::Show { name, host } => {
-            print(
-                &Api::new(&host)?
-                    .get(&format!("daemons/{}", segment(&name)))
-                    .await?,
-            )?;
-        }
+        DaemonCommand::Show { name, host } => super::control::show(&host, "daemons", &name).await?,
         DaemonCommand::Create { name, spec, host } => {
             let daemon = spec.apply(json!({ "name": name }))?;
             let view = Api::new(&host)?

@@ -1,7 +1,7 @@
 //! `wharf event` (publish a model event) and `wharf subscription` (the subscriptions of a
 //! running host), through its API.
 
-use super::control::{Api, print, read_json, segment, switch};
+use super::control::{Api, read_json, segment, switch};
 use super::queue::HostArg;
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -201,25 +201,10 @@ fn print_subscription(view: &Value) {
 pub async fn subscription(command: SubscriptionCommand) -> anyhow::Result<ExitCode> {
     match command {
         SubscriptionCommand::List { host, json } => {
-            let subscriptions = Api::new(&host)?.get("subscriptions").await?;
-            if json {
-                print(&subscriptions)?;
-            } else {
-                let all = subscriptions.as_array().map_or(&[][..], Vec::as_slice);
-                if all.is_empty() {
-                    eprintln!("no subscriptions");
-                }
-                for view in all {
-                    print_subscription(view);
-                }
-            }
+            super::control::list(&host, "subscriptions", json, print_subscription).await?
         }
         SubscriptionCommand::Show { name, host } => {
-            print(
-                &Api::new(&host)?
-                    .get(&format!("subscriptions/{}", segment(&name)))
-                    .await?,
-            )?;
+            super::control::show(&host, "subscriptions", &name).await?
         }
         SubscriptionCommand::Create { name, spec, host } => {
             let subscription = spec.apply(json!({ "name": name }))?;

@@ -476,6 +476,13 @@ pub enum UnitSpec {
 }
 
 impl UnitDef {
+    pub fn name(&self) -> &str {
+        match &self.spec {
+            UnitSpec::Route { route, .. } => &route.name,
+            UnitSpec::Daemon(daemon) => &daemon.name,
+        }
+    }
+
     /// The route that runs it, unless it is a daemon.
     pub fn route(&self) -> Option<&RouteConfig> {
         match &self.spec {

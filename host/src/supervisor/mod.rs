@@ -802,7 +802,7 @@ impl Supervisor {
         plugins_in_use: &mut HashMap<String, Plugin>,
     ) -> Result<Resolved, Unbuildable> {
         let mut fingerprint = Vec::new();
-        if let Some(generation) = desired.generations.get(&unit_name(unit)) {
+        if let Some(generation) = desired.generations.get(unit.name()) {
             fingerprint.push(format!("generation:{generation}"));
         }
         match &unit.spec {
@@ -1019,13 +1019,6 @@ impl Supervisor {
             fingerprint: fingerprint.join("\n"),
             plugins: labels,
         })
-    }
-}
-
-fn unit_name(unit: &UnitDef) -> String {
-    match &unit.spec {
-        UnitSpec::Route { route, .. } => route.name.clone(),
-        UnitSpec::Daemon(daemon) => daemon.name.clone(),
     }
 }
 

@@ -99,10 +99,83 @@ pub async fn peek(
 /// does not mean as many messages in memory.
 const TAKE_PREFETCH: usize = 32;
 
+/// The deliveries of one take through the API: up to `count`, waiting until `deadline`, and
+/// no more payload than one answer carries. A shutdown ends the wait with what has arrived.
+struct Taking {
+    consumer: Consumer,
+    count: usize,
+    deadline: tokio::time::Instant,
+    shutdown: crate::shutdown::Shutdown,
+    max_bytes: usize,
+    /// Messages handed over so far, and their payload bytes.
+    taken: usize,
+    bytes: usize,
+}
+
+impl Taking {
+    async fn open(
+        state: &AppState,
+        address: &Address,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Taking, AppError> {
+        Ok(Taking {
+            consumer: state
+                .connections
+                .consume(address, count.min(TAKE_PREFETCH))
+                .await?,
+            count,
+            deadline: tokio::time::Instant::now() + timeout,
+            shutdown: state.shutdown.clone(),
+            max_bytes: state.max_response_bytes,
+            taken: 0,
+            bytes: 0,
+        })
+    }
+
+    /// The next delivery, or `None` once the take is over. A message that would take the
+    /// answer past its size goes back to the queue and ends the take. An error of the consumer
+    /// is the take's error only while nothing was handed over (else the take ends with what
+    /// it has).
+    async fn next(&mut self) -> Result<Option<crate::broker::Delivery>, AppError> {
+        if self.taken >= self.count {
+            return Ok(None);
+        }
+        let delivery = tokio::select! {
+            delivery = tokio::time::timeout_at(self.deadline, self.consumer.next()) => delivery,
+            _ = self.shutdown.fired() => return Ok(None),
+        };
+        let delivery = match delivery {
+            Err(_) => return Ok(None),
+            Ok(Ok(delivery)) => delivery,
+            Ok(Err(error)) if self.taken == 0 => return Err(error.into()),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "a take ended early");
+                return Ok(None);
+            }
+        };
+        let size = delivery.message.payload.len();
+        if self.taken > 0 && self.bytes.saturating_add(size) > self.max_bytes {
+            if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
+                tracing::warn!(%error, "could not return a message past the answer's size; it comes back by itself");
+            }
+            return Ok(None);
+        }
+        Ok(Some(delivery))
+    }
+
+    /// Counts a message handed over.
+    fn handed_over(&mut self, message: &Message) {
+        self.taken += 1;
+        self.bytes = self.bytes.saturating_add(message.payload.len());
+    }
+}
+
 /// Takes up to `count` messages, waiting up to `timeout` for them, acking each as it
 /// arrives: for people and tests, not for services that need at-least-once (they use a broker
-/// of their own). A message that would take the answer past `max_response_bytes` is returned
-/// to the queue and ends the take; a shutdown ends the wait with what has arrived.
+/// of their own, or a leased take). A message that would take the answer past
+/// `max_response_bytes` is returned to the queue and ends the take; a shutdown ends the wait
+/// with what has arrived.
 pub async fn take(
     state: &AppState,
     _: &Allowed<Operator>,
@@ -110,50 +183,27 @@ pub async fn take(
     count: usize,
     timeout: Duration,
 ) -> Result<Vec<Message>, AppError> {
-    let mut consumer = state
-        .connections
-        .consume(address, count.min(TAKE_PREFETCH))
-        .await?;
+    let mut taking = Taking::open(state, address, count, timeout).await?;
     let mut messages = Vec::new();
-    let mut bytes = 0usize;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut shutdown = state.shutdown.clone();
-    while messages.len() < count {
-        let delivery = tokio::select! {
-            delivery = tokio::time::timeout_at(deadline, consumer.next()) => delivery,
-            _ = shutdown.fired() => break,
-        };
-        let delivery = match delivery {
-            Err(_) => break,
-            Ok(Ok(delivery)) => delivery,
-            Ok(Err(error)) if messages.is_empty() => {
-                consumer.close().await;
-                return Err(error.into());
-            }
-            // What was taken is acked already: answer with it.
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "a take ended early");
-                break;
+    loop {
+        let delivery = match taking.next().await {
+            Ok(Some(delivery)) => delivery,
+            Ok(None) => break,
+            Err(error) => {
+                taking.consumer.close().await;
+                return Err(error);
             }
         };
-        let size = delivery.message.payload.len();
-        if !messages.is_empty() && bytes.saturating_add(size) > state.max_response_bytes {
-            if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
-                tracing::warn!(%error, "could not return a message past the answer's size; it comes back by itself");
-            }
-            break;
-        }
-        let message = delivery.message;
         match delivery.ack.ack().await {
             Ok(()) => {
-                bytes = bytes.saturating_add(size);
-                messages.push(message);
+                taking.handed_over(&delivery.message);
+                messages.push(delivery.message);
             }
             // Not acked (its lease ran out): it stays in the queue and is not answered.
             Err(error) => tracing::warn!(%error, "a taken message could not be acked"),
         }
     }
-    consumer.close().await;
+    taking.consumer.close().await;
     Ok(messages)
 }
 
@@ -176,49 +226,28 @@ pub async fn lease(
             crate::leases::MAX_LEASES
         )));
     }
-    let count = count.min(room);
-    let mut consumer = state
-        .connections
-        .consume(address, count.min(TAKE_PREFETCH))
-        .await?;
+    let mut taking = Taking::open(state, address, count.min(room), timeout).await?;
     let mut deliveries = Vec::new();
-    let mut bytes = 0usize;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut shutdown = state.shutdown.clone();
-    while deliveries.len() < count {
-        let delivery = tokio::select! {
-            delivery = tokio::time::timeout_at(deadline, consumer.next()) => delivery,
-            _ = shutdown.fired() => break,
-        };
-        let delivery = match delivery {
-            Err(_) => break,
-            Ok(Ok(delivery)) => delivery,
-            Ok(Err(error)) if deliveries.is_empty() => {
-                consumer.close().await;
-                return Err(error.into());
+    loop {
+        match taking.next().await {
+            Ok(Some(delivery)) => {
+                taking.handed_over(&delivery.message);
+                deliveries.push(delivery);
             }
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "a leased take ended early");
-                break;
+            Ok(None) => break,
+            Err(error) => {
+                taking.consumer.close().await;
+                return Err(error);
             }
-        };
-        let size = delivery.message.payload.len();
-        if !deliveries.is_empty() && bytes.saturating_add(size) > state.max_response_bytes {
-            if let Err(error) = delivery.ack.nack(crate::broker::Nack::Requeue).await {
-                tracing::warn!(%error, "could not return a message past the answer's size; it comes back by itself");
-            }
-            break;
         }
-        bytes = bytes.saturating_add(size);
-        deliveries.push(delivery);
     }
     if deliveries.is_empty() {
-        consumer.close().await;
+        taking.consumer.close().await;
         return Ok(Vec::new());
     }
     Ok(state
         .leases
-        .hold(address, consumer, deliveries, lease)
+        .hold(address, taking.consumer, deliveries, lease)
         .await)
 }
 
@@ -440,11 +469,10 @@ pub fn leases(state: &AppState, _: &Allowed<Operator>) -> Vec<crate::leases::Lea
 /// dead letters), or `extend` (a new deadline `lease` from now; answers it).
 pub async fn settle_lease(
     state: &AppState,
-    who: &Allowed<Operator>,
+    _: &Allowed<Operator>,
     id: &str,
     settle: Settle,
 ) -> Result<Option<u64>, AppError> {
-    let _ = who;
     Ok(match settle {
         Settle::Ack => {
             state.leases.ack(id).await?;
