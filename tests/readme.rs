@@ -5,6 +5,11 @@
 //! or with the status its comment names (`(exit status 1)`). A block right after a line
 //! `<!-- not run by tests/readme.rs … -->` is skipped (the two commands that start a host and
 //! run the tests).
+//!
+//! The guides for Python and JavaScript plugins (`sdk/python-plugin/README.md`,
+//! `sdk/js/README.md`) run the same way against the same host, each from a folder of its own
+//! with `wharf` on the PATH, as a plugin author outside the repository would type them;
+//! componentize-py comes from the virtualenv `./dev` installs.
 
 mod support;
 
@@ -77,7 +82,7 @@ fn commands(markdown: &str) -> Vec<Command> {
 
 /// A bash script that runs `commands` in one shell (so a variable set by one is there for the
 /// next, as in a terminal), stopping at the first that ends with another status.
-fn script(commands: &[Command], wharf: &Path, address: &str) -> String {
+fn script(commands: &[Command], file: &str, wharf: &Path, address: &str) -> String {
     let mut script = String::from("set -u\n");
     for command in commands {
         let text = command
@@ -85,8 +90,8 @@ fn script(commands: &[Command], wharf: &Path, address: &str) -> String {
             .replace("./dev run ", &format!("{} ", wharf.display()))
             .replace("127.0.0.1:8080", address);
         script.push_str(&format!(
-            "printf '%s\\n' {quoted}\n{text}\nstatus=$?\nif [ \"$status\" -ne {want} ]; then echo \"README.md:{line}: exit status $status, not {want}\" >&2; exit 1; fi\n",
-            quoted = shell_quote(&format!("$ README.md:{}: {}", command.line, command.text)),
+            "printf '%s\\n' {quoted}\n{text}\nstatus=$?\nif [ \"$status\" -ne {want} ]; then echo \"{file}:{line}: exit status $status, not {want}\" >&2; exit 1; fi\n",
+            quoted = shell_quote(&format!("$ {file}:{}: {}", command.line, command.text)),
             want = command.status,
             line = command.line,
         ));
@@ -139,29 +144,82 @@ async fn every_readme_command_runs_as_written() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let commands = commands(&readme);
     assert!(commands.len() > 50, "the README's commands: {commands:?}");
-    let out = tokio::process::Command::new("bash")
-        .arg("-c")
-        .arg(script(&commands, &wharf, &address))
-        .current_dir(root())
-        .env("WHARF_URL", format!("http://{address}"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
+    let mut transcript = String::new();
+    let mut failed = run(
+        &commands,
+        "README.md",
+        &root(),
+        &wharf,
+        &address,
+        &mut transcript,
+    )
+    .await;
+    // The plugin guides, each from a folder of its own, with `wharf` on the PATH.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(&wharf, bin.join("wharf")).unwrap();
+    for guide in ["sdk/python-plugin/README.md", "sdk/js/README.md"] {
+        if failed {
+            break;
+        }
+        let commands = commands(&std::fs::read_to_string(root().join(guide)).unwrap());
+        assert!(commands.len() >= 5, "{guide}: {commands:?}");
+        let work = tempfile::tempdir().unwrap();
+        failed = run(
+            &commands,
+            guide,
+            work.path(),
+            &bin.join("wharf"),
+            &address,
+            &mut transcript,
+        )
+        .await;
+    }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &host.id().to_string()])
         .status();
     let _ = host.wait();
-    let transcript = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     // Shown with `--nocapture`: every command and what it printed.
     println!("{transcript}");
     assert!(
-        out.status.success(),
+        !failed,
         "a README command failed:\n{transcript}\nthe host's log:\n{}",
         std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default()
     );
+}
+
+/// Runs `commands` of `file` in one bash in `cwd`, the guides' toolchains on the PATH;
+/// appends what it printed to `transcript` and answers whether one failed.
+async fn run(
+    commands: &[Command],
+    file: &str,
+    cwd: &Path,
+    wharf: &Path,
+    address: &str,
+    transcript: &mut String,
+) -> bool {
+    let tools = std::env::var_os("WHARF_TOOLS_DIR").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/wharf-tools"),
+        PathBuf::from,
+    );
+    let path = format!(
+        "{}:{}:{}",
+        wharf.parent().unwrap().display(),
+        tools.join("python/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(script(commands, file, wharf, address))
+        .current_dir(cwd)
+        .env("WHARF_URL", format!("http://{address}"))
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    transcript.push_str(&String::from_utf8_lossy(&out.stdout));
+    transcript.push('\n');
+    transcript.push_str(&String::from_utf8_lossy(&out.stderr));
+    !out.status.success()
 }

@@ -6,6 +6,7 @@ mod daemon;
 mod events;
 mod outbox;
 mod plugin;
+mod project;
 mod queue;
 mod schema;
 mod secret;

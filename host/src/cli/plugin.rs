@@ -1,6 +1,7 @@
 //! `wharf plugin check` and `wharf plugin run`, which need no host; the other plugin commands
 //! go through a running host (`control.rs`).
 
+use super::project::{Case, Manifest};
 use crate::message::Message;
 use crate::runtime::{
     CallReport, LogLine, Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone,
@@ -28,9 +29,16 @@ pub enum PluginCommand {
     /// Run a plugin on one message, with no broker, and print its outputs, logs and cost.
     Run(RunArgs),
     /// Check a plugin on messages, with no broker, for a plugin's own CI: runs it on each
-    /// --input in turn and compares every output (a transformer's outputs, a handler's reply)
-    /// with the --expect given, in order; exits 1 with what differs.
+    /// --input in turn and compares every output (a transformer's outputs, a handler's reply,
+    /// what a daemon left on --expect-on) with the --expect given, in order; exits 1 with what
+    /// differs. With no file, runs the tests of the plugin project in this folder.
     Test(TestArgs),
+    /// Make a plugin project from a template (Rust, Python or JavaScript; a transformer,
+    /// handler or daemon) that builds and passes its test as it is.
+    New(super::project::NewArgs),
+    /// Build the plugin project in this folder (or DIR), whatever its language, and check
+    /// that what it made is the plugin its wharf-plugin.toml names.
+    Build(super::project::BuildArgs),
     /// Upload, list, enable, disable, roll back, grant and delete, through a running host.
     #[command(flatten)]
     Host(super::control::PluginApiCommand),
@@ -68,11 +76,12 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
-    /// The plugin's .wasm file.
-    file: PathBuf,
+    /// The plugin's .wasm file; without one (or with a folder), the tests in the
+    /// wharf-plugin.toml of the plugin project in this folder (or that folder).
+    file: Option<PathBuf>,
     /// An input message: a JSON object (`{"payload": "hi", "headers": {…}}`) or, otherwise,
     /// the payload as text (repeatable; run in order).
-    #[arg(long, required = true)]
+    #[arg(long)]
     input: Vec<String>,
     /// An expected output, in order over all inputs: a JSON object whose fields must match
     /// (only those given; a JSON `payload` is compared as JSON), or the payload as text
@@ -83,6 +92,15 @@ pub struct TestArgs {
     /// `Deadline`, `MemoryLimit`).
     #[arg(long, conflicts_with = "expect")]
     expect_error: Option<String>,
+    /// For a daemon: the `local:` queue the inputs are put on before it starts.
+    #[arg(long, value_name = "local:QUEUE")]
+    queue: Option<String>,
+    /// For a daemon: the `local:` queue whose messages are compared with --expect.
+    #[arg(long, value_name = "local:QUEUE")]
+    expect_on: Option<String>,
+    /// For a daemon: how long it runs (seconds).
+    #[arg(long = "for", value_name = "SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    run_for: u64,
     #[command(flatten)]
     sandbox: SandboxArgs,
 }
@@ -133,76 +151,186 @@ fn differs(output: &Message, expected: &str) -> Option<String> {
 }
 
 async fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.sandbox.settings();
+    let project = match &args.file {
+        Some(file) if !file.is_dir() => None,
+        dir => Some(dir.clone().unwrap_or_else(|| PathBuf::from("."))),
+    };
+    let Some(dir) = project else {
+        let file = args.file.clone().expect("a file when not a project");
+        if args.input.is_empty() {
+            bail!(
+                "give at least one --input (or run `wharf plugin test` in a plugin project to run its tests)"
+            );
+        }
+        let case = Case {
+            input: args.input.clone(),
+            expect: args.expect.clone(),
+            expect_error: args.expect_error.clone(),
+            grants: None,
+            config: BTreeMap::new(),
+            queue: args.queue.clone(),
+            expect_on: args.expect_on.clone(),
+            for_secs: Some(args.run_for),
+        };
+        let outcome = run_case(&file, &case, args.sandbox.settings()).await?;
+        return Ok(outcome.print(None));
+    };
+    if !args.input.is_empty() || !args.expect.is_empty() || args.expect_error.is_some() {
+        bail!("--input, --expect and --expect-error go with a .wasm file, not a project");
+    }
+    let manifest = Manifest::read(&dir)?;
+    let file = dir.join(&manifest.build.output);
+    if !file.is_file() {
+        bail!(
+            "{} is not built yet: run `wharf plugin build` first",
+            file.display()
+        );
+    }
+    if manifest.tests.is_empty() {
+        bail!("{} has no [[test]]", super::project::MANIFEST);
+    }
+    let wants = inspect(&file).await?.wants;
+    let mut failed = false;
+    for (i, case) in manifest.tests.iter().enumerate() {
+        let mut settings = args.sandbox.settings();
+        settings.grants = case.grants.clone().unwrap_or_else(|| wants.clone());
+        settings.config.extend(case.config.clone());
+        let outcome = run_case(&file, case, settings).await?;
+        failed |= outcome.print(Some(i + 1)) != ExitCode::SUCCESS;
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What one test case came to.
+struct Outcome {
+    inputs: usize,
+    outputs: Vec<Message>,
+    expected: usize,
+    expect_error: Option<String>,
+    failures: Vec<String>,
+}
+
+impl Outcome {
+    fn print(&self, test: Option<usize>) -> ExitCode {
+        let label = test.map_or(String::new(), |n| format!("test {n}: "));
+        if self.failures.is_empty() {
+            println!(
+                "{label}ok: {} input(s), {}",
+                self.inputs,
+                match &self.expect_error {
+                    Some(name) => format!("each failed with {name}"),
+                    None => format!("{} output(s) as expected", self.outputs.len()),
+                }
+            );
+            return ExitCode::SUCCESS;
+        }
+        for failure in &self.failures {
+            println!("{label}FAILED {failure}");
+        }
+        for output in self.outputs.iter().skip(self.expected) {
+            println!("  unexpected output: {}", output.to_json());
+        }
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs one case on the plugin in `file`: each input through a transformer or handler, or
+/// a daemon for a while with the inputs on its queue; then compares what came out.
+async fn run_case(file: &Path, case: &Case, settings: PluginSettings) -> anyhow::Result<Outcome> {
+    let inputs = case
+        .input
+        .iter()
+        .map(|text| message_arg(text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let services = Arc::new(Standalone::default());
-    let (plugin, _) = load_with(&args.file, settings, services.clone()).await?;
+    let (plugin, _) = load_with(file, settings.clone(), services.clone()).await?;
     let mut outputs = Vec::new();
     let mut failures = Vec::new();
-    for (i, input) in args.input.iter().enumerate() {
-        let input = message_arg(input)?;
-        let report = match plugin.info().kind {
-            crate::runtime::PluginKind::Transformer => plugin.transform(&input).await,
-            crate::runtime::PluginKind::Handler => plugin
-                .handle(&input)
-                .await
-                .map(|reply| reply.into_iter().collect()),
-            crate::runtime::PluginKind::Daemon => {
-                bail!(
-                    "`{}` is a daemon: test it with `plugin run --for`",
-                    plugin.name()
-                )
-            }
+    if plugin.info().kind == crate::runtime::PluginKind::Daemon {
+        let Some(expect_on) = &case.expect_on else {
+            bail!(
+                "`{}` is a daemon: say which queue to compare with --expect-on (expect_on in a manifest)",
+                plugin.name()
+            );
         };
-        if let Err(e) = services.kv_apply(report.kv_writes.clone()).await {
-            bail!("applying the call's kv writes: {e}");
+        if !inputs.is_empty() && case.queue.is_none() {
+            bail!(
+                "`{}` is a daemon: say which queue its inputs go on with --queue (queue in a manifest)",
+                plugin.name()
+            );
         }
-        match (report.result, &args.expect_error) {
-            (Ok(out), None) => outputs.extend(out),
-            (Ok(out), Some(name)) => failures.push(format!(
-                "input {}: expected the error {name}, got {} output(s)",
-                i + 1,
-                out.len()
-            )),
-            (Err(e), Some(name)) if e.exception_name().eq_ignore_ascii_case(name) => {}
-            (Err(e), _) => failures.push(format!(
-                "input {}: error ({}): {e}",
-                i + 1,
-                e.exception_name()
-            )),
+        let run_for = Duration::from_secs(case.for_secs.unwrap_or(2));
+        let session = daemon_session(
+            file,
+            settings,
+            run_for,
+            case.queue.as_deref(),
+            inputs.clone(),
+        )
+        .await?;
+        if let Err(e) = &session.exit.result {
+            failures.push(format!("the daemon failed ({}): {e}", e.exception_name()));
+        }
+        let wanted = crate::broker::Address::parse(expect_on)?;
+        outputs = session
+            .queues
+            .into_iter()
+            .find(|(queue, _)| *queue == wanted.address)
+            .map(|(_, messages)| messages)
+            .unwrap_or_default();
+    } else {
+        for (i, input) in inputs.iter().enumerate() {
+            let report = match plugin.info().kind {
+                crate::runtime::PluginKind::Transformer => plugin.transform(input).await,
+                _ => plugin
+                    .handle(input)
+                    .await
+                    .map(|reply| reply.into_iter().collect()),
+            };
+            if let Err(e) = services.kv_apply(report.kv_writes.clone()).await {
+                bail!("applying the call's kv writes: {e}");
+            }
+            match (report.result, &case.expect_error) {
+                (Ok(out), None) => outputs.extend(out),
+                (Ok(out), Some(name)) => failures.push(format!(
+                    "input {}: expected the error {name}, got {} output(s)",
+                    i + 1,
+                    out.len()
+                )),
+                (Err(e), Some(name)) if e.exception_name().eq_ignore_ascii_case(name) => {}
+                (Err(e), _) => failures.push(format!(
+                    "input {}: error ({}): {e}",
+                    i + 1,
+                    e.exception_name()
+                )),
+            }
         }
     }
-    if args.expect_error.is_none() {
-        if outputs.len() != args.expect.len() {
+    if case.expect_error.is_none() {
+        if outputs.len() != case.expect.len() {
             failures.push(format!(
                 "expected {} output(s), got {}",
-                args.expect.len(),
+                case.expect.len(),
                 outputs.len()
             ));
         }
-        for (i, (output, expected)) in outputs.iter().zip(&args.expect).enumerate() {
+        for (i, (output, expected)) in outputs.iter().zip(&case.expect).enumerate() {
             if let Some(difference) = differs(output, expected) {
                 failures.push(format!("output {}: {difference}", i + 1));
             }
         }
     }
-    if failures.is_empty() {
-        println!(
-            "ok: {} input(s), {}",
-            args.input.len(),
-            match &args.expect_error {
-                Some(name) => format!("each failed with {name}"),
-                None => format!("{} output(s) as expected", outputs.len()),
-            }
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    for failure in &failures {
-        println!("FAILED {failure}");
-    }
-    for output in outputs.iter().skip(args.expect.len()) {
-        println!("  unexpected output: {}", output.to_json());
-    }
-    Ok(ExitCode::FAILURE)
+    Ok(Outcome {
+        inputs: inputs.len(),
+        outputs,
+        expected: case.expect.len(),
+        expect_error: case.expect_error.clone(),
+        failures,
+    })
 }
 
 /// What a plugin run on its own is given: its config, grants and limits.
@@ -246,6 +374,8 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Check { file, json } => check(&file, json).await,
         PluginCommand::Run(args) => run_once(args).await,
         PluginCommand::Test(args) => test(args).await,
+        PluginCommand::New(args) => super::project::new(args),
+        PluginCommand::Build(args) => super::project::build(args).await,
         PluginCommand::Host(command) => super::control::plugin(command).await,
     }
 }
@@ -267,6 +397,15 @@ async fn load_with(
         .await
         .with_context(|| format!("{} is not a valid plugin", file.display()))?;
     Ok((plugin, bytes))
+}
+
+/// What the plugin in `file` declares (checked as `plugin check` checks it).
+pub async fn inspect(file: &Path) -> anyhow::Result<crate::runtime::PluginInfo> {
+    Ok(load(file, PluginSettings::default())
+        .await?
+        .0
+        .info()
+        .clone())
 }
 
 async fn check(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
@@ -373,54 +512,19 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Runs a daemon for `--for` seconds against an embedded broker `local` in memory, then
 /// prints how it ended and every message left on the broker's queues.
 async fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let store = crate::store::Store::open("sqlite::memory:").await?;
-    let connections = crate::broker::Connections::default();
-    let local = crate::broker::open(
-        "local",
-        &crate::config::ConnectionConfig::Embedded(Default::default()),
-        &store,
-        &[],
+    let inputs = if args.input.is_some() || args.payload.is_some() {
+        vec![read_input(&args)?]
+    } else {
+        Vec::new()
+    };
+    let DaemonSession { exit, queues } = daemon_session(
+        &args.file,
+        args.sandbox.settings(),
+        Duration::from_secs(args.run_for),
+        args.queue.as_deref(),
+        inputs,
     )
-    .await
-    .map_err(anyhow::Error::msg)?;
-    connections.insert("local", local);
-    if args.input.is_some() || args.payload.is_some() {
-        let Some(queue) = &args.queue else {
-            bail!("give --queue local:QUEUE: a daemon takes its input from a queue");
-        };
-        let at = crate::broker::Address::parse(queue)?;
-        if at.connection != "local" {
-            bail!("--queue must be on `local`, the embedded broker this run has");
-        }
-        connections.send(&at, read_input(&args)?).await?;
-    }
-    let services = crate::host::offline_services(store, connections.clone(), Default::default());
-    let runtime = Runtime::new(RuntimeConfig::default())?;
-    let bytes = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let settings = args.sandbox.settings();
-    let plugin = runtime
-        .load(&bytes, settings, services)
-        .await
-        .with_context(|| format!("{} is not a valid plugin", args.file.display()))?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let run_for = Duration::from_secs(args.run_for);
-    let timer = tokio::spawn(async move {
-        tokio::time::sleep(run_for).await;
-        stop.send_replace(true);
-    });
-    let exit = plugin.run_daemon(stopped, Duration::from_secs(2)).await;
-    timer.abort();
-    let broker = connections
-        .embedded("local")
-        .context("the embedded broker is gone")?;
-    let mut queues = Vec::new();
-    for queue in broker.queues().await? {
-        let messages = broker.peek(&queue, 100, 1 << 20).await?;
-        if !messages.is_empty() {
-            queues.push((queue, messages));
-        }
-    }
+    .await?;
     let failed = exit.result.is_err();
     if args.json {
         let report = json!({
@@ -468,6 +572,71 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How a daemon run by [`daemon_session`] ended, and what it left on each queue.
+struct DaemonSession {
+    exit: crate::runtime::DaemonExit,
+    queues: Vec<(String, Vec<Message>)>,
+}
+
+/// Runs the daemon in `file` for `run_for` against an embedded broker `local` in memory, with
+/// `inputs` on `queue` first, then asks it to stop.
+async fn daemon_session(
+    file: &Path,
+    settings: PluginSettings,
+    run_for: Duration,
+    queue: Option<&str>,
+    inputs: Vec<Message>,
+) -> anyhow::Result<DaemonSession> {
+    let store = crate::store::Store::open("sqlite::memory:").await?;
+    let connections = crate::broker::Connections::default();
+    let local = crate::broker::open(
+        "local",
+        &crate::config::ConnectionConfig::Embedded(Default::default()),
+        &store,
+        &[],
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    connections.insert("local", local);
+    if !inputs.is_empty() {
+        let Some(queue) = queue else {
+            bail!("give --queue local:QUEUE: a daemon takes its input from a queue");
+        };
+        let at = crate::broker::Address::parse(queue)?;
+        if at.connection != "local" {
+            bail!("--queue must be on `local`, the embedded broker this run has");
+        }
+        for input in inputs {
+            connections.send(&at, input).await?;
+        }
+    }
+    let services = crate::host::offline_services(store, connections.clone(), Default::default());
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let plugin = runtime
+        .load(&bytes, settings, services)
+        .await
+        .with_context(|| format!("{} is not a valid plugin", file.display()))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(run_for).await;
+        stop.send_replace(true);
+    });
+    let exit = plugin.run_daemon(stopped, Duration::from_secs(2)).await;
+    timer.abort();
+    let broker = connections
+        .embedded("local")
+        .context("the embedded broker is gone")?;
+    let mut queues = Vec::new();
+    for queue in broker.queues().await? {
+        let messages = broker.peek(&queue, 100, 1 << 20).await?;
+        if !messages.is_empty() {
+            queues.push((queue, messages));
+        }
+    }
+    Ok(DaemonSession { exit, queues })
 }
 
 fn report_json(report: &CallReport<Vec<Message>>, call: u32) -> serde_json::Value {

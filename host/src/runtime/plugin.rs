@@ -602,7 +602,16 @@ impl Plugin {
             memory_bytes: state.memory.peak,
         };
         let plugin = inner.info.name.clone();
-        let trapped = outcome.is_err();
+        // A guest that caught its own out-of-memory (Python's MemoryError, a JavaScript
+        // engine's "out of memory") and returned a failure or even a result still hit the
+        // limit: the call is a MemoryLimit, and its instance, whose heap is in an unknown
+        // state, is not used again.
+        let hit_memory_limit = outcome.is_ok() && state.memory.refused.is_some();
+        let trapped = outcome.is_err() || hit_memory_limit;
+        let outcome = match outcome {
+            Ok(_) if hit_memory_limit => Err(wasmtime::Error::msg("the memory limit was reached")),
+            other => other,
+        };
         let result = match outcome {
             Ok(Ok(returned)) => match state.refused.take() {
                 Some(detail) => Err(PluginError::Trap { plugin, detail }),
