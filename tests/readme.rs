@@ -142,11 +142,14 @@ async fn every_readme_command_runs_as_written() {
         .expect("starting wharf serve");
     support::wait_ready(port);
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let commands = commands(&readme);
-    assert!(commands.len() > 50, "the README's commands: {commands:?}");
+    let readme_commands = commands(&readme);
+    assert!(
+        readme_commands.len() > 50,
+        "the README's commands: {readme_commands:?}"
+    );
     let mut transcript = String::new();
     let mut failed = run(
-        &commands,
+        &readme_commands,
         "README.md",
         &root(),
         &wharf,
@@ -162,11 +165,11 @@ async fn every_readme_command_runs_as_written() {
         if failed {
             break;
         }
-        let commands = commands(&std::fs::read_to_string(root().join(guide)).unwrap());
-        assert!(commands.len() >= 5, "{guide}: {commands:?}");
+        let guide_commands = commands(&std::fs::read_to_string(root().join(guide)).unwrap());
+        assert!(guide_commands.len() >= 5, "{guide}: {guide_commands:?}");
         let work = tempfile::tempdir().unwrap();
         failed = run(
-            &commands,
+            &guide_commands,
             guide,
             work.path(),
             &bin.join("wharf"),
