@@ -4,6 +4,9 @@
 //!
 //! Run with `./dev bench` (or `cargo bench -p wharf --bench plugin_call` after `./dev plugins`).
 
+mod common;
+
+use common::payload;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,15 +15,6 @@ use wharf::runtime::{Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone}
 
 const CALLS: usize = 20_000;
 const WARMUP: usize = 2_000;
-
-fn payload() -> Vec<u8> {
-    let head = r#"{"order":"A-1042","customer":"ada lovelace","note":""#;
-    let tail = r#""}"#;
-    let padding = "widget ".repeat(40);
-    let doc = format!("{head}{}{tail}", &padding[..256 - head.len() - tail.len()]);
-    assert_eq!(doc.len(), 256);
-    doc.into_bytes()
-}
 
 /// The same work as the plugin, natively: the message is copied in (the host hands the guest
 /// its own copy) and the payload upper-cased.

@@ -6,6 +6,9 @@
 //!
 //! Run with `./dev bench` (or `cargo bench -p wharf --bench polyglot` after `./dev plugins`).
 
+mod common;
+
+use common::payload;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,15 +20,6 @@ const MEASURE_FOR: Duration = Duration::from_secs(3);
 const MAX_CALLS: usize = 20_000;
 /// Instances held at once to measure the resident memory each adds.
 const HELD: usize = 16;
-
-fn payload() -> Vec<u8> {
-    let head = r#"{"order":"A-1042","customer":"ada lovelace","note":""#;
-    let tail = r#""}"#;
-    let padding = "widget ".repeat(40);
-    let doc = format!("{head}{}{tail}", &padding[..256 - head.len() - tail.len()]);
-    assert_eq!(doc.len(), 256);
-    doc.into_bytes()
-}
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

@@ -5,6 +5,17 @@ pub mod amqp;
 
 use std::time::Duration;
 
+/// The 256-byte JSON payload the plugin benchmarks upper-case.
+#[allow(dead_code)] // not every benchmark calls a plugin
+pub fn payload() -> Vec<u8> {
+    let head = r#"{"order":"A-1042","customer":"ada lovelace","note":""#;
+    let tail = r#""}"#;
+    let padding = "widget ".repeat(40);
+    let doc = format!("{head}{}{tail}", &padding[..256 - head.len() - tail.len()]);
+    assert_eq!(doc.len(), 256);
+    doc.into_bytes()
+}
+
 /// User + system CPU time of this process so far.
 pub fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("reading /proc/self/stat");

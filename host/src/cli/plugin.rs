@@ -385,12 +385,18 @@ async fn load(file: &Path, settings: PluginSettings) -> anyhow::Result<(Plugin, 
     load_with(file, settings, Arc::new(Standalone::default())).await
 }
 
+/// As [`load`], with the host services the plugin's calls use. The runtime keeps compiled
+/// code in the same cache as `wharf serve`, so a large (Python, JavaScript) plugin is
+/// compiled once, not at every `check`, `run`, `test` and `build`.
 async fn load_with(
     file: &Path,
     settings: PluginSettings,
-    services: Arc<Standalone>,
+    services: Arc<dyn crate::runtime::HostServices>,
 ) -> anyhow::Result<(Plugin, Vec<u8>)> {
-    let runtime = Runtime::new(RuntimeConfig::default())?;
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: crate::runtime::default_cache_dir(),
+        ..RuntimeConfig::default()
+    })?;
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let plugin = runtime
         .load(&bytes, settings, services)
@@ -613,12 +619,7 @@ async fn daemon_session(
         }
     }
     let services = crate::host::offline_services(store, connections.clone(), Default::default());
-    let runtime = Runtime::new(RuntimeConfig::default())?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let plugin = runtime
-        .load(&bytes, settings, services)
-        .await
-        .with_context(|| format!("{} is not a valid plugin", file.display()))?;
+    let (plugin, _) = load_with(file, settings, services).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let timer = tokio::spawn(async move {
         tokio::time::sleep(run_for).await;
