@@ -214,7 +214,7 @@ fn plugin_new_refuses_bad_names_and_existing_folders() {
     let work = tempfile::tempdir().unwrap();
     for bad in ["../escape", "Upper", "has space", "-dash"] {
         let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(["plugin", "new", "--lang", "python", bad])
+            .args(["plugin", "new", "--lang", "python", "--", bad])
             .current_dir(work.path())
             .output()
             .unwrap();

@@ -383,7 +383,9 @@ impl Default for ServerConfig {
             max_message_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
             max_outputs: 1_000,
-            max_request_bytes: 16 * 1024 * 1024,
+            // As large as the runtime takes a plugin: a Python or JavaScript component is
+            // 12-20 MB. Bodies from callers not signed in are held to a few KiB regardless.
+            max_request_bytes: 64 * 1024 * 1024,
             max_response_bytes: 32 * 1024 * 1024,
             compile_cache: crate::runtime::default_cache_dir(),
             tls: None,
