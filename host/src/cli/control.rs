@@ -711,6 +711,7 @@ pub enum PluginApiCommand {
     /// Let a version serve.
     Enable {
         name: String,
+        #[arg(id = "plugin_version", value_name = "VERSION")]
         version: String,
         #[command(flatten)]
         host: HostArg,
@@ -718,6 +719,7 @@ pub enum PluginApiCommand {
     /// Stop a version serving (routes naming the plugin move to the newest enabled one).
     Disable {
         name: String,
+        #[arg(id = "plugin_version", value_name = "VERSION")]
         version: String,
         #[command(flatten)]
         host: HostArg,
@@ -753,8 +755,9 @@ pub enum PluginApiCommand {
         timeout_ms: Option<u64>,
         #[arg(long)]
         max_instances: Option<u64>,
-        /// A config value, KEY=VALUE (repeatable; replaces the whole config).
-        #[arg(long = "config", value_name = "KEY=VALUE")]
+        /// A config value for the plugin, KEY=VALUE (repeatable; replaces the whole config).
+        /// `--set`, because `--config` names the host's configuration file.
+        #[arg(long = "set", id = "settings", value_name = "KEY=VALUE")]
         config: Vec<String>,
         #[command(flatten)]
         host: HostArg,
@@ -762,6 +765,7 @@ pub enum PluginApiCommand {
     /// Delete a version no route uses.
     Delete {
         name: String,
+        #[arg(id = "plugin_version", value_name = "VERSION")]
         version: String,
         #[command(flatten)]
         host: HostArg,

@@ -155,3 +155,14 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .init();
 }
+
+#[cfg(test)]
+mod definitions {
+    /// Every command's arguments are well formed (clap checks this only when a command is
+    /// run in a debug build; two arguments of one command named `config` went unnoticed).
+    #[test]
+    fn every_command_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
