@@ -126,15 +126,24 @@ fn main() {
                 .unwrap();
             let fresh_cost = per_message(&fresh, &input, &expected).await;
             let reused_cost = per_message(&reused, &input, &expected).await;
-            // HELD calls at once make HELD instances, which stay in the pool afterwards.
-            let held = runtime
-                .load(&bytes, settings(true), services.clone())
-                .await
-                .unwrap();
+            // HELD plugins loaded from the same compiled code, one call each: each keeps its
+            // instance idle in its pool afterwards, so HELD instances are alive at once.
+            let mut held = Vec::new();
+            for _ in 0..HELD {
+                held.push(
+                    runtime
+                        .load(&bytes, settings(true), services.clone())
+                        .await
+                        .unwrap(),
+                );
+            }
             let before = resident_bytes();
-            let calls = (0..HELD).map(|_| held.transform(&input));
-            for report in futures::future::join_all(calls).await {
-                report.result.expect("a held instance's call");
+            for plugin in &held {
+                plugin
+                    .transform(&input)
+                    .await
+                    .result
+                    .expect("a held instance's call");
             }
             let per_instance = resident_bytes().saturating_sub(before) / HELD as u64;
             println!(
