@@ -147,7 +147,7 @@ fn main() {
             }
             let per_instance = resident_bytes().saturating_sub(before) / HELD as u64;
             println!(
-                "{:<10} {:>6.1} MB {:>8.2} s {:>9.0} ({:>6.0}, {:>6.0}) {:>9.1} ({:>6.1}, {:>6.1}) {:>6.1} MB {:>9.1} MB",
+                "{:<10} {:>6.1} MB {:>8.2} s {:>9.0} ({:>6.0}, {:>6.0}) {:>9.1} ({:>6.1}, {:>6.1}) {:>6.1} MB {:>9.2} MB",
                 language,
                 bytes.len() as f64 / 1e6,
                 compile.as_secs_f64(),
