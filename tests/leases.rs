@@ -96,6 +96,8 @@ async fn leased_messages_are_held_until_acked_nacked_or_their_deadline() {
     let listed = api.ok(Method::GET, "leases", None).await;
     assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
     assert_eq!(listed[0]["address"], "local:jobs");
+    let ids: Vec<&Value> = leased.iter().map(|l| &l["message"]["id"]).collect();
+    assert!(ids.contains(&&listed[0]["message_id"]), "{listed}");
 
     let id = |leased: &Value| leased["lease"].as_str().unwrap().to_owned();
     // Acked: gone for good. Acked again: no such lease.
@@ -134,10 +136,10 @@ async fn leased_messages_are_held_until_acked_nacked_or_their_deadline() {
         .ok(
             Method::POST,
             &format!("leases/{}/extend", id(&leased[2])),
-            Some(json!({"lease_ms": 10_000})),
+            Some(json!({"lease_ms": 30_000})),
         )
         .await;
-    assert!(extended["deadline_ms"].as_u64().unwrap() > wharf::message::now_ms() + 8_000);
+    assert!(extended["deadline_ms"].as_u64().unwrap() > wharf::message::now_ms() + 25_000);
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let ready: Vec<String> = broker
         .peek("jobs", 10, 1 << 20)
@@ -157,6 +159,31 @@ async fn leased_messages_are_held_until_acked_nacked_or_their_deadline() {
     assert!(broker.peek("jobs", 10, 1 << 20).await.unwrap().is_empty());
     let back = support::arrived(&broker, "jobs").await;
     assert_eq!(back[0].payload, b"job 1");
+    // /metrics counts them: five taken, one each acked, requeued, dead-lettered and expired,
+    // and job 2 still held. (The counters are the process's, which the other tests here
+    // share; the gauge is this host's.)
+    let metrics = reqwest::get(format!("http://{}/metrics", host.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} in /metrics:\n{metrics}"))
+    };
+    assert_eq!(value("wharf_leases_held "), 1.0);
+    assert!(value("wharf_leases_taken_total ") >= 5.0);
+    for outcome in ["ack", "requeue", "dead_letter", "expired"] {
+        assert!(
+            value(&format!(
+                "wharf_leases_settled_total{{outcome=\"{outcome}\"}} "
+            )) >= 1.0,
+            "{outcome}"
+        );
+    }
     let again = api.lease("local:jobs", 1, 1_000).await;
     assert_eq!(payload(&again[0]), "job 1");
 

@@ -2,9 +2,11 @@
 //! from `tests/browser/ui.mjs`) against a real host on the embedded broker and RabbitMQ: the
 //! first admin is set up, adds a RabbitMQ connection, uploads `uppercase`, creates a route,
 //! sends a message and sees it upper-cased on the Consume page; a failing plugin's message is
-//! dead-lettered and replayed; a bad upload names its check; a form without its CSRF token and
-//! a viewer's forced upload are refused; five wrong passwords are throttled. Screenshots of
-//! each main page at laptop and phone width go to `target/screenshots/`.
+//! dead-lettered and replayed; messages a client holds under a lease are shown on their
+//! queue's page and returned or dead-lettered by the admin; a bad upload names its check; a
+//! form without its CSRF token and a viewer's forced upload are refused; five wrong passwords
+//! are throttled. Screenshots of each main page at laptop and phone width go to
+//! `target/screenshots/`.
 
 mod support;
 
@@ -39,6 +41,31 @@ async fn the_admin_ui_in_a_real_browser() {
     config.plugins.clear();
     let host = wharf::host::start(config).await.expect("the host starts");
     let queue = format!("wharf.ui.{}", uuid::Uuid::new_v4().simple());
+    // Two messages a client takes under a lease and hangs on to: the queue's page shows them
+    // held, and the admin returns one to the queue and dead-letters the other.
+    let api = support::Api::new(host.addr);
+    for text in ["held one", "held two"] {
+        api.ok(
+            reqwest::Method::POST,
+            "queues/local/held.jobs/messages",
+            Some(serde_json::json!({ "payload": text })),
+        )
+        .await;
+    }
+    let leased = api
+        .ok(
+            reqwest::Method::POST,
+            "queues/local/held.jobs/lease?count=2&timeout_ms=5000&lease_ms=600000",
+            None,
+        )
+        .await;
+    let leases: Vec<&str> = leased
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lease"].as_str().unwrap())
+        .collect();
+    assert_eq!(leases.len(), 2, "{leased}");
     let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     let out = tokio::process::Command::new("node")
         .arg(browser_dir().join("ui.mjs"))
@@ -51,12 +78,20 @@ async fn the_admin_ui_in_a_real_browser() {
         )
         .env("WHARF_AMQP", amqp_url())
         .env("WHARF_QUEUE", &queue)
+        .env("WHARF_LEASES", leases.join(" "))
         .env("WHARF_PLUGINS", plugin_dir())
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", &chromium)
         .output()
         .await
         .expect("running node (the browser tests need Node.js)");
+    // The taker's own settling finds its leases gone: the admin settled them.
+    for lease in &leases {
+        let (status, error) = api
+            .call(reqwest::Method::POST, &format!("leases/{lease}/ack"), None)
+            .await;
+        assert_eq!(status, 404, "{error}");
+    }
     host.stop().await;
     support::delete_amqp_queues(&[queue]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -75,6 +110,7 @@ async fn the_admin_ui_in_a_real_browser() {
         "send",
         "consume",
         "dead-letters",
+        "leases",
         "users",
         "audit",
         "login",

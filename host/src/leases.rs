@@ -34,6 +34,7 @@ pub struct Leases {
 
 struct Held {
     address: String,
+    message_id: String,
     ack: AckHandle,
     deadline: Instant,
     deadline_ms: u64,
@@ -72,6 +73,8 @@ pub struct LeaseView {
     pub lease: String,
     /// Where the message was taken from: `connection:queue`.
     pub address: String,
+    /// The held message's id.
+    pub message_id: String,
     pub deadline_ms: u64,
 }
 
@@ -92,7 +95,16 @@ fn lock(held: &Mutex<HashMap<String, Held>>) -> std::sync::MutexGuard<'_, HashMa
 impl Leases {
     /// How many more leases this host may hold now.
     pub fn room(&self) -> usize {
-        MAX_LEASES.saturating_sub(lock(&self.held).len())
+        MAX_LEASES.saturating_sub(self.len())
+    }
+
+    /// How many leases this host holds now.
+    pub fn len(&self) -> usize {
+        lock(&self.held).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Holds `deliveries`, taken from `address` by `consumer`, each under a new lease of
@@ -124,6 +136,7 @@ impl Leases {
                 id,
                 Held {
                     address: address.to_string(),
+                    message_id: delivery.message.id.clone(),
                     ack: delivery.ack,
                     deadline: Instant::now() + lease,
                     deadline_ms,
@@ -131,22 +144,26 @@ impl Leases {
                 },
             );
         }
+        crate::metrics::leases_taken(leased.len());
         leased
     }
 
     fn take(&self, id: &str) -> Result<Held, LeaseError> {
         lock(&self.held)
             .remove(id)
-            .ok_or_else(|| LeaseError::Unknown(id.to_owned()))
+            .ok_or_else(|| LeaseError::Unknown(crate::broker::shorten(id)))
     }
 
     /// The message is done with: removed from its queue.
     pub async fn ack(&self, id: &str) -> Result<(), LeaseError> {
-        Ok(self.take(id)?.ack.ack().await?)
+        self.take(id)?.ack.ack().await?;
+        crate::metrics::lease_settled("ack");
+        Ok(())
     }
 
     /// Back to its queue (`requeue`), or to its dead letters, saying the taker refused it.
-    pub async fn nack(&self, id: &str, requeue: bool) -> Result<(), LeaseError> {
+    /// Answers where it was taken from.
+    pub async fn nack(&self, id: &str, requeue: bool) -> Result<String, LeaseError> {
         let nack = if requeue {
             Nack::Requeue
         } else {
@@ -156,7 +173,10 @@ impl Leases {
                 "client",
             ))
         };
-        Ok(self.take(id)?.ack.nack(nack).await?)
+        let held = self.take(id)?;
+        held.ack.nack(nack).await?;
+        crate::metrics::lease_settled(if requeue { "requeue" } else { "dead_letter" });
+        Ok(held.address)
     }
 
     /// Moves the deadline to `lease` from now; answers the new deadline.
@@ -181,6 +201,7 @@ impl Leases {
             .map(|(id, held)| LeaseView {
                 lease: id.clone(),
                 address: held.address.clone(),
+                message_id: held.message_id.clone(),
                 deadline_ms: held.deadline_ms,
             })
             .collect();
@@ -214,6 +235,7 @@ impl Leases {
                 );
             }
             for held in due {
+                crate::metrics::lease_settled(if stopping { "shutdown" } else { "expired" });
                 if let Err(error) = held.ack.nack(Nack::Requeue).await {
                     tracing::warn!(address = %held.address, %error, "a leased message could not be returned; the broker returns it by itself");
                 }

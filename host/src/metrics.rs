@@ -30,7 +30,12 @@
 //!   events exchange (through the API, the CLI or the Send page); durable ones count in the
 //!   outbox's counters. The routing key is not a label: callers choose it;
 //! - `wharf_inbox_duplicates_total{route}`: redelivered inputs a route's inbox recognised and
-//!   acked without running the chain again.
+//!   acked without running the chain again;
+//! - `wharf_leases_taken_total`: messages taken through the API under a lease;
+//!   `wharf_leases_settled_total{outcome}`: how their leases ended (`ack`, `requeue`,
+//!   `dead_letter`, `expired` at the deadline, `shutdown` when the host stopped); and
+//!   `wharf_leases_held`, the leases this host holds now. The queue is not a label: callers
+//!   choose queues.
 //!
 //! *Invariant*: every label value names something the host knows (a route, a plugin, a
 //! connection, a status code, an outcome): nothing a caller sends adds a series. Ingress to a
@@ -62,6 +67,9 @@ pub const OUTBOX_OLDEST: &str = "wharf_outbox_oldest_age_seconds";
 pub const OUTBOX_DEAD: &str = "wharf_outbox_dead";
 pub const INBOX_DUPLICATES: &str = "wharf_inbox_duplicates_total";
 pub const EVENTS_PUBLISHED: &str = "wharf_events_published_total";
+pub const LEASES_TAKEN: &str = "wharf_leases_taken_total";
+pub const LEASES_SETTLED: &str = "wharf_leases_settled_total";
+pub const LEASES_HELD: &str = "wharf_leases_held";
 pub const DAEMON_STARTS: &str = "wharf_daemon_starts_total";
 pub const DAEMON_FAILURES: &str = "wharf_daemon_failures_total";
 pub const DAEMON_RETURNED: &str = "wharf_daemon_returned_messages_total";
@@ -147,6 +155,9 @@ fn describe() {
         EVENTS_PUBLISHED,
         "Model events published to the events exchange"
     );
+    metrics::describe_counter!(LEASES_TAKEN, "Messages taken through the API under a lease");
+    metrics::describe_counter!(LEASES_SETTLED, "Leases ended, by how");
+    metrics::describe_gauge!(LEASES_HELD, "Leases this host holds now");
     metrics::describe_counter!(
         INBOX_DUPLICATES,
         "Redelivered inputs a route's inbox acked without running the chain"
@@ -179,6 +190,15 @@ pub fn daemon_returned(daemon: &str, messages: usize) {
 
 pub fn event_published() {
     metrics::counter!(EVENTS_PUBLISHED).increment(1);
+}
+
+pub fn leases_taken(n: usize) {
+    metrics::counter!(LEASES_TAKEN).increment(n as u64);
+}
+
+/// A lease ended: `ack`, `requeue`, `dead_letter`, `expired` or `shutdown`.
+pub fn lease_settled(outcome: &'static str) {
+    metrics::counter!(LEASES_SETTLED, "outcome" => outcome).increment(1);
 }
 
 pub fn inbox_duplicate(route: &str) {
@@ -252,13 +272,19 @@ pub fn rpc_call(outcome: &'static str) {
     metrics::counter!(RPC_CALLS, "outcome" => outcome).increment(1);
 }
 
-/// The text a scrape gets, with the gauges set from `status` first.
-pub fn render(status: &crate::supervisor::Status, rpc_in_flight: usize) -> String {
+/// The text a scrape gets, with the gauges set from `status` (and the RPC calls waiting and
+/// leases held now) first.
+pub fn render(
+    status: &crate::supervisor::Status,
+    rpc_in_flight: usize,
+    leases_held: usize,
+) -> String {
     let handle = handle();
     if let Some(stats) = &status.outbox {
         outbox_gauges(stats, status.connections.iter().map(|c| c.name.as_str()));
     }
     metrics::gauge!(RPC_IN_FLIGHT).set(rpc_in_flight as f64);
+    metrics::gauge!(LEASES_HELD).set(leases_held as f64);
     for connection in &status.connections {
         metrics::gauge!(CONNECTION_UP, "connection" => connection.name.clone())
             .set(if connection.state == "up" { 1.0 } else { 0.0 });

@@ -2,7 +2,7 @@
 // Each step asserts what a person would see; any failure exits non-zero with the step's name.
 //
 // Environment: WHARF_URL (the host), WHARF_AMQP (RabbitMQ URL), WHARF_QUEUE (a fresh RabbitMQ
-// queue name), WHARF_PLUGINS (folder of built .wasm files), SCREENSHOTS (folder to write to),
+// queue name), WHARF_LEASES (two lease ids a client holds on local:held.jobs), WHARF_PLUGINS (folder of built .wasm files), SCREENSHOTS (folder to write to),
 // CHROMIUM (the browser binary; default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -305,6 +305,41 @@ try {
   await page.goto(base + "/queue?address=local:replayed");
   await see(page, "panic");
   expect(!(await text(page)).includes("exception_name"), "a replayed message loses its exception headers");
+
+  step = "messages a client holds under a lease: one returned to its queue, one dead-lettered";
+  const [heldOne, heldTwo] = process.env.WHARF_LEASES.split(" ");
+  await page.goto(base + "/queue?address=local:held.jobs");
+  await see(page, "Held under a lease");
+  await see(page, heldOne);
+  await see(page, heldTwo);
+  expect(!(await text(page)).includes("held one"), "a held message is not shown waiting");
+  await shoot(page, "leases");
+  await submit(page, `#leases tr:has-text("${heldOne}") button[value=requeue]`);
+  await see(page, `Returned the message of lease ${heldOne} to the queue.`);
+  await see(page, "held one");
+  expect(!(await page.locator("#leases").innerText()).includes(heldOne), "a returned lease is no longer listed");
+  let asked = "";
+  page.once("dialog", (dialog) => { asked = dialog.message(); dialog.accept(); });
+  await submit(page, `#leases tr:has-text("${heldTwo}") button[value=dead_letter]`);
+  expect(asked.includes(heldTwo), `the dead-letter button asks first, naming the lease (asked ${JSON.stringify(asked)})`);
+  await see(page, `Dead-lettered the message of lease ${heldTwo}.`);
+  expect(!(await text(page)).includes("Held under a lease"), "no lease is left on the page");
+  await page.goto(base + "/queue?address=local:held.jobs.dead");
+  await see(page, "held two");
+  await see(page, "refused by the client that leased it");
+  // A made-up lease, long and with markup: a clear refusal that neither echoes it whole nor
+  // runs it; an unknown action is refused too.
+  const take = await page.locator("form[action^='/queue/take']").first().getAttribute("action");
+  const settle = base + take.replace("/queue/take", "/queue/lease");
+  const madeUp = "<img src=x onerror=alert(1)>" + "x".repeat(20000);
+  const unknown = await page.request.post(settle, { form: { address: "local:held.jobs", lease: madeUp, action: "requeue" } });
+  const unknownText = await unknown.text();
+  expect(unknown.status() === 404, `an unknown lease answers 404, not ${unknown.status()}`);
+  expect(unknownText.includes("no lease"), "the refusal says no such lease is held");
+  expect(!unknownText.includes("x".repeat(1000)), "the refusal does not echo the whole made-up lease");
+  expect(!unknownText.includes("<img src=x"), "the made-up lease's markup is escaped");
+  const badAction = await page.request.post(settle, { form: { address: "local:held.jobs", lease: heldOne, action: "delete" } });
+  expect(badAction.status() >= 400 && badAction.status() < 500, `an unknown action is refused, not ${badAction.status()}`);
 
   step = "a form without its CSRF token is refused";
   const forged = await page.request.post(base + "/routes/new", {

@@ -480,7 +480,7 @@ pub async fn rpc(args: RpcArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LeaseCommand {
-    /// The leased messages the host holds: lease, queue, deadline.
+    /// The leased messages the host holds: lease, queue, message id, time left.
     List {
         #[command(flatten)]
         host: HostArg,
@@ -530,9 +530,10 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
             for lease in all {
                 let deadline = lease["deadline_ms"].as_u64().unwrap_or(0);
                 println!(
-                    "{}\t{}\tgoes back in {}",
+                    "{}\t{}\t{}\tgoes back in {}",
                     lease["lease"].as_str().unwrap_or(""),
                     lease["address"].as_str().unwrap_or(""),
+                    lease["message_id"].as_str().unwrap_or(""),
                     crate::time::span_text(deadline.saturating_sub(now))
                 );
             }

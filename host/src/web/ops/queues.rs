@@ -486,6 +486,31 @@ pub async fn settle_lease(
     })
 }
 
+/// An operator gives back a message a client holds under a lease, in its taker's place: to
+/// its queue (`requeue`) or to its dead letters. Recorded in the audit log, since the taker's
+/// own settling then fails.
+pub async fn return_lease(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    id: &str,
+    requeue: bool,
+) -> Result<(), AppError> {
+    let address = state.leases.nack(id, requeue).await?;
+    audit::record(
+        state,
+        who,
+        if requeue {
+            "queue.lease_returned"
+        } else {
+            "queue.lease_dead_lettered"
+        },
+        &address,
+        json!({ "lease": id }),
+    )
+    .await;
+    Ok(())
+}
+
 /// What to do with a leased message.
 pub enum Settle {
     Ack,

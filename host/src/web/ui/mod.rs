@@ -153,6 +153,7 @@ pub fn router() -> Router<AppState> {
         .route("/queue/take", post(queues::take))
         .route("/queue/purge", post(queues::purge))
         .route("/queue/replay", post(queues::replay))
+        .route("/queue/lease", post(queues::settle_lease))
         .route("/queue/live", get(queues::live))
         .route("/users", get(users::page).post(users::add))
         .route("/users/{name}/delete", post(users::remove))

@@ -1,5 +1,6 @@
 //! The Queues page: a queue's stats in people's words, its messages peeked (they stay),
-//! take, purge (the ready messages), dead letters replayed, and the live consume (each
+//! take, purge (the ready messages), dead letters replayed, the messages held under a lease
+//! (returned to the queue or dead-lettered by an operator), and the live consume (each
 //! message taken as it arrives, over server-sent events).
 
 use super::{Page, Params, Taking, done, escape, flash};
@@ -125,12 +126,39 @@ async fn render<R>(
                         .any(|m| m["headers"].get("exception").is_some());
                 let embedded = state.connections.is_embedded(&at.connection);
                 let stats = described(&stats);
-                ctx = context! { stats, messages, dead_letters, embedded, ..ctx };
+                // Leases are an operator's to see (as in the API); a viewer's page leaves them out.
+                let leases = if page.who.caller.role >= crate::auth::Role::Operator {
+                    held(state, &at)
+                } else {
+                    Vec::new()
+                };
+                ctx = context! { stats, messages, dead_letters, embedded, leases, ..ctx };
             }
             Err(error) => return page.error(error),
         }
     }
     page.render("queue.html", "/queue", StatusCode::OK, ctx)
+}
+
+/// The messages of `at` this host holds under a lease, soonest back first, with how long each
+/// has left.
+fn held(state: &AppState, at: &crate::address::Address) -> Vec<Value> {
+    let address = at.to_string();
+    let now = crate::message::now_ms();
+    state
+        .leases
+        .list()
+        .into_iter()
+        .filter(|l| l.address == address)
+        .map(|l| {
+            json!({
+                "lease": l.lease,
+                "message_id": l.message_id,
+                "deadline_ms": l.deadline_ms,
+                "left": crate::time::span_text(l.deadline_ms.saturating_sub(now)),
+            })
+        })
+        .collect()
 }
 
 /// The filter the page was asked for (at most 200 bytes).
@@ -294,6 +322,44 @@ pub async fn replay(
             }
             done(&back(&form.address), &note)
         }
+        Err(error) => page.error(error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LeaseForm {
+    address: String,
+    lease: String,
+    action: LeaseAction,
+}
+
+/// What an operator does with a message a client holds under a lease.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum LeaseAction {
+    /// Back to the queue, for another taker (its taker's settling then fails: the lease is
+    /// gone).
+    Requeue,
+    /// To the queue's dead letters.
+    DeadLetter,
+}
+
+/// Settles a leased message in its taker's place: a client that took it and hangs on to it.
+pub async fn settle_lease(
+    State(state): State<AppState>,
+    page: Page<Operator>,
+    Form(form): Form<LeaseForm>,
+) -> Response {
+    let requeue = matches!(form.action, LeaseAction::Requeue);
+    match ops::return_lease(&state, &page.who, &form.lease, requeue).await {
+        Ok(()) => done(
+            &back(&form.address),
+            &if requeue {
+                format!("Returned the message of lease {} to the queue.", form.lease)
+            } else {
+                format!("Dead-lettered the message of lease {}.", form.lease)
+            },
+        ),
         Err(error) => page.error(error),
     }
 }
