@@ -123,7 +123,7 @@ async fn the_admin_ui_in_a_real_browser() {
 }
 
 /// Names that try to run script (a queue address, a plugin's version, description and wanted
-/// grants, a connection name, message headers and payloads) shown on every page that shows
+/// grants, a connection name, message ids, headers and payloads, a leased message's id) shown on every page that shows
 /// them, in Chromium: none runs, and every page carries the CSP (`tests/browser/hostile.mjs`).
 /// A route's name cannot hold such text at all: the API refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,6 +192,22 @@ async fn hostile_names_run_no_script() {
         400,
         "a route's name holds no quotes or markup"
     );
+    // A message whose id is markup, held under a lease: the queue's page lists it.
+    call(
+        post(
+            "/api/v1/queues/local/x'-alert(1)-'/messages",
+            json!({ "id": "<img src=x onerror=alert(13)>", "payload": "held" }),
+        ),
+        "publish",
+    )
+    .await;
+    call(
+        admin.post(format!(
+            "{base}/api/v1/queues/local/x'-alert(1)-'/lease?count=1&timeout_ms=5000&lease_ms=600000"
+        )),
+        "lease",
+    )
+    .await;
     let message = json!({ "payload": "<script>alert(10)</script>",
         "headers": { "x'-alert(11)-'": "<img src=x onerror=alert(12)>" } });
     call(

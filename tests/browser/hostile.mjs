@@ -1,5 +1,5 @@
 // Hostile names in a real headless Chromium: a queue address, a plugin's version, description
-// and wanted grants, a connection name, message headers and payloads, each written to break
+// and wanted grants, a connection name, message ids, headers and payloads, each written to break
 // out of HTML or of a script inside an attribute, are shown on every page that shows them.
 // None may run: no alert dialog opens (the only dialogs are our own confirmations, saying the
 // name as text), the DOM holds no element or handler they made, and every page is served with
@@ -73,7 +73,7 @@ try {
   await visit("/plugins", ["1'-alert(1)-'\"><svg/onload=alert(2)>", "<script>alert(6)</script>"]);
   await visit("/connections", [connection]);
   await visit("/connections/" + encodeURIComponent(connection), [connection]);
-  await visit("/queue?address=" + address, [queue, "<script>alert(10)</script>", "x'-alert(11)-'"]);
+  await visit("/queue?address=" + address, [queue, "<script>alert(10)</script>", "x'-alert(11)-'", "<img src=x onerror=alert(13)>"]);
   await visit("/send?address=" + address, []);
   // The list of every queue: the hostile queue and the hostile route's input, as text.
   await visit("/queue", [queue, "q'-alert(8)-'", route]);
