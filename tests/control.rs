@@ -1018,19 +1018,8 @@ async fn metrics_count_what_routes_do() {
     assert_eq!(broker.stats("mf.in.dead").await.unwrap().depth(), 0);
     support::drained(&broker, "m.in").await;
     support::drained(&broker, "mf.in").await;
-    let text = reqwest::get(format!("http://{}/metrics", host.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |series: &str| -> f64 {
-        text.lines()
-            .find(|line| line.starts_with(series))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-    };
+    let text = support::scrape(host.addr).await;
+    let value = |series: &str| support::metric(&text, series);
     assert_eq!(
         value("wharf_route_messages_in_total{route=\"metered\"}"),
         2.0

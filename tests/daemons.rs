@@ -119,12 +119,7 @@ async fn a_daemon_that_traps_is_restarted_with_backoff_then_marked_failed_until_
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(api.unit("trapper").await.unwrap()["state"], "failed");
     // The metrics count its runs and failures, and the units gauge has its kind.
-    let metrics = reqwest::get(format!("http://{}/metrics", host.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::scrape(host.addr).await;
     assert!(
         metrics.contains("wharf_daemon_failures_total{daemon=\"trapper\"} 3"),
         "{metrics}"

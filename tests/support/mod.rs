@@ -275,6 +275,29 @@ pub fn local_token(addr: std::net::SocketAddr) -> String {
         .unwrap_or_else(|e| panic!("the host keeps its CLI's token in {}: {e}", path.display()))
 }
 
+/// A host's `/metrics` text (open, like `/healthz`: no token).
+pub async fn scrape(addr: std::net::SocketAddr) -> String {
+    reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of `series` (a name and its labels, as `/metrics` writes them) in `text`.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
 /// An HTTP client that presents `token`.
 pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
