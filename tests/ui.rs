@@ -85,12 +85,33 @@ async fn the_admin_ui_in_a_real_browser() {
         .output()
         .await
         .expect("running node (the browser tests need Node.js)");
-    // The taker's own settling finds its leases gone: the admin settled them.
-    for lease in &leases {
-        let (status, error) = api
-            .call(reqwest::Method::POST, &format!("leases/{lease}/ack"), None)
-            .await;
-        assert_eq!(status, 404, "{error}");
+    if out.status.success() {
+        // The taker's own settling finds its leases gone: the admin settled them, and the
+        // audit log says who did, through the UI.
+        for lease in &leases {
+            let (status, error) = api
+                .call(reqwest::Method::POST, &format!("leases/{lease}/ack"), None)
+                .await;
+            assert_eq!(status, 404, "{error}");
+        }
+        let audit = api.ok(reqwest::Method::GET, "audit?limit=1000", None).await;
+        for (action, lease) in [
+            ("queue.lease_returned", leases[0]),
+            ("queue.lease_dead_lettered", leases[1]),
+        ] {
+            assert!(
+                audit
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["action"] == action
+                        && e["target"] == "local:held.jobs"
+                        && e["actor"] == "ada"
+                        && e["via"] == "ui"
+                        && e["detail"]["lease"] == lease),
+                "{action} of {lease} in {audit:#}"
+            );
+        }
     }
     host.stop().await;
     support::delete_amqp_queues(&[queue]).await;
