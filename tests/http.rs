@@ -425,14 +425,7 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
     );
 
     // /metrics counts both sides.
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::scrape(host.addr).await;
     for line in [
         r#"wharf_http_ingress_requests_total{connection="web",status="202"}"#,
         r#"wharf_http_egress_requests_total{connection="web",status="503"}"#,

@@ -612,22 +612,9 @@ to = "web:{path}"
     support::delete_amqp_queues(&[queue]).await;
 }
 
-/// `/metrics` of a host on `port`, as its local admin token.
-async fn metrics(port: u16) -> String {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    support::client_with_token(&support::local_token(addr))
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The partitions a host's consumers of `group` hold, from its `/metrics`.
 async fn assigned(port: u16, group: &str) -> u32 {
-    let text = metrics(port).await;
+    let text = support::scrape(([127, 0, 0, 1], port).into()).await;
     text.lines()
         .find(|l| {
             l.starts_with("wharf_kafka_assigned_partitions")

@@ -145,17 +145,6 @@ fn metric(text: &str, metric: &str) -> f64 {
         .sum()
 }
 
-async fn metrics_text(base: &str) -> String {
-    plain()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The resident memory of process `pid`, in KiB.
 fn resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -187,7 +176,7 @@ async fn anonymous_floods_leave_memory_and_metrics_bounded() {
     let mut child = support::serve_config(&config, dir.path(), port);
     let base = format!("http://127.0.0.1:{port}");
     let client = plain();
-    let before = metrics_text(&base).await;
+    let before = support::scrape(([127, 0, 0, 1], port).into()).await;
     let hashes = metric(&before, "wharf_password_hashes_total");
 
     // Reset links nobody issued: refused before a password is hashed.
@@ -221,7 +210,7 @@ async fn anonymous_floods_leave_memory_and_metrics_bounded() {
     }))
     .await;
     assert!(statuses.iter().flatten().all(|s| *s == 404));
-    let after_ingress = metrics_text(&base).await;
+    let after_ingress = support::scrape(([127, 0, 0, 1], port).into()).await;
     assert!(
         !after_ingress.contains("made-up"),
         "no series names a made-up connection"
@@ -274,7 +263,7 @@ async fn anonymous_floods_leave_memory_and_metrics_bounded() {
         grown < 5 * 1024,
         "the host grew by {grown} KiB over the second 1,000 failed sign-ins"
     );
-    let after = metrics_text(&base).await;
+    let after = support::scrape(([127, 0, 0, 1], port).into()).await;
     assert_eq!(
         metric(&after, "wharf_password_hashes_total"),
         hashes,

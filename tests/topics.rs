@@ -243,14 +243,7 @@ async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backen
             }),
         "{status}"
     );
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::scrape(host.addr).await;
     assert!(
         metrics.contains("wharf_units{kind=\"subscription\",state=\"running\"} 3"),
         "{metrics}"

@@ -95,16 +95,12 @@ fn lock(held: &Mutex<HashMap<String, Held>>) -> std::sync::MutexGuard<'_, HashMa
 impl Leases {
     /// How many more leases this host may hold now.
     pub fn room(&self) -> usize {
-        MAX_LEASES.saturating_sub(self.len())
+        MAX_LEASES.saturating_sub(self.count())
     }
 
     /// How many leases this host holds now.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         lock(&self.held).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Holds `deliveries`, taken from `address` by `consumer`, each under a new lease of

@@ -91,7 +91,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&status, state.rpc.in_flight(), state.leases.len()),
+        crate::metrics::render(&status, state.rpc.in_flight(), state.leases.count()),
     )
         .into_response()
 }
