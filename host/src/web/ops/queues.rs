@@ -488,13 +488,13 @@ pub async fn settle_lease(
 
 /// An operator gives back a message a client holds under a lease, in its taker's place: to
 /// its queue (`requeue`) or to its dead letters. Recorded in the audit log, since the taker's
-/// own settling then fails.
+/// own settling then fails. Answers the queue it was taken from.
 pub async fn return_lease(
     state: &AppState,
     who: &Allowed<Operator>,
     id: &str,
     requeue: bool,
-) -> Result<(), AppError> {
+) -> Result<String, AppError> {
     let address = state.leases.nack(id, requeue).await?;
     audit::record(
         state,
@@ -508,7 +508,7 @@ pub async fn return_lease(
         json!({ "lease": id }),
     )
     .await;
-    Ok(())
+    Ok(address)
 }
 
 /// What to do with a leased message.

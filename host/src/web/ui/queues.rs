@@ -328,7 +328,6 @@ pub async fn replay(
 
 #[derive(Deserialize)]
 pub struct LeaseForm {
-    address: String,
     lease: String,
     action: LeaseAction,
 }
@@ -344,7 +343,8 @@ enum LeaseAction {
     DeadLetter,
 }
 
-/// Settles a leased message in its taker's place: a client that took it and hangs on to it.
+/// Settles a leased message in its taker's place (a client that took it and hangs on to it),
+/// then shows the queue it was taken from.
 pub async fn settle_lease(
     State(state): State<AppState>,
     page: Page<Operator>,
@@ -352,8 +352,8 @@ pub async fn settle_lease(
 ) -> Response {
     let requeue = matches!(form.action, LeaseAction::Requeue);
     match ops::return_lease(&state, &page.who, &form.lease, requeue).await {
-        Ok(()) => done(
-            &back(&form.address),
+        Ok(address) => done(
+            &back(&address),
             &if requeue {
                 format!("Returned the message of lease {} to the queue.", form.lease)
             } else {
