@@ -154,16 +154,35 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits until something listens on `port` (a `wharf serve` starting); panics after 60 s.
+/// Waits until a `wharf serve` starting on `port` answers `/healthz`; panics after 60 s. A
+/// connection alone is not enough: the host listens before it has written its CLI's token and
+/// started serving, and the kernel accepts connections for it in between.
 pub fn wait_ready(port: u16) {
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(60) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if answers_health(port) {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("wharf serve did not listen on port {port} within 60 s");
+    panic!("wharf serve did not answer /healthz on port {port} within 60 s");
+}
+
+/// Whether plain HTTP `GET /healthz` on `port` answers 200.
+fn answers_health(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
 /// `wharf serve --config CONFIG` in `dir`, once it listens on `port`.
