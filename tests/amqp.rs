@@ -563,7 +563,7 @@ connect_timeout_ms = 2000
         .unwrap();
     assert_eq!(anonymous["status"], "degraded", "{anonymous}");
     assert!(anonymous.get("connections").is_none(), "{anonymous}");
-    let token = std::fs::read_to_string(wharf::auth::local_token_path(host.addr)).unwrap();
+    let token = std::fs::read_to_string(wharf::auth::local_token_path(host.addr).unwrap()).unwrap();
     let viewer = support::client_with_token(token.trim());
     let get = |path: &str| {
         let request = viewer.get(format!("http://127.0.0.1:{port}{path}"));

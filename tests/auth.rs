@@ -147,7 +147,7 @@ async fn the_cli_finds_the_token_its_host_keeps_for_it() {
     let db = TestDb::new(Backend::Sqlite).await;
     let host = host(&db).await;
     let url = format!("http://{}", host.addr);
-    let path = wharf::auth::local_token_path(host.addr);
+    let path = wharf::auth::local_token_path(host.addr).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(
         mode & 0o077,

@@ -676,3 +676,306 @@ async fn a_plugin_built_against_the_oldest_contract_still_runs() {
     assert_eq!(report.published[0].destination, "local:oldest.out");
     assert_eq!(report.kv_writes.len(), 1);
 }
+
+/// Loads test plugin `name` with `config`, on its own services.
+async fn load_with(
+    rt: &Runtime,
+    name: &str,
+    config: &[(&str, &str)],
+    base: PluginSettings,
+) -> Plugin {
+    load(
+        rt,
+        name,
+        PluginSettings {
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..base
+        },
+    )
+    .await
+}
+
+fn expect_output_limit<T: std::fmt::Debug>(result: &Result<T, PluginError>, what: &str) {
+    match result {
+        Err(e @ PluginError::OutputLimit { plugin, .. }) => {
+            assert!(plugin.starts_with("flood"), "{e}");
+            assert_eq!(e.exception_name(), "OutputLimit");
+            assert!(!e.is_retryable(), "the same input would go over again: {e}");
+        }
+        other => panic!("{what}: expected an output-limit error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn results_that_alias_one_buffer_are_refused_before_they_are_copied() {
+    let rt = runtime();
+    // 20,000 outputs, each the same 32 MiB of guest memory: 640 GB if the host copied them.
+    let results = load_with(&rt, "flood", &[("mode", "results")], settings()).await;
+    let report = results.transform(&text_message("x")).await;
+    expect_output_limit(&report.result, "aliased payloads");
+    // One output whose 20,000 headers are that buffer.
+    let headers = load_with(&rt, "flood", &[("mode", "headers")], settings()).await;
+    expect_output_limit(
+        &headers.transform(&text_message("x")).await.result,
+        "aliased headers",
+    );
+    // The same plugin within its budget: many small outputs pass.
+    let small = load_with(
+        &rt,
+        "flood",
+        &[("mode", "results"), ("mib", "0"), ("count", "1000")],
+        settings(),
+    )
+    .await;
+    let out = small.transform(&text_message("x")).await.result.unwrap();
+    assert_eq!(out.len(), 1000);
+    // A smaller budget is the plugin's own setting.
+    let tight = load_with(
+        &rt,
+        "flood",
+        &[("mode", "results"), ("mib", "0"), ("count", "1000")],
+        PluginSettings {
+            max_output_bytes: 4 * 1024,
+            ..settings()
+        },
+    )
+    .await;
+    expect_output_limit(
+        &tight.transform(&text_message("x")).await.result,
+        "a tight budget",
+    );
+}
+
+#[tokio::test]
+async fn a_describe_that_floods_the_host_is_refused_at_load() {
+    let rt = runtime();
+    let refused = rt
+        .load(
+            &plugin_bytes("flood"),
+            PluginSettings {
+                config: [("describe".to_string(), "flood".to_string())].into(),
+                ..settings()
+            },
+            Arc::new(Standalone::default()),
+        )
+        .await;
+    match refused {
+        Err(InvalidPlugin::Describe(e @ PluginError::OutputLimit { .. })) => {
+            assert!(e.to_string().contains("output limit"), "{e}")
+        }
+        Err(other) => panic!("expected describe's output limit, got {other}"),
+        Ok(_) => panic!("a describe of 20,000 aliased grants was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn imports_that_flood_the_host_fail_the_call_before_the_copy() {
+    let rt = runtime();
+    let grants = PluginSettings {
+        grants: vec!["publish:local:*".into(), "request:local:*".into()],
+        ..settings()
+    };
+    for mode in ["publish", "request", "kv", "log"] {
+        let plugin = load_with(&rt, "flood-host", &[("mode", mode)], grants.clone()).await;
+        let report = plugin.handle(&text_message("x")).await;
+        expect_output_limit(&report.result, mode);
+        assert!(report.published.is_empty() && report.kv_writes.is_empty());
+    }
+    // A hundred publications of 1 MiB, each fine alone, 100 MiB together: the host's count
+    // fails the call at its 16 MiB budget even though the plugin ignored every refusal and
+    // returned normally. Nothing it published is kept.
+    let many = load_with(
+        &rt,
+        "flood-host",
+        &[("mode", "publish-many"), ("mib", "1"), ("count", "100")],
+        grants.clone(),
+    )
+    .await;
+    let report = many.handle(&text_message("x")).await;
+    expect_output_limit(&report.result, "publish-many");
+    assert!(report.published.is_empty());
+    // Within the budget the same publications go out.
+    let few = load_with(
+        &rt,
+        "flood-host",
+        &[("mode", "publish-many"), ("mib", "1"), ("count", "4")],
+        grants,
+    )
+    .await;
+    let report = few.handle(&text_message("x")).await;
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    assert_eq!(report.published.len(), 4);
+}
+
+/// Services whose requests are never answered: each waits its whole timeout.
+#[derive(Default)]
+struct Unanswered(Standalone);
+
+impl wharf::runtime::HostServices for Unanswered {
+    fn request<'a>(
+        &'a self,
+        _plugin: &'a str,
+        _destination: &'a str,
+        _msg: Message,
+        timeout: Duration,
+    ) -> wharf::runtime::HostFuture<'a, Result<Message, String>> {
+        Box::pin(async move {
+            tokio::time::sleep(timeout).await;
+            Err("no reply came".into())
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        plugin: &'a str,
+        destination: &'a str,
+        msg: Message,
+    ) -> wharf::runtime::HostFuture<'a, Result<(), String>> {
+        self.0.publish(plugin, destination, msg)
+    }
+
+    fn open_inbox<'a>(
+        &'a self,
+        plugin: &'a str,
+        source: &'a str,
+    ) -> wharf::runtime::HostFuture<'a, Result<Box<dyn wharf::runtime::Inbox>, String>> {
+        self.0.open_inbox(plugin, source)
+    }
+
+    fn kv_get<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> wharf::runtime::HostFuture<'a, Result<Option<Vec<u8>>, String>> {
+        self.0.kv_get(plugin, key)
+    }
+
+    fn kv_set<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+        value: Vec<u8>,
+    ) -> wharf::runtime::HostFuture<'a, Result<(), String>> {
+        self.0.kv_set(plugin, key, value)
+    }
+
+    fn kv_usage<'a>(
+        &'a self,
+        plugin: &'a str,
+        key: &'a str,
+    ) -> wharf::runtime::HostFuture<'a, Result<(usize, usize), String>> {
+        self.0.kv_usage(plugin, key)
+    }
+
+    fn kv_limits(&self) -> wharf::runtime::KvLimits {
+        self.0.kv_limits()
+    }
+}
+
+#[tokio::test]
+async fn a_call_that_waits_outside_wasm_is_ended_at_its_wall_clock_limit() {
+    let rt = runtime();
+    // Sleeping in WASI for an hour runs no wasm, so the CPU deadline never fires; the
+    // wall-clock limit (ten times the CPU limit when not set) does. One instance only: the
+    // ended call's instance is dropped, so the next call can have one.
+    let sleeper = load_with(
+        &rt,
+        "sleeper",
+        &[("mode", "sleep")],
+        PluginSettings {
+            cpu_limit: Duration::from_millis(50),
+            max_instances: 1,
+            ..settings()
+        },
+    )
+    .await;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let report = sleeper.handle(&text_message("x")).await;
+        match &report.result {
+            Err(e @ PluginError::TimedOut { limit, .. }) => {
+                assert_eq!(*limit, Duration::from_millis(500));
+                assert_eq!(e.exception_name(), "TimedOut");
+                assert!(e.is_retryable());
+            }
+            other => panic!("expected the wall-clock limit, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    // A handler that asks, for a minute each time, a destination that never answers: each
+    // wait is cut to what is left of the call's wall-clock time, and the call ends there.
+    let asking = rt
+        .load(
+            &plugin_bytes("sleeper"),
+            PluginSettings {
+                config: [
+                    ("mode".to_string(), "request".to_string()),
+                    ("to".to_string(), "local:nobody".to_string()),
+                ]
+                .into(),
+                grants: vec!["request:local:*".into()],
+                wall_limit: Some(Duration::from_millis(300)),
+                ..settings()
+            },
+            Arc::new(Unanswered::default()),
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let report = asking.handle(&text_message("x")).await;
+    assert!(
+        matches!(report.result, Err(PluginError::TimedOut { .. })),
+        "{:?}",
+        report.result
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_daemon_that_logs_between_spins_is_stopped_by_its_cpu_window() {
+    let rt = runtime();
+    // It spins 100 ms, logs a line, and again: each host call used to renew its budget, so
+    // it spun a core for ever. Its budget is now 300 ms of CPU per 10 s of wall clock.
+    let daemon = load_with(
+        &rt,
+        "daemon-probe",
+        &[("mode", "log-spin"), ("spin_ms", "100")],
+        PluginSettings {
+            cpu_limit: Duration::from_millis(300),
+            ..settings()
+        },
+    )
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn({
+        let daemon = daemon.clone();
+        async move { daemon.run_daemon(stopped, Duration::from_millis(100)).await }
+    });
+    // Stopped from outside only if the budget never fired: then the run ends Ok and fails below.
+    let exit = match tokio::time::timeout(Duration::from_secs(8), run).await {
+        Ok(exit) => exit.unwrap(),
+        Err(_) => {
+            stop.send_replace(true);
+            panic!("the daemon was not stopped by its CPU budget within 8 s");
+        }
+    };
+    match &exit.result {
+        Err(e @ PluginError::Spinning { .. }) => {
+            assert!(e.to_string().contains("within 10 s"), "{e}")
+        }
+        other => panic!("expected Spinning, got {other:?}"),
+    }
+    assert!(exit.cpu >= Duration::from_millis(300), "{:?}", exit.cpu);
+}

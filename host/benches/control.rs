@@ -40,7 +40,7 @@ struct Api {
 
 impl Api {
     fn new(host: &RunningHost) -> Api {
-        let path = wharf::auth::local_token_path(host.addr);
+        let path = wharf::auth::local_token_path(host.addr).unwrap();
         let token = std::fs::read_to_string(path).unwrap();
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(

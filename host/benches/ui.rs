@@ -71,7 +71,7 @@ async fn pages_under_data(dir: &std::path::Path) {
     let config = common::host_config(dir, "ui.db");
     let host = wharf::host::start(config.clone()).await.unwrap();
     let cookie = session(&host, &config.server.database).await;
-    let token = std::fs::read_to_string(wharf::auth::local_token_path(host.addr)).unwrap();
+    let token = std::fs::read_to_string(wharf::auth::local_token_path(host.addr).unwrap()).unwrap();
     let client = reqwest::Client::new();
     for i in 0..ROUTES {
         let answer = client

@@ -174,19 +174,65 @@ pub fn token_digest(token: &str) -> String {
 }
 
 /// Where the host keeps what belongs to its machine (the CLI's token, the secret key):
-/// `$WHARF_STATE_DIR`, else `$XDG_STATE_HOME/wharf`, else `~/.local/state/wharf`.
-pub fn state_dir() -> PathBuf {
-    std::env::var_os("WHARF_STATE_DIR")
+/// `$WHARF_STATE_DIR`, else `$XDG_STATE_HOME/wharf`, else `~/.local/state/wharf`. With none of
+/// them set it is an error, never a shared folder such as `/tmp`, where another user of the
+/// machine could plant a key or read a token.
+pub fn state_dir() -> std::io::Result<PathBuf> {
+    state_dir_from(|name| std::env::var_os(name).filter(|v| !v.is_empty()))
+}
+
+fn state_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> std::io::Result<PathBuf> {
+    var("WHARF_STATE_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("wharf")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/wharf")))
-        .unwrap_or_else(|| std::env::temp_dir().join("wharf"))
+        .or_else(|| var("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("wharf")))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state/wharf")))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no state folder: set HOME, XDG_STATE_HOME or WHARF_STATE_DIR (a shared folder such as /tmp is never used)",
+            )
+        })
+}
+
+/// Refuses `path`, a file or folder that holds a secret, when another user of the machine
+/// could change it: owned by someone other than this user (or root), or writable by its
+/// group or by others (a sticky folder excepted).
+pub fn check_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} {why}; another user of this machine could change it",
+                path.display()
+            ),
+        ))
+    };
+    if meta.uid() != me && meta.uid() != 0 {
+        return refuse(format!(
+            "belongs to user {}, not to this one ({me})",
+            meta.uid()
+        ));
+    }
+    // A sticky folder (such as /tmp) lets others add files but not replace or remove ours;
+    // what is read from it is checked as a file of its own.
+    let sticky = meta.is_dir() && meta.mode() & 0o1000 != 0;
+    if meta.mode() & 0o022 != 0 && !sticky {
+        return refuse(format!(
+            "is writable by its group or by others (mode {:o}; chmod go-w it)",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Where the host on `addr` keeps the CLI's token: one file per address in [`state_dir`].
-pub fn local_token_path(addr: SocketAddr) -> PathBuf {
+pub fn local_token_path(addr: SocketAddr) -> std::io::Result<PathBuf> {
     let host = addr.ip().to_string().replace(':', "_");
-    state_dir().join(format!("token-{host}-{}", addr.port()))
+    Ok(state_dir()?.join(format!("token-{host}-{}", addr.port())))
 }
 
 /// Writes `token` to `path`, readable and writable by this user only (0600 in a 0700
@@ -208,6 +254,7 @@ pub fn write_private_beside(path: &std::path::Path, contents: &str) -> std::io::
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
+        check_private(dir)?;
     }
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(
@@ -340,6 +387,50 @@ impl SetupLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_folder_is_never_a_shared_one() {
+        let none = state_dir_from(|_| None).unwrap_err();
+        assert!(none.to_string().contains("HOME"), "{none}");
+        let home = state_dir_from(|v| (v == "HOME").then(|| "/home/ann".into())).unwrap();
+        assert_eq!(home, PathBuf::from("/home/ann/.local/state/wharf"));
+        let chosen = state_dir_from(|v| match v {
+            "WHARF_STATE_DIR" => Some("/srv/wharf".into()),
+            _ => Some("/elsewhere".into()),
+        })
+        .unwrap();
+        assert_eq!(chosen, PathBuf::from("/srv/wharf"));
+    }
+
+    #[test]
+    fn a_secret_another_user_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("state");
+        let key = folder.join("secret.key");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(&key, "k").unwrap();
+        let set = |path: &std::path::Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(&folder, 0o700);
+        set(&key, 0o600);
+        check_private(&folder).unwrap();
+        check_private(&key).unwrap();
+        for mode in [0o620, 0o602, 0o666] {
+            set(&key, mode);
+            let refused = check_private(&key).unwrap_err();
+            assert_eq!(refused.kind(), std::io::ErrorKind::PermissionDenied);
+            assert!(refused.to_string().contains("chmod go-w"), "{refused}");
+        }
+        set(&key, 0o600);
+        set(&folder, 0o1777);
+        check_private(&folder).unwrap();
+        set(&folder, 0o777);
+        assert!(check_private(&folder).is_err());
+        // Writing a token into a folder others can write is refused too.
+        assert!(write_private_beside(&folder.join("token"), "t").is_err());
+    }
 
     #[test]
     fn roles_are_ordered_and_parsed() {

@@ -908,7 +908,13 @@ pub struct PluginConfig {
     /// The plugin's file.
     pub path: PathBuf,
     pub memory_mb: usize,
+    /// CPU time one call may use.
     pub timeout_ms: u64,
+    /// Wall-clock time one call may take, waits in host calls included; unset: ten times
+    /// `timeout_ms`.
+    pub wall_ms: Option<u64>,
+    /// The most one call may hand the host (results, publications, requests, kv writes).
+    pub output_mb: usize,
     pub max_instances: u32,
     /// Reuse instances when the plugin declares itself reusable.
     pub reuse: bool,
@@ -925,6 +931,8 @@ impl Default for PluginConfig {
             path: PathBuf::new(),
             memory_mb: 64,
             timeout_ms: 1000,
+            wall_ms: None,
+            output_mb: 16,
             max_instances: 64,
             reuse: true,
             publish: Vec::new(),

@@ -415,6 +415,8 @@ fn settings(name: &str, plugin: &PluginConfig) -> PluginSettings {
         name: Some(name.to_owned()),
         memory_bytes: plugin.memory_mb * 1024 * 1024,
         cpu_limit: Duration::from_millis(plugin.timeout_ms),
+        wall_limit: plugin.wall_ms.map(Duration::from_millis),
+        max_output_bytes: plugin.output_mb.saturating_mul(1024 * 1024),
         max_instances: plugin.max_instances,
         reuse: plugin.reuse,
         config: plugin.config.clone(),
@@ -675,7 +677,7 @@ async fn keep_local_token(store: &Store, addr: SocketAddr) -> anyhow::Result<std
     store
         .add_token(&name, crate::auth::Role::Admin, &digest, true, now)
         .await?;
-    let path = crate::auth::local_token_path(addr);
+    let path = crate::auth::local_token_path(addr).context("the CLI's token")?;
     crate::auth::write_local_token(&path, &token)
         .with_context(|| format!("writing the CLI's token to {}", path.display()))?;
     Ok(path)

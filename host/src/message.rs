@@ -28,6 +28,19 @@ pub enum HeaderValue {
     Json(String),
 }
 
+impl HeaderValue {
+    /// The bytes the value holds (eight for a number or a boolean).
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            HeaderValue::Text(s) | HeaderValue::Json(s) => s.len(),
+            HeaderValue::Bytes(b) => b.len(),
+            HeaderValue::Int(_) | HeaderValue::Float(_) => 8,
+            HeaderValue::Boolean(_) => 1,
+            HeaderValue::List(items) => items.iter().map(String::len).sum(),
+        }
+    }
+}
+
 /// One message, as every transport and every plugin sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -79,6 +92,26 @@ impl Message {
             payload: payload.into(),
             timestamp_ms: now_ms(),
         }
+    }
+
+    /// The bytes the whole message holds: payload, key, id, topic, every header's name and
+    /// value, and the other text fields. Limits count this, not the payload alone, so a
+    /// message of one payload byte and megabytes of headers is as large as it looks.
+    pub fn size_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.size_bytes())
+            .sum();
+        self.payload.len()
+            + self.key.as_ref().map_or(0, Vec::len)
+            + self.id.len()
+            + self.topic.len()
+            + text(&self.content_type)
+            + text(&self.correlation_id)
+            + text(&self.reply_to)
+            + headers
     }
 
     /// The first header named `name` (ASCII case-insensitive).

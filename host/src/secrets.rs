@@ -89,8 +89,13 @@ pub struct KeySources {
 }
 
 /// `secret.key` in the host's state folder (where it keeps the CLI's token).
-pub fn default_key_path() -> PathBuf {
-    crate::auth::state_dir().join("secret.key")
+pub fn default_key_path() -> Result<PathBuf, SecretError> {
+    crate::auth::state_dir()
+        .map(|dir| dir.join("secret.key"))
+        .map_err(|e| SecretError::Key {
+            source_name: "secret.key".into(),
+            problem: format!("has no place: {e}"),
+        })
 }
 
 impl Keyring {
@@ -100,7 +105,7 @@ impl Keyring {
         let current = match (&sources.file, std::env::var(KEY_VARIABLE)) {
             (None, Ok(text)) => decode(&text, KEY_VARIABLE)?,
             (Some(path), _) => read_or_make(path)?,
-            (None, Err(_)) => read_or_make(&default_key_path())?,
+            (None, Err(_)) => read_or_make(&default_key_path()?)?,
         };
         let previous = sources
             .previous
@@ -207,7 +212,17 @@ fn decode(text: &str, source_name: &str) -> Result<[u8; 32], SecretError> {
     })
 }
 
+/// Reads the key at `path`, refusing a key that another user of the machine could have
+/// written (its file or its folder): such a key could be one they chose.
 fn read(path: &Path) -> Result<[u8; 32], SecretError> {
+    let refused = |e: std::io::Error| SecretError::Key {
+        source_name: path.display().to_string(),
+        problem: format!("is refused: {e}"),
+    };
+    crate::auth::check_private(path).map_err(refused)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::auth::check_private(dir).map_err(refused)?;
+    }
     let text = std::fs::read_to_string(path).map_err(|e| SecretError::Key {
         source_name: path.display().to_string(),
         problem: format!("cannot be read: {e}"),

@@ -289,7 +289,7 @@ pub async fn drained(broker: &wharf::broker::EmbeddedBroker, queue: &str) {
 
 /// The admin token a host on `addr` keeps for the CLI on this machine.
 pub fn local_token(addr: std::net::SocketAddr) -> String {
-    let path = wharf::auth::local_token_path(addr);
+    let path = wharf::auth::local_token_path(addr).expect("a state folder");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("the host keeps its CLI's token in {}: {e}", path.display()))
 }

@@ -753,6 +753,13 @@ pub enum PluginApiCommand {
         memory_mb: Option<u64>,
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Wall-clock time one call may take, waits in host calls included (default: ten
+        /// times --timeout-ms).
+        #[arg(long)]
+        wall_ms: Option<u64>,
+        /// The most one call may hand the host: results, publications, requests, kv writes.
+        #[arg(long)]
+        output_mb: Option<u64>,
         #[arg(long)]
         max_instances: Option<u64>,
         /// A config value for the plugin, KEY=VALUE (repeatable; replaces the whole config).
@@ -943,6 +950,8 @@ pub async fn plugin(command: PluginApiCommand) -> anyhow::Result<ExitCode> {
             name,
             memory_mb,
             timeout_ms,
+            wall_ms,
+            output_mb,
             max_instances,
             config,
             host,
@@ -955,6 +964,12 @@ pub async fn plugin(command: PluginApiCommand) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = timeout_ms {
                 policy["timeout_ms"] = v.into();
+            }
+            if let Some(v) = wall_ms {
+                policy["wall_ms"] = v.into();
+            }
+            if let Some(v) = output_mb {
+                policy["output_mb"] = v.into();
             }
             if let Some(v) = max_instances {
                 policy["max_instances"] = v.into();

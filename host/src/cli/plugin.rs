@@ -348,6 +348,14 @@ pub struct SandboxArgs {
     /// CPU time limit per call in milliseconds.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// Wall-clock limit per call in milliseconds, waits in host calls included (default:
+    /// ten times --timeout-ms).
+    #[arg(long)]
+    wall_ms: Option<u64>,
+    /// The most one call may hand the host, in MiB: results, publications, requests, kv
+    /// writes.
+    #[arg(long, default_value_t = 16)]
+    output_mb: usize,
 }
 
 impl SandboxArgs {
@@ -355,6 +363,8 @@ impl SandboxArgs {
         PluginSettings {
             memory_bytes: self.memory_mb * 1024 * 1024,
             cpu_limit: Duration::from_millis(self.timeout_ms),
+            wall_limit: self.wall_ms.map(Duration::from_millis),
+            max_output_bytes: self.output_mb.saturating_mul(1024 * 1024),
             config: self.config.iter().cloned().collect::<BTreeMap<_, _>>(),
             grants: self.grants.clone(),
             ..PluginSettings::default()

@@ -73,7 +73,17 @@ impl HostArg {
         let Ok(addr) = format!("{host}:{port}").parse::<std::net::SocketAddr>() else {
             return Ok(None);
         };
-        match std::fs::read_to_string(crate::auth::local_token_path(addr)) {
+        // A token file another user could have written is not trusted: it could be theirs.
+        let Ok(path) = crate::auth::local_token_path(addr) else {
+            return Ok(None);
+        };
+        if let Err(e) = crate::auth::check_private(&path) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                anyhow::bail!("the CLI's token is refused: {e}");
+            }
+            return Ok(None);
+        }
+        match std::fs::read_to_string(&path) {
             Ok(token) => Ok(Some(token.trim().to_owned())),
             Err(_) => Ok(None),
         }

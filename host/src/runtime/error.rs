@@ -25,6 +25,17 @@ pub enum PluginError {
         limit_bytes: usize,
         requested_bytes: usize,
     },
+    /// The call ran past its wall-clock limit (waits in host calls count) and was ended.
+    #[error(
+        "plugin `{plugin}` ran past its wall-clock limit of {} ms (time waiting in host calls counts) and was stopped",
+        limit.as_millis()
+    )]
+    TimedOut { plugin: String, limit: Duration },
+    /// The call handed the host more than its output budget (results, publications,
+    /// requests, kv writes, counted whole), or one handover alone was larger. Refused before
+    /// it was copied; the same input would do it again, so it is not retried.
+    #[error("plugin `{plugin}` went over its output limit: {detail}")]
+    OutputLimit { plugin: String, detail: String },
     /// The guest trapped: a panic, an `unreachable`, an out-of-bounds access.
     #[error("plugin `{plugin}` trapped: {detail}")]
     Trap { plugin: String, detail: String },
@@ -34,10 +45,11 @@ pub enum PluginError {
     /// A daemon's `run` returned an error.
     #[error("daemon `{plugin}` failed: {reason}")]
     Failed { plugin: String, reason: String },
-    /// A daemon ran its CPU budget without calling the host.
+    /// A daemon used more than its CPU budget within one window of wall-clock time.
     #[error(
-        "daemon `{plugin}` ran {} ms of CPU without calling the host and was stopped",
-        limit.as_millis()
+        "daemon `{plugin}` used more than {} ms of CPU within {} s and was stopped",
+        limit.as_millis(),
+        super::state::DAEMON_CPU_WINDOW.as_secs()
     )]
     Spinning { plugin: String, limit: Duration },
     /// The call does not fit the plugin's world, e.g. `transform` on a handler.
@@ -57,6 +69,8 @@ impl PluginError {
             PluginError::Rejected { .. } => "Rejected",
             PluginError::Deadline { .. } => "Deadline",
             PluginError::MemoryLimit { .. } => "MemoryLimit",
+            PluginError::TimedOut { .. } => "TimedOut",
+            PluginError::OutputLimit { .. } => "OutputLimit",
             PluginError::Trap { .. } => "Trap",
             PluginError::Instantiate { .. } => "Instantiate",
             PluginError::Failed { .. } => "Failed",
@@ -65,12 +79,15 @@ impl PluginError {
         }
     }
 
-    /// Whether trying the same message again may succeed. A trap, a deadline or a memory
-    /// breach counts as retryable: the route's retry budget decides when to give up.
+    /// Whether trying the same message again may succeed. A trap, a deadline, a wall-clock
+    /// limit or a memory breach counts as retryable: the route's retry budget decides when to
+    /// give up. Going over the output limit does not: the same input makes the same output.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            PluginError::Rejected { .. } | PluginError::WrongKind { .. }
+            PluginError::Rejected { .. }
+                | PluginError::WrongKind { .. }
+                | PluginError::OutputLimit { .. }
         )
     }
 
@@ -80,6 +97,8 @@ impl PluginError {
             | PluginError::Rejected { plugin, .. }
             | PluginError::Deadline { plugin, .. }
             | PluginError::MemoryLimit { plugin, .. }
+            | PluginError::TimedOut { plugin, .. }
+            | PluginError::OutputLimit { plugin, .. }
             | PluginError::Trap { plugin, .. }
             | PluginError::Instantiate { plugin, .. }
             | PluginError::Failed { plugin, .. }

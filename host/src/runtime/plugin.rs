@@ -4,7 +4,7 @@ use super::bindings::{
     self, Daemon, DaemonPre, Handler, HandlerPre, Transformer, TransformerPre, types,
 };
 use super::error::{InvalidPlugin, PluginError};
-use super::journal::{LogLine, Source};
+use super::journal::{LogGate, LogLine, Source};
 use super::services::{HostServices, KvWrite};
 use super::state::{CallState, DaemonRun, PluginContext, Publication};
 use super::{CONTRACT_PACKAGE, Runtime};
@@ -71,6 +71,13 @@ pub struct PluginSettings {
     pub memory_bytes: usize,
     /// CPU time one call may use before it is stopped.
     pub cpu_limit: Duration,
+    /// Wall-clock time one call may take, time waiting in host calls (`request`, WASI's
+    /// `poll`) included; `None`: ten times the CPU limit.
+    pub wall_limit: Option<Duration>,
+    /// The most bytes one call may hand the host: its results, publications, requests and kv
+    /// writes, each message counted whole (payload, key, headers). Checked from the guest's
+    /// lengths before anything is copied.
+    pub max_output_bytes: usize,
     /// Instances of this plugin that may exist at once (its concurrency).
     pub max_instances: u32,
     /// Reuse instances when the plugin declares itself reusable.
@@ -83,12 +90,29 @@ pub struct PluginSettings {
     pub grants: Vec<String>,
 }
 
+/// A call's output budget unless its settings say otherwise.
+pub const DEFAULT_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+/// The most `describe()` may hand the host: a name, a version, a line and a few grants.
+const DESCRIBE_BYTES: usize = 64 * 1024;
+/// What lifting a value costs in hostcall fuel besides its bytes: wasmtime also counts the
+/// host's own structures (a few hundred bytes a message), which the budget does not.
+const FUEL_SLACK: usize = 1024 * 1024;
+
+impl PluginSettings {
+    /// The wall-clock limit of one call: as set, else ten times the CPU limit.
+    pub fn wall_limit(&self) -> Duration {
+        self.wall_limit.unwrap_or(self.cpu_limit.saturating_mul(10))
+    }
+}
+
 impl Default for PluginSettings {
     fn default() -> Self {
         PluginSettings {
             name: None,
             memory_bytes: 64 * 1024 * 1024,
             cpu_limit: Duration::from_secs(1),
+            wall_limit: None,
+            max_output_bytes: DEFAULT_OUTPUT_BYTES,
             max_instances: 64,
             reuse: true,
             recycle_after: 10_000,
@@ -290,11 +314,16 @@ impl Runtime {
                 self.config().max_memory_bytes
             )));
         }
-        if settings.max_instances == 0 || settings.cpu_limit.is_zero() {
+        if settings.max_instances == 0
+            || settings.cpu_limit.is_zero()
+            || settings.wall_limit().is_zero()
+            || settings.max_output_bytes == 0
+        {
             return Err(InvalidPlugin::Settings(
-                "max_instances and the CPU limit must be above zero".into(),
+                "max_instances, the CPU and wall-clock limits and the output limit must be above zero".into(),
             ));
         }
+        let log_gate = LogGate::new();
 
         let context = |name: &str| {
             Arc::new(PluginContext {
@@ -303,7 +332,10 @@ impl Runtime {
                 grants: grants.clone(),
                 memory_limit: settings.memory_bytes,
                 cpu_limit: settings.cpu_limit,
+                wall_limit: settings.wall_limit(),
+                max_output_bytes: settings.max_output_bytes,
                 max_wait: settings.max_wait,
+                log_gate: log_gate.clone(),
                 services: services.clone(),
                 shutdown: self.shutdown_signal(),
             })
@@ -517,6 +549,7 @@ impl Plugin {
         state.begin_call();
         state.hold_kv = false;
         state.daemon = Some(DaemonRun::new(stop.clone()));
+        state.cpu.windowed();
         state.cpu.resume();
         let outcome = {
             let run = worker.invoke(Call::Run);
@@ -584,9 +617,25 @@ impl Plugin {
         };
         let fresh = worker.calls == 0;
 
+        // What the guest hands the host is bounded before it is copied: wasmtime checks each
+        // handover's lengths against the store's hostcall fuel. `describe` gets little.
+        let describe = matches!(call, Call::Describe);
+        worker.store.set_hostcall_fuel(if describe {
+            DESCRIBE_BYTES
+        } else {
+            inner.ctx.max_output_bytes.saturating_add(FUEL_SLACK)
+        });
+        let wall = inner.ctx.wall_limit;
         worker.store.data_mut().begin_call();
+        worker.store.data_mut().wall_deadline = Some(Instant::now() + wall);
         worker.store.data().cpu.resume();
-        let outcome = worker.invoke(call).await;
+        // The CPU deadline fires only while wasm runs; a guest waiting in WASI's `poll` or in
+        // a host call is ended here. Dropping the call's future unwinds the guest; its
+        // instance is not used again.
+        let outcome = match tokio::time::timeout(wall, worker.invoke(call)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(wasmtime::Error::new(WallClockExceeded)),
+        };
         worker.calls += 1;
 
         let state = worker.store.data_mut();
@@ -615,13 +664,28 @@ impl Plugin {
         let result = match outcome {
             Ok(Ok(returned)) => match state.refused.take() {
                 Some(detail) => Err(PluginError::Trap { plugin, detail }),
-                None => Ok(returned),
+                None => match state.charge_output("its results", returned.size_bytes()) {
+                    Ok(()) => Ok(returned),
+                    Err(detail) => Err(PluginError::OutputLimit { plugin, detail }),
+                },
             },
             Ok(Err(types::Failure::Retry(reason))) => Err(PluginError::Retry { plugin, reason }),
             Ok(Err(types::Failure::Reject(reason))) => {
                 Err(PluginError::Rejected { plugin, reason })
             }
             Err(error) => Err(classify(plugin, &error, state, &logs)),
+        };
+        // Over its output budget: the call fails so, even if the plugin carried on after a
+        // refused import and returned normally.
+        let result = match (result, state.over_output.take()) {
+            (Err(PluginError::OutputLimit { plugin, detail }), _) => {
+                Err(PluginError::OutputLimit { plugin, detail })
+            }
+            (_, Some(detail)) => Err(PluginError::OutputLimit {
+                plugin: inner.info.name.clone(),
+                detail,
+            }),
+            (result, None) => result,
         };
         // An instance that trapped is never used again; a healthy one goes back to the pool
         // until it has served `recycle_after` calls.
@@ -648,6 +712,65 @@ impl Plugin {
     }
 }
 
+/// A call ran past its wall-clock limit.
+#[derive(Debug)]
+struct WallClockExceeded;
+
+impl std::fmt::Display for WallClockExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the call ran past its wall-clock limit")
+    }
+}
+
+impl std::error::Error for WallClockExceeded {}
+
+/// What wasmtime says when a handover from the guest is over the store's hostcall fuel
+/// (its own error type is private); a unit test holds it to the version in use.
+const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+impl Returned {
+    /// The bytes the guest handed back, messages counted whole.
+    fn size_bytes(&self) -> usize {
+        match self {
+            Returned::Messages(messages) => messages.iter().map(wit_message_size).sum(),
+            Returned::Reply(Some(message)) => wit_message_size(message),
+            Returned::Reply(None) | Returned::Ran => 0,
+            Returned::Info(info) => {
+                info.name.len()
+                    + info.version.len()
+                    + info.description.len()
+                    + info.wants.iter().map(String::len).sum::<usize>()
+            }
+        }
+    }
+}
+
+fn wit_message_size(m: &types::Message) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let headers: usize = m
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    types::Value::Text(s) | types::Value::Json(s) => s.len(),
+                    types::Value::Bytes(b) => b.len(),
+                    types::Value::Int(_) | types::Value::Float(_) => 8,
+                    types::Value::Boolean(_) => 1,
+                    types::Value::List(items) => items.iter().map(String::len).sum(),
+                }
+        })
+        .sum();
+    m.payload.len()
+        + m.key.as_ref().map_or(0, Vec::len)
+        + m.id.len()
+        + m.topic.len()
+        + text(&m.content_type)
+        + text(&m.correlation_id)
+        + text(&m.reply_to)
+        + headers
+}
+
 /// Names the cause of a failed call: the CPU deadline and the memory limit are read from the
 /// store, because the trap they end in says nothing of them.
 fn classify(
@@ -656,11 +779,29 @@ fn classify(
     state: &CallState,
     logs: &[LogLine],
 ) -> PluginError {
+    if error.downcast_ref::<WallClockExceeded>().is_some() {
+        return PluginError::TimedOut {
+            plugin,
+            limit: state.plugin.wall_limit,
+        };
+    }
     if state.cpu.exceeded {
         return PluginError::Deadline {
             plugin,
             limit: state.cpu.limit,
         };
+    }
+    if error
+        .chain()
+        .any(|cause| cause.to_string().contains(FUEL_EXHAUSTED))
+    {
+        let detail = state.over_output.clone().unwrap_or_else(|| {
+            format!(
+                "it handed the host more than {} bytes at once (output_mb)",
+                state.plugin.max_output_bytes
+            )
+        });
+        return PluginError::OutputLimit { plugin, detail };
     }
     if let Some(requested_bytes) = state.memory.refused {
         return PluginError::MemoryLimit {

@@ -6,7 +6,7 @@
 //! fresh `Store`. A reused instance keeps its `CallState`, reset at the start of every call.
 
 use super::bindings::{config, daemon_host, host, log, types};
-use super::journal::{Journal, Level, LogLine, SharedJournal, Source};
+use super::journal::{Journal, Level, LogGate, LogLine, SharedJournal, Source};
 use super::services::{HostServices, KvWrite};
 use crate::grant::{Access, Grants};
 use crate::message::Message;
@@ -18,10 +18,13 @@ use tokio::sync::watch;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// The most messages one call may publish, and their total payload: a handler that loops on
-/// `publish` fails its call instead of filling the host's memory.
+/// The most messages one call may publish: a handler that loops on `publish` fails its call
+/// instead of filling the host's memory. Their bytes count toward the call's output budget.
 const MAX_PUBLISHED: usize = 1_000;
-const MAX_PUBLISHED_BYTES: usize = 16 * 1024 * 1024;
+
+/// A daemon may use at most its CPU limit in each window of this much wall-clock time: its
+/// share of a core is the limit over the window (10% with the default limit of 1 s).
+pub(crate) const DAEMON_CPU_WINDOW: Duration = Duration::from_secs(10);
 
 /// What one plugin was given by the admin; shared by all its instances.
 pub(crate) struct PluginContext {
@@ -30,8 +33,14 @@ pub(crate) struct PluginContext {
     pub grants: Grants,
     pub memory_limit: usize,
     pub cpu_limit: Duration,
+    /// Wall-clock time one call may take, its waits in host calls included.
+    pub wall_limit: Duration,
+    /// The most bytes one call may hand the host (see [`CallState::charge_output`]).
+    pub max_output_bytes: usize,
     /// Upper bound on one `request`/`receive` wait, whatever the plugin asks.
     pub max_wait: Duration,
+    /// The plugin's log rate, shared by its instances.
+    pub log_gate: Arc<LogGate>,
     pub services: Arc<dyn HostServices>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -79,12 +88,16 @@ impl wasmtime::ResourceLimiter for MemoryGuard {
 
 /// Time a call's guest code has been running. Charged at every epoch tick; the time a call
 /// spends yielded to other tasks, or waiting in a host call such as `request`, is not charged.
+/// A call's budget is its limit; a daemon's is its limit in each [`DAEMON_CPU_WINDOW`] of
+/// wall-clock time, so calling the host (even `log`) does not give a spinning daemon more.
 pub(crate) struct CpuClock {
     pub limit: Duration,
     pub used: Duration,
     pub exceeded: bool,
-    /// All the CPU time charged, stretches before the last host call too (a daemon's).
+    /// All the CPU time charged, earlier windows too (a daemon's).
     pub total: Duration,
+    /// For a daemon: when its current window began; `used` counts that window only.
+    window_start: Option<Instant>,
     origin: Instant,
     /// Nanoseconds after `origin` when the guest last started or resumed running. Shared with
     /// the future that resumes the guest after a yield, which sets it.
@@ -98,6 +111,7 @@ impl CpuClock {
             used: Duration::ZERO,
             exceeded: false,
             total: Duration::ZERO,
+            window_start: None,
             origin: Instant::now(),
             resumed_at: Arc::new(AtomicU64::new(0)),
         }
@@ -115,15 +129,21 @@ impl CpuClock {
         self.used += spent;
         self.total += spent;
         self.exceeded = self.used >= self.limit;
+        // A daemon's window that has run out starts a new one, unless this charge already
+        // put it over its budget.
+        if let Some(start) = self.window_start
+            && !self.exceeded
+            && start.elapsed() >= DAEMON_CPU_WINDOW
+        {
+            self.window_start = Some(Instant::now());
+            self.used = Duration::ZERO;
+        }
         self.exceeded
     }
 
-    /// Starts a new stretch: what a daemon's budget counts is the CPU time since it last
-    /// called the host.
-    pub fn new_stretch(&mut self) {
-        self.charge();
-        self.used = Duration::ZERO;
-        self.exceeded = false;
+    /// Budgets the clock per [`DAEMON_CPU_WINDOW`], from now.
+    pub fn windowed(&mut self) {
+        self.window_start = Some(Instant::now());
     }
 
     /// Marks the guest as running again from now.
@@ -148,10 +168,16 @@ pub(crate) struct CallState {
     pub cpu: CpuClock,
     pub journal: SharedJournal,
     pub published: Vec<Publication>,
-    published_bytes: usize,
+    /// Bytes the call has handed the host so far (see [`CallState::charge_output`]).
+    pub output_used: usize,
+    /// Set when the call went over its output budget, with what went over: the call fails
+    /// with an output-limit error even if the plugin ignored the refusal.
+    pub over_output: Option<String>,
     /// Set when a host import failed in a way the plugin cannot see (too many publications);
     /// reported as the call's error.
     pub refused: Option<String>,
+    /// When the current call must be over, waits in host calls included.
+    pub wall_deadline: Option<Instant>,
     /// kv writes held until the call succeeds, by key: each value, and the bytes the key held
     /// in the store when it was written (for the quota of later writes in the same call).
     pub kv_held: BTreeMap<String, (Vec<u8>, usize)>,
@@ -212,7 +238,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 impl CallState {
     pub fn new(plugin: Arc<PluginContext>) -> Self {
-        let journal = Journal::shared(plugin.name.clone());
+        let journal = Journal::shared(plugin.name.clone(), plugin.log_gate.clone());
         // No preopened directories, no environment, no arguments, no network: the sandbox
         // gives a plugin clocks, randomness and its own stdout/stderr, which go to the log.
         let mut wasi = WasiCtxBuilder::new();
@@ -239,8 +265,10 @@ impl CallState {
             table: ResourceTable::new(),
             journal,
             published: Vec::new(),
-            published_bytes: 0,
+            output_used: 0,
+            over_output: None,
             refused: None,
+            wall_deadline: None,
             kv_held: BTreeMap::new(),
             hold_kv: true,
             daemon: None,
@@ -253,8 +281,10 @@ impl CallState {
         self.cpu = CpuClock::new(self.plugin.cpu_limit);
         self.memory.refused = None;
         self.published.clear();
-        self.published_bytes = 0;
+        self.output_used = 0;
+        self.over_output = None;
         self.refused = None;
+        self.wall_deadline = None;
         self.kv_held.clear();
     }
 
@@ -304,14 +334,39 @@ impl CallState {
         }
     }
 
-    /// A host call: a daemon's CPU budget starts again, and the lines it logged so far,
-    /// which went to the host's log as they came, are let go (a daemon's run never ends, so
-    /// its journal would otherwise hold its first thousand lines for ever).
+    /// A host call: a daemon's lines logged so far, which went to the host's log as they
+    /// came, are let go (a daemon's run never ends, so its journal would otherwise hold its
+    /// first thousand lines for ever). Its CPU budget is per window, not per host call.
     fn touch(&mut self) {
         if self.daemon.is_some() {
-            self.cpu.new_stretch();
             self.take_logs();
         }
+    }
+
+    /// Counts `bytes` that the plugin hands the host (`what`: results, a publication, a
+    /// request, a kv write) against the call's output budget. Past it the import is refused
+    /// and the call fails with an output-limit error, whatever the plugin does next. Each
+    /// handover was already bounded before it was copied: the store's hostcall fuel is the
+    /// same budget, and wasmtime checks it from the guest's list and string lengths. A
+    /// daemon's run never ends, so each of its handovers is checked alone.
+    pub fn charge_output(&mut self, what: &str, bytes: usize) -> Result<(), String> {
+        let limit = self.plugin.max_output_bytes;
+        let total = if self.daemon.is_some() {
+            bytes
+        } else {
+            self.output_used.saturating_add(bytes)
+        };
+        if total > limit {
+            let why = format!(
+                "{what} of {bytes} bytes would take the call's output to {total} bytes, over its limit of {limit} bytes (output_mb)"
+            );
+            self.over_output.get_or_insert_with(|| why.clone());
+            return Err(why);
+        }
+        if self.daemon.is_none() {
+            self.output_used = total;
+        }
+        Ok(())
     }
 
     /// Whether the daemon was asked to stop (by its supervisor or the host's shutdown).
@@ -334,8 +389,14 @@ impl CallState {
         }
     }
 
+    /// How long a host call may wait: what the plugin asks, at most `max_wait`, and never
+    /// past the call's wall-clock deadline (the wait counts toward it).
     fn wait_bound(&self, timeout_ms: u32) -> Duration {
-        Duration::from_millis(timeout_ms.into()).min(self.plugin.max_wait)
+        let asked = Duration::from_millis(timeout_ms.into()).min(self.plugin.max_wait);
+        match self.wall_deadline {
+            Some(deadline) => asked.min(deadline.saturating_duration_since(Instant::now())),
+            None => asked,
+        }
     }
 }
 
@@ -392,16 +453,11 @@ impl CallState {
 
     /// Holds `message` for `destination` until the call succeeds, within the call's limits.
     fn hold(&mut self, destination: String, message: Message) -> Result<(), String> {
-        if self.published.len() >= MAX_PUBLISHED
-            || self.published_bytes + message.payload.len() > MAX_PUBLISHED_BYTES
-        {
-            let why = format!(
-                "one call may publish at most {MAX_PUBLISHED} messages and {MAX_PUBLISHED_BYTES} bytes"
-            );
+        if self.published.len() >= MAX_PUBLISHED {
+            let why = format!("one call may publish at most {MAX_PUBLISHED} messages");
             self.refused = Some(why.clone());
             return Err(why);
         }
-        self.published_bytes += message.payload.len();
         self.published.push(Publication {
             destination,
             message,
@@ -413,8 +469,10 @@ impl CallState {
 impl host::Host for CallState {
     async fn publish(&mut self, destination: String, msg: types::Message) -> Result<(), String> {
         self.touch();
+        let message = Message::from(msg);
+        self.charge_output("a publication", destination.len() + message.size_bytes())?;
         self.check_grant(Access::Publish, &destination)?;
-        self.send_or_hold(destination, msg.into()).await
+        self.send_or_hold(destination, message).await
     }
 
     async fn publish_event(
@@ -424,6 +482,7 @@ impl host::Host for CallState {
         payload: Vec<u8>,
     ) -> Result<(), String> {
         self.touch();
+        self.charge_output("an event", model.len() + event.len() + payload.len())?;
         let message = crate::events::message(&model, &event, payload).map_err(|e| e.to_string())?;
         let destination = self.plugin.services.event_destination(&message.topic)?;
         self.check_grant(Access::Publish, &destination)?;
@@ -437,13 +496,15 @@ impl host::Host for CallState {
         timeout_ms: u32,
     ) -> Result<types::Message, String> {
         self.touch();
+        let message = Message::from(msg);
+        self.charge_output("a request", destination.len() + message.size_bytes())?;
         self.check_grant(Access::Request, &destination)?;
         let timeout = self.wait_bound(timeout_ms);
         self.cpu.charge();
         let plugin = self.plugin.clone();
         let reply = plugin
             .services
-            .request(&plugin.name, &destination, msg.into(), timeout)
+            .request(&plugin.name, &destination, message, timeout)
             .await;
         self.cpu.resume();
         reply.map(|m| (&m).into())
@@ -466,6 +527,7 @@ impl host::Host for CallState {
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         self.touch();
+        self.charge_output("a kv write", key.len() + value.len())?;
         let plugin = self.plugin.clone();
         if !self.hold_kv {
             return plugin.services.kv_set(&plugin.name, &key, value).await;

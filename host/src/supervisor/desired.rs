@@ -30,7 +30,14 @@ pub struct PluginPolicy {
     /// Grants in force, as `kind:connection:address` globs (`publish:rabbit:orders.*`).
     pub grants: Vec<String>,
     pub memory_mb: usize,
+    /// CPU time one call may use.
     pub timeout_ms: u64,
+    /// Wall-clock time one call may take, waits in host calls included; none: ten times
+    /// `timeout_ms`.
+    pub wall_ms: Option<u64>,
+    /// The most one call may hand the host: results, publications, requests and kv writes,
+    /// each message counted whole.
+    pub output_mb: usize,
     pub max_instances: u32,
     /// Reuse instances when the plugin declares itself reusable.
     pub reuse: bool,
@@ -55,6 +62,8 @@ impl Default for PluginPolicy {
             grants: Vec::new(),
             memory_mb: file.memory_mb,
             timeout_ms: file.timeout_ms,
+            wall_ms: file.wall_ms,
+            output_mb: file.output_mb,
             max_instances: file.max_instances,
             reuse: file.reuse,
             config: BTreeMap::new(),
@@ -102,6 +111,8 @@ impl PluginPolicy {
             name: Some(name.to_owned()),
             memory_bytes: self.memory_mb.saturating_mul(1024 * 1024),
             cpu_limit: Duration::from_millis(self.timeout_ms),
+            wall_limit: self.wall_ms.map(Duration::from_millis),
+            max_output_bytes: self.output_mb.saturating_mul(1024 * 1024),
             max_instances: self.max_instances,
             reuse: self.reuse,
             config: self.config.clone(),

@@ -2,6 +2,8 @@
 //! - `trap`: panics (after `delay_ms`);
 //! - `fail`: returns an error (after `delay_ms`);
 //! - `spin`: loops without ever calling the host;
+//! - `log-spin`: spins `spin_ms` (900 by default), logs a line, and again, for ever: a host
+//!   call now and then must not renew its CPU budget;
 //! - `hold`: takes messages from `source` and never settles them, publishing each one's
 //!   payload to `report`, until asked to stop (or, with `trap_after`, until it has taken that
 //!   many, when it panics);
@@ -45,6 +47,21 @@ impl Guest for Probe {
                 let mut n: u64 = 0;
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "log-spin" => {
+                let spin = std::time::Duration::from_millis(
+                    config::get("spin_ms")
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or(900),
+                );
+                loop {
+                    let started = std::time::Instant::now();
+                    let mut n: u64 = 0;
+                    while started.elapsed() < spin {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                    wharf_sdk::log::info("still spinning");
                 }
             }
             "hold" | "ack" => {

@@ -13,6 +13,9 @@ use crate::web::error::invalid;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// The largest output budget a policy may give one call, in MiB.
+const MAX_OUTPUT_MB: usize = 1024;
+
 /// A plugin as the API shows it: every version, the one unpinned routes use, its policy.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PluginView {
@@ -94,6 +97,8 @@ fn views(state: &AppState, desired: &Desired) -> Vec<PluginView> {
                     .collect(),
                     memory_mb: config.memory_mb,
                     timeout_ms: config.timeout_ms,
+                    wall_ms: config.wall_ms,
+                    output_mb: config.output_mb,
                     max_instances: config.max_instances,
                     reuse: config.reuse,
                     config: config.config.clone(),
@@ -425,6 +430,18 @@ async fn store_policy(
     }
     if policy.timeout_ms == 0 {
         return Err(invalid("timeout_ms", "must be at least 1"));
+    }
+    if policy.wall_ms == Some(0) {
+        return Err(invalid(
+            "wall_ms",
+            "must be at least 1 (leave it out for ten times timeout_ms)",
+        ));
+    }
+    if policy.output_mb == 0 || policy.output_mb > MAX_OUTPUT_MB {
+        return Err(invalid(
+            "output_mb",
+            format!("must be between 1 and {MAX_OUTPUT_MB}"),
+        ));
     }
     if policy.max_instances == 0 {
         return Err(invalid("max_instances", "must be at least 1"));
