@@ -82,10 +82,20 @@ impl Api {
         self.upload_bytes(plugin_bytes(plugin)).await
     }
 
+    /// Uploads the built plugin `plugin` as a new version of the installed plugin `of`.
+    async fn upgrade(&self, plugin: &str, of: &str) -> (u16, Value) {
+        self.upload_to(&format!("plugins?upgrade={of}"), plugin_bytes(plugin))
+            .await
+    }
+
     async fn upload_bytes(&self, bytes: Vec<u8>) -> (u16, Value) {
+        self.upload_to("plugins", bytes).await
+    }
+
+    async fn upload_to(&self, path: &str, bytes: Vec<u8>) -> (u16, Value) {
         let response = self
             .client
-            .post(format!("{}/plugins", self.base))
+            .post(format!("{}/{path}", self.base))
             .header("content-type", "application/wasm")
             .body(bytes)
             .send()
@@ -251,7 +261,7 @@ async fn a_plugin_upgraded_and_rolled_back_under_a_stream_loses_nothing(backend:
     let (upgrade_at, rollback_at) = (TOTAL / 3, 2 * TOTAL / 3);
     for i in 0..TOTAL {
         if i == upgrade_at {
-            let (status, upgraded) = api.upload("stamp-v2").await;
+            let (status, upgraded) = api.upgrade("stamp-v2", "stamp").await;
             assert_eq!(status, 201, "{upgraded}");
             assert_eq!(upgraded["plugin"]["serving"], "2.0.0");
         }
@@ -654,7 +664,7 @@ async fn two_hosts_on_one_postgres_share_the_desired_state() {
     let out = take(&broker, "two.out", 1).await;
     assert_eq!(text_header(&out[0], "x-version").as_deref(), Some("1.0.0"));
     // And a change through B reaches... B itself at once; an upgrade through B runs there.
-    let (status, _) = api_b.upload("stamp-v2").await;
+    let (status, _) = api_b.upgrade("stamp-v2", "stamp").await;
     assert_eq!(status, 201);
     let unit = api_b.wait_unit("shared", "running").await;
     assert_eq!(unit["plugins"], json!(["stamp@2.0.0"]));
@@ -1135,5 +1145,60 @@ async fn accounts_change_through_the_api() {
     api.ok(Method::PUT, "settings", Some(json!({"registration": true})))
         .await;
     assert_eq!(api.get("settings").await["registration"], true);
+    host.stop().await;
+}
+
+/// A plugin names itself: a file that says `stamp` must not quietly become installed
+/// `stamp`'s next version, with its grants, config and kv state.
+#[tokio::test]
+async fn an_upload_cannot_take_over_an_installed_plugin() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, _broker, api) = host(&db, false).await;
+    let (status, _) = api.upload("stamp").await;
+    assert_eq!(status, 201);
+    api.ok(
+        Method::PUT,
+        "plugins/stamp/policy",
+        Some(json!({ "grants": ["publish:local:audit.*"], "config": { "api_key": "s3cret" } })),
+    )
+    .await;
+    let revision = api.get("status").await["revision"].clone();
+
+    // stamp-v2's file says `stamp`: refused, naming the installed plugin and the way to say
+    // it is an upgrade; nothing is stored.
+    let (status, answer) = api.upload("stamp-v2").await;
+    assert_eq!(status, 409, "{answer}");
+    let said = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        said.contains("`stamp` is installed already") && said.contains("--upgrade stamp"),
+        "{said}"
+    );
+    assert_eq!(api.get("status").await["revision"], revision);
+    assert_eq!(
+        api.get("plugins/stamp").await["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // An upgrade of another plugin than the file is, or of one not installed: refused.
+    let (status, answer) = api.upgrade("stamp-v2", "uppercase").await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "upgrade");
+    let (status, answer) = api.upgrade("counter", "counter").await;
+    assert_eq!(status, 404, "{answer}");
+    // The very same file again changes nothing and needs no upgrade.
+    let (status, answer) = api.upload("stamp").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["outcome"], "unchanged");
+    // Said, it is stamp's new version, under stamp's policy; what it asks for beyond the
+    // grants in force is not granted by the upgrade.
+    let (status, upgraded) = api.upgrade("stamp-v2", "stamp").await;
+    assert_eq!(status, 201, "{upgraded}");
+    assert_eq!(upgraded["plugin"]["serving"], "2.0.0");
+    assert_eq!(
+        upgraded["plugin"]["policy"]["grants"],
+        json!(["publish:local:audit.*"])
+    );
     host.stop().await;
 }

@@ -979,3 +979,83 @@ async fn a_daemon_that_logs_between_spins_is_stopped_by_its_cpu_window() {
     }
     assert!(exit.cpu >= Duration::from_millis(300), "{:?}", exit.cpu);
 }
+
+#[tokio::test]
+async fn each_plugin_keeps_its_own_share_of_the_instance_pool() {
+    // A pool of 10: two plugins of 4 instances fit, a third does not, and says why.
+    let rt = Runtime::new(RuntimeConfig {
+        max_instances: 10,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let four = || PluginSettings {
+        max_instances: 4,
+        ..settings()
+    };
+    // The first holds all its instances in calls that wait (it sleeps in WASI until its
+    // wall-clock limit); the second still gets every instance it may have.
+    let holder = load_with(
+        &rt,
+        "sleeper",
+        &[("mode", "sleep")],
+        PluginSettings {
+            cpu_limit: Duration::from_millis(200),
+            ..four()
+        },
+    )
+    .await;
+    let other = load(
+        &rt,
+        "uppercase",
+        PluginSettings {
+            reuse: false,
+            ..four()
+        },
+    )
+    .await;
+    assert_eq!(rt.pool_usage(), (8, 10));
+    let held: Vec<_> = (0..4)
+        .map(|_| {
+            let holder = holder.clone();
+            tokio::spawn(async move { holder.handle(&text_message("x")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls: Vec<_> = (0..4)
+        .map(|i| {
+            let other = other.clone();
+            tokio::spawn(async move { other.transform(&text_message(&format!("m{i}"))).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().result.is_ok());
+    }
+    match rt
+        .load(
+            &plugin_bytes("uppercase"),
+            four(),
+            Arc::new(Standalone::default()),
+        )
+        .await
+    {
+        Err(e @ InvalidPlugin::Settings(_)) => {
+            let said = e.to_string();
+            assert!(
+                said.contains("instance pool holds 10") && said.contains("reserve 8"),
+                "{said}"
+            );
+        }
+        Err(other) => panic!("expected a settings error, got {other}"),
+        Ok(_) => panic!("a plugin past the pool was loaded"),
+    }
+    for call in held {
+        assert!(matches!(
+            call.await.unwrap().result,
+            Err(PluginError::TimedOut { .. })
+        ));
+    }
+    // A plugin dropped gives its share back.
+    drop(other);
+    assert_eq!(rt.pool_usage(), (4, 10));
+    load(&rt, "uppercase", four()).await;
+}

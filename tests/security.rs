@@ -1591,3 +1591,128 @@ async fn the_smaller_holes_stay_shut() {
     assert_eq!(without_token.status(), 403);
     host.stop().await;
 }
+
+/// Threads of this process now.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[tokio::test]
+async fn anonymous_health_checks_share_one_broker_check() {
+    // A Kafka "broker" that accepts connections and never answers: every metadata request
+    // to it waits its whole timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |_| {}).await;
+    let (base, client) = (base(&host), admin(&host).await);
+    add_user(&host, "ada", "ada's password", "admin").await;
+    let made = client
+        .post(format!("{base}/api/v1/connections"))
+        .json(&json!({ "name": "silent", "kind": "kafka",
+            "brokers": format!("127.0.0.1:{port}") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{}", made.text().await.unwrap());
+
+    // 600 anonymous health checks at once. Each used to ask the brokers on the blocking
+    // pool (up to 512 threads, shared with password hashing and plugin compiles); now one
+    // check a second answers them all, asked on a thread of its own.
+    let before = threads();
+    let asks: Vec<_> = (0..600)
+        .map(|i| {
+            let url = format!("{base}/{}", ["healthz", "readyz", "metrics"][i % 3]);
+            tokio::spawn(async move { plain().get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    let mut most = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        most = most.max(threads());
+    }
+    // A sign-in meanwhile is not queued behind them.
+    assert_eq!(
+        sign_in_status(&plain(), &base, "ada", "ada's password").await,
+        200
+    );
+    for ask in asks {
+        let status = ask.await.unwrap().expect("every health check is answered");
+        assert!(status == 200 || status == 503, "{status}");
+    }
+    assert!(
+        most < before + 100,
+        "{most} threads while the health checks waited ({before} before)"
+    );
+    let health: Value = json(plain().get(format!("{base}/healthz"))).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_in_callers_body_is_bounded_before_it_is_parsed() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |_| {}).await;
+    let (base, client) = (base(&host), admin(&host).await);
+    let publish = format!("{base}/api/v1/queues/local/bounded/messages");
+    let send = |body: Vec<u8>| {
+        client
+            .post(&publish)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // Past the JSON limit (four messages' worth): 413 before a byte is parsed.
+    let limit = wharf::web::json_body_limit(Config::default().server.max_message_bytes);
+    let mut over = b"{\"payload\":\"".to_vec();
+    over.resize(limit + 1, b'x');
+    let answer = send(over).await.unwrap();
+    assert_eq!(answer.status(), 413);
+    // Within it, but a tree of values that would take gigabytes: refused before it is built.
+    let mut zeros = b"{\"payload\":[0".to_vec();
+    for _ in 0..300_000 {
+        zeros.extend_from_slice(b",0");
+    }
+    zeros.extend_from_slice(b"]}");
+    let answer = send(zeros).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let said: Value = answer.json().await.unwrap();
+    assert!(
+        said["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("payload_base64"),
+        "{said}"
+    );
+    // One byte of payload and 5 MiB of headers is a 5 MiB message: over the 4 MiB limit.
+    let headers: serde_json::Map<String, Value> = (0..5)
+        .map(|i| (format!("h{i}"), json!("x".repeat(1024 * 1024))))
+        .collect();
+    let answer = send(serde_json::to_vec(&json!({ "payload": "x", "headers": headers })).unwrap())
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let said = answer.text().await.unwrap();
+    assert!(status == 400 || status == 413, "{status} {said}");
+    assert!(said.contains("over the"), "{said}");
+    let peeked: Value = json(client.get(&publish)).await;
+    assert_eq!(peeked, json!([]), "nothing was stored");
+    // A plugin upload is the one body that may be large: a 20 MiB file is read and refused
+    // by its check, not by the JSON limit.
+    let answer = client
+        .post(format!("{base}/api/v1/plugins"))
+        .header("content-type", "application/wasm")
+        .body(vec![0u8; 20 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert!(answer.text().await.unwrap().contains("format check"));
+    host.stop().await;
+}

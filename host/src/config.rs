@@ -352,6 +352,9 @@ pub struct ServerConfig {
     /// Where compiled plugins are cached, so a restart (or another host on this machine)
     /// does not compile the same file again; by default `~/.cache/wharf/compiled`.
     pub compile_cache: Option<PathBuf>,
+    /// Plugin instances that may exist at once on this host. Each loaded plugin reserves its
+    /// `max_instances` of them; one that does not fit is refused, naming both numbers.
+    pub instance_pool: u32,
     /// TLS on the listener: the API, the admin UI and ingress over HTTPS only. Session cookies
     /// are then `Secure`, and answers carry HSTS.
     pub tls: Option<ServerTlsConfig>,
@@ -388,6 +391,7 @@ impl Default for ServerConfig {
             max_request_bytes: 64 * 1024 * 1024,
             max_response_bytes: 32 * 1024 * 1024,
             compile_cache: crate::runtime::default_cache_dir(),
+            instance_pool: crate::runtime::DEFAULT_INSTANCE_POOL,
             tls: None,
             secret_key_file: None,
             previous_secret_key_files: Vec::new(),
@@ -1130,6 +1134,9 @@ impl Config {
     /// Checks what serde cannot: references between sections and the shape of addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.outbox.validate()?;
+        if !(1..=100_000).contains(&self.server.instance_pool) {
+            return Err(invalid("server.instance_pool", "must be 1 to 100000"));
+        }
         self.events
             .validate(&|name| self.connections.contains_key(name))?;
         let plugins = self.plugin_sources()?;

@@ -454,6 +454,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     crate::metrics::handle();
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: config.server.compile_cache.clone(),
+        max_instances: config.server.instance_pool,
         ..RuntimeConfig::default()
     })?;
     let connections = Connections::default();

@@ -683,12 +683,13 @@ async fn run_chain(
     metrics: &RouteMetrics,
     input: &Message,
 ) -> Result<Effects, Failure> {
-    if input.payload.len() > route.max_message_bytes {
+    // The whole message counts: a payload of one byte with megabytes of headers is large.
+    let size = input.size_bytes();
+    if size > route.max_message_bytes {
         return Err(Failure::host(
             "TooLarge",
             format!(
-                "the payload is {} bytes, over the route's limit of {} bytes",
-                input.payload.len(),
+                "the message is {size} bytes (payload, key and headers), over the route's limit of {} bytes",
                 route.max_message_bytes
             ),
         ));

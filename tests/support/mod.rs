@@ -558,9 +558,19 @@ impl Api {
 
     /// Uploads the built plugin `plugin`; panics unless it is stored.
     pub async fn upload(&self, plugin: &str) -> serde_json::Value {
+        self.upload_to("plugins", plugin).await
+    }
+
+    /// Uploads the built plugin `plugin` as a new version of the installed plugin `of`.
+    pub async fn upgrade(&self, plugin: &str, of: &str) -> serde_json::Value {
+        self.upload_to(&format!("plugins?upgrade={of}"), plugin)
+            .await
+    }
+
+    async fn upload_to(&self, path: &str, plugin: &str) -> serde_json::Value {
         let response = self
             .client
-            .post(format!("{}/plugins", self.base))
+            .post(format!("{}/{path}", self.base))
             .header("content-type", "application/wasm")
             .body(plugin_bytes(plugin))
             .send()

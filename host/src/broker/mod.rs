@@ -530,7 +530,17 @@ pub struct Connections {
     /// This host's own reply queue, where replies to its requests are handed straight to
     /// their callers.
     replies: std::sync::Arc<std::sync::OnceLock<std::sync::Arc<dyn ReplySink>>>,
+    /// The last health check and when it was made: anyone may ask `/healthz`, `/readyz` or
+    /// `/metrics`, so the brokers are asked at most once per [`HEALTH_TTL`], by one caller
+    /// at a time (the others wait for its answer). A change of connections forgets it.
+    health: std::sync::Arc<tokio::sync::Mutex<Option<(std::time::Instant, HealthStates)>>>,
 }
+
+/// Each connection's name and whether it can serve (the problem, if not).
+pub type HealthStates = Vec<(String, Result<(), String>)>;
+
+/// How long a health check is reused.
+const HEALTH_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Takes replies addressed to this host's reply queue straight to their waiting callers: a
 /// reply made on this host for a request made on this host need not cross a broker (nor the
@@ -550,10 +560,17 @@ impl Connections {
 
     /// Adds connection `name`, or replaces it; returns the one it replaced.
     pub fn insert(&self, name: &str, producer: Producer) -> Option<Producer> {
+        self.forget_health();
         self.brokers
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_owned(), producer)
+    }
+
+    fn forget_health(&self) {
+        if let Ok(mut health) = self.health.try_lock() {
+            *health = None;
+        }
     }
 
     /// Sets where replies to this host's requests go without a broker (once).
@@ -596,6 +613,7 @@ impl Connections {
 
     /// Removes connection `name`; returns it, to be closed.
     pub fn remove(&self, name: &str) -> Option<Producer> {
+        self.forget_health();
         self.brokers
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -741,8 +759,22 @@ impl Connections {
         all
     }
 
-    /// Whether every connection can serve right now; the problem of each that cannot.
-    pub async fn check(&self) -> Vec<(String, Result<(), String>)> {
+    /// Whether every connection can serve, as of at most [`HEALTH_TTL`] ago; the problem of
+    /// each that cannot.
+    pub async fn check(&self) -> HealthStates {
+        let mut health = self.health.lock().await;
+        if let Some((at, states)) = health.as_ref()
+            && at.elapsed() < HEALTH_TTL
+        {
+            return states.clone();
+        }
+        let states = self.check_now().await;
+        *health = Some((std::time::Instant::now(), states.clone()));
+        states
+    }
+
+    /// Whether every connection can serve right now, asking each.
+    pub async fn check_now(&self) -> HealthStates {
         let brokers = self.read().clone();
         let mut states = Vec::new();
         for (name, broker) in &brokers {

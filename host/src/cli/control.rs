@@ -697,6 +697,11 @@ pub enum PluginApiCommand {
         /// Store it without letting it serve yet (`plugin enable` later).
         #[arg(long)]
         disabled: bool,
+        /// The installed plugin this file is a new version of: without it, a file that names
+        /// itself as an installed plugin is refused (it would take that plugin's grants,
+        /// config and kv state).
+        #[arg(long, value_name = "NAME")]
+        upgrade: Option<String>,
         #[command(flatten)]
         host: HostArg,
     },
@@ -819,12 +824,16 @@ pub async fn plugin(command: PluginApiCommand) -> anyhow::Result<ExitCode> {
         PluginApiCommand::Install {
             file,
             disabled,
+            upgrade,
             host,
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let api = Api::new(&host)?;
-            let url = api.url(&format!("plugins?enabled={}", !disabled));
+            let mut url = api.url(&format!("plugins?enabled={}", !disabled));
+            if let Some(name) = &upgrade {
+                url.push_str(&format!("&upgrade={}", segment(name)));
+            }
             let answer = answer(
                 api.client
                     .post(&url)

@@ -44,7 +44,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// Process-wide limits of the runtime; each plugin's own limits are in [`PluginSettings`].
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Instances that may exist at once across all plugins (the pool's size).
+    /// Instances that may exist at once across all plugins (the pool's size). Each loaded
+    /// plugin reserves its own `max_instances` of them, so no plugin can take another's.
     pub max_instances: u32,
     /// The most memory any plugin may be given; each plugin's limit is at most this.
     pub max_memory_bytes: usize,
@@ -71,10 +72,13 @@ pub fn default_cache_dir() -> Option<std::path::PathBuf> {
     Some(base.join("wharf").join("compiled"))
 }
 
+/// The pool's size unless configured: room for fifteen plugins at the default 64 instances.
+pub const DEFAULT_INSTANCE_POOL: u32 = 1_000;
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
-            max_instances: 256,
+            max_instances: DEFAULT_INSTANCE_POOL,
             max_memory_bytes: 1024 * 1024 * 1024,
             tick: Duration::from_millis(1),
             max_plugin_bytes: 64 * 1024 * 1024,
@@ -99,6 +103,8 @@ struct RuntimeInner {
     linker: Linker<CallState>,
     config: RuntimeConfig,
     shutdown: watch::Sender<bool>,
+    /// Pool slots reserved by the plugins loaded now (each its `max_instances`).
+    reserved: std::sync::Mutex<u32>,
     /// Compiled components by the SHA-256 of their file: loading a file again (other
     /// settings, another version's rollback) skips the compile.
     components: std::sync::Mutex<std::collections::HashMap<String, wasmtime::component::Component>>,
@@ -127,6 +133,7 @@ impl Runtime {
                 linker,
                 config,
                 shutdown,
+                reserved: std::sync::Mutex::new(0),
                 components: Default::default(),
                 _ticker: ticker,
             }),
@@ -176,6 +183,58 @@ impl Runtime {
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
+    }
+
+    /// Reserves `instances` slots of the pool for one plugin, for as long as the returned
+    /// reservation lives. A plugin whose instances would not fit beside those of the plugins
+    /// loaded already is refused: otherwise a plugin that holds its instances (waiting, or
+    /// kept idle for reuse) could leave the others none.
+    fn reserve(&self, instances: u32) -> Result<Reservation, InvalidPlugin> {
+        let pool = self.config().max_instances;
+        let mut reserved = self
+            .inner
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if reserved.saturating_add(instances) > pool {
+            return Err(InvalidPlugin::Settings(format!(
+                "max_instances {instances} does not fit: the host's instance pool holds {pool} and the plugins loaded reserve {} of them (lower this plugin's max_instances, or raise server.instance_pool)",
+                *reserved
+            )));
+        }
+        *reserved += instances;
+        Ok(Reservation {
+            runtime: self.clone(),
+            instances,
+        })
+    }
+
+    /// Pool slots the loaded plugins reserve, and the pool's size.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        let reserved = *self
+            .inner
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (reserved, self.config().max_instances)
+    }
+}
+
+/// A plugin's share of the instance pool, given back when the plugin is dropped.
+pub(crate) struct Reservation {
+    runtime: Runtime,
+    instances: u32,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self
+            .runtime
+            .inner
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *reserved = reserved.saturating_sub(self.instances);
     }
 }
 

@@ -7,7 +7,7 @@ use super::error::{InvalidPlugin, PluginError};
 use super::journal::{LogGate, LogLine, Source};
 use super::services::{HostServices, KvWrite};
 use super::state::{CallState, DaemonRun, PluginContext, Publication};
-use super::{CONTRACT_PACKAGE, Runtime};
+use super::{CONTRACT_PACKAGE, Reservation, Runtime};
 use crate::grant::Grants;
 use crate::message::Message;
 use sha2::{Digest, Sha256};
@@ -205,6 +205,8 @@ struct PluginInner {
     info: PluginInfo,
     pre: Pre,
     permits: Semaphore,
+    /// Its share of the runtime's instance pool, held as long as the plugin is loaded.
+    _reservation: Reservation,
     /// Idle instances of a reusable plugin, each with the number of calls it has served.
     idle: Mutex<Vec<Worker>>,
     reuse: bool,
@@ -324,6 +326,7 @@ impl Runtime {
             ));
         }
         let log_gate = LogGate::new();
+        let reservation = self.reserve(settings.max_instances)?;
 
         let context = |name: &str| {
             Arc::new(PluginContext {
@@ -358,6 +361,7 @@ impl Runtime {
             },
             pre,
             permits: Semaphore::new(settings.max_instances as usize),
+            _reservation: reservation,
             idle: Mutex::new(Vec::new()),
             reuse: false,
             recycle_after: settings.recycle_after.max(1),

@@ -412,8 +412,8 @@ impl Store {
     }
 
     /// Up to `count` ready messages of `queue`, in order, without claiming them, and no more
-    /// than `max_bytes` of payload (but always the first): sizes are read first, so a large
-    /// queue is never loaded whole.
+    /// than `max_bytes` of them, headers and keys counted (but always the first): sizes are
+    /// read first, so a large queue is never loaded whole.
     pub async fn peek_queue(
         &self,
         queue: &str,
@@ -421,8 +421,11 @@ impl Store {
         max_bytes: usize,
         now_ms: i64,
     ) -> Result<Vec<Message>, StoreError> {
-        let sizes: Vec<(i64, i64)> = with_pool!(&self.pool, |pool| sqlx::query_as(
-            "SELECT seq, CAST(LENGTH(payload) AS BIGINT) FROM queue_messages \
+        // The whole message counts toward the budget, its headers and key too.
+        let sizes: Vec<(i64, i64)> = with_pool!(&self.pool, |pool| {
+            sqlx::query_as(
+            "SELECT seq, CAST(LENGTH(payload) + COALESCE(LENGTH(headers), 0) \
+             + COALESCE(LENGTH(msg_key), 0) + LENGTH(id) + LENGTH(topic) AS BIGINT) FROM queue_messages \
              WHERE queue = $1 AND visible_at_ms <= $2 ORDER BY seq LIMIT $3"
         )
         .bind(queue)
@@ -430,7 +433,8 @@ impl Store {
         .bind(count)
         .fetch_all(pool)
         .await
-        .doing("reading a queue"))?;
+        .doing("reading a queue")
+        })?;
         let mut total = 0usize;
         let mut last = None;
         for (seq, size) in sizes {

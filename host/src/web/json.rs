@@ -35,8 +35,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// The most values (numbers, strings, arrays, objects, ...) one JSON body may hold. A body is
+/// read into memory at most as large as its limit, but a tree of JSON values takes tens of
+/// bytes per value: `{"payload":[0,0,0,...]}` of a few MiB would take gigabytes. Counted
+/// before anything is parsed.
+pub const MAX_JSON_VALUES: usize = 200_000;
+
+/// Refuses `bytes` when it holds more than [`MAX_JSON_VALUES`] values: one pass over the
+/// text, counting the separators and openings outside strings, allocating nothing.
+pub fn check_json_size(bytes: &[u8]) -> Result<(), AppError> {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => values += 1,
+            _ => {}
+        }
+    }
+    if values > MAX_JSON_VALUES {
+        return Err(AppError::Invalid {
+            field: "body".into(),
+            message: format!(
+                "the body holds more than {MAX_JSON_VALUES} JSON values; send a large binary payload as `payload_base64`"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Reads `bytes` as a `T`; an error names the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    check_json_size(bytes)?;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(field_error)?;
     deserializer.end().map_err(|e| AppError::Invalid {

@@ -83,8 +83,20 @@ fn now_ms() -> i64 {
     crate::message::now_ms() as i64
 }
 
+/// The largest JSON (or form) body a signed-in caller may send: room for a few messages of
+/// `max_message_bytes` as JSON text, and never less than 1 MiB.
+pub fn json_body_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes
+        .saturating_mul(4)
+        .max(1024 * 1024)
+        .saturating_add(64 * 1024)
+}
+
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.max_request_bytes;
+    // Only plugin uploads take large bodies (up to `server.max_request_bytes`); every other
+    // signed-in body is JSON or a form, held near the largest message it could carry.
+    let upload_limit = state.max_request_bytes;
+    let body_limit = json_body_limit(state.max_message_bytes).min(upload_limit);
     let tls = state.tls;
     let api = Router::new()
         .route(
@@ -184,7 +196,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/api/v1/plugins",
-            get(api::plugins::list).post(api::plugins::upload),
+            get(api::plugins::list)
+                .post(api::plugins::upload)
+                .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/api/v1/plugins/{name}", get(api::plugins::get))
         .route(
@@ -242,7 +256,7 @@ pub fn router(state: AppState) -> Router {
             any(ingress::ingress).layer(DefaultBodyLimit::max(state.max_message_bytes)),
         )
         .merge(api)
-        .merge(ui::router())
+        .merge(ui::router(upload_limit))
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(anonymous)
         .fallback(health::not_found)

@@ -135,10 +135,12 @@ impl EmbeddedBroker {
         if let Some((exchange, key)) = queue.split_once('/') {
             return self.publish_to_exchange(exchange, key, msg, delay).await;
         }
+        // The whole message counts (payload, key, headers): every byte of it is stored and
+        // read back by whoever peeks.
         let limit = self.inner.config.max_message_bytes;
-        if msg.payload.len() > limit {
+        if msg.size_bytes() > limit {
             return Err(BrokerError::TooLarge {
-                size: msg.payload.len(),
+                size: msg.size_bytes(),
                 limit,
             });
         }

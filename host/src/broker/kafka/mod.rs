@@ -717,19 +717,28 @@ impl super::Transport for KafkaBroker {
         self.inner.consumers.states()
     }
 
-    /// Up while the brokers answer a metadata request.
+    /// Up while the brokers answer a metadata request. Asked on a thread of its own, not on
+    /// the blocking pool that password hashing and plugin compiles share: a slow broker must
+    /// not hold their threads (callers reuse one answer a second, see `Connections::check`).
     async fn check(&self) -> Result<(), String> {
         let producer = self.inner.producer.clone();
         let name = self.inner.name.clone();
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, Duration::from_secs(3))
-                .map(drop)
-                .map_err(|e| error(&name, "asking the brokers", e).to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("wharf-kafka-health".into())
+            .spawn(move || {
+                let _ = answer.send(
+                    producer
+                        .client()
+                        .fetch_metadata(None, Duration::from_secs(3))
+                        .map(drop)
+                        .map_err(|e| error(&name, "asking the brokers", e).to_string()),
+                );
+            })
+            .map_err(|e| format!("cannot start the health check: {e}"))?;
+        answered
+            .await
+            .map_err(|_| "the health check stopped".to_string())?
     }
 
     async fn close(&self) {

@@ -4,10 +4,11 @@
 
 use crate::web::caller::{Allowed, Operator, Viewer};
 use crate::web::error::invalid;
+use crate::web::json::JsonBody;
 use crate::web::ops::outbox::{self as ops, Handover};
 use crate::web::{AppError, AppState};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
@@ -95,9 +96,9 @@ fn handovers(body: &Value) -> Result<Vec<Handover>, AppError> {
 pub async fn accept(
     State(state): State<AppState>,
     who: Allowed<Operator>,
-    body: Result<Json<Value>, JsonRejection>,
+    body: JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Accepted>), AppError> {
-    let Json(body) = body?;
+    let JsonBody(body) = body;
     let origin = format!("api:{}", who.caller.actor());
     let ids = ops::accept(&state, &who, &origin, handovers(&body)?).await?;
     Ok((StatusCode::CREATED, Json(Accepted { ids })))

@@ -40,6 +40,9 @@ pub struct UploadParams {
     /// Whether the new version serves at once (default true): routes naming the plugin
     /// without a version move to it.
     pub enabled: Option<bool>,
+    /// The installed plugin this file is a new version of. An upload whose plugin names
+    /// itself as one that is installed already is refused without it (409).
+    pub upgrade: Option<String>,
 }
 
 /// Uploads a plugin: the `.wasm` file is the body. It is checked as `wharf plugin check`
@@ -51,7 +54,9 @@ pub struct UploadParams {
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses((status = 201, body = Uploaded), (status = 200, body = Uploaded),
         (status = 400, description = "the file failed a check, named in the message"),
-        (status = 409), (status = 413)))]
+        (status = 404, description = "`upgrade` names no installed plugin"),
+        (status = 409, description = "the plugin names itself as one installed already (say `upgrade`), or the version is stored with other content"),
+        (status = 413)))]
 pub async fn upload(
     State(state): State<AppState>,
     who: Allowed<Admin>,
@@ -60,7 +65,14 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<Uploaded>), AppError> {
     let Query(params) = params?;
     let bytes = body?;
-    let uploaded = ops::upload(&state, &who, &bytes, params.enabled.unwrap_or(true)).await?;
+    let uploaded = ops::upload(
+        &state,
+        &who,
+        &bytes,
+        params.enabled.unwrap_or(true),
+        params.upgrade.as_deref(),
+    )
+    .await?;
     let status = if uploaded.outcome == "created" {
         StatusCode::CREATED
     } else {

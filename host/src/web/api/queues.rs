@@ -3,10 +3,11 @@
 
 use crate::message::Message;
 use crate::web::caller::{Allowed, Operator, Viewer};
+use crate::web::json::JsonBody;
 use crate::web::ops::queues::{self as ops, ReplayParams, Replayed};
 use crate::web::{AppError, AppState, MAX_WAIT_MS};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -69,10 +70,10 @@ pub async fn publish(
     State(state): State<AppState>,
     who: Allowed<Operator>,
     Path((connection, queue)): QueuePath,
-    body: Result<Json<Value>, JsonRejection>,
+    body: JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Published>), AppError> {
     let address = ops::known(&state, &connection, &queue)?;
-    let Json(body) = body?;
+    let JsonBody(body) = body;
     let id = ops::publish(&state, &who, &address, &body).await?;
     Ok((StatusCode::CREATED, Json(Published { id })))
 }

@@ -3,9 +3,10 @@
 //! correlation table; a timeout is 504 saying how long it waited. Operator role.
 
 use crate::web::caller::{Allowed, Operator};
+use crate::web::json::JsonBody;
 use crate::web::{AppError, AppState};
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde_json::Value;
 
@@ -27,10 +28,10 @@ pub async fn call(
     who: Allowed<Operator>,
     Path((connection, address)): Path<(String, String)>,
     params: Result<Query<RpcParams>, QueryRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    body: JsonBody<Value>,
 ) -> Result<Json<Value>, AppError> {
     let Query(params) = params?;
-    let Json(body) = body?;
+    let JsonBody(body) = body;
     let reply = crate::web::ops::rpc::call(
         &state,
         &who,

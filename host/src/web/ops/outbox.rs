@@ -57,12 +57,12 @@ pub async fn accept(
             message: e.to_string(),
             field: at(&format!("message.{}", e.field)),
         })?;
-        if msg.payload.len() > state.max_message_bytes {
+        if msg.size_bytes() > state.max_message_bytes {
             return Err(invalid(
-                &at("message.payload"),
+                &at("message"),
                 format!(
-                    "the payload is {} bytes, over the host's limit of {} (server.max_message_bytes)",
-                    msg.payload.len(),
+                    "the message is {} bytes (payload, key and headers), over the host's limit of {} (server.max_message_bytes)",
+                    msg.size_bytes(),
                     state.max_message_bytes
                 ),
             ));

@@ -171,11 +171,17 @@ pub struct Uploaded {
 /// Uploads a plugin's `.wasm`: checked as `wharf plugin check` does (size, format,
 /// component, validation, world, version, imports, describe, kind) before anything is
 /// stored; a version is immutable once stored. `enabled`: whether it serves at once.
+///
+/// A plugin names itself, so a file that says `billing` would become billing's next
+/// version, with billing's grants, config and kv state. It does only when the caller says
+/// so (`upgrade`: the plugin it is a new version of); otherwise an upload under a name that
+/// is installed already is refused, naming that plugin.
 pub async fn upload(
     state: &AppState,
     who: &Allowed<Admin>,
     bytes: &[u8],
     enabled: bool,
+    upgrade: Option<&str>,
 ) -> Result<Uploaded, AppError> {
     if bytes.is_empty() {
         return Err(invalid("body", "send the plugin's .wasm file as the body"));
@@ -185,7 +191,11 @@ pub async fn upload(
         .runtime()
         .load(
             bytes,
-            crate::runtime::PluginSettings::default(),
+            // Only `describe` runs: one instance of the pool is enough.
+            crate::runtime::PluginSettings {
+                max_instances: 1,
+                ..crate::runtime::PluginSettings::default()
+            },
             state.supervisor.services(),
         )
         .await
@@ -209,6 +219,7 @@ pub async fn upload(
     if state.supervisor.file().plugins.contains_key(&info.name) {
         return Err(file_defined(state, "plugin", &info.name));
     }
+    check_upgrade(state, &info, upgrade).await?;
     let outcome = state
         .store
         .upload_plugin(&info, bytes, enabled, &who.caller.actor(), now_ms())
@@ -240,6 +251,49 @@ pub async fn upload(
         version: VersionView::from(&stored),
         plugin: view(state, &stored.name).await?,
     })
+}
+
+/// Refuses an upload that would add a version to an installed plugin without the caller
+/// saying it is an upgrade of that plugin, and an upgrade of a plugin the file is not.
+async fn check_upgrade(
+    state: &AppState,
+    info: &crate::runtime::PluginInfo,
+    upgrade: Option<&str>,
+) -> Result<(), AppError> {
+    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
+    let installed = desired.plugins.get(&info.name);
+    match upgrade {
+        Some(named) if named != info.name => Err(invalid(
+            "upgrade",
+            format!(
+                "the file describes itself as plugin `{}`, not `{named}`; it cannot be a version of `{named}`",
+                info.name
+            ),
+        )),
+        Some(named) if installed.is_none() => Err(AppError::NotFound(format!(
+            "no plugin named `{named}` is installed to upgrade; upload the file without an upgrade to install it"
+        ))),
+        Some(_) => Ok(()),
+        None => match installed {
+            // The very same file again changes nothing.
+            Some(versions)
+                if !versions
+                    .iter()
+                    .any(|v| v.version == info.version && v.sha256 == info.sha256) =>
+            {
+                let serving = desired
+                    .version(&info.name, None)
+                    .map(|v| format!("serving {}", v.version))
+                    .unwrap_or_else(|_| "no version enabled".into());
+                Err(AppError::Conflict(format!(
+                    "a plugin named `{name}` is installed already ({serving}), and this file describes itself as `{name}` {version}. A new version would take `{name}`'s grants, config and kv state: if it is one, upload it as an upgrade of `{name}` (wharf plugin install --upgrade {name}, ?upgrade={name} in the API, or \"New version of\" on the Plugins page)",
+                    name = info.name,
+                    version = info.version,
+                )))
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Lets `version` of plugin `name` serve, or not.

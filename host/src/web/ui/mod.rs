@@ -88,7 +88,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-pub fn router() -> Router<AppState> {
+/// `upload_limit`: the largest plugin upload; every other form is held to the router's limit.
+pub fn router(upload_limit: usize) -> Router<AppState> {
     Router::new()
         .route(
             "/static/style.css",
@@ -129,7 +130,12 @@ pub fn router() -> Router<AppState> {
         .route("/daemons/{name}/stop", post(daemons::stop))
         .route("/daemons/{name}/start", post(daemons::start))
         .route("/daemons/{name}/restart", post(daemons::restart))
-        .route("/plugins", get(plugins::list).post(plugins::upload))
+        .route(
+            "/plugins",
+            get(plugins::list)
+                .post(plugins::upload)
+                .layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route(
             "/plugins/{name}/versions/{version}/{action}",
             post(plugins::version),

@@ -25,9 +25,12 @@ pub async fn list(State(state): State<AppState>, page: Page<Viewer>, params: Par
     }
 }
 
-/// The upload form's fields: the file, and whether it serves at once.
-async fn read_upload(mut multipart: Multipart) -> Result<(Vec<u8>, bool), AppError> {
-    let (mut file, mut enabled) = (None, false);
+/// The upload form's fields: the file, whether it serves at once, and the installed plugin
+/// it is a new version of (empty: a new plugin).
+async fn read_upload(
+    mut multipart: Multipart,
+) -> Result<(Vec<u8>, bool, Option<String>), AppError> {
+    let (mut file, mut enabled, mut upgrade) = (None, false, None);
     loop {
         match multipart.next_field().await {
             Ok(Some(field)) => {
@@ -40,6 +43,10 @@ async fn read_upload(mut multipart: Multipart) -> Result<(Vec<u8>, bool), AppErr
                 match name.as_str() {
                     "file" => file = Some(bytes.to_vec()),
                     "enabled" => enabled = true,
+                    "upgrade" => {
+                        let named = String::from_utf8_lossy(&bytes).trim().to_owned();
+                        upgrade = (!named.is_empty()).then_some(named);
+                    }
                     _ => {}
                 }
             }
@@ -51,7 +58,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<(Vec<u8>, bool), AppErr
             }
         }
     }
-    Ok((file.unwrap_or_default(), enabled))
+    Ok((file.unwrap_or_default(), enabled, upgrade))
 }
 
 pub async fn upload(
@@ -60,7 +67,9 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Response {
     let uploaded = match read_upload(multipart).await {
-        Ok((bytes, enabled)) => ops::upload(&state, &page.who, &bytes, enabled).await,
+        Ok((bytes, enabled, upgrade)) => {
+            ops::upload(&state, &page.who, &bytes, enabled, upgrade.as_deref()).await
+        }
         Err(error) => Err(error),
     };
     match uploaded {
