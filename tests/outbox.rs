@@ -681,7 +681,12 @@ async fn bad_handovers_are_refused_whole() {
         (json!({ "messages": [] }), "messages"),
         (
             json!({ "to": "local:a", "message": { "payload": "x".repeat(2_000) } }),
-            "message.payload",
+            "message",
+        ),
+        // The whole message counts: one byte of payload, 2,000 of headers.
+        (
+            json!({ "to": "local:a", "message": { "payload": "x", "headers": { "h": "x".repeat(2_000) } } }),
+            "message",
         ),
         (
             json!({ "to": "local:a", "message": { "payload": "x", "topic": "nul\u{0}" } }),

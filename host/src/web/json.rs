@@ -124,5 +124,10 @@ fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> AppError {
     } else {
         path
     };
+    let message = if inner.is_syntax() || inner.is_eof() {
+        format!("the body is not valid JSON: {message}")
+    } else {
+        message
+    };
     AppError::Invalid { field, message }
 }

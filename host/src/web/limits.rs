@@ -14,6 +14,10 @@ const BURST: u32 = 30;
 
 pub struct PeerLimits {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// One check a second for a name under attack (past its failures in the database) from
+    /// an address that has not failed for it: the guessers, from however many addresses,
+    /// are slowed to that pace, while its owner can still sign in from a fresh address.
+    names: DefaultKeyedRateLimiter<String>,
 }
 
 impl Default for PeerLimits {
@@ -22,6 +26,7 @@ impl Default for PeerLimits {
             .allow_burst(NonZeroU32::new(BURST).expect("a burst"));
         PeerLimits {
             limiter: RateLimiter::keyed(quota),
+            names: RateLimiter::keyed(Quota::per_second(NonZeroU32::new(1).expect("one"))),
         }
     }
 }
@@ -31,7 +36,7 @@ impl PeerLimits {
     /// again). A request without a known peer (an in-process test) is let through.
     pub fn check(&self, peer: Option<IpAddr>) -> Result<(), AppError> {
         let Some(peer) = peer else { return Ok(()) };
-        self.limiter.check_key(&key(peer)).map_err(|not_until| {
+        self.limiter.check_key(&peer_key(peer)).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
@@ -45,10 +50,23 @@ impl PeerLimits {
         })
     }
 
-    /// Forgets peers whose limit has refilled (called every minute by the host).
+    /// Lets one check of the name whose digest is `name_digest` through, or refuses it (429,
+    /// in a second): the pace of a name under attack.
+    pub fn pace_name(&self, name_digest: &str) -> Result<(), AppError> {
+        self.names
+            .check_key(&name_digest.to_owned())
+            .map_err(|_| AppError::TooManyRequests {
+                message: "this name is being tried from many addresses; try again in 1 s".into(),
+                retry_after_s: 1,
+            })
+    }
+
+    /// Forgets peers and names whose limit has refilled (called every minute by the host).
     pub fn prune(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+        self.names.retain_recent();
+        self.names.shrink_to_fit();
     }
 
     /// Peers remembered now.
@@ -62,7 +80,7 @@ impl PeerLimits {
 }
 
 /// An IPv4 peer as it is; an IPv6 one by its /64 (a mapped IPv4 address as that address).
-fn key(peer: IpAddr) -> IpAddr {
+pub(crate) fn peer_key(peer: IpAddr) -> IpAddr {
     match peer {
         IpAddr::V4(_) => peer,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -58,6 +58,7 @@ pub async fn publish(
 ) -> Result<String, AppError> {
     let mut msg = Message::from_json(message)?;
     crate::broker::check_message(&msg)?;
+    check_size(state, &msg)?;
     if msg.topic.is_empty() {
         msg.topic = address.address.clone();
     }
@@ -68,6 +69,19 @@ pub async fn publish(
         .send(&address.address, msg)
         .await?;
     Ok(id)
+}
+
+/// Refuses a message over `server.max_message_bytes`, counted whole as on a route: a byte of
+/// payload with megabytes of headers would be stored, and read back by every peek.
+pub fn check_size(state: &AppState, msg: &Message) -> Result<(), AppError> {
+    if msg.size_bytes() > state.max_message_bytes {
+        return Err(AppError::PayloadTooLarge(format!(
+            "the message is {} bytes (payload, key and headers), over the host's limit of {} (server.max_message_bytes)",
+            msg.size_bytes(),
+            state.max_message_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// `count` (1 to [`MAX_COUNT`]) or `default`.
@@ -82,7 +96,7 @@ pub fn count(count: Option<usize>, default: usize) -> Result<usize, AppError> {
 }
 
 /// Up to `count` ready messages, left in the queue: reading changes nothing. At most
-/// `max_response_bytes` of payload (but always one message).
+/// `max_response_bytes` of messages, headers and keys counted (but always one message).
 pub async fn peek(
     state: &AppState,
     _: &Allowed<Viewer>,

@@ -33,6 +33,7 @@ pub async fn call(
     let to = super::queues::known(state, connection, address)?;
     let mut request = Message::from_json(request)?;
     crate::broker::check_message(&request)?;
+    super::queues::check_size(state, &request)?;
     if request.topic.is_empty() {
         request.topic = to.address.clone();
     }

@@ -4,10 +4,13 @@
 //! Nothing here lets an anonymous caller grow memory or work without a bound:
 //! - each peer address gets a few credential attempts a second ([`super::super::limits`]);
 //! - a name that cannot be a user's is refused before anything is looked up or hashed;
-//! - each name's attempts are counted in the database *before* its password is hashed, so
-//!   parallel guesses cannot slip past the limit together, and every host on the database
-//!   sees the same count; after [`MAX_ATTEMPTS`] within [`WINDOW`] the name is refused (429)
-//!   until the window has passed, right password or not;
+//! - each name's attempts are counted in the database *before* its password is hashed, per
+//!   address and in all, so parallel guesses cannot slip past the limit together, and every
+//!   host on the database sees the same counts. After [`MAX_ATTEMPTS`] within [`WINDOW`] from
+//!   one address, that address is refused for that name (429) until the window has passed,
+//!   right password or not. Past [`MAX_ATTEMPTS`] in all (guesses from many addresses), the
+//!   name is checked at most once a second: the guessers are slowed to that pace, and the
+//!   name's owner, from an address of their own, still signs in (at worst a second later);
 //! - password hashes run a few at a time (`auth::Hashing`), and a reset link is checked
 //!   before the new password is hashed.
 
@@ -58,29 +61,45 @@ async fn check_password(
     state: &AppState,
     name: &str,
     password: String,
+    peer: Option<IpAddr>,
 ) -> Result<Checked, AppError> {
     if auth::check_name(name).is_err() || password.len() > auth::MAX_PASSWORD_BYTES {
         return Ok(Checked::UnknownName);
     }
     let now = now_ms();
     let window = WINDOW.as_millis() as i64;
-    let (attempts, since) = state
+    let name_digest = auth::token_digest(name);
+    let pair_digest = pair_digest(name, peer);
+    let (from_here, since) = state
         .store
-        .sign_in_attempt(&auth::token_digest(name), now, window)
+        .sign_in_attempt(&pair_digest, now, window)
         .await?;
-    if attempts > MAX_ATTEMPTS {
+    if from_here > MAX_ATTEMPTS {
         let wait_s = ((since + window - now).max(0) / 1000 + 1) as u64;
         let error = AppError::TooManyRequests {
             message: format!(
-                "too many failed sign-ins for `{}`; try again in {wait_s} s",
+                "too many failed sign-ins for `{}` from this address; try again in {wait_s} s",
                 crate::broker::shorten(name)
             ),
             retry_after_s: wait_s,
         };
         return Ok(Checked::Throttled {
             error,
-            first: attempts == MAX_ATTEMPTS + 1,
+            first: from_here == MAX_ATTEMPTS + 1,
         });
+    }
+    let (in_all, _) = state
+        .store
+        .sign_in_attempt(&name_digest, now, window)
+        .await?;
+    if in_all > MAX_ATTEMPTS {
+        // Tried from many addresses: checked at the name's pace, one a second.
+        if let Err(error) = state.limits.pace_name(&name_digest) {
+            return Ok(Checked::Throttled {
+                error,
+                first: in_all == MAX_ATTEMPTS + 1,
+            });
+        }
     }
     let user = state.store.user_login(name).await?;
     // The hash is checked even for an unknown name, so the answer's timing does not tell
@@ -92,15 +111,22 @@ async fn check_password(
     let matches = state.hashing.verify(password, hash).await?;
     Ok(match user {
         Some((_, role)) if matches => {
-            state
-                .store
-                .sign_in_succeeded(&auth::token_digest(name))
-                .await?;
+            state.store.sign_in_succeeded(&name_digest).await?;
+            state.store.sign_in_succeeded(&pair_digest).await?;
             Checked::Passed(role)
         }
         Some(_) => Checked::Wrong,
         None => Checked::UnknownName,
     })
+}
+
+/// What a name's attempts from one address are counted under.
+fn pair_digest(name: &str, peer: Option<IpAddr>) -> String {
+    let address = peer.map_or_else(
+        || "unknown".to_owned(),
+        |p| crate::web::limits::peer_key(p).to_string(),
+    );
+    auth::token_digest(&format!("{name}\n{address}"))
 }
 
 /// Checks `name`'s password as a sign-in does, records what the audit log and the metrics
@@ -114,7 +140,7 @@ async fn signed_in_role(
 ) -> Result<Role, AppError> {
     let record =
         |action: &'static str| audit::record_anonymous(state, name, via, peer, action, json!({}));
-    match check_password(state, name, password).await? {
+    match check_password(state, name, password, peer).await? {
         Checked::Passed(role) => {
             crate::metrics::sign_in("signed_in");
             Ok(role)
