@@ -1059,3 +1059,31 @@ async fn each_plugin_keeps_its_own_share_of_the_instance_pool() {
     assert_eq!(rt.pool_usage(), (4, 10));
     load(&rt, "uppercase", four()).await;
 }
+
+#[test]
+fn a_compile_cache_another_user_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // Made private when it does not exist yet.
+    let fresh = dir.path().join("compiled");
+    let rt = Runtime::new(RuntimeConfig {
+        cache_dir: Some(fresh.clone()),
+        ..RuntimeConfig::default()
+    });
+    assert!(rt.is_ok());
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // One that others can write: native code could be planted there.
+    std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let refused = Runtime::new(RuntimeConfig {
+        cache_dir: Some(fresh),
+        ..RuntimeConfig::default()
+    });
+    match refused {
+        Err(e) => assert!(
+            e.to_string().contains("writable by its group or by others"),
+            "{e}"
+        ),
+        Ok(_) => panic!("a world-writable compile cache was used"),
+    }
+}

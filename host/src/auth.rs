@@ -194,41 +194,6 @@ fn state_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> std::io::
         })
 }
 
-/// Refuses `path`, a file or folder that holds a secret, when another user of the machine
-/// could change it: owned by someone other than this user (or root), or writable by its
-/// group or by others (a sticky folder excepted).
-pub fn check_private(path: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    let refuse = |why: String| {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "{} {why}; another user of this machine could change it",
-                path.display()
-            ),
-        ))
-    };
-    if meta.uid() != me && meta.uid() != 0 {
-        return refuse(format!(
-            "belongs to user {}, not to this one ({me})",
-            meta.uid()
-        ));
-    }
-    // A sticky folder (such as /tmp) lets others add files but not replace or remove ours;
-    // what is read from it is checked as a file of its own.
-    let sticky = meta.is_dir() && meta.mode() & 0o1000 != 0;
-    if meta.mode() & 0o022 != 0 && !sticky {
-        return refuse(format!(
-            "is writable by its group or by others (mode {:o}; chmod go-w it)",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
-}
-
 /// Where the host on `addr` keeps the CLI's token: one file per address in [`state_dir`].
 pub fn local_token_path(addr: SocketAddr) -> std::io::Result<PathBuf> {
     let host = addr.ip().to_string().replace(':', "_");
@@ -254,7 +219,7 @@ pub fn write_private_beside(path: &std::path::Path, contents: &str) -> std::io::
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
-        check_private(dir)?;
+        crate::private::check_private(dir)?;
     }
     let mut partial = path.as_os_str().to_owned();
     partial.push(format!(
@@ -404,6 +369,7 @@ mod tests {
 
     #[test]
     fn a_secret_another_user_can_write_is_refused() {
+        use crate::private::check_private;
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("state");

@@ -16,6 +16,7 @@ pub mod leases;
 pub mod message;
 pub mod metrics;
 pub mod outbox;
+pub mod private;
 pub mod router;
 pub mod rpc;
 pub mod runtime;

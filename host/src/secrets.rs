@@ -219,9 +219,9 @@ fn read(path: &Path) -> Result<[u8; 32], SecretError> {
         source_name: path.display().to_string(),
         problem: format!("is refused: {e}"),
     };
-    crate::auth::check_private(path).map_err(refused)?;
+    crate::private::check_private(path).map_err(refused)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::auth::check_private(dir).map_err(refused)?;
+        crate::private::check_private(dir).map_err(refused)?;
     }
     let text = std::fs::read_to_string(path).map_err(|e| SecretError::Key {
         source_name: path.display().to_string(),

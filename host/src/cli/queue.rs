@@ -77,7 +77,7 @@ impl HostArg {
         let Ok(path) = crate::auth::local_token_path(addr) else {
             return Ok(None);
         };
-        if let Err(e) = crate::auth::check_private(&path) {
+        if let Err(e) = crate::private::check_private(&path) {
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 anyhow::bail!("the CLI's token is refused: {e}");
             }

@@ -56,7 +56,8 @@ pub struct RuntimeConfig {
     pub max_plugin_bytes: usize,
     /// Where compiled components are kept across restarts and shared by hosts on this
     /// machine (wasmtime's cache, keyed by the file's hash and the engine's settings); `None`
-    /// compiles every file at every start.
+    /// compiles every file at every start. Made private (0700); a folder another user could
+    /// write is refused, since the runtime loads native code from it.
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
@@ -116,6 +117,17 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         let mut engine_config = engine_config(&config);
         if let Some(dir) = &config.cache_dir {
+            // Native code is loaded from here: the folder is this user's alone (made 0700),
+            // and one that another user could write is refused.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .and_then(|()| crate::private::check_private(dir))
+                .map_err(|e| {
+                    RuntimeError(format!("the compile cache in {}: {e}", dir.display()))
+                })?;
             let mut cache = wasmtime::CacheConfig::new();
             cache.with_directory(dir);
             let cache = wasmtime::Cache::new(cache).map_err(|e| {
