@@ -363,7 +363,50 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         assert_eq!(answer.status(), 404, "{path}");
         let body: Value = answer.json().await.unwrap();
         assert_eq!(body["error"]["code"], "not_found", "{body}");
+        // Nothing named: not the path tried, not the connection, not another queue.
+        let said = body["error"]["message"].as_str().unwrap();
+        for name in path.split('/').chain(["orders", "web", "open"]) {
+            assert!(!said.contains(name), "{said} names {name}");
+        }
     }
+    // The path is checked before the body is read: a request that promises 100 MB to an
+    // unknown path is answered at once, its body never sent.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(host.addr).await.unwrap();
+        let token = support::local_token(host.addr);
+        stream
+            .write_all(
+                format!(
+                    "POST /ingress/web/no.route.here HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 100000000\r\n\r\n",
+                    token.trim()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut head = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut head))
+            .await
+            .expect("answered without the body")
+            .unwrap();
+        let head = String::from_utf8_lossy(&head[..read]);
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    }
+    // An id a caller chooses is the message's only under the caller's name: another caller
+    // choosing it first cannot make this one a duplicate in a route's inbox.
+    let chosen: Value = client
+        .post(format!("{base}/ingress/web/orders"))
+        .header("x-wharf-id", "order-17")
+        .body("x")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = chosen["id"].as_str().unwrap();
+    assert!(id.ends_with("/order-17") && id != "order-17", "{id}");
 
     // Anonymous ingress where the connection says so; headers and query reach the message.
     let accepted = anonymous
@@ -378,6 +421,21 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         .unwrap();
     assert_eq!(accepted.status(), 202);
     let taken = support::arrived(&broker, "anon.out").await;
+    // An anonymous caller's chosen id is not taken at all.
+    let unnamed: Value = anonymous
+        .post(format!("{base}/ingress/open/in"))
+        .header("x-wharf-id", "order-17")
+        .body("y")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !unnamed["id"].as_str().unwrap().contains("order-17"),
+        "{unnamed}"
+    );
     let msg = &taken[0];
     assert_eq!(msg.payload, br#"{"n":1}"#);
     assert_eq!(msg.content_type.as_deref(), Some("application/json"));

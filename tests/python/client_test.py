@@ -21,7 +21,34 @@ def check(condition, what):
         raise AssertionError(what)
 
 
+def hostile(client: Client) -> None:
+    # An RPC address cannot climb to another endpoint.
+    for address in ("local:../queues/local/x/messages", "local:a/../../users", "local:."):
+        try:
+            client.rpc(address, "x", timeout=1)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"rpc to {address} was sent")
+    # Plain HTTP to another machine is refused unless asked; no token goes there unasked.
+    try:
+        Client("http://wharf.example:8080")
+    except ValueError as e:
+        check("insecure=True" in str(e), f"says how: {e}")
+    else:
+        raise AssertionError("plain HTTP to another machine was allowed")
+    saved = os.environ.pop("WHARF_TOKEN", None)
+    try:
+        for remote in (Client("https://wharf.example"), Client("http://wharf.example", insecure=True)):
+            check("authorization" not in remote._http.headers, "no token sent to another host")
+            remote.close()
+    finally:
+        if saved is not None:
+            os.environ["WHARF_TOKEN"] = saved
+
+
 def basics(client: Client) -> None:
+    hostile(client)
     # Publish, then take.
     sent = client.publish("local:py.in", {"n": 1}, headers={"origin": "python"})
     taken = client.take("local:py.in", timeout=5)

@@ -363,6 +363,18 @@ impl Store {
         }))
     }
 
+    /// Whether a queue of that name exists.
+    pub async fn queue_exists(&self, queue: &str) -> Result<bool, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM queues WHERE name = $1"
+        )
+        .bind(queue)
+        .fetch_one(pool)
+        .await
+        .map(|n| n > 0)
+        .doing("looking a queue up"))
+    }
+
     /// Every queue's name, sorted.
     pub async fn queue_names(&self) -> Result<Vec<String>, StoreError> {
         with_pool!(&self.pool, |pool| sqlx::query_scalar(

@@ -13,6 +13,13 @@
 //!   nothing silently; 405 for a method the connection does not take; 413 for a body over
 //!   `server.max_message_bytes`, which no route would take.
 //!
+//! Everything about the path is checked before the body is read, and an error names neither
+//! the connection nor the path a caller tried (nor any other), so ingress tells a stranger
+//! nothing it did not already know. An `X-Wharf-Id` a caller chooses becomes the message's id
+//! only under the caller's own name (`{actor}/{id}`): a route's inbox remembers ids, and
+//! another caller who guessed one first would otherwise make the real message a duplicate.
+//! An anonymous caller's id is not taken at all.
+//!
 //! Callers present a token (or a session, with its CSRF token whatever the method) of an
 //! operator or above, unless the connection's `anonymous` says anyone may send.
 //!
@@ -87,11 +94,9 @@ async fn take(
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
     let method = &parts.method;
+    let nothing_here = || AppError::NotFound("nothing takes messages at this address".into());
     let Some(http) = state.connections.http(connection) else {
-        return Err(AppError::NotFound(format!(
-            "there is no http connection named `{}`",
-            crate::broker::shorten(connection)
-        )));
+        return Err(nothing_here());
     };
     let config = http.config();
     if !config
@@ -101,7 +106,7 @@ async fn take(
     {
         return Err(AppError::MethodNotAllowed {
             message: format!(
-                "connection `{connection}` takes {} at /ingress (its ingress_methods)",
+                "this address takes {} (the connection's ingress_methods)",
                 if config.ingress_methods.is_empty() {
                     "nothing".to_owned()
                 } else {
@@ -114,11 +119,25 @@ async fn take(
     // Taken as a change whatever its method: a session must show its CSRF token for a GET
     // too, since ingress sends a message either way. Checked before the body is read. A
     // session's token is not part of the message.
-    let session = if config.anonymous {
-        false
+    let (session, actor) = if config.anonymous {
+        (false, None)
     } else {
         let who = caller::admit::<Operator>(parts, state, Surface::Api, Treat::AsChange).await?;
-        who.csrf.is_some()
+        (who.csrf.is_some(), Some(who.caller.actor()))
+    };
+    // The path, before a byte of the body is read.
+    check_name("path", path, false).map_err(|_| nothing_here())?;
+    if crate::broker::HttpBroker::is_held(path) {
+        return Err(nothing_here());
+    }
+    let to = Address {
+        connection: connection.to_owned(),
+        address: path.to_owned(),
+    };
+    let replies = match state.supervisor.binding(&to.to_string()) {
+        Some(replies) => replies,
+        None if http.held().has_queue(path).await? => false,
+        None => return Err(nothing_here()),
     };
     // The route's limit: a larger body is refused as it arrives, not read whole first.
     let too_large = || {
@@ -137,27 +156,17 @@ async fn take(
         return Err(too_large());
     }
     let Query(query) = query?;
-    check_name("path", path, false)?;
-    if crate::broker::HttpBroker::is_held(path) {
-        return Err(AppError::BadRequest(format!(
-            "`{}` is one of the host's own queues (reply queues and dead letters), not an ingress path",
-            crate::broker::shorten(path)
-        )));
-    }
-    let to = Address {
-        connection: connection.to_owned(),
-        address: path.to_owned(),
-    };
-    let replies = match state.supervisor.binding(&to.to_string()) {
-        Some(replies) => replies,
-        None if http.held().queues().await?.iter().any(|q| q == path) => false,
-        None => {
-            return Err(AppError::NotFound(format!(
-                "no route consumes from {to}; create one (or check the path)"
-            )));
-        }
-    };
     let mut msg = message_from_http(&parts.headers, body.to_vec());
+    // A caller's own id, under the caller's name; none from an anonymous caller.
+    let chosen = parts
+        .headers
+        .get(crate::broker::http::ID_HEADER)
+        .is_some_and(|v| !v.is_empty());
+    match (&actor, chosen) {
+        (Some(actor), true) => msg.id = format!("{actor}/{}", msg.id),
+        (None, true) => msg.id = uuid::Uuid::new_v4().to_string(),
+        (_, false) => {}
+    }
     if msg.topic.is_empty() {
         msg.topic = path.to_owned();
     }

@@ -391,6 +391,11 @@ impl EmbeddedBroker {
             .await?)
     }
 
+    /// Whether this connection has a queue named `queue`.
+    pub async fn has_queue(&self, queue: &str) -> Result<bool, BrokerError> {
+        Ok(self.inner.store.queue_exists(&self.stored(queue)).await?)
+    }
+
     /// The names of this connection's queues, sorted.
     pub async fn queues(&self) -> Result<Vec<String>, BrokerError> {
         let prefix = format!("{}:", self.inner.config.connection);

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, AsyncIterator, List, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
@@ -161,23 +163,69 @@ def _state_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".local", "state", "wharf")
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _private(path: str) -> bool:
+    """Whether ``path`` is this user's and no one else can write it (as the host checks)."""
+    info = os.stat(path)
+    return info.st_uid in (os.geteuid(), 0) and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
 def _token(token: Optional[str], base: str) -> Optional[str]:
-    """``token``, else ``WHARF_TOKEN``, else (for a host on this machine) the token the host
-    keeps for its CLI, as `wharf` itself finds it."""
+    """``token``, else ``WHARF_TOKEN``, else, only for a host on this machine (a loopback
+    address), the token the host keeps for its CLI, as `wharf` itself finds it: an admin's
+    token is never sent to another host unasked."""
     if token is not None:
         return token
     if os.environ.get("WHARF_TOKEN"):
         return os.environ["WHARF_TOKEN"]
     url = httpx.URL(base)
+    if not _is_loopback(url.host or ""):
+        return None
     port = url.port or (443 if url.scheme == "https" else 80)
     host = (url.host or "").replace(":", "_")
     if host == "localhost":
         host = "127.0.0.1"
+    path = os.path.join(_state_dir(), f"token-{host}-{port}")
     try:
-        with open(os.path.join(_state_dir(), f"token-{host}-{port}"), encoding="utf-8") as f:
+        if not _private(path):
+            raise errors.Unauthorized(
+                f"the CLI's token at {path} could have been written by another user; it is not used"
+            )
+        with open(path, encoding="utf-8") as f:
             return f.read().strip() or None
     except OSError:
         return None
+
+
+def _base(url: Optional[str], insecure: bool) -> str:
+    """The host's address; plain ``http://`` only to this machine unless ``insecure``: a
+    token sent over it to another host can be read on the way."""
+    base = (url or os.environ.get("WHARF_URL") or "http://127.0.0.1:8080").rstrip("/")
+    parsed = httpx.URL(base)
+    if parsed.scheme == "http" and not _is_loopback(parsed.host or "") and not insecure:
+        raise ValueError(
+            f"{base} is plain HTTP to another machine: the token would cross the network in "
+            "clear. Use https://, or pass insecure=True if the network is yours"
+        )
+    return base
+
+
+def _rpc_path(address: str) -> str:
+    """``rpc/{connection}/{address}``, each segment encoded; a ``.`` or ``..`` segment, which
+    would climb to another endpoint, is refused."""
+    connection, _, rest = address.partition(":")
+    segments = [connection, *rest.split("/")]
+    if not connection or not rest or any(s in (".", "..") for s in segments):
+        raise ValueError(f"`{address}` is not connection:address (no `.` or `..` segment)")
+    return "rpc/" + "/".join(quote(s, safe="") for s in segments)
 
 
 @dataclass
@@ -241,9 +289,11 @@ class AsyncLeased:
 class Client:
     """A blocking client of one Wharf host.
 
-    ``url`` is the host (``http://127.0.0.1:8080`` by default, or ``WHARF_URL``); ``token`` an
-    API token (``WHARF_TOKEN`` by default, else, for a host on this machine, the token it keeps
-    for its CLI). Use it as a context manager, or call :meth:`close`.
+    ``url`` is the host (``http://127.0.0.1:8080`` by default, or ``WHARF_URL``); plain
+    ``http://`` to another machine is refused unless ``insecure`` (the token would cross the
+    network in clear). ``token`` an API token (``WHARF_TOKEN`` by default, else, only for a
+    host on this machine, the token it keeps for its CLI). Use it as a context manager, or
+    call :meth:`close`.
     """
 
     def __init__(
@@ -253,8 +303,9 @@ class Client:
         *,
         timeout: float = 30.0,
         verify: Union[bool, str] = True,
+        insecure: bool = False,
     ):
-        base = (url or os.environ.get("WHARF_URL") or "http://127.0.0.1:8080").rstrip("/")
+        base = _base(url, insecure)
         headers = {"User-Agent": "wharf-client-python/0.1"}
         token = _token(token, base)
         if token:
@@ -294,10 +345,9 @@ class Client:
     ) -> Message:
         """Sends a request to ``connection:address`` and waits up to ``timeout`` seconds for
         its reply (:class:`wharf_client.Timeout` if none comes)."""
-        connection, _, rest = address.partition(":")
         answer = self._call(
             "POST",
-            f"rpc/{quote(connection, safe='')}/{quote(rest, safe='/')}",
+            _rpc_path(address),
             params={"timeout_ms": _ms(timeout, "timeout")},
             json=_message_json(payload, **fields),
             timeout=timeout + 10,
@@ -390,8 +440,9 @@ class AsyncClient:
         *,
         timeout: float = 30.0,
         verify: Union[bool, str] = True,
+        insecure: bool = False,
     ):
-        base = (url or os.environ.get("WHARF_URL") or "http://127.0.0.1:8080").rstrip("/")
+        base = _base(url, insecure)
         headers = {"User-Agent": "wharf-client-python/0.1"}
         token = _token(token, base)
         if token:
@@ -427,10 +478,9 @@ class AsyncClient:
     async def rpc(
         self, address: str, payload: Union[Payload, Message] = b"", *, timeout: float = 5.0, **fields: Any
     ) -> Message:
-        connection, _, rest = address.partition(":")
         answer = await self._call(
             "POST",
-            f"rpc/{quote(connection, safe='')}/{quote(rest, safe='/')}",
+            _rpc_path(address),
             params={"timeout_ms": _ms(timeout, "timeout")},
             json=_message_json(payload, **fields),
             timeout=timeout + 10,
