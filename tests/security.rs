@@ -1731,3 +1731,78 @@ async fn a_signed_in_callers_body_is_bounded_before_it_is_parsed() {
     assert!(answer.text().await.unwrap().contains("format check"));
     host.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_holder_is_bounded_and_refusals_are_audited() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |_| {}).await;
+    let (base, admin) = (base(&host), admin(&host).await);
+    let token = |name: &str, role: &str| {
+        let admin = admin.clone();
+        let url = format!("{base}/api/v1/tokens");
+        let body = json!({ "name": name, "role": role });
+        async move {
+            let made: Value = json(admin.post(url).json(&body)).await;
+            support::client_with_token(made["token"].as_str().unwrap())
+        }
+    };
+    let busy = token("busy", "operator").await;
+    let other = token("other", "operator").await;
+
+    // 64 long polls of one token at once: the 65th request of that token is refused at once
+    // (429), another token's goes through.
+    let take = |client: &reqwest::Client| {
+        client
+            .post(format!(
+                "{base}/api/v1/queues/local/empty.q/take?timeout_ms=3000"
+            ))
+            .send()
+    };
+    let polls: Vec<_> = (0..64).map(|_| tokio::spawn(take(&busy))).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = take(&busy).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(take(&other).await.unwrap().status(), 200);
+    for poll in polls {
+        assert_eq!(poll.await.unwrap().unwrap().status(), 200);
+    }
+    // Finished, its requests go through again.
+    assert_eq!(
+        busy.get(format!("{base}/api/v1/queues"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A viewer's refused changes are in the audit log, a few a minute: 50 refusals write at
+    // most ten entries.
+    let viewer = token("peeker", "viewer").await;
+    for _ in 0..50 {
+        let answer = viewer
+            .post(format!("{base}/api/v1/routes"))
+            .json(&json!({ "name": "r", "from": "local:a", "to": "local:b" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403);
+    }
+    let audit: Value = json(admin.get(format!(
+        "{base}/api/v1/audit?action=request.refused&limit=100"
+    )))
+    .await;
+    let entries = audit.as_array().unwrap();
+    assert!(
+        (1..=10).contains(&entries.len()),
+        "{} entries: {audit}",
+        entries.len()
+    );
+    assert!(
+        entries[0]["detail"]["path"]
+            .as_str()
+            .is_some_and(|p| p == "/api/v1/routes"),
+        "{audit}"
+    );
+    host.stop().await;
+}

@@ -90,6 +90,9 @@ pub struct Allowed<R> {
     pub peer: Option<IpAddr>,
     /// The session's CSRF token (none for a token), for pages to put in their forms.
     pub csrf: Option<String>,
+    /// One of the caller's requests in flight (`limits::MAX_IN_FLIGHT`), held as long as
+    /// the request is handled.
+    _in_flight: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
     role: PhantomData<R>,
 }
 
@@ -102,6 +105,7 @@ impl<R> Allowed<R> {
             via: self.via,
             peer: self.peer,
             csrf: self.csrf.clone(),
+            _in_flight: self._in_flight.clone(),
             role: PhantomData,
         }
     }
@@ -218,6 +222,23 @@ pub async fn admit<R: Need>(
         }
     };
     if caller.role < R::ROLE {
+        // Refusals are audited, a few a minute per caller.
+        if state.limits.audit_refusal(&caller.actor()) {
+            crate::web::ops::audit::record_anonymous(
+                state,
+                &caller.actor(),
+                via,
+                peer,
+                "request.refused",
+                serde_json::json!({
+                    "method": parts.method.as_str(),
+                    "path": crate::broker::shorten(parts.uri.path()),
+                    "role": caller.role.to_string(),
+                    "needs": R::ROLE.to_string(),
+                }),
+            )
+            .await;
+        }
         return Err(Refused::Other(AppError::Forbidden(format!(
             "`{}` is a {}; this needs {} or above",
             caller.name,
@@ -225,11 +246,16 @@ pub async fn admit<R: Need>(
             R::ROLE
         ))));
     }
+    let in_flight = state
+        .limits
+        .in_flight(&caller.actor())
+        .map_err(Refused::Other)?;
     Ok(Allowed {
         caller,
         via,
         peer,
         csrf,
+        _in_flight: Some(std::sync::Arc::new(in_flight)),
         role: PhantomData,
     })
 }

@@ -6,8 +6,17 @@
 
 use super::AppError;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Requests one signed-in caller (a token, a user's sessions) may have in flight at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Refused requests of one caller written to the audit log per minute; past it they are
+/// only counted, so a token holder cannot grow the log without bound.
+const REFUSALS_AUDITED_PER_MINUTE: u32 = 10;
 
 /// Credential attempts per peer: a burst, then one a second.
 const BURST: u32 = 30;
@@ -18,6 +27,10 @@ pub struct PeerLimits {
     /// an address that has not failed for it: the guessers, from however many addresses,
     /// are slowed to that pace, while its owner can still sign in from a fresh address.
     names: DefaultKeyedRateLimiter<String>,
+    /// Each signed-in caller's requests in flight, by the audit log's name for them.
+    in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// How many of a caller's refused requests are audited.
+    refusals: DefaultKeyedRateLimiter<String>,
 }
 
 impl Default for PeerLimits {
@@ -27,6 +40,10 @@ impl Default for PeerLimits {
         PeerLimits {
             limiter: RateLimiter::keyed(quota),
             names: RateLimiter::keyed(Quota::per_second(NonZeroU32::new(1).expect("one"))),
+            in_flight: Mutex::new(HashMap::new()),
+            refusals: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(REFUSALS_AUDITED_PER_MINUTE).expect("non-zero"),
+            )),
         }
     }
 }
@@ -61,12 +78,46 @@ impl PeerLimits {
             })
     }
 
+    /// Lets one more request of `caller` be in flight, for as long as the permit lives, or
+    /// refuses it (429): one token cannot hold the host's every worker and connection.
+    pub fn in_flight(&self, caller: &str) -> Result<OwnedSemaphorePermit, AppError> {
+        let semaphore = {
+            let mut callers = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            if callers.len() >= 4_096 {
+                callers.retain(|_, s| s.available_permits() < MAX_IN_FLIGHT);
+            }
+            callers
+                .entry(caller.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT)))
+                .clone()
+        };
+        semaphore
+            .try_acquire_owned()
+            .map_err(|_| AppError::TooManyRequests {
+                message: format!(
+                    "{MAX_IN_FLIGHT} requests of this caller are in flight already; wait for some to finish"
+                ),
+                retry_after_s: 1,
+            })
+    }
+
+    /// Whether a refused request of `caller` goes to the audit log (a few a minute do).
+    pub fn audit_refusal(&self, caller: &str) -> bool {
+        self.refusals.check_key(&caller.to_owned()).is_ok()
+    }
+
     /// Forgets peers and names whose limit has refilled (called every minute by the host).
     pub fn prune(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
         self.names.retain_recent();
         self.names.shrink_to_fit();
+        self.refusals.retain_recent();
+        self.refusals.shrink_to_fit();
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, s| s.available_permits() < MAX_IN_FLIGHT);
     }
 
     /// Peers remembered now.

@@ -92,7 +92,7 @@ fn messages(messages: Vec<Message>) -> Json<Value> {
 }
 
 /// Up to `count` ready messages (default 10), left in the queue: reading changes nothing.
-/// At most `max_response_bytes` of payload (but always one message).
+/// At most `max_response_bytes` of messages, headers and keys counted (but always one).
 #[utoipa::path(get, path = "/api/v1/queues/{connection}/{queue}/messages", tag = "queues",
     params(("connection" = String, Path), ("queue" = String, Path),
         ("count" = Option<usize>, Query, description = "1 to 1,000; 10 by default")),
