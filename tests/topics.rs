@@ -8,6 +8,7 @@
 mod support;
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use support::{Backend, TestDb};
 use wharf::config::{Config, ConnectionConfig, EventsConfig, SubscriptionConfig};
@@ -794,5 +795,76 @@ async fn drain_empties_and_exits_with_the_count() {
         .await
         .unwrap();
     assert_eq!(too_long.status(), 400);
+
+    // A drain whose caller goes away is cancelled, and the unit it started is held stopped
+    // again at once, not left running until its timeout. While it runs, a second drain of
+    // the same unit is refused. Events keep coming, so the drain would not end by itself.
+    let flowing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let publisher = tokio::spawn({
+        let (client, base, flowing) = (client.clone(), base.clone(), flowing.clone());
+        async move {
+            while flowing.load(std::sync::atomic::Ordering::Relaxed) {
+                publish(&client, &base, "Booking", "created").await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(2_500))
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", support::local_token(host.addr).trim())
+                    .parse()
+                    .unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let long = impatient
+        .post(format!("{base}/api/v1/drain"))
+        .json(&json!({ "units": ["nightly"], "timeout_secs": 600 }))
+        .send();
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        client
+            .post(format!("{base}/api/v1/drain"))
+            .json(&json!({ "units": ["nightly"], "timeout_secs": 5 }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    let (gone, second) = tokio::join!(long, second);
+    assert!(gone.is_err(), "the impatient caller gave up: {gone:?}");
+    assert_eq!(second, 409, "one drain at a time per unit");
+    let mut held = false;
+    for _ in 0..100 {
+        let status: Value = client
+            .get(format!("{base}/api/v1/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        held = status["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["name"] == "nightly" && u["state"] == "stopped");
+        if held {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    flowing.store(false, std::sync::atomic::Ordering::Relaxed);
+    publisher.await.unwrap();
+    assert!(
+        held,
+        "the unit the cancelled drain started is held stopped again"
+    );
     host.stop().await;
 }

@@ -607,6 +607,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         hashing: Arc::new(crate::auth::Hashing::default()),
         limits: limits.clone(),
         setup,
+        draining: Arc::default(),
     });
     // Samples of the route counters, for the dashboard's last minutes; every minute, the
     // credential limits forget quiet peers; every hour, old audit entries, expired sessions

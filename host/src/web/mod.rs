@@ -76,6 +76,8 @@ pub struct AppState {
     pub limits: Arc<limits::PeerLimits>,
     /// The one-time link that sets up the first admin, while no user exists.
     pub setup: Arc<crate::auth::SetupLink>,
+    /// Units a drain is running now (one drain at a time per unit).
+    pub draining: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Now, as the store keeps times.

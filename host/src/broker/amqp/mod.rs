@@ -88,6 +88,10 @@ struct Inner {
     delays: Mutex<HashSet<u64>>,
     /// Redeliveries counted by the host, for queues whose broker does not count them.
     redeliveries: Arc<Redeliveries>,
+    /// The channel depth checks share (queue stats, a drain's polls): a new one is opened
+    /// only when it has closed (a passive declare of a missing queue closes it), not per
+    /// check, so polling a depth cannot use up the connection's channels.
+    inspect: tokio::sync::Mutex<Option<Channel>>,
 }
 
 /// How often each message has come back, per queue, for queues without `x-delivery-count`
@@ -176,6 +180,7 @@ impl AmqpBroker {
             link,
             delays: Mutex::default(),
             redeliveries: Arc::default(),
+            inspect: tokio::sync::Mutex::new(None),
         });
         tokio::spawn(keep_connected(Arc::downgrade(&inner)));
         Ok(AmqpBroker { inner })
@@ -646,8 +651,21 @@ impl AmqpBroker {
     /// Messages ready in `queue` and its consumers (a passive declare).
     pub async fn queue_depth(&self, queue: &str) -> Result<(u32, u32), BrokerError> {
         check_name("queue", queue, false)?;
-        let (channel, _guard) = self.own_channel().await?;
-        let q = channel
+        let mut inspect = self.inner.inspect.lock().await;
+        let channel = match inspect.as_ref().filter(|c| c.status().connected()) {
+            Some(channel) => channel.clone(),
+            None => {
+                let live = self.live(self.connect_wait()).await?;
+                let channel = live
+                    .connection
+                    .create_channel()
+                    .await
+                    .map_err(|e| amqp_error("opening a channel", e))?;
+                *inspect = Some(channel.clone());
+                channel
+            }
+        };
+        let declared = channel
             .queue_declare(
                 queue.into(),
                 QueueDeclareOptions {
@@ -656,9 +674,16 @@ impl AmqpBroker {
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(|e| amqp_error(&format!("queue `{queue}`"), e))?;
-        Ok((q.message_count(), q.consumer_count()))
+            .await;
+        match declared {
+            Ok(q) => Ok((q.message_count(), q.consumer_count())),
+            Err(e) => {
+                // The broker closed the channel (the queue is missing): the next check opens
+                // another.
+                *inspect = None;
+                Err(amqp_error(&format!("queue `{queue}`"), e))
+            }
+        }
     }
 
     /// Up to `count` ready messages of `queue` (no more than `max_bytes` of payload, but

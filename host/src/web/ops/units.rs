@@ -120,6 +120,11 @@ pub const MAX_DRAIN_SECS: u64 = 3_600;
 /// for the drain (on every host) and is held stopped again after it; a running one is waited
 /// for. Its input is empty once its queue holds nothing (ready, delayed or in flight, where
 /// the transport tells), or its Kafka group has no lag, and its count stops moving.
+///
+/// A unit is drained by one drain at a time (409 for another). Starting, waiting and holding
+/// stopped again run in a task of their own, so a caller that goes away never leaves a unit
+/// it started running: the wait ends then (or at the timeout, or when the host stops) and
+/// the units are held stopped again all the same.
 pub async fn drain(
     state: &AppState,
     who: &Allowed<Operator>,
@@ -161,15 +166,8 @@ pub async fn drain(
         let group = subscription.as_ref().map(|s| s.queue.clone());
         draining.push((name.clone(), unit.kind, input, group));
     }
+    let claim = DrainClaim::take(state, names)?;
     let before = crate::metrics::route_totals();
-    // Units held stopped run for the drain, and are held stopped again after it.
-    let mut restart = Vec::new();
-    for (name, _, _, _) in &draining {
-        if let Some(by) = desired.stopped.get(name) {
-            state.store.start_unit(name).await?;
-            restart.push((name.clone(), by.clone()));
-        }
-    }
     audit::record(
         state,
         who,
@@ -178,29 +176,67 @@ pub async fn drain(
         json!({ "timeout_secs": timeout.as_secs() }),
     )
     .await;
-    if !restart.is_empty() {
-        applied(state).await?;
-        for (name, _) in &restart {
-            state
-                .supervisor
-                .settled(name, std::time::Duration::from_secs(5))
-                .await;
-        }
-    }
-    // The waiting and the holding-stopped-again run in a task of their own: a caller that
-    // goes away (a CLI stopped with Ctrl-C) does not leave the units it started running.
+    // Everything from here runs in a task of its own; the caller's going away (this future
+    // dropped, a CLI stopped with Ctrl-C) cancels the wait through `caller_gone`.
+    let (gone, caller_gone) = tokio::sync::watch::channel(false);
+    let _cancel_when_dropped = CancelOnDrop(gone);
     let watched: Vec<(String, crate::broker::Address, Option<String>)> = draining
         .iter()
         .map(|(name, _, input, group)| (name.clone(), input.clone(), group.clone()))
         .collect();
-    let task_state = state.clone();
+    let stopped: Vec<(String, String)> = draining
+        .iter()
+        .filter_map(|(name, ..)| {
+            desired
+                .stopped
+                .get(name)
+                .map(|by| (name.clone(), by.clone()))
+        })
+        .collect();
+    let (task_state, task_who) = (state.clone(), who.lesser::<Operator>());
     let waited = tokio::spawn(async move {
+        let _claim = claim;
         let state = &task_state;
-        let empty = wait_empty(state, &watched, timeout).await;
-        for (name, by) in &restart {
-            state.store.stop_unit(name, by, now_ms()).await?;
+        // Units held stopped run for the drain, and are held stopped again after it.
+        for (name, _) in &stopped {
+            state.store.start_unit(name).await?;
+            audit::record(
+                state,
+                &task_who,
+                "unit.start",
+                name,
+                json!({ "for": "drain" }),
+            )
+            .await;
         }
-        if !restart.is_empty() {
+        if !stopped.is_empty() {
+            applied(state).await?;
+            for (name, _) in &stopped {
+                state
+                    .supervisor
+                    .settled(name, std::time::Duration::from_secs(5))
+                    .await;
+            }
+        }
+        let mut caller_gone = caller_gone;
+        let mut shutdown = state.shutdown.clone();
+        let empty = tokio::select! {
+            empty = wait_empty(state, &watched, timeout) => empty,
+            _ = caller_gone.wait_for(|gone| *gone) => vec![false; watched.len()],
+            _ = shutdown.fired() => vec![false; watched.len()],
+        };
+        for (name, by) in &stopped {
+            state.store.stop_unit(name, by, now_ms()).await?;
+            audit::record(
+                state,
+                &task_who,
+                "unit.stop",
+                name,
+                json!({ "for": "drain" }),
+            )
+            .await;
+        }
+        if !stopped.is_empty() {
             applied(state).await?;
         }
         Ok::<_, AppError>(empty)
@@ -233,6 +269,46 @@ pub async fn drain(
     })
 }
 
+/// The units one drain holds: a second drain of any of them is refused while it runs.
+struct DrainClaim {
+    draining: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    names: Vec<String>,
+}
+
+impl DrainClaim {
+    fn take(state: &AppState, names: &[String]) -> Result<DrainClaim, AppError> {
+        let mut draining = state.draining.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(busy) = names.iter().find(|n| draining.contains(*n)) {
+            return Err(AppError::Conflict(format!(
+                "`{busy}` is being drained already; wait for that drain to end"
+            )));
+        }
+        draining.extend(names.iter().cloned());
+        Ok(DrainClaim {
+            draining: state.draining.clone(),
+            names: names.to_vec(),
+        })
+    }
+}
+
+impl Drop for DrainClaim {
+    fn drop(&mut self) {
+        let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
+        for name in &self.names {
+            draining.remove(name);
+        }
+    }
+}
+
+/// Tells a drain's task that its caller went away, when the caller's future is dropped.
+struct CancelOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// Waits (up to `timeout`) until each of `watched` (a unit's name, its input, its Kafka
 /// group) has nothing outstanding and its count has stopped moving; which ones did.
 async fn wait_empty(
@@ -244,7 +320,7 @@ async fn wait_empty(
     let mut empty = vec![false; watched.len()];
     let mut last_counts = crate::metrics::route_totals();
     while tokio::time::Instant::now() < deadline && empty.iter().any(|e| !e) {
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let counts = crate::metrics::route_totals();
         let consumers = state.supervisor.connections().consumers();
         for (i, (name, input, group)) in watched.iter().enumerate() {
