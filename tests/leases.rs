@@ -327,3 +327,64 @@ async fn leases_hold_rabbitmq_deliveries_until_settled() {
     host.stop().await;
     support::delete_amqp_queues(&[queue]).await;
 }
+
+/// A lease is its taker's: another operator's token can neither settle nor extend it, an
+/// admin can; the settlements are in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_settled_only_by_its_taker_or_an_admin() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    let admin = Api::new(host.addr);
+    let operator = |name: &str| {
+        let admin = &admin;
+        let name = name.to_owned();
+        async move {
+            let made = admin
+                .ok(
+                    Method::POST,
+                    "tokens",
+                    Some(serde_json::json!({ "name": name, "role": "operator" })),
+                )
+                .await;
+            Api {
+                client: support::client_with_token(made["token"].as_str().unwrap()),
+                base: admin.base.clone(),
+            }
+        }
+    };
+    let taker = operator("taker").await;
+    let stranger = operator("stranger").await;
+    for i in 0..2 {
+        broker
+            .publish("jobs", Message::new("j", format!("job {i}")))
+            .await
+            .unwrap();
+    }
+    let leased = taker.lease("local:jobs", 2, 30_000).await;
+    assert_eq!(leased.len(), 2);
+    let id = |n: usize| leased[n]["lease"].as_str().unwrap().to_owned();
+    for action in ["ack", "nack", "extend"] {
+        let body = (action == "extend").then(|| serde_json::json!({ "lease_ms": 60_000 }));
+        let (status, error) = stranger
+            .call(Method::POST, &format!("leases/{}/{action}", id(0)), body)
+            .await;
+        assert_eq!(status, 403, "{action}: {error}");
+    }
+    // Its taker acks one, an admin the other.
+    taker
+        .ok(Method::POST, &format!("leases/{}/ack", id(0)), None)
+        .await;
+    admin
+        .ok(Method::POST, &format!("leases/{}/ack", id(1)), None)
+        .await;
+    let audit = admin.ok(Method::GET, "audit?action=lease.ack", None).await;
+    let actors: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap())
+        .collect();
+    assert_eq!(actors.len(), 2, "{audit}");
+    assert!(actors.contains(&"token:taker"), "{audit}");
+    host.stop().await;
+}

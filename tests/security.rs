@@ -1806,3 +1806,411 @@ async fn a_token_holder_is_bounded_and_refusals_are_audited() {
     );
     host.stop().await;
 }
+
+/// Every mutating endpoint the OpenAPI document lists either writes an audit entry when it
+/// succeeds, or is named below as data sent through the host (messages, events, requests,
+/// ingress: the data plane, which the audit log does not keep). A new endpoint that is in
+/// neither list fails this test.
+#[tokio::test]
+async fn every_mutating_endpoint_is_audited() {
+    use reqwest::Method;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = host(&db, |_| {}).await;
+    let (base, admin) = (base(&host), admin(&host).await);
+    let entries = || {
+        let admin = admin.clone();
+        let url = format!("{base}/api/v1/audit?limit=1000");
+        async move {
+            let all: Value = json(admin.get(url)).await;
+            all.as_array().unwrap().len()
+        }
+    };
+    let data_plane: &[(&str, &str)] = &[
+        ("post", "/api/v1/queues/{connection}/{queue}/messages"),
+        ("post", "/api/v1/events/{model}/{event}"),
+        ("post", "/api/v1/outbox"),
+        ("post", "/api/v1/rpc/{connection}/{address}"),
+        ("post", "/ingress/{connection}/{path}"),
+        ("post", "/api/v1/logout"),
+    ];
+    // (method, the document's path, the path called, body): in an order that works.
+    let plugin = std::fs::read(support::plugin_path("stamp")).unwrap();
+    let upgrade = std::fs::read(support::plugin_path("stamp-v2")).unwrap();
+    let calls: Vec<(&str, &str, String, Option<Value>)> = vec![
+        (
+            "post",
+            "/api/v1/users",
+            "/api/v1/users".into(),
+            Some(json!({ "name": "una", "password": "una's long password", "role": "viewer" })),
+        ),
+        (
+            "put",
+            "/api/v1/users/{name}",
+            "/api/v1/users/una".into(),
+            Some(json!({ "role": "operator" })),
+        ),
+        (
+            "put",
+            "/api/v1/users/{name}/password",
+            "/api/v1/users/una/password".into(),
+            Some(json!({ "password": "una's other password" })),
+        ),
+        (
+            "post",
+            "/api/v1/users/{name}/reset",
+            "/api/v1/users/una/reset".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/tokens",
+            "/api/v1/tokens".into(),
+            Some(json!({ "name": "svc", "role": "operator" })),
+        ),
+        (
+            "delete",
+            "/api/v1/tokens/{id_or_name}",
+            "/api/v1/tokens/svc".into(),
+            None,
+        ),
+        (
+            "put",
+            "/api/v1/settings",
+            "/api/v1/settings".into(),
+            Some(json!({ "registration": false })),
+        ),
+        (
+            "post",
+            "/api/v1/connections/test",
+            "/api/v1/connections/test".into(),
+            Some(json!({ "name": "t", "kind": "embedded" })),
+        ),
+        (
+            "post",
+            "/api/v1/connections",
+            "/api/v1/connections".into(),
+            Some(json!({ "name": "side", "kind": "embedded" })),
+        ),
+        (
+            "post",
+            "/api/v1/connections/{name}/test",
+            "/api/v1/connections/side/test".into(),
+            None,
+        ),
+        (
+            "put",
+            "/api/v1/connections/{name}",
+            "/api/v1/connections/side".into(),
+            Some(json!({ "name": "side", "kind": "embedded" })),
+        ),
+        ("post", "/api/v1/plugins", "/api/v1/plugins".into(), None),
+        (
+            "post",
+            "/api/v1/plugins/{name}/grants",
+            "/api/v1/plugins/stamp/grants".into(),
+            Some(json!({ "grants": ["publish:local:audit.*"] })),
+        ),
+        (
+            "delete",
+            "/api/v1/plugins/{name}/grants",
+            "/api/v1/plugins/stamp/grants".into(),
+            Some(json!({ "grants": ["publish:local:audit.*"] })),
+        ),
+        (
+            "put",
+            "/api/v1/plugins/{name}/policy",
+            "/api/v1/plugins/stamp/policy".into(),
+            Some(json!({ "memory_mb": 32 })),
+        ),
+        (
+            "post",
+            "/api/v1/plugins/{name}/versions/{version}/disable",
+            "/api/v1/plugins/stamp/versions/1.0.0/disable".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/plugins/{name}/versions/{version}/enable",
+            "/api/v1/plugins/stamp/versions/1.0.0/enable".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/plugins/{name}/rollback",
+            "/api/v1/plugins/stamp/rollback".into(),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/plugins/{name}/versions/{version}",
+            "/api/v1/plugins/stamp/versions/2.0.0".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/routes",
+            "/api/v1/routes".into(),
+            Some(json!({ "name": "r", "from": "local:a.in", "to": "local:a.out" })),
+        ),
+        (
+            "put",
+            "/api/v1/routes/{name}",
+            "/api/v1/routes/r".into(),
+            Some(json!({ "name": "r", "from": "local:a.in", "to": "local:a.other" })),
+        ),
+        (
+            "post",
+            "/api/v1/units/{name}/stop",
+            "/api/v1/units/r/stop".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/units/{name}/start",
+            "/api/v1/units/r/start".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/units/{name}/restart",
+            "/api/v1/units/r/restart".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/drain",
+            "/api/v1/drain".into(),
+            Some(json!({ "units": ["r"], "timeout_secs": 5 })),
+        ),
+        (
+            "post",
+            "/api/v1/subscriptions",
+            "/api/v1/subscriptions".into(),
+            Some(
+                json!({ "name": "s", "service": "books", "pattern": "Booking.*", "to": "local:s.out" }),
+            ),
+        ),
+        (
+            "put",
+            "/api/v1/subscriptions/{name}",
+            "/api/v1/subscriptions/s".into(),
+            Some(
+                json!({ "name": "s", "service": "books", "pattern": "Booking.#", "to": "local:s.out" }),
+            ),
+        ),
+        (
+            "post",
+            "/api/v1/daemons",
+            "/api/v1/daemons".into(),
+            Some(json!({ "name": "d", "plugin": "daemon-probe" })),
+        ),
+        (
+            "put",
+            "/api/v1/daemons/{name}",
+            "/api/v1/daemons/d".into(),
+            Some(json!({ "name": "d", "plugin": "daemon-probe", "max_failures": 9 })),
+        ),
+        (
+            "post",
+            "/api/v1/queues/{connection}/{queue}/take",
+            "/api/v1/queues/local/q1/take?timeout_ms=1000".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/queues/{connection}/{queue}/lease",
+            "/api/v1/queues/local/q2/lease?timeout_ms=1000".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/leases/{id}/extend",
+            String::new(),
+            Some(json!({ "lease_ms": 60000 })),
+        ),
+        (
+            "post",
+            "/api/v1/leases/{id}/nack",
+            String::new(),
+            Some(json!({ "requeue": true })),
+        ),
+        ("post", "/api/v1/leases/{id}/ack", String::new(), None),
+        (
+            "post",
+            "/api/v1/queues/{connection}/{queue}/replay",
+            "/api/v1/queues/local/q3.dead/replay?to=local:q3".into(),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/queues/{connection}/{queue}/messages",
+            "/api/v1/queues/local/q3/messages".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/outbox/dead/{seq}/retry",
+            String::new(),
+            None,
+        ),
+        ("delete", "/api/v1/outbox/dead/{seq}", String::new(), None),
+        (
+            "delete",
+            "/api/v1/daemons/{name}",
+            "/api/v1/daemons/d".into(),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/subscriptions/{name}",
+            "/api/v1/subscriptions/s".into(),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/routes/{name}",
+            "/api/v1/routes/r".into(),
+            None,
+        ),
+        (
+            "delete",
+            "/api/v1/connections/{name}",
+            "/api/v1/connections/side".into(),
+            None,
+        ),
+        (
+            "post",
+            "/api/v1/login",
+            "/api/v1/login".into(),
+            Some(json!({ "name": "una", "password": "una's other password" })),
+        ),
+        (
+            "delete",
+            "/api/v1/users/{name}",
+            "/api/v1/users/una".into(),
+            None,
+        ),
+    ];
+    // What some calls need: a daemon plugin, messages in q1, q2 and q3.dead, a lease, a dead
+    // outbox row.
+    let probe = admin
+        .post(format!("{base}/api/v1/plugins"))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(support::plugin_path("daemon-probe")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 201);
+    for queue in ["q1", "q2", "q3.dead"] {
+        let sent = admin
+            .post(format!("{base}/api/v1/queues/local/{queue}/messages"))
+            .json(&json!({ "payload": "x" }))
+            .send()
+            .await
+            .unwrap();
+        assert!(sent.status().is_success());
+    }
+    let refused = format!("local:{}", "x".repeat(300));
+    let handed: Value = json(
+        admin
+            .post(format!("{base}/api/v1/outbox"))
+            .json(&json!({ "to": refused, "message": { "payload": "doomed" } })),
+    )
+    .await;
+    assert!(handed["ids"].is_array(), "{handed}");
+    let mut lease = String::new();
+    let mut dead_seq = String::new();
+    let mut covered = std::collections::BTreeSet::new();
+    for (method, template, path, body) in calls {
+        let path = match template {
+            "/api/v1/leases/{id}/extend"
+            | "/api/v1/leases/{id}/nack"
+            | "/api/v1/leases/{id}/ack" => {
+                format!(
+                    "/api/v1/leases/{lease}/{}",
+                    template.rsplit('/').next().unwrap()
+                )
+            }
+            "/api/v1/outbox/dead/{seq}/retry" | "/api/v1/outbox/dead/{seq}" => {
+                for _ in 0..100 {
+                    let dead: Value = json(admin.get(format!("{base}/api/v1/outbox/dead"))).await;
+                    if let Some(seq) = dead[0]["seq"].as_i64() {
+                        dead_seq = seq.to_string();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                template.replace("{seq}", &dead_seq)
+            }
+            _ => path,
+        };
+        let before = entries().await;
+        let request = admin.request(
+            Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+            format!("{base}{path}"),
+        );
+        let request = match (template, &body) {
+            ("/api/v1/plugins", _) => request.header("content-type", "application/wasm").body(
+                if covered.contains(&("post", "/api/v1/plugins")) {
+                    upgrade.clone()
+                } else {
+                    plugin.clone()
+                },
+            ),
+            (_, Some(body)) => request.json(body),
+            (_, None) => request,
+        };
+        let answer = request.send().await.unwrap();
+        let status = answer.status();
+        let said = answer.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {said}");
+        if template == "/api/v1/queues/{connection}/{queue}/lease" {
+            let leased: Value = serde_json::from_str(&said).unwrap();
+            lease = leased[0]["lease"].as_str().unwrap_or_default().to_owned();
+            assert!(!lease.is_empty(), "{said}");
+        }
+        if template == "/api/v1/plugins" && !covered.contains(&("post", "/api/v1/plugins")) {
+            // The second version, as an upgrade, for the rollback and the delete below.
+            covered.insert(("post", "/api/v1/plugins"));
+            let upgraded = admin
+                .post(format!("{base}/api/v1/plugins?upgrade=stamp"))
+                .header("content-type", "application/wasm")
+                .body(upgrade.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(upgraded.status(), 201);
+        }
+        assert!(
+            entries().await > before,
+            "{method} {path} succeeded ({status}) and wrote no audit entry"
+        );
+        covered.insert((method, template));
+    }
+    // Every mutating endpoint of the document is covered, audited or named as data.
+    let document: Value = json(admin.get(format!("{base}/api/v1/openapi.json"))).await;
+    let mut listed = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in ["post", "put", "delete", "patch"] {
+            if item.get(method).is_some() {
+                listed.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    let known: std::collections::BTreeSet<(String, String)> = covered
+        .iter()
+        .chain(data_plane.iter())
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    let missing: Vec<_> = listed.difference(&known).collect();
+    assert!(
+        missing.is_empty(),
+        "mutating endpoints neither audited nor named as data: {missing:?}"
+    );
+    let stale: Vec<_> = known.difference(&listed).collect();
+    assert!(
+        stale.is_empty(),
+        "named here but not in the document: {stale:?}"
+    );
+    host.stop().await;
+}

@@ -10,7 +10,10 @@
 //!
 //! Invariants:
 //! - A leased message is settled once: by its taker, by the deadline, or at shutdown.
-//! - Bounded: at most [`MAX_LEASES`] held per host, each for at most [`MAX_LEASE`] at a time.
+//! - Only its taker (the same token or user) or an admin settles or extends a lease.
+//! - Bounded: at most [`MAX_LEASES`] held per host, reserved before anything is taken so
+//!   callers at once cannot pass the bound together; each for at most [`MAX_LEASE`] at a
+//!   time and [`MAX_LEASE_LIFETIME`] in all, however often it is extended.
 
 use crate::broker::{AckHandle, Address, BrokerError, Consumer, DeadLetter, Delivery, Nack};
 use crate::message::now_ms;
@@ -25,14 +28,42 @@ use tokio::time::Instant;
 pub const MAX_LEASES: usize = 10_000;
 /// The longest one lease lasts before it is extended.
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
+/// The longest a message is held under a lease in all, extensions included.
+pub const MAX_LEASE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The leases this host holds. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Leases {
     held: Arc<Mutex<HashMap<String, Held>>>,
+    /// Room promised to takes under way, not yet held.
+    reserved: Arc<Mutex<usize>>,
+}
+
+/// Room for leases promised to one take, given back (what was not used) when dropped.
+pub struct Room {
+    reserved: Arc<Mutex<usize>>,
+    pub count: usize,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        *reserved = reserved.saturating_sub(self.count);
+    }
+}
+
+/// Who settles a lease: only its taker, or an admin.
+pub struct Settler<'a> {
+    /// The audit log's name of the caller.
+    pub actor: &'a str,
+    pub admin: bool,
 }
 
 struct Held {
+    /// Who took it (the audit log's name for them).
+    taker: String,
+    /// When it was taken: a lease ends [`MAX_LEASE_LIFETIME`] after, extended or not.
+    taken: Instant,
     address: String,
     message_id: String,
     ack: AckHandle,
@@ -84,6 +115,13 @@ pub enum LeaseError {
         "no lease `{0}` is held on this host: settled already, returned at its deadline, or taken on another host"
     )]
     Unknown(String),
+    #[error("lease `{0}` was taken by another caller; only its taker or an admin settles it")]
+    NotYours(String),
+    #[error(
+        "lease `{0}` cannot be extended past {hours} hours from when its message was taken",
+        hours = MAX_LEASE_LIFETIME.as_secs() / 3600
+    )]
+    TooLong(String),
     #[error(transparent)]
     Broker(#[from] BrokerError),
 }
@@ -93,9 +131,17 @@ fn lock(held: &Mutex<HashMap<String, Held>>) -> std::sync::MutexGuard<'_, HashMa
 }
 
 impl Leases {
-    /// How many more leases this host may hold now.
-    pub fn room(&self) -> usize {
-        MAX_LEASES.saturating_sub(self.count())
+    /// Reserves room for up to `wanted` leases (fewer when the host holds many): a take
+    /// takes at most that many, and what it does not hold goes back when the room is dropped.
+    pub fn reserve(&self, wanted: usize) -> Room {
+        let held = self.count();
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        let count = wanted.min(MAX_LEASES.saturating_sub(held + *reserved));
+        *reserved += count;
+        Room {
+            reserved: self.reserved.clone(),
+            count,
+        }
     }
 
     /// How many leases this host holds now.
@@ -108,6 +154,7 @@ impl Leases {
     /// is left out.
     pub async fn hold(
         &self,
+        taker: &str,
         address: &Address,
         consumer: Consumer,
         deliveries: Vec<Delivery>,
@@ -131,6 +178,8 @@ impl Leases {
             lock(&self.held).insert(
                 id,
                 Held {
+                    taker: taker.to_owned(),
+                    taken: Instant::now(),
                     address: address.to_string(),
                     message_id: delivery.message.id.clone(),
                     ack: delivery.ack,
@@ -144,22 +193,32 @@ impl Leases {
         leased
     }
 
-    fn take(&self, id: &str) -> Result<Held, LeaseError> {
-        lock(&self.held)
-            .remove(id)
-            .ok_or_else(|| LeaseError::Unknown(crate::broker::shorten(id)))
+    fn take(&self, id: &str, by: &Settler<'_>) -> Result<Held, LeaseError> {
+        let mut held = lock(&self.held);
+        match held.get(id) {
+            None => Err(LeaseError::Unknown(crate::broker::shorten(id))),
+            Some(h) if !by.admin && h.taker != by.actor => {
+                Err(LeaseError::NotYours(crate::broker::shorten(id)))
+            }
+            Some(_) => Ok(held.remove(id).expect("present")),
+        }
     }
 
     /// The message is done with: removed from its queue.
-    pub async fn ack(&self, id: &str) -> Result<(), LeaseError> {
-        self.take(id)?.ack.ack().await?;
+    pub async fn ack(&self, id: &str, by: &Settler<'_>) -> Result<(), LeaseError> {
+        self.take(id, by)?.ack.ack().await?;
         crate::metrics::lease_settled("ack");
         Ok(())
     }
 
     /// Back to its queue (`requeue`), or to its dead letters, saying the taker refused it.
     /// Answers where it was taken from.
-    pub async fn nack(&self, id: &str, requeue: bool) -> Result<String, LeaseError> {
+    pub async fn nack(
+        &self,
+        id: &str,
+        requeue: bool,
+        by: &Settler<'_>,
+    ) -> Result<String, LeaseError> {
         let nack = if requeue {
             Nack::Requeue
         } else {
@@ -169,17 +228,27 @@ impl Leases {
                 "client",
             ))
         };
-        let held = self.take(id)?;
+        let held = self.take(id, by)?;
         held.ack.nack(nack).await?;
         crate::metrics::lease_settled(if requeue { "requeue" } else { "dead_letter" });
         Ok(held.address)
     }
 
     /// Moves the deadline to `lease` from now; answers the new deadline.
-    pub async fn extend(&self, id: &str, lease: Duration) -> Result<u64, LeaseError> {
+    pub async fn extend(
+        &self,
+        id: &str,
+        lease: Duration,
+        by: &Settler<'_>,
+    ) -> Result<u64, LeaseError> {
         let lease = lease.min(MAX_LEASE);
         // Out of the map while the broker is asked, so the reaper cannot return it meanwhile.
-        let mut held = self.take(id)?;
+        let mut held = self.take(id, by)?;
+        if held.taken.elapsed() + lease > MAX_LEASE_LIFETIME {
+            let id = id.to_owned();
+            lock(&self.held).insert(id.clone(), held);
+            return Err(LeaseError::TooLong(crate::broker::shorten(&id)));
+        }
         if let Err(error) = held.ack.extend(lease).await {
             return Err(error.into());
         }

@@ -126,7 +126,7 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
 
 /// Records a change made on the database directly in the audit log: by this machine's user,
 /// through the CLI (a change through a host is recorded by the host).
-async fn audited(store: &Store, action: &str, target: &str, detail: Value) {
+pub(crate) async fn audited(store: &Store, action: &str, target: &str, detail: Value) {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".into());

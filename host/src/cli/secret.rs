@@ -34,6 +34,13 @@ pub async fn run(command: SecretCommand) -> anyhow::Result<ExitCode> {
                 .await?
                 .with_keyring(Arc::new(keyring));
             let resealed = store.reseal_secrets().await?;
+            super::access::audited(
+                &store,
+                "secret.rotate",
+                &current,
+                serde_json::json!({ "resealed": resealed }),
+            )
+            .await;
             store.close().await;
             println!("sealed {resealed} stored secret document(s) with key {current}");
         }

@@ -118,6 +118,8 @@ impl From<crate::leases::LeaseError> for AppError {
     fn from(e: crate::leases::LeaseError) -> Self {
         match e {
             crate::leases::LeaseError::Unknown(_) => AppError::NotFound(e.to_string()),
+            crate::leases::LeaseError::NotYours(_) => AppError::Forbidden(e.to_string()),
+            crate::leases::LeaseError::TooLong(_) => AppError::Conflict(e.to_string()),
             crate::leases::LeaseError::Broker(error) => error.into(),
         }
     }

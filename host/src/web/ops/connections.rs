@@ -246,7 +246,7 @@ pub async fn delete(state: &AppState, who: &Allowed<Admin>, name: &str) -> Resul
 /// only what this host last saw.
 pub async fn test(
     state: &AppState,
-    _: &Allowed<Admin>,
+    who: &Allowed<Admin>,
     name: &str,
 ) -> Result<ConnectionTest, AppError> {
     let desired = Desired::load(&state.store, state.supervisor.file()).await?;
@@ -254,18 +254,37 @@ pub async fn test(
         .connections
         .get(name)
         .ok_or_else(|| AppError::NotFound(format!("no connection named `{name}`")))?;
-    Ok(crate::broker::test_connection(name, &item.spec, &state.store).await)
+    let tested = crate::broker::test_connection(name, &item.spec, &state.store).await;
+    audit::record(
+        state,
+        who,
+        "connection.test",
+        name,
+        json!({ "ok": tested.ok }),
+    )
+    .await;
+    Ok(tested)
 }
 
 /// Tests a definition (`name` and its fields) before it is stored.
 pub async fn test_new(
     state: &AppState,
-    _: &Allowed<Admin>,
+    who: &Allowed<Admin>,
     body: Value,
 ) -> Result<ConnectionTest, AppError> {
     let (name, connection) = definition(body, true)?;
     let name = name.expect("named");
     check_connection_name("name", &name)?;
     connection.check("")?;
-    Ok(crate::broker::test_connection(&name, &connection, &state.store).await)
+    let tested = crate::broker::test_connection(&name, &connection, &state.store).await;
+    // A test reaches out from the host to wherever the definition points: it is audited.
+    audit::record(
+        state,
+        who,
+        "connection.test",
+        &name,
+        json!({ "ok": tested.ok, "kind": connection.kind(), "stored": false }),
+    )
+    .await;
+    Ok(tested)
 }

@@ -5,7 +5,7 @@ use super::{AppError, AppState, audit};
 use crate::broker::{Address, Consumer};
 use crate::message::{HeaderValue, Message};
 use crate::web::MAX_COUNT;
-use crate::web::caller::{Allowed, Operator, Viewer};
+use crate::web::caller::{Admin, Allowed, Operator, Viewer};
 use crate::web::error::invalid;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -192,7 +192,7 @@ impl Taking {
 /// with what has arrived.
 pub async fn take(
     state: &AppState,
-    _: &Allowed<Operator>,
+    who: &Allowed<Operator>,
     address: &Address,
     count: usize,
     timeout: Duration,
@@ -218,7 +218,27 @@ pub async fn take(
         }
     }
     taking.consumer.close().await;
+    // Taking removes messages: who took how many is in the audit log.
+    if !messages.is_empty() {
+        audit::record(
+            state,
+            who,
+            "queue.take",
+            &address.to_string(),
+            json!({ "taken": messages.len(), "ids": ids_of(&messages) }),
+        )
+        .await;
+    }
     Ok(messages)
+}
+
+/// The first ids of `messages`, for an audit entry (a few, so an entry stays small).
+fn ids_of(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .take(20)
+        .map(|m| crate::broker::shorten(&m.id))
+        .collect()
 }
 
 /// Takes up to `count` messages, waiting up to `timeout` for them, and holds each unsettled
@@ -227,20 +247,21 @@ pub async fn take(
 /// to the queue and ends the take.
 pub async fn lease(
     state: &AppState,
-    _: &Allowed<Operator>,
+    who: &Allowed<Operator>,
     address: &Address,
     count: usize,
     timeout: Duration,
     lease: Duration,
 ) -> Result<Vec<crate::leases::Leased>, AppError> {
-    let room = state.leases.room();
-    if room == 0 {
+    // Room is reserved before anything is taken: takes at once cannot pass the bound together.
+    let room = state.leases.reserve(count);
+    if room.count == 0 {
         return Err(AppError::Conflict(format!(
             "this host holds {} leased messages already; settle some first",
             crate::leases::MAX_LEASES
         )));
     }
-    let mut taking = Taking::open(state, address, count.min(room), timeout).await?;
+    let mut taking = Taking::open(state, address, room.count, timeout).await?;
     let mut deliveries = Vec::new();
     loop {
         match taking.next().await {
@@ -259,20 +280,39 @@ pub async fn lease(
         taking.consumer.close().await;
         return Ok(Vec::new());
     }
-    Ok(state
+    let held = state
         .leases
-        .hold(address, taking.consumer, deliveries, lease)
-        .await)
+        .hold(
+            &who.caller.actor(),
+            address,
+            taking.consumer,
+            deliveries,
+            lease,
+        )
+        .await;
+    drop(room);
+    audit::record(
+        state,
+        who,
+        "queue.lease",
+        &address.to_string(),
+        json!({ "leased": held.len(), "lease_ms": lease.as_millis() as u64 }),
+    )
+    .await;
+    Ok(held)
 }
 
 /// A consumer of one message at a time, for the UI's live consume (each message acked once
 /// it is shown).
 pub async fn consume_live(
     state: &AppState,
-    _: &Allowed<Operator>,
+    who: &Allowed<Operator>,
     address: &Address,
 ) -> Result<Consumer, AppError> {
-    Ok(state.connections.consume(address, 1).await?)
+    let consumer = state.connections.consume(address, 1).await?;
+    // Each message shown is acked, so removed: who watched which queue is in the audit log.
+    audit::record(state, who, "queue.consume", &address.to_string(), json!({})).await;
+    Ok(consumer)
 }
 
 /// Removes the ready messages of a queue (not those a consumer holds, nor those waiting out
@@ -483,33 +523,47 @@ pub fn leases(state: &AppState, _: &Allowed<Operator>) -> Vec<crate::leases::Lea
 /// dead letters), or `extend` (a new deadline `lease` from now; answers it).
 pub async fn settle_lease(
     state: &AppState,
-    _: &Allowed<Operator>,
+    who: &Allowed<Operator>,
     id: &str,
     settle: Settle,
 ) -> Result<Option<u64>, AppError> {
-    Ok(match settle {
+    let actor = who.caller.actor();
+    let by = crate::leases::Settler {
+        actor: &actor,
+        admin: who.caller.role >= crate::auth::Role::Admin,
+    };
+    let (action, detail, answer) = match settle {
         Settle::Ack => {
-            state.leases.ack(id).await?;
-            None
+            state.leases.ack(id, &by).await?;
+            ("lease.ack", json!({}), None)
         }
         Settle::Nack { requeue } => {
-            state.leases.nack(id, requeue).await?;
-            None
+            state.leases.nack(id, requeue, &by).await?;
+            ("lease.nack", json!({ "requeue": requeue }), None)
         }
-        Settle::Extend { lease } => Some(state.leases.extend(id, lease).await?),
-    })
+        Settle::Extend { lease } => {
+            let until = state.leases.extend(id, lease, &by).await?;
+            ("lease.extend", json!({ "until_ms": until }), Some(until))
+        }
+    };
+    audit::record(state, who, action, &crate::broker::shorten(id), detail).await;
+    Ok(answer)
 }
 
-/// An operator gives back a message a client holds under a lease, in its taker's place: to
-/// its queue (`requeue`) or to its dead letters. Recorded in the audit log, since the taker's
-/// own settling then fails. Answers the queue it was taken from.
+/// An admin gives back a message a client holds under a lease, in its taker's place: to its
+/// queue (`requeue`) or to its dead letters. Recorded in the audit log, since the taker's own
+/// settling then fails. Answers the queue it was taken from.
 pub async fn return_lease(
     state: &AppState,
-    who: &Allowed<Operator>,
+    who: &Allowed<Admin>,
     id: &str,
     requeue: bool,
 ) -> Result<String, AppError> {
-    let address = state.leases.nack(id, requeue).await?;
+    let by = crate::leases::Settler {
+        actor: &who.caller.actor(),
+        admin: true,
+    };
+    let address = state.leases.nack(id, requeue, &by).await?;
     audit::record(
         state,
         who,

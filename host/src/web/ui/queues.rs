@@ -5,6 +5,7 @@
 
 use super::{Page, Params, Taking, done, escape, flash};
 use crate::message::Message;
+use crate::web::caller::Admin;
 use crate::web::caller::{Operator, Viewer};
 use crate::web::ops::queues::{self as ops, ReplayParams};
 use crate::web::{AppError, AppState};
@@ -132,7 +133,9 @@ async fn render<R>(
                 } else {
                     Vec::new()
                 };
-                ctx = context! { stats, messages, dead_letters, embedded, leases, ..ctx };
+                // Only a lease's taker or an admin settles it.
+                let settles_leases = page.who.caller.role >= crate::auth::Role::Admin;
+                ctx = context! { stats, messages, dead_letters, embedded, leases, settles_leases, ..ctx };
             }
             Err(error) => return page.error(error),
         }
@@ -344,10 +347,11 @@ enum LeaseAction {
 }
 
 /// Settles a leased message in its taker's place (a client that took it and hangs on to it),
-/// then shows the queue it was taken from.
+/// then shows the queue it was taken from. An admin's: only a lease's taker or an admin
+/// settles it.
 pub async fn settle_lease(
     State(state): State<AppState>,
-    page: Page<Operator>,
+    page: Page<Admin>,
     Form(form): Form<LeaseForm>,
 ) -> Response {
     let requeue = matches!(form.action, LeaseAction::Requeue);
