@@ -257,8 +257,10 @@ async fn refused_rows_are_kept_dead_until_retried_or_deleted(backend: Backend) {
     store.outbox_sent("r", &[rows[1].seq], t).await.unwrap();
     let stats = store.outbox_stats(t).await.unwrap();
     assert_eq!((stats.pending, stats.dead), (0, 1));
-    let dead = store.outbox_dead_rows(10).await.unwrap();
+    let dead = store.outbox_dead_rows(10, 1 << 20).await.unwrap();
     assert_eq!(dead.len(), 1);
+    // A byte budget smaller than one row still answers that one row.
+    assert_eq!(store.outbox_dead_rows(10, 1).await.unwrap().len(), 1);
     assert_eq!(dead[0].error, "no such exchange");
     assert_eq!(dead[0].message.payload, b"bad");
     // Retried: pending again, first of its key.

@@ -431,15 +431,44 @@ impl Store {
         Ok(stats)
     }
 
-    /// Dead rows, newest first, up to `limit`.
-    pub async fn outbox_dead_rows(&self, limit: i64) -> Result<Vec<DeadOutboxRow>, StoreError> {
+    /// Dead rows, newest first, up to `limit` and no more than `max_bytes` of messages,
+    /// headers and keys counted (but always the first): sizes are read first, so a backlog of
+    /// large dead messages is never loaded whole.
+    pub async fn outbox_dead_rows(
+        &self,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<DeadOutboxRow>, StoreError> {
+        let sizes: Vec<(i64, i64)> = with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT seq, CAST(LENGTH(payload) + COALESCE(LENGTH(headers), 0) \
+             + COALESCE(LENGTH(msg_key), 0) + COALESCE(LENGTH(last_error), 0) AS BIGINT) \
+             FROM outbox WHERE state = 'dead' ORDER BY seq DESC LIMIT $1"
+        )
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .doing("sizing dead outbox rows"))?;
+        let mut total = 0usize;
+        let mut last = None;
+        for (seq, size) in sizes {
+            total = total.saturating_add(size.max(0) as usize);
+            if last.is_some() && total > max_bytes {
+                break;
+            }
+            last = Some(seq);
+        }
+        let Some(last) = last else {
+            return Ok(Vec::new());
+        };
         let sql = format!(
             "SELECT seq, destination, origin, attempts, last_error, created_ms, done_ms, \
-             {MESSAGE_COLUMNS} FROM outbox WHERE state = 'dead' ORDER BY seq DESC LIMIT $1"
+             {MESSAGE_COLUMNS} FROM outbox WHERE state = 'dead' AND seq >= $2 \
+             ORDER BY seq DESC LIMIT $1"
         );
         with_pool!(&self.pool, |pool| {
             let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(limit)
+                .bind(last)
                 .fetch_all(pool)
                 .await
                 .doing("listing dead outbox rows")?;

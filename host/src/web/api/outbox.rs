@@ -121,8 +121,9 @@ pub struct DeadParams {
     pub count: Option<usize>,
 }
 
-/// Messages their destination refused for good, newest first (up to `count`, 50 by default),
-/// each with its number (`seq`), destination, error and message.
+/// Messages their destination refused for good, newest first (up to `count`, 50 by default,
+/// and `max_response_bytes` of them, but always one), each with its number (`seq`),
+/// destination, error and message.
 #[utoipa::path(get, path = "/api/v1/outbox/dead", tag = "outbox",
     params(("count" = Option<usize>, Query, description = "1 to 1,000; 50 by default")),
     responses((status = 200, body = [Object])))]

@@ -99,7 +99,11 @@ pub async fn dead(
     _: &Allowed<Viewer>,
     count: usize,
 ) -> Result<Vec<DeadOutboxRow>, AppError> {
-    Ok(state.outbox.store().outbox_dead_rows(count as i64).await?)
+    Ok(state
+        .outbox
+        .store()
+        .outbox_dead_rows(count as i64, state.max_response_bytes)
+        .await?)
 }
 
 /// Sends a dead message again (after its destination was fixed).
