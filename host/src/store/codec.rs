@@ -58,6 +58,22 @@ pub(crate) fn decode_headers(text: &str) -> Result<Vec<(String, HeaderValue)>, S
 }
 
 /// The message columns of `queue_messages`, in the order [`message_from_row`] reads them.
+/// Of rows in the order they are answered, each `(seq, bytes)`, the `seq` of the last that
+/// fits in `max_bytes` together with those before it; the first always fits, so an answer
+/// holds at least one row.
+pub(crate) fn last_within(sizes: &[(i64, i64)], max_bytes: usize) -> Option<i64> {
+    let mut total = 0usize;
+    let mut last = None;
+    for &(seq, size) in sizes {
+        total = total.saturating_add(size.max(0) as usize);
+        if last.is_some() && total > max_bytes {
+            break;
+        }
+        last = Some(seq);
+    }
+    last
+}
+
 pub(crate) const MESSAGE_COLUMNS: &str = "id, topic, msg_key, headers, content_type, \
     correlation_id, reply_to, priority, expiration_ms, persistent, payload, timestamp_ms";
 

@@ -11,7 +11,7 @@
 //! claim past its deadline is free again. Claims never walk a cursor, so a row that commits
 //! after a later-numbered one (transactions finishing out of order) is still found.
 
-use super::codec::{MESSAGE_COLUMNS, bind_message, message_from_row};
+use super::codec::{MESSAGE_COLUMNS, bind_message, last_within, message_from_row};
 use super::{Dialect, Doing, Store, StoreError, with_pool};
 use crate::message::Message;
 use crate::runtime::{KvLimits, KvWrite};
@@ -448,16 +448,7 @@ impl Store {
         .fetch_all(pool)
         .await
         .doing("sizing dead outbox rows"))?;
-        let mut total = 0usize;
-        let mut last = None;
-        for (seq, size) in sizes {
-            total = total.saturating_add(size.max(0) as usize);
-            if last.is_some() && total > max_bytes {
-                break;
-            }
-            last = Some(seq);
-        }
-        let Some(last) = last else {
+        let Some(last) = last_within(&sizes, max_bytes) else {
             return Ok(Vec::new());
         };
         let sql = format!(

@@ -4,7 +4,7 @@
 //! [`QueueOp`]s applied in one transaction: publishes are committed before their senders hear
 //! yes, and a batch costs one commit however many messages it holds.
 
-use super::codec::{MESSAGE_COLUMNS, bind_message, message_from_row};
+use super::codec::{MESSAGE_COLUMNS, bind_message, last_within, message_from_row};
 use super::{Dialect, Doing, Store, StoreError, with_pool};
 use crate::message::{HeaderValue, Message};
 // The claim's SQL is built only from constants in this file.
@@ -447,16 +447,7 @@ impl Store {
         .await
         .doing("reading a queue")
         })?;
-        let mut total = 0usize;
-        let mut last = None;
-        for (seq, size) in sizes {
-            total = total.saturating_add(size.max(0) as usize);
-            if last.is_some() && total > max_bytes {
-                break;
-            }
-            last = Some(seq);
-        }
-        let Some(last) = last else {
+        let Some(last) = last_within(&sizes, max_bytes) else {
             return Ok(Vec::new());
         };
         let sql = format!(
