@@ -49,9 +49,13 @@ pub enum PluginError {
     #[error(
         "daemon `{plugin}` used more than {} ms of CPU within {} s and was stopped",
         limit.as_millis(),
-        super::state::DAEMON_CPU_WINDOW.as_secs()
+        window.as_secs()
     )]
-    Spinning { plugin: String, limit: Duration },
+    Spinning {
+        plugin: String,
+        limit: Duration,
+        window: Duration,
+    },
     /// The call does not fit the plugin's world, e.g. `transform` on a handler.
     #[error("plugin `{plugin}` is a {actual}, it cannot {wanted}")]
     WrongKind {

@@ -587,7 +587,11 @@ impl Plugin {
                 Err(PluginError::Failed { plugin, reason })
             }
             Some(Err(error)) => Err(match classify(plugin, &error, state, &logs) {
-                PluginError::Deadline { plugin, limit } => PluginError::Spinning { plugin, limit },
+                PluginError::Deadline { plugin, limit } => PluginError::Spinning {
+                    plugin,
+                    limit,
+                    window: super::state::DAEMON_CPU_WINDOW,
+                },
                 other => other,
             }),
         };

@@ -222,22 +222,27 @@ pub async fn admit<R: Need>(
         }
     };
     if caller.role < R::ROLE {
-        // Refusals are audited, a few a minute per caller.
+        // Refusals are audited, a few a minute per caller (written here, below `ops/`, whose
+        // audit module takes an `Allowed`).
         if state.limits.audit_refusal(&caller.actor()) {
-            crate::web::ops::audit::record_anonymous(
-                state,
-                &caller.actor(),
-                via,
-                peer,
-                "request.refused",
-                serde_json::json!({
+            let entry = crate::store::NewAudit {
+                at_ms: crate::message::now_ms() as i64,
+                actor: caller.actor(),
+                via: via.as_str(),
+                peer: peer.map(|p| p.to_string()),
+                action: "request.refused",
+                target: caller.actor(),
+                detail: serde_json::json!({
                     "method": parts.method.as_str(),
                     "path": crate::broker::shorten(parts.uri.path()),
                     "role": caller.role.to_string(),
                     "needs": R::ROLE.to_string(),
-                }),
-            )
-            .await;
+                })
+                .to_string(),
+            };
+            if let Err(error) = state.store.add_audit(&entry).await {
+                tracing::error!(%error, actor = entry.actor, "could not write a refusal to the audit log");
+            }
         }
         return Err(Refused::Other(AppError::Forbidden(format!(
             "`{}` is a {}; this needs {} or above",
