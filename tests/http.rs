@@ -393,11 +393,14 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         let head = String::from_utf8_lossy(&head[..read]);
         assert!(head.starts_with("HTTP/1.1 404"), "{head}");
     }
-    // An id a caller chooses is the message's only under the caller's name: another caller
-    // choosing it first cannot make this one a duplicate in a route's inbox.
+    // An id a caller chooses is kept, and the message says who sent it (whatever the caller
+    // claims): a route's inbox keys ids by their source, so another caller choosing the same
+    // id first cannot make this one a duplicate.
+    let before = seen.requests_to("/out").len();
     let chosen: Value = client
         .post(format!("{base}/ingress/web/orders"))
         .header("x-wharf-id", "order-17")
+        .header("x-wharf-source", "token:someone-else")
         .body("x")
         .send()
         .await
@@ -405,8 +408,17 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         .json()
         .await
         .unwrap();
-    let id = chosen["id"].as_str().unwrap();
-    assert!(id.ends_with("/order-17") && id != "order-17", "{id}");
+    assert_eq!(chosen["id"], "order-17");
+    until("the chosen id's message at /out", || {
+        seen.requests_to("/out").len() > before
+    })
+    .await;
+    let (headers, ..) = seen.requests_to("/out").pop().unwrap();
+    let source = headers["x-wharf-source"].to_str().unwrap().to_owned();
+    assert!(
+        source.starts_with("token:") && source != "token:someone-else",
+        "{source}"
+    );
 
     // Anonymous ingress where the connection says so; headers and query reach the message.
     let accepted = anonymous
@@ -421,20 +433,14 @@ async fn ingress_and_egress_in_one_route(backend: Backend) {
         .unwrap();
     assert_eq!(accepted.status(), 202);
     let taken = support::arrived(&broker, "anon.out").await;
-    // An anonymous caller's chosen id is not taken at all.
-    let unnamed: Value = anonymous
-        .post(format!("{base}/ingress/open/in"))
-        .header("x-wharf-id", "order-17")
-        .body("y")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // An anonymous caller's source is its address.
     assert!(
-        !unnamed["id"].as_str().unwrap().contains("order-17"),
-        "{unnamed}"
+        matches!(
+            taken[0].header("x-wharf-source"),
+            Some(wharf::message::HeaderValue::Text(source)) if source.starts_with("anonymous:127.0.0.1")
+        ),
+        "{:?}",
+        taken[0].headers
     );
     let msg = &taken[0];
     assert_eq!(msg.payload, br#"{"n":1}"#);

@@ -1736,7 +1736,7 @@ async fn a_signed_in_callers_body_is_bounded_before_it_is_parsed() {
 #[tokio::test]
 async fn a_token_holder_is_bounded_and_refusals_are_audited() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let host = host(&db, |_| {}).await;
+    let host = host(&db, |config| config.server.max_in_flight = 64).await;
     let (base, admin) = (base(&host), admin(&host).await);
     let token = |name: &str, role: &str| {
         let admin = admin.clone();
@@ -1750,8 +1750,8 @@ async fn a_token_holder_is_bounded_and_refusals_are_audited() {
     let busy = token("busy", "operator").await;
     let other = token("other", "operator").await;
 
-    // 64 long polls of one token at once: the 65th request of that token is refused at once
-    // (429), another token's goes through.
+    // 64 long polls of one token at once (the limit this host is given): the 65th request of
+    // that token is refused at once (429), another token's goes through.
     let take = |client: &reqwest::Client| {
         client
             .post(format!(

@@ -181,7 +181,8 @@ async fn hostile_names_run_no_script() {
     };
     call(upload("hostile", ""), "upload").await;
     call(
-        upload("hostile-path", "?enabled=false"),
+        // It names itself `hostile`: a new version of that plugin, said so.
+        upload("hostile-path", "?enabled=false&upgrade=hostile"),
         "a version that climbs out of a path",
     )
     .await;

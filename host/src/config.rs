@@ -352,6 +352,9 @@ pub struct ServerConfig {
     /// Where compiled plugins are cached, so a restart (or another host on this machine)
     /// does not compile the same file again; by default `~/.cache/wharf/compiled`.
     pub compile_cache: Option<PathBuf>,
+    /// Requests one signed-in caller (a token, a user) may have in flight at once (429 past
+    /// them).
+    pub max_in_flight: usize,
     /// Plugin instances that may exist at once on this host. Each loaded plugin reserves its
     /// `max_instances` of them; one that does not fit is refused, naming both numbers.
     pub instance_pool: u32,
@@ -392,6 +395,7 @@ impl Default for ServerConfig {
             max_response_bytes: 32 * 1024 * 1024,
             compile_cache: crate::runtime::default_cache_dir(),
             instance_pool: crate::runtime::DEFAULT_INSTANCE_POOL,
+            max_in_flight: 1_024,
             tls: None,
             secret_key_file: None,
             previous_secret_key_files: Vec::new(),
@@ -1136,6 +1140,9 @@ impl Config {
         self.outbox.validate()?;
         if !(1..=100_000).contains(&self.server.instance_pool) {
             return Err(invalid("server.instance_pool", "must be 1 to 100000"));
+        }
+        if !(1..=100_000).contains(&self.server.max_in_flight) {
+            return Err(invalid("server.max_in_flight", "must be 1 to 100000"));
         }
         self.events
             .validate(&|name| self.connections.contains_key(name))?;

@@ -591,7 +591,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     tasks.spawn(outbox.clone().prune(shutdown.clone()));
     let leases = crate::leases::Leases::default();
     tasks.spawn(leases.clone().reap(shutdown.clone()));
-    let limits = Arc::new(crate::web::limits::PeerLimits::default());
+    let limits = Arc::new(crate::web::limits::PeerLimits::with_in_flight(
+        config.server.max_in_flight,
+    ));
     let app = crate::web::router(crate::web::AppState {
         connections: connections.clone(),
         store: store.clone(),

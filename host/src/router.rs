@@ -36,6 +36,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
+/// The header naming who sent a message into the host (set by HTTP ingress from the caller
+/// it admitted, whatever the caller sent): a route's inbox keys ids by it.
+pub const SOURCE_HEADER: &str = "x-wharf-source";
+
+/// What a route's inbox remembers an input by: its id, under its source when it has one, so
+/// one sender cannot choose an id that makes another sender's message a duplicate.
+pub fn inbox_key(input: &Message) -> std::borrow::Cow<'_, str> {
+    match input.header(SOURCE_HEADER) {
+        Some(crate::message::HeaderValue::Text(source)) => {
+            std::borrow::Cow::Owned(format!("{source}/{}", input.id))
+        }
+        _ => std::borrow::Cow::Borrowed(input.id.as_str()),
+    }
+}
+
 /// Namespace of output ids: v5(namespace, "{input id}/{route}/{position}").
 const OUTPUT_ID_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6d2c_94e1_5b0a_4f7e_9c3d_1a2b_3c4d_5e6f);
@@ -345,7 +360,11 @@ async fn process(
     // An input the inbox has seen was handled: its effects are committed (or sent), and only
     // its ack was lost.
     if route.keeps_inbox() {
-        match outbox.store().inbox_has(&route.name, &input.id).await {
+        match outbox
+            .store()
+            .inbox_has(&route.name, &inbox_key(&input))
+            .await
+        {
             Ok(true) => {
                 crate::metrics::inbox_duplicate(&route.name);
                 tracing::info!(route = %route.name, id = %input.id, "handled before (the inbox has it); acking");
@@ -643,7 +662,7 @@ async fn commit(
                 })
                 .collect(),
             kv,
-            handled: Some((route.name.clone(), input.id.clone())),
+            handled: Some((route.name.clone(), inbox_key(input).into_owned())),
         };
         return match outbox.commit(&work).await.map_err(store_failed)? {
             Committed::Done => Ok(()),
@@ -667,7 +686,11 @@ async fn commit(
     if route.inbox
         && let Err(error) = outbox
             .store()
-            .inbox_record(&route.name, &input.id, crate::message::now_ms() as i64)
+            .inbox_record(
+                &route.name,
+                &inbox_key(input),
+                crate::message::now_ms() as i64,
+            )
             .await
     {
         // The outputs are out: a redelivery would send them again, with the same ids.

@@ -15,10 +15,10 @@
 //!
 //! Everything about the path is checked before the body is read, and an error names neither
 //! the connection nor the path a caller tried (nor any other), so ingress tells a stranger
-//! nothing it did not already know. An `X-Wharf-Id` a caller chooses becomes the message's id
-//! only under the caller's own name (`{actor}/{id}`): a route's inbox remembers ids, and
-//! another caller who guessed one first would otherwise make the real message a duplicate.
-//! An anonymous caller's id is not taken at all.
+//! nothing it did not already know. Every message carries its source in `x-wharf-source`
+//! (the caller's name, or `anonymous:{address}`), set here whatever the caller sent: a
+//! route's inbox remembers ids per source (`router::inbox_key`), so a caller who guesses
+//! another's `X-Wharf-Id` first cannot make the real message a duplicate.
 //!
 //! Callers present a token (or a session, with its CSRF token whatever the method) of an
 //! operator or above, unless the connection's `anonymous` says anyone may send.
@@ -119,11 +119,16 @@ async fn take(
     // Taken as a change whatever its method: a session must show its CSRF token for a GET
     // too, since ingress sends a message either way. Checked before the body is read. A
     // session's token is not part of the message.
-    let (session, actor) = if config.anonymous {
-        (false, None)
+    let (session, source) = if config.anonymous {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|axum::extract::ConnectInfo(addr)| super::limits::peer_key(addr.ip()));
+        let address = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+        (false, format!("anonymous:{address}"))
     } else {
         let who = caller::admit::<Operator>(parts, state, Surface::Api, Treat::AsChange).await?;
-        (who.csrf.is_some(), Some(who.caller.actor()))
+        (who.csrf.is_some(), who.caller.actor())
     };
     // The path, before a byte of the body is read.
     check_name("path", path, false).map_err(|_| nothing_here())?;
@@ -157,16 +162,11 @@ async fn take(
     }
     let Query(query) = query?;
     let mut msg = message_from_http(&parts.headers, body.to_vec());
-    // A caller's own id, under the caller's name; none from an anonymous caller.
-    let chosen = parts
-        .headers
-        .get(crate::broker::http::ID_HEADER)
-        .is_some_and(|v| !v.is_empty());
-    match (&actor, chosen) {
-        (Some(actor), true) => msg.id = format!("{actor}/{}", msg.id),
-        (None, true) => msg.id = uuid::Uuid::new_v4().to_string(),
-        (_, false) => {}
-    }
+    // Where it came from, as the host saw it: the inbox keys ids by it.
+    msg.set_header(
+        crate::router::SOURCE_HEADER,
+        HeaderValue::Text(source.clone()),
+    );
     if msg.topic.is_empty() {
         msg.topic = path.to_owned();
     }

@@ -12,8 +12,10 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Requests one signed-in caller (a token, a user's sessions) may have in flight at once.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Requests one signed-in caller (a token, a user's sessions) may have in flight at once,
+/// unless `server.max_in_flight` says otherwise: room for a service's thousand concurrent
+/// RPCs, not for a flood without end.
+pub const MAX_IN_FLIGHT: usize = 1_024;
 /// Refused requests of one caller written to the audit log per minute; past it they are
 /// only counted, so a token holder cannot grow the log without bound.
 const REFUSALS_AUDITED_PER_MINUTE: u32 = 10;
@@ -29,6 +31,8 @@ pub struct PeerLimits {
     names: DefaultKeyedRateLimiter<String>,
     /// Each signed-in caller's requests in flight, by the audit log's name for them.
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// How many each caller may have.
+    max_in_flight: usize,
     /// How many of a caller's refused requests are audited.
     refusals: DefaultKeyedRateLimiter<String>,
 }
@@ -41,6 +45,7 @@ impl Default for PeerLimits {
             limiter: RateLimiter::keyed(quota),
             names: RateLimiter::keyed(Quota::per_second(NonZeroU32::new(1).expect("one"))),
             in_flight: Mutex::new(HashMap::new()),
+            max_in_flight: MAX_IN_FLIGHT,
             refusals: RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(REFUSALS_AUDITED_PER_MINUTE).expect("non-zero"),
             )),
@@ -78,24 +83,33 @@ impl PeerLimits {
             })
     }
 
+    /// The same limits with `max` requests in flight per caller.
+    pub fn with_in_flight(max: usize) -> PeerLimits {
+        PeerLimits {
+            max_in_flight: max.max(1),
+            ..PeerLimits::default()
+        }
+    }
+
     /// Lets one more request of `caller` be in flight, for as long as the permit lives, or
     /// refuses it (429): one token cannot hold the host's every worker and connection.
     pub fn in_flight(&self, caller: &str) -> Result<OwnedSemaphorePermit, AppError> {
+        let max = self.max_in_flight;
         let semaphore = {
             let mut callers = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             if callers.len() >= 4_096 {
-                callers.retain(|_, s| s.available_permits() < MAX_IN_FLIGHT);
+                callers.retain(|_, s| s.available_permits() < max);
             }
             callers
                 .entry(caller.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT)))
+                .or_insert_with(|| Arc::new(Semaphore::new(max)))
                 .clone()
         };
         semaphore
             .try_acquire_owned()
             .map_err(|_| AppError::TooManyRequests {
                 message: format!(
-                    "{MAX_IN_FLIGHT} requests of this caller are in flight already; wait for some to finish"
+                    "{max} requests of this caller are in flight already (server.max_in_flight); wait for some to finish"
                 ),
                 retry_after_s: 1,
             })
@@ -114,10 +128,11 @@ impl PeerLimits {
         self.names.shrink_to_fit();
         self.refusals.retain_recent();
         self.refusals.shrink_to_fit();
+        let max = self.max_in_flight;
         self.in_flight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, s| s.available_permits() < MAX_IN_FLIGHT);
+            .retain(|_, s| s.available_permits() < max);
     }
 
     /// Peers remembered now.
