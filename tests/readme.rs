@@ -191,7 +191,8 @@ async fn every_readme_command_runs_as_written() {
     );
 }
 
-/// Runs `commands` of `file` in one bash in `cwd`, the guides' toolchains on the PATH;
+/// Runs `commands` of `file` in one bash in `cwd`, with `wharf` on the PATH and nothing else
+/// a newcomer's shell lacks (`wharf plugin build` finds the toolchains `./dev` installed);
 /// appends what it printed to `transcript` and answers whether one failed.
 async fn run(
     commands: &[Command],
@@ -201,14 +202,9 @@ async fn run(
     address: &str,
     transcript: &mut String,
 ) -> bool {
-    let tools = std::env::var_os("WHARF_TOOLS_DIR").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/wharf-tools"),
-        PathBuf::from,
-    );
     let path = format!(
-        "{}:{}:{}",
+        "{}:{}",
         wharf.parent().unwrap().display(),
-        tools.join("python/bin").display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let out = tokio::process::Command::new("bash")

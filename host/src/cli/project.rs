@@ -412,6 +412,25 @@ pub fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
 
 /// `wharf plugin build`: runs the manifest's command, then checks that what it made is the
 /// plugin the manifest names.
+/// The PATH a build runs with: the caller's, then the toolchains `./dev` installs
+/// (`$WHARF_TOOLS_DIR`, else `~/.cache/wharf-tools`: componentize-py in `python/bin`), so a
+/// newcomer's shell builds a Python plugin without adding them to its own PATH.
+fn build_path() -> std::ffi::OsString {
+    let tools = std::env::var_os("WHARF_TOOLS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/wharf-tools"))
+        });
+    let mut paths: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(tools) = tools {
+        paths.push(tools.join("python/bin"));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
 pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
     let manifest = Manifest::read(&args.dir)?;
     eprintln!(
@@ -424,6 +443,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
         .arg("-c")
         .arg(&manifest.build.command)
         .current_dir(&args.dir)
+        .env("PATH", build_path())
         .status()
         .context("cannot run sh")?;
     if !status.success() {
