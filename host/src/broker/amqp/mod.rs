@@ -639,13 +639,17 @@ impl AmqpBroker {
     /// A channel of its own (a consumer's, or one short operation's), closed when the guard
     /// is dropped.
     async fn own_channel(&self) -> Result<(Channel, ChannelGuard), BrokerError> {
+        let channel = self.new_channel().await?;
+        Ok((channel.clone(), ChannelGuard(channel)))
+    }
+
+    /// A new channel on the live connection (waiting for it up to the connect timeout).
+    async fn new_channel(&self) -> Result<Channel, BrokerError> {
         let live = self.live(self.connect_wait()).await?;
-        let channel = live
-            .connection
+        live.connection
             .create_channel()
             .await
-            .map_err(|e| amqp_error("opening a channel", e))?;
-        Ok((channel.clone(), ChannelGuard(channel)))
+            .map_err(|e| amqp_error("opening a channel", e))
     }
 
     /// Messages ready in `queue` and its consumers (a passive declare).
@@ -655,12 +659,7 @@ impl AmqpBroker {
         let channel = match inspect.as_ref().filter(|c| c.status().connected()) {
             Some(channel) => channel.clone(),
             None => {
-                let live = self.live(self.connect_wait()).await?;
-                let channel = live
-                    .connection
-                    .create_channel()
-                    .await
-                    .map_err(|e| amqp_error("opening a channel", e))?;
+                let channel = self.new_channel().await?;
                 *inspect = Some(channel.clone());
                 channel
             }
