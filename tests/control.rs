@@ -627,7 +627,7 @@ async fn bad_uploads_and_bodies_are_refused_naming_the_check_or_field(backend: B
         .call(
             Method::POST,
             "plugins/uppercase/grants",
-            Some(json!({"grants": ["publish:local:*"]})),
+            Some(json!({"grants": ["publish:local:**"]})),
         )
         .await;
     assert_eq!(status, 409);
@@ -799,8 +799,8 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     let (ok, out, err) = wharf(&["status"]);
     assert!(ok, "{err}\n{out}");
     assert!(out.contains("cli") && out.contains("stamp@1.0.0"), "{out}");
-    let (ok, out, err) = wharf(&["plugin", "grant", "stamp", "publish:local:*"]);
-    assert!(ok && out.contains("publish:local:*"), "{out}{err}");
+    let (ok, out, err) = wharf(&["plugin", "grant", "stamp", "publish:local:**"]);
+    assert!(ok && out.contains("publish:local:**"), "{out}{err}");
     let (ok, _, err) = wharf(&["plugin", "grant", "stamp", "shout:everywhere"]);
     assert!(!ok && err.contains("grants[0]"), "{err}");
     let (ok, out, _) = wharf(&["plugin", "list", "stamp"]);

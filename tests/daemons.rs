@@ -297,6 +297,159 @@ async fn a_daemon_without_a_grant_for_a_source_cannot_receive_from_it() {
     host.stop().await;
 }
 
+/// A daemon that takes from an events pattern reads one queue of its own per pattern, bound
+/// once and recorded; stopping the daemon unbinds it (events published while it is stopped
+/// are not kept for it), starting it binds it again. A grant's `*` is one word: a daemon
+/// granted `Booking.*` cannot take `Booking.#` (every Booking event, however deep). And a
+/// daemon may have only so many patterns bound at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_binds_an_events_pattern_once_and_unbinds_it_when_stopped() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = bare_config();
+    config.plugins.insert(
+        "daemon-probe".into(),
+        probe(
+            "ack",
+            &[
+                ("source", "local:events/Booking.*"),
+                ("report", "local:report"),
+            ],
+            &["local:report"],
+            &["local:events/Booking.*"],
+        ),
+    );
+    config.daemons.push(daemon("watcher", "daemon-probe"));
+    let mut wide = probe(
+        "probe",
+        &[
+            ("source", "local:events/Booking.#"),
+            ("report", "local:wide"),
+        ],
+        &["local:wide"],
+        &["local:events/Booking.*"],
+    );
+    wide.path = support::plugin_path("daemon-probe");
+    config.plugins.insert("wide-probe".into(), wide);
+    config.daemons.push(daemon("wide", "wide-probe"));
+    let (host, broker) = support::start_host(&db, config).await;
+    let api = Api::new(host.addr);
+    let base = format!("http://{}", host.addr);
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+
+    // The wider pattern is refused by the grant, before anything is bound for it.
+    let refusal = wait_for(&broker, "wide", 1).await;
+    let text = String::from_utf8_lossy(&refusal[0].payload);
+    assert!(
+        text.contains("has no grant to receive `local:events/Booking.#`"),
+        "{text}"
+    );
+    assert!(store.daemon_bindings("wide").await.unwrap().is_empty());
+
+    // Bound once, to one queue of the daemon's own, and recorded.
+    api.wait_unit("watcher", "running").await;
+    let bound = |broker: &wharf::broker::EmbeddedBroker| {
+        let broker = broker.clone();
+        async move {
+            broker
+                .bindings("events")
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|(queue, _)| queue.starts_with("daemon.watcher."))
+                .collect::<Vec<_>>()
+        }
+    };
+    let started = Instant::now();
+    while bound(&broker).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never bound: {:?} {:?} {:?}",
+            api.unit("watcher").await,
+            broker.bindings("events").await,
+            broker.queues().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bindings = bound(&broker).await;
+    assert_eq!(bindings.len(), 1, "{bindings:?}");
+    let (queue, pattern) = bindings[0].clone();
+    assert_eq!(pattern, "Booking.*");
+    assert_eq!(
+        store.daemon_bindings("watcher").await.unwrap(),
+        vec!["local:events/Booking.*".to_string()]
+    );
+    broker
+        .publish("events/Booking.created", Message::new("", b"one".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(wait_for(&broker, "report", 1).await[0].payload, b"one");
+
+    // Stopped: unbound and forgotten; what is published meanwhile is not kept for it.
+    wharf(&base, &["daemon", "stop", "watcher"]);
+    api.wait_unit("watcher", "stopped").await;
+    let started = Instant::now();
+    while !bound(&broker).await.is_empty()
+        || !store.daemon_bindings("watcher").await.unwrap().is_empty()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a stopped daemon's pattern is still bound: {:?}",
+            bound(&broker).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker
+        .publish(
+            "events/Booking.updated",
+            Message::new("", b"missed".to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(broker.stats(&queue).await.unwrap().depth(), 0);
+
+    // Started again: bound again, and it takes what is published from then on.
+    wharf(&base, &["daemon", "start", "watcher"]);
+    api.wait_unit("watcher", "running").await;
+    let started = Instant::now();
+    while bound(&broker).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never bound again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker
+        .publish("events/Booking.paid", Message::new("", b"two".to_vec()))
+        .await
+        .unwrap();
+    let reports = wait_for(&broker, "report", 2).await;
+    assert_eq!(reports[1].payload, b"two", "{reports:?}");
+    host.stop().await;
+
+    // At most so many patterns are recorded for one daemon.
+    for n in 0..64 {
+        assert!(
+            store
+                .record_daemon_binding("greedy", &format!("local:events/K{n}.*"), 64, 1)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .record_daemon_binding("greedy", "local:events/K64.*", 64, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_daemon_binding("greedy", "local:events/K3.*", 64, 1)
+            .await
+            .unwrap(),
+        "one recorded already stays recorded"
+    );
+}
+
 /// Daemons made through the API: bad input is refused naming the field, a plugin that is
 /// not a daemon is refused, and a new version uploaded and enabled while one runs replaces
 /// it cleanly: the old one finishes the message it holds and stops, then the new one starts;
@@ -648,7 +801,7 @@ async fn the_lookup_daemon_answers_an_independent_amqp_client() {
         "lookup-service".into(),
         PluginConfig {
             receive: vec![format!("rabbit:{queue}")],
-            publish: vec!["rabbit:*".into()],
+            publish: vec!["rabbit:**".into()],
             config: [
                 ("source".to_string(), format!("rabbit:{queue}")),
                 ("entry.978-80-86056-31-9".to_string(), "Babička".to_string()),

@@ -157,7 +157,7 @@ fn run_runs_a_daemon_for_a_while_against_an_embedded_broker() {
         "--grant",
         "receive:local:lookup.requests",
         "--grant",
-        "publish:local:*",
+        "publish:local:**",
         "--json",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));

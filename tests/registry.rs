@@ -111,7 +111,7 @@ async fn versions_are_immutable_and_changes_raise_the_revision(backend: Backend)
     assert_eq!(store.revision().await.unwrap(), start + 2);
 
     store
-        .set_plugin_policy("shout", r#"{"grants":["publish:local:*"]}"#, 5)
+        .set_plugin_policy("shout", r#"{"grants":["publish:local:**"]}"#, 5)
         .await
         .unwrap();
     store

@@ -775,7 +775,7 @@ async fn a_describe_that_floods_the_host_is_refused_at_load() {
 async fn imports_that_flood_the_host_fail_the_call_before_the_copy() {
     let rt = runtime();
     let grants = PluginSettings {
-        grants: vec!["publish:local:*".into(), "request:local:*".into()],
+        grants: vec!["publish:local:**".into(), "request:local:**".into()],
         ..settings()
     };
     for mode in ["publish", "request", "kv", "log"] {
@@ -921,7 +921,7 @@ async fn a_call_that_waits_outside_wasm_is_ended_at_its_wall_clock_limit() {
                     ("to".to_string(), "local:nobody".to_string()),
                 ]
                 .into(),
-                grants: vec!["request:local:*".into()],
+                grants: vec!["request:local:**".into()],
                 wall_limit: Some(Duration::from_millis(300)),
                 ..settings()
             },
@@ -961,7 +961,11 @@ async fn a_daemon_that_logs_between_spins_is_stopped_by_its_cpu_window() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let run = tokio::spawn({
         let daemon = daemon.clone();
-        async move { daemon.run_daemon(stopped, Duration::from_millis(100)).await }
+        async move {
+            daemon
+                .run_daemon("probe", stopped, Duration::from_millis(100))
+                .await
+        }
     });
     // Stopped from outside only if the budget never fired: then the run ends Ok and fails below.
     let exit = match tokio::time::timeout(Duration::from_secs(8), run).await {
@@ -1085,5 +1089,68 @@ fn a_compile_cache_another_user_can_write_is_refused() {
             "{e}"
         ),
         Ok(_) => panic!("a world-writable compile cache was used"),
+    }
+}
+
+/// Compiled code kept on disk is checked before it is loaded: an artifact whose bytes were
+/// changed, or another component's artifact put in its place, is removed and the component
+/// compiled again (the plugin works, and the file is sound again); a sound one is loaded
+/// without compiling.
+#[tokio::test]
+async fn a_cached_artifact_that_does_not_match_its_hash_is_compiled_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cached = || {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
+    let artifacts = || {
+        let mut found: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .collect();
+        found.sort();
+        found
+    };
+    let works = |plugin: wharf::runtime::Plugin| async move {
+        let report = plugin.transform(&text_message("abc")).await;
+        assert_eq!(report.result.unwrap()[0].payload, b"ABC");
+    };
+    works(load(&cached(), "uppercase", settings()).await).await;
+    let kept = artifacts();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let sound = std::fs::read(&kept[0]).unwrap();
+    assert!(sound.starts_with(b"wharfc1\n"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&kept[0]).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o077, 0, "an artifact is the user's alone");
+
+    // One byte of the code changed: refused, compiled again, kept sound again.
+    let mut tampered = sound.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    std::fs::write(&kept[0], &tampered).unwrap();
+    works(load(&cached(), "uppercase", settings()).await).await;
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), sound);
+
+    // Another component's artifact under this one's name: refused the same way.
+    load(&cached(), "echo", settings()).await;
+    let other = artifacts()
+        .into_iter()
+        .find(|p| *p != kept[0])
+        .expect("echo's artifact");
+    std::fs::copy(&other, &kept[0]).unwrap();
+    works(load(&cached(), "uppercase", settings()).await).await;
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), sound);
+
+    // A truncated file, and one that is not an artifact at all.
+    for junk in [&sound[..sound.len() / 2], b"not an artifact".as_slice()] {
+        std::fs::write(&kept[0], junk).unwrap();
+        works(load(&cached(), "uppercase", settings()).await).await;
+        assert_eq!(std::fs::read(&kept[0]).unwrap(), sound);
     }
 }

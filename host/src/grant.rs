@@ -1,11 +1,15 @@
 //! Grants: what a plugin may reach, as globs over `kind:connection:address`.
 //!
-//! Nothing is granted by default. `publish:rabbit:orders.*` lets a plugin publish to any
-//! address of connection `rabbit` that starts with `orders.`; `*` matches any run of characters
-//! (dots and slashes included), `?` one character. The host checks a grant before anything
+//! Nothing is granted by default. A grant's words are separated by `.` and `/`, as an
+//! address's are: `*` matches exactly one word (one or more characters, none of them `.`, `/`
+//! or `#`), `**` any run of characters (separators included, or none), `?` one character that
+//! is not a separator. So `publish:rabbit:orders.*` lets a plugin publish to `orders.eu` but
+//! not to `orders.eu.archive`, and `receive:local:events/Booking.*` lets a daemon take the
+//! events pattern `Booking.*` but not `Booking.#` or `#`, which would hold more than the grant.
+//! `publish:local:**` grants every address of `local`. The host checks a grant before anything
 //! reaches a broker.
 
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use regex::RegexSet;
 use std::fmt;
 
 /// What a grant lets a plugin do.
@@ -40,11 +44,14 @@ pub struct GrantError {
     pub problem: String,
 }
 
+/// The longest grant accepted, in bytes.
+const MAX_GRANT_BYTES: usize = 512;
+
 /// The compiled grants of one plugin.
 #[derive(Clone, Default)]
 pub struct Grants {
     patterns: Vec<String>,
-    set: GlobSet,
+    set: RegexSet,
 }
 
 impl fmt::Debug for Grants {
@@ -56,13 +63,16 @@ impl fmt::Debug for Grants {
 impl Grants {
     /// Compiles `patterns`, each `kind:connection:address` with kind publish, request or receive.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Grants, GrantError> {
-        let mut builder = GlobSetBuilder::new();
+        let mut expressions = Vec::with_capacity(patterns.len());
         for pattern in patterns {
             let pattern = pattern.as_ref();
             let error = |problem: &str| GrantError {
                 pattern: pattern.to_owned(),
                 problem: problem.to_owned(),
             };
+            if pattern.len() > MAX_GRANT_BYTES {
+                return Err(error(&format!("is longer than {MAX_GRANT_BYTES} bytes")));
+            }
             let mut parts = pattern.splitn(3, ':');
             let kind = parts.next().unwrap_or_default();
             if !matches!(kind, "publish" | "request" | "receive") {
@@ -71,13 +81,12 @@ impl Grants {
             if parts.next().is_none_or(str::is_empty) || parts.next().is_none_or(str::is_empty) {
                 return Err(error("must be kind:connection:address"));
             }
-            let glob = GlobBuilder::new(pattern)
-                .literal_separator(false)
-                .build()
-                .map_err(|e| error(&e.kind().to_string()))?;
-            builder.add(glob);
+            if pattern.contains("***") {
+                return Err(error("`***` means nothing: `*` is one word, `**` any run"));
+            }
+            expressions.push(expression(pattern));
         }
-        let set = builder.build().map_err(|e| GrantError {
+        let set = RegexSet::new(&expressions).map_err(|e| GrantError {
             pattern: patterns
                 .iter()
                 .map(|p| p.as_ref())
@@ -93,12 +102,35 @@ impl Grants {
 
     /// Whether `access` to `destination` (`connection:address`) is granted.
     pub fn allows(&self, access: Access, destination: &str) -> bool {
-        self.set.is_match(format!("{access}:{destination}"))
+        self.set.is_match(&format!("{access}:{destination}"))
     }
 
     pub fn patterns(&self) -> &[String] {
         &self.patterns
     }
+}
+
+/// The anchored regular expression of grant `pattern`.
+fn expression(pattern: &str) -> String {
+    let mut out = String::from("^");
+    let mut rest = pattern;
+    while let Some(at) = rest.find(['*', '?']) {
+        out.push_str(&regex::escape(&rest[..at]));
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix("**") {
+            out.push_str(".*");
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix('*') {
+            out.push_str("[^./#]+");
+            rest = after;
+        } else {
+            out.push_str("[^./]");
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(&regex::escape(rest));
+    out.push('$');
+    out
 }
 
 #[cfg(test)]
@@ -115,7 +147,8 @@ mod tests {
     fn globs_match_kind_connection_and_address() {
         let grants = Grants::new(&["publish:rabbit:orders.*", "request:local:rpc.?"]).unwrap();
         assert!(grants.allows(Access::Publish, "rabbit:orders.eu"));
-        assert!(grants.allows(Access::Publish, "rabbit:orders.eu/created"));
+        assert!(!grants.allows(Access::Publish, "rabbit:orders.eu/created"));
+        assert!(!grants.allows(Access::Publish, "rabbit:orders."));
         assert!(!grants.allows(Access::Publish, "kafka:orders.eu"));
         assert!(!grants.allows(Access::Request, "rabbit:orders.eu"));
         assert!(grants.allows(Access::Request, "local:rpc.a"));
@@ -127,6 +160,34 @@ mod tests {
         assert!(Grants::new(&["send:rabbit:x"]).is_err());
         assert!(Grants::new(&["publish:rabbit"]).is_err());
         assert!(Grants::new(&["publish::x"]).is_err());
-        assert!(Grants::new(&["publish:rabbit:[x"]).is_err());
+        assert!(Grants::new(&["publish:rabbit:x.***"]).is_err());
+        assert!(Grants::new(&[format!("publish:rabbit:{}", "x".repeat(600))]).is_err());
+    }
+
+    #[test]
+    fn a_star_is_one_word_and_two_are_any_run() {
+        let grants = Grants::new(&[
+            "receive:local:events/Booking.*",
+            "publish:local:**",
+            "request:rabbit:rpc.**",
+        ])
+        .unwrap();
+        // A daemon granted `Booking.*` may take that pattern and one word of it, no wider.
+        assert!(grants.allows(Access::Receive, "local:events/Booking.*"));
+        assert!(grants.allows(Access::Receive, "local:events/Booking.created"));
+        assert!(!grants.allows(Access::Receive, "local:events/Booking.#"));
+        assert!(!grants.allows(Access::Receive, "local:events/#"));
+        assert!(!grants.allows(Access::Receive, "local:events/*"));
+        assert!(!grants.allows(Access::Receive, "local:events/Booking.a.b"));
+        assert!(!grants.allows(Access::Receive, "local:events/Booking.x/y"));
+        // `**` is any run, none included.
+        assert!(grants.allows(Access::Publish, "local:a.b/c.d"));
+        assert!(grants.allows(Access::Request, "rabbit:rpc.a.b"));
+        assert!(grants.allows(Access::Request, "rabbit:rpc."));
+        assert!(!grants.allows(Access::Request, "rabbit:rpcx"));
+        // Everything else is literal, regular-expression characters included.
+        let literal = Grants::new(&["publish:local:a+b.(c)"]).unwrap();
+        assert!(literal.allows(Access::Publish, "local:a+b.(c)"));
+        assert!(!literal.allows(Access::Publish, "local:aab.c"));
     }
 }

@@ -152,10 +152,39 @@ impl HostServices for StoreServices {
         source: &'a str,
     ) -> HostFuture<'a, Result<Box<dyn Inbox>, String>> {
         Box::pin(async move {
-            DaemonInbox::open(&self.connections, daemon, source)
+            DaemonInbox::open(&self.connections, &self.store, daemon, source)
                 .await
                 .map(|inbox| Box::new(inbox) as Box<dyn Inbox>)
                 .map_err(|e| e.to_string())
+        })
+    }
+
+    fn release_sources<'a>(&'a self, daemon: &'a str) -> HostFuture<'a, Result<usize, String>> {
+        Box::pin(async move {
+            let sources = self
+                .store
+                .daemon_bindings(daemon)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut released = 0;
+            let mut failed = None;
+            for source in sources {
+                match unbind_daemon_source(&self.connections, daemon, &source).await {
+                    Ok(()) => {
+                        self.store
+                            .forget_daemon_binding(daemon, &source)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        released += 1;
+                    }
+                    // Kept, to unbind at the next stop.
+                    Err(error) => failed = Some(format!("cannot unbind `{source}`: {error}")),
+                }
+            }
+            match failed {
+                Some(error) => Err(error),
+                None => Ok(released),
+            }
         })
     }
 
@@ -232,9 +261,37 @@ struct DaemonInbox {
 /// stops.
 const DAEMON_PREFETCH: usize = 16;
 
+/// The most events patterns one daemon may have bound at once (each is a durable queue on the
+/// broker until the daemon is stopped).
+const MAX_DAEMON_BINDINGS: usize = 64;
+
+/// The queue daemon `daemon` reads events pattern `pattern` from: one per daemon and pattern,
+/// shared by its runs and hosts.
+fn daemon_queue(daemon: &str, pattern: &str) -> String {
+    format!("daemon.{daemon}.{}", crate::config::pattern_words(pattern))
+}
+
+/// Takes daemon `daemon`'s queue for events source `source` off its exchange.
+async fn unbind_daemon_source(
+    connections: &Connections,
+    daemon: &str,
+    source: &str,
+) -> Result<(), crate::broker::BrokerError> {
+    let at = crate::broker::Address::parse(source)?;
+    let Some((exchange, pattern)) = at.address.split_once('/') else {
+        return Ok(());
+    };
+    connections
+        .producer(&at)?
+        .transport()
+        .unsubscribe(exchange, &daemon_queue(daemon, pattern), pattern)
+        .await
+}
+
 impl DaemonInbox {
     async fn open(
         connections: &Connections,
+        store: &Store,
         daemon: &str,
         source: &str,
     ) -> Result<DaemonInbox, crate::broker::BrokerError> {
@@ -244,7 +301,23 @@ impl DaemonInbox {
             Some((exchange, pattern)) => {
                 crate::config::check_pattern("source", pattern)
                     .map_err(|e| crate::broker::BrokerError::Broker(e.to_string()))?;
-                let queue = format!("{unit}.{}", crate::config::pattern_words(pattern));
+                let queue = daemon_queue(daemon, pattern);
+                // Recorded before it is bound, so that stopping the daemon unbinds it even if
+                // this host goes away meanwhile.
+                let recorded = store
+                    .record_daemon_binding(
+                        daemon,
+                        source,
+                        MAX_DAEMON_BINDINGS,
+                        crate::message::now_ms() as i64,
+                    )
+                    .await
+                    .map_err(|e| crate::broker::BrokerError::Broker(e.to_string()))?;
+                if !recorded {
+                    return Err(crate::broker::BrokerError::Broker(format!(
+                        "daemon `{daemon}` has {MAX_DAEMON_BINDINGS} events patterns bound already; stop it to unbind them"
+                    )));
+                }
                 let producer = connections.producer(&at)?;
                 let subscribed = producer
                     .transport()

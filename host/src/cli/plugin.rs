@@ -629,14 +629,20 @@ async fn daemon_session(
         }
     }
     let services = crate::host::offline_services(store, connections.clone(), Default::default());
-    let (plugin, _) = load_with(file, settings, services).await?;
+    let (plugin, _) = load_with(file, settings, services.clone()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let timer = tokio::spawn(async move {
         tokio::time::sleep(run_for).await;
         stop.send_replace(true);
     });
-    let exit = plugin.run_daemon(stopped, Duration::from_secs(2)).await;
+    let exit = plugin
+        .run_daemon(plugin.name(), stopped, Duration::from_secs(2))
+        .await;
     timer.abort();
+    // The run is over: the events patterns it took from are unbound.
+    if let Err(error) = services.release_sources(plugin.name()).await {
+        eprintln!("warning: {error}");
+    }
     let broker = connections
         .embedded("local")
         .context("the embedded broker is gone")?;

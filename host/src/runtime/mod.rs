@@ -16,6 +16,7 @@
 //!   `request` and `receive` only to what the plugin's grants match.
 
 mod bindings;
+mod cache;
 mod error;
 mod journal;
 mod plugin;
@@ -55,9 +56,9 @@ pub struct RuntimeConfig {
     /// Largest plugin file accepted.
     pub max_plugin_bytes: usize,
     /// Where compiled components are kept across restarts and shared by hosts on this
-    /// machine (wasmtime's cache, keyed by the file's hash and the engine's settings); `None`
-    /// compiles every file at every start. Made private (0700); a folder another user could
-    /// write is refused, since the runtime loads native code from it.
+    /// machine, by the file's hash and the engine's settings; `None` compiles every file at
+    /// every start. Made private (0700); a folder another user could write is refused, and
+    /// each artifact is checked against its recorded hash before it is loaded.
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
@@ -109,33 +110,24 @@ struct RuntimeInner {
     /// Compiled components by the SHA-256 of their file: loading a file again (other
     /// settings, another version's rollback) skips the compile.
     components: std::sync::Mutex<std::collections::HashMap<String, wasmtime::component::Component>>,
+    /// Compiled components on disk (`cache_dir`), checked before they are loaded.
+    disk: Option<Arc<cache::CompileCache>>,
     /// Held for its `Drop`, which stops the epoch thread.
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let mut engine_config = engine_config(&config);
-        if let Some(dir) = &config.cache_dir {
-            // Native code is loaded from here: the folder is this user's alone (made 0700),
-            // and one that another user could write is refused.
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .and_then(|()| crate::private::check_private(dir))
-                .map_err(|e| {
-                    RuntimeError(format!("the compile cache in {}: {e}", dir.display()))
-                })?;
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            let cache = wasmtime::Cache::new(cache).map_err(|e| {
-                RuntimeError(format!("the compile cache in {}: {e}", dir.display()))
-            })?;
-            engine_config.cache(Some(cache));
-        }
+        let engine_config = engine_config(&config);
         let engine = Engine::new(&engine_config).map_err(|e| RuntimeError(e.to_string()))?;
+        // Native code is loaded from the cache: the folder is this user's alone (made 0700),
+        // one that another user could write is refused, and each artifact is checked.
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(Arc::new(cache::CompileCache::open(dir, &engine).map_err(
+                |e| RuntimeError(format!("the compile cache in {}: {e}", dir.display())),
+            )?)),
+            None => None,
+        };
         let linker = linker(&engine).map_err(|e| RuntimeError(e.to_string()))?;
         let ticker = EpochTicker::start(engine.clone(), config.tick);
         let (shutdown, _) = watch::channel(false);
@@ -147,6 +139,7 @@ impl Runtime {
                 shutdown,
                 reserved: std::sync::Mutex::new(0),
                 components: Default::default(),
+                disk,
                 _ticker: ticker,
             }),
         })

@@ -271,20 +271,30 @@ impl Runtime {
         // Compiling runs Cranelift for a while: on the blocking pool, not a tokio worker that
         // other tasks (message deliveries, the HTTP API) are waiting for. A file compiled
         // before (by hash) is not compiled again.
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let sha256 = hex::encode(digest);
         let component = match self.compiled(&sha256) {
             Some(component) => component,
             None => {
                 let (engine, owned) = (self.engine().clone(), bytes.to_vec());
-                let component =
-                    tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-                        .await
-                        .map_err(|e| InvalidPlugin::Invalid {
-                            detail: format!("compiling stopped: {e}"),
-                        })?
-                        .map_err(|e| InvalidPlugin::Invalid {
-                            detail: error_chain(&e),
-                        })?;
+                let disk = self.inner.disk.clone();
+                let component = tokio::task::spawn_blocking(move || {
+                    if let Some(kept) = disk.as_ref().and_then(|d| d.load(&engine, &digest)) {
+                        return Ok(kept);
+                    }
+                    let component = Component::new(&engine, &owned)?;
+                    if let Some(disk) = &disk {
+                        disk.store(&digest, &component);
+                    }
+                    Ok::<_, wasmtime::Error>(component)
+                })
+                .await
+                .map_err(|e| InvalidPlugin::Invalid {
+                    detail: format!("compiling stopped: {e}"),
+                })?
+                .map_err(|e| InvalidPlugin::Invalid {
+                    detail: error_chain(&e),
+                })?;
                 self.keep_compiled(sha256.clone(), component.clone());
                 component
             }
@@ -528,7 +538,12 @@ impl Plugin {
     /// Runs a daemon on a fresh instance until its `run` returns, it fails, or `stop` turns
     /// true and it has had `grace` to return (then its call is ended where it stands).
     /// Whatever it took and had not settled goes back to its source.
-    pub async fn run_daemon(&self, stop: watch::Receiver<bool>, grace: Duration) -> DaemonExit {
+    pub async fn run_daemon(
+        &self,
+        unit: &str,
+        stop: watch::Receiver<bool>,
+        grace: Duration,
+    ) -> DaemonExit {
         let inner = &*self.inner;
         let started = Instant::now();
         let plugin = inner.info.name.clone();
@@ -552,7 +567,7 @@ impl Plugin {
         let state = worker.store.data_mut();
         state.begin_call();
         state.hold_kv = false;
-        state.daemon = Some(DaemonRun::new(stop.clone()));
+        state.daemon = Some(DaemonRun::new(unit, stop.clone()));
         state.cpu.windowed();
         state.cpu.resume();
         let outcome = {

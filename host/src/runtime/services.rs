@@ -43,6 +43,13 @@ pub trait HostServices: Send + Sync + 'static {
         source: &'a str,
     ) -> HostFuture<'a, Result<Box<dyn Inbox>, String>>;
 
+    /// Daemon `daemon` has been stopped (or removed) by an operator: the events patterns it
+    /// took from are unbound, so its queues stop filling. How many were unbound.
+    fn release_sources<'a>(&'a self, daemon: &'a str) -> HostFuture<'a, Result<usize, String>> {
+        let _ = daemon;
+        Box::pin(async { Ok(0) })
+    }
+
     fn kv_get<'a>(
         &'a self,
         plugin: &'a str,

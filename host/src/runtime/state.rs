@@ -196,6 +196,8 @@ const MAX_SOURCES: usize = 64;
 
 /// What one run of a daemon holds: its stop signal, its open sources and what it took.
 pub(crate) struct DaemonRun {
+    /// The daemon's name (its unit's): what its events queues are named after.
+    unit: String,
     stop: watch::Receiver<bool>,
     inboxes: std::collections::HashMap<String, Box<dyn super::services::Inbox>>,
     held: std::collections::HashMap<u64, Box<dyn super::services::Settlement>>,
@@ -203,8 +205,9 @@ pub(crate) struct DaemonRun {
 }
 
 impl DaemonRun {
-    pub fn new(stop: watch::Receiver<bool>) -> Self {
+    pub fn new(unit: &str, stop: watch::Receiver<bool>) -> Self {
         DaemonRun {
+            unit: unit.to_owned(),
             stop,
             inboxes: Default::default(),
             held: Default::default(),
@@ -587,7 +590,7 @@ impl CallState {
             }
             std::collections::hash_map::Entry::Vacant(slot) => {
                 let opened = tokio::select! {
-                    opened = plugin.services.open_inbox(&plugin.name, &source) => opened,
+                    opened = plugin.services.open_inbox(&run.unit, &source) => opened,
                     _ = &mut stop => {
                         self.cpu.resume();
                         return Ok(None);

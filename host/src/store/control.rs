@@ -334,6 +334,64 @@ impl Store {
         .doing("reading daemon leases"))
     }
 
+    /// Records that daemon `daemon` takes from events source `source`, unless it has `max`
+    /// recorded already: whether it is recorded (it was, or is now).
+    pub async fn record_daemon_binding(
+        &self,
+        daemon: &str,
+        source: &str,
+        max: usize,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "INSERT INTO daemon_bindings (daemon, source, bound_ms) SELECT $1, $2, $3 \
+                   WHERE (SELECT COUNT(*) FROM daemon_bindings WHERE daemon = $1) < $4 \
+                   ON CONFLICT (daemon, source) DO NOTHING";
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        with_pool!(&self.pool, |pool| sqlx::query(sql)
+            .bind(daemon)
+            .bind(source)
+            .bind(now_ms)
+            .bind(max)
+            .execute(pool)
+            .await
+            .doing("recording a daemon's binding")
+            .map(drop))?;
+        Ok(self
+            .daemon_bindings(daemon)
+            .await?
+            .iter()
+            .any(|s| s == source))
+    }
+
+    /// The events sources daemon `daemon` has bound, oldest first.
+    pub async fn daemon_bindings(&self, daemon: &str) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = with_pool!(&self.pool, |pool| sqlx::query_as(
+            "SELECT source FROM daemon_bindings WHERE daemon = $1 ORDER BY bound_ms, source"
+        )
+        .bind(daemon)
+        .fetch_all(pool)
+        .await
+        .doing("reading a daemon's bindings"))?;
+        Ok(rows.into_iter().map(|(source,)| source).collect())
+    }
+
+    /// Forgets daemon `daemon`'s binding of `source` (it has been unbound).
+    pub async fn forget_daemon_binding(
+        &self,
+        daemon: &str,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query(
+            "DELETE FROM daemon_bindings WHERE daemon = $1 AND source = $2"
+        )
+        .bind(daemon)
+        .bind(source)
+        .execute(pool)
+        .await
+        .doing("forgetting a daemon's binding")
+        .map(drop))
+    }
+
     /// Every plugin's policy (JSON), by name.
     pub async fn plugin_policies(&self) -> Result<Vec<Document>, StoreError> {
         let rows: Vec<(String, String, i64)> = with_pool!(&self.pool, |pool| sqlx::query_as(

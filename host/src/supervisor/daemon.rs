@@ -76,7 +76,7 @@ pub(crate) async fn run(
         lock(&status).note = None;
         crate::metrics::daemon_started(&name);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let run = unit.plugin.run_daemon(stop_rx, grace);
+        let run = unit.plugin.run_daemon(&name, stop_rx, grace);
         tokio::pin!(run);
         let mut renew = tokio::time::interval(RENEW_EVERY);
         renew.tick().await;

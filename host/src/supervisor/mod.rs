@@ -204,6 +204,7 @@ struct Unit {
     /// Becomes true once the unit's runner has closed its consumer (or the unit has ended):
     /// the runner replacing it reads only from then on.
     closed: watch::Receiver<bool>,
+    daemon: bool,
 }
 
 /// Why a route cannot be built: what it names is not there (`fault: false`: it stops), or a
@@ -621,7 +622,7 @@ impl Supervisor {
             if let Some(by) = desired.stopped.get(name) {
                 if let Some(unit) = state.units.remove(name) {
                     tracing::info!(unit = %name, kind, stopped_by = %by, "unit stopped by an operator");
-                    unit.trigger.fire();
+                    self.stop_for_good(name, unit);
                 }
                 state.retry.remove(name);
                 let mut status = UnitStatus::new(name, item.kind, item.source, UnitState::Stopped);
@@ -719,13 +720,38 @@ impl Supervisor {
         for name in gone {
             if let Some(unit) = state.units.remove(&name) {
                 tracing::info!(unit = %name, "unit removed; stopping it");
-                unit.trigger.fire();
+                self.stop_for_good(&name, unit);
             }
         }
         state.retry.retain(|name, _| units.contains_key(name));
         state.plugins = plugins_in_use;
         *self.inner.units.write().unwrap_or_else(|p| p.into_inner()) = statuses;
         Ok(())
+    }
+
+    /// Stops `unit`, held stopped or removed (not replaced, and not because the host stops):
+    /// once a daemon has closed, the events patterns it took from are unbound.
+    fn stop_for_good(&self, name: &str, unit: Unit) {
+        unit.trigger.fire();
+        if !unit.daemon {
+            return;
+        }
+        let services = self.services();
+        let limit = self.inner.parts.grace + Duration::from_secs(10);
+        let name = name.to_owned();
+        let mut closed = unit.closed;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(limit, closed.wait_for(|closed| *closed)).await;
+            match services.release_sources(&name).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(daemon = %name, patterns = n, "unbound the daemon's events queues")
+                }
+                Err(error) => {
+                    tracing::warn!(daemon = %name, %error, "cannot unbind the daemon's events queues; they are unbound when it next stops")
+                }
+            }
+        });
     }
 
     fn unit_status(&self, name: &str) -> Option<SharedStatus> {
@@ -781,6 +807,7 @@ impl Supervisor {
                 fingerprint: resolved.fingerprint,
                 trigger,
                 closed,
+                daemon: unit.kind == UnitKind::Daemon,
             },
         );
         match replaced {

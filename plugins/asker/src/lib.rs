@@ -10,7 +10,7 @@ impl Guest for Asker {
     fn describe() -> Info {
         Info::handler("asker", env!("CARGO_PKG_VERSION"))
             .with_description("Answers with the reply to a request made through the host")
-            .wants("request:local:*")
+            .wants("request:local:**")
     }
 
     fn handle(msg: Message) -> Result<Option<Message>, Failure> {

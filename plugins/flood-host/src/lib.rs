@@ -38,8 +38,8 @@ impl Guest for FloodHost {
     fn describe() -> Info {
         Info::handler("flood-host", env!("CARGO_PKG_VERSION"))
             .with_description("Floods the host through its imports")
-            .wants("publish:local:*")
-            .wants("request:local:*")
+            .wants("publish:local:**")
+            .wants("request:local:**")
     }
 
     fn handle(msg: Message) -> Result<Option<Message>, Failure> {

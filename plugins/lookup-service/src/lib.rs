@@ -14,7 +14,7 @@ impl Guest for LookupService {
         Info::daemon("lookup-service", env!("CARGO_PKG_VERSION"))
             .with_description("Answers lookups taken from a queue at each request's reply-to")
             .wants("receive:local:lookup.requests")
-            .wants("publish:local:*")
+            .wants("publish:local:**")
     }
 
     fn run() -> Result<(), String> {

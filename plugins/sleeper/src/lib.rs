@@ -12,7 +12,7 @@ impl Guest for Sleeper {
     fn describe() -> Info {
         Info::handler("sleeper", env!("CARGO_PKG_VERSION"))
             .with_description("Waits without running wasm")
-            .wants("request:local:*")
+            .wants("request:local:**")
     }
 
     fn handle(msg: Message) -> Result<Option<Message>, Failure> {
