@@ -641,3 +641,78 @@ async fn events_go_out_as_requests_over_http() {
     assert!(error.contains("holds no subscriptions"), "{made}");
     host.stop().await;
 }
+
+/// Ingress paces each caller: past the connection's `ingress_per_second` (or its
+/// `ingress_bytes_per_second`) a caller gets 429 with `Retry-After`, nothing of what it sent
+/// is held, and another caller on the same connection is not slowed by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_limits_each_caller_by_messages_and_bytes() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config::default();
+    config.connections.insert(
+        "web".into(),
+        ConnectionConfig::Http(Box::new(HttpConfig {
+            ingress_per_second: 3,
+            ingress_bytes_per_second: 100,
+            ..HttpConfig::default()
+        })),
+    );
+    config.routes = vec![route("held", "web:held", &[], Some("local:held.out"))];
+    let (host, _) = start_host(&db, config).await;
+    let base = format!("http://{}", host.addr);
+    let admin = client_with_token(&local_token(host.addr));
+    let stopped = admin
+        .post(format!("{base}/api/v1/units/held/stop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stopped.status(), 200);
+    let made: Value = admin
+        .post(format!("{base}/api/v1/tokens"))
+        .json(&json!({ "name": "other-service", "role": "operator" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = client_with_token(made["token"].as_str().unwrap());
+    let send = |client: &reqwest::Client, body: &'static str| {
+        client
+            .post(format!("{base}/ingress/web/held"))
+            .body(body)
+            .send()
+    };
+
+    // Three a second, then 429; the other caller still gets through.
+    for _ in 0..3 {
+        assert_eq!(send(&admin, "a").await.unwrap().status(), 202);
+    }
+    let refused = send(&admin, "a").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("ingress_per_second"), "{text}");
+    assert_eq!(send(&other, "b").await.unwrap().status(), 202);
+
+    // 100 bytes a second: a 90-byte body passes, the next is refused by volume.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let ninety: &'static str = Box::leak("x".repeat(90).into_boxed_str());
+    assert_eq!(send(&other, ninety).await.unwrap().status(), 202);
+    let refused = send(&other, ninety).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("ingress_bytes_per_second"), "{text}");
+
+    // What was refused was not held: five messages wait for the stopped route.
+    let depth: Value = admin
+        .get(format!("{base}/api/v1/queues/web/held"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(depth["depth"], 5, "{depth}");
+    host.stop().await;
+}

@@ -432,6 +432,9 @@ fn wharf_config(dir: &std::path::Path) -> Config {
         "web".into(),
         ConnectionConfig::Http(Box::new(HttpConfig {
             anonymous: true,
+            // The bench measures the path, not the per-caller limits.
+            ingress_per_second: u32::MAX,
+            ingress_bytes_per_second: u32::MAX,
             ..HttpConfig::default()
         })),
     );

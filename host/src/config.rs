@@ -640,6 +640,13 @@ pub struct HttpConfig {
     pub anonymous: bool,
     /// How long ingress on a route that replies waits for the reply.
     pub reply_timeout_ms: u64,
+    /// Messages one caller (a token's or user's name; an anonymous caller's address) may
+    /// send through this connection's ingress a second, a second's worth at once; past it
+    /// ingress answers 429 (1,000 by default).
+    pub ingress_per_second: u32,
+    /// Bytes of body one caller may send through this connection's ingress a second, a
+    /// second's worth at once (64 MiB by default); past it ingress answers 429.
+    pub ingress_bytes_per_second: u32,
     /// For `https://` endpoints: a private CA to trust (besides the system's), and a client
     /// certificate when the endpoint asks for one (PEM `cert` and `key`, or a PKCS#12 bundle).
     pub tls: Option<TlsConfig>,
@@ -656,6 +663,8 @@ impl Default for HttpConfig {
             ingress_methods: vec!["POST".into()],
             anonymous: false,
             reply_timeout_ms: 30_000,
+            ingress_per_second: 1_000,
+            ingress_bytes_per_second: 64 * 1024 * 1024,
             tls: None,
         }
     }
@@ -670,6 +679,8 @@ impl std::fmt::Debug for HttpConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("ingress_methods", &self.ingress_methods)
             .field("anonymous", &self.anonymous)
+            .field("ingress_per_second", &self.ingress_per_second)
+            .field("ingress_bytes_per_second", &self.ingress_bytes_per_second)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
@@ -739,6 +750,11 @@ impl HttpConfig {
         for (field, value) in [
             ("timeout_ms", self.timeout_ms),
             ("reply_timeout_ms", self.reply_timeout_ms),
+            ("ingress_per_second", self.ingress_per_second.into()),
+            (
+                "ingress_bytes_per_second",
+                self.ingress_bytes_per_second.into(),
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(format!("{key}{field}"), "must be at least 1"));

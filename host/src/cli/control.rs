@@ -531,6 +531,12 @@ pub struct ConnectionSpec {
     /// For http: take ingress at /ingress/NAME/… without a token.
     #[arg(long)]
     anonymous: bool,
+    /// For http: messages one caller may send through ingress a second (1000 unless set).
+    #[arg(long, value_name = "N")]
+    ingress_per_second: Option<u32>,
+    /// For http: bytes one caller may send through ingress a second (64 MiB unless set).
+    #[arg(long, value_name = "BYTES")]
+    ingress_bytes_per_second: Option<u32>,
     /// For amqp and http over TLS: a PEM file of a CA to trust besides the system's.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<String>,
@@ -598,6 +604,12 @@ impl ConnectionSpec {
         }
         if self.anonymous {
             object.insert("anonymous".into(), true.into());
+        }
+        if let Some(n) = self.ingress_per_second {
+            object.insert("ingress_per_second".into(), n.into());
+        }
+        if let Some(n) = self.ingress_bytes_per_second {
+            object.insert("ingress_bytes_per_second".into(), n.into());
         }
         for (field, path) in [
             ("ca", self.tls_ca),

@@ -11,7 +11,10 @@
 //!   if none comes within the connection's `reply_timeout_ms` (the message is still handled);
 //! - 404 for a path no route consumes from (nor a queue holds), so a mistyped path loses
 //!   nothing silently; 405 for a method the connection does not take; 413 for a body over
-//!   `server.max_message_bytes`, which no route would take.
+//!   `server.max_message_bytes`, which no route would take; 429 (with `Retry-After`) for a
+//!   caller past the connection's `ingress_per_second` or `ingress_bytes_per_second`, which
+//!   count per caller (an anonymous one by its address), so one flooding source does not
+//!   take the others' share.
 //!
 //! Everything about the path is checked before the body is read, and an error names neither
 //! the connection nor the path a caller tried (nor any other), so ingress tells a stranger
@@ -63,7 +66,8 @@ pub const QUERY_PREFIX: &str = "query.";
         (status = 401), (status = 403),
         (status = 404, description = "no such http connection, or no route consumes from the path"),
         (status = 405, description = "a method the connection does not take"),
-        (status = 413), (status = 502, description = "the route's handler failed; the exception headers say how"),
+        (status = 413), (status = 429, description = "the caller is past the connection's ingress_per_second or ingress_bytes_per_second"),
+        (status = 502, description = "the route's handler failed; the exception headers say how"),
         (status = 504, description = "no reply within the connection's reply_timeout_ms")))]
 pub async fn ingress(
     State(state): State<AppState>,
@@ -130,7 +134,9 @@ async fn take(
         let who = caller::admit::<Operator>(parts, state, Surface::Api, Treat::AsChange).await?;
         (who.csrf.is_some(), who.caller.actor())
     };
-    // The path, before a byte of the body is read.
+    // The caller's pace, and the path, before a byte of the body is read.
+    let limits = (config.ingress_per_second, config.ingress_bytes_per_second);
+    state.limits.ingress_message(connection, limits, &source)?;
     check_name("path", path, false).map_err(|_| nothing_here())?;
     if crate::broker::HttpBroker::is_held(path) {
         return Err(nothing_here());
@@ -160,6 +166,9 @@ async fn take(
     if body.len() > state.max_message_bytes {
         return Err(too_large());
     }
+    state
+        .limits
+        .ingress_bytes(connection, limits, &source, body.len())?;
     let Query(query) = query?;
     let mut msg = message_from_http(&parts.headers, body.to_vec());
     // Where it came from, as the host saw it: the inbox keys ids by it.

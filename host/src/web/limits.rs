@@ -35,6 +35,41 @@ pub struct PeerLimits {
     max_in_flight: usize,
     /// How many of a caller's refused requests are audited.
     refusals: DefaultKeyedRateLimiter<String>,
+    /// Each `http` connection's ingress limits, by connection name.
+    ingress: Mutex<HashMap<String, Arc<IngressLimiter>>>,
+}
+
+/// One `http` connection's ingress limits, per caller: messages and bytes a second.
+struct IngressLimiter {
+    /// The settings it was made with: other settings make a new one.
+    per_second: u32,
+    bytes_per_second: u32,
+    messages: DefaultKeyedRateLimiter<String>,
+    bytes: DefaultKeyedRateLimiter<String>,
+}
+
+impl IngressLimiter {
+    fn new(per_second: u32, bytes_per_second: u32) -> IngressLimiter {
+        // A second's worth at once, refilled evenly.
+        let quota = |n: u32| Quota::per_second(NonZeroU32::new(n.max(1)).expect("at least one"));
+        IngressLimiter {
+            per_second,
+            bytes_per_second,
+            messages: RateLimiter::keyed(quota(per_second)),
+            bytes: RateLimiter::keyed(quota(bytes_per_second)),
+        }
+    }
+}
+
+/// A 429 for ingress, saying which limit and when to try again.
+fn ingress_refusal(what: &str, setting: &str, wait: std::time::Duration) -> AppError {
+    let retry_after_s = wait.as_secs() + 1;
+    AppError::TooManyRequests {
+        message: format!(
+            "this caller sends more {what} a second than this address takes (the connection's {setting}); try again in {retry_after_s} s"
+        ),
+        retry_after_s,
+    }
 }
 
 impl Default for PeerLimits {
@@ -49,6 +84,7 @@ impl Default for PeerLimits {
             refusals: RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(REFUSALS_AUDITED_PER_MINUTE).expect("non-zero"),
             )),
+            ingress: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -115,6 +151,86 @@ impl PeerLimits {
             })
     }
 
+    /// The limiter of ingress on `connection`, made anew when its settings changed.
+    fn ingress_limiter(
+        &self,
+        connection: &str,
+        per_second: u32,
+        bytes_per_second: u32,
+    ) -> Arc<IngressLimiter> {
+        let mut limiters = self.ingress.lock().unwrap_or_else(|p| p.into_inner());
+        match limiters.get(connection) {
+            Some(limiter)
+                if limiter.per_second == per_second
+                    && limiter.bytes_per_second == bytes_per_second =>
+            {
+                limiter.clone()
+            }
+            _ => {
+                let limiter = Arc::new(IngressLimiter::new(per_second, bytes_per_second));
+                limiters.insert(connection.to_owned(), limiter.clone());
+                limiter
+            }
+        }
+    }
+
+    /// Lets one more message of `source` into `connection`'s ingress, or refuses it (429):
+    /// at most `per_second` a second per caller, a second's worth at once. Checked before
+    /// the body is read.
+    pub fn ingress_message(
+        &self,
+        connection: &str,
+        (per_second, bytes_per_second): (u32, u32),
+        source: &str,
+    ) -> Result<(), AppError> {
+        let limiter = self.ingress_limiter(connection, per_second, bytes_per_second);
+        limiter
+            .messages
+            .check_key(&source.to_owned())
+            .map_err(|not_until| {
+                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+                ingress_refusal(
+                    "messages",
+                    "ingress_per_second",
+                    not_until.wait_time_from(now),
+                )
+            })
+    }
+
+    /// Counts `bytes` of `source`'s message against `connection`'s ingress volume, or
+    /// refuses it (429): at most `bytes_per_second` a second per caller (a message larger
+    /// than a second's worth counts as a second's worth).
+    pub fn ingress_bytes(
+        &self,
+        connection: &str,
+        (per_second, bytes_per_second): (u32, u32),
+        source: &str,
+        bytes: usize,
+    ) -> Result<(), AppError> {
+        let limiter = self.ingress_limiter(connection, per_second, bytes_per_second);
+        let cells = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, bytes_per_second.max(1));
+        let cells = NonZeroU32::new(cells).expect("at least one");
+        match limiter.bytes.check_key_n(&source.to_owned(), cells) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let now = governor::clock::Clock::now(&governor::clock::DefaultClock::default());
+                Err(ingress_refusal(
+                    "bytes",
+                    "ingress_bytes_per_second",
+                    not_until.wait_time_from(now),
+                ))
+            }
+            // Never: the cells are clamped to the burst.
+            Err(_) => Err(ingress_refusal(
+                "bytes",
+                "ingress_bytes_per_second",
+                std::time::Duration::from_secs(1),
+            )),
+        }
+    }
+
     /// Whether a refused request of `caller` goes to the audit log (a few a minute do).
     pub fn audit_refusal(&self, caller: &str) -> bool {
         self.refusals.check_key(&caller.to_owned()).is_ok()
@@ -128,6 +244,17 @@ impl PeerLimits {
         self.names.shrink_to_fit();
         self.refusals.retain_recent();
         self.refusals.shrink_to_fit();
+        for limiter in self
+            .ingress
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            limiter.messages.retain_recent();
+            limiter.messages.shrink_to_fit();
+            limiter.bytes.retain_recent();
+            limiter.bytes.shrink_to_fit();
+        }
         let max = self.max_in_flight;
         self.in_flight
             .lock()
