@@ -1045,3 +1045,74 @@ async fn two_services_each_get_every_booking_event_on_kafka() {
     }
     host.stop().await;
 }
+
+/// Peeking a topic counts whole records against the budget (a record of a few bytes of
+/// payload and 100 KiB of headers counts as 100 KiB), keeps only the newest that fit, and
+/// reads with one client the connection keeps: many peeks, of this topic and another, answer
+/// the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peeking_a_topic_counts_whole_records_and_reuses_one_client() {
+    let topic = unique("peek");
+    let other = unique("peek-other");
+    create_topic(&topic, 2).await;
+    create_topic(&other, 1).await;
+    let producer = producer();
+    let bulky = "h".repeat(100 * 1024);
+    for i in 0..4 {
+        let payload = format!("p{i}");
+        let key = format!("k{i}");
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .payload(&payload)
+                    .key(&key)
+                    .headers(OwnedHeaders::new().insert(Header {
+                        key: "bulk",
+                        value: Some(&bulky),
+                    })),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+        // Distinct times, so "newest" is well defined across partitions.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    producer
+        .send(
+            FutureRecord::to(&other).payload("small").key("k"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let db = support::TestDb::new(support::Backend::Sqlite).await;
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    let spec: wharf::config::ConnectionConfig =
+        serde_json::from_value(serde_json::json!({"kind": "kafka", "brokers": brokers()})).unwrap();
+    let kafka = wharf::broker::open("kafka", &spec, &store, &[])
+        .await
+        .unwrap();
+    let peek = |address: &str, count: usize, budget: usize| {
+        let kafka = &kafka;
+        let address = address.to_owned();
+        async move {
+            kafka
+                .transport()
+                .peek(&address, count, budget)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| String::from_utf8(m.payload).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    // All four fit in 1 MiB; 250 KiB holds the newest two; 10 KiB still answers the newest.
+    assert_eq!(peek(&topic, 10, 1 << 20).await, ["p0", "p1", "p2", "p3"]);
+    assert_eq!(peek(&topic, 10, 250 * 1024).await, ["p2", "p3"]);
+    assert_eq!(peek(&topic, 10, 10 * 1024).await, ["p3"]);
+    assert_eq!(peek(&topic, 3, 1 << 20).await, ["p1", "p2", "p3"]);
+    for _ in 0..20 {
+        assert_eq!(peek(&other, 10, 1 << 20).await, ["small"]);
+        assert_eq!(peek(&topic, 2, 1 << 20).await, ["p2", "p3"]);
+    }
+    kafka.close().await;
+}

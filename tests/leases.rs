@@ -328,6 +328,91 @@ async fn leases_hold_rabbitmq_deliveries_until_settled() {
     support::delete_amqp_queues(&[queue]).await;
 }
 
+/// Leases of one RabbitMQ queue share one channel: 256 leases of one message each hold
+/// one channel with 256 consumers, not 256 channels (RabbitMQ allows 2,047 a connection, and
+/// the routes on that connection need theirs), and past `MAX_LEASE_BATCHES` open batches a
+/// take is refused (409) with nothing taken. Once they are settled, the channel closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_of_one_rabbitmq_queue_share_one_channel_and_batches_are_bounded() {
+    let _shared = support::RABBIT.write().await;
+    let queue = format!("leases.{}", uuid::Uuid::new_v4().simple());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config::default();
+    config.routes.clear();
+    config.connections.insert(
+        "rabbit".into(),
+        serde_json::from_value(json!({
+            "kind": "amqp",
+            "url": support::amqp_url(),
+            "queues": [{"name": queue}],
+        }))
+        .unwrap(),
+    );
+    let (host, _broker) = support::start_host(&db, config).await;
+    let api = Api::new(host.addr);
+    let max = wharf::leases::MAX_LEASE_BATCHES;
+    for i in 0..=max {
+        api.ok(
+            Method::POST,
+            &format!("queues/rabbit/{queue}/messages"),
+            Some(json!({"payload": format!("m{i}")})),
+        )
+        .await;
+    }
+    let mut leases = Vec::new();
+    for _ in 0..max {
+        let leased = api.lease(&format!("rabbit:{queue}"), 1, 60_000).await;
+        assert_eq!(leased.len(), 1);
+        leases.push(leased[0]["lease"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("queues/rabbit/{queue}/lease?count=1&timeout_ms=200&lease_ms=1000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.to_string().contains("leased batches"), "{body}");
+
+    // One channel carries every lease's consumer.
+    let consumers = || async {
+        let out = tokio::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_channels", "consumer_count"])
+            .output()
+            .await
+            .expect("rabbitmqctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.trim().parse::<usize>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    assert_eq!(consumers().await, max, "one channel holds the {max} leases");
+
+    for lease in &leases {
+        api.ok(Method::POST, &format!("leases/{lease}/ack"), None)
+            .await;
+    }
+    let started = Instant::now();
+    while consumers().await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the shared channel's consumers stay after every lease is settled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The one message left is still there for the next take.
+    let last = api.lease(&format!("rabbit:{queue}"), 5, 1_000).await;
+    let expected = format!("m{max}");
+    assert_eq!(
+        last.iter().map(payload).collect::<Vec<_>>(),
+        [expected.as_str()]
+    );
+    host.stop().await;
+    support::delete_amqp_queues(&[queue]).await;
+}
+
 /// A lease is its taker's: another operator's token can neither settle nor extend it, an
 /// admin can; the settlements are in the audit log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,8 @@
 //! - A leased message is settled once: by its taker, by the deadline, or at shutdown.
 //! - Only its taker (the same token or user) or an admin settles or extends a lease.
 //! - Bounded: at most [`MAX_LEASES`] held per host, reserved before anything is taken so
-//!   callers at once cannot pass the bound together; each for at most [`MAX_LEASE`] at a
+//!   callers at once cannot pass the bound together, in at most [`MAX_LEASE_BATCHES`] open
+//!   batches (leased takes of one AMQP queue share one channel); each for at most [`MAX_LEASE`] at a
 //!   time and [`MAX_LEASE_LIFETIME`] in all, however often it is extended.
 
 use crate::broker::{AckHandle, Address, BrokerError, Consumer, DeadLetter, Delivery, Nack};
@@ -30,6 +31,10 @@ pub const MAX_LEASES: usize = 10_000;
 pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 /// The longest a message is held under a lease in all, extensions included.
 pub const MAX_LEASE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The most leased batches one host holds open at once: each keeps its consumer (on AMQP
+/// a consumer tag on its queue's shared channel, on Kafka a client of its own) until the
+/// last of its messages is settled.
+pub const MAX_LEASE_BATCHES: usize = 256;
 
 /// The leases this host holds. Cheap to clone.
 #[derive(Clone, Default)]
@@ -37,6 +42,8 @@ pub struct Leases {
     held: Arc<Mutex<HashMap<String, Held>>>,
     /// Room promised to takes under way, not yet held.
     reserved: Arc<Mutex<usize>>,
+    /// Batches open: their consumers held open for what they took.
+    batches: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Room for leases promised to one take, given back (what was not used) when dropped.
@@ -75,10 +82,11 @@ struct Held {
 
 /// A consumer kept open while messages it delivered are held (an AMQP delivery can only be
 /// settled on its channel); closed when the last of them is settled.
-struct Source(Mutex<Option<Consumer>>);
+struct Source(Mutex<Option<Consumer>>, Arc<std::sync::atomic::AtomicUsize>);
 
 impl Drop for Source {
     fn drop(&mut self) {
+        self.1.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let consumer = self.0.get_mut().unwrap_or_else(|p| p.into_inner()).take();
         if let (Some(consumer), Ok(runtime)) = (consumer, tokio::runtime::Handle::try_current()) {
             runtime.spawn(consumer.close());
@@ -144,6 +152,11 @@ impl Leases {
         }
     }
 
+    /// How many leased batches hold their consumers open now.
+    pub fn batches(&self) -> usize {
+        self.batches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many leases this host holds now.
     pub fn count(&self) -> usize {
         lock(&self.held).len()
@@ -160,7 +173,9 @@ impl Leases {
         deliveries: Vec<Delivery>,
         lease: Duration,
     ) -> Vec<Leased> {
-        let source = Arc::new(Source(Mutex::new(Some(consumer))));
+        self.batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let source = Arc::new(Source(Mutex::new(Some(consumer)), self.batches.clone()));
         let lease = lease.min(MAX_LEASE);
         let mut leased = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {

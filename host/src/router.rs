@@ -229,6 +229,7 @@ impl RouteRunner {
                     // The route counts deliveries and dead-letters to its own dead letters.
                     limited: false,
                     unit: Some(group),
+                    ..ConsumeOptions::new(route.concurrency)
                 },
             )
             .await?;

@@ -299,6 +299,10 @@ pub struct ConsumeOptions {
     /// hosts running one route share its input and two routes never share a group. `None`
     /// for a passing consumer (a take, the live view), which gets a group of its own.
     pub unit: Option<String>,
+    /// A passing consumer that may share one channel (or client) with the others of its
+    /// queue that say so, where the transport can: leased takes, which keep what they took
+    /// unsettled for long, so a caller's many small leases hold one channel, not one each.
+    pub shared: bool,
 }
 
 impl ConsumeOptions {
@@ -307,6 +311,7 @@ impl ConsumeOptions {
             prefetch,
             limited: true,
             unit: None,
+            shared: false,
         }
     }
 }
@@ -407,7 +412,7 @@ pub trait Transport: AsAny + Send + Sync + 'static {
     }
     async fn depth(&self, address: &str) -> Result<Depth, BrokerError>;
     /// Up to `count` ready messages of `address`, left where they are; no more than
-    /// `max_bytes` of payload (but always the first).
+    /// `max_bytes` of whole messages (payload, key and headers), but always the first.
     async fn peek(
         &self,
         address: &str,
@@ -702,7 +707,7 @@ impl Connections {
     }
 
     /// Up to `count` ready messages of the queue at `address`, left in the queue; no more
-    /// than `max_bytes` of payload (but always the first).
+    /// than `max_bytes` of whole messages (payload, key and headers), but always the first.
     pub async fn peek(
         &self,
         address: &Address,

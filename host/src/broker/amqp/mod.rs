@@ -92,6 +92,9 @@ struct Inner {
     /// only when it has closed (a passive declare of a missing queue closes it), not per
     /// check, so polling a depth cannot use up the connection's channels.
     inspect: tokio::sync::Mutex<Option<Channel>>,
+    /// The channel shared by the passing consumers of each queue that ask to share one
+    /// (leased takes), open while any of their deliveries is held.
+    shared: tokio::sync::Mutex<HashMap<String, std::sync::Weak<ChannelGuard>>>,
 }
 
 /// How often each message has come back, per queue, for queues without `x-delivery-count`
@@ -181,6 +184,7 @@ impl AmqpBroker {
             delays: Mutex::default(),
             redeliveries: Arc::default(),
             inspect: tokio::sync::Mutex::new(None),
+            shared: tokio::sync::Mutex::default(),
         });
         tokio::spawn(keep_connected(Arc::downgrade(&inner)));
         Ok(AmqpBroker { inner })
@@ -365,8 +369,46 @@ impl AmqpBroker {
     /// Starts consuming `queue` with manual acks and at most `prefetch` unacked deliveries.
     pub async fn consume(&self, queue: &str, prefetch: usize) -> Result<AmqpConsumer, BrokerError> {
         check_name("queue", queue, false)?;
-        let (channel, guard) = self.own_channel().await?;
-        let guard = Arc::new(guard);
+        let (_, guard) = self.own_channel().await?;
+        self.consume_on(Arc::new(guard), queue, prefetch).await
+    }
+
+    /// Consumes `queue` on the channel its shared consumers use (opened when there is none
+    /// open): each consumer has its own tag and prefetch, and the channel closes once the
+    /// last of them is closed and its deliveries settled.
+    pub async fn consume_shared(
+        &self,
+        queue: &str,
+        prefetch: usize,
+    ) -> Result<AmqpConsumer, BrokerError> {
+        check_name("queue", queue, false)?;
+        // Held across the prefetch and the consume, so each consumer gets its own prefetch.
+        let mut shared = self.inner.shared.lock().await;
+        shared.retain(|_, guard| guard.strong_count() > 0);
+        let open = shared
+            .get(queue)
+            .and_then(std::sync::Weak::upgrade)
+            .filter(|guard| guard.0.status().connected());
+        let guard = match open {
+            Some(guard) => guard,
+            None => {
+                let (_, guard) = self.own_channel().await?;
+                let guard = Arc::new(guard);
+                shared.insert(queue.to_owned(), Arc::downgrade(&guard));
+                guard
+            }
+        };
+        self.consume_on(guard, queue, prefetch).await
+    }
+
+    async fn consume_on(
+        &self,
+        guard: Arc<ChannelGuard>,
+        queue: &str,
+        prefetch: usize,
+    ) -> Result<AmqpConsumer, BrokerError> {
+        let channel = &guard.0;
+        // Per consumer (not global): it applies to the consumers started after it.
         channel
             .basic_qos(
                 prefetch.clamp(1, usize::from(u16::MAX)) as u16,
@@ -685,8 +727,8 @@ impl AmqpBroker {
         }
     }
 
-    /// Up to `count` ready messages of `queue` (no more than `max_bytes` of payload, but
-    /// always the first), left in it: they are fetched unacked on a channel of their own and
+    /// Up to `count` ready messages of `queue` (no more than `max_bytes` of whole messages,
+    /// payload, key and headers, but always the first), left in it: they are fetched unacked on a channel of their own and
     /// put back before it closes, where they were, marked redelivered. A quorum queue would
     /// count that as a delivery towards its messages' limits, so peeking one the config
     /// declares is refused.
@@ -720,17 +762,17 @@ impl AmqpBroker {
                 .map_err(|e| amqp_error(&format!("reading queue `{queue}`"), e))?;
             let Some(got) = got else { break };
             let delivery = got.delivery;
-            bytes = bytes.saturating_add(delivery.data.len());
-            if !messages.is_empty() && bytes > max_bytes {
-                last = Some(delivery.acker);
-                break;
-            }
-            messages.push(map::from_amqp(
+            last = Some(delivery.acker);
+            let message = map::from_amqp(
                 delivery.routing_key.as_str(),
                 &delivery.properties,
                 delivery.data,
-            ));
-            last = Some(delivery.acker);
+            );
+            bytes = bytes.saturating_add(message.size_bytes());
+            if !messages.is_empty() && bytes > max_bytes {
+                break;
+            }
+            messages.push(message);
         }
         // Put them all back before answering, so the next reader sees them again.
         if let Some(last) = last {
@@ -1323,9 +1365,12 @@ impl super::Transport for AmqpBroker {
         queue: &str,
         options: super::ConsumeOptions,
     ) -> Result<super::Consumer, BrokerError> {
-        Ok(super::Consumer::new(
-            AmqpBroker::consume(self, queue, options.prefetch).await?,
-        ))
+        let consumer = if options.shared {
+            AmqpBroker::consume_shared(self, queue, options.prefetch).await?
+        } else {
+            AmqpBroker::consume(self, queue, options.prefetch).await?
+        };
+        Ok(super::Consumer::new(consumer))
     }
 
     async fn ensure(&self, queues: &[String]) -> Result<(), BrokerError> {

@@ -334,7 +334,7 @@ impl EmbeddedBroker {
     }
 
     /// Up to `count` ready messages of `queue`, in order, left where they are; no more than
-    /// `max_bytes` of payload (but always the first).
+    /// `max_bytes` of whole messages (payload, key and headers), but always the first.
     pub async fn peek(
         &self,
         queue: &str,

@@ -513,22 +513,27 @@ impl Settle for KafkaAck {
     }
 }
 
-/// The newest records of `topic`, up to `count` in all: each partition read from
-/// `count` before its end, the newest kept, oldest first.
+/// The client peeks read with: one per connection, made at the first peek and kept, so a
+/// viewer refreshing the Queues page does not start a librdkafka client (its threads and
+/// connections) each time. Peeks take turns on it.
+#[derive(Default)]
+pub(super) struct Peeker(tokio::sync::Mutex<Option<StreamConsumer>>);
+
+/// What librdkafka may hold for the peek client at once (its fetch queue), in KiB.
+const PEEK_QUEUE_KIB: &str = "16384";
+
+/// Up to the last `count` records of `topic` (by their time, across partitions) whose whole
+/// size (payload, key, headers) fits in `max_bytes`; the newest always fits. What is read
+/// is trimmed to the budget as it arrives, so a topic of large records never holds more than
+/// about twice the budget in memory.
 pub(super) async fn peek(
     broker: &KafkaBroker,
+    peeker: &Peeker,
     topic: &str,
     marks: &[PartitionDepth],
     count: usize,
     max_bytes: usize,
 ) -> Result<Vec<Message>, BrokerError> {
-    let mut client = client_config(broker.config(), Part::Consumer);
-    client
-        .set("group.id", format!("{}.peek", broker.config().group))
-        .set("enable.auto.commit", "false");
-    let consumer: StreamConsumer = client
-        .create()
-        .map_err(|e| error(broker.name(), "creating a consumer", e))?;
     let mut list = TopicPartitionList::new();
     let mut expected = 0usize;
     for mark in marks {
@@ -542,28 +547,81 @@ pub(super) async fn peek(
     if expected == 0 {
         return Ok(Vec::new());
     }
+    let mut slot = peeker.0.lock().await;
+    if slot.is_none() {
+        let mut client = client_config(broker.config(), Part::Consumer);
+        client
+            .set("group.id", format!("{}.peek", broker.config().group))
+            .set("enable.auto.commit", "false")
+            .set("queued.max.messages.kbytes", PEEK_QUEUE_KIB);
+        let consumer: StreamConsumer = client
+            .create()
+            .map_err(|e| error(broker.name(), "creating a consumer", e))?;
+        *slot = Some(consumer);
+    }
+    let consumer = slot.as_ref().expect("made above");
     consumer
         .assign(&list)
         .map_err(|e| error(broker.name(), "peeking", e))?;
-    let mut records = Vec::new();
+    let read = read_within(consumer, topic, expected, count, max_bytes).await;
+    // Nothing is fetched between peeks.
+    if let Err(e) = consumer.unassign() {
+        tracing::warn!(connection = %broker.name(), error = %e, "cannot unassign the peek client");
+        *slot = None;
+    }
+    read.map_err(|e| error(broker.name(), "peeking", e))
+}
+
+/// Reads up to `expected` records of `topic` from `consumer` (5 s at most), keeping the
+/// newest `count` within `max_bytes`, oldest first.
+async fn read_within(
+    consumer: &StreamConsumer,
+    topic: &str,
+    expected: usize,
+    count: usize,
+    max_bytes: usize,
+) -> Result<Vec<Message>, rdkafka::error::KafkaError> {
+    let mut kept: Vec<Message> = Vec::new();
+    let mut bytes = 0usize;
+    let mut seen = 0usize;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while records.len() < expected {
-        match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(record)) => records.push(map::from_record(&record)),
-            Ok(Err(e)) => return Err(error(broker.name(), "peeking", e)),
+    while seen < expected {
+        let record = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(e)) => return Err(e),
             Err(_) => break,
+        };
+        // A record of an earlier peek's assignment, still queued: not this topic's.
+        if rdkafka::Message::topic(&record) != topic {
+            continue;
+        }
+        seen += 1;
+        let message = map::from_record(&record);
+        bytes = bytes.saturating_add(message.size_bytes());
+        kept.push(message);
+        if kept.len() > count.saturating_mul(2).max(64) || bytes > max_bytes.saturating_mul(2) {
+            bytes = trim(&mut kept, count, max_bytes);
         }
     }
-    records.sort_by_key(|m| m.timestamp_ms);
-    let skip = records.len().saturating_sub(count);
-    let mut taken = Vec::new();
-    let mut bytes = 0;
-    for record in records.into_iter().skip(skip) {
-        bytes += record.payload.len();
-        if !taken.is_empty() && bytes > max_bytes {
+    trim(&mut kept, count, max_bytes);
+    Ok(kept)
+}
+
+/// Keeps in `kept` the newest `count` messages within `max_bytes` (the newest always),
+/// oldest first; returns their size.
+fn trim(kept: &mut Vec<Message>, count: usize, max_bytes: usize) -> usize {
+    kept.sort_by_key(|m| std::cmp::Reverse(m.timestamp_ms));
+    let mut total = 0usize;
+    let mut fit = 0;
+    for message in kept.iter().take(count) {
+        let size = message.size_bytes();
+        if fit > 0 && total.saturating_add(size) > max_bytes {
             break;
         }
-        taken.push(record);
+        total = total.saturating_add(size);
+        fit += 1;
     }
-    Ok(taken)
+    kept.truncate(fit);
+    kept.reverse();
+    total
 }

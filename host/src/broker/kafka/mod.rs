@@ -53,6 +53,8 @@ struct Inner {
     /// This host's consumer-group members, by group.
     consumers: consume::Members,
     relay: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The one client peeks read with, made at the first and reused (one peek at a time).
+    peeker: consume::Peeker,
 }
 
 impl Drop for Inner {
@@ -234,6 +236,7 @@ impl KafkaBroker {
                 known: Mutex::default(),
                 consumers: consume::Members::default(),
                 relay: Mutex::default(),
+                peeker: consume::Peeker::default(),
             }),
         };
         let relay = tokio::spawn(relay(Arc::downgrade(&broker.inner)));
@@ -424,8 +427,9 @@ impl KafkaBroker {
         .map_err(|e| BrokerError::Broker(e.to_string()))?
     }
 
-    /// The newest records of `topic`, up to `count` (and `max_bytes` of payload, but always
-    /// one), oldest first. Kafka keeps what was read, so nothing is taken.
+    /// The newest records of `topic`, up to `count` (and `max_bytes` of whole messages,
+    /// payload, key and headers, but always one), oldest first, read with the connection's
+    /// one peek client. Kafka keeps what was read, so nothing is taken.
     pub async fn peek(
         &self,
         topic: &str,
@@ -434,7 +438,7 @@ impl KafkaBroker {
     ) -> Result<Vec<Message>, BrokerError> {
         check_topic(&self.inner.name, topic, false)?;
         let marks = self.watermarks(topic).await?;
-        consume::peek(self, topic, &marks, count, max_bytes).await
+        consume::peek(self, &self.inner.peeker, topic, &marks, count, max_bytes).await
     }
 
     /// Deletes every record of `topic` (the brokers' DeleteRecords); returns how many.

@@ -127,17 +127,21 @@ struct Taking {
 }
 
 impl Taking {
+    /// A take of up to `count` from `address`; a leased one (`shared`) consumes on the
+    /// channel its queue's other leased takes share, where the transport has one.
     async fn open(
         state: &AppState,
         address: &Address,
         count: usize,
         timeout: Duration,
+        shared: bool,
     ) -> Result<Taking, AppError> {
+        let options = crate::broker::ConsumeOptions {
+            shared,
+            ..crate::broker::ConsumeOptions::new(count.min(TAKE_PREFETCH))
+        };
         Ok(Taking {
-            consumer: state
-                .connections
-                .consume(address, count.min(TAKE_PREFETCH))
-                .await?,
+            consumer: state.connections.consume_with(address, options).await?,
             count,
             deadline: tokio::time::Instant::now() + timeout,
             shutdown: state.shutdown.clone(),
@@ -197,7 +201,7 @@ pub async fn take(
     count: usize,
     timeout: Duration,
 ) -> Result<Vec<Message>, AppError> {
-    let mut taking = Taking::open(state, address, count, timeout).await?;
+    let mut taking = Taking::open(state, address, count, timeout, false).await?;
     let mut messages = Vec::new();
     loop {
         let delivery = match taking.next().await {
@@ -261,7 +265,13 @@ pub async fn lease(
             crate::leases::MAX_LEASES
         )));
     }
-    let mut taking = Taking::open(state, address, room.count, timeout).await?;
+    if state.leases.batches() >= crate::leases::MAX_LEASE_BATCHES {
+        return Err(AppError::Conflict(format!(
+            "this host holds {} leased batches open already; settle some first, or lease more messages per take",
+            crate::leases::MAX_LEASE_BATCHES
+        )));
+    }
+    let mut taking = Taking::open(state, address, room.count, timeout, true).await?;
     let mut deliveries = Vec::new();
     loop {
         match taking.next().await {
