@@ -49,6 +49,22 @@ impl Leasing for Api {
     }
 }
 
+/// A host with a RabbitMQ connection `rabbit` declaring `queue`, and no routes.
+async fn rabbit_host(db: &TestDb, queue: &str) -> wharf::host::RunningHost {
+    let mut config = Config::default();
+    config.routes.clear();
+    config.connections.insert(
+        "rabbit".into(),
+        serde_json::from_value(json!({
+            "kind": "amqp",
+            "url": support::amqp_url(),
+            "queues": [{"name": queue}],
+        }))
+        .unwrap(),
+    );
+    support::start_host(db, config).await.0
+}
+
 fn payload(leased: &Value) -> &str {
     leased["message"]["payload"].as_str().unwrap()
 }
@@ -279,18 +295,7 @@ async fn leases_hold_rabbitmq_deliveries_until_settled() {
     let _shared = support::RABBIT.read().await;
     let queue = format!("leases.{}", uuid::Uuid::new_v4().simple());
     let db = TestDb::new(Backend::Sqlite).await;
-    let mut config = Config::default();
-    config.routes.clear();
-    config.connections.insert(
-        "rabbit".into(),
-        serde_json::from_value(json!({
-            "kind": "amqp",
-            "url": support::amqp_url(),
-            "queues": [{"name": queue}],
-        }))
-        .unwrap(),
-    );
-    let (host, _broker) = support::start_host(&db, config).await;
+    let host = rabbit_host(&db, &queue).await;
     let api = Api::new(host.addr);
     for text in ["a", "b"] {
         api.ok(
@@ -337,18 +342,7 @@ async fn leases_of_one_rabbitmq_queue_share_one_channel_and_batches_are_bounded(
     let _shared = support::RABBIT.write().await;
     let queue = format!("leases.{}", uuid::Uuid::new_v4().simple());
     let db = TestDb::new(Backend::Sqlite).await;
-    let mut config = Config::default();
-    config.routes.clear();
-    config.connections.insert(
-        "rabbit".into(),
-        serde_json::from_value(json!({
-            "kind": "amqp",
-            "url": support::amqp_url(),
-            "queues": [{"name": queue}],
-        }))
-        .unwrap(),
-    );
-    let (host, _broker) = support::start_host(&db, config).await;
+    let host = rabbit_host(&db, &queue).await;
     let api = Api::new(host.addr);
     let max = wharf::leases::MAX_LEASE_BATCHES;
     for i in 0..=max {
