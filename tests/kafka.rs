@@ -1116,3 +1116,85 @@ async fn peeking_a_topic_counts_whole_records_and_reuses_one_client() {
     }
     kafka.close().await;
 }
+
+/// Leased takes of one topic share one member of the take group: three leases of one record
+/// each, on a topic of three partitions, hold the three records at once (no take rebalances
+/// another's partitions away), and once all are acked each partition's offset is committed past its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_takes_of_a_topic_share_one_member() {
+    let _exclusive = BROKER.lock().await;
+    let topic = unique("leases");
+    create_topic(&topic, 3).await;
+    let producer = producer();
+    for partition in 0..3 {
+        let payload = format!("r{partition}");
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .partition(partition)
+                    .payload(&payload)
+                    .key("k"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    let db = support::TestDb::new(support::Backend::Sqlite).await;
+    let group = unique("lease-group");
+    let (host, client, base) = api_host(&db, &group).await;
+    let lease = |count: usize, timeout_ms: u64| {
+        let (client, url) = (
+            client.clone(),
+            format!(
+                "{base}/queues/kafka/{topic}/lease?count={count}&timeout_ms={timeout_ms}&lease_ms=60000"
+            ),
+        );
+        async move {
+            let answer = client.post(url).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Vec<serde_json::Value>>().await.unwrap()
+        }
+    };
+    let mut held = Vec::new();
+    let started = Instant::now();
+    while held.len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{} of 3 records leased within 90 s",
+            held.len()
+        );
+        held.extend(lease(1, 5_000).await);
+    }
+    let mut payloads: Vec<String> = held
+        .iter()
+        .map(|l| l["message"]["payload"].as_str().unwrap().to_owned())
+        .collect();
+    payloads.sort();
+    assert_eq!(payloads, ["r0", "r1", "r2"]);
+    for leased in &held {
+        let acked = client
+            .post(format!(
+                "{base}/leases/{}/ack",
+                leased["lease"].as_str().unwrap()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(acked.status().is_success(), "{}", acked.status());
+    }
+    // Every ack stored its offset in the one member's generation, and was committed.
+    let take_group = format!("{group}.take");
+    let started = Instant::now();
+    loop {
+        let offsets = committed(&take_group, &topic, 3);
+        if (0..3).all(|p| offsets.get(&p) == Some(&1)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "committed offsets {offsets:?}, not 1 on each partition"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    host.stop().await;
+}

@@ -13,7 +13,8 @@
 //! - Only its taker (the same token or user) or an admin settles or extends a lease.
 //! - Bounded: at most [`MAX_LEASES`] held per host, reserved before anything is taken so
 //!   callers at once cannot pass the bound together, in at most [`MAX_LEASE_BATCHES`] open
-//!   batches (leased takes of one AMQP queue share one channel); each for at most [`MAX_LEASE`] at a
+//!   batches (leased takes of one AMQP queue share one channel, of one Kafka topic one
+//!   member of the take group); each for at most [`MAX_LEASE`] at a
 //!   time and [`MAX_LEASE_LIFETIME`] in all, however often it is extended.
 
 use crate::broker::{AckHandle, Address, BrokerError, Consumer, DeadLetter, Delivery, Nack};
@@ -32,8 +33,8 @@ pub const MAX_LEASE: Duration = Duration::from_secs(3600);
 /// The longest a message is held under a lease in all, extensions included.
 pub const MAX_LEASE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The most leased batches one host holds open at once: each keeps its consumer (on AMQP
-/// a consumer tag on its queue's shared channel, on Kafka a client of its own) until the
-/// last of its messages is settled.
+/// a consumer tag on its queue's shared channel, on Kafka a handle on its topic's shared
+/// member) until the last of its messages is settled.
 pub const MAX_LEASE_BATCHES: usize = 256;
 
 /// The leases this host holds. Cheap to clone.

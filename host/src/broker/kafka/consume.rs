@@ -513,6 +513,106 @@ impl Settle for KafkaAck {
     }
 }
 
+/// Records the leased takes of one topic may hold at once through their shared member.
+const SHARED_PREFETCH: usize = 1_024;
+/// How long a topic's shared member stays in its group once nothing uses it, so that a
+/// worker's next leased take does not wait for a new member to join (and the group is not
+/// made to rebalance at every empty take).
+const SHARED_LINGER: Duration = Duration::from_secs(30);
+
+type Shared = Arc<Mutex<HashMap<String, Arc<SharedTake>>>>;
+
+/// The leased takes of each topic, sharing one member of the take group: a caller's many
+/// small leases hold one librdkafka client, not one each, and no take makes the group
+/// rebalance away the partitions whose records other leases hold.
+#[derive(Default)]
+pub(super) struct SharedTakes(Shared);
+
+/// One topic's shared member. It leaves the group [`SHARED_LINGER`] after the last take
+/// using it, and the last lease holding a record of it, are done.
+struct SharedTake {
+    consumer: tokio::sync::Mutex<Option<KafkaConsumer>>,
+    last_used: Mutex<tokio::time::Instant>,
+}
+
+impl Drop for SharedTake {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.get_mut().take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(Box::new(consumer).close());
+        }
+    }
+}
+
+impl SharedTakes {
+    /// A handle on `address`'s shared member, started if there is none.
+    pub fn consume(
+        &self,
+        broker: &KafkaBroker,
+        address: &str,
+        options: &ConsumeOptions,
+    ) -> Result<SharedConsumer, BrokerError> {
+        let mut takes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(take) = takes.get(address) {
+            return Ok(SharedConsumer(take.clone()));
+        }
+        let options = ConsumeOptions {
+            prefetch: options.prefetch.max(SHARED_PREFETCH),
+            ..options.clone()
+        };
+        let consumer = KafkaConsumer::start(broker, address, &options)?;
+        let take = Arc::new(SharedTake {
+            consumer: tokio::sync::Mutex::new(Some(consumer)),
+            last_used: Mutex::new(tokio::time::Instant::now()),
+        });
+        takes.insert(address.to_owned(), take.clone());
+        tokio::spawn(linger(Arc::downgrade(&self.0), address.to_owned()));
+        Ok(SharedConsumer(take))
+    }
+}
+
+/// Removes `address`'s shared member once nothing has used it for [`SHARED_LINGER`] (or
+/// the connection is gone).
+async fn linger(takes: std::sync::Weak<Mutex<HashMap<String, Arc<SharedTake>>>>, address: String) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let Some(takes) = takes.upgrade() else { return };
+        let mut takes = takes.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(take) = takes.get(&address) else {
+            return;
+        };
+        let idle = *take.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(take) == 1 && idle.elapsed() >= SHARED_LINGER {
+            takes.remove(&address);
+            return;
+        }
+    }
+}
+
+/// A leased take's handle on its topic's shared member: takes read from it one at a time,
+/// and closing the handle leaves the member to the others.
+pub(super) struct SharedConsumer(Arc<SharedTake>);
+
+impl Drop for SharedConsumer {
+    fn drop(&mut self) {
+        *self.0.last_used.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for SharedConsumer {
+    async fn next(&mut self) -> Result<Delivery, BrokerError> {
+        let mut consumer = self.0.consumer.lock().await;
+        match consumer.as_mut() {
+            Some(consumer) => consumer.next().await,
+            None => Err(BrokerError::Broker("the shared consumer has closed".into())),
+        }
+    }
+
+    async fn close(self: Box<Self>) {}
+}
+
 /// The client peeks read with: one per connection, made at the first peek and kept, so a
 /// viewer refreshing the Queues page does not start a librdkafka client (its threads and
 /// connections) each time. Peeks take turns on it.

@@ -55,6 +55,8 @@ struct Inner {
     relay: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The one client peeks read with, made at the first and reused (one peek at a time).
     peeker: consume::Peeker,
+    /// Each topic's member shared by its leased takes.
+    takes: consume::SharedTakes,
 }
 
 impl Drop for Inner {
@@ -237,6 +239,7 @@ impl KafkaBroker {
                 consumers: consume::Members::default(),
                 relay: Mutex::default(),
                 peeker: consume::Peeker::default(),
+                takes: consume::SharedTakes::default(),
             }),
         };
         let relay = tokio::spawn(relay(Arc::downgrade(&broker.inner)));
@@ -667,6 +670,11 @@ impl super::Transport for KafkaBroker {
         address: &str,
         options: super::ConsumeOptions,
     ) -> Result<super::Consumer, BrokerError> {
+        if options.shared && options.unit.is_none() {
+            return Ok(super::Consumer::new(
+                self.inner.takes.consume(self, address, &options)?,
+            ));
+        }
         Ok(super::Consumer::new(consume::KafkaConsumer::start(
             self, address, &options,
         )?))
