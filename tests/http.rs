@@ -555,14 +555,7 @@ async fn accepted_ingress_survives_a_restart() {
         413,
         "over server.max_message_bytes (1,024 here)"
     );
-    let depth: Value = client
-        .get(format!("{base}/api/v1/queues/web/later"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let depth = support::get_json(&client, &format!("{base}/api/v1/queues/web/later")).await;
     assert_eq!(
         depth["depth"], 1,
         "held while the route is stopped: {depth}"
@@ -705,14 +698,7 @@ async fn ingress_limits_each_caller_by_messages_and_bytes() {
     assert!(text.contains("ingress_bytes_per_second"), "{text}");
 
     // What was refused was not held: five messages wait for the stopped route.
-    let depth: Value = admin
-        .get(format!("{base}/api/v1/queues/web/held"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let depth = support::get_json(&admin, &format!("{base}/api/v1/queues/web/held")).await;
     assert_eq!(depth["depth"], 5, "{depth}");
     host.stop().await;
 }

@@ -585,3 +585,8 @@ impl Api {
         body
     }
 }
+
+/// `GET url` with `client`, answered as JSON.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
