@@ -9,10 +9,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use wharf::broker::amqp::AmqpConfig;
 use wharf::broker::amqp::Topology;
+use wharf::broker::amqp::config::AmqpQueueConfig;
 use wharf::broker::{Address, AmqpBroker, Connections};
-use wharf::config::{AmqpConfig, AmqpQueueConfig, TlsConfig};
 use wharf::message::Message;
+use wharf::tls::TlsConfig;
 
 /// A RabbitMQ node of this test's own; stopped when dropped.
 struct Node {

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::{Backend, TestDb, client_with_token, local_token, start_host};
-use wharf::config::{Config, ConnectionConfig, HttpConfig, PluginConfig, RetryConfig, RouteConfig};
+use wharf::broker::http::HttpConfig;
+use wharf::config::{Config, ConnectionConfig, PluginConfig, RetryConfig, RouteConfig};
 
 on_every_backend!(ingress_and_egress_in_one_route);
 

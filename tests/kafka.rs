@@ -710,7 +710,7 @@ async fn api_host(
     config.routes.clear();
     config.connections.insert(
         "kafka".into(),
-        wharf::config::ConnectionConfig::Kafka(Box::new(wharf::config::KafkaConfig {
+        wharf::config::ConnectionConfig::Kafka(Box::new(wharf::broker::kafka::KafkaConfig {
             brokers: brokers(),
             group: group.into(),
             ..Default::default()
@@ -951,7 +951,7 @@ async fn two_services_each_get_every_booking_event_on_kafka() {
     config.routes.clear();
     config.connections.insert(
         "kafka".into(),
-        wharf::config::ConnectionConfig::Kafka(Box::new(wharf::config::KafkaConfig {
+        wharf::config::ConnectionConfig::Kafka(Box::new(wharf::broker::kafka::KafkaConfig {
             brokers: brokers(),
             group: unique("wharf"),
             ..Default::default()
@@ -1088,9 +1088,7 @@ async fn peeking_a_topic_counts_whole_records_and_reuses_one_client() {
     let store = wharf::store::Store::open(&db.url).await.unwrap();
     let spec: wharf::config::ConnectionConfig =
         serde_json::from_value(serde_json::json!({"kind": "kafka", "brokers": brokers()})).unwrap();
-    let kafka = wharf::broker::open("kafka", &spec, &store, &[])
-        .await
-        .unwrap();
+    let kafka = spec.open("kafka", &store, &[]).await.unwrap();
     let peek = |address: &str, count: usize, budget: usize| {
         let kafka = &kafka;
         let address = address.to_owned();

@@ -8,7 +8,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::{Api, Backend, TestDb};
-use wharf::config::{Config, ConnectionConfig, EmbeddedConnectionConfig, QueueConfig};
+use wharf::broker::embedded::EmbeddedConnectionConfig;
+use wharf::broker::embedded::config::QueueConfig;
+use wharf::config::{Config, ConnectionConfig};
 use wharf::message::Message;
 
 /// Leased takes through `api`.
@@ -76,14 +78,14 @@ fn config() -> Config {
     config.routes.clear();
     config.connections.insert(
         "local".into(),
-        ConnectionConfig::Embedded(EmbeddedConnectionConfig {
+        ConnectionConfig::Embedded(Box::new(EmbeddedConnectionConfig {
             queues: vec![QueueConfig {
                 name: "jobs".into(),
                 dead_letter: None,
                 visibility_timeout_ms: Some(500),
                 max_deliveries: None,
             }],
-        }),
+        })),
     );
     config
 }

@@ -331,10 +331,10 @@ fn rabbit_config(queue: &str, outbox: wharf::config::OutboxConfig) -> wharf::con
     };
     config.connections.insert(
         "rabbit".into(),
-        wharf::config::ConnectionConfig::Amqp(Box::new(wharf::config::AmqpConfig {
+        wharf::config::ConnectionConfig::Amqp(Box::new(wharf::broker::amqp::AmqpConfig {
             url: Some(support::amqp_url()),
-            queues: vec![wharf::config::AmqpQueueConfig::named(queue)],
-            ..wharf::config::AmqpConfig::default()
+            queues: vec![wharf::broker::amqp::config::AmqpQueueConfig::named(queue)],
+            ..wharf::broker::amqp::AmqpConfig::default()
         })),
     );
     config
@@ -750,7 +750,7 @@ async fn a_durable_route_survives_a_postgresql_restart() {
     if let Some(wharf::config::ConnectionConfig::Amqp(amqp)) = config.connections.get_mut("rabbit")
     {
         amqp.queues
-            .push(wharf::config::AmqpQueueConfig::named(&output));
+            .push(wharf::broker::amqp::config::AmqpQueueConfig::named(&output));
     }
     config.routes = vec![wharf::config::RouteConfig {
         name: "kept".into(),

@@ -8,11 +8,11 @@ mod support;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use support::{Backend, TestDb};
+use wharf::broker::amqp::AmqpConfig;
+use wharf::broker::amqp::config::AmqpQueueConfig;
+use wharf::broker::amqp::config::{BindingConfig, ExchangeConfig};
 use wharf::broker::{EmbeddedBroker, EmbeddedConfig};
-use wharf::config::{
-    AmqpConfig, AmqpQueueConfig, BindingConfig, Config, ConnectionConfig, EmbeddedConnectionConfig,
-    ExchangeConfig, PluginConfig, RetryConfig, RouteConfig,
-};
+use wharf::config::{Config, ConnectionConfig, PluginConfig, RetryConfig, RouteConfig};
 use wharf::host::RunningHost;
 use wharf::message::{HeaderValue, Message};
 use wharf::store::Store;
@@ -152,10 +152,9 @@ async fn a_route_keeps_moving_good_messages_past_poison(backend: Backend) {
 async fn replies_stay_on_the_inputs_connection(backend: Backend) {
     let db = TestDb::new(backend).await;
     let mut config = Config::default();
-    config.connections.insert(
-        "other".into(),
-        ConnectionConfig::Embedded(EmbeddedConnectionConfig::default()),
-    );
+    config
+        .connections
+        .insert("other".into(), ConnectionConfig::embedded());
     config.routes = vec![
         RouteConfig {
             name: "rpc".into(),

@@ -10,7 +10,8 @@ mod support;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use support::{Backend, TestDb, client_with_token, local_token, start_host};
-use wharf::config::{AmqpConfig, Config, ConnectionConfig, RouteConfig};
+use wharf::broker::amqp::AmqpConfig;
+use wharf::config::{Config, ConnectionConfig, RouteConfig};
 use wharf::host::RunningHost;
 use wharf::message::{HeaderValue, Message};
 

@@ -1100,7 +1100,7 @@ async fn tls_both_ways_with_a_private_ca() {
     let port = endpoint.addr.port();
     let dir = certs.path().to_owned();
     let host = host(&db, move |config| {
-        let tls = |ca: bool, client: bool| wharf::config::TlsConfig {
+        let tls = |ca: bool, client: bool| wharf::tls::TlsConfig {
             ca: ca.then(|| dir.join("ca.pem")),
             cert: client.then(|| dir.join("client.pem")),
             key: client.then(|| dir.join("client.key")),
@@ -1114,7 +1114,7 @@ async fn tls_both_ways_with_a_private_ca() {
         ] {
             config.connections.insert(
                 name.into(),
-                wharf::config::ConnectionConfig::Http(Box::new(wharf::config::HttpConfig {
+                wharf::config::ConnectionConfig::Http(Box::new(wharf::broker::http::HttpConfig {
                     base_url: Some(format!("https://localhost:{port}/hooks/")),
                     tls: Some(tls(ca, client)),
                     timeout_ms: 5_000,
@@ -1366,7 +1366,7 @@ async fn every_answer_carries_its_protections() {
         config.server.plugin_dir = Some(support::plugin_dir());
         config.connections.insert(
             "open".into(),
-            wharf::config::ConnectionConfig::Http(Box::new(wharf::config::HttpConfig {
+            wharf::config::ConnectionConfig::Http(Box::new(wharf::broker::http::HttpConfig {
                 anonymous: true,
                 ..Default::default()
             })),

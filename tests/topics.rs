@@ -597,9 +597,9 @@ async fn two_services_each_get_every_booking_event_on_rabbitmq() {
     );
     config.connections.insert(
         "rabbit".into(),
-        ConnectionConfig::Amqp(Box::new(wharf::config::AmqpConfig {
+        ConnectionConfig::Amqp(Box::new(wharf::broker::amqp::AmqpConfig {
             url: Some(support::amqp_url()),
-            ..wharf::config::AmqpConfig::default()
+            ..wharf::broker::amqp::AmqpConfig::default()
         })),
     );
     let (host, broker) = support::start_host(&db, config).await;

@@ -29,12 +29,13 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use support::{Backend, TestDb};
+use wharf::broker::amqp::AmqpConfig;
 use wharf::broker::amqp::Topology;
+use wharf::broker::amqp::config::AmqpQueueConfig;
 use wharf::broker::{
     Address, AmqpBroker, BrokerError, Connections, Consumer, DeadLetter, Delivery, EmbeddedBroker,
     EmbeddedConfig, Nack,
 };
-use wharf::config::{AmqpConfig, AmqpQueueConfig};
 use wharf::message::{HeaderValue, Message};
 use wharf::store::{QueueOptions, Store};
 
@@ -161,11 +162,16 @@ impl Harness {
                 config.server.plugin_dir = Some(support::plugin_dir());
                 config.connections.insert(
                     CONNECTION.into(),
-                    wharf::config::ConnectionConfig::Http(Box::new(wharf::config::HttpConfig {
-                        base_url: Some(format!("http://127.0.0.1:{port}/ingress/{CONNECTION}/")),
-                        headers: [("Authorization".to_owned(), format!("Bearer {token}"))].into(),
-                        ..wharf::config::HttpConfig::default()
-                    })),
+                    wharf::config::ConnectionConfig::Http(Box::new(
+                        wharf::broker::http::HttpConfig {
+                            base_url: Some(format!(
+                                "http://127.0.0.1:{port}/ingress/{CONNECTION}/"
+                            )),
+                            headers: [("Authorization".to_owned(), format!("Bearer {token}"))]
+                                .into(),
+                            ..wharf::broker::http::HttpConfig::default()
+                        },
+                    )),
                 );
                 let running = wharf::host::start(config).await.expect("the host starts");
                 connections = running.connections().clone();
@@ -214,11 +220,11 @@ impl Harness {
             Transport::Kafka => {
                 let test_db = TestDb::new(Backend::Sqlite).await;
                 let store = Store::open(&test_db.url).await.unwrap();
-                let config = wharf::config::KafkaConfig {
+                let config = wharf::broker::kafka::KafkaConfig {
                     brokers: std::env::var("WHARF_TEST_KAFKA")
                         .unwrap_or_else(|_| "127.0.0.1:9092".into()),
                     group: format!("conformance-{}", uuid::Uuid::new_v4().simple()),
-                    ..wharf::config::KafkaConfig::default()
+                    ..wharf::broker::kafka::KafkaConfig::default()
                 };
                 let broker =
                     wharf::broker::KafkaBroker::start(CONNECTION, config, store, &[]).unwrap();

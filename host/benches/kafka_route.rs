@@ -182,7 +182,7 @@ async fn through_wharf(dir: &std::path::Path) -> Figures {
         common::host_config(dir, &format!("wharf-{}.db", uuid::Uuid::new_v4().simple()));
     config.connections.insert(
         "kafka".into(),
-        wharf::config::ConnectionConfig::Kafka(Box::new(wharf::config::KafkaConfig {
+        wharf::config::ConnectionConfig::Kafka(Box::new(wharf::broker::kafka::KafkaConfig {
             brokers: brokers(),
             group: unique("bench"),
             ..Default::default()

@@ -22,7 +22,9 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use std::time::{Duration, Instant};
-use wharf::config::{AmqpConfig, AmqpQueueConfig, ConnectionConfig, RouteConfig};
+use wharf::broker::amqp::AmqpConfig;
+use wharf::broker::amqp::config::AmqpQueueConfig;
+use wharf::config::{ConnectionConfig, RouteConfig};
 use wharf::message::Message;
 use wharf::store::{OutboxEntry, Store, UnitOfWork};
 

@@ -52,7 +52,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use wharf::broker::Address;
-use wharf::config::{AmqpConfig, Config, ConnectionConfig, HttpConfig, RouteConfig};
+use wharf::broker::amqp::AmqpConfig;
+use wharf::broker::http::HttpConfig;
+use wharf::config::{Config, ConnectionConfig, RouteConfig};
 use wharf::message::Message;
 
 /// Sequential calls before any is timed.

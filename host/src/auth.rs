@@ -116,7 +116,7 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub fn check_name(name: &str) -> Result<(), AuthError> {
     let fine = !name.is_empty()
         && name.len() <= 64
-        && !crate::config::is_dot_segment(name)
+        && !crate::check::is_dot_segment(name)
         && name
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));

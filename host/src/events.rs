@@ -5,7 +5,7 @@
 //! Kafka (the key then travels in the record's `x-wharf-topic` header). Subscriptions read
 //! them from queues of their own (`supervisor`).
 
-use crate::broker::{Address, BrokerError, Connections};
+use crate::broker::{Address, BrokerError, Connections, Events};
 use crate::config::EventsConfig;
 use crate::message::{HeaderValue, Message};
 
@@ -76,9 +76,9 @@ pub fn address(
         address: events.exchange.clone(),
     };
     let producer = connections.producer(&base)?;
-    Ok(match producer.transport().kind() {
-        "kafka" => base,
-        _ => base.sibling(format!("{}/{key}", events.exchange)),
+    Ok(match producer.capabilities().events {
+        Events::Log => base,
+        Events::Exchange | Events::None => base.sibling(format!("{}/{key}", events.exchange)),
     })
 }
 

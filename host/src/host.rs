@@ -268,7 +268,7 @@ const MAX_DAEMON_BINDINGS: usize = 64;
 /// The queue daemon `daemon` reads events pattern `pattern` from: one per daemon and pattern,
 /// shared by its runs and hosts.
 fn daemon_queue(daemon: &str, pattern: &str) -> String {
-    format!("daemon.{daemon}.{}", crate::config::pattern_words(pattern))
+    format!("daemon.{daemon}.{}", crate::check::pattern_words(pattern))
 }
 
 /// Takes daemon `daemon`'s queue for events source `source` off its exchange.
@@ -299,7 +299,7 @@ impl DaemonInbox {
         let unit = format!("daemon.{daemon}");
         let (address, filter) = match at.address.split_once('/') {
             Some((exchange, pattern)) => {
-                crate::config::check_pattern("source", pattern)
+                crate::check::check_pattern("source", pattern)
                     .map_err(|e| crate::broker::BrokerError::Broker(e.to_string()))?;
                 let queue = daemon_queue(daemon, pattern);
                 // Recorded before it is bound, so that stopping the daemon unbinds it even if
@@ -569,7 +569,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     }
 
     for (name, connection) in &config.connections {
-        let producer = crate::broker::open(name, connection, &store, &config.routes)
+        let producer = connection
+            .open(name, &store, &config.routes)
             .await
             .map_err(|problem| anyhow::anyhow!("connections.{name}: {problem}"))?;
         let transport = producer.transport();

@@ -3,11 +3,80 @@
 //! client certificate when one is given (PEM certificate and key, or a PKCS#12 bundle).
 //! AMQP connections use lapin's own loading of the same `TlsConfig`.
 
-use crate::config::TlsConfig;
+use crate::check::{ConfigError, invalid};
+use crate::redact::HIDDEN;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA certificates to trust (the system's are trusted too).
+    #[schema(value_type = Option<String>)]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (with `key`).
+    #[schema(value_type = Option<String>)]
+    pub cert: Option<PathBuf>,
+    /// PEM PKCS#8 private key of `cert`.
+    #[schema(value_type = Option<String>)]
+    pub key: Option<PathBuf>,
+    /// PKCS#12 bundle of client certificate and key, instead of `cert` and `key`.
+    #[schema(value_type = Option<String>)]
+    pub pkcs12: Option<PathBuf>,
+    #[serde(default)]
+    pub pkcs12_password: String,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("pkcs12", &self.pkcs12)
+            .field(
+                "pkcs12_password",
+                &if self.pkcs12_password.is_empty() {
+                    ""
+                } else {
+                    "***"
+                },
+            )
+            .finish()
+    }
+}
+
+pub fn bundle_password_kept(
+    new: &mut Option<TlsConfig>,
+    old: &Option<TlsConfig>,
+) -> Result<(), ConfigError> {
+    let Some(tls) = new.as_mut().filter(|t| t.pkcs12_password == HIDDEN) else {
+        return Ok(());
+    };
+    match old {
+        Some(old) if old.pkcs12 == tls.pkcs12 => {
+            tls.pkcs12_password = old.pkcs12_password.clone();
+            Ok(())
+        }
+        _ => Err(invalid(
+            "tls.pkcs12_password",
+            "is hidden (***) but the bundle is another: give its password",
+        )),
+    }
+}
+
+/// Whether `url` holds a secret as shown hidden (`***` as its password, its user name or a
+
+/// `tls.pkcs12_password` when it is still shown hidden.
+pub fn hidden_bundle(tls: &Option<TlsConfig>) -> Option<String> {
+    tls.as_ref()
+        .is_some_and(|t| t.pkcs12_password == HIDDEN)
+        .then(|| "tls.pkcs12_password".to_owned())
+}
 
 /// What is wrong with a TLS file or setting, naming the file.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,9 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use std::time::{Duration, Instant};
-use wharf::config::{AmqpConfig, AmqpQueueConfig, Config, ConnectionConfig};
+use wharf::broker::amqp::AmqpConfig;
+use wharf::broker::amqp::config::AmqpQueueConfig;
+use wharf::config::{Config, ConnectionConfig};
 
 pub const MESSAGES: u32 = 20_000;
 pub const PREFETCH: u16 = 256;

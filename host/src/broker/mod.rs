@@ -15,16 +15,18 @@ pub mod amqp;
 pub mod embedded;
 pub mod http;
 pub mod kafka;
+pub mod registry;
 
 pub use amqp::{AmqpAck, AmqpBroker, AmqpConsumer};
 pub use embedded::{EmbeddedAck, EmbeddedBroker, EmbeddedConfig, EmbeddedConsumer};
 pub use http::HttpBroker;
 pub use kafka::KafkaBroker;
+pub use registry::{Capabilities, ConnectionConfig, Events};
 // Addresses and the name rules every transport keeps live beside the transports, not in them.
 pub(crate) use crate::address::shorten;
 pub use crate::address::{Address, InvalidAddress, MAX_NAME_BYTES, check_name};
 
-use crate::config::{ConnectionConfig, RouteConfig};
+use crate::config::units::RouteConfig;
 use crate::message::{HeaderValue, Message};
 use crate::store::StoreError;
 use std::time::Duration;
@@ -519,6 +521,11 @@ impl Producer {
         self.0.send_delayed(address, msg, delay).await
     }
 
+    /// What its kind can and cannot do.
+    pub fn capabilities(&self) -> Capabilities {
+        registry::kind(self.0.kind()).map_or(Capabilities::NONE, |kind| kind.can)
+    }
+
     /// The transport itself.
     pub fn transport(&self) -> &dyn Transport {
         &*self.0
@@ -811,106 +818,6 @@ impl ConnectionTest {
             ok,
             detail: detail.into(),
         }
-    }
-}
-
-/// Connects to connection `name` as `spec` defines it, afresh, and says whether it works now
-/// (not only what a running host last saw), each transport in its own way.
-pub async fn test_connection(
-    name: &str,
-    spec: &ConnectionConfig,
-    store: &crate::store::Store,
-) -> ConnectionTest {
-    match spec {
-        ConnectionConfig::Embedded(_) => embedded::test(store).await,
-        ConnectionConfig::Http(config) => http::test(name, config).await,
-        ConnectionConfig::Amqp(config) => amqp::test(name, config).await,
-        ConnectionConfig::Kafka(config) => kafka::test(name, config).await,
-    }
-}
-
-/// Opens connection `name` as `spec` defines it: the one way a connection is opened, for the
-/// host's file at start and for the desired state after. `routes` are every route the host
-/// runs: a transport that declares what it uses (AMQP's queues) declares theirs too. A
-/// broker that is down is connected to in the background.
-pub async fn open(
-    name: &str,
-    spec: &ConnectionConfig,
-    store: &crate::store::Store,
-    routes: &[RouteConfig],
-) -> Result<Producer, String> {
-    Ok(match spec {
-        ConnectionConfig::Embedded(config) => {
-            Producer::new(embedded::open(name, config, store).await?)
-        }
-        ConnectionConfig::Amqp(config) => Producer::new(
-            AmqpBroker::start(
-                name,
-                (**config).clone(),
-                amqp::topology_for(name, config, routes),
-            )
-            .map_err(|e| e.to_string())?,
-        ),
-        ConnectionConfig::Kafka(config) => Producer::new(
-            KafkaBroker::start(name, (**config).clone(), store.clone(), routes)
-                .map_err(|e| e.to_string())?,
-        ),
-        ConnectionConfig::Http(config) => Producer::new(
-            HttpBroker::new(name, (**config).clone(), store.clone()).map_err(|e| e.to_string())?,
-        ),
-    })
-}
-
-/// What connection `name` declares on its broker (AMQP's exchanges, queues and bindings,
-/// the queues `routes` use included), described without connecting; `None` for a transport
-/// that declares nothing.
-pub fn schema(name: &str, spec: &ConnectionConfig, routes: &[RouteConfig]) -> Option<Vec<String>> {
-    match spec {
-        ConnectionConfig::Amqp(config) => Some(amqp::topology_for(name, config, routes).describe()),
-        ConnectionConfig::Kafka(config) => Some(
-            kafka::topics_for(name, config, routes)
-                .iter()
-                .map(|t| {
-                    format!(
-                        "topic {} (partitions {}, replication {}{})",
-                        t.name,
-                        t.partitions,
-                        t.replication,
-                        t.settings
-                            .iter()
-                            .map(|(k, v)| format!(", {k}={v}"))
-                            .collect::<String>()
-                    )
-                })
-                .collect(),
-        ),
-        ConnectionConfig::Embedded(_) | ConnectionConfig::Http(_) => None,
-    }
-}
-
-/// Declares [`schema`] on the broker: where it is (a URL, passwords left out), and each
-/// item with what happened to it (`created`, `exists`).
-pub async fn apply_schema(
-    name: &str,
-    spec: &ConnectionConfig,
-    routes: &[RouteConfig],
-) -> Result<Option<(String, Vec<(String, String)>)>, BrokerError> {
-    match spec {
-        ConnectionConfig::Amqp(config) => {
-            let topology = amqp::topology_for(name, config, routes);
-            let (url, report) = amqp::declare_once(name, (**config).clone(), topology).await?;
-            let report = report
-                .into_iter()
-                .map(|(item, outcome)| (item, outcome.to_string()))
-                .collect();
-            Ok(Some((url, report)))
-        }
-        ConnectionConfig::Kafka(config) => {
-            let topics = kafka::topics_for(name, config, routes);
-            let report = kafka::create_topics(name, config, &topics).await?;
-            Ok(Some((config.brokers.clone(), report)))
-        }
-        ConnectionConfig::Embedded(_) | ConnectionConfig::Http(_) => Ok(None),
     }
 }
 

@@ -607,14 +607,10 @@ async fn daemon_session(
 ) -> anyhow::Result<DaemonSession> {
     let store = crate::store::Store::open("sqlite::memory:").await?;
     let connections = crate::broker::Connections::default();
-    let local = crate::broker::open(
-        "local",
-        &crate::config::ConnectionConfig::Embedded(Default::default()),
-        &store,
-        &[],
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    let local = crate::config::ConnectionConfig::embedded()
+        .open("local", &store, &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
     connections.insert("local", local);
     if !inputs.is_empty() {
         let Some(queue) = queue else {

@@ -43,7 +43,7 @@ impl HostArg {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let tls = crate::tls::client_config(Some(&crate::config::TlsConfig {
+        let tls = crate::tls::client_config(Some(&crate::tls::TlsConfig {
             ca: self.ca.clone(),
             cert: None,
             key: None,

@@ -37,7 +37,7 @@ pub async fn run(command: SchemaCommand) -> anyhow::Result<ExitCode> {
         if only.as_ref().is_some_and(|only| only != name) {
             continue;
         }
-        let Some(described) = crate::broker::schema(name, connection, &config.routes) else {
+        let Some(described) = connection.schema(name, &config.routes) else {
             continue;
         };
         found = true;
@@ -48,7 +48,8 @@ pub async fn run(command: SchemaCommand) -> anyhow::Result<ExitCode> {
             }
             continue;
         }
-        let applied = crate::broker::apply_schema(name, connection, &config.routes)
+        let applied = connection
+            .apply_schema(name, &config.routes)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some((url, report)) = applied {

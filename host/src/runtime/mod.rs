@@ -62,20 +62,7 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
-/// Where compiled code is cached by default: `$XDG_CACHE_HOME/wharf/compiled`, else
-/// `~/.cache/wharf/compiled`.
-pub fn default_cache_dir() -> Option<std::path::PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cache"))
-        })?;
-    Some(base.join("wharf").join("compiled"))
-}
-
-/// The pool's size unless configured: room for fifteen plugins at the default 64 instances.
-pub const DEFAULT_INSTANCE_POOL: u32 = 1_000;
+pub use crate::config::server::{DEFAULT_INSTANCE_POOL, default_cache_dir};
 
 impl Default for RuntimeConfig {
     fn default() -> Self {

@@ -432,7 +432,7 @@ fn check_info(info: &types::Info) -> Result<(), InvalidPlugin> {
             info.name
         )));
     }
-    if crate::config::is_dot_segment(&info.name) || crate::config::is_dot_segment(&info.version) {
+    if crate::check::is_dot_segment(&info.name) || crate::check::is_dot_segment(&info.version) {
         return Err(InvalidPlugin::InvalidInfo(format!(
             "plugin `{}` declares a name or version of `.` or `..`, which a URL cannot carry",
             info.name

@@ -164,7 +164,7 @@ impl Store {
     /// `postgres://USER@HOST:PORT/DB`.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         // Errors and `Debug` show the URL without its password.
-        let shown = crate::config::redact(url);
+        let shown = crate::redact::redact(url);
         let bad = |problem: String| StoreError::Url {
             url: shown.clone(),
             problem: problem.replace(url, &shown),

@@ -46,10 +46,10 @@ pub struct PluginPolicy {
 
 /// A config value as the API shows it.
 fn shown_value(name: &str, value: &str) -> String {
-    if crate::config::is_secret_name(name) {
-        crate::config::HIDDEN.to_owned()
+    if crate::redact::is_secret_name(name) {
+        crate::redact::HIDDEN.to_owned()
     } else if value.contains("://") {
-        crate::config::redact(value)
+        crate::redact::redact(value)
     } else {
         value.to_owned()
     }
@@ -92,7 +92,7 @@ impl PluginPolicy {
                 Some(original) if *value == shown_value(name, original) => {
                     *value = original.clone();
                 }
-                _ if value.contains(crate::config::HIDDEN) => {
+                _ if value.contains(crate::redact::HIDDEN) => {
                     return Err((
                         format!("config.{name}"),
                         "is hidden (***) but nothing is stored for it as shown; give its value"

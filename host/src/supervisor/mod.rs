@@ -24,7 +24,8 @@ pub use desired::{
 
 pub use crate::backoff::Backoff;
 use crate::broker::{Address, Connections, Producer};
-use crate::config::{ConnectionConfig, RouteConfig, plugin_ref};
+use crate::check::plugin_ref;
+use crate::config::{ConnectionConfig, RouteConfig};
 use crate::router::{Route, RouteRunner};
 use crate::runtime::{HostServices, Plugin, PluginKind, Runtime};
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
@@ -603,7 +604,7 @@ impl Supervisor {
         desired: &Desired,
     ) -> Result<Producer, String> {
         let routes: Vec<RouteConfig> = desired.routes.values().map(|r| r.spec.clone()).collect();
-        crate::broker::open(name, spec, &self.inner.parts.store, &routes).await
+        spec.open(name, &self.inner.parts.store, &routes).await
     }
 
     async fn reconcile_routes(
@@ -1012,15 +1013,11 @@ impl Supervisor {
             }
         }
         // A limit declared on an embedded input queue holds for its route too.
-        let max_deliveries = match desired.connections.get(&from.connection).map(|c| &c.spec) {
-            Some(ConnectionConfig::Embedded(embedded)) => embedded
-                .queues
-                .iter()
-                .find(|q| q.name == from.address)
-                .and_then(|q| q.max_deliveries)
-                .map_or(spec.max_deliveries, |q| q.min(spec.max_deliveries)),
-            _ => spec.max_deliveries,
-        };
+        let max_deliveries = desired
+            .connections
+            .get(&from.connection)
+            .and_then(|c| c.spec.max_deliveries(&from.address))
+            .map_or(spec.max_deliveries, |q| q.min(spec.max_deliveries));
         let route = Route {
             name: spec.name.clone(),
             from,

@@ -8,7 +8,7 @@
 //! Queues a route needs but the config does not list (its input, its default dead-letter queue)
 //! are only ensured: declared durable if missing, left as they are if they exist.
 
-use crate::config::{AmqpQueueConfig, BindingConfig, ExchangeConfig};
+use super::config::{AmqpQueueConfig, BindingConfig, ExchangeConfig};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};

@@ -26,10 +26,13 @@
 //!   one copy per queue however many of its patterns match. An exchange no queue is bound to
 //!   takes the message and keeps none (an event nobody subscribes to); one never declared is
 //!   an error, so a mistyped address does not swallow messages.
+pub mod config;
+
 use super::{AckHandle, BrokerError, DeadLetter, Delivery, Nack};
 use crate::message::{HeaderValue, Message, now_ms};
 use crate::store::queue::{Claimed, OpOutcome, QueueOp};
 use crate::store::{QueueOptions, QueueStats, Store};
+pub use config::EmbeddedConnectionConfig;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -932,7 +935,7 @@ pub(crate) fn depth_of(stats: QueueStats) -> super::Depth {
 /// so a message a route refuses as too large can still be dead-lettered.
 pub(crate) async fn open(
     name: &str,
-    config: &crate::config::EmbeddedConnectionConfig,
+    config: &EmbeddedConnectionConfig,
     store: &Store,
 ) -> Result<EmbeddedBroker, String> {
     let broker = EmbeddedBroker::new(
@@ -952,7 +955,7 @@ pub(crate) async fn open(
 }
 
 /// The options of an embedded queue declared in a connection's definition.
-pub fn queue_options(queue: &crate::config::QueueConfig) -> QueueOptions {
+pub fn queue_options(queue: &config::QueueConfig) -> QueueOptions {
     let defaults = QueueOptions::default();
     QueueOptions {
         dead_letter: queue.dead_letter.clone(),
@@ -961,7 +964,7 @@ pub fn queue_options(queue: &crate::config::QueueConfig) -> QueueOptions {
             .map_or(defaults.visibility_timeout, Duration::from_millis),
         max_deliveries: queue
             .max_deliveries
-            .unwrap_or(crate::store::DEFAULT_MAX_DELIVERIES),
+            .unwrap_or(crate::config::units::DEFAULT_MAX_DELIVERIES),
     }
 }
 
@@ -973,5 +976,44 @@ pub(crate) async fn test(store: &Store) -> super::ConnectionTest {
             "the embedded broker lives in this host's database, which answers",
         ),
         Err(e) => super::ConnectionTest::new(false, format!("the database does not answer: {e}")),
+    }
+}
+
+impl super::registry::TransportConfig for EmbeddedConnectionConfig {
+    const KIND: super::registry::Kind = super::registry::Kind {
+        name: "embedded",
+        title: "Embedded broker",
+        address_field: None,
+        fields: &[],
+        can: super::registry::Capabilities {
+            events: super::registry::Events::Exchange,
+            subscriptions: true,
+            depth: true,
+            purge: true,
+            peek: true,
+            leases: true,
+            lag: false,
+        },
+    };
+
+    fn check(&self, prefix: &str) -> Result<(), crate::check::ConfigError> {
+        self.validate(prefix)
+    }
+    fn max_deliveries(&self, address: &str) -> Option<u32> {
+        self.queues
+            .iter()
+            .find(|q| q.name == address)
+            .and_then(|q| q.max_deliveries)
+    }
+    async fn test(&self, _name: &str, store: &Store) -> super::ConnectionTest {
+        test(store).await
+    }
+    async fn open(
+        &self,
+        name: &str,
+        store: &Store,
+        _routes: &[crate::config::units::RouteConfig],
+    ) -> Result<super::Producer, String> {
+        open(name, self, store).await.map(super::Producer::new)
     }
 }

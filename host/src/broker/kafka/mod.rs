@@ -17,9 +17,13 @@ pub mod consume;
 pub mod map;
 
 use super::{BrokerError, ConnectionTest, Depth, EmbeddedBroker, EmbeddedConfig, PartitionDepth};
-use crate::config::{KafkaConfig, RouteConfig, is_kafka_topic};
+pub mod config;
+
+use crate::config::units::RouteConfig;
 use crate::message::{HeaderValue, Message};
 use crate::store::Store;
+pub use config::KafkaConfig;
+use config::{KafkaTopicConfig, is_kafka_topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -289,7 +293,7 @@ impl KafkaBroker {
     /// Creates the topics that do not exist; reports what happened to each.
     pub async fn create_topics(
         &self,
-        topics: &[crate::config::KafkaTopicConfig],
+        topics: &[KafkaTopicConfig],
     ) -> Result<Vec<(String, String)>, BrokerError> {
         let report =
             create_with(&self.inner.admin, &self.inner.name, topics, self.timeout()).await?;
@@ -468,7 +472,7 @@ impl KafkaBroker {
 pub(crate) async fn create_topics(
     name: &str,
     config: &KafkaConfig,
-    topics: &[crate::config::KafkaTopicConfig],
+    topics: &[KafkaTopicConfig],
 ) -> Result<Vec<(String, String)>, BrokerError> {
     let admin: AdminClient<DefaultClientContext> = client_config(config, Part::Admin)
         .create()
@@ -486,7 +490,7 @@ pub(crate) async fn create_topics(
 async fn create_with(
     admin: &AdminClient<DefaultClientContext>,
     name: &str,
-    topics: &[crate::config::KafkaTopicConfig],
+    topics: &[KafkaTopicConfig],
     timeout: Duration,
 ) -> Result<Vec<(String, String)>, BrokerError> {
     let settings: Vec<Vec<(&str, &str)>> = topics
@@ -541,7 +545,7 @@ pub(crate) fn topics_for(
     name: &str,
     config: &KafkaConfig,
     routes: &[RouteConfig],
-) -> Vec<crate::config::KafkaTopicConfig> {
+) -> Vec<KafkaTopicConfig> {
     let mut topics = config.topics.clone();
     for address in routes.iter().flat_map(super::route_addresses) {
         if address.connection == name
@@ -554,8 +558,8 @@ pub(crate) fn topics_for(
     topics
 }
 
-fn single(topic: &str) -> crate::config::KafkaTopicConfig {
-    crate::config::KafkaTopicConfig {
+fn single(topic: &str) -> KafkaTopicConfig {
+    KafkaTopicConfig {
         name: topic.to_owned(),
         partitions: 1,
         replication: 1,
@@ -798,3 +802,141 @@ pub(crate) async fn test(name: &str, config: &KafkaConfig) -> ConnectionTest {
         Err(e) => ConnectionTest::new(false, e.to_string()),
     }
 }
+
+impl super::registry::TransportConfig for KafkaConfig {
+    const KIND: Kind = Kind {
+        name: "kafka",
+        title: "Kafka",
+        address_field: Some("brokers"),
+        fields: &[
+            Field {
+                path: "brokers",
+                flag: "brokers",
+                label: "Bootstrap brokers",
+                help: "host:9092[,host2:9092...]",
+                input: Input::Text,
+            },
+            Field {
+                path: "group",
+                flag: "group",
+                label: "Group prefix",
+                help: "a route's consumer group is {group}.{route} (wharf unless set)",
+                input: Input::Text,
+            },
+            Field {
+                path: "sasl.mechanism",
+                flag: "sasl-mechanism",
+                label: "SASL mechanism",
+                help: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (PLAIN unless set)",
+                input: Input::Text,
+            },
+            Field {
+                path: "sasl.username",
+                flag: "sasl-username",
+                label: "SASL user",
+                help: "",
+                input: Input::Text,
+            },
+            Field {
+                path: "sasl.password",
+                flag: "sasl-password",
+                label: "SASL password",
+                help: "never shown back",
+                input: Input::Secret,
+            },
+            Field {
+                path: "settings",
+                flag: "setting",
+                label: "librdkafka settings",
+                help: "NAME=VALUE, one a line",
+                input: Input::Pairs,
+            },
+            Field {
+                path: "tls.ca",
+                flag: "tls-ca",
+                label: "CA certificate file",
+                help: "a PEM file of a CA to trust besides the system's",
+                input: Input::Text,
+            },
+            Field {
+                path: "tls.cert",
+                flag: "tls-cert",
+                label: "Client certificate file",
+                help: "a PEM client certificate the peer asks for (with the key)",
+                input: Input::Text,
+            },
+            Field {
+                path: "tls.key",
+                flag: "tls-key",
+                label: "Client key file",
+                help: "the PEM private key of the client certificate",
+                input: Input::Text,
+            },
+        ],
+        can: Capabilities {
+            events: Events::Log,
+            subscriptions: true,
+            depth: true,
+            purge: true,
+            peek: true,
+            leases: true,
+            lag: true,
+        },
+    };
+
+    fn check(&self, prefix: &str) -> Result<(), crate::check::ConfigError> {
+        self.validate(prefix)
+    }
+    fn redacted(&self) -> Self {
+        KafkaConfig::redacted(self)
+    }
+    fn keep_secrets(&mut self, stored: &Self) -> Result<(), crate::check::ConfigError> {
+        KafkaConfig::keep_secrets(self, stored)
+    }
+    fn hidden_field(&self) -> Option<String> {
+        KafkaConfig::hidden_field(self)
+    }
+    async fn test(&self, name: &str, _store: &Store) -> ConnectionTest {
+        test(name, self).await
+    }
+    async fn open(
+        &self,
+        name: &str,
+        store: &Store,
+        routes: &[RouteConfig],
+    ) -> Result<super::Producer, String> {
+        KafkaBroker::start(name, self.clone(), store.clone(), routes)
+            .map(super::Producer::new)
+            .map_err(|e| e.to_string())
+    }
+    fn schema(&self, name: &str, routes: &[RouteConfig]) -> Option<Vec<String>> {
+        Some(
+            topics_for(name, self, routes)
+                .iter()
+                .map(|t| {
+                    format!(
+                        "topic {} (partitions {}, replication {}{})",
+                        t.name,
+                        t.partitions,
+                        t.replication,
+                        t.settings
+                            .iter()
+                            .map(|(k, v)| format!(", {k}={v}"))
+                            .collect::<String>()
+                    )
+                })
+                .collect(),
+        )
+    }
+    async fn apply_schema(
+        &self,
+        name: &str,
+        routes: &[RouteConfig],
+    ) -> Result<Option<super::registry::Applied>, BrokerError> {
+        let topics = topics_for(name, self, routes);
+        let report = create_topics(name, self, &topics).await?;
+        Ok(Some((self.brokers.clone(), report)))
+    }
+}
+
+use super::registry::{Capabilities, Events, Field, Input, Kind};

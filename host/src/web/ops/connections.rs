@@ -6,7 +6,8 @@
 
 use super::{AppError, AppState, applied, audit, file_defined, now_ms};
 use crate::broker::ConnectionTest;
-use crate::config::{ConnectionConfig, check_connection_name};
+use crate::check::check_connection_name;
+use crate::config::ConnectionConfig;
 use crate::store::Documents;
 use crate::supervisor::{Desired, Source};
 use crate::web::caller::{Admin, Allowed, Viewer};
@@ -57,28 +58,28 @@ pub fn definition(
     } else {
         None
     };
+    let kinds = crate::broker::registry::kind_list();
     let connection = match fields.remove("kind") {
-        Some(Value::String(kind)) if kind == "amqp" => {
-            ConnectionConfig::Amqp(Box::new(from_value(Value::Object(fields), "")?))
+        Some(Value::String(kind)) => {
+            match ConnectionConfig::read(&kind, Value::Object(fields), &FromBody) {
+                Some(read) => read?,
+                None => return Err(bad("kind", &format!("must be {kinds}"))),
+            }
         }
-        Some(Value::String(kind)) if kind == "kafka" => {
-            ConnectionConfig::Kafka(Box::new(from_value(Value::Object(fields), "")?))
-        }
-        Some(Value::String(kind)) if kind == "http" => {
-            ConnectionConfig::Http(Box::new(from_value(Value::Object(fields), "")?))
-        }
-        Some(Value::String(kind)) if kind == "embedded" => {
-            ConnectionConfig::Embedded(from_value(Value::Object(fields), "")?)
-        }
-        Some(_) => return Err(bad("kind", "must be `amqp`, `kafka`, `http` or `embedded`")),
-        None => {
-            return Err(bad(
-                "kind",
-                "missing field `kind` (`amqp`, `kafka`, `http` or `embedded`)",
-            ));
-        }
+        Some(_) => return Err(bad("kind", &format!("must be {kinds}"))),
+        None => return Err(bad("kind", &format!("missing field `kind` ({kinds})"))),
     };
     Ok((name, connection))
+}
+
+/// Reads a kind's fields as the API reads every body: naming the field at fault.
+struct FromBody;
+
+impl crate::broker::registry::ReadFields for FromBody {
+    type Error = AppError;
+    fn read<T: serde::de::DeserializeOwned>(&self, fields: Value) -> Result<T, AppError> {
+        from_value(fields, "")
+    }
 }
 
 async fn views(state: &AppState) -> Result<Vec<ConnectionView>, AppError> {
@@ -254,7 +255,7 @@ pub async fn test(
         .connections
         .get(name)
         .ok_or_else(|| AppError::NotFound(format!("no connection named `{name}`")))?;
-    let tested = crate::broker::test_connection(name, &item.spec, &state.store).await;
+    let tested = item.spec.test(name, &state.store).await;
     audit::record(
         state,
         who,
@@ -276,7 +277,7 @@ pub async fn test_new(
     let name = name.expect("named");
     check_connection_name("name", &name)?;
     connection.check("")?;
-    let tested = crate::broker::test_connection(&name, &connection, &state.store).await;
+    let tested = connection.test(&name, &state.store).await;
     // A test reaches out from the host to wherever the definition points: it is audited.
     audit::record(
         state,

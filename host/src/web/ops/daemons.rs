@@ -2,7 +2,8 @@
 //! plugin for as long as it is wanted, on one host at a time unless it runs on each.
 
 use super::{AppError, AppState, applied, audit, file_defined, now_ms};
-use crate::config::{DaemonConfig, plugin_ref};
+use crate::check::plugin_ref;
+use crate::config::DaemonConfig;
 use crate::store::Documents;
 use crate::supervisor::{Desired, Source, UnitStatus};
 use crate::web::caller::{Admin, Allowed, Viewer};

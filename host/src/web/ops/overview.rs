@@ -81,7 +81,7 @@ pub async fn list(
         if subscription.is_some()
             && let Ok(at) = Address::parse(&from)
             && let Ok(producer) = connections.producer(&at)
-            && producer.transport().kind() == "kafka"
+            && producer.capabilities().events == crate::broker::Events::Log
         {
             from = format!("{}:{}", at.connection, events.exchange);
         }

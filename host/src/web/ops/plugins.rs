@@ -5,7 +5,7 @@
 //! stored values.
 
 use super::{AppError, AppState, applied, audit, file_defined, now_ms};
-use crate::config::plugin_ref;
+use crate::check::plugin_ref;
 use crate::store::{InstalledPlugin, Upload};
 use crate::supervisor::{Desired, PluginPolicy, Source};
 use crate::web::caller::{Admin, Allowed, Viewer};
@@ -201,7 +201,7 @@ pub async fn upload(
         .await
         .map_err(|e| invalid("body", e.to_string()))?;
     let info = plugin.info().clone();
-    crate::config::check_item_name("name", &info.name).map_err(|e| {
+    crate::check::check_item_name("name", &info.name).map_err(|e| {
         invalid(
             "body",
             format!("the plugin describes itself with a name this host cannot use: {e}"),

@@ -88,7 +88,7 @@ pub(super) async fn check(state: &AppState, route: &RouteConfig) -> Result<(), A
     let desired = Desired::load(&state.store, state.supervisor.file()).await?;
     route.check("", &|name| desired.connections.contains_key(name))?;
     for (i, entry) in route.through.iter().enumerate() {
-        let (name, pinned) = crate::config::plugin_ref(entry);
+        let (name, pinned) = crate::check::plugin_ref(entry);
         let known = match state.supervisor.file().plugins.get(name) {
             Some(file) => pinned.is_none_or(|v| v == file.plugin.info().version),
             None => desired.version(name, pinned).is_ok(),

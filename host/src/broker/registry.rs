@@ -1,0 +1,331 @@
+//! The kinds of connection, in one list.
+//!
+//! Each transport is a folder of `broker/` whose definition type implements
+//! [`TransportConfig`]: its checks, how its secrets are hidden and kept, how it is tested,
+//! opened and given its topology, the fields a form or a flag sets, and what it can do. The
+//! [`transports!`] line below is the only place that lists them: it makes the tagged enum
+//! [`ConnectionConfig`] the file, the API and the OpenAPI document read, and the dispatch of
+//! every operation on it. Nothing above `broker/` names a kind; what differs between kinds is
+//! asked of [`Capabilities`].
+
+use super::{BrokerError, ConnectionTest, Producer};
+use crate::check::{ConfigError, invalid};
+use crate::config::units::RouteConfig;
+use crate::store::Store;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// How a transport carries model events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Events {
+    /// It carries none.
+    None,
+    /// A topic exchange (or subject tree): an event goes to `exchange/key`, and each
+    /// subscription has a queue of its own bound to the keys it takes.
+    Exchange,
+    /// One log (a Kafka topic) holds every event; an event goes to the log itself, and each
+    /// subscription reads all of it in a group of its own, taking the keys it wants.
+    Log,
+}
+
+/// What a transport can and cannot do, known without connecting. Every surface asks this
+/// rather than a connection's kind.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Capabilities {
+    /// How model events travel on it.
+    pub events: Events,
+    /// Whether a subscription can read events from it (a webhook endpoint cannot).
+    pub subscriptions: bool,
+    /// Whether it can say how many messages wait at an address.
+    pub depth: bool,
+    /// Whether it can remove an address's ready messages.
+    pub purge: bool,
+    /// Whether it can show ready messages without taking them.
+    pub peek: bool,
+    /// Whether a caller can hold what it took unsettled across calls (a leased take).
+    pub leases: bool,
+    /// Whether its consumers report lag per partition.
+    pub lag: bool,
+}
+
+/// How a [`Field`] is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Input {
+    /// A line of text.
+    Text,
+    /// A password or token: never shown back; `-` on the command line reads standard input.
+    Secret,
+    /// A whole number.
+    Number,
+    /// On or off (a checkbox, a flag without a value).
+    Switch,
+    /// `NAME=VALUE` pairs into a map (a repeatable flag).
+    Pairs,
+}
+
+/// One field of a definition that an admin types: a form's input and a `wharf connection
+/// add` flag, declared once by its transport. The rest of a definition is JSON.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Field {
+    /// Where it goes in the definition, dotted (`sasl.password`, `tls.ca`).
+    pub path: &'static str,
+    /// The command line's flag, without `--`.
+    pub flag: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+    pub input: Input,
+}
+
+/// What one kind of connection is.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Kind {
+    /// As definitions name it (`kind = "amqp"`).
+    pub name: &'static str,
+    /// As people name it (`RabbitMQ (AMQP)`).
+    pub title: &'static str,
+    /// The path of the field that says where it connects (shown as its address), if any.
+    pub address_field: Option<&'static str>,
+    pub fields: &'static [Field],
+    pub can: Capabilities,
+}
+
+/// A transport's definition: the type under `[connections.NAME]` with `kind = "…"`.
+#[allow(async_fn_in_trait)] // implemented and called only inside the crate, on concrete types
+pub trait TransportConfig: Sized + Clone + Serialize + DeserializeOwned {
+    const KIND: Kind;
+
+    /// Checks what serde cannot; `prefix` goes before each key named in an error.
+    fn check(&self, prefix: &str) -> Result<(), ConfigError>;
+    /// The same definition with every secret in it hidden (`***`).
+    fn redacted(&self) -> Self {
+        self.clone()
+    }
+    /// `self` as sent back from what [`TransportConfig::redacted`] showed: a secret still
+    /// shown hidden keeps its stored value, but only where it goes to the same place.
+    fn keep_secrets(&mut self, _stored: &Self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// The first field that still holds a secret as shown hidden, if any.
+    fn hidden_field(&self) -> Option<String> {
+        None
+    }
+    /// Connects afresh and says whether it works now.
+    async fn test(&self, name: &str, store: &Store) -> ConnectionTest;
+    /// Opens the connection; a broker that is down is connected to in the background.
+    /// `routes` are every route the host runs, for a transport that declares their queues.
+    async fn open(
+        &self,
+        name: &str,
+        store: &Store,
+        routes: &[RouteConfig],
+    ) -> Result<Producer, String>;
+    /// The delivery limit the definition declares for queue `address`, if it declares one.
+    fn max_deliveries(&self, _address: &str) -> Option<u32> {
+        None
+    }
+    /// What it declares on its broker, described without connecting; `None` for nothing.
+    fn schema(&self, _name: &str, _routes: &[RouteConfig]) -> Option<Vec<String>> {
+        None
+    }
+    /// Declares [`TransportConfig::schema`]: where (passwords left out), and each item with
+    /// what happened to it.
+    async fn apply_schema(
+        &self,
+        _name: &str,
+        _routes: &[RouteConfig],
+    ) -> Result<Option<Applied>, BrokerError> {
+        Ok(None)
+    }
+}
+
+/// Where a schema was applied, and each item with what happened to it (`created`, `exists`).
+pub type Applied = (String, Vec<(String, String)>);
+
+/// Reads a definition's fields as one type, in the caller's words for what is wrong (the
+/// API names the field at fault).
+pub trait ReadFields {
+    type Error;
+    fn read<T: DeserializeOwned>(&self, fields: serde_json::Value) -> Result<T, Self::Error>;
+}
+
+macro_rules! transports {
+    ($($variant:ident($kind:literal) => $config:ty,)*) => {
+        /// One broker connection, by kind; the kind's fields beside `kind`.
+        #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(tag = "kind")]
+        pub enum ConnectionConfig {
+            $(#[serde(rename = $kind)] $variant(Box<$config>),)*
+        }
+
+        /// Every kind of connection, in the order forms list them.
+        pub const KINDS: &[Kind] = &[$(<$config as TransportConfig>::KIND,)*];
+
+        impl ConnectionConfig {
+            /// What kind of connection this is.
+            pub fn info(&self) -> &'static Kind {
+                match self {
+                    $(ConnectionConfig::$variant(_) => &<$config as TransportConfig>::KIND,)*
+                }
+            }
+
+            /// Checks one connection; `prefix` is put before each key named in an error
+            /// (`connections.rabbit.`, or nothing for an API body).
+            pub fn check(&self, prefix: &str) -> Result<(), ConfigError> {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.check(prefix),)*
+                }
+            }
+
+            /// The same connection with every secret in it hidden.
+            pub fn redacted(&self) -> ConnectionConfig {
+                match self {
+                    $(ConnectionConfig::$variant(c) => {
+                        ConnectionConfig::$variant(Box::new(c.redacted()))
+                    })*
+                }
+            }
+
+            /// `self` as sent back from what [`ConnectionConfig::redacted`] showed: every
+            /// secret still shown hidden keeps its value in `stored` where it goes to the same
+            /// place; a secret hidden anywhere else (another kind, another host, a new field)
+            /// is an error naming its field: never carried elsewhere, nor stored as `***`.
+            pub fn keep_secrets(&mut self, stored: &ConnectionConfig) -> Result<(), ConfigError> {
+                #[allow(unreachable_patterns)] // with one kind, no other pairs exist
+                match (&mut *self, stored) {
+                    $((ConnectionConfig::$variant(new), ConnectionConfig::$variant(old)) => {
+                        new.keep_secrets(old)?
+                    })*
+                    _ => {}
+                }
+                match self.hidden_field() {
+                    Some(field) => Err(invalid(
+                        field,
+                        "is hidden (***), and nothing stored goes there (another kind, another host or a new field): give its value",
+                    )),
+                    None => Ok(()),
+                }
+            }
+
+            /// The first field that still holds a secret as shown hidden (`***`), if any:
+            /// such a definition is refused, never stored with `***` for a secret.
+            pub fn hidden_field(&self) -> Option<String> {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.hidden_field(),)*
+                }
+            }
+
+            /// Connects afresh and says whether it works now (not only what a running host
+            /// last saw), each transport in its own way.
+            pub async fn test(&self, name: &str, store: &Store) -> ConnectionTest {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.test(name, store).await,)*
+                }
+            }
+
+            /// Opens connection `name` as this defines it: the one way a connection is
+            /// opened, for the host's file at start and for the desired state after.
+            pub async fn open(
+                &self,
+                name: &str,
+                store: &Store,
+                routes: &[RouteConfig],
+            ) -> Result<Producer, String> {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.open(name, store, routes).await,)*
+                }
+            }
+
+            /// The delivery limit this definition declares for queue `address`, if any: a
+            /// route reading it holds to the lower of it and its own.
+            pub fn max_deliveries(&self, address: &str) -> Option<u32> {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.max_deliveries(address),)*
+                }
+            }
+
+            /// What connection `name` declares on its broker (the queues `routes` use
+            /// included), described without connecting; `None` for a transport that
+            /// declares nothing.
+            pub fn schema(&self, name: &str, routes: &[RouteConfig]) -> Option<Vec<String>> {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.schema(name, routes),)*
+                }
+            }
+
+            /// Declares [`ConnectionConfig::schema`] on the broker.
+            pub async fn apply_schema(
+                &self,
+                name: &str,
+                routes: &[RouteConfig],
+            ) -> Result<Option<Applied>, BrokerError> {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.apply_schema(name, routes).await,)*
+                }
+            }
+
+            /// A definition of kind `kind` from its other fields, read by `reader`; `None`
+            /// for a kind there is not.
+            pub fn read<R: ReadFields>(
+                kind: &str,
+                fields: serde_json::Value,
+                reader: &R,
+            ) -> Option<Result<ConnectionConfig, R::Error>> {
+                match kind {
+                    $($kind => Some(
+                        reader.read::<$config>(fields).map(|c| ConnectionConfig::$variant(Box::new(c))),
+                    ),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+transports! {
+    Embedded("embedded") => super::embedded::config::EmbeddedConnectionConfig,
+    Amqp("amqp") => super::amqp::config::AmqpConfig,
+    Kafka("kafka") => super::kafka::config::KafkaConfig,
+    Http("http") => super::http::config::HttpConfig,
+}
+
+impl ConnectionConfig {
+    /// `amqp`, `kafka`, …: as definitions name it.
+    pub fn kind(&self) -> &'static str {
+        self.info().name
+    }
+
+    /// The embedded broker with no declared queues (the `local` connection every host has).
+    pub fn embedded() -> ConnectionConfig {
+        ConnectionConfig::Embedded(Box::default())
+    }
+}
+
+impl Capabilities {
+    /// What an unknown kind can do: nothing.
+    pub const NONE: Capabilities = Capabilities {
+        events: Events::None,
+        subscriptions: false,
+        depth: false,
+        purge: false,
+        peek: false,
+        leases: false,
+        lag: false,
+    };
+}
+
+/// The kind named `name`, if there is one.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The kinds' names as a sentence's list: `` `embedded`, `amqp`, … or `http` ``.
+pub fn kind_list() -> String {
+    let names: Vec<String> = KINDS.iter().map(|k| format!("`{}`", k.name)).collect();
+    match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
