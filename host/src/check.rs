@@ -4,6 +4,7 @@
 
 use crate::address;
 
+/// The configuration is not usable; the message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0}")]
@@ -19,6 +20,7 @@ pub fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigErro
     }
 }
 
+/// Checks a queue or exchange name against what brokers take (see `address::check_name`).
 pub fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
     address::check_name("queue or exchange", name, false).map_err(|e| invalid(key, e.problem))
 }
@@ -79,6 +81,8 @@ pub fn plugin_ref(text: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// A pattern as words a queue name can hold: `*` as `any`, `#` as `all`
+/// (`Booking.*` is `Booking.any`).
 pub fn pattern_words(pattern: &str) -> String {
     pattern
         .split('.')

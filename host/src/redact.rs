@@ -4,8 +4,11 @@
 use crate::check::{ConfigError, invalid};
 use std::collections::BTreeMap;
 
+/// What a secret is shown as.
 pub const HIDDEN: &str = "***";
 
+/// Whether a header, a URL's query parameter or a plugin's config value holds a secret
+/// (`Authorization`, `password`, `token`, `api_key`, …), by its name.
 pub fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     [
@@ -95,6 +98,8 @@ fn redact_by_shape(url: &str) -> String {
     shown
 }
 
+/// Whether `url` holds a secret as shown hidden (`***` as its password, its user name or a
+/// secret query value) rather than the secret itself.
 pub fn shows_hidden(url: &str) -> bool {
     match url::Url::parse(url) {
         Ok(parsed) => {

@@ -12,6 +12,9 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// TLS to a broker or endpoint (`amqps://`, `https://`): a private CA, and a client
+/// certificate when the peer asks for one (PEM certificate and PKCS#8 key, or a PKCS#12
+/// bundle).
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for TlsConfig {
     }
 }
 
+/// A client bundle's password sent back hidden keeps the stored one, for the same bundle only.
 pub fn bundle_password_kept(
     new: &mut Option<TlsConfig>,
     old: &Option<TlsConfig>,
@@ -68,8 +72,6 @@ pub fn bundle_password_kept(
         )),
     }
 }
-
-/// Whether `url` holds a secret as shown hidden (`***` as its password, its user name or a
 
 /// `tls.pkcs12_password` when it is still shown hidden.
 pub fn hidden_bundle(tls: &Option<TlsConfig>) -> Option<String> {

@@ -65,7 +65,7 @@ try {
   await page.goto(base + "/connections");
   await page.fill("#name", "rabbit");
   await page.selectOption("#kind", "amqp");
-  await page.fill("#url", amqp);
+  await page.fill("#f-amqp-url", amqp);
   await submit(page, "form.stack button[type=submit]:not([formaction])");
   await see(page, "Connection rabbit added");
   expect(!(await text(page)).includes("guest:guest"), "the password is not shown back");
@@ -96,8 +96,8 @@ try {
   await page.goto(base + "/connections");
   await page.fill("#name", "hooks");
   await page.selectOption("#kind", "http");
-  await page.fill("#url", "http://user:secret@127.0.0.1:9/hooks/");
-  await page.check("#anonymous");
+  await page.fill("#f-http-base_url", "http://user:secret@127.0.0.1:9/hooks/");
+  await page.check("#f-http-anonymous");
   await submit(page, "form.stack button[type=submit]:not([formaction])");
   await see(page, "Connection hooks added");
   await see(page, "/ingress/hooks/");

@@ -2,6 +2,7 @@
 // ever inside a script, and every page works without it (forms post as they are).
 //
 // - form[data-confirm]: asks before a destructive action, in the words of the attribute.
+// - select[data-shows] (the Connections page): only the chosen kind's fields are shown.
 // - #live (the Queues page): consumes the queue live, each message as the server takes it
 //   (server-sent events), with the CSRF token from the button's data-csrf.
 (function () {
@@ -9,6 +10,17 @@
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
     });
+  });
+
+  // select[data-shows]: shows only the fieldsets of that class whose data-kind is chosen.
+  document.querySelectorAll("select[data-shows]").forEach(function (select) {
+    var show = function () {
+      document.querySelectorAll("fieldset." + select.dataset.shows).forEach(function (set) {
+        set.hidden = set.dataset.kind !== select.value;
+      });
+    };
+    select.addEventListener("change", show);
+    show();
   });
 
   var button = document.getElementById("live");

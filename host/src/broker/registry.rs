@@ -47,6 +47,8 @@ pub struct Capabilities {
     pub leases: bool,
     /// Whether its consumers report lag per partition.
     pub lag: bool,
+    /// Whether it takes messages posted to this host at `/ingress/NAME/…`.
+    pub ingress: bool,
 }
 
 /// How a [`Field`] is typed.
@@ -76,6 +78,66 @@ pub struct Field {
     pub label: &'static str,
     pub help: &'static str,
     pub input: Input,
+}
+
+impl Field {
+    /// The JSON value of what was typed for this field (a flag's values, a form's text):
+    /// the last value, a number, `true`, or `NAME=VALUE` pairs (one a line or one a value).
+    pub fn value(&self, typed: &[String]) -> Result<serde_json::Value, String> {
+        use serde_json::Value;
+        let last = typed.last().map(|v| v.trim()).unwrap_or_default();
+        Ok(match self.input {
+            Input::Switch => Value::Bool(true),
+            Input::Number => last
+                .parse::<u64>()
+                .map(Value::from)
+                .map_err(|_| format!("takes a whole number, not `{}`", last.escape_debug()))?,
+            Input::Text | Input::Secret => Value::String(last.to_owned()),
+            Input::Pairs => {
+                let mut map = serde_json::Map::new();
+                for pair in typed.iter().flat_map(|v| v.lines()) {
+                    let pair = pair.trim();
+                    if pair.is_empty() {
+                        continue;
+                    }
+                    let Some((name, value)) = pair.split_once('=') else {
+                        return Err(format!("takes NAME=VALUE, not `{}`", pair.escape_debug()));
+                    };
+                    map.insert(name.trim().into(), value.trim().into());
+                }
+                Value::Object(map)
+            }
+        })
+    }
+}
+
+/// Sets the dotted `path` of a definition (`sasl.password`), making the objects on the way;
+/// a map (`settings`) is merged into what is there.
+pub fn set_field(
+    definition: &mut serde_json::Map<String, serde_json::Value>,
+    path: &str,
+    value: serde_json::Value,
+) -> Result<(), String> {
+    use serde_json::Value;
+    let (parents, last) = match path.rsplit_once('.') {
+        Some((parents, last)) => (Some(parents), last),
+        None => (None, path),
+    };
+    let mut at = definition;
+    for part in parents.into_iter().flat_map(|p| p.split('.')) {
+        at = at
+            .entry(part)
+            .or_insert_with(|| Value::Object(serde_json::Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| format!("`{part}` is a JSON object"))?;
+    }
+    match (at.get_mut(last), value) {
+        (Some(Value::Object(there)), Value::Object(more)) => there.extend(more),
+        (_, value) => {
+            at.insert(last.into(), value);
+        }
+    }
+    Ok(())
 }
 
 /// What one kind of connection is.
@@ -312,6 +374,7 @@ impl Capabilities {
         peek: false,
         leases: false,
         lag: false,
+        ingress: false,
     };
 }
 

@@ -4,8 +4,8 @@
 //! a change), or, when no host answers there, work on `sqlite://wharf.db` directly and say so.
 //! A running host sees a change made on its database at once: it checks every request there.
 
-use super::control::{Api, segment};
-use super::queue::HostArg;
+use super::api::HostArg;
+use super::api::{Api, segment};
 use crate::auth::{self, Role};
 use crate::message::now_ms;
 use crate::store::Store;

@@ -1,8 +1,9 @@
 //! `wharf event` (publish a model event) and `wharf subscription` (the subscriptions of a
 //! running host), through its API.
 
-use super::control::{Api, read_json, segment, switch};
-use super::queue::HostArg;
+use super::api::HostArg;
+use super::api::{Api, read_json, segment};
+use super::control::switch;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};

@@ -1,6 +1,8 @@
 //! The command line: `clap` definitions and one file per command group.
 
 mod access;
+mod api;
+mod connection;
 mod control;
 mod daemon;
 mod events;
@@ -72,7 +74,7 @@ pub enum Command {
     Drain(events::DrainArgs),
     /// Add, change, test, remove and list connections on a running host.
     #[command(subcommand)]
-    Connection(control::ConnectionCommand),
+    Connection(connection::ConnectionCommand),
     /// Add, list and remove the users of the API, and set their passwords.
     #[command(subcommand)]
     User(access::UserCommand),
@@ -127,7 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Subscription(command) => events::subscription(command).await,
         Command::Drain(args) => events::drain(args).await,
         Command::Daemon(command) => daemon::daemon(command).await,
-        Command::Connection(command) => control::connection(command).await,
+        Command::Connection(command) => connection::connection(command).await,
         Command::User(command) => access::user(command).await,
         Command::Token(command) => access::token(command).await,
         Command::Audit(args) => control::audit(args).await,

@@ -1,8 +1,8 @@
 //! `wharf outbox`: the backlog of a running host's outbox, and the messages their destination
 //! refused for good (list, send again, delete).
 
-use super::control::Api;
-use super::queue::HostArg;
+use super::api::Api;
+use super::api::HostArg;
 use clap::Subcommand;
 use serde_json::Value;
 use std::process::ExitCode;

@@ -1,115 +1,14 @@
 //! `wharf publish`, `wharf consume` and `wharf queue`: talk to a running host through its HTTP
 //! API, the same way for every connection kind.
 
+use super::api::{HostArg, answer};
 use crate::broker::Address;
-use crate::config::Config;
 use crate::message::{HeaderValue, Message};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Which host to talk to, and as whom.
-#[derive(Debug, Args)]
-pub struct HostArg {
-    /// The host's URL (default: the `server.listen` of --config, else http://127.0.0.1:8080).
-    #[arg(long, env = "WHARF_URL")]
-    url: Option<String>,
-    /// The host's configuration file, to find its listen address.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// An API token (default: the one a host on this machine keeps for its CLI).
-    #[arg(long, env = "WHARF_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// A PEM file of the CA to trust for an `https://` host (besides the system's).
-    #[arg(long, env = "WHARF_CA")]
-    ca: Option<PathBuf>,
-}
-
-impl HostArg {
-    /// A client that presents the token: `--token`, else the file the host at the URL keeps
-    /// for the CLI on its machine (see `auth::local_token_path`), else none.
-    pub(crate) fn client(&self) -> anyhow::Result<reqwest::Client> {
-        let token = match &self.token {
-            Some(token) => Some(token.trim().to_owned()),
-            None => self.local_token()?,
-        };
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .context("the token holds characters a header cannot carry")?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let tls = crate::tls::client_config(Some(&crate::tls::TlsConfig {
-            ca: self.ca.clone(),
-            cert: None,
-            key: None,
-            pkcs12: None,
-            pkcs12_password: String::new(),
-        }))
-        .context("--ca")?;
-        Ok(reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .user_agent(crate::web::caller::CLI_AGENT)
-            .default_headers(headers)
-            .build()?)
-    }
-
-    /// The token a host on this machine, at the URL's address, keeps for its CLI.
-    fn local_token(&self) -> anyhow::Result<Option<String>> {
-        let base = self.base()?;
-        let url = reqwest::Url::parse(&base).with_context(|| format!("`{base}` is not a URL"))?;
-        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-            return Ok(None);
-        };
-        let host = if host == "localhost" {
-            "127.0.0.1"
-        } else {
-            host
-        };
-        let Ok(addr) = format!("{host}:{port}").parse::<std::net::SocketAddr>() else {
-            return Ok(None);
-        };
-        // A token file another user could have written is not trusted: it could be theirs.
-        let Ok(path) = crate::auth::local_token_path(addr) else {
-            return Ok(None);
-        };
-        if let Err(e) = crate::private::check_private(&path) {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                anyhow::bail!("the CLI's token is refused: {e}");
-            }
-            return Ok(None);
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(token) => Ok(Some(token.trim().to_owned())),
-            Err(_) => Ok(None),
-        }
-    }
-
-    pub(crate) fn base(&self) -> anyhow::Result<String> {
-        if let Some(url) = &self.url {
-            return Ok(url.trim_end_matches('/').to_owned());
-        }
-        let config = match &self.config {
-            Some(path) => Config::load(Some(path))?,
-            None => Config::default(),
-        };
-        let scheme = if config.server.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        // A host listening on every address is reached at this machine's own.
-        let mut listen = config.server.listen;
-        if listen.ip().is_unspecified() {
-            listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        Ok(format!("{scheme}://{listen}"))
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
@@ -208,24 +107,6 @@ fn queue_url(host: &HostArg, address: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-/// Sends a request and turns an error answer into its message.
-pub(crate) async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the host at {url}: is `wharf serve` running?"))?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let message = body["error"]["message"].as_str().unwrap_or("no detail");
-        match body["error"]["field"].as_str() {
-            Some(field) => bail!("the host answered {status}: {field}: {message}"),
-            None => bail!("the host answered {status}: {message}"),
-        }
-    }
-    Ok(body)
-}
-
 /// A message from the command line: the payload (`DATA`, or standard input for `-` or
 /// nothing) and `--header NAME=VALUE`s.
 fn message_from_args(data: Option<&str>, headers: &[String]) -> anyhow::Result<Message> {
@@ -257,7 +138,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     msg.correlation_id = args.correlation_id;
     msg.reply_to = args.reply_to;
     if args.durable {
-        let api = super::control::Api::new(&args.host)?;
+        let api = super::api::Api::new(&args.host)?;
         let body = api
             .send(
                 reqwest::Method::POST,
@@ -339,7 +220,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
 pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
     match command {
         QueueCommand::List { filter, json, host } => {
-            let api = super::control::Api::new(&host)?;
+            let api = super::api::Api::new(&host)?;
             let path = format!(
                 "queues?filter={}",
                 percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC)
@@ -524,10 +405,10 @@ pub enum LeaseCommand {
 /// `wharf lease …`: settles what `wharf consume --lease` took.
 pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
     use reqwest::Method;
-    let segment = super::control::segment;
+    let segment = super::api::segment;
     match command {
         LeaseCommand::List { host, json } => {
-            let leases = super::control::Api::new(&host)?.get("leases").await?;
+            let leases = super::api::Api::new(&host)?.get("leases").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&leases)?);
                 return Ok(ExitCode::SUCCESS);
@@ -549,7 +430,7 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
             }
         }
         LeaseCommand::Ack { lease, host } => {
-            super::control::Api::new(&host)?
+            super::api::Api::new(&host)?
                 .send(
                     Method::POST,
                     &format!("leases/{}/ack", segment(&lease)),
@@ -559,7 +440,7 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
             println!("acked {lease}");
         }
         LeaseCommand::Nack { lease, dead, host } => {
-            super::control::Api::new(&host)?
+            super::api::Api::new(&host)?
                 .send(
                     Method::POST,
                     &format!("leases/{}/nack", segment(&lease)),
@@ -579,7 +460,7 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
             if !secs.is_finite() || secs <= 0.0 {
                 bail!("SECS must be a number of seconds above 0");
             }
-            let answer = super::control::Api::new(&host)?
+            let answer = super::api::Api::new(&host)?
                 .send(
                     Method::POST,
                     &format!("leases/{}/extend", segment(&lease)),

@@ -24,6 +24,7 @@ pub fn default_cache_dir() -> Option<std::path::PathBuf> {
 /// default 64 instances.
 pub const DEFAULT_INSTANCE_POOL: u32 = 1_000;
 
+/// The outbox: messages committed to the host's database first, then sent by a relay.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
@@ -164,8 +165,6 @@ impl ServerConfig {
         }
     }
 }
-
-/// One broker connection: the embedded broker, RabbitMQ (`amqp`), Kafka (`kafka`) or HTTP
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -203,8 +203,6 @@ impl SubscriptionConfig {
     }
 }
 
-/// A pattern as words a queue name can hold: `*` as `any`, `#` as `all`
-
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {

@@ -5,6 +5,7 @@ use crate::redact::{HIDDEN, redact, shows_hidden};
 use crate::tls::{TlsConfig, bundle_password_kept};
 use serde::{Deserialize, Serialize};
 
+/// A RabbitMQ connection (or any AMQP 0-9-1 broker) and the topology it declares.
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AmqpConfig {
@@ -51,9 +52,6 @@ impl AmqpConfig {
         self.url.iter().chain(&self.urls).cloned().collect()
     }
 }
-
-/// TLS to a broker or endpoint (`amqps://`, `https://`): a private CA, and a client
-/// certificate when the peer asks for one (PEM certificate and PKCS#8 key, or a PKCS#12
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -26,6 +26,7 @@ pub mod topology;
 
 use super::{AckHandle, BrokerError, Delivery, Nack, check_name};
 pub mod config;
+mod kind;
 
 use crate::config::units::RouteConfig;
 use crate::message::Message;
@@ -1568,95 +1569,3 @@ mod tests {
         assert_eq!(delay_bucket(33_001), 34_000);
     }
 }
-
-impl super::registry::TransportConfig for AmqpConfig {
-    const KIND: Kind = Kind {
-        name: "amqp",
-        title: "RabbitMQ (AMQP)",
-        address_field: Some("url"),
-        fields: &[
-            Field {
-                path: "url",
-                flag: "broker-url",
-                label: "URL",
-                help: "the broker: amqp://user:password@host:5672/%2f (the password is never shown back)",
-                input: Input::Text,
-            },
-            Field {
-                path: "tls.ca",
-                flag: "tls-ca",
-                label: "CA certificate file",
-                help: "a PEM file of a CA to trust besides the system's",
-                input: Input::Text,
-            },
-            Field {
-                path: "tls.cert",
-                flag: "tls-cert",
-                label: "Client certificate file",
-                help: "a PEM client certificate the peer asks for (with the key)",
-                input: Input::Text,
-            },
-            Field {
-                path: "tls.key",
-                flag: "tls-key",
-                label: "Client key file",
-                help: "the PEM private key of the client certificate",
-                input: Input::Text,
-            },
-        ],
-        can: Capabilities {
-            events: Events::Exchange,
-            subscriptions: true,
-            depth: true,
-            purge: true,
-            peek: true,
-            leases: true,
-            lag: false,
-        },
-    };
-
-    fn check(&self, prefix: &str) -> Result<(), crate::check::ConfigError> {
-        self.validate(prefix)
-    }
-    fn redacted(&self) -> Self {
-        AmqpConfig::redacted(self)
-    }
-    fn keep_secrets(&mut self, stored: &Self) -> Result<(), crate::check::ConfigError> {
-        AmqpConfig::keep_secrets(self, stored)
-    }
-    fn hidden_field(&self) -> Option<String> {
-        AmqpConfig::hidden_field(self)
-    }
-    async fn test(&self, name: &str, _store: &crate::store::Store) -> super::ConnectionTest {
-        test(name, self).await
-    }
-    async fn open(
-        &self,
-        name: &str,
-        _store: &crate::store::Store,
-        routes: &[RouteConfig],
-    ) -> Result<super::Producer, String> {
-        let topology = topology_for(name, self, routes);
-        AmqpBroker::start(name, self.clone(), topology)
-            .map(super::Producer::new)
-            .map_err(|e| e.to_string())
-    }
-    fn schema(&self, name: &str, routes: &[RouteConfig]) -> Option<Vec<String>> {
-        Some(topology_for(name, self, routes).describe())
-    }
-    async fn apply_schema(
-        &self,
-        name: &str,
-        routes: &[RouteConfig],
-    ) -> Result<Option<super::registry::Applied>, BrokerError> {
-        let topology = topology_for(name, self, routes);
-        let (url, report) = declare_once(name, self.clone(), topology).await?;
-        let report = report
-            .into_iter()
-            .map(|(item, outcome)| (item, outcome.to_string()))
-            .collect();
-        Ok(Some((url, report)))
-    }
-}
-
-use super::registry::{Capabilities, Events, Field, Input, Kind};

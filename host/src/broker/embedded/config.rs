@@ -3,6 +3,7 @@
 use crate::check::{ConfigError, check_name, invalid};
 use serde::{Deserialize, Serialize};
 
+/// The embedded broker: queues in the host's database, declared here or created on first use.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddedConnectionConfig {

@@ -27,6 +27,7 @@
 //!   takes the message and keeps none (an event nobody subscribes to); one never declared is
 //!   an error, so a mistyped address does not swallow messages.
 pub mod config;
+mod kind;
 
 use super::{AckHandle, BrokerError, DeadLetter, Delivery, Nack};
 use crate::message::{HeaderValue, Message, now_ms};
@@ -976,44 +977,5 @@ pub(crate) async fn test(store: &Store) -> super::ConnectionTest {
             "the embedded broker lives in this host's database, which answers",
         ),
         Err(e) => super::ConnectionTest::new(false, format!("the database does not answer: {e}")),
-    }
-}
-
-impl super::registry::TransportConfig for EmbeddedConnectionConfig {
-    const KIND: super::registry::Kind = super::registry::Kind {
-        name: "embedded",
-        title: "Embedded broker",
-        address_field: None,
-        fields: &[],
-        can: super::registry::Capabilities {
-            events: super::registry::Events::Exchange,
-            subscriptions: true,
-            depth: true,
-            purge: true,
-            peek: true,
-            leases: true,
-            lag: false,
-        },
-    };
-
-    fn check(&self, prefix: &str) -> Result<(), crate::check::ConfigError> {
-        self.validate(prefix)
-    }
-    fn max_deliveries(&self, address: &str) -> Option<u32> {
-        self.queues
-            .iter()
-            .find(|q| q.name == address)
-            .and_then(|q| q.max_deliveries)
-    }
-    async fn test(&self, _name: &str, store: &Store) -> super::ConnectionTest {
-        test(store).await
-    }
-    async fn open(
-        &self,
-        name: &str,
-        store: &Store,
-        _routes: &[crate::config::units::RouteConfig],
-    ) -> Result<super::Producer, String> {
-        open(name, self, store).await.map(super::Producer::new)
     }
 }

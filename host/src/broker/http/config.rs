@@ -6,6 +6,10 @@ use crate::tls::{TlsConfig, bundle_password_kept};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// HTTP as a transport. Ingress: `POST` (and `GET`, where `ingress_methods` says) to
+/// `/ingress/{connection}/{path}` on the host's listener; the message is held in the host's
+/// database until the route bound to `{connection}:{path}` takes it. Egress: publishing to
+/// `{connection}:{path}` sends a request to `base_url` + `path`.
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {

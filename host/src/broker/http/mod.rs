@@ -23,6 +23,7 @@
 
 use super::{BrokerError, EmbeddedBroker, EmbeddedConfig, shorten};
 pub mod config;
+mod kind;
 
 use crate::message::{HeaderValue, Message};
 use crate::store::Store;
@@ -588,99 +589,3 @@ mod tests {
         assert!(!error.is_retryable());
     }
 }
-
-impl super::registry::TransportConfig for HttpConfig {
-    const KIND: Kind = Kind {
-        name: "http",
-        title: "HTTP",
-        address_field: Some("base_url"),
-        fields: &[
-            Field {
-                path: "base_url",
-                flag: "base-url",
-                label: "Base URL",
-                help: "where publishing sends, the address appended: https://example.com/hooks/ (empty: ingress only)",
-                input: Input::Text,
-            },
-            Field {
-                path: "anonymous",
-                flag: "anonymous",
-                label: "Ingress without a token",
-                help: "anyone who reaches this host's listener may send to /ingress/NAME/…",
-                input: Input::Switch,
-            },
-            Field {
-                path: "ingress_per_second",
-                flag: "ingress-per-second",
-                label: "Ingress messages a second",
-                help: "per caller (1000 unless set)",
-                input: Input::Number,
-            },
-            Field {
-                path: "ingress_bytes_per_second",
-                flag: "ingress-bytes-per-second",
-                label: "Ingress bytes a second",
-                help: "per caller (64 MiB unless set)",
-                input: Input::Number,
-            },
-            Field {
-                path: "tls.ca",
-                flag: "tls-ca",
-                label: "CA certificate file",
-                help: "a PEM file of a CA to trust besides the system's",
-                input: Input::Text,
-            },
-            Field {
-                path: "tls.cert",
-                flag: "tls-cert",
-                label: "Client certificate file",
-                help: "a PEM client certificate the peer asks for (with the key)",
-                input: Input::Text,
-            },
-            Field {
-                path: "tls.key",
-                flag: "tls-key",
-                label: "Client key file",
-                help: "the PEM private key of the client certificate",
-                input: Input::Text,
-            },
-        ],
-        can: Capabilities {
-            events: Events::Exchange,
-            subscriptions: false,
-            depth: true,
-            purge: true,
-            peek: true,
-            leases: true,
-            lag: false,
-        },
-    };
-
-    fn check(&self, prefix: &str) -> Result<(), crate::check::ConfigError> {
-        self.validate(prefix)
-    }
-    fn redacted(&self) -> Self {
-        HttpConfig::redacted(self)
-    }
-    fn keep_secrets(&mut self, stored: &Self) -> Result<(), crate::check::ConfigError> {
-        HttpConfig::keep_secrets(self, stored)
-    }
-    fn hidden_field(&self) -> Option<String> {
-        HttpConfig::hidden_field(self)
-    }
-    async fn test(&self, name: &str, _store: &Store) -> super::ConnectionTest {
-        test(name, self).await
-    }
-    async fn open(
-        &self,
-        name: &str,
-        store: &Store,
-        _routes: &[crate::config::units::RouteConfig],
-    ) -> Result<super::Producer, String> {
-        HttpBroker::new(name, self.clone(), store.clone())
-            .map(super::Producer::new)
-            .map_err(|e| e.to_string())
-    }
-}
-
-use super::registry::{Capabilities, Events, Field, Input, Kind};

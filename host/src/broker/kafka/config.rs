@@ -6,6 +6,7 @@ use crate::tls::{TlsConfig, bundle_password_kept};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Kafka (or any broker speaking its protocol) through librdkafka.
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
@@ -66,7 +67,8 @@ impl std::fmt::Debug for KafkaConfig {
 #[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSasl {
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    /// `PLAIN` (unless set), `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    #[serde(default = "plain")]
     pub mechanism: String,
     pub username: String,
     pub password: String,
@@ -84,6 +86,10 @@ pub struct KafkaTopicConfig {
     /// Topic settings (`retention.ms`, `cleanup.policy`, ...).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+}
+
+fn plain() -> String {
+    "PLAIN".into()
 }
 
 fn one() -> i32 {
@@ -179,10 +185,6 @@ impl KafkaConfig {
         Ok(())
     }
 }
-
-/// HTTP as a transport. Ingress: `POST` (and `GET`, where `ingress_methods` says) to
-/// `/ingress/{connection}/{path}` on the host's listener; the message is held in the host's
-/// database until the route bound to `{connection}:{path}` takes it. Egress: publishing to
 
 impl KafkaConfig {
     /// The same definition with the SASL password and secret settings hidden.

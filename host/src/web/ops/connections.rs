@@ -5,7 +5,7 @@
 //! the host's key (`crate::secrets`).
 
 use super::{AppError, AppState, applied, audit, file_defined, now_ms};
-use crate::broker::ConnectionTest;
+use crate::broker::{Capabilities, ConnectionTest};
 use crate::check::check_connection_name;
 use crate::config::ConnectionConfig;
 use crate::store::Documents;
@@ -21,6 +21,10 @@ pub struct ConnectionView {
     pub name: String,
     pub source: Source,
     pub connection: ConnectionConfig,
+    /// Where it connects (its URL or brokers, passwords hidden), where its kind says.
+    pub address: Option<String>,
+    /// What its kind can and cannot do (depth, purge, peek, leases, events, ingress).
+    pub can: Capabilities,
     /// `up` or `down` on this host.
     pub state: &'static str,
     pub error: Option<String>,
@@ -82,6 +86,13 @@ impl crate::broker::registry::ReadFields for FromBody {
     }
 }
 
+/// The value of a definition's address field, passwords hidden.
+fn address_of(spec: &ConnectionConfig) -> Option<String> {
+    let field = spec.info().address_field?;
+    let shown = serde_json::to_value(spec.redacted()).ok()?;
+    shown.get(field)?.as_str().map(str::to_owned)
+}
+
 async fn views(state: &AppState) -> Result<Vec<ConnectionView>, AppError> {
     let desired = Desired::load(&state.store, state.supervisor.file()).await?;
     let status = state.supervisor.status().await;
@@ -96,6 +107,8 @@ async fn views(state: &AppState) -> Result<Vec<ConnectionView>, AppError> {
                     Some(c) => c.error.clone(),
                     None => Some("not applied on this host yet".into()),
                 },
+                address: address_of(&item.spec),
+                can: item.spec.info().can,
                 connection: item.spec.redacted(),
                 source: item.source,
                 name,
