@@ -57,6 +57,10 @@ macro_rules! for_every_transport {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $name() { super::$name(super::Transport::Kafka).await } )*
         }
+        mod nats {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Transport::Nats).await } )*
+        }
     };
 }
 
@@ -75,6 +79,10 @@ macro_rules! for_every_transport_but_kafka {
             mod http {
                 $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                    async fn $name() { super::super::$name(super::super::Transport::Http).await } )*
+            }
+            mod nats {
+                $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                   async fn $name() { super::super::$name(super::super::Transport::Nats).await } )*
             }
         }
     };
@@ -103,6 +111,7 @@ enum Transport {
     Amqp,
     Kafka,
     Http,
+    Nats,
 }
 
 /// One transport, set up with fresh queues for one test.
@@ -122,7 +131,7 @@ impl Harness {
     async fn new(transport: Transport, count: usize) -> Harness {
         let guard = match transport {
             Transport::Amqp => Some(support::RABBIT.read().await),
-            Transport::Embedded | Transport::Http | Transport::Kafka => None,
+            Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => None,
         };
         Harness::with_guard(transport, count, guard).await
     }
@@ -236,6 +245,26 @@ impl Harness {
                 connections.insert(CONNECTION, wharf::broker::Producer::new(broker));
                 db = Some(test_db);
             }
+            Transport::Nats => {
+                // Streams of this test's own, removed at the end.
+                let config = wharf::broker::nats::NatsConfig {
+                    url: support::nats_url(),
+                    stream_prefix: nats_prefix(&queues[..]),
+                    ack_wait_ms: 3_000,
+                    ..wharf::broker::nats::NatsConfig::default()
+                };
+                let broker = wharf::broker::nats::NatsBroker::start(CONNECTION, config)
+                    .await
+                    .unwrap();
+                let mut all: Vec<String> = queues.clone();
+                all.extend(queues.iter().map(|q| format!("{q}.dead")));
+                wharf::broker::Transport::ensure(&broker, &all)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("NATS with JetStream is needed (./dev test starts it): {e}")
+                    });
+                connections.insert(CONNECTION, wharf::broker::Producer::new(broker));
+            }
             Transport::Amqp => {
                 let topology = Topology {
                     queues: queues
@@ -308,7 +337,19 @@ impl Harness {
         if self.transport == Transport::Amqp {
             support::delete_amqp_queues(&self.queues).await;
         }
+        if self.transport == Transport::Nats {
+            support::delete_nats_streams(&nats_prefix(&self.queues)).await;
+        }
     }
+}
+
+/// The stream prefix of a NATS harness: one per test, from its first queue's name.
+fn nats_prefix(queues: &[String]) -> String {
+    let id = queues
+        .first()
+        .and_then(|q| q.split('.').nth(1))
+        .unwrap_or("none");
+    format!("t{}_", &id[..id.len().min(12)])
 }
 
 async fn next(consumer: &mut Consumer) -> Delivery {
@@ -579,7 +620,7 @@ async fn prefetch_bounds_unsettled_deliveries(transport: Transport) {
 async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transport) {
     let exclusive = match transport {
         Transport::Amqp => Some(support::RABBIT.write().await),
-        Transport::Embedded | Transport::Http | Transport::Kafka => None,
+        Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => None,
     };
     let h = Harness::with_guard(transport, 1, None).await;
     let q = h.queue(0).to_owned();
@@ -590,8 +631,10 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
     let mut seen: HashMap<String, u32> = HashMap::new();
     let mut received = 0usize;
     let mut drops = 0;
+    // The deliveries in hand at each drop, never acked: each must come again.
+    let mut dropped: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    'consumers: while seen.len() < total {
+    'consumers: while seen.len() < total || dropped.iter().any(|id| seen[id] < 2) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "only {} of {total} ids arrived",
@@ -604,8 +647,11 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
         // How long a consumer may stay quiet before the test starts over: a Kafka consumer
         // first joins its group, which takes the broker seconds (nisshi waits half the
         // session timeout, 5 s), so a shorter wait would only churn the group.
+        // A NATS delivery made to a reader that vanished comes back only after the
+        // consumer's ack wait (3 s here), so a NATS reader waits longer than that.
         let quiet_for = match transport {
             Transport::Kafka => Duration::from_secs(20),
+            Transport::Nats => Duration::from_secs(8),
             _ => Duration::from_secs(3),
         };
         loop {
@@ -618,13 +664,14 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
             *seen.entry(delivery.message.id.clone()).or_default() += 1;
             if drops < 2 && received >= (drops + 1) * total / 3 {
                 drops += 1;
+                dropped.push(delivery.message.id.clone());
                 match transport {
                     Transport::Amqp => {
                         // The delivery in hand is never acked: the broker must redeliver it.
                         support::drop_amqp_connections().await;
                         drop(delivery);
                     }
-                    Transport::Embedded | Transport::Http | Transport::Kafka => {
+                    Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => {
                         // The consumer vanishes with this and its prefetched messages unacked.
                         drop(delivery);
                         drop(consumer);
@@ -635,6 +682,9 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
             }
             // Acks on a dropped connection fail; those messages come again.
             let _ = delivery.ack.ack().await;
+            if seen.len() == total && dropped.iter().all(|id| seen[id] >= 2) {
+                break 'consumers;
+            }
         }
     }
     let duplicates: u32 = seen.values().map(|n| n - 1).sum();
@@ -679,7 +729,7 @@ async fn a_dead_lettered_message_reaches_the_dead_letter_queue(transport: Transp
     // Each broker says why in its own words: the embedded broker and Kafka in `exception`
     // headers, RabbitMQ in `x-death`.
     let why = match transport {
-        Transport::Embedded | Transport::Http | Transport::Kafka => {
+        Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => {
             delivery.message.header("exception_name")
         }
         Transport::Amqp => delivery.message.header("x-death"),

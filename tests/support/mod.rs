@@ -211,6 +211,28 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// The NATS server the tests use: `WHARF_TEST_NATS`, else the machine's own (JetStream on).
+#[allow(dead_code)]
+pub fn nats_url() -> String {
+    std::env::var("WHARF_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// Deletes every JetStream stream whose name starts with `prefix` (a test's own).
+#[allow(dead_code)]
+pub async fn delete_nats_streams(prefix: &str) {
+    use futures::StreamExt as _;
+    let client = async_nats::connect(nats_url()).await.expect("NATS answers");
+    let js = async_nats::jetstream::new(client);
+    let names: Vec<String> = js
+        .stream_names()
+        .filter_map(|n| async move { n.ok() })
+        .collect()
+        .await;
+    for name in names.into_iter().filter(|n| n.starts_with(prefix)) {
+        let _ = js.delete_stream(&name).await;
+    }
+}
+
 /// Tests that drop every AMQP connection hold this for writing; every other AMQP test of the
 /// same binary holds it for reading, so a drop never hits a test that does not expect it.
 pub static RABBIT: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());

@@ -15,6 +15,7 @@ pub mod amqp;
 pub mod embedded;
 pub mod http;
 pub mod kafka;
+pub mod nats;
 pub mod registry;
 
 pub use amqp::{AmqpAck, AmqpBroker, AmqpConsumer};

@@ -350,6 +350,7 @@ transports! {
     Amqp("amqp") => super::amqp::config::AmqpConfig,
     Kafka("kafka") => super::kafka::config::KafkaConfig,
     Http("http") => super::http::config::HttpConfig,
+    Nats("nats") => super::nats::config::NatsConfig,
 }
 
 impl ConnectionConfig {
