@@ -19,7 +19,10 @@ use wharf::config::{
 };
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 /// A NATS connection whose streams are named with `prefix`.
@@ -158,7 +161,11 @@ async fn an_independent_client_feeds_a_route_and_reads_its_outputs_in_order() {
     for (i, message) in outputs.iter().enumerate() {
         assert_eq!(message.payload, format!("ORDER {i}").as_bytes(), "in order");
         assert_eq!(
-            message.headers.as_ref().and_then(|h| h.get("n")).map(|v| v.as_str()),
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("n"))
+                .map(|v| v.as_str()),
             Some(i.to_string().as_str()),
             "the other client's header arrives"
         );
