@@ -27,9 +27,9 @@ pub use registry::{Capabilities, ConnectionConfig, Events};
 pub(crate) use crate::address::shorten;
 pub use crate::address::{Address, InvalidAddress, MAX_NAME_BYTES, check_name};
 
-use crate::config::units::RouteConfig;
 use crate::message::{HeaderValue, Message};
 use crate::store::StoreError;
+use crate::units::RouteConfig;
 use std::time::Duration;
 
 /// What went wrong in a transport.

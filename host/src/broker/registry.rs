@@ -10,8 +10,8 @@
 
 use super::{BrokerError, ConnectionTest, Producer};
 use crate::check::{ConfigError, invalid};
-use crate::config::units::RouteConfig;
 use crate::store::Store;
+use crate::units::RouteConfig;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

@@ -6,6 +6,7 @@ mod connection;
 mod control;
 mod daemon;
 mod events;
+mod load;
 mod outbox;
 mod plugin;
 mod project;

@@ -1,11 +1,10 @@
 //! `wharf plugin check` and `wharf plugin run`, which need no host; the other plugin commands
 //! go through a running host (`control.rs`).
 
+use super::load::{inspect, load, load_with};
 use super::project::{Case, Manifest};
 use crate::message::Message;
-use crate::runtime::{
-    CallReport, LogLine, Plugin, PluginSettings, Runtime, RuntimeConfig, Standalone,
-};
+use crate::runtime::{CallReport, LogLine, PluginSettings, Standalone};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -388,40 +387,6 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
         PluginCommand::Build(args) => super::project::build(args).await,
         PluginCommand::Host(command) => super::control::plugin(command).await,
     }
-}
-
-/// Reads and checks a plugin file; returns the loaded plugin and the file's bytes.
-async fn load(file: &Path, settings: PluginSettings) -> anyhow::Result<(Plugin, Vec<u8>)> {
-    load_with(file, settings, Arc::new(Standalone::default())).await
-}
-
-/// As [`load`], with the host services the plugin's calls use. The runtime keeps compiled
-/// code in the same cache as `wharf serve`, so a large (Python, JavaScript) plugin is
-/// compiled once, not at every `check`, `run`, `test` and `build`.
-async fn load_with(
-    file: &Path,
-    settings: PluginSettings,
-    services: Arc<dyn crate::runtime::HostServices>,
-) -> anyhow::Result<(Plugin, Vec<u8>)> {
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: crate::runtime::default_cache_dir(),
-        ..RuntimeConfig::default()
-    })?;
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let plugin = runtime
-        .load(&bytes, settings, services)
-        .await
-        .with_context(|| format!("{} is not a valid plugin", file.display()))?;
-    Ok((plugin, bytes))
-}
-
-/// What the plugin in `file` declares (checked as `plugin check` checks it).
-pub async fn inspect(file: &Path) -> anyhow::Result<crate::runtime::PluginInfo> {
-    Ok(load(file, PluginSettings::default())
-        .await?
-        .0
-        .info()
-        .clone())
 }
 
 async fn check(file: &Path, as_json: bool) -> anyhow::Result<ExitCode> {

@@ -462,7 +462,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<ExitCode> {
             output.display()
         );
     }
-    let info = super::plugin::inspect(&output).await?;
+    let info = super::load::inspect(&output).await?;
     if info.name != manifest.name || info.kind.as_str() != manifest.kind.as_str() {
         bail!(
             "{} says it is the {} `{}`, but {MANIFEST} names the {} `{}`",

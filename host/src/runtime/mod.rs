@@ -23,15 +23,12 @@ mod plugin;
 mod services;
 mod state;
 
+pub use crate::contract::{KvLimits, KvWrite, PluginInfo, PluginKind};
 pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
 pub use error::{InvalidPlugin, PluginError};
 pub use journal::{Level, LogLine, Source};
-pub use plugin::{
-    CallCost, CallReport, DaemonExit, Plugin, PluginInfo, PluginKind, PluginSettings,
-};
-pub use services::{
-    HostFuture, HostServices, Inbox, KvLimits, KvWrite, Settlement, Standalone, Taken,
-};
+pub use plugin::{CallCost, CallReport, DaemonExit, Plugin, PluginSettings};
+pub use services::{HostFuture, HostServices, Inbox, Settlement, Standalone, Taken};
 pub use state::Publication;
 
 use state::CallState;
@@ -62,7 +59,7 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<std::path::PathBuf>,
 }
 
-pub use crate::config::server::{DEFAULT_INSTANCE_POOL, default_cache_dir};
+pub use crate::settings::{DEFAULT_INSTANCE_POOL, default_cache_dir};
 
 impl Default for RuntimeConfig {
     fn default() -> Self {

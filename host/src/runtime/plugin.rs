@@ -5,9 +5,10 @@ use super::bindings::{
 };
 use super::error::{InvalidPlugin, PluginError};
 use super::journal::{LogGate, LogLine, Source};
-use super::services::{HostServices, KvWrite};
+use super::services::HostServices;
 use super::state::{CallState, DaemonRun, PluginContext, Publication};
 use super::{CONTRACT_PACKAGE, Reservation, Runtime};
+use crate::contract::{KvWrite, PluginInfo, PluginKind};
 use crate::grant::Grants;
 use crate::message::Message;
 use sha2::{Digest, Sha256};
@@ -18,25 +19,6 @@ use tokio::sync::{Semaphore, watch};
 use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
-/// The three worlds of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PluginKind {
-    Transformer,
-    Handler,
-    Daemon,
-}
-
-impl PluginKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PluginKind::Transformer => "transformer",
-            PluginKind::Handler => "handler",
-            PluginKind::Daemon => "daemon",
-        }
-    }
-}
-
 impl From<types::Kind> for PluginKind {
     fn from(kind: types::Kind) -> Self {
         match kind {
@@ -45,22 +27,6 @@ impl From<types::Kind> for PluginKind {
             types::Kind::Daemon => PluginKind::Daemon,
         }
     }
-}
-
-/// What a plugin declares, with what the host learnt of its file.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PluginInfo {
-    pub name: String,
-    pub version: String,
-    pub kind: PluginKind,
-    pub description: String,
-    pub reusable: bool,
-    pub wants: Vec<String>,
-    /// The contract version the plugin was built against, e.g. `wharf:plugin@0.1.0`.
-    pub contract: String,
-    pub size_bytes: usize,
-    /// Hex SHA-256 of the file: plugin files are content-addressed.
-    pub sha256: String,
 }
 
 /// What the admin gives one plugin. The defaults are safe: small limits, nothing granted.

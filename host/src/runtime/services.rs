@@ -4,6 +4,7 @@
 //! [`HostServices`]. [`Standalone`] serves a plugin run on its own (`wharf plugin run`, tests):
 //! state kept in memory, and no broker to send requests to or receive from.
 
+use crate::contract::{KvLimits, KvWrite};
 use crate::message::Message;
 use std::collections::HashMap;
 use std::future::Future;
@@ -106,68 +107,6 @@ pub trait Settlement: Send + 'static {
     fn ack(self: Box<Self>) -> HostFuture<'static, Result<(), String>>;
     /// Back to its source (`requeue`), or to its dead letters.
     fn nack(self: Box<Self>, requeue: bool) -> HostFuture<'static, Result<(), String>>;
-}
-
-/// A write of a plugin's kv state, made during a call and applied only if the call succeeds
-/// (with the rest of its work, in one transaction).
-#[derive(Debug, Clone, PartialEq)]
-pub struct KvWrite {
-    pub plugin: String,
-    pub key: String,
-    pub value: Vec<u8>,
-}
-
-/// Limits on a plugin's kv state, the same wherever it is kept.
-#[derive(Debug, Clone, Copy)]
-pub struct KvLimits {
-    pub max_key_bytes: usize,
-    pub max_value_bytes: usize,
-    pub max_total_bytes: usize,
-}
-
-impl Default for KvLimits {
-    fn default() -> Self {
-        KvLimits {
-            max_key_bytes: 256,
-            max_value_bytes: 64 * 1024,
-            max_total_bytes: 1024 * 1024,
-        }
-    }
-}
-
-impl KvLimits {
-    /// Checks a write of `value` under `key`, given the plugin's total before it (which
-    /// includes any old value of `key`, `replaced_bytes` long).
-    pub fn check(
-        &self,
-        key: &str,
-        value: &[u8],
-        total_bytes: usize,
-        replaced_bytes: usize,
-    ) -> Result<(), String> {
-        if key.is_empty() || key.len() > self.max_key_bytes {
-            return Err(format!(
-                "kv key must be 1 to {} bytes, `{key:.40}` is {}",
-                self.max_key_bytes,
-                key.len()
-            ));
-        }
-        if value.len() > self.max_value_bytes {
-            return Err(format!(
-                "kv value for `{key}` is {} bytes, over the limit of {}",
-                value.len(),
-                self.max_value_bytes
-            ));
-        }
-        let after = total_bytes - replaced_bytes + key.len() + value.len();
-        if after > self.max_total_bytes {
-            return Err(format!(
-                "kv state would be {after} bytes, over the plugin's limit of {}",
-                self.max_total_bytes
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Services for a plugin that runs without a broker: state in memory, no requests.

@@ -7,7 +7,8 @@
 
 use super::bindings::{config, daemon_host, host, log, types};
 use super::journal::{Journal, Level, LogGate, LogLine, SharedJournal, Source};
-use super::services::{HostServices, KvWrite};
+use super::services::HostServices;
+use crate::contract::KvWrite;
 use crate::grant::{Access, Grants};
 use crate::message::Message;
 use std::collections::BTreeMap;
@@ -486,7 +487,7 @@ impl host::Host for CallState {
     ) -> Result<(), String> {
         self.touch();
         self.charge_output("an event", model.len() + event.len() + payload.len())?;
-        let message = crate::events::message(&model, &event, payload).map_err(|e| e.to_string())?;
+        let message = crate::event::message(&model, &event, payload).map_err(|e| e.to_string())?;
         let destination = self.plugin.services.event_destination(&message.topic)?;
         self.check_grant(Access::Publish, &destination)?;
         self.send_or_hold(destination, message).await

@@ -1,7 +1,7 @@
 //! Plugins' small kv state (the `kv-get` and `kv-set` imports), limited per plugin.
 
 use super::{Doing, Store, StoreError, with_pool};
-use crate::runtime::{KvLimits, KvWrite};
+use crate::contract::{KvLimits, KvWrite};
 
 /// A plugin's kv bytes in all (`$1`), and those of key `$2`.
 pub(super) const USAGE: &str = "SELECT \

@@ -13,8 +13,8 @@
 
 use super::codec::{MESSAGE_COLUMNS, bind_message, last_within, message_from_row};
 use super::{Dialect, Doing, Store, StoreError, with_pool};
+use crate::contract::{KvLimits, KvWrite};
 use crate::message::Message;
-use crate::runtime::{KvLimits, KvWrite};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 

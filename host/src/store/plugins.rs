@@ -5,7 +5,7 @@
 //! they are kept but never listed or run from here: a host's file plugins are its own.
 
 use super::{Doing, Store, StoreError, with_pool};
-use crate::runtime::PluginInfo;
+use crate::contract::PluginInfo;
 // The dynamic SQL here is built only from constants in this file.
 use sqlx::AssertSqlSafe;
 

@@ -25,7 +25,7 @@ pub struct QueueOptions {
 }
 
 /// The delivery limit of a queue declared without one.
-pub use crate::config::units::DEFAULT_MAX_DELIVERIES;
+pub use crate::units::DEFAULT_MAX_DELIVERIES;
 
 impl Default for QueueOptions {
     fn default() -> Self {

@@ -91,9 +91,83 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&status, state.rpc.in_flight(), state.leases.count()),
+        render(&status, state.rpc.in_flight(), state.leases.count()),
     )
         .into_response()
+}
+
+/// Sets the outbox's gauges from `stats`, per connection (a destination's address is not a
+/// label: callers choose addresses); `connections` with nothing in the outbox read 0.
+fn outbox_gauges<'a>(
+    stats: &'a crate::store::OutboxStats,
+    connections: impl Iterator<Item = &'a str>,
+) {
+    let mut by_connection: std::collections::BTreeMap<&str, (u64, u64, u64)> =
+        connections.map(|c| (c, (0, 0, 0))).collect();
+    for backlog in &stats.destinations {
+        let connection = backlog
+            .destination
+            .split_once(':')
+            .map_or(backlog.destination.as_str(), |(c, _)| c);
+        let entry = by_connection.entry(connection).or_default();
+        entry.0 += backlog.pending;
+        entry.1 = entry.1.max(backlog.oldest_age_ms.unwrap_or(0));
+        entry.2 += backlog.dead;
+    }
+    for (connection, (pending, oldest_ms, dead)) in by_connection {
+        let label = connection.to_owned();
+        metrics::gauge!(crate::metrics::OUTBOX_PENDING, "connection" => label.clone())
+            .set(pending as f64);
+        metrics::gauge!(crate::metrics::OUTBOX_OLDEST, "connection" => label.clone())
+            .set(oldest_ms as f64 / 1000.0);
+        metrics::gauge!(crate::metrics::OUTBOX_DEAD, "connection" => label).set(dead as f64);
+    }
+}
+
+/// The text a scrape gets, with the gauges set from `status` (and the RPC calls waiting and
+/// leases held now) first.
+fn render(status: &crate::supervisor::Status, rpc_in_flight: usize, leases_held: usize) -> String {
+    let handle = crate::metrics::handle();
+    if let Some(stats) = &status.outbox {
+        outbox_gauges(stats, status.connections.iter().map(|c| c.name.as_str()));
+    }
+    metrics::gauge!(crate::metrics::RPC_IN_FLIGHT).set(rpc_in_flight as f64);
+    metrics::gauge!(crate::metrics::LEASES_HELD).set(leases_held as f64);
+    for connection in &status.connections {
+        metrics::gauge!(crate::metrics::CONNECTION_UP, "connection" => connection.name.clone())
+            .set(if connection.state == "up" { 1.0 } else { 0.0 });
+    }
+    let states = [
+        "starting",
+        "running",
+        "backing_off",
+        "failed",
+        "standby",
+        "stopped",
+    ];
+    for kind in [
+        crate::supervisor::UnitKind::Route,
+        crate::supervisor::UnitKind::Subscription,
+        crate::supervisor::UnitKind::Daemon,
+    ] {
+        for state in states {
+            let count = status
+                .units
+                .iter()
+                .filter(|u| {
+                    u.kind == kind
+                        && serde_json::to_value(u.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .as_deref()
+                            == Some(state)
+                })
+                .count();
+            metrics::gauge!(crate::metrics::UNITS, "kind" => kind.as_str(), "state" => state)
+                .set(count as f64);
+        }
+    }
+    handle.render()
 }
 
 pub async fn not_found() -> AppError {

@@ -6,8 +6,8 @@ use super::{AmqpBroker, declare_once, test, topology_for};
 use crate::broker::registry::{Applied, Capabilities, Events, Field, Input, Kind, TransportConfig};
 use crate::broker::{BrokerError, ConnectionTest, Producer};
 use crate::check::ConfigError;
-use crate::config::units::RouteConfig;
 use crate::store::Store;
+use crate::units::RouteConfig;
 
 impl TransportConfig for AmqpConfig {
     const KIND: Kind = Kind {

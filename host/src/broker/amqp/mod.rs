@@ -28,9 +28,9 @@ use super::{AckHandle, BrokerError, Delivery, Nack, check_name};
 pub mod config;
 mod kind;
 
-use crate::config::units::RouteConfig;
 use crate::message::Message;
 use crate::redact::redact;
+use crate::units::RouteConfig;
 pub use config::AmqpConfig;
 use futures::StreamExt as _;
 use lapin::options::{

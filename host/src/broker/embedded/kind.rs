@@ -6,8 +6,8 @@ use super::{open, test};
 use crate::broker::registry::{Capabilities, Events, Kind, TransportConfig};
 use crate::broker::{ConnectionTest, Producer};
 use crate::check::ConfigError;
-use crate::config::units::RouteConfig;
 use crate::store::Store;
+use crate::units::RouteConfig;
 
 impl TransportConfig for EmbeddedConnectionConfig {
     const KIND: Kind = Kind {

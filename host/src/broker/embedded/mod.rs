@@ -965,7 +965,7 @@ pub fn queue_options(queue: &config::QueueConfig) -> QueueOptions {
             .map_or(defaults.visibility_timeout, Duration::from_millis),
         max_deliveries: queue
             .max_deliveries
-            .unwrap_or(crate::config::units::DEFAULT_MAX_DELIVERIES),
+            .unwrap_or(crate::units::DEFAULT_MAX_DELIVERIES),
     }
 }
 

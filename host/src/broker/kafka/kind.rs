@@ -6,8 +6,8 @@ use super::{KafkaBroker, create_topics, test, topics_for};
 use crate::broker::registry::{Applied, Capabilities, Events, Field, Input, Kind, TransportConfig};
 use crate::broker::{BrokerError, ConnectionTest, Producer};
 use crate::check::ConfigError;
-use crate::config::units::RouteConfig;
 use crate::store::Store;
+use crate::units::RouteConfig;
 
 impl TransportConfig for KafkaConfig {
     const KIND: Kind = Kind {

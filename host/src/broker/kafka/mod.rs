@@ -20,9 +20,9 @@ use super::{BrokerError, ConnectionTest, Depth, EmbeddedBroker, EmbeddedConfig, 
 pub mod config;
 mod kind;
 
-use crate::config::units::RouteConfig;
 use crate::message::{HeaderValue, Message};
 use crate::store::Store;
+use crate::units::RouteConfig;
 pub use config::KafkaConfig;
 use config::{KafkaTopicConfig, is_kafka_topic};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

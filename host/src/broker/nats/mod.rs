@@ -40,7 +40,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// The durable consumer every reader of a queue shares.
 const QUEUE_CONSUMER: &str = "wharf";
 /// How many deliveries a reader with a limit allows before it dead-letters a message.
-const MAX_DELIVERIES: u32 = crate::config::units::DEFAULT_MAX_DELIVERIES;
+const MAX_DELIVERIES: u32 = crate::units::DEFAULT_MAX_DELIVERIES;
 /// How long one pull waits for messages before it asks again. Short, because what the
 /// server sends to the pull of a reader that has gone meanwhile is lost to it until the ack
 /// wait brings it back.

@@ -6,19 +6,16 @@
 //! key by its path in capitals, sections joined by `__`: `WHARF_SERVER__LISTEN=0.0.0.0:9000`.
 //! Errors name the key (`routes[0].retry.max`) and where its value came from.
 
-pub mod server;
-pub mod units;
-
 pub use crate::broker::ConnectionConfig;
 pub use crate::check::ConfigError;
 use crate::check::{check_connection_name, invalid, plugin_ref};
+pub use crate::settings::{OutboxConfig, PluginConfig, ServerConfig, ServerTlsConfig};
+pub use crate::units::{DaemonConfig, EventsConfig, RetryConfig, RouteConfig, SubscriptionConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-pub use server::{OutboxConfig, PluginConfig, ServerConfig, ServerTlsConfig};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-pub use units::{DaemonConfig, EventsConfig, RetryConfig, RouteConfig, SubscriptionConfig};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,8 +67,8 @@ impl Default for Config {
                 name: "heartbeat".into(),
                 plugin: "heartbeat".into(),
                 each_host: false,
-                max_failures: units::default_max_failures(),
-                failure_window_secs: units::default_failure_window_secs(),
+                max_failures: crate::units::default_max_failures(),
+                failure_window_secs: crate::units::default_failure_window_secs(),
             }],
             routes: vec![RouteConfig {
                 name: "demo".into(),
