@@ -69,13 +69,19 @@ fn only_broker_knows_brokers() {
 
 #[test]
 fn only_store_runs_sql() {
-    assert_eq!(outside("store/", &["sqlx::", "use sqlx"]), Vec::<String>::new());
+    assert_eq!(
+        outside("store/", &["sqlx::", "use sqlx"]),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
 fn only_runtime_knows_wasmtime() {
     assert_eq!(
-        outside("runtime/", &["wasmtime::", "wasmtime_wasi::", "use wasmtime"]),
+        outside(
+            "runtime/",
+            &["wasmtime::", "wasmtime_wasi::", "use wasmtime"]
+        ),
         Vec::<String>::new()
     );
 }
