@@ -19,6 +19,7 @@ mod bindings;
 mod cache;
 mod error;
 mod journal;
+mod load;
 mod plugin;
 mod services;
 mod state;

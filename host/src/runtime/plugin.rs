@@ -1,22 +1,17 @@
 //! One loaded plugin: its checks at load time, its instances, and its calls.
 
-use super::bindings::{
-    self, Daemon, DaemonPre, Handler, HandlerPre, Transformer, TransformerPre, types,
-};
-use super::error::{InvalidPlugin, PluginError};
-use super::journal::{LogGate, LogLine, Source};
-use super::services::HostServices;
+use super::bindings::{Daemon, DaemonPre, Handler, HandlerPre, Transformer, TransformerPre, types};
+use super::error::PluginError;
+use super::journal::{LogLine, Source};
+use super::load::error_chain;
 use super::state::{CallState, DaemonRun, PluginContext, Publication};
-use super::{CONTRACT_PACKAGE, Reservation, Runtime};
+use super::{Reservation, Runtime};
 use crate::contract::{KvWrite, PluginInfo, PluginKind};
-use crate::grant::Grants;
 use crate::message::Message;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
-use wasmtime::component::Component;
 use wasmtime::{Store, UpdateDeadline};
 
 impl From<types::Kind> for PluginKind {
@@ -162,303 +157,54 @@ pub struct DaemonExit {
 /// A loaded plugin. Cheap to clone; calls may run concurrently up to its instance limit.
 #[derive(Clone)]
 pub struct Plugin {
-    inner: Arc<PluginInner>,
+    pub(super) inner: Arc<PluginInner>,
 }
 
-struct PluginInner {
-    runtime: Runtime,
-    ctx: Arc<PluginContext>,
-    info: PluginInfo,
-    pre: Pre,
-    permits: Semaphore,
+pub(super) struct PluginInner {
+    pub(super) runtime: Runtime,
+    pub(super) ctx: Arc<PluginContext>,
+    pub(super) info: PluginInfo,
+    pub(super) pre: Pre,
+    pub(super) permits: Semaphore,
     /// Its share of the runtime's instance pool, held as long as the plugin is loaded.
-    _reservation: Reservation,
+    pub(super) _reservation: Reservation,
     /// Idle instances of a reusable plugin, each with the number of calls it has served.
-    idle: Mutex<Vec<Worker>>,
-    reuse: bool,
-    recycle_after: u32,
+    pub(super) idle: Mutex<Vec<Worker>>,
+    pub(super) reuse: bool,
+    pub(super) recycle_after: u32,
 }
 
-enum Pre {
+pub(super) enum Pre {
     Transformer(TransformerPre<CallState>),
     Handler(HandlerPre<CallState>),
     Daemon(DaemonPre<CallState>),
 }
 
-enum Exports {
+pub(super) enum Exports {
     Transformer(Transformer),
     Handler(Handler),
     Daemon(Daemon),
 }
 
 /// One instance and its store.
-struct Worker {
+pub(super) struct Worker {
     store: Store<CallState>,
     exports: Exports,
     calls: u32,
 }
 
-enum Call {
+pub(super) enum Call {
     Describe,
     Run,
     Transform(types::Message),
     Handle(types::Message),
 }
 
-enum Returned {
+pub(super) enum Returned {
     Info(types::Info),
     Ran,
     Messages(Vec<types::Message>),
     Reply(Option<types::Message>),
-}
-
-impl Runtime {
-    /// Checks `bytes` and loads them as a plugin. Each check that fails says which it was:
-    /// size, format, component, validation, world, version, imports, describe, kind, settings.
-    pub async fn load(
-        &self,
-        bytes: &[u8],
-        settings: PluginSettings,
-        services: Arc<dyn HostServices>,
-    ) -> Result<Plugin, InvalidPlugin> {
-        let limit = self.config().max_plugin_bytes;
-        if bytes.len() > limit {
-            return Err(InvalidPlugin::TooLarge {
-                size: bytes.len(),
-                limit,
-            });
-        }
-        if !bytes.starts_with(b"\0asm") {
-            return Err(InvalidPlugin::NotWasm);
-        }
-        if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
-            return Err(InvalidPlugin::CoreModule);
-        }
-        // Compiling runs Cranelift for a while: on the blocking pool, not a tokio worker that
-        // other tasks (message deliveries, the HTTP API) are waiting for. A file compiled
-        // before (by hash) is not compiled again.
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let sha256 = hex::encode(digest);
-        let component = match self.compiled(&sha256) {
-            Some(component) => component,
-            None => {
-                let (engine, owned) = (self.engine().clone(), bytes.to_vec());
-                let disk = self.inner.disk.clone();
-                let component = tokio::task::spawn_blocking(move || {
-                    if let Some(kept) = disk.as_ref().and_then(|d| d.load(&engine, &digest)) {
-                        return Ok(kept);
-                    }
-                    let component = Component::new(&engine, &owned)?;
-                    if let Some(disk) = &disk {
-                        disk.store(&digest, &component);
-                    }
-                    Ok::<_, wasmtime::Error>(component)
-                })
-                .await
-                .map_err(|e| InvalidPlugin::Invalid {
-                    detail: format!("compiling stopped: {e}"),
-                })?
-                .map_err(|e| InvalidPlugin::Invalid {
-                    detail: error_chain(&e),
-                })?;
-                self.keep_compiled(sha256.clone(), component.clone());
-                component
-            }
-        };
-        let (world, contract) = detect_world(&component, self.engine())?;
-        let instance_pre =
-            self.linker()
-                .instantiate_pre(&component)
-                .map_err(|e| InvalidPlugin::Imports {
-                    detail: error_chain(&e),
-                })?;
-        let mismatch = |e: wasmtime::Error| InvalidPlugin::WorldMismatch {
-            world: world.as_str(),
-            detail: error_chain(&e),
-        };
-        let pre = match world {
-            PluginKind::Transformer => {
-                Pre::Transformer(TransformerPre::new(instance_pre).map_err(mismatch)?)
-            }
-            PluginKind::Handler => Pre::Handler(HandlerPre::new(instance_pre).map_err(mismatch)?),
-            PluginKind::Daemon => Pre::Daemon(DaemonPre::new(instance_pre).map_err(mismatch)?),
-        };
-        let grants =
-            Grants::new(&settings.grants).map_err(|e| InvalidPlugin::Settings(e.to_string()))?;
-        if settings.memory_bytes > self.config().max_memory_bytes {
-            return Err(InvalidPlugin::Settings(format!(
-                "memory limit {} bytes is over the host's maximum of {} bytes",
-                settings.memory_bytes,
-                self.config().max_memory_bytes
-            )));
-        }
-        if settings.max_instances == 0
-            || settings.cpu_limit.is_zero()
-            || settings.wall_limit().is_zero()
-            || settings.max_output_bytes == 0
-        {
-            return Err(InvalidPlugin::Settings(
-                "max_instances, the CPU and wall-clock limits and the output limit must be above zero".into(),
-            ));
-        }
-        let log_gate = LogGate::new();
-        let reservation = self.reserve(settings.max_instances)?;
-
-        let context = |name: &str| {
-            Arc::new(PluginContext {
-                name: name.into(),
-                config: settings.config.clone(),
-                grants: grants.clone(),
-                memory_limit: settings.memory_bytes,
-                cpu_limit: settings.cpu_limit,
-                wall_limit: settings.wall_limit(),
-                max_output_bytes: settings.max_output_bytes,
-                max_wait: settings.max_wait,
-                log_gate: log_gate.clone(),
-                services: services.clone(),
-                shutdown: self.shutdown_signal(),
-            })
-        };
-        // Ask the plugin who it is, in a sandbox like any call's, then name it.
-        let provisional = settings.name.clone().unwrap_or_else(|| "(loading)".into());
-        let plugin = PluginInner {
-            runtime: self.clone(),
-            ctx: context(&provisional),
-            info: PluginInfo {
-                name: provisional,
-                version: String::new(),
-                kind: world,
-                description: String::new(),
-                reusable: false,
-                wants: Vec::new(),
-                contract,
-                size_bytes: bytes.len(),
-                sha256,
-            },
-            pre,
-            permits: Semaphore::new(settings.max_instances as usize),
-            _reservation: reservation,
-            idle: Mutex::new(Vec::new()),
-            reuse: false,
-            recycle_after: settings.recycle_after.max(1),
-        };
-        let loading = Plugin {
-            inner: Arc::new(plugin),
-        };
-        let info = match loading.call(Call::Describe).await.result {
-            Ok(Returned::Info(info)) => info,
-            Ok(_) => unreachable!("describe returns info"),
-            Err(e) => return Err(InvalidPlugin::Describe(e)),
-        };
-        // `describe` ran on a fresh instance that was not kept, so nothing else holds it.
-        let Ok(mut plugin) = Arc::try_unwrap(loading.inner) else {
-            unreachable!("no call holds a plugin that is being loaded")
-        };
-        let declared = PluginKind::from(info.kind);
-        if declared != world {
-            return Err(InvalidPlugin::KindMismatch {
-                world: world.as_str(),
-                declared: declared.as_str(),
-            });
-        }
-        check_info(&info)?;
-        let name = settings.name.clone().unwrap_or_else(|| info.name.clone());
-        plugin.ctx = context(&name);
-        plugin.reuse = settings.reuse && info.reusable;
-        plugin.info = PluginInfo {
-            name,
-            version: info.version,
-            description: info.description,
-            reusable: info.reusable,
-            wants: info.wants,
-            ..plugin.info
-        };
-        Ok(Plugin {
-            inner: Arc::new(plugin),
-        })
-    }
-}
-
-fn check_info(info: &types::Info) -> Result<(), InvalidPlugin> {
-    let valid_name = !info.name.is_empty()
-        && info.name.len() <= 64
-        && info
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid_name {
-        return Err(InvalidPlugin::InvalidInfo(format!(
-            "name `{}` must be 1 to 64 letters, digits, `-`, `_` or `.`",
-            info.name
-        )));
-    }
-    if info.version.is_empty() {
-        return Err(InvalidPlugin::InvalidInfo(format!(
-            "plugin `{}` declares no version",
-            info.name
-        )));
-    }
-    if crate::check::is_dot_segment(&info.name) || crate::check::is_dot_segment(&info.version) {
-        return Err(InvalidPlugin::InvalidInfo(format!(
-            "plugin `{}` declares a name or version of `.` or `..`, which a URL cannot carry",
-            info.name
-        )));
-    }
-    Grants::new(&info.wants)
-        .map_err(|e| InvalidPlugin::InvalidInfo(format!("it wants a malformed grant: {e}")))?;
-    Ok(())
-}
-
-/// Which world a component implements, and the contract version it was built against.
-fn detect_world(
-    component: &Component,
-    engine: &wasmtime::Engine,
-) -> Result<(PluginKind, String), InvalidPlugin> {
-    let ty = component.component_type();
-    let mut contract = None;
-    for (import, _) in ty.imports(engine) {
-        let Some(rest) = import
-            .strip_prefix(CONTRACT_PACKAGE)
-            .and_then(|r| r.strip_prefix('/'))
-        else {
-            continue;
-        };
-        let version = rest.split_once('@').map(|(_, v)| v).unwrap_or("");
-        if !version.starts_with("0.1.") {
-            return Err(InvalidPlugin::UnsupportedVersion {
-                import: import.to_owned(),
-            });
-        }
-        contract.get_or_insert_with(|| format!("{CONTRACT_PACKAGE}@{version}"));
-    }
-    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    let has = |name: &str| exports.contains(&name);
-    let world = match () {
-        _ if has("describe") && has("transform") => PluginKind::Transformer,
-        _ if has("describe") && has("handle") => PluginKind::Handler,
-        _ if has("describe") && has("run") => PluginKind::Daemon,
-        _ => {
-            return Err(InvalidPlugin::UnknownWorld {
-                exports: exports.join(", "),
-            });
-        }
-    };
-    let contract =
-        contract.unwrap_or_else(|| format!("{CONTRACT_PACKAGE}@{}", bindings::CONTRACT_VERSION));
-    Ok((world, contract))
-}
-
-/// An error and its causes on one line, without wasmtime's multi-line backtrace.
-fn error_chain(e: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let first = text.lines().next().unwrap_or_default().trim().to_owned();
-        if !first.is_empty() && !parts.contains(&first) {
-            parts.push(first);
-        }
-    }
-    parts.join(": ")
 }
 
 impl Plugin {
@@ -587,7 +333,7 @@ impl Plugin {
         }
     }
 
-    async fn call(&self, call: Call) -> CallReport<Returned> {
+    pub(super) async fn call(&self, call: Call) -> CallReport<Returned> {
         let inner = &*self.inner;
         let started = Instant::now();
         let Ok(_permit) = inner.permits.acquire().await else {
