@@ -841,6 +841,44 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     assert!(!ok && err.contains("base_url"), "{err}");
     let (ok, _, err) = wharf(&["connection", "remove", "hooks"]);
     assert!(ok, "{err}");
+    // A kind's flags are its transport's own: another kind's is refused, naming the right ones.
+    let (ok, _, err) = wharf(&[
+        "connection",
+        "add",
+        "jet",
+        "--kind",
+        "nats",
+        "--brokers",
+        "127.0.0.1:9092",
+    ]);
+    assert!(
+        !ok && err.contains("--brokers is not a field of a nats connection")
+            && err.contains("--broker-url"),
+        "{err}"
+    );
+    let (ok, _, err) = wharf(&["connection", "add", "odd", "--kind", "carrier-pigeon"]);
+    assert!(!ok && err.contains("not a kind of connection"), "{err}");
+    // The kinds are known without a host.
+    let kinds = |json: bool| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["connection", "kinds"])
+            .args(json.then_some("--json"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = kinds(false);
+    assert!(
+        ["embedded", "amqp", "kafka", "http", "nats"]
+            .iter()
+            .all(|kind| out.contains(kind))
+            && out.contains("--broker-url"),
+        "{out}"
+    );
+    let listed: serde_json::Value = serde_json::from_str(&kinds(true)).unwrap();
+    assert_eq!(listed[4]["name"], "nats", "{listed}");
+    assert_eq!(listed[4]["can"]["events"], "exchange", "{listed}");
     // Users and tokens go through the host too when no --database is given.
     let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["user", "add", "dave", "--role", "viewer", "--url", &url])

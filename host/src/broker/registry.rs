@@ -215,10 +215,22 @@ pub trait ReadFields {
 macro_rules! transports {
     ($($variant:ident($kind:literal) => $config:ty,)*) => {
         /// One broker connection, by kind; the kind's fields beside `kind`.
+        /// (A variant's name in lower case is its kind: serde and the OpenAPI document both
+        /// read `rename_all`.)
         #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-        #[serde(tag = "kind")]
+        #[serde(tag = "kind", rename_all = "lowercase")]
         pub enum ConnectionConfig {
-            $(#[serde(rename = $kind)] $variant(Box<$config>),)*
+            $($variant(Box<$config>),)*
+        }
+
+        #[cfg(test)]
+        #[test]
+        fn each_kind_is_written_under_its_name() {
+            $(
+                let written = serde_json::to_value(ConnectionConfig::$variant(Box::default())).unwrap();
+                assert_eq!(written["kind"], $kind);
+                assert_eq!(<$config as TransportConfig>::KIND.name, $kind);
+            )*
         }
 
         /// Every kind of connection, in the order forms list them.

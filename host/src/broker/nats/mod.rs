@@ -32,7 +32,7 @@ use crate::message::{Message, now_ms};
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
 pub use config::NatsConfig;
 use futures::StreamExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -45,8 +45,12 @@ const MAX_DELIVERIES: u32 = crate::units::DEFAULT_MAX_DELIVERIES;
 /// server sends to the pull of a reader that has gone meanwhile is lost to it until the ack
 /// wait brings it back.
 const PULL_WAIT: Duration = Duration::from_secs(2);
+/// How often an idle server says it is there, within a pull.
+const HEARTBEAT: Duration = Duration::from_millis(500);
 /// The most messages one pull asks for.
 const MAX_PULL: usize = 256;
+/// How long closing waits for each message already on its way to the reader, to hand it back.
+const CLOSE_DRAIN: Duration = Duration::from_millis(50);
 /// Early deliveries of delayed sends remembered per reader, to leave them out of the count.
 const MAX_HOLDS: usize = 4096;
 
@@ -344,14 +348,16 @@ impl NatsBroker {
     }
 }
 
-/// The reader of one address: pulls at most as many messages as it may hand out, and hands
-/// out no more than `prefetch` unsettled.
+/// The reader of one address: a pull stream that keeps a batch of `prefetch` on its way (the
+/// next pull asked for before the last is used up), handing out no more than `prefetch`
+/// unsettled.
 struct NatsSource {
     broker: NatsBroker,
     address: String,
-    consumer: jetstream::consumer::PullConsumer,
+    messages: pull::Stream,
+    /// How many messages one pull asks for: at most that many are on their way at a close.
+    batch: usize,
     slots: Arc<Semaphore>,
-    pulled: VecDeque<jetstream::Message>,
     limited: bool,
     /// Early deliveries of delayed sends, by stream sequence.
     holds: HashMap<u64, i64>,
@@ -361,16 +367,21 @@ struct NatsSource {
 impl Source for NatsSource {
     async fn next(&mut self) -> Result<Delivery, BrokerError> {
         loop {
-            let Some(raw) = self.pulled.pop_front() else {
-                self.pull().await?;
-                continue;
-            };
             let slot = self
                 .slots
                 .clone()
                 .acquire_owned()
                 .await
                 .map_err(|_| BrokerError::Closed)?;
+            let raw = match self.messages.next().await {
+                Some(Ok(raw)) => raw,
+                Some(Err(e)) => {
+                    return Err(self
+                        .broker
+                        .unavailable(&format!("reading `{}`", self.address), e));
+                }
+                None => return Err(BrokerError::Closed),
+            };
             let (stream_seq, delivered, stream) = match raw.info() {
                 Ok(info) => (info.stream_sequence, info.delivered, info.stream.to_owned()),
                 Err(_) => (0, 1, String::new()),
@@ -423,42 +434,19 @@ impl Source for NatsSource {
         }
     }
 
-    /// What was pulled and not handed out goes back at once.
-    async fn close(self: Box<Self>) {
-        for raw in self.pulled {
-            let _ = raw.ack_with(AckKind::Nak(None)).await;
-        }
-    }
-}
-
-impl NatsSource {
-    /// Pulls as many messages as there are free slots (one at least), waiting up to
-    /// [`PULL_WAIT`] for them.
-    async fn pull(&mut self) -> Result<(), BrokerError> {
-        let want = self.slots.available_permits().clamp(1, MAX_PULL);
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(want)
-            .expires(PULL_WAIT)
-            .messages()
-            .await
-            .map_err(|e| {
-                self.broker
-                    .unavailable(&format!("reading `{}`", self.address), e)
-            })?;
-        while let Some(raw) = batch.next().await {
-            match raw {
-                Ok(raw) => self.pulled.push_back(raw),
-                Err(e) if self.pulled.is_empty() => {
-                    return Err(self
-                        .broker
-                        .unavailable(&format!("reading `{}`", self.address), e));
+    /// What is already on its way to this reader goes back at once (the rest of a pull
+    /// comes back after the ack wait).
+    async fn close(mut self: Box<Self>) {
+        // No more than one pull's worth: what is handed back could otherwise come straight
+        // back to this very stream.
+        for _ in 0..self.batch {
+            match tokio::time::timeout(CLOSE_DRAIN, self.messages.next()).await {
+                Ok(Some(Ok(raw))) => {
+                    let _ = raw.ack_with(AckKind::Nak(None)).await;
                 }
-                Err(_) => break,
+                _ => break,
             }
         }
-        Ok(())
     }
 }
 
@@ -542,12 +530,22 @@ impl Transport for NatsBroker {
         options: ConsumeOptions,
     ) -> Result<Consumer, BrokerError> {
         let consumer = self.reader(address).await?;
+        let prefetch = options.prefetch.max(1);
+        let batch = prefetch.min(MAX_PULL);
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(batch)
+            .expires(PULL_WAIT)
+            .heartbeat(HEARTBEAT)
+            .messages()
+            .await
+            .map_err(|e| self.unavailable(&format!("reading `{address}`"), e))?;
         Ok(Consumer::new(NatsSource {
             broker: self.clone(),
             address: address.to_owned(),
-            consumer,
-            slots: Arc::new(Semaphore::new(options.prefetch.max(1))),
-            pulled: VecDeque::new(),
+            messages,
+            batch,
+            slots: Arc::new(Semaphore::new(prefetch)),
             limited: options.limited,
             holds: HashMap::new(),
         }))
