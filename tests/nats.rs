@@ -353,3 +353,119 @@ async fn an_rpc_over_nats_gets_its_reply() {
     host.stop().await;
     support::delete_nats_streams(&prefix).await;
 }
+
+/// A NATS server of the test's own that signs in by `auth` (nats-server's flags), on a free
+/// port; killed when dropped.
+struct AuthServer {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthServer {
+    async fn start(auth: &[&str]) -> AuthServer {
+        let port = support::free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let binary = if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        };
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .args(auth)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server runs (./dev test installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        AuthServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Servers that sign in by user and password, and by token: the right credentials carry a
+/// message there and back, wrong ones make the connection test fail without showing them,
+/// and a definition shown back hides them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_password_and_token_sign_in() {
+    use wharf::broker::Transport as _;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    let by_password = AuthServer::start(&["--user", "wharf", "--pass", "s3cret-pw"]).await;
+    let by_token = AuthServer::start(&["--auth", "t0ken-value"]).await;
+    let with =
+        |url: &str, user: Option<&str>, password: Option<&str>, token: Option<&str>| NatsConfig {
+            url: url.to_owned(),
+            user: user.map(str::to_owned),
+            password: password.map(str::to_owned),
+            token: token.map(str::to_owned),
+            timeout_ms: 2_000,
+            ..NatsConfig::default()
+        };
+    for (good, bad, secret) in [
+        (
+            with(&by_password.url, Some("wharf"), Some("s3cret-pw"), None),
+            with(&by_password.url, Some("wharf"), Some("wrong-pw"), None),
+            "s3cret-pw",
+        ),
+        (
+            with(&by_token.url, None, None, Some("t0ken-value")),
+            with(&by_token.url, None, None, Some("wrong-token")),
+            "t0ken-value",
+        ),
+    ] {
+        let spec = ConnectionConfig::Nats(Box::new(good.clone()));
+        spec.check("").unwrap();
+        let shown = serde_json::to_string(&spec.redacted()).unwrap();
+        assert!(!shown.contains(secret) && shown.contains("***"), "{shown}");
+        let tested = spec.test("signed", &store).await;
+        assert!(tested.ok, "{}", tested.detail);
+
+        let broker = wharf::broker::nats::NatsBroker::start("signed", good)
+            .await
+            .unwrap();
+        broker.started().await.unwrap();
+        let mut msg = wharf::message::Message::new("", b"signed in".to_vec());
+        msg.id = "m-1".into();
+        broker.send("signed.in", msg).await.unwrap();
+        let mut consumer = broker
+            .consume("signed.in", wharf::broker::ConsumeOptions::new(1))
+            .await
+            .unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .expect("a delivery")
+            .unwrap();
+        assert_eq!(delivery.message.payload, b"signed in");
+        delivery.ack.ack().await.unwrap();
+        consumer.close().await;
+        broker.close().await;
+
+        let refused = ConnectionConfig::Nats(Box::new(bad))
+            .test("signed", &store)
+            .await;
+        assert!(!refused.ok, "wrong credentials were let in");
+        assert!(
+            !refused.detail.contains("wrong-pw") && !refused.detail.contains("wrong-token"),
+            "{}",
+            refused.detail
+        );
+    }
+}

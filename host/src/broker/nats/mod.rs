@@ -651,8 +651,11 @@ impl Transport for NatsBroker {
         Ok(())
     }
 
+    /// Sends what is still buffered, waiting no longer than a request may take (a server
+    /// that never let the client in would have it wait for ever).
     async fn close(&self) {
-        let _ = self.inner.client.flush().await;
+        let wait = Duration::from_millis(self.inner.config.timeout_ms);
+        let _ = tokio::time::timeout(wait, self.inner.client.flush()).await;
     }
 
     async fn declare_events(&self, exchange: &str) -> Result<(), BrokerError> {
@@ -716,11 +719,19 @@ pub(crate) async fn test(name: &str, config: &NatsConfig) -> super::ConnectionTe
         Err(e) => return super::ConnectionTest::new(false, format!("{shown}: {e}")),
     };
     broker.started().await.ok();
-    let result = broker.inner.js.query_account().await;
+    // Listing the streams asks JetStream itself, as every queue will.
+    let mut names = broker.inner.js.stream_names();
+    let result = tokio::time::timeout(Duration::from_millis(config.timeout_ms), names.next()).await;
     broker.close().await;
     match result {
-        Ok(_) => super::ConnectionTest::new(true, format!("{shown} answers, with JetStream")),
-        Err(e) => super::ConnectionTest::new(false, format!("{shown}: {e}")),
+        Ok(None | Some(Ok(_))) => {
+            super::ConnectionTest::new(true, format!("{shown} answers, with JetStream"))
+        }
+        Ok(Some(Err(e))) => super::ConnectionTest::new(false, format!("{shown}: {e}")),
+        Err(_) => super::ConnectionTest::new(
+            false,
+            format!("{shown}: no answer within {} ms", config.timeout_ms),
+        ),
     }
 }
 
