@@ -543,9 +543,17 @@ async fn two_hosts_on_postgresql_relay_one_backlog_together() {
     };
     let (a, _) = support::start_host(&db, rabbit_config(&queue, outbox.clone())).await;
     let (b, _) = support::start_host(&db, rabbit_config(&queue, outbox)).await;
-    let client = support::client_with_token(&support::local_token(a.addr));
-    let base = format!("http://{}", a.addr);
-    let mut ids = hand_over(&client, &base, &batch(&queue, 1_000)).await;
+    // Half the backlog is handed over through each host, so each host's relay is woken by
+    // work of its own (besides polling) whichever of them is quicker: both must relay.
+    let all = batch(&queue, 1_000);
+    let messages = all["messages"].as_array().unwrap();
+    let (first, second) = messages.split_at(500);
+    let mut ids = Vec::new();
+    for (host, half) in [(&a, first), (&b, second)] {
+        let client = support::client_with_token(&support::local_token(host.addr));
+        let base = format!("http://{}", host.addr);
+        ids.extend(hand_over(&client, &base, &json!({ "messages": half })).await);
+    }
     let mut seen = read_in_order(&queue, 1_000).await;
     ids.sort();
     seen.sort();

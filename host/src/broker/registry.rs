@@ -140,6 +140,30 @@ pub fn set_field(
     Ok(())
 }
 
+/// The TLS fields of every transport that speaks TLS: a private CA, a client certificate and
+/// its key (PEM files).
+pub const TLS_CA: Field = Field {
+    path: "tls.ca",
+    flag: "tls-ca",
+    label: "CA certificate file",
+    help: "a PEM file of a CA to trust besides the system's",
+    input: Input::Text,
+};
+pub const TLS_CERT: Field = Field {
+    path: "tls.cert",
+    flag: "tls-cert",
+    label: "Client certificate file",
+    help: "a PEM client certificate the peer asks for (with the key)",
+    input: Input::Text,
+};
+pub const TLS_KEY: Field = Field {
+    path: "tls.key",
+    flag: "tls-key",
+    label: "Client key file",
+    help: "the PEM private key of the client certificate",
+    input: Input::Text,
+};
+
 /// What one kind of connection is.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Kind {

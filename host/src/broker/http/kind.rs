@@ -3,7 +3,9 @@
 
 use super::config::HttpConfig;
 use super::{HttpBroker, test};
-use crate::broker::registry::{Capabilities, Events, Field, Input, Kind, TransportConfig};
+use crate::broker::registry::{
+    Capabilities, Events, Field, Input, Kind, TLS_CA, TLS_CERT, TLS_KEY, TransportConfig,
+};
 use crate::broker::{ConnectionTest, Producer};
 use crate::check::ConfigError;
 use crate::store::Store;
@@ -43,27 +45,9 @@ impl TransportConfig for HttpConfig {
                 help: "per caller (64 MiB unless set)",
                 input: Input::Number,
             },
-            Field {
-                path: "tls.ca",
-                flag: "tls-ca",
-                label: "CA certificate file",
-                help: "a PEM file of a CA to trust besides the system's",
-                input: Input::Text,
-            },
-            Field {
-                path: "tls.cert",
-                flag: "tls-cert",
-                label: "Client certificate file",
-                help: "a PEM client certificate the peer asks for (with the key)",
-                input: Input::Text,
-            },
-            Field {
-                path: "tls.key",
-                flag: "tls-key",
-                label: "Client key file",
-                help: "the PEM private key of the client certificate",
-                input: Input::Text,
-            },
+            TLS_CA,
+            TLS_CERT,
+            TLS_KEY,
         ],
         can: Capabilities {
             events: Events::Exchange,

@@ -195,49 +195,39 @@ impl NatsBroker {
 
     /// The stream of queue `address`, made when it is missing.
     async fn queue_stream(&self, address: &str) -> Result<stream::Stream, BrokerError> {
-        if let Some(stream) = self.inner.streams.lock().unwrap().get(address) {
-            return Ok(stream.clone());
-        }
-        check_subject(address).map_err(|problem| BrokerError::InvalidAddress {
-            address: address.to_owned(),
-            problem,
-        })?;
-        let config = stream::Config {
-            name: stream_name(&self.inner.config.stream_prefix, address),
-            subjects: vec![address.to_owned()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            num_replicas: self.inner.config.replicas,
-            ..Default::default()
-        };
-        let stream = self
-            .inner
-            .js
-            .get_or_create_stream(config)
+        self.stream(address, address, stream::RetentionPolicy::WorkQueue)
             .await
-            .map_err(|e| self.unavailable(&format!("making the stream of `{address}`"), e))?;
-        self.inner
-            .streams
-            .lock()
-            .unwrap()
-            .insert(address.to_owned(), stream.clone());
-        Ok(stream)
     }
 
     /// The interest stream of events exchange `exchange`, made when it is missing.
     async fn events_stream(&self, exchange: &str) -> Result<stream::Stream, BrokerError> {
-        let key = format!("{exchange}.>");
-        if let Some(stream) = self.inner.streams.lock().unwrap().get(&key) {
+        self.stream(
+            exchange,
+            &format!("{exchange}.>"),
+            stream::RetentionPolicy::Interest,
+        )
+        .await
+    }
+
+    /// The stream named after `name` on `subjects`, kept in `retention`: looked up once,
+    /// made when it is missing.
+    async fn stream(
+        &self,
+        name: &str,
+        subjects: &str,
+        retention: stream::RetentionPolicy,
+    ) -> Result<stream::Stream, BrokerError> {
+        if let Some(stream) = self.inner.streams.lock().unwrap().get(subjects) {
             return Ok(stream.clone());
         }
-        check_subject(exchange).map_err(|problem| BrokerError::InvalidAddress {
-            address: exchange.to_owned(),
+        check_subject(name).map_err(|problem| BrokerError::InvalidAddress {
+            address: name.to_owned(),
             problem,
         })?;
         let config = stream::Config {
-            name: stream_name(&self.inner.config.stream_prefix, exchange),
-            subjects: vec![key.clone()],
-            retention: stream::RetentionPolicy::Interest,
+            name: stream_name(&self.inner.config.stream_prefix, name),
+            subjects: vec![subjects.to_owned()],
+            retention,
             storage: stream::StorageType::File,
             num_replicas: self.inner.config.replicas,
             ..Default::default()
@@ -247,12 +237,12 @@ impl NatsBroker {
             .js
             .get_or_create_stream(config)
             .await
-            .map_err(|e| self.unavailable(&format!("making the events stream `{exchange}`"), e))?;
+            .map_err(|e| self.unavailable(&format!("making the stream of `{name}`"), e))?;
         self.inner
             .streams
             .lock()
             .unwrap()
-            .insert(key, stream.clone());
+            .insert(subjects.to_owned(), stream.clone());
         Ok(stream)
     }
 
