@@ -21,7 +21,8 @@ on_every_backend!(
     a_plugin_upgraded_and_rolled_back_under_a_stream_loses_nothing,
     connections_are_added_and_removed_at_run_time,
     a_unit_that_cannot_start_says_why_and_recovers,
-    bad_uploads_and_bodies_are_refused_naming_the_check_or_field
+    bad_uploads_and_bodies_are_refused_naming_the_check_or_field,
+    units_of_a_database_made_before_they_shared_one_table_move_into_it
 );
 
 /// A host with the example plugins and `local`, without the demo route unless `demo`.
@@ -870,7 +871,7 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     };
     let out = kinds(false);
     assert!(
-        ["embedded", "amqp", "kafka", "http", "nats"]
+        ["embedded", "amqp", "kafka", "http", "nats", "mqtt"]
             .iter()
             .all(|kind| out.contains(kind))
             && out.contains("--broker-url"),
@@ -879,6 +880,11 @@ async fn the_cli_changes_a_running_host_through_its_api() {
     let listed: serde_json::Value = serde_json::from_str(&kinds(true)).unwrap();
     assert_eq!(listed[4]["name"], "nats", "{listed}");
     assert_eq!(listed[4]["can"]["events"], "exchange", "{listed}");
+    // What a kind cannot do is said where it is listed: MQTT neither counts nor purges.
+    assert_eq!(listed[5]["name"], "mqtt", "{listed}");
+    assert_eq!(listed[5]["can"]["depth"], false, "{listed}");
+    assert_eq!(listed[5]["can"]["purge"], false, "{listed}");
+    assert_eq!(listed[5]["can"]["peek"], true, "{listed}");
     // Users and tokens go through the host too when no --database is given.
     let mut add = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["user", "add", "dave", "--role", "viewer", "--url", &url])
@@ -1238,5 +1244,166 @@ async fn an_upload_cannot_take_over_an_installed_plugin() {
         upgraded["plugin"]["policy"]["grants"],
         json!(["publish:local:audit.*"])
     );
+    host.stop().await;
+}
+
+/// Routes, subscriptions and daemons share one set of names, in the file and the database
+/// alike: a clash is refused naming the unit that has the name, and where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_share_one_set_of_names() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    // The defaults' file has a route `demo`.
+    let (host, _broker, api) = host(&db, true).await;
+    let subscription = |name: &str| {
+        json!({
+            "name": name, "service": "billing", "pattern": "Booking.*",
+            "through": ["uppercase"], "to": "local:billing.out",
+        })
+    };
+    let daemon = |name: &str| json!({ "name": name, "plugin": "heartbeat" });
+
+    let (status, error) = api
+        .call(Method::POST, "subscriptions", Some(subscription("demo")))
+        .await;
+    assert_eq!(status, 409, "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("route `demo`") && text.contains("configuration file"),
+        "{text}"
+    );
+
+    api.ok(
+        Method::POST,
+        "routes",
+        Some(route("shared", "local:shared.in", &[], "local:shared.out")),
+    )
+    .await;
+    for (path, body) in [
+        ("subscriptions", subscription("shared")),
+        ("daemons", daemon("shared")),
+    ] {
+        let (status, error) = api.call(Method::POST, path, Some(body)).await;
+        assert_eq!(status, 409, "{path}: {error}");
+        assert!(
+            error.to_string().contains("route `shared` has it"),
+            "{path}: {error}"
+        );
+    }
+    // The names are free for each kind once the route is gone.
+    api.ok(Method::DELETE, "routes/shared", None).await;
+    api.ok(Method::POST, "daemons", Some(daemon("shared")))
+        .await;
+    host.stop().await;
+
+    // In a file, the second unit of a name is refused naming the first.
+    let mut config = Config::default();
+    config.server.plugin_dir = Some(support::plugin_dir());
+    config.daemons = vec![serde_json::from_value(daemon("demo")).unwrap()];
+    let error = config.validate().unwrap_err().to_string();
+    assert!(
+        error.contains("daemons[0].name") && error.contains("routes[0]"),
+        "{error}"
+    );
+}
+
+/// A database made before routes, subscriptions and daemons shared one table (its migration
+/// 12, with a document in each of the three tables and a name two kinds shared): opened by
+/// this host, every document is a unit of its kind, the shared name keeps the first kind's
+/// (the route: hosts ran it and refused the later one), and the host runs what it holds.
+async fn units_of_a_database_made_before_they_shared_one_table_move_into_it(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let route = json!({ "name": "old-route", "from": "local:old.in", "to": "local:old.out" });
+    let twin = json!({ "name": "old-route", "service": "twin", "pattern": "Booking.*" });
+    let subscription = json!({ "name": "old-sub", "service": "crm", "pattern": "Order.*",
+                                "to": "local:crm.out" });
+    let daemon = json!({ "name": "old-beat", "plugin": "heartbeat" });
+    let rows = [
+        ("routes", &route),
+        ("subscriptions", &twin),
+        ("subscriptions", &subscription),
+        ("daemons", &daemon),
+    ];
+    match backend {
+        Backend::Sqlite => {
+            let options = db
+                .url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            sqlx::migrate!("./migrations/sqlite")
+                .run_to(12, &pool)
+                .await
+                .unwrap();
+            for (table, spec) in rows {
+                // `table` is one of the three names above.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (name, spec, created_ms, updated_ms) VALUES (?, ?, 1, 1)"
+                )))
+                .bind(spec["name"].as_str().unwrap())
+                .bind(spec.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::migrate!("./migrations/postgres")
+                .run_to(12, &pool)
+                .await
+                .unwrap();
+            for (table, spec) in rows {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {table} (name, spec, created_ms, updated_ms) VALUES ($1, $2, 1, 1)"
+                )))
+                .bind(spec["name"].as_str().unwrap())
+                .bind(spec.to_string())
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool.close().await;
+        }
+    }
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    for (name, kind) in [
+        ("old-route", "route"),
+        ("old-sub", "subscription"),
+        ("old-beat", "daemon"),
+    ] {
+        assert_eq!(
+            store.unit_kind(name).await.unwrap().as_deref(),
+            Some(kind),
+            "{name}"
+        );
+    }
+    drop(store);
+    let (host, broker, api) = host(&db, false).await;
+    let status = api.ok(Method::GET, "status", None).await;
+    let units: BTreeMap<String, String> = status["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (name, kind) in [
+        ("old-route", "route"),
+        ("old-sub", "subscription"),
+        ("old-beat", "daemon"),
+    ] {
+        assert_eq!(units.get(name).map(String::as_str), Some(kind), "{status}");
+    }
+    broker
+        .publish("old.in", Message::new("", b"still here".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(take(&broker, "old.out", 1).await[0].payload, b"still here");
     host.stop().await;
 }

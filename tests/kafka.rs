@@ -1088,7 +1088,12 @@ async fn peeking_a_topic_counts_whole_records_and_reuses_one_client() {
     let store = wharf::store::Store::open(&db.url).await.unwrap();
     let spec: wharf::config::ConnectionConfig =
         serde_json::from_value(serde_json::json!({"kind": "kafka", "brokers": brokers()})).unwrap();
-    let kafka = spec.open("kafka", &store, &[]).await.unwrap();
+    let at = wharf::broker::registry::Opening {
+        store: &store,
+        routes: &[],
+        host: "kafka-test",
+    };
+    let kafka = spec.open("kafka", &at).await.unwrap();
     let peek = |address: &str, count: usize, budget: usize| {
         let kafka = &kafka;
         let address = address.to_owned();

@@ -3,8 +3,9 @@
 //! reads its outputs in order; a failing route retries (a NAK with a delay) and dead-letters
 //! with the `exception` headers; model events reach each subscription once and only the keys
 //! it wants, while a plain core-NATS subscriber of the same subject sees them too; an RPC
-//! through the API is answered by a route on NATS. Each test's streams carry a prefix of their
-//! own and are deleted at the end.
+//! through the API is answered by a route on NATS; a server killed and started again twice
+//! mid-stream loses nothing; user and password, token, and NKey over TLS sign in. Each test's
+//! streams on the machine's server carry a prefix of their own and are deleted at the end.
 
 #[macro_use]
 mod support;
@@ -12,18 +13,11 @@ mod support;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Backend, TestDb};
+use support::{Backend, TestDb, all_running, unique};
 use wharf::broker::nats::NatsConfig;
 use wharf::config::{
     Config, ConnectionConfig, EventsConfig, PluginConfig, RetryConfig, RouteConfig,
 };
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
 
 /// A NATS connection whose streams are named with `prefix`.
 fn nats(prefix: &str) -> ConnectionConfig {
@@ -40,19 +34,6 @@ async fn jetstream() -> async_nats::jetstream::Context {
         .await
         .expect("NATS answers (./dev test starts it)");
     async_nats::jetstream::new(client)
-}
-
-/// Waits until every unit of the host runs (20 s at most).
-async fn all_running(client: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        let status = support::get_json(client, &format!("{base}/api/v1/status")).await;
-        let units = status["units"].as_array().unwrap();
-        if !units.is_empty() && units.iter().all(|u| u["state"] == "running") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the host's units did not all run within 20 s");
 }
 
 /// Reads `count` messages of the stream that holds `subject`, through a consumer of its own.
@@ -206,19 +187,7 @@ async fn two_services_each_get_every_booking_event_on_nats() {
     let exchange = unique("events");
     let (billing, audit) = (unique("billing"), unique("audit"));
     let db = TestDb::new(Backend::Sqlite).await;
-    let subscriptions = [(&billing, "billing.out"), (&audit, "audit.out")]
-        .into_iter()
-        .map(|(service, to)| {
-            serde_json::from_value(json!({
-                "name": format!("{service}-bookings"),
-                "service": service,
-                "pattern": "Booking.*",
-                "through": ["uppercase"],
-                "to": format!("local:{to}"),
-            }))
-            .unwrap()
-        })
-        .collect();
+    let subscriptions = support::events::booking_subscriptions(&billing, &audit);
     let mut config = Config {
         routes: Vec::new(),
         events: EventsConfig {
@@ -241,46 +210,8 @@ async fn two_services_each_get_every_booking_event_on_nats() {
         .unwrap();
     plain.flush().await.unwrap();
 
-    for (model, event) in [
-        ("shop.models.Booking", "created"),
-        ("Booking", "updated"),
-        ("shop.models.Order", "created"),
-    ] {
-        let answer = client
-            .post(format!("{base}/api/v1/events/{model}/{event}"))
-            .json(&json!({ "model": model, "event": event }))
-            .send()
-            .await
-            .unwrap();
-        let status = answer.status();
-        let body: Value = answer.json().await.unwrap();
-        assert_eq!(status, 200, "{body}");
-    }
-    for queue in ["billing.out", "audit.out"] {
-        let mut topics: Vec<String> = Vec::new();
-        for _ in 0..400 {
-            let found = broker.peek(queue, 10, 1 << 20).await.unwrap();
-            topics = found.iter().map(|m| m.topic.clone()).collect();
-            if topics.len() >= 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut all: Vec<String> = broker
-            .peek(queue, 10, 1 << 20)
-            .await
-            .unwrap()
-            .iter()
-            .map(|m| m.topic.clone())
-            .collect();
-        all.sort();
-        assert_eq!(
-            all,
-            vec!["Booking.created".to_owned(), "Booking.updated".to_owned()],
-            "{queue} (first seen {topics:?})"
-        );
-    }
+    support::events::publish_three(&client, &base).await;
+    support::events::each_service_got_the_booking_events(&broker).await;
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let message = tokio::time::timeout(Duration::from_secs(10), watcher.next())
@@ -301,7 +232,8 @@ async fn two_services_each_get_every_booking_event_on_nats() {
     support::delete_nats_streams(&prefix).await;
 }
 
-/// A call through the API to a queue on NATS is answered by the route that reads it.
+/// Calls through the API to a queue on NATS are answered by the route that reads it, and so
+/// is an independent client's request naming its own NATS inbox as the reply subject.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_rpc_over_nats_gets_its_reply() {
     let prefix = unique("r");
@@ -322,74 +254,102 @@ async fn an_rpc_over_nats_gets_its_reply() {
     let client = support::client_with_token(&support::local_token(host.addr));
     let base = format!("http://{}", host.addr);
     all_running(&client, &base).await;
-    let replies: Vec<Value> = futures::stream::iter(0..50)
-        .map(|i| {
-            let (client, url) = (
-                client.clone(),
-                format!("{base}/api/v1/rpc/nats/{q}?timeout_ms=30000"),
-            );
-            async move {
-                let answer = client
-                    .post(&url)
-                    .json(&json!({ "payload": format!("call {i}") }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(answer.status(), 200);
-                answer.json::<Value>().await.unwrap()
-            }
-        })
-        .buffer_unordered(50)
-        .collect()
-        .await;
-    let mut payloads: Vec<String> = replies
-        .iter()
-        .map(|r| r["payload"].as_str().unwrap().to_owned())
-        .collect();
-    payloads.sort();
-    let mut expected: Vec<String> = (0..50).map(|i| format!("call {i}")).collect();
-    expected.sort();
-    assert_eq!(payloads, expected, "each call got its own reply");
+    support::fifty_calls_each_get_their_own_reply(&client, &base, &format!("nats:{q}")).await;
+
+    // An independent client asks with a reply subject of its own (an inbox, as NATS's
+    // request/reply uses) and its correlation id: the answer comes to that inbox as a core
+    // message, and no stream keeps it.
+    let nc = async_nats::connect(support::nats_url()).await.unwrap();
+    let inbox = nc.new_inbox();
+    let mut answers = nc.subscribe(inbox.clone()).await.unwrap();
+    let js = async_nats::jetstream::new(nc.clone());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("x-wharf-reply-to", inbox.as_str());
+    headers.insert("x-wharf-correlation-id", "ask-1");
+    js.publish_with_headers(q.clone(), headers, "from a plain client".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(15), answers.next())
+        .await
+        .expect("the answer reaches the inbox")
+        .unwrap();
+    assert_eq!(answer.payload, "from a plain client".as_bytes());
+    assert_eq!(
+        answer
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("x-wharf-correlation-id"))
+            .map(|v| v.as_str()),
+        Some("ask-1"),
+        "{:?}",
+        answer.headers
+    );
+    assert!(
+        js.stream_by_subject(inbox.clone()).await.is_err(),
+        "no stream keeps the inbox's answers"
+    );
     host.stop().await;
     support::delete_nats_streams(&prefix).await;
 }
 
-/// A NATS server of the test's own that signs in by `auth` (nats-server's flags), on a free
-/// port; killed when dropped.
+/// A NATS server of the test's own with JetStream, on a free port and a store of its own,
+/// started with `args` (nats-server's flags: how it signs in); killed when dropped.
 struct AuthServer {
     child: std::process::Child,
+    port: u16,
+    args: Vec<String>,
     url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl AuthServer {
     async fn start(auth: &[&str]) -> AuthServer {
         let port = support::free_port();
         let dir = tempfile::tempdir().unwrap();
+        let args: Vec<String> = auth.iter().map(|a| a.to_string()).collect();
+        let child = Self::spawn(port, dir.path(), &args).await;
+        AuthServer {
+            child,
+            port,
+            args,
+            url: format!("nats://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    async fn spawn(port: u16, dir: &std::path::Path, args: &[String]) -> std::process::Child {
         let binary = if std::path::Path::new("/usr/sbin/nats-server").exists() {
             "/usr/sbin/nats-server"
         } else {
             "nats-server"
         };
-        let child = std::process::Command::new(binary)
+        let mut child = std::process::Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .args(auth)
+            .arg(dir)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("nats-server runs (./dev test installs it)");
-        for _ in 0..100 {
+        for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+                return child;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        AuthServer {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
-        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nats-server did not listen on {port} within 10 s");
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to its clients) and starts it again on the same
+    /// port and store.
+    async fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::spawn(self.port, self.dir.path(), &self.args).await;
     }
 }
 
@@ -400,12 +360,176 @@ impl Drop for AuthServer {
     }
 }
 
+/// NATS killed and started again twice while a route moves a stream of messages between two
+/// of its queues: the host and an independent client reconnect by themselves, and every
+/// message the client's sends were confirmed for arrives, upper-cased (some may arrive twice:
+/// the route sent them before the server went down and could not ack their inputs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_server_restarts_mid_stream() {
+    let mut server = AuthServer::start(&[]).await;
+    let q = unique("restart");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config {
+        routes: vec![RouteConfig {
+            name: "upper".into(),
+            from: format!("nats:{q}.in"),
+            through: vec!["uppercase".into()],
+            to: Some(format!("nats:{q}.out")),
+            concurrency: 4,
+            ..RouteConfig::default()
+        }],
+        ..Config::default()
+    };
+    config.connections.insert(
+        "nats".into(),
+        ConnectionConfig::Nats(Box::new(NatsConfig {
+            url: server.url.clone(),
+            ack_wait_ms: 3_000,
+            timeout_ms: 2_000,
+            ..NatsConfig::default()
+        })),
+    );
+    let (host, _) = support::start_host(&db, config).await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let base = format!("http://{}", host.addr);
+    all_running(&client, &base).await;
+
+    let nc = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(&server.url)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(nc);
+    // Sends message `i` until the stream confirms it (a send cut off by the restart may have
+    // been stored: the route then sees it twice, which the check allows).
+    let send = |i: usize| {
+        let js = js.clone();
+        let subject = format!("{q}.in");
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let sent = match js.publish(subject.clone(), format!("m{i}").into()).await {
+                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match sent {
+                    Ok(()) => return,
+                    Err(error) => {
+                        assert!(
+                            started.elapsed() < Duration::from_secs(60),
+                            "message {i} was never stored: {error}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+    };
+    let (batches, per_batch) = (3, 100);
+    for batch in 0..batches {
+        for i in batch * per_batch..(batch + 1) * per_batch {
+            send(i).await;
+        }
+        if batch + 1 < batches {
+            // Killed while the route holds some of the batch and has sent others.
+            server.restart().await;
+        }
+    }
+    let total = batches * per_batch;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut copies = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let stream = loop {
+        match js.stream_by_subject(format!("{q}.out")).await {
+            Ok(name) => break js.get_stream(&name).await.unwrap(),
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no output stream: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let reader: async_nats::jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            "reader",
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("reader".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    while seen.len() < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {total} arrived within 120 s",
+            seen.len()
+        );
+        let Ok(mut batch) = reader
+            .batch()
+            .max_messages(total)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+        else {
+            continue;
+        };
+        while let Some(Ok(message)) = batch.next().await {
+            let _ = message.ack().await;
+            copies += 1;
+            seen.insert(String::from_utf8(message.payload.to_vec()).unwrap());
+        }
+    }
+    let expected: std::collections::BTreeSet<String> =
+        (0..total).map(|i| format!("M{i}")).collect();
+    assert_eq!(seen, expected, "every message, upper-cased");
+    // At least once: what the route sent and could not ack before a kill (and acks the
+    // killed server had not written down) come again, each at most once more.
+    assert!(copies <= 2 * total, "{copies} copies of {total}");
+    let status = support::get_json(&client, &format!("{base}/api/v1/status")).await;
+    let nats = status["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "nats")
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(nats["state"], "up", "{status}");
+    host.stop().await;
+}
+
+/// Sends `payload` to `address` through a NATS connection opened from `config` and takes it
+/// back: its credentials carry a message there and back.
+async fn round_trip(name: &str, config: NatsConfig, address: &str, payload: &[u8]) {
+    use wharf::broker::Transport as _;
+    let broker = wharf::broker::nats::NatsBroker::start(name, config)
+        .await
+        .unwrap();
+    broker.started().await.unwrap();
+    broker
+        .send(address, wharf::message::Message::new("", payload.to_vec()))
+        .await
+        .unwrap();
+    let mut consumer = broker
+        .consume(address, wharf::broker::ConsumeOptions::new(1))
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery")
+        .unwrap();
+    assert_eq!(delivery.message.payload, payload);
+    delivery.ack.ack().await.unwrap();
+    consumer.close().await;
+    broker.close().await;
+}
+
 /// Servers that sign in by user and password, and by token: the right credentials carry a
 /// message there and back, wrong ones make the connection test fail without showing them,
 /// and a definition shown back hides them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_password_and_token_sign_in() {
-    use wharf::broker::Transport as _;
     let db = TestDb::new(Backend::Sqlite).await;
     let store = wharf::store::Store::open(&db.url).await.unwrap();
     let by_password = AuthServer::start(&["--user", "wharf", "--pass", "s3cret-pw"]).await;
@@ -438,25 +562,7 @@ async fn user_password_and_token_sign_in() {
         let tested = spec.test("signed", &store).await;
         assert!(tested.ok, "{}", tested.detail);
 
-        let broker = wharf::broker::nats::NatsBroker::start("signed", good)
-            .await
-            .unwrap();
-        broker.started().await.unwrap();
-        let mut msg = wharf::message::Message::new("", b"signed in".to_vec());
-        msg.id = "m-1".into();
-        broker.send("signed.in", msg).await.unwrap();
-        let mut consumer = broker
-            .consume("signed.in", wharf::broker::ConsumeOptions::new(1))
-            .await
-            .unwrap();
-        let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
-            .await
-            .expect("a delivery")
-            .unwrap();
-        assert_eq!(delivery.message.payload, b"signed in");
-        delivery.ack.ack().await.unwrap();
-        consumer.close().await;
-        broker.close().await;
+        round_trip("signed", good, "signed.in", b"signed in").await;
 
         let refused = ConnectionConfig::Nats(Box::new(bad))
             .test("signed", &store)
@@ -468,4 +574,200 @@ async fn user_password_and_token_sign_in() {
             refused.detail
         );
     }
+}
+
+/// A server on TLS that asks for a client certificate and signs users in by NKey: the right
+/// seed with the client's certificate carries a message there and back; another seed, or no
+/// certificate, is refused, and the seed is never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_sign_in_over_tls_with_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    support::make_certificates(certs.path());
+    let at = |file: &str| certs.path().join(file);
+    let user = nkeys::KeyPair::new_user();
+    let conf = certs.path().join("server.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\nauthorization {{\n  users = [ {{ nkey: \"{}\" }} ]\n}}\n",
+            at("server.pem").display(),
+            at("server.key").display(),
+            at("ca.pem").display(),
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let server = AuthServer::start(&["-c", conf.to_str().unwrap()]).await;
+    let url = server.url.replace("nats://127.0.0.1", "tls://localhost");
+    let with = |seed: String, cert: bool| NatsConfig {
+        url: url.clone(),
+        nkey: Some(seed),
+        tls: Some(wharf::tls::TlsConfig {
+            ca: Some(at("ca.pem")),
+            cert: cert.then(|| at("client.pem")),
+            key: cert.then(|| at("client.key")),
+            pkcs12: None,
+            pkcs12_password: String::new(),
+        }),
+        stream_prefix: unique("k"),
+        timeout_ms: 2_000,
+        ..NatsConfig::default()
+    };
+    let seed = user.seed().unwrap();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    let spec = ConnectionConfig::Nats(Box::new(with(seed.clone(), true)));
+    spec.check("").unwrap();
+    let shown = serde_json::to_string(&spec.redacted()).unwrap();
+    assert!(!shown.contains(&seed) && shown.contains("***"), "{shown}");
+    let tested = spec.test("nkey", &store).await;
+    assert!(tested.ok, "{}", tested.detail);
+
+    round_trip(
+        "nkey",
+        with(seed.clone(), true),
+        "secure.in",
+        b"signed by nkey",
+    )
+    .await;
+
+    let stranger = nkeys::KeyPair::new_user().seed().unwrap();
+    for (config, why) in [
+        (with(stranger.clone(), true), "another user's seed"),
+        (with(seed.clone(), false), "no client certificate"),
+    ] {
+        let refused = ConnectionConfig::Nats(Box::new(config))
+            .test("nkey", &store)
+            .await;
+        assert!(!refused.ok, "{why} was let in");
+        assert!(
+            !refused.detail.contains(&seed) && !refused.detail.contains(&stranger),
+            "{}",
+            refused.detail
+        );
+    }
+}
+
+/// A JWT of NATS's decentralised auth: `claims` (with `nats` its own part) signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: Value) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = json!({
+        "jti": unique("jti"),
+        "iat": wharf::message::now_ms() / 1000,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let signed = format!("{header}.{}", b64.encode(claims.to_string()));
+    let signature = b64.encode(issuer.sign(signed.as_bytes()).unwrap());
+    format!("{signed}.{signature}")
+}
+
+/// A user's `.creds` file, as `nsc` writes it: the user's JWT signed by `account`, and its seed.
+fn creds_file(dir: &std::path::Path, name: &str, account: &nkeys::KeyPair) -> std::path::PathBuf {
+    let user = nkeys::KeyPair::new_user();
+    let jwt = nats_jwt(
+        account,
+        &user.public_key(),
+        name,
+        json!({ "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                "type": "user", "version": 2 }),
+    );
+    let path = dir.join(format!("{name}.creds"));
+    std::fs::write(
+        &path,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A server run by an operator (decentralised auth, its account preloaded): a user's `.creds`
+/// file signs in and carries a message there and back through JetStream; a user of an account
+/// the server does not know is refused; the definition shows the file's path, never its
+/// contents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creds_file_signs_in_to_a_server_run_by_an_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "operator",
+        json!({ "type": "operator", "version": 2 }),
+    );
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "wharf",
+        json!({
+            "limits": { "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                        "wildcards": true, "conn": -1, "leaf": -1, "mem_storage": -1,
+                        "disk_storage": -1, "streams": -1, "consumer": -1 },
+            "default_permissions": { "pub": {}, "sub": {} },
+            "type": "account",
+            "version": 2,
+        }),
+    );
+    // JetStream in operator mode needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        json!({ "type": "account", "version": 2 }),
+    );
+    let conf = dir.path().join("server.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "operator: \"{operator_jwt}\"\nsystem_account: {system}\nresolver: MEMORY\nresolver_preload: {{\n  {account}: \"{account_jwt}\"\n  {system}: \"{system_jwt}\"\n}}\n",
+            account = account.public_key(),
+            system = system.public_key(),
+        ),
+    )
+    .unwrap();
+    let server = AuthServer::start(&["-c", conf.to_str().unwrap()]).await;
+    let creds = creds_file(dir.path(), "service", &account);
+    let stranger = creds_file(dir.path(), "stranger", &nkeys::KeyPair::new_account());
+    let with = |creds: &std::path::Path| NatsConfig {
+        url: server.url.clone(),
+        creds_file: Some(creds.to_owned()),
+        timeout_ms: 2_000,
+        ..NatsConfig::default()
+    };
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = wharf::store::Store::open(&db.url).await.unwrap();
+    let spec = ConnectionConfig::Nats(Box::new(with(&creds)));
+    spec.check("").unwrap();
+    let seed = std::fs::read_to_string(&creds).unwrap();
+    let seed = seed
+        .lines()
+        .find(|line| line.starts_with("SU"))
+        .expect("a user seed");
+    let shown = serde_json::to_string(&spec.redacted()).unwrap();
+    assert!(
+        shown.contains("service.creds") && !shown.contains(seed),
+        "{shown}"
+    );
+    let tested = spec.test("creds", &store).await;
+    assert!(tested.ok, "{}", tested.detail);
+
+    round_trip("creds", with(&creds), "signed.in", b"signed by creds").await;
+
+    let refused = ConnectionConfig::Nats(Box::new(with(&stranger)))
+        .test("creds", &store)
+        .await;
+    assert!(!refused.ok, "a user of an unknown account was let in");
+    assert!(!refused.detail.contains(seed), "{}", refused.detail);
 }

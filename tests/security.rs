@@ -137,14 +137,6 @@ async fn json<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) 
     request.send().await.unwrap().json().await.unwrap()
 }
 
-/// The value of `metric` (summed over its series) in a `/metrics` text.
-fn metric(text: &str, metric: &str) -> f64 {
-    text.lines()
-        .filter(|line| line.starts_with(metric) && !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 /// The resident memory of process `pid`, in KiB.
 fn resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -177,7 +169,7 @@ async fn anonymous_floods_leave_memory_and_metrics_bounded() {
     let base = format!("http://127.0.0.1:{port}");
     let client = plain();
     let before = support::scrape(([127, 0, 0, 1], port).into()).await;
-    let hashes = metric(&before, "wharf_password_hashes_total");
+    let hashes = support::metric_sum(&before, "wharf_password_hashes_total");
 
     // Reset links nobody issued: refused before a password is hashed.
     for i in 0..20 {
@@ -265,12 +257,12 @@ async fn anonymous_floods_leave_memory_and_metrics_bounded() {
     );
     let after = support::scrape(([127, 0, 0, 1], port).into()).await;
     assert_eq!(
-        metric(&after, "wharf_password_hashes_total"),
+        support::metric_sum(&after, "wharf_password_hashes_total"),
         hashes,
         "no password was hashed for a dead reset link or a name that cannot exist"
     );
     assert!(
-        metric(&after, "wharf_sign_ins_total{outcome=\"unknown_name\"}") >= 2_000.0,
+        support::metric_sum(&after, "wharf_sign_ins_total{outcome=\"unknown_name\"}") >= 2_000.0,
         "the flood is counted"
     );
     // Nor does the flood grow the database: names nobody has are not audited (a name field
@@ -1604,6 +1596,50 @@ async fn the_smaller_holes_stay_shut() {
         .await
         .unwrap();
     assert_eq!(without_token.status(), 403);
+
+    // A unit's restart from its page: refused without the session's token or from another
+    // site; a name that climbs out of its path segment restarts nothing; the real one does.
+    for kind in ["routes", "subscriptions", "daemons"] {
+        let unsigned = plain()
+            .post(format!("{base}/{kind}/noted/restart"))
+            .header(COOKIE, &ada.cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unsigned.status(), 403, "{kind}");
+        let cross = plain()
+            .post(format!("{base}/{kind}/noted/restart?csrf={}", ada.csrf))
+            .header(COOKIE, &ada.cookie)
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cross.status(), 403, "{kind}");
+    }
+    let climbing = ada
+        .form(&base, "/routes/..%2F..%2Fusers%2Fada/restart", &[])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(climbing.status(), 404);
+    assert!(
+        climbing.text().await.unwrap().contains("no unit named"),
+        "the answer names what is missing"
+    );
+    let restarted = ada
+        .form(&base, "/routes/noted/restart", &[])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(restarted.status(), 303);
+    assert!(
+        restarted.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/routes/noted?ok=Restarted"),
+        "{:?}",
+        restarted.headers()
+    );
     host.stop().await;
 }
 

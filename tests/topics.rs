@@ -10,79 +10,15 @@ mod support;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Backend, TestDb};
-use wharf::config::{Config, ConnectionConfig, EventsConfig, SubscriptionConfig};
+use support::events::{booking_events, parsed, publish, publish_three, subscription, topics_in};
+use support::{Backend, TestDb, all_running};
+use wharf::config::{Config, ConnectionConfig, EventsConfig};
 use wharf::message::Message;
 
 on_every_backend!(two_services_each_get_every_booking_event_on_the_embedded_broker,);
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// A subscription of `service` to `pattern`, its outputs (the events, through `through`) to
-/// `to`.
-fn subscription(name: &str, service: &str, pattern: &str, through: &[&str], to: &str) -> Value {
-    json!({
-        "name": name,
-        "service": service,
-        "pattern": pattern,
-        "through": through,
-        "to": to,
-    })
-}
-
-fn parsed(value: Value) -> SubscriptionConfig {
-    serde_json::from_value(value).unwrap()
-}
-
-/// Publishes `model`'s `event` through the API; returns the answer's body.
-async fn publish(client: &reqwest::Client, base: &str, model: &str, event: &str) -> Value {
-    let answer = client
-        .post(format!("{base}/api/v1/events/{model}/{event}"))
-        .json(&json!({ "model": model, "event": event }))
-        .send()
-        .await
-        .unwrap();
-    let status = answer.status();
-    let body: Value = answer.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-/// The three events every test publishes: two a `Booking.*` subscriber wants, one it does not.
-async fn publish_three(client: &reqwest::Client, base: &str) {
-    let created = publish(client, base, "shop.models.Booking", "created").await;
-    assert_eq!(created["routing_key"], "Booking.created");
-    publish(client, base, "Booking", "updated").await;
-    publish(client, base, "shop.models.Order", "created").await;
-}
-
-/// Waits until `queue` of `broker` holds `count` messages (30 s at most), checks no more come
-/// within a moment, and returns their topics, sorted.
-async fn topics_in(
-    broker: &wharf::broker::EmbeddedBroker,
-    queue: &str,
-    count: usize,
-) -> Vec<String> {
-    let started = std::time::Instant::now();
-    loop {
-        let found = broker.peek(queue, 100, 1 << 20).await.unwrap();
-        if found.len() >= count {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let found = broker.peek(queue, 100, 1 << 20).await.unwrap();
-            let mut topics: Vec<String> = found.iter().map(|m| m.topic.clone()).collect();
-            topics.sort();
-            return topics;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{queue} holds {} of {count} within 30 s: {:?}",
-            found.len(),
-            found.iter().map(|m| &m.topic).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs `wharf ARGS --url BASE`: its exit code, standard output and standard error.
@@ -99,10 +35,6 @@ fn wharf(base: &str, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-fn booking_events() -> Vec<String> {
-    vec!["Booking.created".into(), "Booking.updated".into()]
-}
-
 /// A host whose events go to `events`, running `subscriptions`.
 fn config_with(events: EventsConfig, subscriptions: Vec<Value>) -> Config {
     Config {
@@ -111,26 +43,6 @@ fn config_with(events: EventsConfig, subscriptions: Vec<Value>) -> Config {
         subscriptions: subscriptions.into_iter().map(parsed).collect(),
         ..Config::default()
     }
-}
-
-/// Waits until every unit of the host runs (20 s at most).
-async fn all_running(client: &reqwest::Client, base: &str) {
-    for _ in 0..400 {
-        let status: Value = client
-            .get(format!("{base}/api/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let units = status["units"].as_array().unwrap();
-        if !units.is_empty() && units.iter().all(|u| u["state"] == "running") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the host's units did not all run within 20 s");
 }
 
 async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backend: Backend) {
@@ -488,19 +400,68 @@ async fn subscriptions_through_the_api_and_the_cli() {
     assert!(ok && stdout.contains("running"), "{stdout}{stderr}");
     let out = support::arrived(&broker, "crm.out").await;
     assert_eq!(out[0].topic, "Order.paid");
+    // Restarted by an operator, as any unit is.
+    let (ok, stdout, stderr) = cli(&["subscription", "restart", "cli-sub"]);
+    assert!(
+        ok && stdout.contains("cli-sub: running"),
+        "{stdout}{stderr}"
+    );
+    // Moved to another pattern: a new queue, and the supervisor unbinds the old one once the
+    // runner that read it has closed.
+    let (ok, stdout, stderr) = cli(&[
+        "subscription",
+        "update",
+        "cli-sub",
+        "--pattern",
+        "Order.paid",
+    ]);
+    assert!(
+        ok && stdout.contains("crm.forward.Order.paid"),
+        "{stdout}{stderr}"
+    );
+    let exchange = EventsConfig::default().exchange;
+    let bound = |queue: &'static str| {
+        let broker = broker.clone();
+        let exchange = exchange.clone();
+        async move {
+            broker
+                .bindings(&exchange)
+                .await
+                .unwrap()
+                .iter()
+                .any(|(q, _)| q == queue)
+        }
+    };
+    let started = std::time::Instant::now();
+    while bound("crm.forward.Order.all").await || !bound("crm.forward.Order.paid").await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the old queue stayed bound: {:?}",
+            broker.bindings(&exchange).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (ok, _, stderr) = cli(&["subscription", "delete", "cli-sub"]);
     assert!(ok, "{stderr}");
     // Deleted: its queue is unbound and takes no more events.
+    let started = std::time::Instant::now();
+    while bound("crm.forward.Order.paid").await {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the deleted subscription's queue stayed bound"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     support::drained(&broker, "crm.forward.Order.all").await;
-    publish(&client, &base, "Order", "shipped").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        broker
-            .peek("crm.forward.Order.all", 10, 1 << 20)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    support::drained(&broker, "crm.forward.Order.paid").await;
+    publish(&client, &base, "Order", "paid").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for queue in ["crm.forward.Order.all", "crm.forward.Order.paid"] {
+        assert!(
+            broker.peek(queue, 10, 1 << 20).await.unwrap().is_empty(),
+            "{queue} took an event after it was unbound"
+        );
+    }
     let (ok, _, stderr) = cli(&["subscription", "delete", "cli-sub"]);
     assert!(!ok && stderr.contains("no subscription named"), "{stderr}");
     host.stop().await;

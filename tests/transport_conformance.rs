@@ -1,6 +1,7 @@
 //! The transport conformance suite: what every transport must do, run against each real one
 //! through the same `Connections` API the routes use: the embedded broker (SQLite), AMQP (the
-//! local RabbitMQ), Kafka (the local tansu that `./dev test` starts) and HTTP.
+//! local RabbitMQ), Kafka (the local nisshi that `./dev test` starts), HTTP, NATS with
+//! JetStream and MQTT (the local nats-server and Mosquitto).
 //!
 //! Kafka runs every check but two, whose form does not fit a log: consumers of one group
 //! share a topic by its partitions, and a partition goes to one member at a time, so "two
@@ -20,6 +21,14 @@
 //! for the embedded broker, a consumer vanishing with messages unacked: ingress keeps no
 //! connection open to drop, and a request that fails is the sender's to repeat (the routes
 //! retry it; `tests/http.rs`).
+//!
+//! MQTT runs every check against the local Mosquitto (MQTT 5). A message is kept for the
+//! sessions that subscribed before it was sent, so the harness starts its reading sessions
+//! first, as a route does when it starts. A retry is held by the reader (MQTT has no negative
+//! acknowledgement), a dead letter is a copy sent to `{topic}.dead` with the `exception`
+//! headers, and a delivery dropped unsettled goes back to the reader at once; what a host
+//! holds unacked when its connection drops the broker sends again when it is back
+//! (`tests/mqtt.rs` restarts a broker of its own).
 //!
 //! Each test runs once per transport (`for_every_transport!`). A test that drops the broker
 //! connection holds the `RABBIT` lock for writing, so it never disturbs another AMQP test.
@@ -61,6 +70,10 @@ macro_rules! for_every_transport {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $name() { super::$name(super::Transport::Nats).await } )*
         }
+        mod mqtt {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(super::Transport::Mqtt).await } )*
+        }
     };
 }
 
@@ -83,6 +96,10 @@ macro_rules! for_every_transport_but_kafka {
             mod nats {
                 $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                    async fn $name() { super::super::$name(super::super::Transport::Nats).await } )*
+            }
+            mod mqtt {
+                $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                   async fn $name() { super::super::$name(super::super::Transport::Mqtt).await } )*
             }
         }
     };
@@ -112,6 +129,7 @@ enum Transport {
     Kafka,
     Http,
     Nats,
+    Mqtt,
 }
 
 /// One transport, set up with fresh queues for one test.
@@ -131,7 +149,11 @@ impl Harness {
     async fn new(transport: Transport, count: usize) -> Harness {
         let guard = match transport {
             Transport::Amqp => Some(support::RABBIT.read().await),
-            Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => None,
+            Transport::Embedded
+            | Transport::Http
+            | Transport::Kafka
+            | Transport::Nats
+            | Transport::Mqtt => None,
         };
         Harness::with_guard(transport, count, guard).await
     }
@@ -264,6 +286,43 @@ impl Harness {
                         panic!("NATS with JetStream is needed (./dev test starts it): {e}")
                     });
                 connections.insert(CONNECTION, wharf::broker::Producer::new(broker));
+            }
+            Transport::Mqtt => {
+                let config = wharf::broker::mqtt::MqttConfig {
+                    url: support::mqtt_url(),
+                    // The test's sessions go from the broker soon after it ends.
+                    session_expiry_s: 120,
+                    ..wharf::broker::mqtt::MqttConfig::default()
+                };
+                let broker = wharf::broker::mqtt::MqttBroker::start(
+                    CONNECTION,
+                    config,
+                    &format!("conformance-{}", uuid::Uuid::new_v4().simple()),
+                )
+                .unwrap();
+                wharf::broker::Transport::started(&broker).await.unwrap();
+                wharf::broker::Transport::check(&broker)
+                    .await
+                    .unwrap_or_else(|e| panic!("Mosquitto is needed (./dev test starts it): {e}"));
+                connections.insert(CONNECTION, wharf::broker::Producer::new(broker));
+                // MQTT keeps messages for the sessions that subscribed: this host's reading
+                // sessions start before anything is sent, as a route's do when it starts (and,
+                // read by a unit, stay when their readers close).
+                for queue in queues.iter().flat_map(|q| [q.clone(), format!("{q}.dead")]) {
+                    let address = Address {
+                        connection: CONNECTION.into(),
+                        address: queue,
+                    };
+                    let as_a_route = wharf::broker::ConsumeOptions {
+                        unit: Some("conformance".into()),
+                        ..wharf::broker::ConsumeOptions::new(1)
+                    };
+                    let reader = connections
+                        .consume_with(&address, as_a_route)
+                        .await
+                        .unwrap();
+                    reader.close().await;
+                }
             }
             Transport::Amqp => {
                 let topology = Topology {
@@ -620,7 +679,11 @@ async fn prefetch_bounds_unsettled_deliveries(transport: Transport) {
 async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transport) {
     let exclusive = match transport {
         Transport::Amqp => Some(support::RABBIT.write().await),
-        Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => None,
+        Transport::Embedded
+        | Transport::Http
+        | Transport::Kafka
+        | Transport::Nats
+        | Transport::Mqtt => None,
     };
     let h = Harness::with_guard(transport, 1, None).await;
     let q = h.queue(0).to_owned();
@@ -671,7 +734,11 @@ async fn nothing_is_lost_when_the_connection_drops_mid_stream(transport: Transpo
                         support::drop_amqp_connections().await;
                         drop(delivery);
                     }
-                    Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => {
+                    Transport::Embedded
+                    | Transport::Http
+                    | Transport::Kafka
+                    | Transport::Nats
+                    | Transport::Mqtt => {
                         // The consumer vanishes with this and its prefetched messages unacked.
                         drop(delivery);
                         drop(consumer);
@@ -729,9 +796,11 @@ async fn a_dead_lettered_message_reaches_the_dead_letter_queue(transport: Transp
     // Each broker says why in its own words: the embedded broker and Kafka in `exception`
     // headers, RabbitMQ in `x-death`.
     let why = match transport {
-        Transport::Embedded | Transport::Http | Transport::Kafka | Transport::Nats => {
-            delivery.message.header("exception_name")
-        }
+        Transport::Embedded
+        | Transport::Http
+        | Transport::Kafka
+        | Transport::Nats
+        | Transport::Mqtt => delivery.message.header("exception_name"),
         Transport::Amqp => delivery.message.header("x-death"),
     };
     assert!(

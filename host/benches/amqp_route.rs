@@ -52,27 +52,14 @@ fn main() {
         println!(
             "{MESSAGES} persistent 256-byte JSON messages, durable queues, prefetch {PREFETCH}, confirms, ack after confirm; two rounds, queues emptied between phases"
         );
-        let (mut bare_total, mut wharf_total) = ((0.0, 0.0), (0.0, 0.0));
-        for round in 1..=ROUNDS {
+        let mut comparison = common::Comparison::new("bare lapin, native uppercase");
+        for _ in 1..=ROUNDS {
             let bare = bare_lapin(&client, MESSAGES).await;
             clean(&client, &["wharf.bench.bare.in", "wharf.bench.bare.out"]).await;
             let wharf = through_wharf(&client, dir.path()).await;
             clean(&client, &["wharf.bench.route.in", "wharf.bench.route.out", "wharf.bench.route.in.dead"]).await;
-            println!(
-                "round {round}: bare lapin, native uppercase   {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-                bare.rate, bare.cpu_us
-            );
-            println!(
-                "round {round}: wharf route, uppercase plugin  {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-                wharf.rate, wharf.cpu_us
-            );
-            bare_total = (bare_total.0 + bare.rate, bare_total.1 + bare.cpu_us);
-            wharf_total = (wharf_total.0 + wharf.rate, wharf_total.1 + wharf.cpu_us);
+            comparison.round(bare, wharf);
         }
-        println!(
-            "wharf/bare over {ROUNDS} rounds: throughput {:.2}, CPU per message {:.2}",
-            wharf_total.0 / bare_total.0,
-            wharf_total.1 / bare_total.1
-        );
+        comparison.finish();
     });
 }

@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::Figures;
+
 use rdkafka::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -36,11 +38,6 @@ fn brokers() -> String {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-struct Figures {
-    rate: f64,
-    cpu_us: f64,
 }
 
 async fn topics(names: &[&str]) {
@@ -216,25 +213,12 @@ fn main() {
         println!(
             "{RECORDS} keyed 256-byte records, {PARTITIONS} partitions, idempotent producer, offsets stored after each delivery report and committed every second; two rounds, fresh topics each phase"
         );
-        let (mut bare_total, mut wharf_total) = ((0.0, 0.0), (0.0, 0.0));
-        for round in 1..=ROUNDS {
+        let mut comparison = common::Comparison::new("bare rdkafka, native uppercase");
+        for _ in 1..=ROUNDS {
             let bare = bare_rdkafka().await;
             let wharf = through_wharf(dir.path()).await;
-            println!(
-                "round {round}: bare rdkafka, native uppercase  {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-                bare.rate, bare.cpu_us
-            );
-            println!(
-                "round {round}: wharf route, uppercase plugin  {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-                wharf.rate, wharf.cpu_us
-            );
-            bare_total = (bare_total.0 + bare.rate, bare_total.1 + bare.cpu_us);
-            wharf_total = (wharf_total.0 + wharf.rate, wharf_total.1 + wharf.cpu_us);
+            comparison.round(bare, wharf);
         }
-        println!(
-            "wharf/bare over {ROUNDS} rounds: throughput {:.2}, CPU per message {:.2}",
-            wharf_total.0 / bare_total.0,
-            wharf_total.1 / bare_total.1
-        );
+        comparison.finish();
     });
 }

@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::Figures;
+
 use async_nats::jetstream::{self, consumer::PullConsumer, stream};
 use futures::StreamExt as _;
 use std::time::{Duration, Instant};
@@ -22,11 +24,6 @@ use wharf::config::{ConnectionConfig, RouteConfig};
 const MESSAGES: usize = 20_000;
 const IN_FLIGHT: usize = 256;
 const ROUNDS: usize = 2;
-
-struct Figures {
-    rate: f64,
-    cpu_us: f64,
-}
 
 fn url() -> String {
     std::env::var("WHARF_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
@@ -199,25 +196,12 @@ fn main() {
         println!(
             "{MESSAGES} 256-byte JSON messages in a JetStream work-queue stream, {IN_FLIGHT} in flight, publish ack awaited, input acked after its output's ack"
         );
-        let (mut bare_total, mut wharf_total) = ((0.0, 0.0), (0.0, 0.0));
+        let mut comparison = common::Comparison::new("bare async-nats, native uppercase");
         for round in 1..=ROUNDS {
             let b = bare(&js, round).await;
             let w = through_wharf(&js, dir.path(), round).await;
-            println!(
-                "round {round}: bare async-nats, native uppercase  {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-                b.rate, b.cpu_us
-            );
-            println!(
-                "round {round}: wharf route, uppercase plugin      {:>7.0} msg/s   {:>6.1} µs CPU/msg",
-                w.rate, w.cpu_us
-            );
-            bare_total = (bare_total.0 + b.rate, bare_total.1 + b.cpu_us);
-            wharf_total = (wharf_total.0 + w.rate, wharf_total.1 + w.cpu_us);
+            comparison.round(b, w);
         }
-        println!(
-            "wharf/bare over {ROUNDS} rounds: throughput {:.2}, CPU per message {:.2}",
-            wharf_total.0 / bare_total.0,
-            wharf_total.1 / bare_total.1
-        );
+        comparison.finish();
     });
 }

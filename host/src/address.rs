@@ -87,3 +87,17 @@ pub fn shorten(value: &str) -> String {
     }
     format!("{}…", value[..end].escape_debug())
 }
+
+/// What a URL's path segment or query value keeps as it is: letters, digits and `-._~`
+/// (RFC 3986's unreserved characters).
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` percent-encoded for a URL's path segment or query value (a queue's name in
+/// `/api/v1/queues/local/{queue}`, for the UI's links and the CLI's calls alike).
+pub fn escape(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
+}

@@ -3,6 +3,15 @@
 
 use std::time::Duration;
 
+/// The delay before try `attempt + 1` of something that failed `attempt` times: doubling from
+/// `base_ms`, capped at `max_ms`, with up to 10% jitter so that what failed together does not
+/// all come back together (a route's retries, the outbox's rows).
+pub fn retry_delay(base_ms: u64, max_ms: u64, attempt: u32) -> Duration {
+    let factor = 1u64 << attempt.min(30);
+    let ms = base_ms.saturating_mul(factor).min(max_ms);
+    Duration::from_millis(ms + rand::random_range(0..=ms / 10))
+}
+
 /// Capped exponential backoff with jitter: the host's one way of waiting before trying again
 /// (units, transports reconnecting), over `backon`'s.
 #[derive(Debug)]

@@ -126,19 +126,39 @@ impl Config {
         if !(1..=100_000).contains(&self.server.max_in_flight) {
             return Err(invalid("server.max_in_flight", "must be 1 to 100000"));
         }
+        if let Some(name) = &self.server.name {
+            let fine = (1..=64).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !fine {
+                return Err(invalid(
+                    "server.name",
+                    "1 to 64 letters, digits, `-`, `_` or `.`",
+                ));
+            }
+        }
         self.events
             .validate(&|name| self.connections.contains_key(name))?;
         let plugins = self.plugin_sources()?;
-        let mut names = std::collections::HashSet::new();
+        // Routes, subscriptions and daemons share one set of names: a clash names both.
+        let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        let mut unit_name = |name: &str, at: String| match names.get(name) {
+            Some(first) => Err(invalid(
+                format!("{at}.name"),
+                format!(
+                    "`{name}` names {first} already (routes, subscriptions and daemons share one set of names)"
+                ),
+            )),
+            None => {
+                names.insert(name.to_owned(), at);
+                Ok(())
+            }
+        };
         let mut queues = std::collections::HashMap::new();
         for (i, subscription) in self.subscriptions.iter().enumerate() {
             let key = |field: &str| format!("subscriptions[{i}].{field}");
-            if !names.insert(&subscription.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!("`{}` names two subscriptions", subscription.name),
-                ));
-            }
+            unit_name(&subscription.name, format!("subscriptions[{i}]"))?;
             subscription.check(&format!("subscriptions[{i}]."), &self.events, &|name| {
                 self.connections.contains_key(name)
             })?;
@@ -165,15 +185,7 @@ impl Config {
         }
         for (i, route) in self.routes.iter().enumerate() {
             let key = |field: &str| format!("routes[{i}].{field}");
-            if !names.insert(&route.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!(
-                        "`{}` names two units (routes and subscriptions share names)",
-                        route.name
-                    ),
-                ));
-            }
+            unit_name(&route.name, format!("routes[{i}]"))?;
             route.check(&format!("routes[{i}]."), &|name| {
                 self.connections.contains_key(name)
             })?;
@@ -190,15 +202,7 @@ impl Config {
         }
         for (i, daemon) in self.daemons.iter().enumerate() {
             let key = |field: &str| format!("daemons[{i}].{field}");
-            if !names.insert(&daemon.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!(
-                        "`{}` names two units (routes, subscriptions and daemons share names)",
-                        daemon.name
-                    ),
-                ));
-            }
+            unit_name(&daemon.name, format!("daemons[{i}]"))?;
             daemon.check(&format!("daemons[{i}]."))?;
             if !plugins.contains_key(plugin_ref(&daemon.plugin).0) {
                 return Err(invalid(

@@ -7,6 +7,7 @@
 //! lost, because nothing is acked before its outputs are confirmed.
 
 use crate::broker::Connections;
+use crate::broker::registry::Opening;
 use crate::config::{Config, PluginConfig};
 use crate::runtime::{
     HostFuture, HostServices, Inbox, KvLimits, PluginSettings, Runtime, RuntimeConfig, Settlement,
@@ -465,12 +466,7 @@ pub fn offline_services(
 /// This process, as the daemons' leases name it: the machine, the process id and a random
 /// part (a restarted host is a new holder).
 fn host_id() -> String {
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "host".into());
+    let machine = crate::settings::machine();
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{machine}:{}:{}", std::process::id(), &random[..8])
 }
@@ -525,6 +521,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         Err(error) => tracing::warn!(%error, "could not seal the stored secrets again"),
     }
     crate::metrics::handle();
+    // Bound first: the address names this host (its stable name, its reply queue).
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let host_name = config
+        .server
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}/{addr}", crate::settings::machine()));
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: config.server.compile_cache.clone(),
         max_instances: config.server.instance_pool,
@@ -570,7 +576,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
 
     for (name, connection) in &config.connections {
         let producer = connection
-            .open(name, &store, &config.routes)
+            .open(
+                name,
+                &Opening {
+                    store: &store,
+                    routes: &config.routes,
+                    host: &host_name,
+                },
+            )
             .await
             .map_err(|problem| anyhow::anyhow!("connections.{name}: {problem}"))?;
         let transport = producer.transport();
@@ -601,6 +614,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
             max_outputs: config.server.max_outputs,
             grace,
             host_id: host_id(),
+            host_name: host_name.clone(),
         },
         shutdown.clone(),
         &mut tasks,
@@ -624,10 +638,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
         )),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("server.listen: cannot listen on {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
     let setup = Arc::new(crate::auth::SetupLink::default());
     let setup_link = if store.users().await?.is_empty() {
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -653,12 +663,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let _ = store_services.rpc.set(rpc.clone());
     let rpc_handle = rpc.clone();
     if config.outbox.relay {
-        // Named after the machine and the address, as the reply queue is: the same after a
-        // restart, so the claims a killed run left are taken back at once.
+        // Named after this host: the same after a restart, so the claims a killed run left
+        // are taken back at once.
         tasks.spawn(crate::outbox::relay(
             outbox.clone(),
             connections.clone(),
-            local_token_name(addr).trim_start_matches("cli@").to_owned(),
+            host_name.clone(),
             shutdown.clone(),
         ));
     }
@@ -738,10 +748,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
 /// The name of the token the host on `addr` keeps for its CLI: the machine and the address,
 /// so hosts on other machines sharing the database keep their own.
 fn local_token_name(addr: SocketAddr) -> String {
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("cli@{machine}/{addr}")
+    format!("cli@{}/{addr}", crate::settings::machine())
 }
 
 /// Makes a fresh admin token for the CLI on this machine (revoking the one an earlier run

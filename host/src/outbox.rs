@@ -139,12 +139,8 @@ impl Outbox {
 /// The delay before try `attempts + 1` of a row: doubling from `backoff_ms`, capped, with up
 /// to 10% jitter so that rows failing together do not all come back together.
 fn retry_delay(config: &OutboxConfig, attempts: i64) -> Duration {
-    let factor = 1u64 << attempts.clamp(0, 30);
-    let ms = config
-        .backoff_ms
-        .saturating_mul(factor)
-        .min(config.max_backoff_ms);
-    Duration::from_millis(ms + rand::random_range(0..=ms / 10))
+    let attempts = u32::try_from(attempts.clamp(0, 30)).unwrap_or(30);
+    crate::backoff::retry_delay(config.backoff_ms, config.max_backoff_ms, attempts)
 }
 
 /// Sends the outbox's pending rows until `shutdown`, as relay `name` (unique per host).

@@ -80,6 +80,10 @@ impl OutboxConfig {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// This host's name among the hosts sharing its brokers, the same across its restarts:
+    /// what a transport with sessions of its own names them by (MQTT's client ids), and
+    /// the outbox relay its claims. By default the machine's name and the listener's address.
+    pub name: Option<String>,
     /// Where the HTTP listener (health, API) binds.
     pub listen: SocketAddr,
     /// `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`.
@@ -135,6 +139,7 @@ pub struct ServerTlsConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
+            name: None,
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
             database: "sqlite://wharf.db".into(),
             plugin_dir: Some("plugins/dist".into()),
@@ -227,4 +232,14 @@ impl std::fmt::Debug for ServerConfig {
             .field("audit_retention_days", &self.audit_retention_days)
             .finish()
     }
+}
+
+/// The machine's name (`localhost` where it has none).
+pub fn machine() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }

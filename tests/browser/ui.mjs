@@ -127,6 +127,10 @@ try {
   await see(page, "Route created and started");
   await see(page, "running");
   await shoot(page, "route");
+  // Restarted from its page, as any unit is: it runs again, on every host.
+  await submit(page, "form[action*='/routes/shout/restart'] button");
+  await see(page, "Restarted on every host");
+  await see(page, "running");
 
   step = "sending on the Send page";
   await page.goto(base + "/send");

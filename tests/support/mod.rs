@@ -1,6 +1,8 @@
 //! Shared by the integration tests: where the built plugins are, and small helpers.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod events;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use wharf::message::Message;
@@ -217,6 +219,35 @@ pub fn nats_url() -> String {
     std::env::var("WHARF_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
+/// `prefix` and 12 random hex digits: a name of the test's own.
+#[allow(dead_code)]
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Waits until every unit of the host at `base` runs (20 s at most).
+#[allow(dead_code)]
+pub async fn all_running(client: &reqwest::Client, base: &str) {
+    for _ in 0..400 {
+        let status = get_json(client, &format!("{base}/api/v1/status")).await;
+        let units = status["units"].as_array().unwrap();
+        if !units.is_empty() && units.iter().all(|u| u["state"] == "running") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the host's units did not all run within 20 s");
+}
+
+/// The MQTT broker the tests use: `WHARF_TEST_MQTT`, else the machine's Mosquitto.
+#[allow(dead_code)]
+pub fn mqtt_url() -> String {
+    std::env::var("WHARF_TEST_MQTT").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into())
+}
+
 /// Deletes every JetStream stream whose name starts with `prefix` (a test's own).
 #[allow(dead_code)]
 pub async fn delete_nats_streams(prefix: &str) {
@@ -326,17 +357,37 @@ pub async fn scrape(addr: std::net::SocketAddr) -> String {
         .unwrap()
 }
 
+/// Every sample of a `/metrics` text: its series (a name and its labels, as written) and value.
+pub fn samples(text: &str) -> Vec<(&str, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 /// The value of `series` (a name and its labels, as `/metrics` writes them) in `text`.
 pub fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
+    samples(text)
+        .into_iter()
+        .find_map(|(name, value)| (name == series).then_some(value))
         .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+}
+
+/// The sum of every series of metric `name` in `text` (0 when there is none).
+#[allow(dead_code)]
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    samples(text)
+        .into_iter()
+        .filter(|(series, _)| {
+            series
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('{'))
+        })
+        .map(|(_, value)| value)
+        .sum()
 }
 
 /// An HTTP client that presents `token`.
@@ -611,4 +662,45 @@ impl Api {
 /// `GET url` with `client`, answered as JSON.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// Fifty calls at once through the API to `address` (`connection:queue`, read by a route that
+/// answers with `echo`): each gets its own payload back.
+pub async fn fifty_calls_each_get_their_own_reply(
+    client: &reqwest::Client,
+    base: &str,
+    address: &str,
+) {
+    use futures::StreamExt as _;
+    let url = format!(
+        "{base}/api/v1/rpc/{}?timeout_ms=30000",
+        address.replacen(':', "/", 1)
+    );
+    let replies: Vec<serde_json::Value> = futures::stream::iter(0..50)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let answer = client
+                    .post(&url)
+                    .json(&serde_json::json!({ "payload": format!("call {i}") }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = answer.status();
+                let body: serde_json::Value = answer.json().await.unwrap();
+                assert_eq!(status, 200, "{body}");
+                body
+            }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    let mut payloads: Vec<String> = replies
+        .iter()
+        .map(|r| r["payload"].as_str().unwrap().to_owned())
+        .collect();
+    payloads.sort();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("call {i}")).collect();
+    expected.sort();
+    assert_eq!(payloads, expected, "each call got its own reply");
 }

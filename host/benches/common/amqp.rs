@@ -86,10 +86,7 @@ pub async fn prepare(client: &Connection, input: &str, output: &str, messages: u
     let _ = channel.close(200, "filled".into()).await;
 }
 
-pub struct Figures {
-    pub rate: f64,
-    pub cpu_us: f64,
-}
+pub use super::Figures;
 
 /// From the first output to the last, counting `output`'s ready messages.
 pub async fn measure(client: &Connection, output: &str, messages: u32) -> Figures {

@@ -42,3 +42,61 @@ pub fn host_config(dir: &std::path::Path, db: &str) -> wharf::config::Config {
         Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
     config
 }
+
+/// A run's figures: messages a second, and this process's CPU time per message.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    pub rate: f64,
+    pub cpu_us: f64,
+}
+
+/// Rounds of a bare client and of Wharf doing the same work: prints each round's figures and,
+/// at the end, Wharf's over the bare client's.
+#[allow(dead_code)] // not every benchmark compares with a bare client
+pub struct Comparison {
+    bare: &'static str,
+    rounds: usize,
+    bare_total: (f64, f64),
+    wharf_total: (f64, f64),
+}
+
+#[allow(dead_code)]
+impl Comparison {
+    /// `bare` names the bare client's run (`bare lapin, native uppercase`).
+    pub fn new(bare: &'static str) -> Comparison {
+        Comparison {
+            bare,
+            rounds: 0,
+            bare_total: (0.0, 0.0),
+            wharf_total: (0.0, 0.0),
+        }
+    }
+
+    pub fn round(&mut self, bare: Figures, wharf: Figures) {
+        self.rounds += 1;
+        let round = self.rounds;
+        for (name, figures) in [(self.bare, bare), ("wharf route, uppercase plugin", wharf)] {
+            println!(
+                "round {round}: {name:<36} {:>7.0} msg/s   {:>6.1} µs CPU/msg",
+                figures.rate, figures.cpu_us
+            );
+        }
+        self.bare_total = (
+            self.bare_total.0 + bare.rate,
+            self.bare_total.1 + bare.cpu_us,
+        );
+        self.wharf_total = (
+            self.wharf_total.0 + wharf.rate,
+            self.wharf_total.1 + wharf.cpu_us,
+        );
+    }
+
+    pub fn finish(self) {
+        println!(
+            "wharf/bare over {} rounds: throughput {:.2}, CPU per message {:.2}",
+            self.rounds,
+            self.wharf_total.0 / self.bare_total.0,
+            self.wharf_total.1 / self.bare_total.1
+        );
+    }
+}

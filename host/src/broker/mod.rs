@@ -2,22 +2,21 @@
 //!
 //! Every transport offers the same two halves. A [`Consumer`] yields [`Delivery`]s, each with
 //! an [`AckHandle`] that settles it: `ack` when its outputs are confirmed, `nack` to return it
-//! (now or after a delay) or dead-letter it. A producer's send completes only when the broker
-//! has confirmed the message. The set of transports is closed, so each half is an enum with a
-//! variant per transport (a module each): the embedded broker, AMQP (RabbitMQ) and HTTP. An
-//! HTTP connection consumes from queues it holds in the embedded broker (what its ingress
-//! accepted), so its deliveries are the embedded broker's; its producer sends requests.
-//!
-//! The shape leaves room for what comes: Kafka's `AckHandle` will mark an offset done and
-//! commit per partition in order.
+//! (now or after a delay) or dead-letter it. A [`Producer`]'s send completes only when the
+//! broker has confirmed the message. Both are trait objects ([`Source`], [`Settle`],
+//! [`Transport`]): each transport is a folder of this module (its definition, its registry
+//! entry, its client), and [`registry`] is the one list of them. What differs between kinds is
+//! asked of [`Capabilities`], never of a kind's name.
 
 pub mod amqp;
 mod connections;
 pub mod embedded;
 pub mod http;
 pub mod kafka;
+pub mod mqtt;
 pub mod nats;
 pub mod registry;
+mod textual;
 
 pub use amqp::{AmqpAck, AmqpBroker, AmqpConsumer};
 pub use connections::{Connections, HealthStates, ReplySink};
@@ -61,6 +60,9 @@ pub enum BrokerError {
     Unroutable { target: String, reason: String },
     #[error("message field `{field}` cannot be sent: {problem}")]
     Mapping { field: String, problem: String },
+    /// What this transport cannot do at all (count an MQTT queue), in its words.
+    #[error("{0}")]
+    Unsupported(String),
     /// An HTTP endpoint answered with a status other than 2xx.
     #[error("{request} answered {status}: {body}")]
     HttpStatus {
@@ -87,7 +89,8 @@ impl BrokerError {
         match self {
             BrokerError::InvalidAddress { .. }
             | BrokerError::TooLarge { .. }
-            | BrokerError::Mapping { .. } => false,
+            | BrokerError::Mapping { .. }
+            | BrokerError::Unsupported(_) => false,
             BrokerError::HttpStatus { status, .. } => {
                 *status >= 500 || *status == 408 || *status == 429
             }
@@ -106,6 +109,7 @@ impl BrokerError {
             BrokerError::Broker(_) => "Broker",
             BrokerError::Unavailable { .. } => "Unavailable",
             BrokerError::Unroutable { .. } => "Unroutable",
+            BrokerError::Unsupported(_) => "Unsupported",
             BrokerError::Mapping { .. } => "InvalidMessage",
             BrokerError::HttpStatus { status, .. } if *status >= 500 => "HttpServerError",
             BrokerError::HttpStatus { status, .. } if *status >= 400 => "HttpClientError",
@@ -256,8 +260,14 @@ impl Subscribed {
 }
 
 fn no_events(kind: &str) -> BrokerError {
-    BrokerError::Broker(format!(
-        "a connection of kind `{kind}` carries no events; name an embedded, amqp, kafka or http connection in [events]"
+    let carriers: Vec<&str> = registry::KINDS
+        .iter()
+        .filter(|k| k.can.events != Events::None)
+        .map(|k| k.name)
+        .collect();
+    BrokerError::Unsupported(format!(
+        "a connection of kind `{kind}` carries no events; name a connection of kind {} in [events]",
+        carriers.join(", ")
     ))
 }
 
@@ -269,6 +279,12 @@ pub trait Source: Send + 'static {
     async fn next(&mut self) -> Result<Delivery, BrokerError>;
     /// Stops consuming; what was taken but not handed out goes back.
     async fn close(self: Box<Self>);
+    /// Whether a retry stays with this source (a nack with a delay, the delivery count kept
+    /// by the source) rather than going back to the address as a copy: where a copy would
+    /// lose what the count is read from (MQTT 3.1.1 carries no headers) or be seen by others.
+    fn retries_in_place(&self) -> bool {
+        false
+    }
 }
 
 /// A stream of deliveries from one address, whatever its transport.
@@ -288,6 +304,11 @@ impl Consumer {
     /// Stops consuming and returns what was taken but not handed out.
     pub async fn close(self) {
         self.0.close().await
+    }
+
+    /// Whether a retry stays with this consumer (see [`Source::retries_in_place`]).
+    pub fn retries_in_place(&self) -> bool {
+        self.0.retries_in_place()
     }
 }
 
@@ -468,6 +489,12 @@ pub trait Transport: AsAny + Send + Sync + 'static {
         _queue: &str,
         _pattern: &str,
     ) -> Result<(), BrokerError> {
+        Ok(())
+    }
+    /// The unit that read `address` on this host is gone for good (deleted; not stopped, and
+    /// not because the host stops): let go of what the transport keeps for it on the broker
+    /// (an MQTT session's share of the topic), handing back what it holds.
+    async fn release(&self, _address: &str) -> Result<(), BrokerError> {
         Ok(())
     }
     /// The transport's kind, as connections name it (`embedded`, `amqp`, …).

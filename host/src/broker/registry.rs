@@ -177,6 +177,18 @@ pub struct Kind {
     pub can: Capabilities,
 }
 
+/// What a connection is opened with, besides its definition.
+#[derive(Clone, Copy)]
+pub struct Opening<'a> {
+    /// The host's database (where the embedded broker keeps its queues).
+    pub store: &'a Store,
+    /// Every route the host runs, for a transport that declares their queues.
+    pub routes: &'a [RouteConfig],
+    /// This host's stable name among the hosts sharing the broker (`[server] name`), for a
+    /// transport that keeps sessions of its own on the broker.
+    pub host: &'a str,
+}
+
 /// A transport's definition: the type under `[connections.NAME]` with `kind = "…"`.
 #[allow(async_fn_in_trait)] // implemented and called only inside the crate, on concrete types
 pub trait TransportConfig: Sized + Clone + Serialize + DeserializeOwned {
@@ -200,13 +212,7 @@ pub trait TransportConfig: Sized + Clone + Serialize + DeserializeOwned {
     /// Connects afresh and says whether it works now.
     async fn test(&self, name: &str, store: &Store) -> ConnectionTest;
     /// Opens the connection; a broker that is down is connected to in the background.
-    /// `routes` are every route the host runs, for a transport that declares their queues.
-    async fn open(
-        &self,
-        name: &str,
-        store: &Store,
-        routes: &[RouteConfig],
-    ) -> Result<Producer, String>;
+    async fn open(&self, name: &str, at: &Opening<'_>) -> Result<Producer, String>;
     /// The delivery limit the definition declares for queue `address`, if it declares one.
     fn max_deliveries(&self, _address: &str) -> Option<u32> {
         None
@@ -324,14 +330,9 @@ macro_rules! transports {
 
             /// Opens connection `name` as this defines it: the one way a connection is
             /// opened, for the host's file at start and for the desired state after.
-            pub async fn open(
-                &self,
-                name: &str,
-                store: &Store,
-                routes: &[RouteConfig],
-            ) -> Result<Producer, String> {
+            pub async fn open(&self, name: &str, at: &Opening<'_>) -> Result<Producer, String> {
                 match self {
-                    $(ConnectionConfig::$variant(c) => c.open(name, store, routes).await,)*
+                    $(ConnectionConfig::$variant(c) => c.open(name, at).await,)*
                 }
             }
 
@@ -387,6 +388,7 @@ transports! {
     Kafka("kafka") => super::kafka::config::KafkaConfig,
     Http("http") => super::http::config::HttpConfig,
     Nats("nats") => super::nats::config::NatsConfig,
+    Mqtt("mqtt") => super::mqtt::config::MqttConfig,
 }
 
 impl ConnectionConfig {

@@ -179,17 +179,8 @@ impl Api {
     }
 }
 
-/// What a path segment keeps as it is: letters, digits and `-._~` (RFC 3986's unreserved).
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// A path segment, escaped.
-pub(crate) fn segment(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
-}
+pub(crate) use crate::address::escape as segment;
 
 pub(crate) fn print(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

@@ -11,9 +11,12 @@ mod outbox;
 mod plugin;
 mod project;
 mod queue;
+mod route;
 mod schema;
 mod secret;
 mod serve;
+mod subscription;
+mod unit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,18 +61,18 @@ pub enum Command {
     Plugin(plugin::PluginCommand),
     /// What runs on a host: connections and units, with their state and last error.
     Status(control::StatusArgs),
-    /// Create, change, delete and list routes on a running host.
+    /// Create, change, stop, start, restart, delete and list routes on a running host.
     #[command(subcommand)]
-    Route(control::RouteCommand),
+    Route(unit::UnitCommand<route::RouteSpec>),
     /// Publish a model event (routing key `{Model}.{event}`) through a running host.
     Event(events::EventArgs),
-    /// Create, change, stop, start, delete and list subscriptions to events on a running
-    /// host.
+    /// Create, change, stop, start, restart, delete and list subscriptions to events on a
+    /// running host.
     #[command(subcommand)]
-    Subscription(events::SubscriptionCommand),
+    Subscription(unit::UnitCommand<subscription::SubscriptionSpec>),
     /// Create, change, stop, start, restart, delete and list daemons on a running host.
     #[command(subcommand)]
-    Daemon(daemon::DaemonCommand),
+    Daemon(unit::UnitCommand<daemon::DaemonSpec>),
     /// Process every message outstanding on the routes and subscriptions given, then print
     /// how many were processed (for cron).
     Drain(events::DrainArgs),
@@ -125,11 +128,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(command) => schema::run(command).await,
         Command::Plugin(command) => plugin::run(command).await,
         Command::Status(args) => control::status(args).await,
-        Command::Route(command) => control::route(command).await,
+        Command::Route(command) => unit::run(command).await,
         Command::Event(args) => events::event(args).await,
-        Command::Subscription(command) => events::subscription(command).await,
+        Command::Subscription(command) => unit::run(command).await,
         Command::Drain(args) => events::drain(args).await,
-        Command::Daemon(command) => daemon::daemon(command).await,
+        Command::Daemon(command) => unit::run(command).await,
         Command::Connection(command) => connection::connection(command).await,
         Command::User(command) => access::user(command).await,
         Command::Token(command) => access::token(command).await,

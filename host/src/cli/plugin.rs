@@ -573,7 +573,14 @@ async fn daemon_session(
     let store = crate::store::Store::open("sqlite::memory:").await?;
     let connections = crate::broker::Connections::default();
     let local = crate::config::ConnectionConfig::embedded()
-        .open("local", &store, &[])
+        .open(
+            "local",
+            &crate::broker::registry::Opening {
+                store: &store,
+                routes: &[],
+                host: "plugin-test",
+            },
+        )
         .await
         .map_err(anyhow::Error::msg)?;
     connections.insert("local", local);

@@ -236,6 +236,11 @@ impl RouteRunner {
                 },
             )
             .await?;
+        if consumer.retries_in_place() && !route.retry_in_place {
+            let mut reading = (*route).clone();
+            reading.retry_in_place = true;
+            route = Arc::new(reading);
+        }
         tracing::info!(route = %route.name, from = %route.from, "route started");
         let metrics = Arc::new(RouteMetrics::new(
             &route.name,
@@ -301,14 +306,7 @@ fn attempts_of(msg: &Message) -> u32 {
 }
 
 fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
-    let factor = 1u64 << attempt.min(30);
-    let ms = retry
-        .backoff_ms
-        .saturating_mul(factor)
-        .min(retry.max_backoff_ms);
-    // Up to 10% jitter, so retries of a burst do not all come back at once.
-    let jitter = rand::random_range(0..=ms / 10);
-    Duration::from_millis(ms + jitter)
+    crate::backoff::retry_delay(retry.backoff_ms, retry.max_backoff_ms, attempt)
 }
 
 /// What a panic carried, as text.

@@ -156,3 +156,16 @@ pub enum InvalidPlugin {
     #[error("settings check failed: {0}")]
     Settings(String),
 }
+
+/// An error and its causes on one line, without wasmtime's multi-line backtrace.
+pub(super) fn error_chain(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let first = text.lines().next().unwrap_or_default().trim().to_owned();
+        if !first.is_empty() && !parts.contains(&first) {
+            parts.push(first);
+        }
+    }
+    parts.join(": ")
+}

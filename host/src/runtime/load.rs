@@ -3,7 +3,7 @@
 //! (or read from the cache) and pre-instantiated.
 
 use super::bindings::{self, DaemonPre, HandlerPre, TransformerPre, types};
-use super::error::InvalidPlugin;
+use super::error::{InvalidPlugin, error_chain};
 use super::journal::LogGate;
 use super::plugin::*;
 use super::services::HostServices;
@@ -250,17 +250,4 @@ pub(super) fn detect_world(
     let contract =
         contract.unwrap_or_else(|| format!("{CONTRACT_PACKAGE}@{}", bindings::CONTRACT_VERSION));
     Ok((world, contract))
-}
-
-/// An error and its causes on one line, without wasmtime's multi-line backtrace.
-pub(super) fn error_chain(e: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        let first = text.lines().next().unwrap_or_default().trim().to_owned();
-        if !first.is_empty() && !parts.contains(&first) {
-            parts.push(first);
-        }
-    }
-    parts.join(": ")
 }

@@ -2,8 +2,8 @@
 
 use super::bindings::{Daemon, DaemonPre, Handler, HandlerPre, Transformer, TransformerPre, types};
 use super::error::PluginError;
+use super::error::error_chain;
 use super::journal::{LogLine, Source};
-use super::load::error_chain;
 use super::state::{CallState, DaemonRun, PluginContext, Publication};
 use super::{Reservation, Runtime};
 use crate::contract::{KvWrite, PluginInfo, PluginKind};

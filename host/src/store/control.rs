@@ -23,10 +23,25 @@ impl Documents {
     fn table(self) -> &'static str {
         match self {
             Documents::Connections => "connections",
-            Documents::Routes => "routes",
-            Documents::Subscriptions => "subscriptions",
-            Documents::Daemons => "daemons",
+            Documents::Routes | Documents::Subscriptions | Documents::Daemons => "units",
         }
+    }
+
+    /// The kind a unit's row carries (`route`, …); `None` for a connection.
+    pub fn unit_kind(self) -> Option<&'static str> {
+        match self {
+            Documents::Connections => None,
+            Documents::Routes => Some("route"),
+            Documents::Subscriptions => Some("subscription"),
+            Documents::Daemons => Some("daemon"),
+        }
+    }
+
+    /// The condition that picks this kind's rows of its table (`AND …`).
+    fn and_kind(self) -> String {
+        self.unit_kind()
+            .map(|kind| format!(" AND kind = '{kind}'"))
+            .unwrap_or_default()
     }
 
     /// Whether its documents may hold secrets, and are sealed.
@@ -170,8 +185,9 @@ impl Store {
     /// Every document of `kind`, by name.
     pub async fn documents(&self, kind: Documents) -> Result<Vec<Document>, StoreError> {
         let sql = format!(
-            "SELECT name, spec, updated_ms FROM {} ORDER BY name",
-            kind.table()
+            "SELECT name, spec, updated_ms FROM {} WHERE TRUE{} ORDER BY name",
+            kind.table(),
+            kind.and_kind()
         );
         let rows: Vec<(String, String, i64)> = with_pool!(&self.pool, |pool| sqlx::query_as(
             AssertSqlSafe(sql.as_str())
@@ -186,7 +202,7 @@ impl Store {
         Ok(rows)
     }
 
-    /// Adds a document; `Ok(false)` if the name is taken.
+    /// Adds a document; `Ok(false)` if the name is taken (for a unit: by a unit of any kind).
     pub async fn create_document(
         &self,
         kind: Documents,
@@ -194,11 +210,17 @@ impl Store {
         spec: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let sql = format!(
-            "INSERT INTO {} (name, spec, created_ms, updated_ms) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (name) DO NOTHING",
-            kind.table()
-        );
+        let sql = match kind.unit_kind() {
+            Some(unit) => format!(
+                "INSERT INTO units (name, kind, spec, created_ms, updated_ms) \
+                 VALUES ($1, '{unit}', $2, $3, $3) ON CONFLICT (name) DO NOTHING"
+            ),
+            None => format!(
+                "INSERT INTO {} (name, spec, created_ms, updated_ms) VALUES ($1, $2, $3, $3) \
+                 ON CONFLICT (name) DO NOTHING",
+                kind.table()
+            ),
+        };
         let spec = self.kept(kind, name, spec);
         self.change(&sql, name, Some(&spec), now_ms).await
     }
@@ -212,8 +234,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let sql = format!(
-            "UPDATE {} SET spec = $2, updated_ms = $3 WHERE name = $1",
-            kind.table()
+            "UPDATE {} SET spec = $2, updated_ms = $3 WHERE name = $1{}",
+            kind.table(),
+            kind.and_kind()
         );
         let spec = self.kept(kind, name, spec);
         self.change(&sql, name, Some(&spec), now_ms).await
@@ -230,8 +253,23 @@ impl Store {
 
     /// Removes a document; `Ok(false)` if there is none of that name.
     pub async fn delete_document(&self, kind: Documents, name: &str) -> Result<bool, StoreError> {
-        let sql = format!("DELETE FROM {} WHERE name = $1", kind.table());
+        let sql = format!(
+            "DELETE FROM {} WHERE name = $1{}",
+            kind.table(),
+            kind.and_kind()
+        );
         self.change(&sql, name, None, 0).await
+    }
+
+    /// The kind of the unit named `name` in the database (`route`, …), if there is one.
+    pub async fn unit_kind(&self, name: &str) -> Result<Option<String>, StoreError> {
+        with_pool!(&self.pool, |pool| sqlx::query_scalar(
+            "SELECT kind FROM units WHERE name = $1"
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .doing("reading a unit's kind"))
     }
 
     /// The units an operator stopped: name, who, when.

@@ -143,6 +143,21 @@ pub struct FileLayer {
     pub events: EventsConfig,
 }
 
+impl FileLayer {
+    /// The kind of the file's unit named `name` (`route`, `subscription` or `daemon`).
+    pub fn unit_kind(&self, name: &str) -> Option<&'static str> {
+        if self.routes.iter().any(|r| r.name == name) {
+            Some("route")
+        } else if self.subscriptions.iter().any(|s| s.name == name) {
+            Some("subscription")
+        } else if self.daemons.iter().any(|d| d.name == name) {
+            Some("daemon")
+        } else {
+            None
+        }
+    }
+}
+
 /// One item of the desired state and where it is defined.
 #[derive(Debug, Clone)]
 pub struct Item<T> {
@@ -215,124 +230,43 @@ impl Desired {
                 },
             );
         }
-        for doc in store.documents(Documents::Connections).await? {
-            match serde_json::from_str::<ConnectionConfig>(&doc.spec) {
-                _ if file.connections.contains_key(&doc.name) => desired.refused.push((
-                    "connection",
-                    doc.name.clone(),
-                    both("connection", &doc.name),
-                )),
-                Ok(spec) => {
-                    desired.connections.insert(
-                        doc.name,
-                        Item {
-                            spec,
-                            source: Source::Api,
-                        },
-                    );
-                }
-                Err(e) => desired.refused.push((
-                    "connection",
-                    doc.name,
-                    format!("this host cannot read its definition: {e}"),
-                )),
-            }
-        }
-        for doc in store.documents(Documents::Routes).await? {
-            match serde_json::from_str::<RouteConfig>(&doc.spec) {
-                _ if desired.routes.contains_key(&doc.name) => {
-                    desired
-                        .refused
-                        .push(("route", doc.name.clone(), both("route", &doc.name)))
-                }
-                _ if desired.subscriptions.contains_key(&doc.name) => desired.refused.push((
-                    "route",
-                    doc.name.clone(),
-                    format!(
-                        "this host's file has a subscription named `{}`; routes and subscriptions share names (rename one)",
-                        doc.name
-                    ),
-                )),
-                Ok(spec) => {
-                    desired.routes.insert(
-                        doc.name,
-                        Item {
-                            spec,
-                            source: Source::Api,
-                        },
-                    );
-                }
-                Err(e) => desired.refused.push((
-                    "route",
-                    doc.name,
-                    format!("this host cannot read its definition: {e}"),
-                )),
-            }
-        }
-        for doc in store.documents(Documents::Subscriptions).await? {
-            match serde_json::from_str::<SubscriptionConfig>(&doc.spec) {
-                _ if desired.subscriptions.contains_key(&doc.name) => desired.refused.push((
-                    "subscription",
-                    doc.name.clone(),
-                    both("subscription", &doc.name),
-                )),
-                _ if desired.routes.contains_key(&doc.name) => desired.refused.push((
-                    "subscription",
-                    doc.name.clone(),
-                    format!(
-                        "a route is named `{}` too; routes and subscriptions share names (rename one)",
-                        doc.name
-                    ),
-                )),
-                Ok(spec) => {
-                    desired.subscriptions.insert(
-                        doc.name,
-                        Item {
-                            spec,
-                            source: Source::Api,
-                        },
-                    );
-                }
-                Err(e) => desired.refused.push((
-                    "subscription",
-                    doc.name,
-                    format!("this host cannot read its definition: {e}"),
-                )),
-            }
-        }
-        for doc in store.documents(Documents::Daemons).await? {
-            let taken = desired.routes.contains_key(&doc.name)
-                || desired.subscriptions.contains_key(&doc.name);
-            match serde_json::from_str::<DaemonConfig>(&doc.spec) {
-                _ if desired.daemons.contains_key(&doc.name) => {
-                    desired
-                        .refused
-                        .push(("daemon", doc.name.clone(), both("daemon", &doc.name)))
-                }
-                _ if taken => desired.refused.push((
-                    "daemon",
-                    doc.name.clone(),
-                    format!(
-                        "a route or subscription is named `{}` too; units share names (rename one)",
-                        doc.name
-                    ),
-                )),
-                Ok(spec) => {
-                    desired.daemons.insert(
-                        doc.name,
-                        Item {
-                            spec,
-                            source: Source::Api,
-                        },
-                    );
-                }
-                Err(e) => desired.refused.push((
-                    "daemon",
-                    doc.name,
-                    format!("this host cannot read its definition: {e}"),
-                )),
-            }
-        }
+        let file_connections: BTreeMap<String, &'static str> = file
+            .connections
+            .keys()
+            .map(|name| (name.clone(), "connection"))
+            .collect();
+        let file_units: BTreeMap<String, &'static str> = file
+            .routes
+            .iter()
+            .map(|r| (r.name.clone(), "route"))
+            .chain(
+                file.subscriptions
+                    .iter()
+                    .map(|s| (s.name.clone(), "subscription")),
+            )
+            .chain(file.daemons.iter().map(|d| (d.name.clone(), "daemon")))
+            .collect();
+        let refused = &mut desired.refused;
+        let docs = store.documents(Documents::Connections).await?;
+        load_layer(
+            docs,
+            "connection",
+            &file_connections,
+            &mut desired.connections,
+            refused,
+        );
+        let docs = store.documents(Documents::Routes).await?;
+        load_layer(docs, "route", &file_units, &mut desired.routes, refused);
+        let docs = store.documents(Documents::Subscriptions).await?;
+        load_layer(
+            docs,
+            "subscription",
+            &file_units,
+            &mut desired.subscriptions,
+            refused,
+        );
+        let docs = store.documents(Documents::Daemons).await?;
+        load_layer(docs, "daemon", &file_units, &mut desired.daemons, refused);
         for (name, generation) in store.unit_generations().await? {
             desired.generations.insert(name, generation);
         }
@@ -373,6 +307,18 @@ impl Desired {
             }
         }
         Ok(desired)
+    }
+
+    /// The kind of the unit named `name` (`route`, `subscription` or `daemon`) and where it
+    /// is defined, if there is one.
+    pub fn unit_named(&self, name: &str) -> Option<(&'static str, Source)> {
+        if let Some(item) = self.routes.get(name) {
+            return Some(("route", item.source));
+        }
+        if let Some(item) = self.subscriptions.get(name) {
+            return Some(("subscription", item.source));
+        }
+        self.daemons.get(name).map(|item| ("daemon", item.source))
     }
 
     /// Every unit to run, by name: routes, subscriptions (each as the route that runs it,
@@ -501,6 +447,54 @@ impl UnitDef {
             UnitSpec::Daemon(_) => None,
         }
     }
+}
+
+/// Adds the database's documents of one kind (`what`) to `into`, beside the file's: one whose
+/// name the file gives to something of the same family (`file`: a name and its kind; routes,
+/// subscriptions and daemons share one set of names) is refused, naming both; one this host
+/// cannot read is refused with the reason.
+fn load_layer<T: serde::de::DeserializeOwned>(
+    docs: Vec<crate::store::Document>,
+    what: &'static str,
+    file: &BTreeMap<String, &'static str>,
+    into: &mut BTreeMap<String, Item<T>>,
+    refused: &mut Vec<(&'static str, String, String)>,
+) {
+    for doc in docs {
+        if let Some(kind) = file.get(&doc.name) {
+            let problem = if *kind == what {
+                both(what, &doc.name)
+            } else {
+                clash(what, kind, &doc.name)
+            };
+            refused.push((what, doc.name, problem));
+            continue;
+        }
+        match serde_json::from_str::<T>(&doc.spec) {
+            Ok(spec) => {
+                into.insert(
+                    doc.name,
+                    Item {
+                        spec,
+                        source: Source::Api,
+                    },
+                );
+            }
+            Err(e) => refused.push((
+                what,
+                doc.name,
+                format!("this host cannot read its definition: {e}"),
+            )),
+        }
+    }
+}
+
+/// The problem of a unit in the database named as a unit of another kind in the file.
+pub fn clash(what: &str, file_kind: &str, name: &str) -> String {
+    format!(
+        "{what} `{name}` in the database and {file_kind} `{name}` in this host's configuration file share a name \
+         (routes, subscriptions and daemons share one set of names); this host runs its file's (rename one)"
+    )
 }
 
 /// The problem of a name defined in both layers.

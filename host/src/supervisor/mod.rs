@@ -17,9 +17,11 @@
 
 mod daemon;
 pub mod desired;
+mod release;
 mod resolve;
 mod route;
 mod status;
+mod unit;
 
 pub use desired::{
     Desired, FileLayer, FilePlugin, Item, PluginPolicy, Source, UnitDef, UnitKind, UnitSpec,
@@ -44,6 +46,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+pub use unit::{Refusal, Unit};
 
 /// What the supervisor needs of the host.
 pub struct Parts {
@@ -61,6 +64,8 @@ pub struct Parts {
     pub grace: Duration,
     /// Names this host in the daemons' leases: unique per process.
     pub host_id: String,
+    /// This host's stable name among the hosts sharing its brokers (`[server] name`).
+    pub host_name: String,
 }
 
 /// A handle on the supervisor. Cheap to clone.
@@ -89,7 +94,7 @@ type Opened = (Source, &'static str, Option<String>);
 
 /// The reconciling task's own state.
 struct State {
-    units: BTreeMap<String, Unit>,
+    units: BTreeMap<String, Running>,
     /// Every unit's task, those draining after a change too.
     tasks: JoinSet<()>,
     /// Connections open, by name, with the definition they were opened from.
@@ -98,15 +103,20 @@ struct State {
     retry: BTreeMap<String, (Instant, Backoff)>,
     /// Plugins loaded for units, by file hash and policy.
     plugins: HashMap<String, Plugin>,
+    /// Each subscription's place on the events exchange as last applied (held stopped ones
+    /// too: a stopped subscription's queue keeps filling): `(events connection, place)`.
+    subscribed: BTreeMap<String, (String, crate::router::Subscription)>,
 }
 
-struct Unit {
+struct Running {
     fingerprint: String,
     trigger: ShutdownTrigger,
     /// Becomes true once the unit's runner has closed its consumer (or the unit has ended):
     /// the runner replacing it reads only from then on.
     closed: watch::Receiver<bool>,
     daemon: bool,
+    /// What a route reads, let go of on its broker when the route is deleted.
+    reads: Option<crate::broker::Address>,
 }
 
 /// Why a route cannot be built: what it names is not there (`fault: false`: it stops), or a
@@ -170,6 +180,7 @@ impl Supervisor {
             opened: BTreeMap::new(),
             retry: BTreeMap::new(),
             plugins: HashMap::new(),
+            subscribed: BTreeMap::new(),
         };
         // The file's connections are open already (the host opened them, so that a problem
         // stops start-up with its key).
@@ -505,7 +516,12 @@ impl Supervisor {
         desired: &Desired,
     ) -> Result<Producer, String> {
         let routes: Vec<RouteConfig> = desired.routes.values().map(|r| r.spec.clone()).collect();
-        spec.open(name, &self.inner.parts.store, &routes).await
+        let at = crate::broker::registry::Opening {
+            store: &self.inner.parts.store,
+            routes: &routes,
+            host: &self.inner.parts.host_name,
+        };
+        spec.open(name, &at).await
     }
 
     async fn reconcile_routes(
@@ -518,6 +534,11 @@ impl Supervisor {
         let mut statuses = BTreeMap::new();
         let now = Instant::now();
         let units = desired.units(&self.inner.parts.file.events);
+        let closing: BTreeMap<String, watch::Receiver<bool>> = state
+            .units
+            .iter()
+            .map(|(name, unit)| (name.clone(), unit.closed.clone()))
+            .collect();
         for (name, item) in &units {
             let kind = item.kind.as_str();
             // Held stopped by an operator: it finishes what it holds and takes nothing more.
@@ -622,38 +643,15 @@ impl Supervisor {
         for name in gone {
             if let Some(unit) = state.units.remove(&name) {
                 tracing::info!(unit = %name, "unit removed; stopping it");
+                self.release_input(&name, &unit);
                 self.stop_for_good(&name, unit);
             }
         }
         state.retry.retain(|name, _| units.contains_key(name));
+        self.unsubscribe_moved(state, desired, &units, closing);
         state.plugins = plugins_in_use;
         *self.inner.units.write().unwrap_or_else(|p| p.into_inner()) = statuses;
         Ok(())
-    }
-
-    /// Stops `unit`, held stopped or removed (not replaced, and not because the host stops):
-    /// once a daemon has closed, the events patterns it took from are unbound.
-    fn stop_for_good(&self, name: &str, unit: Unit) {
-        unit.trigger.fire();
-        if !unit.daemon {
-            return;
-        }
-        let services = self.services();
-        let limit = self.inner.parts.grace + Duration::from_secs(10);
-        let name = name.to_owned();
-        let mut closed = unit.closed;
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(limit, closed.wait_for(|closed| *closed)).await;
-            match services.release_sources(&name).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(daemon = %name, patterns = n, "unbound the daemon's events queues")
-                }
-                Err(error) => {
-                    tracing::warn!(daemon = %name, %error, "cannot unbind the daemon's events queues; they are unbound when it next stops")
-                }
-            }
-        });
     }
 
     fn unit_status(&self, name: &str) -> Option<SharedStatus> {
@@ -684,6 +682,10 @@ impl Supervisor {
             after,
             closed: Arc::new(closed_tx),
         };
+        let reads = match (&resolved.runner, unit.kind) {
+            (Runner::Route(route), UnitKind::Route) => Some(route.from.clone()),
+            _ => None,
+        };
         let parts = &self.inner.parts;
         match resolved.runner {
             Runner::Route(route) => state.tasks.spawn(run_route(
@@ -705,11 +707,12 @@ impl Supervisor {
         };
         let replaced = state.units.insert(
             name.to_owned(),
-            Unit {
+            Running {
                 fingerprint: resolved.fingerprint,
                 trigger,
                 closed,
                 daemon: unit.kind == UnitKind::Daemon,
+                reads,
             },
         );
         match replaced {

@@ -97,9 +97,9 @@ impl From<BrokerError> for AppError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::TooLarge { .. } => AppError::PayloadTooLarge(e.to_string()),
-            BrokerError::InvalidAddress { .. } | BrokerError::Unroutable { .. } => {
-                AppError::BadRequest(e.to_string())
-            }
+            BrokerError::InvalidAddress { .. }
+            | BrokerError::Unroutable { .. }
+            | BrokerError::Unsupported(_) => AppError::BadRequest(e.to_string()),
             BrokerError::Mapping { ref field, .. } => AppError::Invalid {
                 field: field.clone(),
                 message: e.to_string(),

@@ -1,6 +1,5 @@
 //! An embedded connection's definition: the queues it declares.
 
-use crate::check::{ConfigError, check_name, invalid};
 use serde::{Deserialize, Serialize};
 
 /// The embedded broker: queues in the host's database, declared here or created on first use.
@@ -19,22 +18,4 @@ pub struct QueueConfig {
     pub max_deliveries: Option<u32>,
 }
 
-impl EmbeddedConnectionConfig {
-    /// Checks the declared queues.
-    pub fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
-        for (i, queue) in self.queues.iter().enumerate() {
-            let key = format!("{prefix}queues[{i}]");
-            check_name(&format!("{key}.name"), &queue.name)?;
-            if let Some(dead) = &queue.dead_letter {
-                check_name(&format!("{key}.dead_letter"), dead)?;
-            }
-            if queue.max_deliveries == Some(0) {
-                return Err(invalid(
-                    format!("{key}.max_deliveries"),
-                    "must be at least 1",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+impl EmbeddedConnectionConfig {}

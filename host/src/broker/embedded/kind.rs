@@ -1,13 +1,12 @@
-//! What a embedded connection is to the rest of the host: its kind, fields and capabilities,
+//! What an embedded connection is to the rest of the host: its kind, fields and capabilities,
 //! and how its definition is checked, tested, opened and given its topology.
 
 use super::config::EmbeddedConnectionConfig;
 use super::{open, test};
-use crate::broker::registry::{Capabilities, Events, Kind, TransportConfig};
+use crate::broker::registry::{Capabilities, Events, Kind, Opening, TransportConfig};
 use crate::broker::{ConnectionTest, Producer};
-use crate::check::ConfigError;
+use crate::check::{ConfigError, check_name, invalid};
 use crate::store::Store;
-use crate::units::RouteConfig;
 
 impl TransportConfig for EmbeddedConnectionConfig {
     const KIND: Kind = Kind {
@@ -27,8 +26,22 @@ impl TransportConfig for EmbeddedConnectionConfig {
         },
     };
 
+    /// Checks the declared queues.
     fn check(&self, prefix: &str) -> Result<(), ConfigError> {
-        self.validate(prefix)
+        for (i, queue) in self.queues.iter().enumerate() {
+            let key = format!("{prefix}queues[{i}]");
+            check_name(&format!("{key}.name"), &queue.name)?;
+            if let Some(dead) = &queue.dead_letter {
+                check_name(&format!("{key}.dead_letter"), dead)?;
+            }
+            if queue.max_deliveries == Some(0) {
+                return Err(invalid(
+                    format!("{key}.max_deliveries"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        Ok(())
     }
     fn max_deliveries(&self, address: &str) -> Option<u32> {
         self.queues
@@ -39,12 +52,7 @@ impl TransportConfig for EmbeddedConnectionConfig {
     async fn test(&self, _name: &str, store: &Store) -> ConnectionTest {
         test(store).await
     }
-    async fn open(
-        &self,
-        name: &str,
-        store: &Store,
-        _routes: &[RouteConfig],
-    ) -> Result<Producer, String> {
-        open(name, self, store).await.map(Producer::new)
+    async fn open(&self, name: &str, at: &Opening<'_>) -> Result<Producer, String> {
+        open(name, self, at.store).await.map(Producer::new)
     }
 }

@@ -1,15 +1,16 @@
-//! What a HTTP connection is to the rest of the host: its kind, fields and capabilities,
-//! and how its definition is checked, tested, opened and given its topology.
+//! What an HTTP connection is to the rest of the host: its kind, fields and capabilities,
+//! and how its definition is checked, redacted, tested, opened and given its topology.
 
 use super::config::HttpConfig;
 use super::{HttpBroker, test};
 use crate::broker::registry::{
-    Capabilities, Events, Field, Input, Kind, TLS_CA, TLS_CERT, TLS_KEY, TransportConfig,
+    Capabilities, Events, Field, Input, Kind, Opening, TLS_CA, TLS_CERT, TLS_KEY, TransportConfig,
 };
 use crate::broker::{ConnectionTest, Producer};
-use crate::check::ConfigError;
+use crate::check::{ConfigError, invalid};
+use crate::redact::{HIDDEN, hidden_in, origin_of, redact, redacted_map, shows_hidden};
 use crate::store::Store;
-use crate::units::RouteConfig;
+use crate::tls::bundle_password_kept;
 
 impl TransportConfig for HttpConfig {
     const KIND: Kind = Kind {
@@ -61,28 +62,134 @@ impl TransportConfig for HttpConfig {
         },
     };
 
-    fn check(&self, prefix: &str) -> Result<(), ConfigError> {
-        self.validate(prefix)
+    fn check(&self, key: &str) -> Result<(), ConfigError> {
+        if let Some(url) = &self.base_url {
+            match reqwest::Url::parse(url) {
+                Ok(parsed) if ["http", "https"].contains(&parsed.scheme()) => {}
+                Ok(parsed) => {
+                    return Err(invalid(
+                        format!("{key}base_url"),
+                        format!("`{}` is not http:// or https://", parsed.scheme()),
+                    ));
+                }
+                Err(problem) => {
+                    return Err(invalid(
+                        format!("{key}base_url"),
+                        format!("`{}` is not a URL: {problem}", redact(url)),
+                    ));
+                }
+            }
+        }
+        if !["GET", "POST", "PUT"].contains(&self.method.as_str()) {
+            return Err(invalid(
+                format!("{key}method"),
+                format!("`{}` is not GET, POST or PUT", self.method),
+            ));
+        }
+        for (name, value) in &self.headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(invalid(
+                    format!("{key}headers"),
+                    format!("`{}` is not a header name", name.escape_debug()),
+                ));
+            }
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                return Err(invalid(
+                    format!("{key}headers.{name}"),
+                    "a header value is visible ASCII text",
+                ));
+            }
+        }
+        if let Some(content_type) = &self.content_type
+            && reqwest::header::HeaderValue::from_str(content_type).is_err()
+        {
+            return Err(invalid(
+                format!("{key}content_type"),
+                "a content type is visible ASCII text",
+            ));
+        }
+        for (field, value) in [
+            ("timeout_ms", self.timeout_ms),
+            ("reply_timeout_ms", self.reply_timeout_ms),
+            ("ingress_per_second", self.ingress_per_second.into()),
+            (
+                "ingress_bytes_per_second",
+                self.ingress_bytes_per_second.into(),
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("{key}{field}"), "must be at least 1"));
+            }
+        }
+        for (i, method) in self.ingress_methods.iter().enumerate() {
+            if method != "GET" && method != "POST" {
+                return Err(invalid(
+                    format!("{key}ingress_methods[{i}]"),
+                    format!("`{method}` is not GET or POST"),
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            crate::tls::check(tls).map_err(|problem| invalid(format!("{key}tls"), problem))?;
+        }
+        Ok(())
     }
+    /// The same definition with the base URL's credentials and secret headers hidden.
     fn redacted(&self) -> Self {
-        HttpConfig::redacted(self)
+        let mut http = self.clone();
+        http.base_url = http.base_url.as_deref().map(redact);
+        http.headers = redacted_map(&http.headers);
+        if let Some(tls) = &mut http.tls
+            && !tls.pkcs12_password.is_empty()
+        {
+            tls.pkcs12_password = HIDDEN.into();
+        }
+        http
     }
-    fn keep_secrets(&mut self, stored: &Self) -> Result<(), ConfigError> {
-        HttpConfig::keep_secrets(self, stored)
+    /// A secret header shown hidden keeps its stored value only while `base_url` names the
+    /// same host.
+    fn keep_secrets(&mut self, old: &Self) -> Result<(), ConfigError> {
+        let same_host =
+            self.base_url.as_deref().map(origin_of) == old.base_url.as_deref().map(origin_of);
+        if let Some(url) = &mut self.base_url {
+            crate::redact::url_kept("base_url", url, &old.base_url.iter().collect::<Vec<_>>())?;
+        }
+        for (name, value) in self.headers.iter_mut() {
+            if value != HIDDEN {
+                continue;
+            }
+            match old.headers.get(name) {
+                Some(original) if same_host => *value = original.clone(),
+                Some(_) => {
+                    return Err(invalid(
+                        format!("headers.{name}"),
+                        "is hidden (***) but base_url now names another host: a stored secret is not carried there; give it again",
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        format!("headers.{name}"),
+                        "is hidden (***) but none is stored; give its value",
+                    ));
+                }
+            }
+        }
+        bundle_password_kept(&mut self.tls, &old.tls)
     }
+    /// The first field still holding a secret as shown hidden.
     fn hidden_field(&self) -> Option<String> {
-        HttpConfig::hidden_field(self)
+        self.base_url
+            .as_deref()
+            .filter(|url| shows_hidden(url))
+            .map(|_| "base_url".to_owned())
+            .or_else(|| hidden_in("headers", &self.headers))
+            .or_else(|| crate::tls::hidden_bundle(&self.tls))
     }
     async fn test(&self, name: &str, _store: &Store) -> ConnectionTest {
         test(name, self).await
     }
-    async fn open(
-        &self,
-        name: &str,
-        store: &Store,
-        _routes: &[RouteConfig],
-    ) -> Result<Producer, String> {
-        HttpBroker::new(name, self.clone(), store.clone())
+    async fn open(&self, name: &str, at: &Opening<'_>) -> Result<Producer, String> {
+        HttpBroker::new(name, self.clone(), at.store.clone())
             .map(Producer::new)
             .map_err(|e| e.to_string())
     }

@@ -80,19 +80,7 @@ pub fn to_headers(msg: &Message, subject: &str) -> Result<HeaderMap, BrokerError
                 problem: "NATS takes a header name of printable ASCII without `:`, and not one the mapping writes itself (content-type, x-wharf-id, …)".into(),
             });
         }
-        let (text, kind) = match value {
-            HeaderValue::Text(text) if plain(text) => (text.clone(), "text"),
-            HeaderValue::Text(text) => (STANDARD.encode(text), "text64"),
-            HeaderValue::Bytes(bytes) => (STANDARD.encode(bytes), "bytes"),
-            HeaderValue::Int(int) => (int.to_string(), "int"),
-            HeaderValue::Float(float) => (float.to_string(), "float"),
-            HeaderValue::Boolean(b) => (b.to_string(), "bool"),
-            HeaderValue::List(list) => (
-                STANDARD.encode(serde_json::to_vec(list).expect("strings serialise")),
-                "list",
-            ),
-            HeaderValue::Json(json) => (STANDARD.encode(json), "json"),
-        };
+        let (text, kind) = crate::broker::textual::encode(value, plain);
         headers.append(name.as_str(), text);
         order.push((name.clone(), kind));
     }
@@ -194,7 +182,8 @@ pub fn from_nats(
         let Some(text) = values.get_mut(&name).and_then(|v| v.pop_front()) else {
             continue;
         };
-        msg.headers.push((name, typed(text, &kind)));
+        msg.headers
+            .push((name, crate::broker::textual::decode(text, &kind)));
     }
     let mut rest: Vec<(String, String)> = values
         .into_iter()
@@ -205,28 +194,6 @@ pub fn from_nats(
     msg.headers
         .extend(rest.into_iter().map(|(n, t)| (n, HeaderValue::Text(t))));
     msg
-}
-
-/// A header's text as the value it was sent as.
-fn typed(text: String, kind: &str) -> HeaderValue {
-    let decoded = || STANDARD.decode(&text).ok();
-    let value = match kind {
-        "text64" => decoded()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(HeaderValue::Text),
-        "bytes" => decoded().map(HeaderValue::Bytes),
-        "int" => text.parse().ok().map(HeaderValue::Int),
-        "float" => text.parse().ok().map(HeaderValue::Float),
-        "bool" => text.parse().ok().map(HeaderValue::Boolean),
-        "list" => decoded()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .map(HeaderValue::List),
-        "json" => decoded()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(HeaderValue::Json),
-        _ => None,
-    };
-    value.unwrap_or(HeaderValue::Text(text))
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@
 //! with a limit dead-letters a message past its tenth delivery itself (JetStream only stops
 //! delivering it).
 //!
+//! **Replies** to a NATS reply subject (`_INBOX.…`, which a requester names in
+//! `x-wharf-reply-to` beside its `x-wharf-correlation-id`) are core publishes no stream keeps,
+//! as NATS's own request/reply answers.
+//!
 //! **Delayed sends** (a route's retries) carry `x-wharf-not-before`; a reader that gets one
 //! early hands it back with a `NAK` for the time left, and does not count that delivery.
 //!
@@ -95,6 +99,12 @@ fn stream_name(prefix: &str, of: &str) -> String {
         .collect();
     let hash = hex::encode(&sha2::Sha256::digest(of.as_bytes())[..4]);
     format!("{prefix}{readable}_{hash}")
+}
+
+/// Whether `address` is a NATS reply subject (a requester's inbox), answered by a core
+/// publish rather than kept in a stream.
+fn is_inbox(address: &str) -> bool {
+    address.starts_with("_INBOX.")
 }
 
 /// Whether NATS takes `subject` to publish to: dot-separated tokens of printable ASCII,
@@ -272,6 +282,9 @@ impl NatsBroker {
         not_before: Option<u64>,
     ) -> Result<(), BrokerError> {
         check_message(msg)?;
+        if is_inbox(address) {
+            return self.reply(address, msg).await;
+        }
         let subject = self.subject(address).await?;
         let mut headers = map::to_headers(msg, &subject)?;
         if let Some(at) = not_before {
@@ -286,6 +299,26 @@ impl NatsBroker {
         ack.await
             .map_err(|e| self.unavailable(&format!("storing a message of `{address}`"), e))?;
         Ok(())
+    }
+
+    /// Answers a request at a NATS reply subject (`_INBOX.…`, a requester's own): a core
+    /// publish no stream keeps, sent once the server has it (a flush), as NATS's own
+    /// request/reply does.
+    async fn reply(&self, inbox: &str, msg: &Message) -> Result<(), BrokerError> {
+        check_subject(inbox).map_err(|problem| BrokerError::InvalidAddress {
+            address: inbox.to_owned(),
+            problem,
+        })?;
+        let headers = map::to_headers(msg, inbox)?;
+        let client = &self.inner.client;
+        client
+            .publish_with_headers(inbox.to_owned(), headers, msg.payload.clone().into())
+            .await
+            .map_err(|e| self.unavailable(&format!("replying to `{inbox}`"), e))?;
+        client
+            .flush()
+            .await
+            .map_err(|e| self.unavailable(&format!("replying to `{inbox}`"), e))
     }
 
     /// The stream and durable consumer that `address` is read from.
@@ -578,7 +611,7 @@ impl Transport for NatsBroker {
             .unwrap()
             .contains_key(address)
         {
-            return Err(BrokerError::Broker(format!(
+            return Err(BrokerError::Unsupported(format!(
                 "`{address}` is a subscription on a shared events stream: peek its events with a leased take instead"
             )));
         }

@@ -6,16 +6,14 @@
 
 pub mod audit;
 pub mod connections;
-pub mod daemons;
 pub mod events;
 pub mod outbox;
 pub mod plugins;
 pub mod queues;
-pub mod routes;
 pub mod rpc;
 pub mod sessions;
-pub mod subscriptions;
 pub mod units;
+pub use units::{daemons, routes, subscriptions};
 pub mod users;
 
 use super::error::{ApiError, ApiErrorBody};

@@ -13,18 +13,17 @@
 
 pub mod audit;
 pub mod connections;
-pub mod daemons;
+pub mod drain;
 pub mod events;
 pub mod outbox;
 pub mod overview;
 pub mod plugins;
 pub mod queues;
-pub mod routes;
 pub mod rpc;
 pub mod sessions;
-pub mod subscriptions;
 pub mod units;
 pub mod users;
+pub mod views;
 
 use super::{AppError, AppState};
 use std::time::Duration;
@@ -38,6 +37,29 @@ async fn applied(state: &AppState) -> Result<bool, AppError> {
     let revision = state.store.revision().await?;
     state.supervisor.wake();
     Ok(state.supervisor.applied(revision, APPLY_WAIT).await)
+}
+
+/// 409 for unit `name` of kind `what` when this host's file defines it (any kind: routes,
+/// subscriptions and daemons share one set of names).
+fn refuse_file_unit(state: &AppState, what: &str, name: &str) -> Result<(), AppError> {
+    match state.supervisor.file().unit_kind(name) {
+        Some(kind) if kind == what => Err(file_defined(state, what, name)),
+        Some(kind) => Err(AppError::Conflict(format!(
+            "`{name}` is taken: {kind} `{name}` in this host's configuration file has it (routes, subscriptions and daemons share one set of names)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// 409 for a new unit of kind `what` whose name the database gives to a unit already,
+/// naming its kind.
+async fn taken(state: &AppState, what: &str, name: &str) -> AppError {
+    match state.store.unit_kind(name).await {
+        Ok(Some(kind)) if kind != what => AppError::Conflict(format!(
+            "`{name}` is taken: {kind} `{name}` has it (routes, subscriptions and daemons share one set of names)"
+        )),
+        _ => AppError::Conflict(format!("a {what} named `{name}` exists already")),
+    }
 }
 
 /// 409 for an item this host's file defines.

@@ -1,11 +1,232 @@
-//! Units (routes and subscriptions): what runs on this host, and an operator holding one stopped on every
-//! host on the database, or letting it run again. Stopping is an operational switch: it leaves
-//! the definition alone, so it works on the routes of a host's file too.
+//! Units (routes, subscriptions and daemons), every kind alike: reading, creating, updating
+//! and deleting those of the database (a host's file's are read-only), and an operator
+//! stopping one on every host on the database, letting it run again, or restarting it.
+//! Stopping is an operational switch: it leaves the definition alone, so it works on the units
+//! of a host's file too. What differs between kinds is `supervisor::Unit` and [`Shown`].
 
 use super::{AppError, AppState, applied, audit, now_ms};
-use crate::supervisor::{Desired, Status, UnitStatus};
-use crate::web::caller::{Allowed, Operator, Viewer};
-use serde_json::json;
+use crate::config::EventsConfig;
+use crate::supervisor::{Desired, Refusal, Source, Status, Unit, UnitStatus};
+use crate::web::caller::{Admin, Allowed, Operator, Viewer};
+use serde_json::{Value, json};
+
+/// How long a change's answer waits for its unit to leave `starting`.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What the API shows of every unit, whatever its kind.
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UnitHead {
+    pub name: String,
+    pub source: Source,
+    /// How it runs on this host (none while it has not been applied yet).
+    pub status: Option<UnitStatus>,
+    /// Why this host does not run it, for a database unit it refuses.
+    pub refused: Option<String>,
+}
+
+/// What a view of a unit may show beside its definition.
+pub struct Around<'a> {
+    pub events: &'a EventsConfig,
+    /// Daemon leases in force: the daemon and the host holding it.
+    leases: Vec<(String, String)>,
+}
+
+impl Around<'_> {
+    /// The host that holds daemon `name`'s lease, while one does.
+    pub fn runs_on(&self, name: &str) -> Option<String> {
+        self.leases
+            .iter()
+            .find(|(daemon, _)| daemon == name)
+            .map(|(_, holder)| holder.clone())
+    }
+}
+
+/// What the API shows of one kind of unit: its head, its definition, and what else its kind
+/// shows.
+pub trait Shown: Unit {
+    type View: serde::Serialize + utoipa::ToSchema + Send + Sync + 'static;
+    fn view(head: UnitHead, spec: Self, around: &Around) -> Self::View;
+    fn head(view: &Self::View) -> &UnitHead;
+    fn spec(view: &Self::View) -> &Self;
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid { field, problem } => crate::web::error::invalid(&field, problem),
+            Refusal::Conflict(problem) => AppError::Conflict(problem),
+        }
+    }
+}
+
+/// Every unit of kind `U`, with how it runs on this host; a database unit this host refuses is
+/// shown too, with the reason.
+async fn views<U: Shown>(state: &AppState) -> Result<Vec<U::View>, AppError> {
+    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
+    let status = state.supervisor.status().await;
+    let now = now_ms();
+    let around = Around {
+        events: &state.supervisor.file().events,
+        leases: state
+            .store
+            .leases()
+            .await?
+            .into_iter()
+            .filter(|(_, _, expires)| *expires > now)
+            .map(|(daemon, holder, _)| (daemon, holder))
+            .collect(),
+    };
+    let status_of = |name: &str| status.units.iter().find(|u| u.name == name).cloned();
+    let mut views: Vec<U::View> = U::of(&desired)
+        .iter()
+        .map(|(name, item)| {
+            let head = UnitHead {
+                name: name.clone(),
+                source: item.source,
+                status: status_of(name),
+                refused: None,
+            };
+            U::view(head, item.spec.clone(), &around)
+        })
+        .collect();
+    let kind = U::KIND.as_str();
+    let refused: Vec<_> = desired
+        .refused
+        .into_iter()
+        .filter(|(what, _, _)| *what == kind)
+        .collect();
+    if !refused.is_empty() {
+        let docs = state.store.documents(U::DOCUMENTS).await?;
+        for (_, name, problem) in refused {
+            if let Some(doc) = docs.iter().find(|d| d.name == name)
+                && let Ok(spec) = serde_json::from_str::<U>(&doc.spec)
+            {
+                let head = UnitHead {
+                    name,
+                    source: Source::Api,
+                    status: None,
+                    refused: Some(problem),
+                };
+                views.push(U::view(head, spec, &around));
+            }
+        }
+    }
+    Ok(views)
+}
+
+fn missing<U: Unit>(name: &str) -> AppError {
+    AppError::NotFound(format!("no {} named `{name}`", U::KIND.as_str()))
+}
+
+async fn view<U: Shown>(state: &AppState, name: &str) -> Result<U::View, AppError> {
+    views::<U>(state)
+        .await?
+        .into_iter()
+        .find(|v| U::head(v).name == name && U::head(v).refused.is_none())
+        .ok_or_else(|| missing::<U>(name))
+}
+
+/// What an audit record of a change to `spec` holds: `{"route": {...}}`.
+fn detail<U: Unit>(spec: &U) -> Value {
+    json!({ U::KIND.as_str(): spec })
+}
+
+/// Checks a definition for the database.
+async fn check<U: Unit>(state: &AppState, spec: &U) -> Result<(), AppError> {
+    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
+    Ok(spec.check(state.supervisor.file(), &desired)?)
+}
+
+/// Every unit of kind `U`, with how it runs on this host.
+pub async fn list<U: Shown>(
+    state: &AppState,
+    _: &Allowed<Viewer>,
+) -> Result<Vec<U::View>, AppError> {
+    views::<U>(state).await
+}
+
+pub async fn get<U: Shown>(
+    state: &AppState,
+    _: &Allowed<Viewer>,
+    name: &str,
+) -> Result<U::View, AppError> {
+    view::<U>(state, name).await
+}
+
+/// Adds a unit; it runs on every host on this database at once (a daemon on one of them
+/// at a time, unless it runs on each).
+pub async fn create<U: Shown>(
+    state: &AppState,
+    who: &Allowed<Admin>,
+    spec: U,
+) -> Result<U::View, AppError> {
+    let (kind, name) = (U::KIND.as_str(), spec.name().to_owned());
+    super::refuse_file_unit(state, kind, &name)?;
+    check(state, &spec).await?;
+    let stored = serde_json::to_string(&spec).expect("a unit serialises");
+    if !state
+        .store
+        .create_document(U::DOCUMENTS, &name, &stored, now_ms())
+        .await?
+    {
+        return Err(super::taken(state, kind, &name).await);
+    }
+    audit::record(state, who, &format!("{kind}.create"), &name, detail(&spec)).await;
+    applied(state).await?;
+    state.supervisor.settled(&name, SETTLE_WAIT).await;
+    view::<U>(state, &name).await
+}
+
+/// Replaces a unit: what its old runner holds finishes on the old definition, what comes
+/// after takes the new (a daemon is asked to stop, then the new definition starts).
+pub async fn update<U: Shown>(
+    state: &AppState,
+    who: &Allowed<Admin>,
+    name: &str,
+    spec: U,
+) -> Result<U::View, AppError> {
+    let kind = U::KIND.as_str();
+    super::refuse_file_unit(state, kind, name)?;
+    if spec.name() != name {
+        return Err(crate::web::error::invalid(
+            "name",
+            format!(
+                "the body names {kind} `{}`, the path `{name}`; a {kind} cannot be renamed (create the new one, then delete this)",
+                spec.name()
+            ),
+        ));
+    }
+    check(state, &spec).await?;
+    let stored = serde_json::to_string(&spec).expect("a unit serialises");
+    if !state
+        .store
+        .update_document(U::DOCUMENTS, name, &stored, now_ms())
+        .await?
+    {
+        return Err(missing::<U>(name));
+    }
+    audit::record(state, who, &format!("{kind}.update"), name, detail(&spec)).await;
+    applied(state).await?;
+    state.supervisor.settled(name, SETTLE_WAIT).await;
+    view::<U>(state, name).await
+}
+
+/// Deletes a unit: it stops taking messages and finishes those it holds; the supervisor
+/// then lets go of what it kept on the broker for it.
+pub async fn delete<U: Unit>(
+    state: &AppState,
+    who: &Allowed<Admin>,
+    name: &str,
+) -> Result<(), AppError> {
+    let kind = U::KIND.as_str();
+    super::refuse_file_unit(state, kind, name)?;
+    if !state.store.delete_document(U::DOCUMENTS, name).await? {
+        return Err(missing::<U>(name));
+    }
+    audit::record(state, who, &format!("{kind}.delete"), name, json!({})).await;
+    applied(state).await?;
+    Ok(())
+}
 
 /// Every connection and unit on this host, with its state and last error.
 pub async fn status(state: &AppState, _: &Allowed<Viewer>) -> Status {
@@ -88,270 +309,4 @@ pub async fn restart(
         .settled(name, std::time::Duration::from_secs(2))
         .await;
     status_of(state, name).await
-}
-
-/// How one unit drained.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Drained {
-    pub name: String,
-    pub kind: crate::supervisor::UnitKind,
-    /// Messages this host took from the unit's input while draining.
-    pub processed: u64,
-    /// Whether its input was empty by the end (false: the time ran out first).
-    pub empty: bool,
-}
-
-/// What a drain did.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct DrainReport {
-    pub units: Vec<Drained>,
-    /// Every unit's `processed`, added up.
-    pub processed: u64,
-    /// Whether every unit's input was emptied within the time given.
-    pub complete: bool,
-}
-
-/// The most units one drain names, and the longest it may take.
-pub const MAX_DRAIN_UNITS: usize = 100;
-pub const MAX_DRAIN_SECS: u64 = 3_600;
-
-/// Processes every message outstanding on `names` (routes or subscriptions), then answers with
-/// how many this host took: pubsubpy's `drain()`, for cron-style use. A unit held stopped runs
-/// for the drain (on every host) and is held stopped again after it; a running one is waited
-/// for. Its input is empty once its queue holds nothing (ready, delayed or in flight, where
-/// the transport tells), or its Kafka group has no lag, and its count stops moving.
-///
-/// A unit is drained by one drain at a time (409 for another). Starting, waiting and holding
-/// stopped again run in a task of their own, so a caller that goes away never leaves a unit
-/// it started running: the wait ends then (or at the timeout, or when the host stops) and
-/// the units are held stopped again all the same.
-pub async fn drain(
-    state: &AppState,
-    who: &Allowed<Operator>,
-    names: &[String],
-    timeout: std::time::Duration,
-) -> Result<DrainReport, AppError> {
-    use crate::web::error::invalid;
-    if names.is_empty() || names.len() > MAX_DRAIN_UNITS {
-        return Err(invalid(
-            "units",
-            format!("name 1 to {MAX_DRAIN_UNITS} units to drain"),
-        ));
-    }
-    if timeout.is_zero() || timeout.as_secs() > MAX_DRAIN_SECS {
-        return Err(invalid(
-            "timeout_secs",
-            format!("give 1 to {MAX_DRAIN_SECS} seconds"),
-        ));
-    }
-    let desired = Desired::load(&state.store, state.supervisor.file()).await?;
-    let units = desired.units(&state.supervisor.file().events);
-    let mut draining = Vec::new();
-    for name in names {
-        let unit = units
-            .get(name)
-            .ok_or_else(|| AppError::NotFound(format!("no unit named `{name}`")))?;
-        let crate::supervisor::UnitSpec::Route {
-            route,
-            subscription,
-        } = &unit.spec
-        else {
-            return Err(invalid(
-                "units",
-                format!("`{name}` is a daemon: a daemon has no input to drain"),
-            ));
-        };
-        let input = crate::broker::Address::parse(&route.from)
-            .map_err(|e| AppError::BadRequest(e.to_string()))?;
-        let group = subscription.as_ref().map(|s| s.queue.clone());
-        draining.push((name.clone(), unit.kind, input, group));
-    }
-    let claim = DrainClaim::take(state, names)?;
-    let before = crate::metrics::route_totals();
-    audit::record(
-        state,
-        who,
-        "unit.drain",
-        &names.join(","),
-        json!({ "timeout_secs": timeout.as_secs() }),
-    )
-    .await;
-    // Everything from here runs in a task of its own; the caller's going away (this future
-    // dropped, a CLI stopped with Ctrl-C) cancels the wait through `caller_gone`.
-    let (gone, caller_gone) = tokio::sync::watch::channel(false);
-    let _cancel_when_dropped = CancelOnDrop(gone);
-    let watched: Vec<(String, crate::broker::Address, Option<String>)> = draining
-        .iter()
-        .map(|(name, _, input, group)| (name.clone(), input.clone(), group.clone()))
-        .collect();
-    let stopped: Vec<(String, String)> = draining
-        .iter()
-        .filter_map(|(name, ..)| {
-            desired
-                .stopped
-                .get(name)
-                .map(|by| (name.clone(), by.clone()))
-        })
-        .collect();
-    let (task_state, task_who) = (state.clone(), who.lesser::<Operator>());
-    let waited = tokio::spawn(async move {
-        let _claim = claim;
-        let state = &task_state;
-        // Units held stopped run for the drain, and are held stopped again after it.
-        for (name, _) in &stopped {
-            state.store.start_unit(name).await?;
-            audit::record(
-                state,
-                &task_who,
-                "unit.start",
-                name,
-                json!({ "for": "drain" }),
-            )
-            .await;
-        }
-        if !stopped.is_empty() {
-            applied(state).await?;
-            for (name, _) in &stopped {
-                state
-                    .supervisor
-                    .settled(name, std::time::Duration::from_secs(5))
-                    .await;
-            }
-        }
-        let mut caller_gone = caller_gone;
-        let mut shutdown = state.shutdown.clone();
-        let empty = tokio::select! {
-            empty = wait_empty(state, &watched, timeout) => empty,
-            _ = caller_gone.wait_for(|gone| *gone) => vec![false; watched.len()],
-            _ = shutdown.fired() => vec![false; watched.len()],
-        };
-        for (name, by) in &stopped {
-            state.store.stop_unit(name, by, now_ms()).await?;
-            audit::record(
-                state,
-                &task_who,
-                "unit.stop",
-                name,
-                json!({ "for": "drain" }),
-            )
-            .await;
-        }
-        if !stopped.is_empty() {
-            applied(state).await?;
-        }
-        Ok::<_, AppError>(empty)
-    });
-    let empty = waited.await.map_err(|e| {
-        tracing::error!(error = %e, "a drain's task failed");
-        AppError::Internal
-    })??;
-    let after = crate::metrics::route_totals();
-    let units: Vec<Drained> = draining
-        .into_iter()
-        .zip(empty)
-        .map(|((name, kind, _, _), empty)| {
-            let taken = |counts: &std::collections::BTreeMap<
-                String,
-                crate::metrics::RouteCounts,
-            >| { counts.get(&name).map_or(0.0, |c| c.r#in) };
-            Drained {
-                processed: (taken(&after) - taken(&before)).max(0.0) as u64,
-                name,
-                kind,
-                empty,
-            }
-        })
-        .collect();
-    Ok(DrainReport {
-        processed: units.iter().map(|u| u.processed).sum(),
-        complete: units.iter().all(|u| u.empty),
-        units,
-    })
-}
-
-/// The units one drain holds: a second drain of any of them is refused while it runs.
-struct DrainClaim {
-    draining: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    names: Vec<String>,
-}
-
-impl DrainClaim {
-    fn take(state: &AppState, names: &[String]) -> Result<DrainClaim, AppError> {
-        let mut draining = state.draining.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(busy) = names.iter().find(|n| draining.contains(*n)) {
-            return Err(AppError::Conflict(format!(
-                "`{busy}` is being drained already; wait for that drain to end"
-            )));
-        }
-        draining.extend(names.iter().cloned());
-        Ok(DrainClaim {
-            draining: state.draining.clone(),
-            names: names.to_vec(),
-        })
-    }
-}
-
-impl Drop for DrainClaim {
-    fn drop(&mut self) {
-        let mut draining = self.draining.lock().unwrap_or_else(|p| p.into_inner());
-        for name in &self.names {
-            draining.remove(name);
-        }
-    }
-}
-
-/// Tells a drain's task that its caller went away, when the caller's future is dropped.
-struct CancelOnDrop(tokio::sync::watch::Sender<bool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.send_replace(true);
-    }
-}
-
-/// Waits (up to `timeout`) until each of `watched` (a unit's name, its input, its Kafka
-/// group) has nothing outstanding and its count has stopped moving; which ones did.
-async fn wait_empty(
-    state: &AppState,
-    watched: &[(String, crate::broker::Address, Option<String>)],
-    timeout: std::time::Duration,
-) -> Vec<bool> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut empty = vec![false; watched.len()];
-    let mut last_counts = crate::metrics::route_totals();
-    while tokio::time::Instant::now() < deadline && empty.iter().any(|e| !e) {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let counts = crate::metrics::route_totals();
-        let consumers = state.supervisor.connections().consumers();
-        for (i, (name, input, group)) in watched.iter().enumerate() {
-            let settled = counts.get(name).map(|c| c.r#in) == last_counts.get(name).map(|c| c.r#in);
-            let outstanding = match consumers
-                .iter()
-                .filter(|c| {
-                    c.unit.as_deref() == Some(name.as_str())
-                        || c.unit.as_deref() == group.as_deref()
-                })
-                .collect::<Vec<_>>()
-            {
-                // A Kafka group: what it has not read yet.
-                members if !members.is_empty() => members
-                    .iter()
-                    .flat_map(|m| &m.partitions)
-                    .map(|p| p.lag.unwrap_or(1).max(0) as u64)
-                    .sum(),
-                _ => match state.supervisor.connections().depth(input).await {
-                    Ok(depth) => depth
-                        .depth
-                        .unwrap_or_else(|| depth.ready.unwrap_or(1) + depth.in_flight.unwrap_or(0)),
-                    Err(error) => {
-                        tracing::warn!(unit = %name, %error, "cannot read the depth of a unit's input while draining");
-                        1
-                    }
-                },
-            };
-            empty[i] = outstanding == 0 && settled;
-        }
-        last_counts = counts;
-    }
-    empty
 }

@@ -19,6 +19,7 @@ mod queues;
 mod routes;
 mod send;
 mod subscriptions;
+mod units;
 mod users;
 
 use super::caller::{self, Allowed, Need, Refused, Surface, Treat};
@@ -54,6 +55,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "subscription_form.html",
         "daemons.html",
         "daemon_form.html",
+        "unit_actions.html",
         "plugins.html",
         "connections.html",
         "send.html",
@@ -90,7 +92,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 /// `upload_limit`: the largest plugin upload; every other form is held to the router's limit.
 pub fn router(upload_limit: usize) -> Router<AppState> {
-    Router::new()
+    let router = Router::new();
+    let router = units::pages::<crate::config::RouteConfig>(router);
+    let router = units::pages::<crate::config::SubscriptionConfig>(router);
+    let router = units::pages::<crate::config::DaemonConfig>(router);
+    router
         .route(
             "/static/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
@@ -105,31 +111,6 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
             get(account::password_page).post(account::change_password),
         )
         .route("/", get(dashboard::page))
-        .route("/routes", get(routes::list))
-        .route("/routes/new", get(routes::new).post(routes::create))
-        .route("/routes/{name}", get(routes::page).post(routes::update))
-        .route("/routes/{name}/delete", post(routes::delete))
-        .route("/routes/{name}/stop", post(routes::stop))
-        .route("/routes/{name}/start", post(routes::start))
-        .route("/subscriptions", get(subscriptions::list))
-        .route(
-            "/subscriptions/new",
-            get(subscriptions::new).post(subscriptions::create),
-        )
-        .route(
-            "/subscriptions/{name}",
-            get(subscriptions::page).post(subscriptions::update),
-        )
-        .route("/subscriptions/{name}/delete", post(subscriptions::delete))
-        .route("/subscriptions/{name}/stop", post(subscriptions::stop))
-        .route("/subscriptions/{name}/start", post(subscriptions::start))
-        .route("/daemons", get(daemons::list))
-        .route("/daemons/new", get(daemons::new).post(daemons::create))
-        .route("/daemons/{name}", get(daemons::page).post(daemons::update))
-        .route("/daemons/{name}/delete", post(daemons::delete))
-        .route("/daemons/{name}/stop", post(daemons::stop))
-        .route("/daemons/{name}/start", post(daemons::start))
-        .route("/daemons/{name}/restart", post(daemons::restart))
         .route(
             "/plugins",
             get(plugins::list)
@@ -392,36 +373,6 @@ pub fn ok_note(text: impl Into<String>) -> Value {
 
 /// Back to `to` with a note saying what happened (a 303: the browser GETs it). The note is
 /// signed, so a link made elsewhere cannot put words of its own on the host's pages.
-/// What an operator does to a unit from its page.
-#[derive(Clone, Copy)]
-enum Switch {
-    Stop,
-    Start,
-    Restart,
-}
-
-/// Stops, starts or restarts unit `name` (a `kind`: route, subscription or daemon) on every
-/// host, then shows its page with `note`.
-async fn switch_unit(
-    state: &crate::web::AppState,
-    page: &Page<crate::web::caller::Operator>,
-    kind: &str,
-    name: &str,
-    switch: Switch,
-    note: &str,
-) -> Response {
-    use crate::web::ops::units;
-    let result = match switch {
-        Switch::Stop => units::stop(state, &page.who, name).await,
-        Switch::Start => units::start(state, &page.who, name).await,
-        Switch::Restart => units::restart(state, &page.who, name).await,
-    };
-    match result {
-        Ok(_) => done(&format!("/{kind}s/{}", escape(name)), note),
-        Err(error) => page.error(error),
-    }
-}
-
 pub fn done(to: &str, note: &str) -> Response {
     let separator = if to.contains('?') { '&' } else { '?' };
     Redirect::to(&format!(
@@ -443,18 +394,7 @@ fn note_signature(note: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// What a URL's path segment or query value keeps as it is: letters, digits and `-._~`
-/// (RFC 3986's unreserved characters).
-const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// `text` percent-encoded for a URL's path segment or query value.
-pub fn escape(text: &str) -> String {
-    percent_encoding::utf8_percent_encode(text, UNRESERVED).to_string()
-}
+pub use crate::address::escape;
 
 /// The note a redirect carried (`?ok=`, signed by [`done`]), as a flash; a note without its
 /// signature is not shown.
