@@ -1,7 +1,7 @@
 //! The invariants ARCHITECTURE.md states, checked against the source tree itself: only
 //! `broker/` knows brokers (their client crates, and the kinds of connection by name), only
-//! `store/` runs SQL, only `runtime/` knows wasmtime, and no source file grows past about 800
-//! lines.
+//! `store/` runs SQL, only `runtime/` knows wasmtime, no source file grows past about 800
+//! lines, and every test that disturbs a server the others share runs alone.
 
 use std::path::{Path, PathBuf};
 
@@ -100,4 +100,51 @@ fn no_source_file_grows_past_about_800_lines() {
         .map(|(path, _)| path)
         .collect();
     assert_eq!(long, Vec::<String>::new(), "split these as their seams say");
+}
+
+/// Every test that takes a shared server's lock for writing (it drops or restarts the server,
+/// or counts what is connected to it) is one `.config/nextest.toml` runs alone: the lock keeps
+/// the tests of its own binary away, the override those of every other binary.
+#[test]
+fn every_test_that_disturbs_a_shared_server_runs_alone() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = std::fs::read_to_string(root.join(".config/nextest.toml")).unwrap();
+    let alone = config
+        .split("[[profile.default.overrides]]")
+        .find(|part| part.contains("threads-required = \"num-test-threads\""))
+        .expect("an override that runs tests alone");
+    let mut missing = Vec::new();
+    let mut found = 0;
+    for entry in std::fs::read_dir(root.join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let binary = path.file_stem().unwrap().to_string_lossy().into_owned();
+        for (at, _) in text
+            .match_indices("RABBIT.write()")
+            .chain(text.match_indices("POSTGRES.write()"))
+            .chain(text.match_indices("BROKER.lock()"))
+        {
+            let before = &text[..at];
+            let start = before.rfind("async fn ").expect("a lock taken in a function") + 9;
+            let name: String = before[start..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            // The Kafka pipelines take the broker to keep each other away; only its restart
+            // need keep away everything else (test-group kafka-pipelines runs the others).
+            if binary == "kafka" && config.contains(&format!("test(={name})")) {
+                found += 1;
+                continue;
+            }
+            found += 1;
+            if !alone.contains(&format!("binary({binary})")) || !alone.contains(&name) {
+                missing.push(format!("{binary}: {name}"));
+            }
+        }
+    }
+    assert!(found >= 8, "the locks were not found ({found})");
+    assert_eq!(missing, Vec::<String>::new(), "add them to .config/nextest.toml's alone list");
 }
