@@ -128,7 +128,10 @@ fn every_test_that_disturbs_a_shared_server_runs_alone() {
             .chain(text.match_indices("BROKER.lock()"))
         {
             let before = &text[..at];
-            let start = before.rfind("async fn ").expect("a lock taken in a function") + 9;
+            let start = before
+                .rfind("async fn ")
+                .expect("a lock taken in a function")
+                + 9;
             let name: String = before[start..]
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
@@ -146,5 +149,9 @@ fn every_test_that_disturbs_a_shared_server_runs_alone() {
         }
     }
     assert!(found >= 8, "the locks were not found ({found})");
-    assert_eq!(missing, Vec::<String>::new(), "add them to .config/nextest.toml's alone list");
+    assert_eq!(
+        missing,
+        Vec::<String>::new(),
+        "add them to .config/nextest.toml's alone list"
+    );
 }
