@@ -11,6 +11,69 @@ use serde::{Deserialize, Serialize};
 /// route or queue says otherwise.
 pub const DEFAULT_MAX_DELIVERIES: u32 = 10;
 
+/// Declares a unit that runs a chain of plugins (a route, a subscription): the struct as
+/// given, with the fields every chain has between its own and those of its `after` block,
+/// declared once here so that the two cannot drift apart in the file, the API or the
+/// OpenAPI document.
+macro_rules! chain_unit {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* }
+     $(after { $($(#[$after_meta:meta])* pub $after:ident: $after_ty:ty,)* })?) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+            /// Plugins in order: transformers, optionally ending in one handler.
+            #[serde(default)]
+            pub through: Vec<String>,
+            /// `connection:address` for the outputs; may be left out when the chain ends in a
+            /// handler whose replies go to each request's reply-to.
+            pub to: Option<String>,
+            /// Inputs handled at once.
+            #[serde(default = "default_concurrency")]
+            pub concurrency: usize,
+            #[serde(default)]
+            pub retry: RetryConfig,
+            /// Where dead letters go; by default `{address}.dead` beside the input (a
+            /// subscription's input is its queue on the events connection).
+            pub dead_letter: Option<String>,
+            /// Outputs, publications, replies and kv writes go to the outbox in one transaction
+            /// with the input's record in the unit's inbox, before the input is acked; the
+            /// relay sends them. Survives a broker that is down; a redelivered input is not
+            /// handled twice.
+            #[serde(default)]
+            pub durable: bool,
+            /// Remember the ids of the inputs handled, and ack a redelivered one without
+            /// running the chain again (always so when durable).
+            #[serde(default)]
+            pub inbox: bool,
+            /// The most messages one input may make (default: `server.max_outputs`).
+            pub max_outputs: Option<usize>,
+            /// Dead-letter an input delivered more often than this without being settled.
+            #[serde(default = "default_max_deliveries")]
+            pub max_deliveries: u32,
+            $($($(#[$after_meta])* pub $after: $after_ty,)*)?
+        }
+    };
+}
+
+/// `$into` (a struct literal of another chain unit, its own fields given) with the chain
+/// fields of `$from`.
+macro_rules! copy_chain {
+    ($from:expr, $into:ident { $($field:ident: $value:expr),* $(,)? }) => {
+        $into {
+            $($field: $value,)*
+            through: $from.through.clone(),
+            to: $from.to.clone(),
+            concurrency: $from.concurrency,
+            retry: $from.retry.clone(),
+            dead_letter: $from.dead_letter.clone(),
+            durable: $from.durable,
+            inbox: $from.inbox,
+            max_outputs: $from.max_outputs,
+            max_deliveries: $from.max_deliveries,
+        }
+    };
+}
+
 /// A daemon: a daemon plugin the host runs for as long as it is wanted, restarting it when it
 /// fails and marking it failed when it keeps failing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -107,39 +170,20 @@ impl EventsConfig {
     }
 }
 
-/// A subscription: every event whose routing key matches `pattern` runs through `through`
-/// from a queue (or Kafka consumer group) of its own, named from the service, the chain and
-/// the pattern, so two services never share one by accident.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubscriptionConfig {
-    pub name: String,
-    /// Routing keys to take, in AMQP's topic rules: `Booking.*` (one word), `Booking.#` or
-    /// `#` (any number), `Booking.updated`.
-    pub pattern: String,
-    /// The subscribing service: part of the queue's name.
-    pub service: String,
-    /// Plugins in order: transformers, optionally ending in one handler.
-    #[serde(default)]
-    pub through: Vec<String>,
-    /// `connection:address` for the outputs; may be left out when the chain ends in a
-    /// handler.
-    pub to: Option<String>,
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// Where dead letters go; by default `{queue}.dead` on the events connection.
-    pub dead_letter: Option<String>,
-    /// Effects go through the outbox, as a durable route's.
-    #[serde(default)]
-    pub durable: bool,
-    /// Remember handled event ids; a redelivered one is acked without running the chain.
-    #[serde(default)]
-    pub inbox: bool,
-    pub max_outputs: Option<usize>,
-    #[serde(default = "default_max_deliveries")]
-    pub max_deliveries: u32,
+chain_unit! {
+    /// A subscription: every event whose routing key matches `pattern` runs through `through`
+    /// from a queue (or Kafka consumer group) of its own, named from the service, the chain and
+    /// the pattern, so two services never share one by accident.
+    #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SubscriptionConfig {
+        pub name: String,
+        /// Routing keys to take, in AMQP's topic rules: `Booking.*` (one word), `Booking.#` or
+        /// `#` (any number), `Booking.updated`.
+        pub pattern: String,
+        /// The subscribing service: part of the queue's name.
+        pub service: String,
+    }
 }
 
 impl SubscriptionConfig {
@@ -161,21 +205,15 @@ impl SubscriptionConfig {
 
     /// The route that runs it: from its queue on the events connection.
     pub fn route(&self, events: &EventsConfig) -> RouteConfig {
-        RouteConfig {
-            name: self.name.clone(),
-            from: format!("{}:{}", events.connection, self.queue()),
-            through: self.through.clone(),
-            to: self.to.clone(),
-            concurrency: self.concurrency,
-            retry: self.retry.clone(),
-            dead_letter: self.dead_letter.clone(),
-            durable: self.durable,
-            inbox: self.inbox,
-            max_outputs: self.max_outputs,
-            max_deliveries: self.max_deliveries,
-            reply_to_allow: Vec::new(),
-            reply_to: None,
-        }
+        copy_chain!(
+            self,
+            RouteConfig {
+                name: self.name.clone(),
+                from: format!("{}:{}", events.connection, self.queue()),
+                reply_to_allow: Vec::new(),
+                reply_to: None,
+            }
+        )
     }
 
     /// Checks one subscription on its own: its name, service and pattern, and the route it
@@ -203,46 +241,25 @@ impl SubscriptionConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    pub name: String,
-    /// `connection:address` to consume.
-    pub from: String,
-    /// Plugins in order: transformers, optionally ending in one handler.
-    #[serde(default)]
-    pub through: Vec<String>,
-    /// `connection:address` for the outputs; may be left out when the chain ends in a
-    /// handler whose replies go to each request's reply-to.
-    pub to: Option<String>,
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    #[serde(default)]
-    pub retry: RetryConfig,
-    /// Where dead letters go; by default `{address}.dead` on the input's connection.
-    pub dead_letter: Option<String>,
-    /// Outputs, publications, replies and kv writes go to the outbox in one transaction with
-    /// the input's record in the route's inbox, before the input is acked; the relay sends
-    /// them. Survives a broker that is down; a redelivered input is not handled twice.
-    #[serde(default)]
-    pub durable: bool,
-    /// Remember the ids of the inputs handled, and ack a redelivered one without running the
-    /// chain again (always so on a durable route).
-    #[serde(default)]
-    pub inbox: bool,
-    /// The most messages one input may make (default: `server.max_outputs`).
-    pub max_outputs: Option<usize>,
-    /// Dead-letter an input delivered more often than this without being settled.
-    #[serde(default = "default_max_deliveries")]
-    pub max_deliveries: u32,
-    /// Connections and addresses (`connection:address` globs) a reply may go to besides the
-    /// input's own connection; none by default.
-    #[serde(default)]
-    pub reply_to_allow: Vec<String>,
-    /// Where a handler's reply goes when the request names no reply-to (edeposit's clients
-    /// send only a `UUID` header and read replies from a fixed address).
-    #[serde(default)]
-    pub reply_to: Option<String>,
+chain_unit! {
+    /// A route: every message of `from` runs through `through`, its outputs going to `to`.
+    #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RouteConfig {
+        pub name: String,
+        /// `connection:address` to consume.
+        pub from: String,
+    }
+    after {
+        /// Connections and addresses (`connection:address` globs) a reply may go to besides the
+        /// input's own connection; none by default.
+        #[serde(default)]
+        pub reply_to_allow: Vec<String>,
+        /// Where a handler's reply goes when the request names no reply-to (edeposit's clients
+        /// send only a `UUID` header and read replies from a fixed address).
+        #[serde(default)]
+        pub reply_to: Option<String>,
+    }
 }
 
 fn default_max_deliveries() -> u32 {
@@ -255,6 +272,8 @@ impl Default for RouteConfig {
         RouteConfig {
             name: String::new(),
             from: String::new(),
+            reply_to_allow: Vec::new(),
+            reply_to: None,
             through: Vec::new(),
             to: None,
             concurrency: default_concurrency(),
@@ -264,8 +283,6 @@ impl Default for RouteConfig {
             inbox: false,
             max_outputs: None,
             max_deliveries: default_max_deliveries(),
-            reply_to_allow: Vec::new(),
-            reply_to: None,
         }
     }
 }
