@@ -469,3 +469,100 @@ async fn a_lease_is_settled_only_by_its_taker_or_an_admin() {
     assert!(actors.contains(&"token:taker"), "{audit}");
     host.stop().await;
 }
+
+/// A nack can be a retry (back after a delay, counted as a delivery) or a dead letter that
+/// carries the taker's own error; a body out of bounds is refused, naming its field, and the
+/// lease is still held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_retries_after_its_delay_or_dead_letters_with_the_takers_error() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    let api = Api::new(host.addr);
+    broker
+        .publish("jobs", Message::new("j", "retry me"))
+        .await
+        .unwrap();
+    let first = api.lease("local:jobs", 1, 10_000).await;
+    assert_eq!(first[0]["deliveries"], 1, "{first:?}");
+    let lease = first[0]["lease"].as_str().unwrap().to_owned();
+    let nack = format!("leases/{lease}/nack");
+
+    // Refused, each naming its field; the lease is still held after each.
+    let long = "x".repeat(4097);
+    let cases = [
+        (json!({"delay_ms": 0}), "delay_ms"),
+        (json!({"delay_ms": 3_600_001}), "delay_ms"),
+        (json!({"requeue": false, "delay_ms": 100}), "delay_ms"),
+        (
+            json!({"exception": {"message": "m", "name": "E"}}),
+            "exception",
+        ),
+        (
+            json!({"requeue": false, "exception": {"message": long, "name": "E"}}),
+            "exception.message",
+        ),
+        (
+            json!({"requeue": false, "exception": {"message": "m", "name": ""}}),
+            "exception.name",
+        ),
+        (
+            json!({"requeue": false, "exception": {"message": "m", "name": "x".repeat(256)}}),
+            "exception.name",
+        ),
+        (
+            json!({"requeue": false, "exception": {"message": "m", "name": "Bad\nName"}}),
+            "exception.name",
+        ),
+        (
+            json!({"requeue": false, "exception": {"message": "m", "name": "E", "type": "\u{7}"}}),
+            "exception.type",
+        ),
+        (
+            json!({"requeue": false, "exception": {"message": "m", "name": "E", "extra": 1}}),
+            "exception.extra",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, error) = api.call(Method::POST, &nack, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error"]["field"], field, "{body}: {error}");
+    }
+    let held = api.ok(Method::GET, "leases", None).await;
+    assert_eq!(held.as_array().unwrap().len(), 1, "still held: {held}");
+
+    // A retry: not back at once, back after its delay, delivered a second time.
+    let started = Instant::now();
+    api.ok(Method::POST, &nack, Some(json!({"delay_ms": 1_500})))
+        .await;
+    let early = api.lease_within("local:jobs", 1, 10_000, 500).await;
+    assert!(early.is_empty(), "back before its delay: {early:?}");
+    let second = api.lease_within("local:jobs", 1, 10_000, 5_000).await;
+    assert_eq!(payload(&second[0]), "retry me");
+    assert!(started.elapsed() >= Duration::from_millis(1_400));
+    assert_eq!(second[0]["deliveries"], 2, "{second:?}");
+
+    // A dead letter with the taker's error in its headers.
+    let lease = second[0]["lease"].as_str().unwrap();
+    api.ok(
+        Method::POST,
+        &format!("leases/{lease}/nack"),
+        Some(json!({"requeue": false, "exception": {
+            "message": "'customer 7'", "name": "KeyError", "type": "<class 'KeyError'>"}})),
+    )
+    .await;
+    let dead = support::arrived(&broker, "jobs.dead").await;
+    let header = |name: &str| match dead[0].header(name) {
+        Some(wharf::message::HeaderValue::Text(text)) => text.clone(),
+        other => panic!("header {name} is {other:?}"),
+    };
+    assert_eq!(dead[0].payload, b"retry me");
+    assert_eq!(header("exception_name"), "KeyError");
+    assert_eq!(header("exception"), "'customer 7'");
+    assert_eq!(header("exception_type"), "<class 'KeyError'>");
+    let metrics = support::scrape(host.addr).await;
+    assert!(
+        support::metric(&metrics, "wharf_leases_settled_total{outcome=\"retry\"}") >= 1.0,
+        "a retry is counted as one"
+    );
+    host.stop().await;
+}

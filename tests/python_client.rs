@@ -3,7 +3,9 @@
 //! `tests/python/client_test.py` runs its calls against a host on the embedded broker and
 //! RabbitMQ: publish, an RPC answered by a route, an event reaching a subscription, a leased
 //! take whose client dies before acking, typed errors, asyncio; and a durable send while
-//! RabbitMQ is stopped, whose messages arrive once it is back.
+//! RabbitMQ is stopped, whose messages arrive once it is back. Then `tests/python/worker_test.py`
+//! runs workers: handlers of the embedded broker and RabbitMQ retried, dead-lettered and
+//! drained, requests answered, a lease outlived, and a worker stopped by SIGTERM.
 
 mod support;
 
@@ -27,6 +29,10 @@ fn python() -> PathBuf {
         PathBuf::from,
     );
     let python = venv.join("bin").join("python");
+    // Two tests (in two processes) may install at once: one at a time.
+    std::fs::create_dir_all(venv.parent().expect("a parent")).unwrap();
+    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
+    lock.lock().expect("locking the virtual environment");
     if !python.is_file() {
         let made = std::process::Command::new("python3")
             .args(["-m", "venv"])
@@ -59,9 +65,22 @@ fn python() -> PathBuf {
 }
 
 async fn run(python: &Path, part: &str, base: &str, token: &str, queue: &str) -> String {
+    run_script("client_test.py", python, part, base, token, queue).await
+}
+
+async fn run_script(
+    script: &str,
+    python: &Path,
+    part: &str,
+    base: &str,
+    token: &str,
+    queue: &str,
+) -> String {
+    let tmp = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(python)
-        .arg(root().join("tests/python/client_test.py"))
+        .arg(root().join("tests/python").join(script))
         .arg(part)
+        .env("WHARF_TMP", tmp.path())
         .env("WHARF_URL", base)
         .env("WHARF_TOKEN", token)
         .env("WHARF_QUEUE", queue)
@@ -70,7 +89,7 @@ async fn run(python: &Path, part: &str, base: &str, token: &str, queue: &str) ->
         .unwrap();
     assert!(
         out.status.success(),
-        "client_test.py {part}:\n{}\n{}",
+        "{script} {part}:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -158,4 +177,61 @@ async fn the_python_client_works_against_a_real_host() {
     let _ = client.close(200, "done".into()).await;
     host.stop().await;
     support::delete_amqp_queues(&[queue]).await;
+}
+
+/// The worker (`wharf_client.Worker`) against a real host: see `tests/python/worker_test.py`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_worker_handles_retries_dead_letters_answers_and_stops_cleanly() {
+    let python = python();
+    let _shared = support::RABBIT.read().await;
+    let queue = format!("python.worker.{}", uuid::Uuid::new_v4().simple());
+    let dead = format!("{queue}.dead");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config::default();
+    config.connections.insert(
+        "rabbit".into(),
+        serde_json::from_value(serde_json::json!({
+            "kind": "amqp",
+            "url": support::amqp_url(),
+            "queues": [
+                {"name": queue, "dead_letter_exchange": "", "dead_letter_routing_key": dead},
+                {"name": dead},
+            ],
+        }))
+        .unwrap(),
+    );
+    let (host, _broker) = support::start_host(&db, config).await;
+    let base = format!("http://{}", host.addr);
+    let token = support::local_token(host.addr);
+    for part in ["consume", "respond", "lease", "subscribe", "sigterm"] {
+        let out = run_script("worker_test.py", &python, part, &base, &token, &queue).await;
+        assert!(out.contains(&format!("{part} ok")), "{out}");
+    }
+    // RabbitMQ's dead letters: the permanent failure and the one out of deliveries.
+    let client = support::amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    let mut numbers = Vec::new();
+    for _ in 0..100 {
+        match channel
+            .basic_get(
+                dead.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+        {
+            Ok(Some(message)) => {
+                let body: serde_json::Value = serde_json::from_slice(&message.data).unwrap();
+                numbers.push(body["n"].as_u64().unwrap());
+                if numbers.len() == 2 {
+                    break;
+                }
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    numbers.sort();
+    assert_eq!(numbers, vec![8, 9], "RabbitMQ's dead letters");
+    let _ = client.close(200, "done".into()).await;
+    host.stop().await;
+    support::delete_amqp_queues(&[queue, dead]).await;
 }

@@ -650,7 +650,8 @@ async fn two_services_each_get_every_booking_event_on_rabbitmq() {
 }
 
 /// `wharf drain` runs a stopped subscription until its queue is empty, holds it stopped again
-/// and prints the count; a running route is waited for; an unknown unit is an error.
+/// and prints the count; a running route is waited for; with no names it drains every route
+/// and subscription; an unknown unit is an error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_empties_and_exits_with_the_count() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -746,9 +747,25 @@ async fn drain_empties_and_exits_with_the_count() {
     let (code, _, stderr) = cli(&["drain", "--route", "no-such-route"]);
     assert_ne!(code, Some(0));
     assert!(stderr.contains("no unit named"), "{stderr}");
-    let (code, _, stderr) = cli(&["drain"]);
-    assert_ne!(code, Some(0));
-    assert!(stderr.contains("--route NAME"), "{stderr}");
+    // None named: every route and subscription of the host (pubsubpy's `drain()`): the
+    // event waiting for the stopped subscription, which is held stopped again.
+    let (code, stdout, stderr) = cli(&["drain", "--timeout", "30"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("subscription nightly: 1 processed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("route copy: 0 processed"), "{stdout}");
+    assert_eq!(
+        broker
+            .stats("reports.uppercase.Booking.all")
+            .await
+            .unwrap()
+            .depth(),
+        0
+    );
+    let held = support::get_json(&client, &format!("{base}/api/v1/subscriptions/nightly")).await;
+    assert!(held["status"]["stopped_by"].is_string(), "{held}");
     let too_long = client
         .post(format!("{base}/api/v1/drain"))
         .json(&json!({ "units": ["copy"], "timeout_secs": 999_999 }))

@@ -60,6 +60,26 @@ impl Drop for Room {
     }
 }
 
+/// How a leased message is given back.
+#[derive(Debug, Clone)]
+pub enum GiveBack {
+    /// To its queue: at once, or after `delay` (at most [`MAX_LEASE`]), a retry that does not
+    /// hold the message meanwhile.
+    Requeue { delay: Option<Duration> },
+    /// To its dead letters: with the taker's own error, or as refused by the client.
+    DeadLetter(Option<TakerError>),
+}
+
+/// The error a taker gives a dead letter, as edeposit's daemons reported one: its text
+/// (`exception`), its class's name (`exception_name`: `KeyError`) and its type
+/// (`exception_type`). Checked for length by whoever takes it from a caller.
+#[derive(Debug, Clone)]
+pub struct TakerError {
+    pub message: String,
+    pub name: String,
+    pub kind: String,
+}
+
 /// Who settles a lease: only its taker, or an admin.
 pub struct Settler<'a> {
     /// The audit log's name of the caller.
@@ -102,6 +122,9 @@ pub struct Leased {
     pub lease: String,
     /// When it goes back to its queue unless settled or extended (ms since the epoch).
     pub deadline_ms: u64,
+    /// How many times the message has been delivered, this time included (as the broker
+    /// counts them: a taker retries or gives up by it).
+    pub deliveries: u32,
     /// The message, in its JSON form.
     #[schema(value_type = Object)]
     pub message: serde_json::Value,
@@ -189,6 +212,7 @@ impl Leases {
             leased.push(Leased {
                 lease: id.clone(),
                 deadline_ms,
+                deliveries: delivery.deliveries,
                 message: delivery.message.to_json(),
             });
             lock(&self.held).insert(
@@ -227,26 +251,35 @@ impl Leases {
         Ok(())
     }
 
-    /// Back to its queue (`requeue`), or to its dead letters, saying the taker refused it.
-    /// Answers where it was taken from.
+    /// Gives it back: to its queue (at once, or after a delay: a retry), or to its dead
+    /// letters with the taker's reason. Answers where it was taken from.
     pub async fn nack(
         &self,
         id: &str,
-        requeue: bool,
+        back: GiveBack,
         by: &Settler<'_>,
     ) -> Result<String, LeaseError> {
-        let nack = if requeue {
-            Nack::Requeue
-        } else {
-            Nack::DeadLetter(DeadLetter::new(
-                "refused by the client that leased it",
-                "Rejected",
-                "client",
-            ))
+        let (nack, outcome) = match back {
+            GiveBack::Requeue { delay: None } => (Nack::Requeue, "requeue"),
+            GiveBack::Requeue { delay: Some(delay) } => {
+                (Nack::RequeueAfter(delay.min(MAX_LEASE)), "retry")
+            }
+            GiveBack::DeadLetter(None) => (
+                Nack::DeadLetter(DeadLetter::new(
+                    "refused by the client that leased it",
+                    "Rejected",
+                    "client",
+                )),
+                "dead_letter",
+            ),
+            GiveBack::DeadLetter(Some(error)) => (
+                Nack::DeadLetter(DeadLetter::new(error.message, &error.name, &error.kind)),
+                "dead_letter",
+            ),
         };
         let held = self.take(id, by)?;
         held.ack.nack(nack).await?;
-        crate::metrics::lease_settled(if requeue { "requeue" } else { "dead_letter" });
+        crate::metrics::lease_settled(outcome);
         Ok(held.address)
     }
 

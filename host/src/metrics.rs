@@ -196,7 +196,8 @@ pub fn leases_taken(n: usize) {
     metrics::counter!(LEASES_TAKEN).increment(n as u64);
 }
 
-/// A lease ended: `ack`, `requeue`, `dead_letter`, `expired` or `shutdown`.
+/// A lease ended: `ack`, `requeue`, `retry` (back after a delay), `dead_letter`, `expired` or
+/// `shutdown`.
 pub fn lease_settled(outcome: &'static str) {
     metrics::counter!(LEASES_SETTLED, "outcome" => outcome).increment(1);
 }

@@ -65,13 +65,10 @@ pub struct DrainArgs {
     host: HostArg,
 }
 
-/// `wharf drain`: processes every message outstanding on the units given, then prints how
-/// many this host took.
+/// `wharf drain`: processes every message outstanding on the units given (none: every route
+/// and subscription of the host), then prints how many this host took.
 pub async fn drain(args: DrainArgs) -> anyhow::Result<ExitCode> {
     let units: Vec<String> = args.routes.into_iter().chain(args.subscriptions).collect();
-    if units.is_empty() {
-        anyhow::bail!("name what to drain: --route NAME or --subscription NAME (repeatable)");
-    }
     let report = Api::new(&args.host)?
         .send(
             reqwest::Method::POST,

@@ -73,8 +73,8 @@ pub enum Command {
     /// Create, change, stop, start, restart, delete and list daemons on a running host.
     #[command(subcommand)]
     Daemon(unit::UnitCommand<daemon::DaemonSpec>),
-    /// Process every message outstanding on the routes and subscriptions given, then print
-    /// how many were processed (for cron).
+    /// Process every message outstanding on the routes and subscriptions given (none: every
+    /// one of the host), then print how many were processed (for cron).
     Drain(events::DrainArgs),
     /// Add, change, test, remove and list connections on a running host.
     #[command(subcommand)]

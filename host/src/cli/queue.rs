@@ -384,12 +384,22 @@ pub enum LeaseCommand {
         #[command(flatten)]
         host: HostArg,
     },
-    /// Give a leased message back to its queue (or, with --dead, to its dead letters).
+    /// Give a leased message back to its queue (after --delay SECS: a retry), or with --dead
+    /// to its dead letters (with --exception-name and --exception saying why).
     Nack {
         lease: String,
         /// To the queue's dead letters instead of back to the queue.
         #[arg(long)]
         dead: bool,
+        /// Back to the queue after SECS, not at once.
+        #[arg(long, value_name = "SECS", conflicts_with = "dead")]
+        delay: Option<f64>,
+        /// The dead letter's `exception_name`: the error's class (`KeyError`).
+        #[arg(long, value_name = "NAME", requires = "dead")]
+        exception_name: Option<String>,
+        /// The dead letter's `exception`: the error's text.
+        #[arg(long, value_name = "TEXT", requires = "exception_name")]
+        exception: Option<String>,
         #[command(flatten)]
         host: HostArg,
     },
@@ -439,22 +449,39 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
                 .await?;
             println!("acked {lease}");
         }
-        LeaseCommand::Nack { lease, dead, host } => {
+        LeaseCommand::Nack {
+            lease,
+            dead,
+            delay,
+            exception_name,
+            exception,
+            host,
+        } => {
+            let mut body = serde_json::json!({ "requeue": !dead });
+            if let Some(secs) = delay {
+                if !secs.is_finite() || secs <= 0.0 {
+                    anyhow::bail!("--delay must be a positive number of seconds");
+                }
+                body["delay_ms"] = serde_json::json!((secs * 1000.0).ceil() as u64);
+            }
+            if let Some(name) = exception_name {
+                body["exception"] = serde_json::json!({
+                    "name": name,
+                    "message": exception.unwrap_or_default(),
+                });
+            }
             super::api::Api::new(&host)?
                 .send(
                     Method::POST,
                     &format!("leases/{}/nack", segment(&lease)),
-                    Some(serde_json::json!({ "requeue": !dead })),
+                    Some(body),
                 )
                 .await?;
-            println!(
-                "{lease} went back to {}",
-                if dead {
-                    "its dead letters"
-                } else {
-                    "its queue"
-                }
-            );
+            match (dead, delay) {
+                (true, _) => println!("{lease} went to its dead letters"),
+                (false, Some(secs)) => println!("{lease} goes back to its queue in {secs} s"),
+                (false, None) => println!("{lease} went back to its queue"),
+            }
         }
         LeaseCommand::Extend { lease, secs, host } => {
             if !secs.is_finite() || secs <= 0.0 {

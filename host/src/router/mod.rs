@@ -110,6 +110,15 @@ impl Route {
     fn keeps_inbox(&self) -> bool {
         self.durable || self.inbox
     }
+
+    /// A subscription with no plugins and no `to`: its queue is bound and kept for clients
+    /// to read (a service's worker leasing from it), and nothing of the host consumes it.
+    pub fn read_by_clients(&self) -> bool {
+        self.subscription.is_some()
+            && self.transformers.is_empty()
+            && self.handler.is_none()
+            && self.to.is_none()
+    }
 }
 
 /// What a chain made of one input: messages to send, and its plugins' kv writes.
@@ -215,6 +224,24 @@ impl RouteRunner {
                 )
                 .await?;
             group = subscribed.group.clone();
+            if route.read_by_clients() {
+                if subscribed.shared_log {
+                    return Err(BrokerError::Unsupported(format!(
+                        "subscription `{}` has no plugins and no `to`, so clients read its queue, but events on `{}` are one shared log, not a queue of its own: give it a chain or a `to`",
+                        route.name, route.from.connection
+                    )));
+                }
+                // Bound; clients read it. Runs until it is stopped.
+                tracing::info!(route = %route.name, queue = %subscribed.address, "subscription bound for clients to read");
+                if let Some(started) = self.on_started {
+                    started();
+                }
+                shutdown.fired().await;
+                if let Some(closed) = self.on_closed {
+                    closed();
+                }
+                return Ok(());
+            }
             let mut reading = (*route).clone();
             reading.from = route.from.sibling(subscribed.address);
             if subscribed.shared_log {

@@ -160,8 +160,13 @@ impl Supervisor {
                 }
             }
         }
-        if handler.is_none() && spec.to.is_none() {
-            return Err(String::from("`to` is required unless the chain ends in a handler").into());
+        // A subscription with no plugins and no `to` is read by clients (`read_by_clients`).
+        let for_clients = subscription.is_some() && spec.through.is_empty();
+        if handler.is_none() && spec.to.is_none() && !for_clients {
+            return Err(String::from(
+                "`to` is required unless the chain ends in a handler (or, for a subscription left to clients to read, there are no plugins)",
+            )
+            .into());
         }
         let parse = |text: &str| Address::parse(text).map_err(|e| e.to_string());
         let from = parse(&spec.from)?;

@@ -281,3 +281,73 @@ pub(super) async fn keep_connected(inner: std::sync::Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ports nothing listens on, each its own.
+    fn closed_ports(count: usize) -> Vec<u16> {
+        let listeners: Vec<std::net::TcpListener> = (0..count)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        listeners
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect()
+    }
+
+    /// The order `config`'s brokers were tried in, read from the error naming each.
+    async fn tried(config: &AmqpConfig, ports: &[u16]) -> Vec<u16> {
+        let tls = OwnedTLSConfig::default();
+        let failure = match connect("t", config, &tls, &Topology::default()).await {
+            Err(failure) => failure,
+            Ok(_) => panic!("nothing listens there"),
+        };
+        let mut order: Vec<(usize, u16)> = ports
+            .iter()
+            .map(|port| {
+                let at = failure
+                    .error
+                    .find(&format!(":{port}/"))
+                    .unwrap_or_else(|| panic!("{port} tried: {}", failure.error));
+                (at, *port)
+            })
+            .collect();
+        order.sort();
+        order.into_iter().map(|(_, port)| port).collect()
+    }
+
+    /// PDC's shuffled AMQP URLs: with `shuffle` the brokers are tried in a random order each
+    /// time, so clients spread over a cluster; without it, in the order given, `url` first.
+    #[tokio::test]
+    async fn shuffle_tries_the_brokers_in_a_random_order() {
+        let ports = closed_ports(4);
+        let urls: Vec<String> = ports
+            .iter()
+            .map(|port| format!("amqp://guest:guest@127.0.0.1:{port}/%2f"))
+            .collect();
+        let mut config = AmqpConfig {
+            url: Some(urls[0].clone()),
+            urls: urls[1..].to_vec(),
+            connect_timeout_ms: 2_000,
+            ..AmqpConfig::default()
+        };
+        for _ in 0..3 {
+            assert_eq!(tried(&config, &ports).await, ports, "in the order given");
+        }
+        config.shuffle = true;
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let order = tried(&config, &ports).await;
+            let mut sorted = order.clone();
+            sorted.sort();
+            let mut all = ports.clone();
+            all.sort();
+            assert_eq!(sorted, all, "each broker tried once");
+            orders.insert(order);
+        }
+        // 24 orders are possible; 20 draws all alike would happen once in 24^19.
+        assert!(orders.len() > 1, "always {orders:?}");
+    }
+}

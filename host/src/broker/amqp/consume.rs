@@ -175,6 +175,10 @@ impl AmqpConsumer {
         }
         while let Some(Some(Ok(delivery))) = futures::FutureExt::now_or_never(self.consumer.next())
         {
+            // Never handed out: its coming back is not a delivery of it.
+            if let Some(id) = map::own_id(&delivery.properties) {
+                self.redeliveries.not_delivered(&self.queue, id);
+            }
             let _ = delivery
                 .acker
                 .nack(BasicNackOptions {

@@ -124,7 +124,8 @@ impl Redeliveries {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one more redelivery of `id` from `queue`; returns the deliveries so far.
+    /// Counts one more redelivery of `id` from `queue`; returns the deliveries so far. A
+    /// message not counted yet was handed out once before (it is redelivered).
     fn count(&self, queue: &Arc<str>, id: &str) -> u32 {
         let mut counts = self.lock();
         if counts.len() >= Self::MAX {
@@ -133,6 +134,17 @@ impl Redeliveries {
         let seen = counts.entry((queue.clone(), id.to_owned())).or_insert(1);
         *seen = seen.saturating_add(1);
         *seen
+    }
+
+    /// `id` went back to `queue` without being handed to anyone (a consumer closed with it
+    /// prefetched). Counts are of hand-outs: one not counted yet has had none, so its next
+    /// (redelivered) hand-out is its first; one counted keeps its count.
+    fn not_delivered(&self, queue: &Arc<str>, id: &str) {
+        let mut counts = self.lock();
+        if counts.len() >= Self::MAX {
+            counts.clear();
+        }
+        counts.entry((queue.clone(), id.to_owned())).or_insert(0);
     }
 
     fn forget(&self, queue: &Arc<str>, id: &str) {

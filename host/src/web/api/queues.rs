@@ -226,13 +226,95 @@ pub struct NackBody {
     /// Back to its queue (true, the default), or to its dead letters.
     #[serde(default = "yes")]
     pub requeue: bool,
+    /// Back to its queue after this long (a retry; 1 to 3,600,000), not at once. Only with
+    /// `requeue`.
+    pub delay_ms: Option<u64>,
+    /// Why it goes to its dead letters, carried in its `exception` headers. Only without
+    /// `requeue`.
+    pub exception: Option<NackException>,
 }
+
+/// The taker's error a dead letter carries, as edeposit's daemons reported one.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NackException {
+    /// Its text (`exception`); at most 4,096 bytes.
+    pub message: String,
+    /// Its class's name (`exception_name`: `KeyError`); 1 to 255 bytes, no control characters.
+    pub name: String,
+    /// Its type (`exception_type`: `<class 'KeyError'>`); at most 255 bytes, `client` if left
+    /// out.
+    pub r#type: Option<String>,
+}
+
+/// The longest `exception.message` a nack carries.
+const MAX_EXCEPTION_MESSAGE: usize = 4096;
+/// The longest `exception.name` and `exception.type`.
+const MAX_EXCEPTION_NAME: usize = 255;
 
 fn yes() -> bool {
     true
 }
 
-/// Gives a leased message back: to its queue, or (`requeue: false`) to its dead letters.
+impl NackBody {
+    /// What it asks for, checked: a delay only with `requeue`, an exception only without, and
+    /// each within its bounds.
+    fn give_back(self) -> Result<crate::leases::GiveBack, AppError> {
+        use crate::leases::{GiveBack, TakerError};
+        use crate::web::error::invalid;
+        let bad_text = |text: &str| text.chars().any(char::is_control);
+        match (self.requeue, self.delay_ms, self.exception) {
+            (true, _, Some(_)) => Err(invalid(
+                "exception",
+                "an exception goes with a dead letter: send it with \"requeue\": false",
+            )),
+            (false, Some(_), _) => Err(invalid(
+                "delay_ms",
+                "a delay goes with a requeue: leave it out with \"requeue\": false",
+            )),
+            (true, delay, None) => Ok(GiveBack::Requeue {
+                delay: delay.map(|ms| lease_duration("delay_ms", ms)).transpose()?,
+            }),
+            (false, None, None) => Ok(GiveBack::DeadLetter(None)),
+            (false, None, Some(e)) => {
+                if e.message.len() > MAX_EXCEPTION_MESSAGE {
+                    return Err(invalid(
+                        "exception.message",
+                        format!(
+                            "is {} bytes; at most {MAX_EXCEPTION_MESSAGE}",
+                            e.message.len()
+                        ),
+                    ));
+                }
+                if e.name.is_empty() || e.name.len() > MAX_EXCEPTION_NAME || bad_text(&e.name) {
+                    return Err(invalid(
+                        "exception.name",
+                        format!(
+                            "must be 1 to {MAX_EXCEPTION_NAME} bytes without control characters"
+                        ),
+                    ));
+                }
+                let kind = e.r#type.unwrap_or_else(|| "client".into());
+                if kind.is_empty() || kind.len() > MAX_EXCEPTION_NAME || bad_text(&kind) {
+                    return Err(invalid(
+                        "exception.type",
+                        format!(
+                            "must be 1 to {MAX_EXCEPTION_NAME} bytes without control characters"
+                        ),
+                    ));
+                }
+                Ok(GiveBack::DeadLetter(Some(TakerError {
+                    message: e.message,
+                    name: e.name,
+                    kind,
+                })))
+            }
+        }
+    }
+}
+
+/// Gives a leased message back: to its queue (at once, or after `delay_ms`: a retry), or
+/// (`requeue: false`) to its dead letters, with the taker's `exception` if it gives one.
 #[utoipa::path(post, path = "/api/v1/leases/{id}/nack", tag = "queues",
     params(("id" = String, Path)), request_body = Option<NackBody>,
     responses((status = 204), (status = 400), (status = 404)))]
@@ -243,8 +325,12 @@ pub async fn nack(
     body: axum::body::Bytes,
 ) -> Result<StatusCode, AppError> {
     // No body is `{"requeue": true}`.
-    let requeue = body.is_empty() || crate::web::json::parse_json::<NackBody>(&body)?.requeue;
-    ops::settle_lease(&state, &who, &id, ops::Settle::Nack { requeue }).await?;
+    let back = if body.is_empty() {
+        crate::leases::GiveBack::Requeue { delay: None }
+    } else {
+        crate::web::json::parse_json::<NackBody>(&body)?.give_back()?
+    };
+    ops::settle_lease(&state, &who, &id, ops::Settle::Nack(back)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -59,7 +59,9 @@ pub async fn restart(
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrainRequest {
-    /// Routes and subscriptions, by name (1 to 100).
+    /// Routes and subscriptions, by name (at most 100); none, or left out: every route and
+    /// subscription the host consumes for.
+    #[serde(default)]
     pub units: Vec<String>,
     /// How long to wait for their inputs to empty (1 to 3600 s; 60 by default).
     #[serde(default = "sixty")]
@@ -70,8 +72,8 @@ fn sixty() -> u64 {
     60
 }
 
-/// Processes every message outstanding on the units named, then answers with how many this
-/// host took; a unit held stopped runs for the drain and is held stopped again after it.
+/// Processes every message outstanding on the units named (none: every route and
+/// subscription), then answers with how many this host took; a unit held stopped runs for the drain and is held stopped again after it.
 #[utoipa::path(post, path = "/api/v1/drain", tag = "units", request_body = DrainRequest,
     responses((status = 200, body = drains::DrainReport), (status = 400), (status = 404)))]
 pub async fn drain(

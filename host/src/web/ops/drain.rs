@@ -31,7 +31,8 @@ pub struct DrainReport {
 pub const MAX_DRAIN_UNITS: usize = 100;
 pub const MAX_DRAIN_SECS: u64 = 3_600;
 
-/// Processes every message outstanding on `names` (routes or subscriptions), then answers with
+/// Processes every message outstanding on `names` (routes or subscriptions; none: every route
+/// and subscription the host consumes for), then answers with
 /// how many this host took: pubsubpy's `drain()`, for cron-style use. A unit held stopped runs
 /// for the drain (on every host) and is held stopped again after it; a running one is waited
 /// for. Its input is empty once its queue holds nothing (ready, delayed or in flight, where
@@ -48,10 +49,10 @@ pub async fn drain(
     timeout: std::time::Duration,
 ) -> Result<DrainReport, AppError> {
     use crate::web::error::invalid;
-    if names.is_empty() || names.len() > MAX_DRAIN_UNITS {
+    if names.len() > MAX_DRAIN_UNITS {
         return Err(invalid(
             "units",
-            format!("name 1 to {MAX_DRAIN_UNITS} units to drain"),
+            format!("name at most {MAX_DRAIN_UNITS} units to drain, or none for every one"),
         ));
     }
     if timeout.is_zero() || timeout.as_secs() > MAX_DRAIN_SECS {
@@ -62,6 +63,35 @@ pub async fn drain(
     }
     let desired = Desired::load(&state.store, state.supervisor.file()).await?;
     let units = desired.units(&state.supervisor.file().events);
+    // None named: every route and subscription the host consumes for (not the subscriptions
+    // left to clients to read, which nothing here takes from).
+    let every: Vec<String>;
+    let names = if names.is_empty() {
+        every = units
+            .values()
+            .filter_map(|unit| match &unit.spec {
+                crate::supervisor::UnitSpec::Route {
+                    route,
+                    subscription,
+                } if !(subscription.is_some()
+                    && route.through.is_empty()
+                    && route.to.is_none()) =>
+                {
+                    Some(unit.name().to_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        if every.is_empty() {
+            return Err(invalid(
+                "units",
+                "this host has no route or subscription to drain",
+            ));
+        }
+        &every[..]
+    } else {
+        names
+    };
     let mut draining = Vec::new();
     for name in names {
         let unit = units

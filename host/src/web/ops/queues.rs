@@ -3,6 +3,7 @@
 
 use super::{AppError, AppState, audit};
 use crate::broker::{Address, Consumer};
+use crate::leases::GiveBack;
 use crate::message::{HeaderValue, Message};
 use crate::web::MAX_COUNT;
 use crate::web::caller::{Admin, Allowed, Operator, Viewer};
@@ -547,9 +548,19 @@ pub async fn settle_lease(
             state.leases.ack(id, &by).await?;
             ("lease.ack", json!({}), None)
         }
-        Settle::Nack { requeue } => {
-            state.leases.nack(id, requeue, &by).await?;
-            ("lease.nack", json!({ "requeue": requeue }), None)
+        Settle::Nack(back) => {
+            let detail = match &back {
+                GiveBack::Requeue { delay } => json!({
+                    "requeue": true,
+                    "delay_ms": delay.map(|d| d.as_millis() as u64),
+                }),
+                GiveBack::DeadLetter(error) => json!({
+                    "requeue": false,
+                    "exception_name": error.as_ref().map(|e| e.name.clone()),
+                }),
+            };
+            state.leases.nack(id, back, &by).await?;
+            ("lease.nack", detail, None)
         }
         Settle::Extend { lease } => {
             let until = state.leases.extend(id, lease, &by).await?;
@@ -573,7 +584,12 @@ pub async fn return_lease(
         actor: &who.caller.actor(),
         admin: true,
     };
-    let address = state.leases.nack(id, requeue, &by).await?;
+    let back = if requeue {
+        GiveBack::Requeue { delay: None }
+    } else {
+        GiveBack::DeadLetter(None)
+    };
+    let address = state.leases.nack(id, back, &by).await?;
     audit::record(
         state,
         who,
@@ -592,6 +608,6 @@ pub async fn return_lease(
 /// What to do with a leased message.
 pub enum Settle {
     Ack,
-    Nack { requeue: bool },
+    Nack(GiveBack),
     Extend { lease: Duration },
 }

@@ -1,9 +1,11 @@
 """A client for services that talk to Wharf: publish, RPC, model events, durable sends
 through the outbox and leased takes, over Wharf's HTTP API with a token, blocking
-(:class:`Client`) or with asyncio (:class:`AsyncClient`). Errors are typed, one class per code
-of the API's error shape (:mod:`wharf_client.errors`)."""
+(:class:`Client`) or with asyncio (:class:`AsyncClient`); and :class:`Worker`, which runs a
+service's handlers of queues and requests (leased, retried, dead-lettered, answered). Errors
+are typed, one class per code of the API's error shape (:mod:`wharf_client.errors`)."""
 
 from .client import AsyncClient, AsyncLeased, Client, Leased, Message
+from .worker import Permanent, Worker
 from .errors import (
     BadGateway,
     BadRequest,
@@ -38,6 +40,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "Permanent",
     "Timeout",
     "TooManyRequests",
     "Unauthorized",
@@ -45,4 +48,5 @@ __all__ = [
     "Unreachable",
     "UnsupportedMediaType",
     "WharfError",
+    "Worker",
 ]

@@ -228,24 +228,69 @@ def _rpc_path(address: str) -> str:
     return "rpc/" + "/".join(quote(s, safe="") for s in segments)
 
 
+def _nack_json(
+    requeue: bool, delay: Optional[float], exception: Optional[BaseException]
+) -> Dict[str, Any]:
+    """The body of a nack: back to the queue (after ``delay`` seconds), or to the dead letters
+    with ``exception`` as edeposit's daemons reported one (its text, its class's name, its
+    type), cut to the lengths the host takes."""
+    if delay is not None and not requeue:
+        raise ValueError("a delay goes with requeue=True")
+    if exception is not None and requeue:
+        raise ValueError("an exception goes with requeue=False")
+    doc: Dict[str, Any] = {"requeue": requeue}
+    if delay is not None and _ms(delay, "delay") > 0:
+        doc["delay_ms"] = _ms(delay, "delay")
+    if exception is not None:
+        doc["exception"] = _exception_json(exception)
+    return doc
+
+
+def _cut(text: str, most: int) -> str:
+    """``text`` in at most ``most`` UTF-8 bytes, cut at a character."""
+    return text.encode("utf-8")[:most].decode("utf-8", "ignore")
+
+
+def _exception_json(exception: BaseException) -> Dict[str, str]:
+    def printable(text: str) -> str:
+        return "".join(c if c.isprintable() else " " for c in text)
+
+    return {
+        "message": _cut(str(exception), 4096),
+        "name": _cut(printable(type(exception).__name__), 255) or "Exception",
+        "type": _cut(printable(str(type(exception))), 255),
+    }
+
+
 @dataclass
 class Leased:
     """A message taken with a lease: held unsettled until :meth:`ack`, :meth:`nack` or its
-    deadline (then it goes back to its queue)."""
+    deadline (then it goes back to its queue). ``deliveries`` counts its deliveries, this one
+    included."""
 
     lease: str
     deadline_ms: int
     message: Message
     _client: "Client" = field(repr=False, default=None)  # type: ignore[assignment]
+    deliveries: int = 1
 
     def ack(self) -> None:
         """Done with: removed from its queue."""
         self._client._call("POST", f"leases/{quote(self.lease, safe='')}/ack")
 
-    def nack(self, requeue: bool = True) -> None:
-        """Back to its queue, or (``requeue=False``) to its dead letters."""
+    def nack(
+        self,
+        requeue: bool = True,
+        *,
+        delay: Optional[float] = None,
+        exception: Optional[BaseException] = None,
+    ) -> None:
+        """Back to its queue (after ``delay`` seconds: a retry), or (``requeue=False``) to its
+        dead letters, with ``exception`` in their ``exception`` headers."""
         self._client._call(
-            "POST", f"leases/{quote(self.lease, safe='')}/nack", json={"requeue": requeue}
+            "POST",
+            f"leases/{quote(self.lease, safe='')}/nack",
+            json=_nack_json(requeue, delay, exception),
         )
 
     def extend(self, seconds: float) -> int:
@@ -267,13 +312,22 @@ class AsyncLeased:
     deadline_ms: int
     message: Message
     _client: "AsyncClient" = field(repr=False, default=None)  # type: ignore[assignment]
+    deliveries: int = 1
 
     async def ack(self) -> None:
         await self._client._call("POST", f"leases/{quote(self.lease, safe='')}/ack")
 
-    async def nack(self, requeue: bool = True) -> None:
+    async def nack(
+        self,
+        requeue: bool = True,
+        *,
+        delay: Optional[float] = None,
+        exception: Optional[BaseException] = None,
+    ) -> None:
         await self._client._call(
-            "POST", f"leases/{quote(self.lease, safe='')}/nack", json={"requeue": requeue}
+            "POST",
+            f"leases/{quote(self.lease, safe='')}/nack",
+            json=_nack_json(requeue, delay, exception),
         )
 
     async def extend(self, seconds: float) -> int:
@@ -381,6 +435,18 @@ class Client:
         }
         return list(self._call("POST", "outbox", json=body)["ids"])
 
+    def drain(self, *units: str, timeout: float = 60.0) -> Dict[str, Any]:
+        """Processes every message outstanding on the routes and subscriptions named (none:
+        every one of the host), as pubsubpy's ``drain()`` did; returns the host's report
+        (``processed``, ``complete`` and each unit's count). A unit held stopped runs for the
+        drain and is held stopped again after it."""
+        return self._call(
+            "POST",
+            "drain",
+            json={"units": list(units), "timeout_secs": max(1, int(round(timeout)))},
+            timeout=timeout + 10,
+        )
+
     def take(self, address: str, count: int = 1, *, timeout: float = 5.0) -> List[Message]:
         """Takes up to ``count`` messages, waiting up to ``timeout`` seconds, each acked as it
         is handed over (use :meth:`consume` for at-least-once)."""
@@ -409,7 +475,13 @@ class Client:
             timeout=timeout + 10,
         )
         return [
-            Leased(doc["lease"], doc["deadline_ms"], Message.from_json(doc["message"]), self)
+            Leased(
+                doc["lease"],
+                doc["deadline_ms"],
+                Message.from_json(doc["message"]),
+                self,
+                doc.get("deliveries", 1),
+            )
             for doc in answer
         ]
 
@@ -509,6 +581,15 @@ class AsyncClient:
         }
         return list((await self._call("POST", "outbox", json=body))["ids"])
 
+    async def drain(self, *units: str, timeout: float = 60.0) -> Dict[str, Any]:
+        """:meth:`Client.drain`."""
+        return await self._call(
+            "POST",
+            "drain",
+            json={"units": list(units), "timeout_secs": max(1, int(round(timeout)))},
+            timeout=timeout + 10,
+        )
+
     async def take(self, address: str, count: int = 1, *, timeout: float = 5.0) -> List[Message]:
         answer = await self._call(
             "POST",
@@ -532,7 +613,13 @@ class AsyncClient:
             timeout=timeout + 10,
         )
         return [
-            AsyncLeased(doc["lease"], doc["deadline_ms"], Message.from_json(doc["message"]), self)
+            AsyncLeased(
+                doc["lease"],
+                doc["deadline_ms"],
+                Message.from_json(doc["message"]),
+                self,
+                doc.get("deliveries", 1),
+            )
             for doc in answer
         ]
 
