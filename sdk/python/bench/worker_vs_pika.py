@@ -87,12 +87,12 @@ def main() -> None:
         rate, cpu_us = bare(channel)
         totals["pika"][0] += rate
         totals["pika"][1] += cpu_us
-        print(f"round {round}: pika basic_consume, prefetch {PREFETCH:<4} {rate:>7.0} msg/s   {cpu_us:>7.1} µs CPU/msg")
+        print(f"round {round}: pika basic_consume, prefetch {PREFETCH:<4} {rate:>7.0f} msg/s   {cpu_us:>7.1f} µs CPU/msg")
         fill(channel)
         rate, cpu_us = worker()
         totals["worker"][0] += rate
         totals["worker"][1] += cpu_us
-        print(f"round {round}: wharf worker, concurrency {PREFETCH:<4}  {rate:>7.0} msg/s   {cpu_us:>7.1} µs CPU/msg")
+        print(f"round {round}: wharf worker, concurrency {PREFETCH:<4}  {rate:>7.0f} msg/s   {cpu_us:>7.1f} µs CPU/msg")
     connection.close()
     pika_rate, worker_rate = totals["pika"][0] / ROUNDS, totals["worker"][0] / ROUNDS
     print(
