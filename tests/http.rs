@@ -62,12 +62,18 @@ async fn dead_letters(client: &reqwest::Client, base: &str, queue: &str) -> Valu
 /// `/bad` answers 400 with a reason; `/upper` answers with the body upper-cased.
 async fn endpoint(
     State(e): State<Endpoint>,
+    method: axum::http::Method,
     uri: Uri,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let path = uri.path().to_owned();
+    // What the test reads of the request's line: its method and query.
+    headers.insert("x-seen-method", method.as_str().parse().unwrap());
+    if let Some(query) = uri.query() {
+        headers.insert("x-seen-query", query.parse().unwrap());
+    }
     let (status, answer) = match path.as_str() {
         "/out" => {
             let failing = e
@@ -86,7 +92,7 @@ async fn endpoint(
         "/bad" => (StatusCode::BAD_REQUEST, "no such order".to_owned()),
         events if events.starts_with("/events/") => (StatusCode::OK, "event taken".to_owned()),
         "/moved" => (StatusCode::MOVED_PERMANENTLY, "see /out".to_owned()),
-        "/upper" => (
+        "/upper" | "/base/upper" => (
             StatusCode::OK,
             String::from_utf8_lossy(&body).to_uppercase(),
         ),
@@ -701,5 +707,115 @@ async fn ingress_limits_each_caller_by_messages_and_bytes() {
     // What was refused was not held: five messages wait for the stopped route.
     let depth = support::get_json(&admin, &format!("{base}/api/v1/queues/web/held")).await;
     assert_eq!(depth["depth"], 5, "{depth}");
+    host.stop().await;
+}
+
+/// A message names its own method and, as its address, a full URL: under the connection's
+/// base URL (its headers go along) or on its `allowed_hosts` (they do not); any other URL,
+/// one with credentials, or a method HTTP egress does not send is refused, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_names_its_own_url_and_method() {
+    let (addr, seen) = start_endpoint().await;
+    let port = addr.port();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config::default();
+    config.routes.clear();
+    config.connections.insert(
+        "web".into(),
+        ConnectionConfig::Http(Box::new(HttpConfig {
+            base_url: Some(format!("http://127.0.0.1:{port}/base")),
+            headers: [("authorization".to_owned(), "Bearer s3cret".to_owned())].into(),
+            allowed_hosts: vec!["localhost:*".into()],
+            ..HttpConfig::default()
+        })),
+    );
+    let (host, _) = start_host(&db, config).await;
+    let client = client_with_token(&local_token(host.addr));
+    let publish = |address: &str, method: Option<&str>| {
+        let url = format!(
+            "http://{}/api/v1/queues/web/{}/messages",
+            host.addr,
+            wharf::address::escape(address)
+        );
+        let mut message = json!({ "payload": "abc" });
+        if let Some(method) = method {
+            message["headers"] = json!({ "x-http-method": method });
+        }
+        let client = client.clone();
+        async move {
+            let answer = client.post(url).json(&message).send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap())
+        }
+    };
+
+    // Under the base URL, with its own method: the connection's headers go along.
+    let (status, body) = publish(
+        &format!("http://127.0.0.1:{port}/base/upper?n=1"),
+        Some("PUT"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (headers, body, _) = seen.requests_to("/base/upper").pop().unwrap();
+    assert_eq!(headers["x-seen-method"], "PUT");
+    assert_eq!(headers["x-seen-query"], "n=1");
+    assert_eq!(headers["authorization"], "Bearer s3cret");
+    assert_eq!(body, "abc");
+    // A path below the base URL, as before, with the connection's method.
+    let (status, body) = publish("upper", None).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(seen.requests_to("/base/upper").len(), 2);
+    // On an allowed host: sent, without the connection's headers.
+    let (status, body) = publish(&format!("http://localhost:{port}/upper"), None).await;
+    assert_eq!(status, 201, "{body}");
+    let (headers, ..) = seen.requests_to("/upper").pop().unwrap();
+    assert_eq!(headers["x-seen-method"], "POST");
+    assert!(headers.get("authorization").is_none(), "{headers:?}");
+
+    // Refused, each saying why, and nothing sent.
+    let before = seen.seen.lock().unwrap().len();
+    for (address, method, why) in [
+        ("http://example.com/upper", None, "allowed_hosts"),
+        (
+            &format!("http://127.0.0.1:{port}/elsewhere") as &str,
+            None,
+            "allowed_hosts",
+        ),
+        (
+            &format!("http://user:pw@127.0.0.1:{port}/base/upper"),
+            None,
+            "credentials",
+        ),
+        (
+            &format!("http://localhost:{port}/upper#frag"),
+            None,
+            "fragment",
+        ),
+        ("ftp://127.0.0.1/upper", None, "http:// or https://"),
+        (
+            &format!("http://localhost:{port}/upper"),
+            Some("DELETE"),
+            "not GET, POST or PUT",
+        ),
+    ] {
+        let (status, body) = publish(address, method).await;
+        assert_eq!(status / 100, 4, "{address}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{address}: {body}");
+        assert!(!message.contains("pw@"), "{body}");
+    }
+    assert_eq!(seen.seen.lock().unwrap().len(), before, "nothing was sent");
+
+    // A bad allowed_hosts entry is refused, naming it.
+    let bad = json!({ "name": "web2", "kind": "http", "allowed_hosts": ["*.Example.com"] });
+    let answer = client
+        .post(format!("http://{}/api/v1/connections", host.addr))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "allowed_hosts[0]", "{body}");
     host.stop().await;
 }

@@ -566,3 +566,166 @@ async fn a_nack_retries_after_its_delay_or_dead_letters_with_the_takers_error() 
     );
     host.stop().await;
 }
+
+/// A worker settles its batch in one call: acks, a retry, a dead letter carrying the taker's
+/// error; a lease that is not there, or another caller's, is named in the report while the rest
+/// are settled. A batch out of bounds, or with one malformed entry, is refused whole and
+/// settles nothing. One audit record for the batch; the CLI settles several at once too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_leases_is_settled_in_one_call() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    let admin = Api::new(host.addr);
+    let made = admin
+        .ok(
+            Method::POST,
+            "tokens",
+            Some(json!({ "name": "worker", "role": "operator" })),
+        )
+        .await;
+    let worker = Api {
+        client: support::client_with_token(made["token"].as_str().unwrap()),
+        base: admin.base.clone(),
+    };
+    for i in 0..5 {
+        broker
+            .publish("jobs", Message::new("j", format!("job {i}")))
+            .await
+            .unwrap();
+    }
+    let mut leased = Vec::new();
+    while leased.len() < 4 {
+        leased.extend(worker.lease("local:jobs", 4 - leased.len(), 30_000).await);
+    }
+    leased.sort_by(|a, b| payload(a).cmp(payload(b)));
+    let id = |n: usize| leased[n]["lease"].as_str().unwrap().to_owned();
+    // The admin holds the fifth: the worker cannot settle it.
+    let theirs = admin.lease("local:jobs", 1, 30_000).await;
+    let theirs = theirs[0]["lease"].as_str().unwrap().to_owned();
+
+    // Refused whole, each naming its field; everything still held after.
+    let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
+    let cases = [
+        (json!({ "ack": too_many }), "ack"),
+        (json!({ "ack": ["x".repeat(65)] }), "ack"),
+        (
+            json!({ "ack": [id(0)], "nack": [{"lease": id(1), "exception": {"message": "m", "name": "E"}}] }),
+            "nack[0].exception",
+        ),
+        (
+            json!({ "nack": [{"lease": id(1)}, {"lease": id(2), "delay_ms": 0}] }),
+            "nack[1].delay_ms",
+        ),
+        (json!({ "ack": [id(0)], "extend": [] }), "extend"),
+    ];
+    for (body, field) in cases {
+        let (status, error) = worker
+            .call(Method::POST, "leases/settle", Some(body.clone()))
+            .await;
+        assert_eq!(status, 400, "{error}");
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+    let held = admin.ok(Method::GET, "leases", None).await;
+    assert_eq!(held.as_array().unwrap().len(), 5, "nothing settled: {held}");
+
+    let report = worker
+        .ok(
+            Method::POST,
+            "leases/settle",
+            Some(json!({
+                "ack": [id(0), id(1), "no-such-lease"],
+                "nack": [
+                    {"lease": id(2), "delay_ms": 60_000},
+                    {"lease": id(3), "requeue": false, "exception": {
+                        "message": "'customer 7'", "name": "KeyError", "type": "<class 'KeyError'>"}},
+                    {"lease": theirs},
+                ],
+            })),
+        )
+        .await;
+    assert_eq!(report["settled"], 4, "{report}");
+    let failed: Vec<(&str, &str)> = report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["lease"].as_str().unwrap(), f["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        failed,
+        [("no-such-lease", "unknown"), (theirs.as_str(), "not_yours")],
+        "{report}"
+    );
+    let dead = support::arrived(&broker, "jobs.dead").await;
+    assert_eq!(dead[0].payload, b"job 3");
+    assert_eq!(
+        dead[0].header("exception_name"),
+        Some(&wharf::message::HeaderValue::Text("KeyError".into()))
+    );
+    // The retry waits out its delay; the admin's lease is still theirs.
+    let held = admin.ok(Method::GET, "leases", None).await;
+    let held: Vec<&str> = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lease"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, [theirs.as_str()]);
+    assert!(
+        worker
+            .lease_within("local:jobs", 5, 30_000, 300)
+            .await
+            .is_empty()
+    );
+
+    let audit = admin
+        .ok(Method::GET, "audit?action=lease.settle", None)
+        .await;
+    let records = audit.as_array().unwrap();
+    assert_eq!(records.len(), 1, "one record for the batch: {audit}");
+    assert_eq!(records[0]["actor"], "token:worker");
+    assert_eq!(records[0]["detail"]["acks"], 3, "{audit}");
+    assert_eq!(records[0]["detail"]["failed"], 2, "{audit}");
+    let metrics = support::scrape(host.addr).await;
+    assert!(support::metric(&metrics, "wharf_leases_settled_total{outcome=\"ack\"}") >= 2.0);
+    assert!(
+        support::metric(
+            &metrics,
+            "wharf_leases_settled_total{outcome=\"dead_letter\"}"
+        ) >= 1.0
+    );
+
+    // The CLI: several leases in one call; one that is not there fails the command, named.
+    for i in 0..2 {
+        broker
+            .publish("jobs", Message::new("j", format!("cli {i}")))
+            .await
+            .unwrap();
+    }
+    let mut leased = Vec::new();
+    while leased.len() < 2 {
+        leased.extend(admin.lease("local:jobs", 2 - leased.len(), 30_000).await);
+    }
+    let ids: Vec<&str> = leased
+        .iter()
+        .map(|l| l["lease"].as_str().unwrap())
+        .collect();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["lease", "ack", ids[0], ids[1], "no-such-lease"])
+        .args(["--url", &format!("http://{}", host.addr)])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout, format!("acked {}\nacked {}\n", ids[0], ids[1]));
+    assert!(stderr.contains("no-such-lease: no lease"), "{stderr}");
+    assert!(
+        admin
+            .lease_within("local:jobs", 2, 30_000, 300)
+            .await
+            .is_empty()
+    );
+    host.stop().await;
+}

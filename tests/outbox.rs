@@ -372,57 +372,7 @@ async fn hand_over(client: &reqwest::Client, base: &str, body: &Value) -> Vec<St
         .collect()
 }
 
-/// Reads `count` messages from `queue` with a plain client (acking each); checks each key's
-/// payloads count up from 0 with none twice; returns the ids seen.
-async fn read_in_order(queue: &str, count: usize) -> Vec<String> {
-    use futures::StreamExt as _;
-    let client = support::amqp_client().await;
-    let channel = client.create_channel().await.unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            "outbox-test".into(),
-            lapin::options::BasicConsumeOptions::default(),
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut next: BTreeMap<String, u64> = BTreeMap::new();
-    let mut ids = Vec::new();
-    while ids.len() < count {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {count} arrived within 60 s", ids.len()))
-            .unwrap()
-            .unwrap();
-        let text = String::from_utf8(delivery.data.clone()).unwrap();
-        let (key, n) = text.split_once(':').unwrap();
-        let expected = next.entry(key.to_owned()).or_default();
-        assert_eq!(
-            n.parse::<u64>().unwrap(),
-            *expected,
-            "{key} out of order or twice"
-        );
-        *expected += 1;
-        ids.push(
-            delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
-        );
-        delivery
-            .ack(lapin::options::BasicAckOptions::default())
-            .await
-            .unwrap();
-    }
-    // Nothing more comes: none was sent twice.
-    let extra = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await;
-    assert!(extra.is_err(), "a message arrived twice");
-    let _ = client.close(200, "done".into()).await;
-    ids
-}
+use support::read_in_order;
 
 /// With RabbitMQ stopped, 1,000 durable messages are accepted through the API; when it is back
 /// all 1,000 arrive, in order per key, none twice.
@@ -432,22 +382,7 @@ async fn messages_handed_over_while_rabbitmq_is_stopped_arrive_when_it_is_back()
     let queue = unique("outbox-down");
     support::delete_amqp_queues(std::slice::from_ref(&queue)).await;
     // Declared now, so it is there when the broker comes back.
-    {
-        let client = support::amqp_client().await;
-        let channel = client.create_channel().await.unwrap();
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await
-            .unwrap();
-        let _ = client.close(200, "done".into()).await;
-    }
+    support::declare_durable_queue(&queue).await;
     let db = TestDb::new(Backend::Sqlite).await;
     let (host, _) = support::start_host(&db, rabbit_config(&queue, Default::default())).await;
     let client = support::client_with_token(&support::local_token(host.addr));

@@ -20,48 +20,7 @@ fn root() -> PathBuf {
 
 /// The virtual environment with the client installed from this clone; its `python`.
 fn python() -> PathBuf {
-    let venv = std::env::var_os("WHARF_PYTHON_VENV").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
-                .join(".cache")
-                .join("wharf-python")
-        },
-        PathBuf::from,
-    );
-    let python = venv.join("bin").join("python");
-    // Two tests (in two processes) may install at once: one at a time.
-    std::fs::create_dir_all(venv.parent().expect("a parent")).unwrap();
-    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
-    lock.lock().expect("locking the virtual environment");
-    if !python.is_file() {
-        let made = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .output()
-            .expect("python3 is needed for the Python client's test");
-        assert!(
-            made.status.success(),
-            "python3 -m venv: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    }
-    let installed = std::process::Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .arg(root().join("sdk").join("python"))
-        .output()
-        .unwrap();
-    assert!(
-        installed.status.success(),
-        "pip install ./sdk/python: {}",
-        String::from_utf8_lossy(&installed.stderr)
-    );
-    python
+    support::python_venv(&[])
 }
 
 async fn run(python: &Path, part: &str, base: &str, token: &str, queue: &str) -> String {

@@ -119,3 +119,41 @@ pub fn check_pattern(key: &str, pattern: &str) -> Result<(), ConfigError> {
     }
     Ok(())
 }
+
+/// Whether `table` may name a table of an application's database: `name` or `schema.name`, each a letter or `_`
+/// then letters, digits and `_`, at most 63 bytes (it is written into SQL as it is).
+pub fn is_table_name(table: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 63
+            && p.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    match table.split_once('.') {
+        Some((schema, name)) => part(schema) && part(name),
+        None => part(table),
+    }
+}
+
+#[cfg(test)]
+mod table_name_tests {
+    use super::is_table_name as valid_table;
+
+    #[test]
+    fn only_plain_table_names_are_written_into_sql() {
+        for good in ["wharf_outbox", "app.wharf_outbox", "_t1"] {
+            assert!(valid_table(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1t",
+            "t; DROP TABLE users",
+            "a.b.c",
+            "t-1",
+            "\"t\"",
+            &"t".repeat(64),
+        ] {
+            assert!(!valid_table(bad), "{bad}");
+        }
+    }
+}

@@ -43,6 +43,9 @@ pub struct Config {
     pub subscriptions: Vec<SubscriptionConfig>,
     #[serde(default)]
     pub daemons: Vec<DaemonConfig>,
+    /// Outbox tables in applications' own databases, relayed as this host's outbox is.
+    #[serde(default)]
+    pub sources: Vec<crate::settings::SourceConfig>,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
                 ..RouteConfig::default()
             }],
             outbox: OutboxConfig::default(),
+            sources: Vec::new(),
         }
     }
 }
@@ -120,6 +124,15 @@ impl Config {
     /// Checks what serde cannot: references between sections and the shape of addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.outbox.validate()?;
+        for (i, source) in self.sources.iter().enumerate() {
+            source.validate(i)?;
+            if self.sources[..i].iter().any(|s| s.name == source.name) {
+                return Err(invalid(
+                    format!("sources[{i}].name"),
+                    format!("`{}` names another source already", source.name),
+                ));
+            }
+        }
         if !(1..=100_000).contains(&self.server.instance_pool) {
             return Err(invalid("server.instance_pool", "must be 1 to 100000"));
         }

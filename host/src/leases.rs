@@ -283,6 +283,23 @@ impl Leases {
         Ok(held.address)
     }
 
+    /// Settles a batch at once (a worker's acks and nacks of one round trip): each as
+    /// [`Self::ack`] or [`Self::nack`] would, side by side; answers each one's outcome in
+    /// the batch's order. One that fails leaves the others settled.
+    pub async fn settle_all(
+        &self,
+        batch: Vec<(String, Option<GiveBack>)>,
+        by: &Settler<'_>,
+    ) -> Vec<Result<(), LeaseError>> {
+        futures::future::join_all(batch.into_iter().map(|(id, back)| async move {
+            match back {
+                None => self.ack(&id, by).await,
+                Some(back) => self.nack(&id, back, by).await.map(drop),
+            }
+        }))
+        .await
+    }
+
     /// Moves the deadline to `lease` from now; answers the new deadline.
     pub async fn extend(
         &self,

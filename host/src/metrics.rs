@@ -23,6 +23,8 @@
 //!
 //! - `wharf_outbox_sent_total`, `wharf_outbox_retried_total`, `wharf_outbox_dead_total`:
 //!   what this host's relay did with outbox messages;
+//! - `wharf_source_messages_total{source,outcome}`, `wharf_source_pending{source}`,
+//!   `wharf_source_dead{source}`: the applications' outbox tables (`[[sources]]`);
 //! - `wharf_outbox_pending{connection}`, `wharf_outbox_oldest_age_seconds{connection}`,
 //!   `wharf_outbox_dead{connection}`: the outbox's backlog in the database (every host's),
 //!   read when scraped;
@@ -65,6 +67,9 @@ pub const OUTBOX_DEAD_TOTAL: &str = "wharf_outbox_dead_total";
 pub const OUTBOX_PENDING: &str = "wharf_outbox_pending";
 pub const OUTBOX_OLDEST: &str = "wharf_outbox_oldest_age_seconds";
 pub const OUTBOX_DEAD: &str = "wharf_outbox_dead";
+pub const SOURCE_RELAYED: &str = "wharf_source_messages_total";
+pub const SOURCE_PENDING: &str = "wharf_source_pending";
+pub const SOURCE_DEAD: &str = "wharf_source_dead";
 pub const INBOX_DUPLICATES: &str = "wharf_inbox_duplicates_total";
 pub const EVENTS_PUBLISHED: &str = "wharf_events_published_total";
 pub const LEASES_TAKEN: &str = "wharf_leases_taken_total";
@@ -152,6 +157,18 @@ fn describe() {
     );
     metrics::describe_gauge!(OUTBOX_DEAD, "Outbox messages kept as dead");
     metrics::describe_counter!(
+        SOURCE_RELAYED,
+        "Rows of applications' outbox tables this host's relay sent, retried or kept as dead"
+    );
+    metrics::describe_gauge!(
+        SOURCE_PENDING,
+        "Rows of an application's outbox table not sent yet"
+    );
+    metrics::describe_gauge!(
+        SOURCE_DEAD,
+        "Rows of an application's outbox table kept as dead"
+    );
+    metrics::describe_counter!(
         EVENTS_PUBLISHED,
         "Model events published to the events exchange"
     );
@@ -162,6 +179,13 @@ fn describe() {
         INBOX_DUPLICATES,
         "Redelivered inputs a route's inbox acked without running the chain"
     );
+}
+
+/// What a relay did with the rows of an application's outbox table (`outcome`: `sent`,
+/// `retried`, `dead`).
+pub fn source_relayed(source: &str, outcome: &'static str, n: usize) {
+    metrics::counter!(SOURCE_RELAYED, "source" => source.to_owned(), "outcome" => outcome)
+        .increment(n as u64);
 }
 
 pub fn outbox_sent(n: usize) {

@@ -243,3 +243,109 @@ pub fn machine() -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "localhost".into())
 }
+
+/// The databases an application's outbox may live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceDialect {
+    Postgres,
+    Mysql,
+}
+
+impl SourceDialect {
+    /// The dialect of a database URL, if it is one a source may use.
+    pub fn of_url(url: &str) -> Option<SourceDialect> {
+        let scheme = url.split_once("://")?.0;
+        match scheme {
+            "postgres" | "postgresql" => Some(SourceDialect::Postgres),
+            "mysql" | "mariadb" => Some(SourceDialect::Mysql),
+            _ => None,
+        }
+    }
+}
+
+/// One application's outbox table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Names it on every surface, and prefixes the ids of its messages that have none
+    /// (`{name}.{seq}`).
+    pub name: String,
+    /// The application's database: `postgres://…` or `mysql://…` (`mariadb://…`).
+    pub url: String,
+    /// The table, as `wharf outbox schema` made it: `wharf_outbox` unless named.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// How often the relay looks for rows besides being woken (PostgreSQL) or at all (MySQL):
+    /// 1,000 ms unless set, 10 to 60,000.
+    #[serde(default)]
+    pub poll_ms: Option<u64>,
+}
+
+fn default_table() -> String {
+    "wharf_outbox".into()
+}
+
+impl SourceConfig {
+    pub fn validate(&self, at: usize) -> Result<(), ConfigError> {
+        let field = |name: &str| format!("sources[{at}].{name}");
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !name_ok {
+            return Err(invalid(
+                field("name"),
+                "must be 1 to 64 letters, digits, `-` or `_`",
+            ));
+        }
+        if SourceDialect::of_url(&self.url).is_none() {
+            return Err(invalid(
+                field("url"),
+                format!(
+                    "`{}` is not a database a source can use: postgres://… or mysql://…",
+                    redact(&self.url)
+                ),
+            ));
+        }
+        if !crate::check::is_table_name(&self.table) {
+            return Err(invalid(
+                field("table"),
+                "must be a table name (`name` or `schema.name`: letters, digits and `_`)",
+            ));
+        }
+        if let Some(ms) = self.poll_ms
+            && !(10..=60_000).contains(&ms)
+        {
+            return Err(invalid(field("poll_ms"), "must be 10 to 60000"));
+        }
+        Ok(())
+    }
+
+    /// This source as shown: its URL without its password.
+    pub fn redacted(&self) -> SourceConfig {
+        SourceConfig {
+            url: redact(&self.url),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+
+    #[test]
+    fn the_url_says_the_dialect() {
+        assert_eq!(
+            SourceDialect::of_url("postgres://u@h/db"),
+            Some(SourceDialect::Postgres)
+        );
+        assert_eq!(
+            SourceDialect::of_url("mariadb://root@127.0.0.1/test"),
+            Some(SourceDialect::Mysql)
+        );
+        assert_eq!(SourceDialect::of_url("sqlite://x.db"), None);
+    }
+}

@@ -102,6 +102,36 @@ def basics(client: Client) -> None:
     with client.lease("local:py.jobs") as message:
         check(message is not None and message.text == "job 2", "nacked back, taken again")
     check(client.consume("local:py.jobs", timeout=0.5) == [], "acked by the block")
+    # A batch settled in one call: two acked, one back at once, one dead-lettered with its
+    # error, one unknown named in the report while the rest are settled all the same.
+    for i in range(4):
+        client.publish("local:py.jobs", f"batch {i}")
+    batch = []
+    while len(batch) < 4:
+        batch += client.consume("local:py.jobs", 4 - len(batch), timeout=5)
+    batch.sort(key=lambda held: held.message.text)
+    report = client.settle(
+        ack=[batch[0], batch[1].lease],
+        nack=[batch[2], (batch[3], {"requeue": False, "exception": KeyError("order 7")}), "no-such-lease"],
+    )
+    check(report["settled"] == 4, f"four settled: {report}")
+    check(
+        [(f["lease"], f["reason"]) for f in report["failed"]] == [("no-such-lease", "unknown")],
+        f"the unknown one is named: {report}",
+    )
+    again = client.consume("local:py.jobs", 4, timeout=2)
+    check([held.message.text for held in again] == ["batch 2"], f"only the nacked one came back: {again}")
+    again[0].ack()
+    try:
+        client.settle(nack=[(batch[0], {"requeue": True, "exception": KeyError("x")})])
+        raise AssertionError("a requeue with an exception was taken")
+    except ValueError:
+        pass
+    try:
+        client.settle(ack=[str(i) for i in range(1001)])
+        raise AssertionError("1,001 leases were taken in one batch")
+    except wharf_client.Invalid as e:
+        check(e.field == "ack", f"{e.field}")
 
     # Typed errors, from the API's one error shape.
     try:

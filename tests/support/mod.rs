@@ -704,3 +704,138 @@ pub async fn fifty_calls_each_get_their_own_reply(
     expected.sort();
     assert_eq!(payloads, expected, "each call got its own reply");
 }
+
+/// Reads `count` messages from `queue` with a plain client (acking each); checks each key's
+/// payloads count up from 0 with none twice; returns the ids seen.
+pub async fn read_in_order(queue: &str, count: usize) -> Vec<String> {
+    read_in_order_with_payloads(queue, count)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// [`read_in_order`], answering each message's id and payload.
+pub async fn read_in_order_with_payloads(queue: &str, count: usize) -> Vec<(String, String)> {
+    use futures::StreamExt as _;
+    let client = amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "outbox-test".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut next: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let delivery = tokio::time::timeout(std::time::Duration::from_secs(60), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} arrived within 60 s", ids.len()))
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(delivery.data.clone()).unwrap();
+        let (key, n) = text.split_once(':').unwrap();
+        let expected = next.entry(key.to_owned()).or_default();
+        assert_eq!(
+            n.parse::<u64>().unwrap(),
+            *expected,
+            "{key} out of order or twice"
+        );
+        *expected += 1;
+        ids.push((
+            delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            text.clone(),
+        ));
+        delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+    // Nothing more comes: none was sent twice.
+    let extra = tokio::time::timeout(std::time::Duration::from_secs(2), consumer.next()).await;
+    assert!(extra.is_err(), "a message arrived twice");
+    let _ = client.close(200, "done".into()).await;
+    ids
+}
+
+/// The virtual environment the Python tests share (`~/.cache/wharf-python`, or
+/// `WHARF_PYTHON_VENV`), with the client installed from this clone and `extra` packages
+/// (pinned requirements); its `python`.
+pub fn python_venv(extra: &[&str]) -> std::path::PathBuf {
+    let venv = std::env::var_os("WHARF_PYTHON_VENV").map_or_else(
+        || {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache")
+                .join("wharf-python")
+        },
+        std::path::PathBuf::from,
+    );
+    let python = venv.join("bin").join("python");
+    // Two tests (in two processes) may install at once: one at a time.
+    std::fs::create_dir_all(venv.parent().expect("a parent")).unwrap();
+    let lock = std::fs::File::create(venv.with_extension("lock")).unwrap();
+    lock.lock().expect("locking the virtual environment");
+    if !python.is_file() {
+        let made = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .expect("python3 is needed for the Python client's test");
+        assert!(
+            made.status.success(),
+            "python3 -m venv: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let installed = std::process::Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(extra)
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("sdk")
+                .join("python"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "pip install {extra:?} ./sdk/python: {}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    python
+}
+
+/// Declares `queue` durable on the local RabbitMQ, so it is there when the broker comes back
+/// from a stop.
+pub async fn declare_durable_queue(queue: &str) {
+    let client = amqp_client().await;
+    let channel = client.create_channel().await.unwrap();
+    channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let _ = client.close(200, "done".into()).await;
+}

@@ -22,6 +22,9 @@ pub enum OutboxCommand {
         /// How many to show (1 to 1,000).
         #[arg(long, default_value_t = 50)]
         count: usize,
+        /// The dead rows of an application's outbox table (`[[sources]]`) instead.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[command(flatten)]
         host: HostArg,
         /// Print JSON instead of text.
@@ -31,15 +34,40 @@ pub enum OutboxCommand {
     /// Send a dead message again (its number, SEQ, from `wharf outbox dead`).
     Retry {
         seq: i64,
+        /// A dead row of this application's outbox table (`[[sources]]`).
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[command(flatten)]
         host: HostArg,
     },
     /// Delete a dead message.
     Delete {
         seq: i64,
+        /// A dead row of this application's outbox table (`[[sources]]`).
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
         #[command(flatten)]
         host: HostArg,
     },
+    /// Print the DDL of an application's outbox table, for its migrations: a service writes
+    /// its messages there in its own transactions, and a host with `[[sources]]` naming the
+    /// database sends them.
+    Schema {
+        /// The application's database.
+        #[arg(long, value_enum)]
+        dialect: crate::settings::SourceDialect,
+        /// The table's name (`name` or `schema.name`).
+        #[arg(long, default_value = "wharf_outbox")]
+        table: String,
+    },
+}
+
+/// `?source=NAME` for a call about a source's row, or nothing.
+fn source_query(source: &Option<String>) -> String {
+    source
+        .as_deref()
+        .map(|name| format!("?source={}", super::api::segment(name)))
+        .unwrap_or_default()
 }
 
 /// Milliseconds as people read an age.
@@ -81,6 +109,26 @@ pub(crate) fn describe(stats: &Value) -> Vec<String> {
         }
         lines.push(line);
     }
+    for source in stats["sources"].as_array().into_iter().flatten() {
+        let name = source["source"].as_str().unwrap_or("?");
+        let line = match source["unreadable"].as_str() {
+            Some(why) => format!("  source {name}: cannot read its table: {why}"),
+            None => {
+                let mut line = format!("  source {name}  {} pending", count(&source["pending"]));
+                if let Some(ms) = source["oldest_age_ms"].as_u64() {
+                    line.push_str(&format!(", oldest {}", age(ms)));
+                }
+                if count(&source["dead"]) > 0 {
+                    line.push_str(&format!(", {} dead", count(&source["dead"])));
+                }
+                if let Some(error) = source["last_error"].as_str() {
+                    line.push_str(&format!("; last error: {error}"));
+                }
+                line
+            }
+        };
+        lines.push(line);
+    }
     lines
 }
 
@@ -96,9 +144,15 @@ pub async fn run(command: OutboxCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        OutboxCommand::Dead { count, host, json } => {
+        OutboxCommand::Dead {
+            count,
+            source,
+            host,
+            json,
+        } => {
+            let from = source_query(&source).replacen('?', "&", 1);
             let rows = Api::new(&host)?
-                .get(&format!("outbox/dead?count={count}"))
+                .get(&format!("outbox/dead?count={count}{from}"))
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -108,28 +162,40 @@ pub async fn run(command: OutboxCommand) -> anyhow::Result<ExitCode> {
                         "{}  {}  {}  after {} attempt(s): {}",
                         row["seq"],
                         row["destination"].as_str().unwrap_or("?"),
-                        row["message"]["id"].as_str().unwrap_or("?"),
+                        row["message"]["id"].as_str().unwrap_or("-"),
                         row["attempts"],
                         row["error"].as_str().unwrap_or("")
                     );
                 }
             }
         }
-        OutboxCommand::Retry { seq, host } => {
+        OutboxCommand::Retry { seq, source, host } => {
             Api::new(&host)?
                 .send(
                     reqwest::Method::POST,
-                    &format!("outbox/dead/{seq}/retry"),
+                    &format!("outbox/dead/{seq}/retry{}", source_query(&source)),
                     None,
                 )
                 .await?;
             println!("outbox message {seq} is pending again");
         }
-        OutboxCommand::Delete { seq, host } => {
+        OutboxCommand::Delete { seq, source, host } => {
             Api::new(&host)?
-                .send(reqwest::Method::DELETE, &format!("outbox/dead/{seq}"), None)
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("outbox/dead/{seq}{}", source_query(&source)),
+                    None,
+                )
                 .await?;
             println!("outbox message {seq} deleted");
+        }
+        OutboxCommand::Schema { dialect, table } => {
+            if !crate::check::is_table_name(&table) {
+                anyhow::bail!(
+                    "`{table}` is not a table name: `name` or `schema.name`, letters, digits and `_`"
+                );
+            }
+            print!("{}", crate::store::source_schema(dialect, &table));
         }
     }
     Ok(ExitCode::SUCCESS)

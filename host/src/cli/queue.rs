@@ -378,16 +378,19 @@ pub enum LeaseCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A leased message is done with: removed from its queue.
+    /// Leased messages done with: removed from their queues (all in one call).
     Ack {
-        lease: String,
+        #[arg(required = true, num_args = 1..)]
+        lease: Vec<String>,
         #[command(flatten)]
         host: HostArg,
     },
-    /// Give a leased message back to its queue (after --delay SECS: a retry), or with --dead
-    /// to its dead letters (with --exception-name and --exception saying why).
+    /// Give leased messages back to their queues (after --delay SECS: a retry), or with --dead
+    /// to their dead letters (with --exception-name and --exception saying why); all in one
+    /// call.
     Nack {
-        lease: String,
+        #[arg(required = true, num_args = 1..)]
+        lease: Vec<String>,
         /// To the queue's dead letters instead of back to the queue.
         #[arg(long)]
         dead: bool,
@@ -410,6 +413,40 @@ pub enum LeaseCommand {
         #[command(flatten)]
         host: HostArg,
     },
+}
+
+/// Settles a batch through `/api/v1/leases/settle`: a line for each lease settled (`done`
+/// writes it), and each that was not on stderr; fails if any was not.
+async fn settle(
+    host: &HostArg,
+    body: Value,
+    leases: &[String],
+    done: impl Fn(&str) -> String,
+) -> anyhow::Result<ExitCode> {
+    let answer = super::api::Api::new(host)?
+        .send(reqwest::Method::POST, "leases/settle", Some(body))
+        .await?;
+    let failed = answer["failed"].as_array().map_or(&[][..], Vec::as_slice);
+    let refused: std::collections::HashMap<&str, &str> = failed
+        .iter()
+        .map(|f| {
+            (
+                f["lease"].as_str().unwrap_or(""),
+                f["error"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    for lease in leases {
+        match refused.get(lease.as_str()) {
+            None => println!("{}", done(lease)),
+            Some(error) => eprintln!("{lease}: {error}"),
+        }
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `wharf lease …`: settles what `wharf consume --lease` took.
@@ -440,14 +477,8 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
             }
         }
         LeaseCommand::Ack { lease, host } => {
-            super::api::Api::new(&host)?
-                .send(
-                    Method::POST,
-                    &format!("leases/{}/ack", segment(&lease)),
-                    None,
-                )
-                .await?;
-            println!("acked {lease}");
+            let body = serde_json::json!({ "ack": lease });
+            return settle(&host, body, &lease, |id| format!("acked {id}")).await;
         }
         LeaseCommand::Nack {
             lease,
@@ -457,31 +488,34 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
             exception,
             host,
         } => {
-            let mut body = serde_json::json!({ "requeue": !dead });
+            let mut back = serde_json::json!({ "requeue": !dead });
             if let Some(secs) = delay {
                 if !secs.is_finite() || secs <= 0.0 {
                     anyhow::bail!("--delay must be a positive number of seconds");
                 }
-                body["delay_ms"] = serde_json::json!((secs * 1000.0).ceil() as u64);
+                back["delay_ms"] = serde_json::json!((secs * 1000.0).ceil() as u64);
             }
             if let Some(name) = exception_name {
-                body["exception"] = serde_json::json!({
+                back["exception"] = serde_json::json!({
                     "name": name,
                     "message": exception.unwrap_or_default(),
                 });
             }
-            super::api::Api::new(&host)?
-                .send(
-                    Method::POST,
-                    &format!("leases/{}/nack", segment(&lease)),
-                    Some(body),
-                )
-                .await?;
-            match (dead, delay) {
-                (true, _) => println!("{lease} went to its dead letters"),
-                (false, Some(secs)) => println!("{lease} goes back to its queue in {secs} s"),
-                (false, None) => println!("{lease} went back to its queue"),
-            }
+            let nack: Vec<Value> = lease
+                .iter()
+                .map(|id| {
+                    let mut one = back.clone();
+                    one["lease"] = Value::from(id.as_str());
+                    one
+                })
+                .collect();
+            let body = serde_json::json!({ "nack": nack });
+            return settle(&host, body, &lease, |id| match (dead, delay) {
+                (true, _) => format!("{id} went to its dead letters"),
+                (false, Some(secs)) => format!("{id} goes back to its queue in {secs} s"),
+                (false, None) => format!("{id} went back to its queue"),
+            })
+            .await;
         }
         LeaseCommand::Extend { lease, secs, host } => {
             if !secs.is_finite() || secs <= 0.0 {

@@ -14,6 +14,7 @@ mod kv;
 mod outbox;
 mod plugins;
 pub(crate) mod queue;
+mod source;
 mod topics;
 
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
@@ -24,6 +25,9 @@ pub use outbox::{
 };
 pub use plugins::{InstalledPlugin, Upload};
 pub use queue::{DEFAULT_MAX_DELIVERIES, QueueOptions, QueueStats};
+pub use source::{
+    DeadSourceRow, NOTIFY_CHANNEL, SourceStats, SourceTable, schema as source_schema,
+};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{

@@ -95,6 +95,8 @@ pub struct OutboxStats {
     pub oldest_age_ms: Option<u64>,
     pub dead: u64,
     pub destinations: Vec<DestinationBacklog>,
+    /// The applications' outbox tables this host relays (`[[sources]]`), each on its own.
+    pub sources: Vec<super::SourceStats>,
 }
 
 const INSERT: &str = "INSERT INTO outbox (destination, order_key, origin, state, due_ms, \

@@ -130,6 +130,12 @@ fn render(status: &crate::supervisor::Status, rpc_in_flight: usize, leases_held:
     let handle = crate::metrics::handle();
     if let Some(stats) = &status.outbox {
         outbox_gauges(stats, status.connections.iter().map(|c| c.name.as_str()));
+        for source in &stats.sources {
+            let label = source.source.clone();
+            metrics::gauge!(crate::metrics::SOURCE_PENDING, "source" => label.clone())
+                .set(source.pending as f64);
+            metrics::gauge!(crate::metrics::SOURCE_DEAD, "source" => label).set(source.dead as f64);
+        }
     }
     metrics::gauge!(crate::metrics::RPC_IN_FLIGHT).set(rpc_in_flight as f64);
     metrics::gauge!(crate::metrics::LEASES_HELD).set(leases_held as f64);

@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
             post(api::queues::lease),
         )
         .route("/api/v1/leases", get(api::queues::leases))
+        .route("/api/v1/leases/settle", post(api::queues::settle))
         .route("/api/v1/leases/{id}/ack", post(api::queues::ack))
         .route("/api/v1/leases/{id}/nack", post(api::queues::nack))
         .route("/api/v1/leases/{id}/extend", post(api::queues::extend))

@@ -6,7 +6,7 @@ WHARF_QUEUE (a durable queue on it), AMQP_URL (the same RabbitMQ). Each round pu
 256-byte JSON messages with pika, then consumes them: once with pika (basic_consume, prefetch
 PREFETCH, each message parsed and acked), once with a Worker on the same queue through the host
 (`@consume("rabbit:QUEUE", concurrency=PREFETCH)`, each message parsed; leased in batches,
-acked one call each). Prints messages a second and this process's CPU per message for both,
+settled in batches). Prints messages a second and this process's CPU per message for both,
 and the worker's share of pika's rate.
 """
 

@@ -177,7 +177,8 @@ impl AmqpConsumer {
         {
             // Never handed out: its coming back is not a delivery of it.
             if let Some(id) = map::own_id(&delivery.properties) {
-                self.redeliveries.not_delivered(&self.queue, id);
+                self.redeliveries
+                    .not_delivered(&self.queue, id, delivery.redelivered);
             }
             let _ = delivery
                 .acker

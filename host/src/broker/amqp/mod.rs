@@ -137,14 +137,19 @@ impl Redeliveries {
     }
 
     /// `id` went back to `queue` without being handed to anyone (a consumer closed with it
-    /// prefetched). Counts are of hand-outs: one not counted yet has had none, so its next
-    /// (redelivered) hand-out is its first; one counted keeps its count.
-    fn not_delivered(&self, queue: &Arc<str>, id: &str) {
+    /// prefetched). Counts are of hand-outs, and a first hand-out is not recorded (most
+    /// messages have only that one): a message not counted yet that came `redelivered` has
+    /// had exactly that one hand-out, so its next counts as its second; one that did not come
+    /// redelivered has had none, so its next (redelivered) hand-out is its first. One counted
+    /// keeps its count.
+    fn not_delivered(&self, queue: &Arc<str>, id: &str, redelivered: bool) {
         let mut counts = self.lock();
         if counts.len() >= Self::MAX {
             counts.clear();
         }
-        counts.entry((queue.clone(), id.to_owned())).or_insert(0);
+        counts
+            .entry((queue.clone(), id.to_owned()))
+            .or_insert(u32::from(redelivered));
     }
 
     fn forget(&self, queue: &Arc<str>, id: &str) {
@@ -699,5 +704,30 @@ pub(crate) async fn test(name: &str, config: &AmqpConfig) -> super::ConnectionTe
         Ok(Ok((url, _))) => ConnectionTest::new(true, format!("connected to {url}")),
         Ok(Err(e)) => ConnectionTest::new(false, e.to_string()),
         Err(_) => ConnectionTest::new(false, "no answer within 15 s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Redeliveries;
+    use std::sync::Arc;
+
+    /// Counts are of hand-outs, whichever consumer returned a message it never handed out.
+    #[test]
+    fn a_message_returned_unhanded_keeps_its_count_of_hand_outs() {
+        let counts = Redeliveries::default();
+        let queue: Arc<str> = Arc::from("q");
+        // Handed out once (not recorded), given back, then prefetched by a consumer that
+        // closed before handing it out: it came redelivered, so its next hand-out is its
+        // second.
+        counts.not_delivered(&queue, "a", true);
+        assert_eq!(counts.count(&queue, "a"), 2);
+        assert_eq!(counts.count(&queue, "a"), 3);
+        // Prefetched on its first delivery and returned unhanded: its next is its first.
+        counts.not_delivered(&queue, "b", false);
+        assert_eq!(counts.count(&queue, "b"), 1);
+        // One counted keeps its count.
+        counts.not_delivered(&queue, "a", true);
+        assert_eq!(counts.count(&queue, "a"), 4);
     }
 }

@@ -132,6 +132,17 @@ impl TransportConfig for HttpConfig {
         if let Some(tls) = &self.tls {
             crate::tls::check(tls).map_err(|problem| invalid(format!("{key}tls"), problem))?;
         }
+        for (i, pattern) in self.allowed_hosts.iter().enumerate() {
+            if !super::config::valid_host_pattern(pattern) {
+                return Err(invalid(
+                    format!("{key}allowed_hosts[{i}]"),
+                    format!(
+                        "`{}` is not a host: `api.example.com`, `*.example.com`, with `:PORT` or `:*` if need be",
+                        pattern.escape_debug()
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
     /// The same definition with the base URL's credentials and secret headers hidden.

@@ -6,7 +6,10 @@
 //! `{connection}:{path}` is that queue, with everything the embedded broker gives (acks,
 //! redelivery counts, delayed retries, dead letters), and an accepted message survives a
 //! restart. **Egress**: publishing to `{connection}:{path}` sends a request to `base_url` +
-//! `path` with the connection's method, headers, content type and timeout. A 2xx answer is
+//! `path` with the connection's method, headers, content type and timeout; a message may name
+//! its own method (`x-http-method`: GET, POST, PUT) and, as its address, a full URL
+//! (`{connection}:https://…`) under `base_url` or on the connection's `allowed_hosts` (the
+//! connection's headers, its credentials, go only to `base_url`). A 2xx answer is
 //! the confirm; 5xx, 408, 429, a timeout or a refused connection fail retryably (the route
 //! retries); any other 4xx fails for good (the route dead-letters, with the status and body).
 //!
@@ -90,6 +93,8 @@ struct Inner {
     name: String,
     config: HttpConfig,
     client: reqwest::Client,
+    /// The same without the connection's headers: for full URLs on its `allowed_hosts`.
+    foreign: reqwest::Client,
     /// Ingress queues, reply queues and dead letters, in the host's database.
     held: EmbeddedBroker,
 }
@@ -154,6 +159,14 @@ impl HttpBroker {
     /// Connection `name` as `config` defines it, holding its queues in `store`.
     pub fn new(name: &str, config: HttpConfig, store: Store) -> Result<HttpBroker, BrokerError> {
         let client = client(name, &config, Duration::from_millis(config.timeout_ms))?;
+        let foreign = self::client(
+            name,
+            &HttpConfig {
+                headers: Default::default(),
+                ..config.clone()
+            },
+            Duration::from_millis(config.timeout_ms),
+        )?;
         let held = EmbeddedBroker::new(
             store,
             EmbeddedConfig {
@@ -166,6 +179,7 @@ impl HttpBroker {
                 name: name.to_owned(),
                 config,
                 client,
+                foreign,
                 held,
             }),
         })
@@ -212,16 +226,63 @@ impl HttpBroker {
         self.inner.held.publish(path, msg).await
     }
 
-    /// The URL a message to `address` goes to.
-    pub fn url(&self, address: &str) -> Result<String, BrokerError> {
-        let Some(base) = &self.inner.config.base_url else {
-            return Err(BrokerError::InvalidAddress {
-                address: format!("{}:{}", self.inner.name, shorten(address)),
-                problem: format!(
-                    "connection `{}` has no base_url, so it only takes ingress",
-                    self.inner.name
-                ),
+    /// The URL a message to `address` goes to, and whether it is under `base_url` (the
+    /// connection's headers go only there). An address is a path below `base_url`, or a full
+    /// URL (`https://…`) under `base_url` or on one of `allowed_hosts`.
+    pub fn url(&self, address: &str) -> Result<(String, bool), BrokerError> {
+        // Errors name the address with any password in it hidden.
+        let refuse = |problem: String| BrokerError::InvalidAddress {
+            address: format!(
+                "{}:{}",
+                self.inner.name,
+                shorten(&crate::redact::redact(address))
+            ),
+            problem,
+        };
+        let config = &self.inner.config;
+        if address.starts_with("http://") || address.starts_with("https://") {
+            let url =
+                reqwest::Url::parse(address).map_err(|e| refuse(format!("not a URL: {e}")))?;
+            if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
+                return Err(refuse(
+                    "a full URL carries no credentials and no `#` fragment".into(),
+                ));
+            }
+            let under_base = config.base_url.as_deref().is_some_and(|base| {
+                reqwest::Url::parse(base).is_ok_and(|base| {
+                    let path = base.path().trim_end_matches('/');
+                    base.origin() == url.origin()
+                        && (url.path() == path
+                            || url.path().starts_with(&format!("{path}/"))
+                            || path.is_empty())
+                })
             });
+            let host = url.host_str().unwrap_or_default();
+            let port = url.port_or_known_default().unwrap_or(0);
+            let default_port = if url.scheme() == "https" { 443 } else { 80 };
+            let allowed = under_base
+                || config
+                    .allowed_hosts
+                    .iter()
+                    .any(|p| config::host_allowed(p, host, port, default_port));
+            if !allowed {
+                return Err(refuse(format!(
+                    "`{}` is neither under the connection's base_url nor on its allowed_hosts",
+                    shorten(url.origin().ascii_serialization().as_str())
+                )));
+            }
+            return Ok((url.to_string(), under_base));
+        }
+        if address.contains("://") {
+            return Err(refuse(
+                "a full URL is http:// or https://; anything else is a path below the connection's base_url".into(),
+            ));
+        }
+        let Some(base) = &config.base_url else {
+            return Err(refuse(format!(
+                "connection `{}` has no base_url, so it only takes ingress (or full URLs on its allowed_hosts)",
+                self.inner.name
+            )));
         };
         // The address stays below the base URL (grants on addresses mean what they say): no
         // `.` or `..` segment, however spelled, and no `\` or fragment.
@@ -232,15 +293,15 @@ impl HttpBroker {
                 .map(|segment| segment.to_ascii_lowercase().replace("%2e", "."))
                 .any(|segment| segment == "." || segment == "..");
         if escapes {
-            return Err(BrokerError::InvalidAddress {
-                address: format!("{}:{}", self.inner.name, shorten(address)),
-                problem: "an HTTP address is a path below the connection's base_url: no `.` or `..` segments, `\\` or `#`".into(),
-            });
+            return Err(refuse("an HTTP address is a path below the connection's base_url (no `.` or `..` segments, `\\` or `#`), or a full URL on its allowed_hosts".into()));
         }
-        Ok(format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            address.trim_start_matches('/')
+        Ok((
+            format!(
+                "{}/{}",
+                base.trim_end_matches('/'),
+                address.trim_start_matches('/')
+            ),
+            true,
         ))
     }
 
@@ -248,7 +309,7 @@ impl HttpBroker {
     /// is an error saying whether to try again).
     pub async fn request(&self, address: &str, msg: Message) -> Result<Message, BrokerError> {
         super::check_message(&msg)?;
-        let url = self.url(address)?;
+        let (url, own) = self.url(address)?;
         let method = match msg.header(METHOD_HEADER) {
             Some(HeaderValue::Text(method)) => method.to_ascii_uppercase(),
             _ => self.inner.config.method.clone(),
@@ -277,11 +338,13 @@ impl HttpBroker {
         // What errors and dead letters say of the request: never a password in its URL.
         let shown = format!("{method} {}", crate::redact::redact(&url));
         let correlation_id = msg.correlation_id.clone();
-        let mut request = self
-            .inner
-            .client
-            .request(method.clone(), &url)
-            .headers(headers);
+        // The connection's headers (its credentials) go only to its base_url.
+        let client = if own {
+            &self.inner.client
+        } else {
+            &self.inner.foreign
+        };
+        let mut request = client.request(method.clone(), &url).headers(headers);
         if method != reqwest::Method::GET {
             request = request.body(msg.payload);
         }

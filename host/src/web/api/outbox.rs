@@ -119,14 +119,24 @@ pub async fn stats(
 #[serde(deny_unknown_fields)]
 pub struct DeadParams {
     pub count: Option<usize>,
+    /// An application's outbox table (`[[sources]]`) instead of the host's own.
+    pub source: Option<String>,
+}
+
+/// Which outbox a dead row is in: the host's own, or a source's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceParams {
+    pub source: Option<String>,
 }
 
 /// Messages their destination refused for good, newest first (up to `count`, 50 by default,
 /// and `max_response_bytes` of them, but always one), each with its number (`seq`),
 /// destination, error and message.
 #[utoipa::path(get, path = "/api/v1/outbox/dead", tag = "outbox",
-    params(("count" = Option<usize>, Query, description = "1 to 1,000; 50 by default")),
-    responses((status = 200, body = [Object])))]
+    params(("count" = Option<usize>, Query, description = "1 to 1,000; 50 by default"),
+        ("source" = Option<String>, Query, description = "an application's outbox table (`[[sources]]`): its dead rows, each with its message as the row holds it")),
+    responses((status = 200, body = [Object]), (status = 404)))]
 pub async fn dead(
     State(state): State<AppState>,
     who: Allowed<Viewer>,
@@ -134,6 +144,26 @@ pub async fn dead(
 ) -> Result<Json<Value>, AppError> {
     let Query(params) = params?;
     let count = crate::web::ops::queues::count(params.count, 50)?;
+    if let Some(name) = &params.source {
+        let rows = ops::dead_in_source(&state, &who, name, count).await?;
+        return Ok(Json(Value::Array(
+            rows.into_iter()
+                .map(|row| {
+                    // The row's message as it holds it: JSON where it parses, else its text.
+                    let message = serde_json::from_str::<Value>(&row.message)
+                        .unwrap_or(Value::String(row.message));
+                    json!({
+                        "source": name,
+                        "seq": row.seq,
+                        "destination": row.destination,
+                        "attempts": row.attempts,
+                        "error": row.error,
+                        "message": message,
+                    })
+                })
+                .collect(),
+        )));
+    }
     let rows = ops::dead(&state, &who, count).await?;
     Ok(Json(Value::Array(
         rows.iter()
@@ -155,24 +185,36 @@ pub async fn dead(
 
 /// Sends a dead message again.
 #[utoipa::path(post, path = "/api/v1/outbox/dead/{seq}/retry", tag = "outbox",
-    params(("seq" = i64, Path)), responses((status = 204), (status = 404)))]
+    params(("seq" = i64, Path), ("source" = Option<String>, Query, description = "the row is a source's")),
+    responses((status = 204), (status = 404)))]
 pub async fn retry(
     State(state): State<AppState>,
     who: Allowed<Operator>,
     Path(seq): Path<i64>,
+    params: Result<Query<SourceParams>, QueryRejection>,
 ) -> Result<StatusCode, AppError> {
-    ops::retry(&state, &who, seq).await?;
+    let Query(params) = params?;
+    match &params.source {
+        Some(name) => ops::retry_in_source(&state, &who, name, seq).await?,
+        None => ops::retry(&state, &who, seq).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Deletes a dead message.
 #[utoipa::path(delete, path = "/api/v1/outbox/dead/{seq}", tag = "outbox",
-    params(("seq" = i64, Path)), responses((status = 204), (status = 404)))]
+    params(("seq" = i64, Path), ("source" = Option<String>, Query, description = "the row is a source's")),
+    responses((status = 204), (status = 404)))]
 pub async fn forget(
     State(state): State<AppState>,
     who: Allowed<Operator>,
     Path(seq): Path<i64>,
+    params: Result<Query<SourceParams>, QueryRejection>,
 ) -> Result<StatusCode, AppError> {
-    ops::forget(&state, &who, seq).await?;
+    let Query(params) = params?;
+    match &params.source {
+        Some(name) => ops::forget_in_source(&state, &who, name, seq).await?,
+        None => ops::forget(&state, &who, seq).await?,
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -334,6 +334,63 @@ pub async fn nack(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A batch of leases to settle in one call.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettleBody {
+    /// Leases whose messages are done with.
+    #[serde(default)]
+    pub ack: Vec<String>,
+    /// Leases whose messages go back: each as `/api/v1/leases/{id}/nack` takes it.
+    #[serde(default)]
+    pub nack: Vec<NackOne>,
+}
+
+/// One lease given back, in a batch.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NackOne {
+    pub lease: String,
+    #[serde(default = "yes")]
+    pub requeue: bool,
+    pub delay_ms: Option<u64>,
+    pub exception: Option<NackException>,
+}
+
+/// Settles up to 1,000 leases in one call, as a worker does after each batch: each of `ack`
+/// acked, each of `nack` given back as `/api/v1/leases/{id}/nack` would. Each is settled or
+/// named in `failed` with why (one that ran out meanwhile is `unknown`: it is back in its
+/// queue); the others are settled all the same. A malformed entry refuses the whole batch
+/// before anything is settled.
+#[utoipa::path(post, path = "/api/v1/leases/settle", tag = "queues",
+    request_body = SettleBody,
+    responses((status = 200, body = ops::Settled), (status = 400)))]
+pub async fn settle(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    crate::web::json::JsonBody(body): crate::web::json::JsonBody<SettleBody>,
+) -> Result<Json<ops::Settled>, AppError> {
+    let mut batch: Vec<(String, Option<crate::leases::GiveBack>)> =
+        body.ack.into_iter().map(|id| (id, None)).collect();
+    for (index, one) in body.nack.into_iter().enumerate() {
+        let back = NackBody {
+            requeue: one.requeue,
+            delay_ms: one.delay_ms,
+            exception: one.exception,
+        }
+        .give_back()
+        .map_err(|error| match error {
+            AppError::Invalid { field, message } => AppError::Invalid {
+                field: format!("nack[{index}].{field}"),
+                message,
+            },
+            other => other,
+        })?;
+        batch.push((one.lease, Some(back)));
+    }
+    Ok(Json(ops::settle_leases(&state, &who, batch).await?))
+}
+
 /// A new deadline for a leased message.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -3,7 +3,7 @@
 
 use super::{AppError, AppState, audit};
 use crate::message::Message;
-use crate::store::{Committed, DeadOutboxRow, OutboxEntry, OutboxStats, UnitOfWork};
+use crate::store::{Committed, DeadOutboxRow, DeadSourceRow, OutboxEntry, OutboxStats, UnitOfWork};
 use crate::web::MAX_COUNT;
 use crate::web::caller::{Allowed, Operator, Viewer};
 use crate::web::error::invalid;
@@ -129,5 +129,78 @@ pub async fn forget(state: &AppState, who: &Allowed<Operator>, seq: i64) -> Resu
     }
     state.outbox.stats_changed().await;
     audit::record(state, who, "outbox.delete", &seq.to_string(), Value::Null).await;
+    Ok(())
+}
+
+/// The application's outbox table `name` (404 if this host relays none of that name).
+fn source<'a>(
+    state: &'a AppState,
+    name: &str,
+) -> Result<&'a crate::outbox::source::Source, AppError> {
+    state.outbox.sources().get(name).ok_or_else(|| {
+        AppError::NotFound(format!(
+            "this host relays no source named `{}`",
+            crate::broker::shorten(name)
+        ))
+    })
+}
+
+/// The rows of source `name` refused for good, newest first.
+pub async fn dead_in_source(
+    state: &AppState,
+    _: &Allowed<Viewer>,
+    name: &str,
+    count: usize,
+) -> Result<Vec<DeadSourceRow>, AppError> {
+    Ok(source(state, name)?.table.dead_rows(count as i64).await?)
+}
+
+/// Sends a dead row of source `name` again.
+pub async fn retry_in_source(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    name: &str,
+    seq: i64,
+) -> Result<(), AppError> {
+    let found = source(state, name)?;
+    if !found.table.revive(seq).await? {
+        return Err(AppError::NotFound(format!(
+            "no dead row numbered {seq} in source `{name}`"
+        )));
+    }
+    found.wake();
+    state.outbox.stats_changed().await;
+    audit::record(
+        state,
+        who,
+        "outbox.retry",
+        &format!("{name}:{seq}"),
+        Value::Null,
+    )
+    .await;
+    Ok(())
+}
+
+/// Deletes a dead row of source `name`.
+pub async fn forget_in_source(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    name: &str,
+    seq: i64,
+) -> Result<(), AppError> {
+    if !source(state, name)?.table.forget(seq).await? {
+        return Err(AppError::NotFound(format!(
+            "no dead row numbered {seq} in source `{name}`"
+        )));
+    }
+    state.outbox.stats_changed().await;
+    audit::record(
+        state,
+        who,
+        "outbox.delete",
+        &format!("{name}:{seq}"),
+        Value::Null,
+    )
+    .await;
     Ok(())
 }

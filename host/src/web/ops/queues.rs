@@ -571,6 +571,100 @@ pub async fn settle_lease(
     Ok(answer)
 }
 
+/// The most leases one batch settles: as many as one take leases.
+pub const MAX_SETTLE: usize = MAX_COUNT;
+/// The longest lease name a batch may hold (the host's are 32 characters).
+const MAX_LEASE_NAME: usize = 64;
+
+/// How a batch of leases was settled.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Settled {
+    /// How many of the batch were settled.
+    pub settled: usize,
+    /// Those that were not, each with why; the rest of the batch is settled all the same.
+    pub failed: Vec<SettleFailure>,
+}
+
+/// A lease of a batch that was not settled.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct SettleFailure {
+    pub lease: String,
+    /// `unknown` (settled already, or back in its queue at its deadline: the message will be
+    /// delivered again), `not_yours` (another caller's) or `broker` (the broker refused: the
+    /// lease is given back at its deadline).
+    pub reason: &'static str,
+    pub error: String,
+}
+
+/// Settles a batch of leases in one call (a worker's round trip): each `None` acked, each
+/// `Some` given back so. One audit record for the batch, with its counts.
+pub async fn settle_leases(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    batch: Vec<(String, Option<GiveBack>)>,
+) -> Result<Settled, AppError> {
+    if batch.len() > MAX_SETTLE {
+        return Err(invalid(
+            "ack",
+            format!("{} leases in one batch; at most {MAX_SETTLE}", batch.len()),
+        ));
+    }
+    // A lease is named by 32 characters: a longer name is no lease, and is not echoed back.
+    if let Some((id, _)) = batch.iter().find(|(id, _)| id.len() > MAX_LEASE_NAME) {
+        return Err(invalid(
+            "ack",
+            format!(
+                "`{}` is no lease: a lease's name is at most {MAX_LEASE_NAME} characters",
+                crate::broker::shorten(id)
+            ),
+        ));
+    }
+    let actor = who.caller.actor();
+    let by = crate::leases::Settler {
+        actor: &actor,
+        admin: who.caller.role >= crate::auth::Role::Admin,
+    };
+    let (mut acks, mut requeues, mut dead) = (0usize, 0usize, 0usize);
+    for (_, back) in &batch {
+        match back {
+            None => acks += 1,
+            Some(GiveBack::Requeue { .. }) => requeues += 1,
+            Some(GiveBack::DeadLetter(_)) => dead += 1,
+        }
+    }
+    let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+    let outcomes = state.leases.settle_all(batch, &by).await;
+    let failed: Vec<SettleFailure> = ids
+        .into_iter()
+        .zip(outcomes)
+        .filter_map(|(lease, outcome)| {
+            let error = outcome.err()?;
+            let reason = match error {
+                crate::leases::LeaseError::Unknown(_) => "unknown",
+                crate::leases::LeaseError::NotYours(_) => "not_yours",
+                _ => "broker",
+            };
+            Some(SettleFailure {
+                lease,
+                reason,
+                error: error.to_string(),
+            })
+        })
+        .collect();
+    let settled = acks + requeues + dead - failed.len();
+    if settled > 0 || !failed.is_empty() {
+        audit::record(
+            state,
+            who,
+            "lease.settle",
+            &format!("{} leases", acks + requeues + dead),
+            json!({ "acks": acks, "requeues": requeues, "dead_letters": dead, "failed": failed.len() }),
+        )
+        .await;
+    }
+    Ok(Settled { settled, failed })
+}
+
 /// An admin gives back a message a client holds under a lease, in its taker's place: to its
 /// queue (`requeue`) or to its dead letters. Recorded in the audit log, since the taker's own
 /// settling then fails. Answers the queue it was taken from.
@@ -603,6 +697,62 @@ pub async fn return_lease(
     )
     .await;
     Ok(address)
+}
+
+/// An admin gives back every message clients hold under a lease from `address`, in their
+/// takers' place: to the queue (`requeue`) or to its dead letters. One audit record; answers
+/// how many went back.
+pub async fn return_leases(
+    state: &AppState,
+    who: &Allowed<Admin>,
+    address: &Address,
+    requeue: bool,
+) -> Result<usize, AppError> {
+    let by = crate::leases::Settler {
+        actor: &who.caller.actor(),
+        admin: true,
+    };
+    let at = address.to_string();
+    let ids: Vec<String> = state
+        .leases
+        .list()
+        .into_iter()
+        .filter(|l| l.address == at)
+        .map(|l| l.lease)
+        .collect();
+    let back = if requeue {
+        GiveBack::Requeue { delay: None }
+    } else {
+        GiveBack::DeadLetter(None)
+    };
+    let mut returned = 0;
+    for chunk in ids.chunks(MAX_SETTLE) {
+        let batch = chunk
+            .iter()
+            .map(|id| (id.clone(), Some(back.clone())))
+            .collect();
+        // One settled meanwhile by its taker is not an error here: it is no longer held.
+        returned += state
+            .leases
+            .settle_all(batch, &by)
+            .await
+            .iter()
+            .filter(|outcome| outcome.is_ok())
+            .count();
+    }
+    audit::record(
+        state,
+        who,
+        if requeue {
+            "queue.leases_returned"
+        } else {
+            "queue.leases_dead_lettered"
+        },
+        &at,
+        json!({ "messages": returned }),
+    )
+    .await;
+    Ok(returned)
 }
 
 /// What to do with a leased message.

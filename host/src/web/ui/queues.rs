@@ -369,6 +369,38 @@ pub async fn settle_lease(
 }
 
 #[derive(Deserialize)]
+pub struct LeasesForm {
+    address: String,
+    action: LeaseAction,
+}
+
+/// Gives back every message of a queue clients hold under a lease, in their takers' place
+/// (a worker that hangs on to a batch), then shows the queue. An admin's.
+pub async fn settle_leases(
+    State(state): State<AppState>,
+    page: Page<Admin>,
+    Form(form): Form<LeasesForm>,
+) -> Response {
+    let requeue = matches!(form.action, LeaseAction::Requeue);
+    let returned = async {
+        let at = ops::parse(&state, &form.address)?;
+        ops::return_leases(&state, &page.who, &at, requeue).await
+    }
+    .await;
+    match returned {
+        Ok(count) => done(
+            &back(&form.address),
+            &if requeue {
+                format!("Returned {count} leased messages to the queue.")
+            } else {
+                format!("Dead-lettered {count} leased messages.")
+            },
+        ),
+        Err(error) => page.error(error),
+    }
+}
+
+#[derive(Deserialize)]
 pub struct LiveParams {
     address: String,
 }

@@ -1,11 +1,13 @@
 """A client for services that talk to Wharf: publish, RPC, model events, durable sends
 through the outbox and leased takes, over Wharf's HTTP API with a token, blocking
 (:class:`Client`) or with asyncio (:class:`AsyncClient`); and :class:`Worker`, which runs a
-service's handlers of queues and requests (leased, retried, dead-lettered, answered). Errors
+service's handlers of queues and requests (leased, retried, dead-lettered, answered); and
+:mod:`wharf_client.outbox`, messages written in the application's own transactions. Errors
 are typed, one class per code of the API's error shape (:mod:`wharf_client.errors`)."""
 
 from .client import AsyncClient, AsyncLeased, Client, Leased, Message
 from .worker import Permanent, Worker
+from . import outbox
 from .errors import (
     BadGateway,
     BadRequest,
@@ -37,6 +39,7 @@ __all__ = [
     "Invalid",
     "Leased",
     "Message",
+    "outbox",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",

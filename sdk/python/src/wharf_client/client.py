@@ -10,7 +10,7 @@ import json
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, AsyncIterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, AsyncIterator, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
 import httpx
@@ -262,6 +262,29 @@ def _exception_json(exception: BaseException) -> Dict[str, str]:
     }
 
 
+NackItem = Union["Leased", "AsyncLeased", str, Tuple[Union["Leased", "AsyncLeased", str], Dict[str, Any]]]
+
+
+def _lease_name(held: Union["Leased", "AsyncLeased", str]) -> str:
+    return held if isinstance(held, str) else held.lease
+
+
+def _settle_json(ack: Iterable[Any], nack: Iterable[NackItem]) -> Dict[str, Any]:
+    """The body of a batch settle: ``ack`` leases (or their names), and ``nack`` leases, each
+    alone (back at once) or paired with :meth:`Leased.nack`'s keywords (``requeue``,
+    ``delay``, ``exception``)."""
+    nacks = []
+    for item in nack:
+        held, options = item if isinstance(item, tuple) else (item, {})
+        unknown = set(options) - {"requeue", "delay", "exception"}
+        if unknown:
+            raise ValueError(f"a nack takes requeue, delay and exception, not {sorted(unknown)}")
+        one = _nack_json(options.get("requeue", True), options.get("delay"), options.get("exception"))
+        one["lease"] = _lease_name(held)
+        nacks.append(one)
+    return {"ack": [_lease_name(held) for held in ack], "nack": nacks}
+
+
 @dataclass
 class Leased:
     """A message taken with a lease: held unsettled until :meth:`ack`, :meth:`nack` or its
@@ -485,6 +508,15 @@ class Client:
             for doc in answer
         ]
 
+    def settle(self, ack: Iterable[Any] = (), nack: Iterable[NackItem] = ()) -> Dict[str, Any]:
+        """Settles many leases in one call (up to 1,000): each of ``ack`` acked, each of
+        ``nack`` given back, alone (to its queue at once) or as ``(leased, {"delay": 5})`` or
+        ``(leased, {"requeue": False, "exception": error})``. Returns the host's report:
+        ``settled`` and ``failed`` (each ``lease``, ``reason`` and ``error``; ``reason``
+        ``unknown`` means it ran out and is back in its queue); the rest are settled all the
+        same."""
+        return self._call("POST", "leases/settle", json=_settle_json(ack, nack))
+
     @contextlib.contextmanager
     def lease(self, address: str, *, timeout: float = 5.0, lease: float = 30.0) -> Iterator[Optional[Message]]:
         """One message under a lease: acked when the block ends, nacked (back to its queue) if
@@ -622,6 +654,10 @@ class AsyncClient:
             )
             for doc in answer
         ]
+
+    async def settle(self, ack: Iterable[Any] = (), nack: Iterable[NackItem] = ()) -> Dict[str, Any]:
+        """:meth:`Client.settle`."""
+        return await self._call("POST", "leases/settle", json=_settle_json(ack, nack))
 
     @contextlib.asynccontextmanager
     async def lease(self, address: str, *, timeout: float = 5.0, lease: float = 30.0) -> AsyncIterator[Optional[Message]]:

@@ -17,7 +17,8 @@ daemons gave them, over the same API as :class:`~wharf_client.Client`.
     app.run()                    # until SIGTERM or SIGINT
 
 Each message is taken under a lease, in batches of as many as the handler has room for, and
-settled by what its handler did: acked when it returns; given back after a delay (doubling
+settled by what its handler did, in batches too (one call settles every message whose handler
+finished while the previous call was on its way): acked when it returns; given back after a delay (doubling
 from ``backoff`` up to ``max_backoff``) when it raises, until its ``max_deliveries``-th
 delivery, then dead-lettered; dead-lettered at once when it raises :class:`Permanent` (or an
 error of a class named in ``permanent``). A dead letter carries the error's text, its class's
@@ -31,6 +32,7 @@ not started.
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -119,6 +121,85 @@ class _Subscription:
             time.sleep(0.1)
             view = client._call("GET", path)
         return view["address"]
+
+
+@dataclass
+class _Settling:
+    """A lease to settle: acked (``nack`` None) or given back so, then ``done(settled)``."""
+
+    unit: _Unit
+    held: Leased
+    nack: Optional[Dict[str, Any]]
+    handled: bool
+
+
+class _Settler:
+    """Settles the handlers' leases in batches, one call each: while one batch is on its way,
+    the next gathers. Frees a handler's slot once its lease is settled."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queue: "queue.SimpleQueue[Optional[_Settling]]" = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="wharf-settle", daemon=True)
+        self._thread.start()
+
+    def put(self, settling: _Settling) -> None:
+        self._queue.put(settling)
+
+    def close(self) -> None:
+        """Settles what is queued, then stops."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _MOST_SETTLED:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._flush(batch)
+
+    def _flush(self, batch: List[_Settling]) -> None:
+        failed: Dict[str, Tuple[str, str]] = {}
+        try:
+            report = self._client.settle(
+                ack=[s.held for s in batch if s.nack is None],
+                nack=[(s.held, s.nack) for s in batch if s.nack is not None],
+            )
+            failed = {f["lease"]: (f["reason"], f["error"]) for f in report.get("failed", [])}
+        except Exception as error:  # noqa: BLE001 - the slots are freed whatever went wrong
+            failed = {s.held.lease: ("call", str(error)) for s in batch}
+        for settling in batch:
+            unit, held = settling.unit, settling.held
+            reason, error = failed.get(held.lease, (None, ""))
+            if reason is None:
+                if settling.handled:
+                    unit.handled += 1
+            elif reason == "unknown":
+                unit.lost += 1
+                log.warning(
+                    "%s: message %s outlived its lease of %.0f s; the host gave it back to its queue",
+                    unit.address, held.message.id, unit.lease,
+                )
+            else:
+                log.warning(
+                    "%s: settling message %s failed (%s); the host gives it back at its deadline",
+                    unit.address, held.message.id, error,
+                )
+            unit.slots.release()
+
+
+_MOST_SETTLED = 1000
 
 
 class Worker:
@@ -286,6 +367,7 @@ class Worker:
             client.close()
             raise
         size = sum(u.concurrency for u in self._units)
+        self._settler = _Settler(client)
         try:
             with ThreadPoolExecutor(max_workers=size, thread_name_prefix="wharf-handler") as pool:
                 takers = [
@@ -303,6 +385,7 @@ class Worker:
                     while taker.is_alive():
                         taker.join(0.2)
         finally:
+            self._settler.close()
             client.close()
         if self._error is not None:
             error, self._error = self._error, None
@@ -347,8 +430,7 @@ class Worker:
                 if self._stop.is_set():
                     # Taken but not started: back to the queue at once.
                     for rest in taken[index:]:
-                        self._settle(unit, rest, lambda r=rest: r.nack())
-                        self._give_room(unit, 1)
+                        self._settler.put(_Settling(unit, rest, {}, False))
                     break
                 pool.submit(self._handle, client, unit, held)
         self._wait_idle(unit)
@@ -381,42 +463,47 @@ class Worker:
         self._give_room(unit, unit.concurrency)
 
     def _handle(self, client: Client, unit: _Unit, held: Leased) -> None:
+        """Runs the handler on one message and hands its lease to the settler, which frees the
+        handler's slot once it is settled."""
+        settling = _Settling(unit, held, None, True)
         try:
             try:
                 result = unit.handler(held.message)
             except BaseException as error:  # noqa: BLE001 - every failure is settled
+                settling.handled = False
                 if unit.kind == "respond":
                     self._answer(client, unit, held, None, error)
-                    self._settle(unit, held, held.ack)
                 else:
-                    self._failed(unit, held, error)
+                    settling.nack = self._failed(unit, held, error)
                 if not isinstance(error, Exception):
                     raise
                 return
             if unit.kind == "respond":
                 self._answer(client, unit, held, result, None)
-            if self._settle(unit, held, held.ack):
-                unit.handled += 1
+        except errors.WharfError as error:
+            # The answer could not be sent: the request goes back for another try.
+            log.warning("%s: answering %s failed (%s); it comes back", unit.address, held.message.id, error)
+            settling.handled, settling.nack = False, {}
         finally:
-            self._give_room(unit, 1)
+            self._settler.put(settling)
 
-    def _failed(self, unit: _Unit, held: Leased, error: BaseException) -> None:
-        """A handler raised: dead-letter at once if it is permanent or the message has had its
-        deliveries, else give it back after the backoff."""
+    def _failed(self, unit: _Unit, held: Leased, error: BaseException) -> Dict[str, Any]:
+        """A handler raised: how its message goes back. To its dead letters at once if the
+        error is permanent or the message has had its deliveries, else to its queue after the
+        backoff."""
         cause = error.__cause__ if isinstance(error, Permanent) and error.__cause__ else error
         if isinstance(error, self._permanent) or held.deliveries >= self._max_deliveries:
             log.warning(
                 "%s: message %s dead-lettered after %d deliveries: %s: %s",
                 unit.address, held.message.id, held.deliveries, type(cause).__name__, cause,
             )
-            self._settle(unit, held, lambda: held.nack(False, exception=cause))
-        else:
-            delay = min(self._backoff * 2 ** (held.deliveries - 1), self._max_backoff)
-            log.info(
-                "%s: message %s failed (%s: %s), again in %.1f s",
-                unit.address, held.message.id, type(error).__name__, error, delay,
-            )
-            self._settle(unit, held, lambda: held.nack(delay=delay))
+            return {"requeue": False, "exception": cause}
+        delay = min(self._backoff * 2 ** (held.deliveries - 1), self._max_backoff)
+        log.info(
+            "%s: message %s failed (%s: %s), again in %.1f s",
+            unit.address, held.message.id, type(error).__name__, error, delay,
+        )
+        return {"delay": delay}
 
     def _answer(
         self,
@@ -449,22 +536,3 @@ class Worker:
             headers=headers,
             correlation_id=request.correlation_id or request.id,
         )
-
-    def _settle(self, unit: _Unit, held: Leased, settle: Callable[[], None]) -> bool:
-        """Settles a lease, answering whether it was; one that ran out meanwhile is already
-        back in its queue."""
-        try:
-            settle()
-            return True
-        except errors.NotFound:
-            unit.lost += 1
-            log.warning(
-                "%s: message %s outlived its lease of %.0f s; the host gave it back to its queue",
-                unit.address, held.message.id, unit.lease,
-            )
-        except errors.WharfError as error:
-            log.warning(
-                "%s: settling message %s failed (%s); the host gives it back at its deadline",
-                unit.address, held.message.id, error,
-            )
-        return False

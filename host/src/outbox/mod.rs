@@ -17,6 +17,10 @@
 //!   rows come back when its claims run out. In the normal case no row is sent twice; after a
 //!   crash between a broker's confirm and the row being marked sent, it is sent again with the
 //!   same message id, for consumers to deduplicate.
+//!
+//! The same relay sends an application's own outbox table (`[[sources]]`, [`source`]): the
+//! rows a service commits in its own database with its own work. [`Table`] is what a relay
+//! needs of either.
 
 use crate::broker::{Address, BrokerError, Connections};
 use crate::config::OutboxConfig;
@@ -29,6 +33,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
+
+pub mod source;
 
 /// How often an idle relay looks for rows it was not woken for (another host's, or a retry
 /// coming due).
@@ -46,6 +52,8 @@ pub struct Outbox {
     /// read of the table per [`STATS_FRESH`], made by one of them while the others wait.
     /// A failed read is kept as long, so a database that is down is asked once per period.
     cached: Arc<tokio::sync::Mutex<Option<StatsRead>>>,
+    /// The applications' outbox tables this host relays.
+    sources: source::Sources,
 }
 
 /// Stats as read at an instant, or why they could not be.
@@ -62,7 +70,18 @@ impl Outbox {
             config: Arc::new(config),
             wake: Arc::new(Notify::new()),
             cached: Arc::default(),
+            sources: source::Sources::default(),
         }
+    }
+
+    /// This outbox, relaying `sources` too.
+    pub fn with_sources(self, sources: source::Sources) -> Outbox {
+        Outbox { sources, ..self }
+    }
+
+    /// The applications' outbox tables this host relays.
+    pub fn sources(&self) -> &source::Sources {
+        &self.sources
     }
 
     pub fn store(&self) -> &Store {
@@ -98,11 +117,14 @@ impl Outbox {
         let read = match &*cached {
             Some((at, read)) if at.elapsed() < STATS_FRESH => read.clone(),
             _ => {
-                let read = self
+                let mut read = self
                     .store
                     .outbox_stats(now_ms() as i64)
                     .await
                     .map_err(|e| e.to_string());
+                if let Ok(stats) = &mut read {
+                    stats.sources = self.sources.stats().await;
+                }
                 *cached = Some((std::time::Instant::now(), read.clone()));
                 read
             }
@@ -143,24 +165,138 @@ fn retry_delay(config: &OutboxConfig, attempts: i64) -> Duration {
     crate::backoff::retry_delay(config.backoff_ms, config.max_backoff_ms, attempts)
 }
 
+/// A table of messages a relay sends: this host's outbox, or an application's. Each call is
+/// one of the relay's steps; the rules (claims, order per key, retries, dead rows) are the
+/// relay's and the same for every table.
+pub trait Table: Send + Sync + 'static {
+    /// How the relay's logs and counters name it: `outbox`, or `source:NAME`.
+    fn label(&self) -> &str;
+    /// Lets go every row `relay` holds (a relay starting again after its host died).
+    fn release_all(&self, relay: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Claims up to `max` pending rows for `relay` until `until_ms`, in `seq` order.
+    fn claim(
+        &self,
+        relay: &str,
+        max: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<Vec<OutboxRow>, StoreError>> + Send;
+    /// Rows `seqs` were confirmed by their brokers.
+    fn sent(
+        &self,
+        relay: &str,
+        seqs: &[i64],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Row `seq` goes again from `due_ms`; rows `behind` (its key's, in the claim) are let go.
+    fn retry(
+        &self,
+        relay: &str,
+        seq: i64,
+        error: &str,
+        due_ms: i64,
+        behind: &[i64],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Row `seq` is refused for good: kept dead with `error`.
+    fn dead(
+        &self,
+        relay: &str,
+        seq: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Counts what the relay did, for `/metrics`: `sent`, `retried` or `dead`.
+    fn count(&self, outcome: &'static str, n: usize);
+}
+
+/// This host's own outbox, in its database.
+impl Table for Store {
+    fn label(&self) -> &str {
+        "outbox"
+    }
+    async fn release_all(&self, relay: &str) -> Result<(), StoreError> {
+        self.outbox_release_all(relay).await
+    }
+    async fn claim(
+        &self,
+        relay: &str,
+        max: i64,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.outbox_claim(relay, max, now_ms, until_ms).await
+    }
+    async fn sent(&self, relay: &str, seqs: &[i64], now_ms: i64) -> Result<(), StoreError> {
+        self.outbox_sent(relay, seqs, now_ms).await
+    }
+    async fn retry(
+        &self,
+        relay: &str,
+        seq: i64,
+        error: &str,
+        due_ms: i64,
+        behind: &[i64],
+    ) -> Result<(), StoreError> {
+        self.outbox_retry(relay, seq, error, due_ms, behind).await
+    }
+    async fn dead(
+        &self,
+        relay: &str,
+        seq: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.outbox_dead(relay, seq, error, now_ms).await
+    }
+    fn count(&self, outcome: &'static str, n: usize) {
+        match outcome {
+            "sent" => crate::metrics::outbox_sent(n),
+            "retried" => crate::metrics::outbox_retried(),
+            _ => crate::metrics::outbox_dead(),
+        }
+    }
+}
+
 /// Sends the outbox's pending rows until `shutdown`, as relay `name` (unique per host).
-pub async fn relay(outbox: Outbox, connections: Connections, name: String, mut shutdown: Shutdown) {
-    tracing::info!(relay = %name, "outbox relay started");
+pub async fn relay(outbox: Outbox, connections: Connections, name: String, shutdown: Shutdown) {
+    run(
+        outbox.store.clone(),
+        outbox.wake.clone(),
+        POLL,
+        outbox.config.clone(),
+        connections,
+        name,
+        shutdown,
+    )
+    .await
+}
+
+/// Sends `table`'s pending rows until `shutdown`, as relay `name` (unique per host), woken by
+/// `wake` when rows come and looking by itself every `poll` besides.
+pub async fn run<T: Table>(
+    table: T,
+    wake: Arc<Notify>,
+    poll: Duration,
+    config: Arc<OutboxConfig>,
+    connections: Connections,
+    name: String,
+    mut shutdown: Shutdown,
+) {
+    let label = table.label().to_owned();
+    tracing::info!(relay = %name, table = %label, "outbox relay started");
     // Claims under this name are an earlier run's (the name is this machine's and address's,
     // and only one process listens there): take them back now rather than when they run out.
-    if let Err(error) = outbox.store.outbox_release_all(&name).await {
-        tracing::warn!(%error, "cannot take back an earlier run's outbox claims; they come back when they run out");
+    if let Err(error) = table.release_all(&name).await {
+        tracing::warn!(table = %label, %error, "cannot take back an earlier run's outbox claims; they come back when they run out");
     }
-    let config = outbox.config.clone();
     let mut failures = 0u32;
     loop {
         if shutdown.is_fired() {
             break;
         }
         let now = now_ms() as i64;
-        let claimed = outbox
-            .store
-            .outbox_claim(
+        let claimed = table
+            .claim(
                 &name,
                 config.batch as i64,
                 now,
@@ -175,7 +311,7 @@ pub async fn relay(outbox: Outbox, connections: Connections, name: String, mut s
             Err(error) => {
                 failures += 1;
                 let wait = retry_delay(&config, i64::from(failures));
-                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "the outbox relay cannot read its table; trying again");
+                tracing::warn!(table = %label, %error, retry_in_ms = wait.as_millis() as u64, "the outbox relay cannot read its table; trying again");
                 tokio::select! {
                     _ = shutdown.fired() => break,
                     _ = tokio::time::sleep(wait) => continue,
@@ -185,14 +321,14 @@ pub async fn relay(outbox: Outbox, connections: Connections, name: String, mut s
         if rows.is_empty() {
             tokio::select! {
                 _ = shutdown.fired() => break,
-                _ = outbox.wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
             }
             continue;
         }
-        send_batch(&outbox, &connections, &name, rows).await;
+        send_batch(&table, &config, &connections, &name, rows).await;
     }
-    tracing::info!(relay = %name, "outbox relay stopped");
+    tracing::info!(relay = %name, table = %label, "outbox relay stopped");
 }
 
 /// What became of one row.
@@ -209,8 +345,13 @@ enum Outcome {
 }
 
 /// Sends one claimed batch: each key's rows in order, keys and unkeyed rows together.
-async fn send_batch(outbox: &Outbox, connections: &Connections, name: &str, rows: Vec<OutboxRow>) {
-    let config = &outbox.config;
+async fn send_batch<T: Table>(
+    table: &T,
+    config: &OutboxConfig,
+    connections: &Connections,
+    name: &str,
+    rows: Vec<OutboxRow>,
+) {
     // Chains of rows that must go in order; an unkeyed row is a chain of its own.
     let mut chains: Vec<Vec<OutboxRow>> = Vec::new();
     let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -254,29 +395,25 @@ async fn send_batch(outbox: &Outbox, connections: &Connections, name: &str, rows
                 behind,
             } => {
                 let due = now + retry_delay(config, attempts).as_millis() as i64;
-                crate::metrics::outbox_retried();
-                if let Err(e) = outbox
-                    .store
-                    .outbox_retry(name, seq, &error, due, &behind)
-                    .await
-                {
+                table.count("retried", 1);
+                if let Err(e) = table.retry(name, seq, &error, due, &behind).await {
                     tracing::warn!(error = %e, "cannot put an outbox row back; its claim runs out and it is sent then");
                 }
             }
             Outcome::Dead(seq, error) => {
-                tracing::warn!(seq, %error, "the destination refuses an outbox message for good; it is kept as dead");
-                crate::metrics::outbox_dead();
-                if let Err(e) = outbox.store.outbox_dead(name, seq, &error, now).await {
+                tracing::warn!(table = table.label(), seq, %error, "the destination refuses an outbox message for good; it is kept as dead");
+                table.count("dead", 1);
+                if let Err(e) = table.dead(name, seq, &error, now).await {
                     tracing::warn!(error = %e, "cannot mark an outbox row dead; it is tried again");
                 }
             }
         }
     }
     if !sent.is_empty() {
-        crate::metrics::outbox_sent(sent.len());
+        table.count("sent", sent.len());
         // Until this is written the rows are claimed: if it fails, they are sent again when
         // the claim runs out (the same ids: consumers can deduplicate).
-        if let Err(error) = outbox.store.outbox_sent(name, &sent, now).await {
+        if let Err(error) = table.sent(name, &sent, now).await {
             tracing::warn!(%error, rows = sent.len(), "cannot mark outbox rows sent; they will be sent again");
         }
     }
