@@ -2074,6 +2074,12 @@ async fn every_mutating_endpoint_is_audited() {
         ("post", "/api/v1/leases/{id}/ack", String::new(), None),
         (
             "post",
+            "/api/v1/leases/settle",
+            "/api/v1/leases/settle".into(),
+            Some(json!({ "ack": ["no-such-lease"] })),
+        ),
+        (
+            "post",
             "/api/v1/queues/{connection}/{queue}/replay",
             "/api/v1/queues/local/q3.dead/replay?to=local:q3".into(),
             None,
