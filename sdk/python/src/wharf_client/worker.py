@@ -436,12 +436,20 @@ class Worker:
         self._wait_idle(unit)
 
     def _room(self, unit: _Unit) -> int:
-        """Takes every free slot of the handler (at least one, waiting for it)."""
+        """Takes the handler's free slots: at least one (waiting for it), and up to half of
+        them when they come free within a few milliseconds (slots come back a settled batch
+        at a time), so each lease carries a batch rather than a message."""
         if not unit.slots.acquire(timeout=0.2):
             return 0
         room = 1
-        while room < unit.concurrency and unit.slots.acquire(blocking=False):
-            room += 1
+        half = max(1, unit.concurrency // 2)
+        while room < unit.concurrency:
+            if unit.slots.acquire(blocking=False):
+                room += 1
+            elif room >= half or not unit.slots.acquire(timeout=0.005):
+                break
+            else:
+                room += 1
         return room
 
     @staticmethod
