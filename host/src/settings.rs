@@ -322,14 +322,6 @@ impl SourceConfig {
         }
         Ok(())
     }
-
-    /// This source as shown: its URL without its password.
-    pub fn redacted(&self) -> SourceConfig {
-        SourceConfig {
-            url: redact(&self.url),
-            ..self.clone()
-        }
-    }
 }
 
 #[cfg(test)]
