@@ -32,7 +32,7 @@ fn check_prints_what_a_plugin_declares() {
     for expected in [
         "uppercase 0.1.0",
         "kind:        transformer",
-        "wharf:plugin@0.1.2",
+        "wharf:plugin@0.1.3",
         "reusable:    yes",
         "sha256",
     ] {

@@ -24,7 +24,7 @@ async fn uppercase_describes_itself_and_transforms() {
     assert_eq!(info.name, "uppercase");
     assert_eq!(info.kind, PluginKind::Transformer);
     assert!(info.reusable);
-    assert_eq!(info.contract, "wharf:plugin@0.1.2");
+    assert_eq!(info.contract, "wharf:plugin@0.1.3");
     assert_eq!(info.sha256.len(), 64);
 
     let mut input = text_message("hello, wharf! straße");

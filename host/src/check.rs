@@ -157,3 +157,80 @@ mod table_name_tests {
         }
     }
 }
+
+/// Whether `pattern` (an `allowed_hosts` entry) is well formed: `[*.]name[:port|:*]`, the
+/// name's labels of lower-case letters, digits and `-`.
+pub fn valid_host_pattern(pattern: &str) -> bool {
+    let (name, port) = match pattern.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (pattern, None),
+    };
+    let port_ok = match port {
+        None | Some("*") => true,
+        Some(port) => port.parse::<u16>().is_ok_and(|p| p > 0),
+    };
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    port_ok
+        && !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+/// Whether `host:port` of a URL is one `pattern` allows (`default_port` is its scheme's).
+pub fn host_allowed(pattern: &str, host: &str, port: u16, default_port: u16) -> bool {
+    let (name, wanted) = match pattern.rsplit_once(':') {
+        Some((name, "*")) => (name, None),
+        Some((name, port)) => (name, port.parse::<u16>().ok()),
+        None => (pattern, Some(default_port)),
+    };
+    if wanted.is_some_and(|wanted| wanted != port) {
+        return false;
+    }
+    let host = host.to_ascii_lowercase();
+    match name.strip_prefix("*.") {
+        Some(parent) => host.len() > parent.len() + 1 && host.ends_with(&format!(".{parent}")),
+        None => host == name,
+    }
+}
+
+#[cfg(test)]
+mod host_pattern_tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns_allow_what_they_name() {
+        assert!(host_allowed("api.example.com", "api.example.com", 443, 443));
+        assert!(host_allowed("api.example.com", "API.example.com", 443, 443));
+        assert!(!host_allowed(
+            "api.example.com",
+            "api.example.com",
+            8443,
+            443
+        ));
+        assert!(host_allowed(
+            "api.example.com:8443",
+            "api.example.com",
+            8443,
+            443
+        ));
+        assert!(host_allowed("api.example.com:*", "api.example.com", 1, 443));
+        assert!(host_allowed("*.example.com", "a.b.example.com", 80, 80));
+        assert!(!host_allowed("*.example.com", "example.com", 80, 80));
+        assert!(!host_allowed("*.example.com", "evilexample.com", 80, 80));
+        assert!(!host_allowed("example.com", "example.com.evil.net", 80, 80));
+        for good in ["a.b", "*.example.com", "h:1", "h:*", "127.0.0.1:8080"] {
+            assert!(valid_host_pattern(good), "{good}");
+        }
+        for bad in [
+            "", "*", "*.", "a..b", "A.com", "a b", "h:0", "h:x", "h:99999", "a/b", "*.*.a",
+        ] {
+            assert!(!valid_host_pattern(bad), "{bad}");
+        }
+    }
+}

@@ -8,6 +8,11 @@
 //! events pattern `Booking.*` but not `Booking.#` or `#`, which would hold more than the grant.
 //! `publish:local:**` grants every address of `local`. The host checks a grant before anything
 //! reaches a broker.
+//!
+//! `http:` grants name the hosts a plugin may call over outbound HTTP (`wasi:http`), as
+//! `http:SCHEME://HOST`: `http:https://api.example.com` (that host on the scheme's own port),
+//! `http:https://*.example.com` (its subdomains), `http:http://127.0.0.1:8080` (one port) or
+//! `:*` (any port). No path: a grant is for a whole origin.
 
 use regex::RegexSet;
 use std::fmt;
@@ -52,6 +57,8 @@ const MAX_GRANT_BYTES: usize = 512;
 pub struct Grants {
     patterns: Vec<String>,
     set: RegexSet,
+    /// The `http:` grants: scheme and host pattern.
+    origins: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Grants {
@@ -64,6 +71,7 @@ impl Grants {
     /// Compiles `patterns`, each `kind:connection:address` with kind publish, request or receive.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Grants, GrantError> {
         let mut expressions = Vec::with_capacity(patterns.len());
+        let mut origins = Vec::new();
         for pattern in patterns {
             let pattern = pattern.as_ref();
             let error = |problem: &str| GrantError {
@@ -73,10 +81,16 @@ impl Grants {
             if pattern.len() > MAX_GRANT_BYTES {
                 return Err(error(&format!("is longer than {MAX_GRANT_BYTES} bytes")));
             }
+            if let Some(origin) = pattern.strip_prefix("http:") {
+                origins.push(origin_grant(origin).map_err(|problem| error(&problem))?);
+                continue;
+            }
             let mut parts = pattern.splitn(3, ':');
             let kind = parts.next().unwrap_or_default();
             if !matches!(kind, "publish" | "request" | "receive") {
-                return Err(error("must start with publish:, request: or receive:"));
+                return Err(error(
+                    "must start with publish:, request:, receive: or http:",
+                ));
             }
             if parts.next().is_none_or(str::is_empty) || parts.next().is_none_or(str::is_empty) {
                 return Err(error("must be kind:connection:address"));
@@ -97,6 +111,15 @@ impl Grants {
         Ok(Grants {
             patterns: patterns.iter().map(|p| p.as_ref().to_owned()).collect(),
             set,
+            origins,
+        })
+    }
+
+    /// Whether outbound HTTP to `scheme://host:port` is granted.
+    pub fn allows_http(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        self.origins.iter().any(|(granted, pattern)| {
+            granted == scheme && crate::check::host_allowed(pattern, host, port, default_port)
         })
     }
 
@@ -108,6 +131,26 @@ impl Grants {
     pub fn patterns(&self) -> &[String] {
         &self.patterns
     }
+}
+
+/// The scheme and host pattern of an `http:` grant's `SCHEME://HOST`.
+fn origin_grant(origin: &str) -> Result<(String, String), String> {
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return Err("must be http:https://HOST or http:http://HOST".into());
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "`{scheme}` is not a scheme a plugin may call: http or https"
+        ));
+    }
+    let host = host.strip_suffix('/').unwrap_or(host);
+    if !crate::check::valid_host_pattern(host) {
+        return Err(format!(
+            "`{host}` is not a host: name (lower case), *.name for its subdomains, \
+             :PORT for one port or :* for any, and no path"
+        ));
+    }
+    Ok((scheme.to_owned(), host.to_owned()))
 }
 
 /// The anchored regular expression of grant `pattern`.
@@ -153,6 +196,37 @@ mod tests {
         assert!(!grants.allows(Access::Request, "rabbit:orders.eu"));
         assert!(grants.allows(Access::Request, "local:rpc.a"));
         assert!(!grants.allows(Access::Request, "local:rpc.ab"));
+    }
+
+    #[test]
+    fn http_grants_name_origins_by_scheme_host_and_port() {
+        let grants = Grants::new(&[
+            "http:https://api.example.com",
+            "http:https://*.cdn.example.com",
+            "http:http://127.0.0.1:*",
+        ])
+        .unwrap();
+        assert!(grants.allows_http("https", "api.example.com", 443));
+        assert!(!grants.allows_http("http", "api.example.com", 80));
+        assert!(!grants.allows_http("https", "api.example.com", 8443));
+        assert!(!grants.allows_http("https", "api.example.com.evil.net", 443));
+        assert!(grants.allows_http("https", "img.cdn.example.com", 443));
+        assert!(!grants.allows_http("https", "cdn.example.com", 443));
+        assert!(grants.allows_http("http", "127.0.0.1", 9000));
+        // An http grant grants nothing else, and a message grant no HTTP.
+        assert!(!grants.allows(Access::Publish, "https://api.example.com"));
+        let publish = Grants::new(&["publish:local:**"]).unwrap();
+        assert!(!publish.allows_http("https", "api.example.com", 443));
+        for bad in [
+            "http:api.example.com",
+            "http:ftp://api.example.com",
+            "http:https://api.example.com/v1",
+            "http:https://*",
+            "http:https://API.example.com",
+            "http:https://a.com:0",
+        ] {
+            assert!(Grants::new(&[bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

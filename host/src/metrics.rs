@@ -9,6 +9,10 @@
 //! - `wharf_route_messages_retried_total{route}`: failed attempts re-queued to try again;
 //! - `wharf_route_messages_dead_lettered_total{route}`;
 //! - `wharf_plugin_call_seconds{plugin}`: each plugin call's wall time (histogram);
+//! - `wharf_plugin_http_requests_total{plugin, outcome}`: plugins' outbound HTTP requests
+//!   (`sent`: an answer came, whatever its status; `failed`: the network or the server
+//!   failed; `denied`: no `http:` grant names the origin; `limited`: past a bound). The
+//!   origin is not a label: plugins choose URLs;
 //! - `wharf_connection_up{connection}`: 1 up, 0 down;
 //! - `wharf_units{kind, state}`: units (`route`, `subscription`) by state;
 //! - `wharf_http_ingress_requests_total{connection, status}`: ingress requests, by answer;
@@ -53,6 +57,7 @@ pub const MESSAGES_FAILED: &str = "wharf_route_messages_failed_total";
 pub const MESSAGES_RETRIED: &str = "wharf_route_messages_retried_total";
 pub const MESSAGES_DEAD_LETTERED: &str = "wharf_route_messages_dead_lettered_total";
 pub const PLUGIN_CALL_SECONDS: &str = "wharf_plugin_call_seconds";
+pub const PLUGIN_HTTP_REQUESTS: &str = "wharf_plugin_http_requests_total";
 pub const CONNECTION_UP: &str = "wharf_connection_up";
 pub const UNITS: &str = "wharf_units";
 pub const HTTP_INGRESS: &str = "wharf_http_ingress_requests_total";
@@ -171,6 +176,10 @@ fn describe() {
     metrics::describe_counter!(
         EVENTS_PUBLISHED,
         "Model events published to the events exchange"
+    );
+    metrics::describe_counter!(
+        PLUGIN_HTTP_REQUESTS,
+        "Plugins' outbound HTTP requests, by outcome (sent, failed, denied, limited)"
     );
     metrics::describe_counter!(LEASES_TAKEN, "Messages taken through the API under a lease");
     metrics::describe_counter!(LEASES_SETTLED, "Leases ended, by how");

@@ -108,6 +108,9 @@ pub struct ServerConfig {
     /// Where compiled plugins are cached, so a restart (or another host on this machine)
     /// does not compile the same file again; by default `~/.cache/wharf/compiled`.
     pub compile_cache: Option<PathBuf>,
+    /// A PEM file of CA certificates that plugins' outbound HTTPS (`http:` grants) trusts
+    /// besides the system's: a private API's CA.
+    pub outbound_ca: Option<PathBuf>,
     /// Requests one signed-in caller (a token, a user) may have in flight at once (429 past
     /// them).
     pub max_in_flight: usize,
@@ -151,6 +154,7 @@ impl Default for ServerConfig {
             max_request_bytes: 64 * 1024 * 1024,
             max_response_bytes: 32 * 1024 * 1024,
             compile_cache: default_cache_dir(),
+            outbound_ca: None,
             instance_pool: DEFAULT_INSTANCE_POOL,
             max_in_flight: 1_024,
             tls: None,
@@ -227,6 +231,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("compile_cache", &self.compile_cache)
+            .field("outbound_ca", &self.outbound_ca)
             .field("tls", &self.tls)
             .field("secret_key_file", &self.secret_key_file)
             .field("audit_retention_days", &self.audit_retention_days)

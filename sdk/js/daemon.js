@@ -1,7 +1,7 @@
 // Sleeping and receiving: for daemons only. `take` holds a message until the daemon acks or
 // nacks it; what it still holds when it returns, fails or is stopped goes back to its source.
 // `receive` settles on receipt.
-import * as daemonHost from 'wharf:plugin/daemon-host@0.1.2';
+import * as daemonHost from 'wharf:plugin/daemon-host@0.1.3';
 import { fromWit } from './wharf.js';
 import { HostError } from './host.js';
 

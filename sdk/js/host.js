@@ -1,7 +1,7 @@
 // What the host does on a handler's or a daemon's behalf (not for transformers). Every
 // destination (`connection:address`) is checked against the plugin's grants; a handler's
 // publishes go out only if its call succeeds, a daemon's at once.
-import * as host from 'wharf:plugin/host@0.1.2';
+import * as host from 'wharf:plugin/host@0.1.3';
 import { fromWit, toBytes, toWit } from './wharf.js';
 
 /** The host refused: no grant, an unknown connection, a request that timed out. */

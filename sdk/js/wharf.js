@@ -12,10 +12,10 @@
 // built with `componentize-js plugin.js --wit wit --world-name transformer -o shout.wasm`
 // (`wharf plugin build` runs it). `host.js` (publish, request, events, key-value) is for
 // handlers and daemons; `daemon.js` (sleep, take, ack, nack) for daemons. See README.md.
-import { log as hostLog } from 'wharf:plugin/log@0.1.2';
-import { get as configGet, keys as configKeys } from 'wharf:plugin/config@0.1.2';
+import { log as hostLog } from 'wharf:plugin/log@0.1.3';
+import { get as configGet, keys as configKeys } from 'wharf:plugin/config@0.1.3';
 
-export const CONTRACT = 'wharf:plugin@0.1.2';
+export const CONTRACT = 'wharf:plugin@0.1.3';
 
 /** Transient trouble: the host retries the message with backoff. */
 export class Retry extends Error {
@@ -258,13 +258,22 @@ export function transformer(plugin) {
 export function handler(plugin) {
   return {
     describe: () => info(plugin, 'handler'),
+    // `handle` may be async (to `await fetch(...)`): the engine runs the event loop until
+    // its promise settles.
     handle: (msg) => {
+      const done = (reply) => (reply === undefined || reply === null ? undefined : toWit(reply));
+      let reply;
       try {
-        const reply = plugin.handle(fromWit(msg));
-        return reply === undefined || reply === null ? undefined : toWit(reply);
+        reply = plugin.handle(fromWit(msg));
       } catch (e) {
         throw failure(e);
       }
+      if (reply && typeof reply.then === 'function') {
+        return reply.then(done, (e) => {
+          throw failure(e);
+        });
+      }
+      return done(reply);
     },
   };
 }

@@ -32,10 +32,16 @@ pub mod handler {
         runtime_path: "::wharf_sdk::__private::wit_bindgen::rt",
         disable_custom_section_link_helpers: true,
         with: {
-            "wharf:plugin/types@0.1.2": crate::transformer::wharf::plugin::types,
-            "wharf:plugin/log@0.1.2": crate::transformer::wharf::plugin::log,
-            "wharf:plugin/config@0.1.2": crate::transformer::wharf::plugin::config,
-            "wharf:plugin/host@0.1.2": generate,
+            "wharf:plugin/types@0.1.3": crate::transformer::wharf::plugin::types,
+            "wharf:plugin/log@0.1.3": crate::transformer::wharf::plugin::log,
+            "wharf:plugin/config@0.1.3": crate::transformer::wharf::plugin::config,
+            "wharf:plugin/host@0.1.3": generate,
+            "wasi:http/types@0.2.12": generate,
+            "wasi:http/outgoing-handler@0.2.12": generate,
+            "wasi:io/poll@0.2.12": generate,
+            "wasi:io/error@0.2.12": generate,
+            "wasi:io/streams@0.2.12": generate,
+            "wasi:clocks/monotonic-clock@0.2.12": generate,
         },
     });
 }
@@ -52,11 +58,17 @@ pub mod daemon {
         runtime_path: "::wharf_sdk::__private::wit_bindgen::rt",
         disable_custom_section_link_helpers: true,
         with: {
-            "wharf:plugin/types@0.1.2": crate::transformer::wharf::plugin::types,
-            "wharf:plugin/log@0.1.2": crate::transformer::wharf::plugin::log,
-            "wharf:plugin/config@0.1.2": crate::transformer::wharf::plugin::config,
-            "wharf:plugin/host@0.1.2": crate::handler::wharf::plugin::host,
-            "wharf:plugin/daemon-host@0.1.2": generate,
+            "wharf:plugin/types@0.1.3": crate::transformer::wharf::plugin::types,
+            "wharf:plugin/log@0.1.3": crate::transformer::wharf::plugin::log,
+            "wharf:plugin/config@0.1.3": crate::transformer::wharf::plugin::config,
+            "wharf:plugin/host@0.1.3": crate::handler::wharf::plugin::host,
+            "wharf:plugin/daemon-host@0.1.3": generate,
+            "wasi:http/types@0.2.12": crate::handler::wasi::http::types,
+            "wasi:http/outgoing-handler@0.2.12": crate::handler::wasi::http::outgoing_handler,
+            "wasi:io/poll@0.2.12": crate::handler::wasi::io::poll,
+            "wasi:io/error@0.2.12": crate::handler::wasi::io::error,
+            "wasi:io/streams@0.2.12": crate::handler::wasi::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": crate::handler::wasi::clocks::monotonic_clock,
         },
     });
 }

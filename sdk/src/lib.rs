@@ -1,7 +1,7 @@
 //! # Writing Wharf plugins
 //!
 //! A Wharf plugin is a WebAssembly component built for `wasm32-wasip2`. It implements one of
-//! three worlds of the `wharf:plugin@0.1.2` contract (`wit/` in the Wharf repository):
+//! three worlds of the `wharf:plugin@0.1.3` contract (`wit/` in the Wharf repository):
 //!
 //! - a **transformer** turns one message into zero (a filter), one or several (a split) messages
 //!   and has no side effects besides logging;
@@ -68,6 +68,7 @@
 extern crate self as wharf_sdk;
 
 mod bindings;
+pub mod http;
 mod message;
 
 pub use bindings::{daemon, handler, transformer};

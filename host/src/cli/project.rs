@@ -189,11 +189,35 @@ fn project_files(name: &str, lang: Lang, kind: Kind) -> Vec<(String, String)> {
             .replace("{{sdk_version}}", env!("CARGO_PKG_VERSION"))
             .replace("{{componentize_js_version}}", COMPONENTIZE_JS)
             .replace("{{preview2_shim_version}}", PREVIEW2_SHIM)
+            // A transformer has no side effects; handlers and daemons may `fetch`.
+            .replace(
+                "{{js_disabled}}",
+                match kind {
+                    Kind::Transformer => "http fetch-event",
+                    _ => "fetch-event",
+                },
+            )
     };
     let mut files = vec![(
         "wit/plugin.wit".to_owned(),
         include_str!("../../../wit/plugin.wit").to_owned(),
     )];
+    // The WASI packages the contract imports (outbound HTTP), as wasmtime-wasi-http has them.
+    files.extend(
+        [
+            ("cli", include_str!("../../../wit/deps/cli.wit")),
+            ("clocks", include_str!("../../../wit/deps/clocks.wit")),
+            (
+                "filesystem",
+                include_str!("../../../wit/deps/filesystem.wit"),
+            ),
+            ("http", include_str!("../../../wit/deps/http.wit")),
+            ("io", include_str!("../../../wit/deps/io.wit")),
+            ("random", include_str!("../../../wit/deps/random.wit")),
+            ("sockets", include_str!("../../../wit/deps/sockets.wit")),
+        ]
+        .map(|(name, text)| (format!("wit/deps/{name}.wit"), text.to_owned())),
+    );
     let (command, source) = match lang {
         Lang::Rust => {
             files.extend([
@@ -220,6 +244,10 @@ fn project_files(name: &str, lang: Lang, kind: Kind) -> Vec<(String, String)> {
                 (
                     "wharf-sdk/src/message.rs".into(),
                     include_str!("../../../sdk/src/message.rs").into(),
+                ),
+                (
+                    "wharf-sdk/src/http.rs".into(),
+                    include_str!("../../../sdk/src/http.rs").into(),
                 ),
             ]);
             let source = match kind {
@@ -256,6 +284,10 @@ fn project_files(name: &str, lang: Lang, kind: Kind) -> Vec<(String, String)> {
                 (
                     "wharf_plugin/daemon.py".into(),
                     include_str!("../../../sdk/python-plugin/wharf_plugin/daemon.py").into(),
+                ),
+                (
+                    "wharf_plugin/http.py".into(),
+                    include_str!("../../../sdk/python-plugin/wharf_plugin/http.py").into(),
                 ),
             ]);
             let source = match kind {

@@ -167,6 +167,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningHost> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: config.server.compile_cache.clone(),
         max_instances: config.server.instance_pool,
+        outbound_ca: config.server.outbound_ca.clone(),
         ..RuntimeConfig::default()
     })?;
     let connections = Connections::default();

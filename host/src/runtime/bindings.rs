@@ -13,6 +13,12 @@ mod generated {
             world: "wharf:plugin/handler",
             imports: { default: async },
             exports: { default: async },
+            // Outbound HTTP is wasmtime-wasi-http's, linked beside these imports.
+            with: {
+                "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+                "wasi:io": wasmtime_wasi::p2::bindings::io,
+                "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            },
         });
     }
 
@@ -41,6 +47,9 @@ mod generated {
                 "wharf:plugin/log": super::handler::wharf::plugin::log,
                 "wharf:plugin/config": super::handler::wharf::plugin::config,
                 "wharf:plugin/host": super::handler::wharf::plugin::host,
+                "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+                "wasi:io": wasmtime_wasi::p2::bindings::io,
+                "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
             },
         });
     }
@@ -54,7 +63,7 @@ pub(crate) use generated::transformer::{Transformer, TransformerPre};
 
 /// The version of the contract this host serves; plugins built against any `0.1.x` link.
 pub const CONTRACT_PACKAGE: &str = "wharf:plugin";
-pub const CONTRACT_VERSION: &str = "0.1.2";
+pub const CONTRACT_VERSION: &str = "0.1.3";
 
 impl From<&Message> for types::Message {
     fn from(m: &Message) -> Self {

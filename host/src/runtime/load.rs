@@ -120,6 +120,7 @@ impl Runtime {
                 max_wait: settings.max_wait,
                 log_gate: log_gate.clone(),
                 services: services.clone(),
+                http: self.http_client(),
                 shutdown: self.shutdown_signal(),
             })
         };

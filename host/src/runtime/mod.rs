@@ -13,13 +13,15 @@
 //! - A spinning guest cannot starve other tasks: the epoch ticks on a plain OS thread, and at
 //!   every tick a running guest is charged CPU time and yields to the async runtime.
 //! - Nothing is granted by default: no files, no sockets, no environment; `publish`,
-//!   `request` and `receive` only to what the plugin's grants match.
+//!   `request` and `receive` only to what the plugin's grants match, outbound HTTP only to
+//!   the origins its `http:` grants name.
 
 mod bindings;
 mod cache;
 mod error;
 mod journal;
 mod load;
+mod outbound;
 mod plugin;
 mod services;
 mod state;
@@ -58,6 +60,9 @@ pub struct RuntimeConfig {
     /// every start. Made private (0700); a folder another user could write is refused, and
     /// each artifact is checked against its recorded hash before it is loaded.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// A PEM file of CA certificates that plugins' outbound HTTPS trusts besides the
+    /// system's (a private API's CA).
+    pub outbound_ca: Option<std::path::PathBuf>,
 }
 
 pub use crate::settings::{DEFAULT_INSTANCE_POOL, default_cache_dir};
@@ -70,6 +75,7 @@ impl Default for RuntimeConfig {
             tick: Duration::from_millis(1),
             max_plugin_bytes: 64 * 1024 * 1024,
             cache_dir: None,
+            outbound_ca: None,
         }
     }
 }
@@ -97,6 +103,8 @@ struct RuntimeInner {
     components: std::sync::Mutex<std::collections::HashMap<String, wasmtime::component::Component>>,
     /// Compiled components on disk (`cache_dir`), checked before they are loaded.
     disk: Option<Arc<cache::CompileCache>>,
+    /// Plugins' outbound HTTP client (`wasi:http`), shared by every instance.
+    http: reqwest::Client,
     /// Held for its `Drop`, which stops the epoch thread.
     _ticker: EpochTicker,
 }
@@ -114,6 +122,8 @@ impl Runtime {
             None => None,
         };
         let linker = linker(&engine).map_err(|e| RuntimeError(e.to_string()))?;
+        let http = outbound::client(config.outbound_ca.as_deref())
+            .map_err(|e| RuntimeError(format!("server.outbound_ca: {e}")))?;
         let ticker = EpochTicker::start(engine.clone(), config.tick);
         let (shutdown, _) = watch::channel(false);
         Ok(Runtime {
@@ -125,6 +135,7 @@ impl Runtime {
                 reserved: std::sync::Mutex::new(0),
                 components: Default::default(),
                 disk,
+                http,
                 _ticker: ticker,
             }),
         })
@@ -169,6 +180,10 @@ impl Runtime {
             components.clear();
         }
         components.insert(sha256, component);
+    }
+
+    fn http_client(&self) -> reqwest::Client {
+        self.inner.http.clone()
     }
 
     fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -258,6 +273,8 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     bindings::config::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     bindings::daemon_host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    // Outbound HTTP for handlers and daemons; each request is checked by `outbound`.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     Ok(linker)
 }
 

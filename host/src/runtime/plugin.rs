@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, watch};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{CallHook, Store, UpdateDeadline};
 
 impl From<types::Kind> for PluginKind {
     fn from(kind: types::Kind) -> Self {
@@ -279,6 +279,7 @@ impl Plugin {
         let state = worker.store.data_mut();
         state.begin_call();
         state.hold_kv = false;
+        state.outbound.per_call = false;
         state.daemon = Some(DaemonRun::new(unit, stop.clone()));
         state.cpu.windowed();
         state.cpu.resume();
@@ -362,7 +363,9 @@ impl Plugin {
         });
         let wall = inner.ctx.wall_limit;
         worker.store.data_mut().begin_call();
-        worker.store.data_mut().wall_deadline = Some(Instant::now() + wall);
+        let deadline = Some(Instant::now() + wall);
+        worker.store.data_mut().wall_deadline = deadline;
+        worker.store.data_mut().outbound.deadline = deadline;
         worker.store.data().cpu.resume();
         // The CPU deadline fires only while wasm runs; a guest waiting in WASI's `poll` or in
         // a host call is ended here. Dropping the call's future unwinds the guest; its
@@ -589,6 +592,18 @@ impl PluginInner {
                     resumed();
                 }),
             ))
+        });
+        // A host call's wait (a `request`, outbound HTTP, a WASI poll) is not the guest's CPU
+        // time: the clock is charged when the guest calls out and resumed when it returns.
+        store.call_hook(|mut ctx, hook| {
+            match hook {
+                CallHook::CallingHost => {
+                    ctx.data_mut().cpu.charge();
+                }
+                CallHook::ReturningFromHost => ctx.data().cpu.resume(),
+                CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
+            }
+            Ok(())
         });
         store.data().cpu.resume();
         let exports = match &self.pre {

@@ -7,6 +7,7 @@
 
 use super::bindings::{config, daemon_host, host, log, types};
 use super::journal::{Journal, Level, LogGate, LogLine, SharedJournal, Source};
+use super::outbound::Outbound;
 use super::services::HostServices;
 use crate::contract::KvWrite;
 use crate::grant::{Access, Grants};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The most messages one call may publish: a handler that loops on `publish` fails its call
 /// instead of filling the host's memory. Their bytes count toward the call's output budget.
@@ -43,6 +45,8 @@ pub(crate) struct PluginContext {
     /// The plugin's log rate, shared by its instances.
     pub log_gate: Arc<LogGate>,
     pub services: Arc<dyn HostServices>,
+    /// The runtime's client for outbound HTTP (see [`super::outbound`]).
+    pub http: reqwest::Client,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -187,6 +191,9 @@ pub(crate) struct CallState {
     /// Set while the instance runs a daemon: publications go out at once, and what it takes
     /// is held here until it settles it.
     pub daemon: Option<DaemonRun>,
+    http: WasiHttpCtx,
+    /// Outbound HTTP: the grants checked, the requests counted.
+    pub outbound: Outbound,
 }
 
 /// The most messages a daemon may hold taken and unsettled; past it `take` refuses until it
@@ -258,6 +265,7 @@ impl CallState {
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }));
+        let journal_for_http = journal.clone();
         CallState {
             memory: MemoryGuard {
                 limit: plugin.memory_limit,
@@ -276,6 +284,8 @@ impl CallState {
             kv_held: BTreeMap::new(),
             hold_kv: true,
             daemon: None,
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(plugin.clone(), journal_for_http),
             plugin,
         }
     }
@@ -289,6 +299,7 @@ impl CallState {
         self.over_output = None;
         self.refused = None;
         self.wall_deadline = None;
+        self.outbound.begin_call();
         self.kv_held.clear();
     }
 
@@ -409,6 +420,16 @@ impl WasiView for CallState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }

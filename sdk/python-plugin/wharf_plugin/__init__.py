@@ -38,7 +38,12 @@ from dataclasses import dataclass, field
 from typing import Optional, Union
 
 from componentize_py_types import Err as _Err
-from wit_world.imports import types as _types
+try:
+    # A world that imports wasi:http has two `types` interfaces; componentize-py names them
+    # by their packages.
+    from wit_world.imports import wharf_plugin_types as _types
+except ImportError:
+    from wit_world.imports import types as _types
 
 from . import config, log
 
@@ -55,7 +60,7 @@ __all__ = [
     "log",
 ]
 
-CONTRACT = "wharf:plugin@0.1.2"
+CONTRACT = "wharf:plugin@0.1.3"
 
 
 class Retry(Exception):

@@ -133,7 +133,7 @@ impl TransportConfig for HttpConfig {
             crate::tls::check(tls).map_err(|problem| invalid(format!("{key}tls"), problem))?;
         }
         for (i, pattern) in self.allowed_hosts.iter().enumerate() {
-            if !super::config::valid_host_pattern(pattern) {
+            if !crate::check::valid_host_pattern(pattern) {
                 return Err(invalid(
                     format!("{key}allowed_hosts[{i}]"),
                     format!(

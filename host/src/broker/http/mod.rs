@@ -264,7 +264,7 @@ impl HttpBroker {
                 || config
                     .allowed_hosts
                     .iter()
-                    .any(|p| config::host_allowed(p, host, port, default_port));
+                    .any(|p| crate::check::host_allowed(p, host, port, default_port));
             if !allowed {
                 return Err(refuse(format!(
                     "`{}` is neither under the connection's base_url nor on its allowed_hosts",
