@@ -298,3 +298,89 @@ async fn a_route_reaches_a_service_its_plugin_was_granted_through_the_api() {
     assert!(!plugin.to_string().contains("s3cret"), "{plugin}");
     host.stop().await;
 }
+
+/// HTTPS to a service whose certificate a private CA signed: refused on the system's trust
+/// alone, answered once `server.outbound_ca` names the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_private_ca_needs_the_outbound_ca() {
+    use support::{Backend, TestDb, start_host};
+    let certs = tempfile::tempdir().unwrap();
+    support::make_certificates(certs.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = wharf::config::Config::default();
+    config.routes.clear();
+    config.server.tls = Some(wharf::config::ServerTlsConfig {
+        cert: certs.path().join("server.pem"),
+        key: certs.path().join("server.key"),
+    });
+    let (service, _broker) = start_host(&db, config).await;
+    let settings = PluginSettings {
+        config: [(
+            "url".to_string(),
+            format!("https://localhost:{}", service.addr.port()),
+        )]
+        .into(),
+        grants: vec!["http:https://localhost:*".into()],
+        ..PluginSettings::default()
+    };
+
+    let plain = load(&runtime(), "http-fetch", settings.clone()).await;
+    match plain.handle(&text_message("/healthz")).await.result {
+        Err(PluginError::Retry { reason, .. }) => assert!(reason.contains("Tls"), "{reason}"),
+        other => panic!("a certificate no trusted CA signed gave {other:?}"),
+    }
+
+    let trusting = Runtime::new(wharf::runtime::RuntimeConfig {
+        outbound_ca: Some(certs.path().join("ca.pem")),
+        ..Default::default()
+    })
+    .unwrap();
+    let plugin = load(&trusting, "http-fetch", settings).await;
+    let (body, status) = fetch(&plugin, "/healthz").await.expect("over HTTPS");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"status\""), "{body}");
+
+    // A CA file that is not there stops the runtime with the setting named.
+    let missing = Runtime::new(wharf::runtime::RuntimeConfig {
+        outbound_ca: Some(certs.path().join("nope.pem")),
+        ..Default::default()
+    });
+    match missing {
+        Err(error) => assert!(error.to_string().contains("outbound_ca"), "{error}"),
+        Ok(_) => panic!("a missing outbound_ca was accepted"),
+    }
+    service.stop().await;
+}
+
+/// A plugin that floods the service is held to its bounds: 100 requests a call one after
+/// another, 8 in flight at once; the rest are refused and the service never sees them.
+#[tokio::test]
+async fn a_flood_of_requests_is_held_to_its_bounds() {
+    let addr = service().await;
+    let rt = runtime();
+    for (mode, count, expected) in [
+        ("http-many", "150", "ok=100 refused=50"),
+        ("http-parallel", "20", "ok=8 refused=12"),
+    ] {
+        let plugin = loaded(
+            &rt,
+            "flood-host",
+            PluginSettings {
+                config: [
+                    ("mode".to_string(), mode.to_string()),
+                    ("count".to_string(), count.to_string()),
+                    ("url".to_string(), format!("http://{addr}/whoami")),
+                ]
+                .into(),
+                grants: vec!["http:http://127.0.0.1:*".into()],
+                wall_limit: Some(Duration::from_secs(30)),
+                ..PluginSettings::default()
+            },
+        )
+        .await;
+        match plugin.handle(&text_message("go")).await.result {
+            Err(PluginError::Rejected { reason, .. }) => assert_eq!(reason, expected, "{mode}"),
+            other => panic!("{mode}: {other:?}"),
+        }
+    }
+}

@@ -193,7 +193,8 @@ pub enum PluginApiCommand {
         #[command(flatten)]
         host: HostArg,
     },
-    /// Grant a plugin what it may do: `publish:rabbit:orders.*` (repeatable).
+    /// Grant a plugin what it may do: `publish:rabbit:orders.*`, or outbound HTTP to an
+    /// origin: `http:https://api.example.com` (repeatable).
     Grant {
         name: String,
         #[arg(required = true)]

@@ -338,7 +338,7 @@ pub struct SandboxArgs {
     /// A config value for the plugin, KEY=VALUE (repeatable).
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
-    /// A grant such as publish:local:out.* (repeatable).
+    /// A grant such as publish:local:out.* or http:https://api.example.com (repeatable).
     #[arg(long = "grant", value_name = "GRANT")]
     grants: Vec<String>,
     /// Memory limit in MiB.

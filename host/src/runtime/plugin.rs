@@ -45,7 +45,7 @@ pub struct PluginSettings {
     pub reuse: bool,
     /// A reused instance is replaced after this many calls.
     pub recycle_after: u32,
-    /// Upper bound on one `request` or `receive` wait.
+    /// Upper bound on one `request` or `receive` wait, and on one outbound HTTP exchange.
     pub max_wait: Duration,
     pub config: BTreeMap<String, String>,
     pub grants: Vec<String>,

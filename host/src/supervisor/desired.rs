@@ -27,7 +27,8 @@ pub enum Source {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginPolicy {
-    /// Grants in force, as `kind:connection:address` globs (`publish:rabbit:orders.*`).
+    /// Grants in force, as `kind:connection:address` globs (`publish:rabbit:orders.*`), and
+    /// origins for outbound HTTP (`http:https://api.example.com`).
     pub grants: Vec<String>,
     pub memory_mb: usize,
     /// CPU time one call may use.

@@ -5,7 +5,12 @@
 //!   normally, so only the host's own count can fail it;
 //! - `request`: a request whose headers all point at the buffer;
 //! - `kv`: one kv write of `mib` MiB;
-//! - `log`: one log line of `mib` MiB.
+//! - `log`: one log line of `mib` MiB;
+//! - `http-many`: `count` GETs of config `url`, one after another;
+//! - `http-parallel`: `count` GETs of config `url` started at once, then awaited.
+//!
+//! The two `http` modes fail the call with `ok=N refused=M` (how many requests were
+//! answered and how many the host refused), for the test to read.
 //!
 //! The host must refuse each handover from the lengths the guest declares, before it copies
 //! it, and fail the call with an output-limit error.
@@ -70,11 +75,55 @@ impl Guest for FloodHost {
                 log::info(&"w".repeat(setting("mib", 32) << 20));
                 Ok(())
             }
+            "http-many" => {
+                let url = config::get("url").unwrap_or_default();
+                let (mut ok, mut refused) = (0, 0);
+                for _ in 0..setting("count", 150) {
+                    match wharf_sdk::http::get(&url) {
+                        Ok(_) => ok += 1,
+                        Err(_) => refused += 1,
+                    }
+                }
+                return Err(Failure::Reject(format!("ok={ok} refused={refused}")));
+            }
+            "http-parallel" => {
+                let (ok, refused) = parallel(&config::get("url").unwrap_or_default());
+                return Err(Failure::Reject(format!("ok={ok} refused={refused}")));
+            }
             other => return Err(Failure::Reject(format!("unknown mode `{other}`"))),
         };
         outcome.map_err(Failure::Retry)?;
         Ok(None)
     }
+}
+
+/// Starts `count` GETs of `url` (`http://host:port/path`) before awaiting any.
+fn parallel(url: &str) -> (usize, usize) {
+    use wharf_sdk::handler::wasi::http::outgoing_handler;
+    use wharf_sdk::handler::wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut pending = Vec::new();
+    let mut refused = 0;
+    for _ in 0..setting("count", 20) {
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_scheme(Some(&Scheme::Http));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
+        match outgoing_handler::handle(request, None) {
+            Ok(future) => pending.push(future),
+            Err(_) => refused += 1,
+        }
+    }
+    let mut ok = 0;
+    for future in pending {
+        future.subscribe().block();
+        match future.get() {
+            Some(Ok(Ok(_))) => ok += 1,
+            _ => refused += 1,
+        }
+    }
+    (ok, refused)
 }
 
 wharf_sdk::export_handler!(FloodHost);

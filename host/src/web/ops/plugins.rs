@@ -424,7 +424,8 @@ pub async fn set_policy(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantChange {
-    /// `kind:connection:address` globs: `publish:rabbit:orders.*`.
+    /// `kind:connection:address` globs (`publish:rabbit:orders.*`), or origins a plugin may
+    /// call over outbound HTTP (`http:https://api.example.com`, `http:https://*.example.com`).
     pub grants: Vec<String>,
 }
 
