@@ -557,3 +557,61 @@ async fn a_caller_that_goes_away_leaves_no_waiter() {
     );
     host.stop().await;
 }
+
+/// A plugin's `request` over RabbitMQ: `asker` asks a route on a RabbitMQ queue, the request
+/// and its reply both cross the broker, and the answer comes back to the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_request_over_rabbitmq_is_answered() {
+    let _rabbit = support::RABBIT.read().await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let queue = format!("wharf.ask.{}", uuid::Uuid::new_v4().simple());
+    let mut config = Config::default();
+    config.connections.insert(
+        "rabbit".into(),
+        ConnectionConfig::Amqp(Box::new(AmqpConfig {
+            url: Some(support::amqp_url()),
+            ..AmqpConfig::default()
+        })),
+    );
+    config.routes = vec![
+        echo_route("echo", &format!("rabbit:{queue}")),
+        RouteConfig {
+            name: "asking".into(),
+            from: "local:ask.in".into(),
+            through: vec!["asker".into()],
+            ..RouteConfig::default()
+        },
+    ];
+    config.plugins.insert(
+        "asker".into(),
+        wharf::config::PluginConfig {
+            path: support::plugin_path("asker"),
+            request: vec!["rabbit:wharf.ask.*".into()],
+            config: [("to".to_owned(), format!("rabbit:{queue}"))].into(),
+            ..Default::default()
+        },
+    );
+    let (host, _broker) = start_host(&db, config).await;
+    let client = client_with_token(&local_token(host.addr));
+    for i in 0..3 {
+        let reply: Value = client
+            .post(format!(
+                "http://{}/api/v1/rpc/local/ask.in?timeout_ms=20000",
+                host.addr
+            ))
+            .json(&json!({ "payload": format!("over rabbit {i}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            reply["payload"],
+            format!("asked: over rabbit {i}"),
+            "{reply}"
+        );
+    }
+    host.stop().await;
+    support::delete_amqp_queues(&[queue]).await;
+}
