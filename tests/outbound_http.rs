@@ -124,7 +124,18 @@ async fn each_language_calls_a_granted_service_with_its_sealed_token() {
         assert_eq!((body.as_str(), status), ("moved", 302), "{name}");
         // A 5xx is the plugin's to judge: these retry.
         match fetch(&plugin, "/broken").await {
-            Err(PluginError::Retry { reason, .. }) => assert!(reason.contains("503"), "{reason}"),
+            Err(error @ PluginError::Retry { .. }) => {
+                assert!(error.to_string().contains("503"), "{error}");
+                // The Rust example names its failure; the others raise the SDK's Retry.
+                let named = error
+                    .exception()
+                    .map(|e| (e.name.as_str(), e.kind.as_str()));
+                if name == "http-fetch" {
+                    assert_eq!(named, Some(("ServerError", "http-fetch")));
+                } else {
+                    assert_eq!(named, None, "{name}");
+                }
+            }
             other => panic!("{name}: a 503 gave {other:?}"),
         }
     }

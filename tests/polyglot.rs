@@ -160,11 +160,23 @@ retry = {{ max = 1, backoff_ms = 10 }}
     );
 
     // Each failure is dead-lettered with its kind: rejected at once, retried first otherwise.
+    // An exception of the plugin's own is named by its class (edeposit's `exception_name` and
+    // `exception_type`); one of a class the plugin marks permanent is not retried.
+    let (raised, raised_type, missing, missing_type) = match lang {
+        "py" => (
+            "ValueError",
+            "<class 'ValueError'>",
+            "KeyError",
+            "<class 'KeyError'>",
+        ),
+        _ => ("TypeError", "TypeError", "RangeError", "RangeError"),
+    };
     let mut dead = consume(&connections, &format!("{conn}:{p}.probe.dead")).await;
     let cases = [
         ("reject", "Rejected", 1),
         ("retry", "Retry", 2),
-        ("raise", "Retry", 2),
+        ("raise", raised, 2),
+        ("missing", missing, 1),
         ("spin", "Deadline", 2),
         ("hog", "MemoryLimit", 2),
         ("publish forbidden", "Rejected", 1),
@@ -192,7 +204,11 @@ retry = {{ max = 1, backoff_ms = 10 }}
             command,
             (
                 header(&letter, "exception_name"),
-                header(&letter, "exception"),
+                format!(
+                    "{} [{}]",
+                    header(&letter, "exception"),
+                    header(&letter, "exception_type")
+                ),
                 letter
                     .headers
                     .iter()
@@ -220,6 +236,19 @@ retry = {{ max = 1, backoff_ms = 10 }}
                 exception.contains("an unexpected error"),
                 "{lang}: the exception's text is kept: {exception}"
             );
+            assert!(
+                exception.ends_with(&format!("[{raised_type}]")),
+                "{exception}"
+            );
+        }
+        if payload == "missing" {
+            assert!(
+                exception.ends_with(&format!("[{missing_type}]")),
+                "{exception}"
+            );
+        }
+        if payload == "reject" {
+            assert!(exception.ends_with("[plugin]"), "{exception}");
         }
     }
     // Nothing reached the forbidden queue, and the probe still answers after all that.

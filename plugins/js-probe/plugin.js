@@ -1,6 +1,7 @@
 // Test handler in JavaScript: does what the payload says, so that one plugin exercises every
 // behaviour the host must handle: `retry` / `reject` fail with that kind; `raise` throws an
-// unexpected error (counts as retry); `spin` loops forever; `hog` allocates until the memory
+// unexpected error (counts as retry, named `TypeError`); `missing` throws a RangeError, which
+// this plugin marks permanent (dead-lettered at once); `spin` loops forever; `hog` allocates until the memory
 // limit stops it; `publish DEST [TEXT]` publishes (refused without a grant); `event MODEL
 // EVENT` publishes a model event; anything else is echoed back as the reply.
 import { Reject, Retry, handler } from '../../sdk/js/wharf.js';
@@ -10,6 +11,7 @@ export const { describe, handle } = handler({
   name: 'js-probe',
   version: '1.0.0',
   description: 'Does what the payload says (a test plugin)',
+  permanent: [RangeError],
   handle(msg) {
     const words = msg.text().split(/\s+/).filter((w) => w);
     switch (words[0]) {
@@ -19,6 +21,8 @@ export const { describe, handle } = handler({
         throw new Reject('asked to reject');
       case 'raise':
         throw new TypeError('an unexpected error');
+      case 'missing':
+        throw new RangeError('no such entry');
       case 'spin':
         for (;;) {}
       case 'hog': {

@@ -2,7 +2,8 @@
 behaviour the host must handle.
 
 - `retry` / `reject`: fails with that kind;
-- `raise`: raises an unexpected exception (counts as retry);
+- `raise`: raises an unexpected exception (counts as retry, named `ValueError`);
+- `missing`: raises `KeyError`, which this plugin marks permanent (dead-lettered at once);
 - `spin`: loops forever (the CPU deadline stops it);
 - `hog`: allocates until the memory limit stops it;
 - `publish DEST`: publishes the message to DEST (refused without a grant: the call fails);
@@ -17,6 +18,7 @@ class Probe(Handler):
     name = "py-probe"
     version = "1.0.0"
     description = "Does what the payload says (a test plugin)"
+    permanent = (KeyError,)
 
     def handle(self, msg: Message):
         words = msg.text().split()
@@ -27,6 +29,8 @@ class Probe(Handler):
             raise Reject("asked to reject")
         if command == "raise":
             raise ValueError("an unexpected error")
+        if command == "missing":
+            raise KeyError("no such entry")
         if command == "spin":
             while True:
                 pass

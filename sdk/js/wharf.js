@@ -14,6 +14,7 @@
 // handlers and daemons; `daemon.js` (sleep, take, ack, nack) for daemons. See README.md.
 import { log as hostLog } from 'wharf:plugin/log@0.1.3';
 import { get as configGet, keys as configKeys } from 'wharf:plugin/config@0.1.3';
+import { nameFailure } from 'wharf:plugin/exception@0.1.3';
 
 export const CONTRACT = 'wharf:plugin@0.1.3';
 
@@ -226,11 +227,24 @@ function info(plugin, kind) {
   };
 }
 
-/** The failure the host gets for an error a plugin threw; any other error counts as retry. */
-function failure(error) {
+/**
+ * The failure the host gets for an error a plugin threw. Its own class names it in the dead
+ * letter's `exception_name` (a `TypeError` says `TypeError`); any error but `Reject` counts
+ * as retry unless it is permanent: `error.permanent` is true, or its class is in the
+ * plugin's `permanent` list, and then it is dead-lettered (or answered) at once.
+ */
+function failure(error, plugin = {}) {
+  const own = error?.constructor && error.constructor !== Retry && error.constructor !== Reject;
+  if (own) {
+    const name = String(error.name ?? error.constructor.name ?? 'Error');
+    nameFailure(name, String(error.constructor.name || name));
+  }
   if (error instanceof Retry || error instanceof Reject) return error;
   log.error(error?.stack ?? String(error));
-  return new Retry(`${error?.name ?? 'Error'}: ${error?.message ?? error}`);
+  const text = `${error?.name ?? 'Error'}: ${error?.message ?? error}`;
+  const permanent =
+    error?.permanent === true || (plugin.permanent ?? []).some((kind) => error instanceof kind);
+  return permanent ? new Reject(text) : new Retry(text);
 }
 
 function outputs(result) {
@@ -248,7 +262,7 @@ export function transformer(plugin) {
       try {
         return outputs(plugin.transform(fromWit(msg)));
       } catch (e) {
-        throw failure(e);
+        throw failure(e, plugin);
       }
     },
   };
@@ -266,11 +280,11 @@ export function handler(plugin) {
       try {
         reply = plugin.handle(fromWit(msg));
       } catch (e) {
-        throw failure(e);
+        throw failure(e, plugin);
       }
       if (reply && typeof reply.then === 'function') {
         return reply.then(done, (e) => {
-          throw failure(e);
+          throw failure(e, plugin);
         });
       }
       return done(reply);

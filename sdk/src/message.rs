@@ -1,6 +1,6 @@
 //! Conveniences on the generated types, so a plugin reads as what it does.
 
-use crate::{Info, Kind, Message, Value};
+use crate::{Failure, Info, Kind, Message, Value};
 
 impl Message {
     /// A message with `topic` and `payload` and every other field empty.
@@ -110,6 +110,16 @@ impl Info {
     /// Asks for a grant such as `publish:rabbit:orders.*`.
     pub fn wants(mut self, grant: &str) -> Self {
         self.wants.push(grant.to_owned());
+        self
+    }
+}
+
+impl Failure {
+    /// Names this failure in the dead letter's (or error reply's) `exception_name` and
+    /// `exception_type` headers, in place of the host's `Retry`/`Rejected` and `plugin`:
+    /// `Failure::Reject(e.to_string()).named("NotFound", "lookup::NotFound")`.
+    pub fn named(self, name: &str, kind: &str) -> Failure {
+        crate::transformer::wharf::plugin::exception::name_failure(name, kind);
         self
     }
 }

@@ -75,8 +75,8 @@ pub(super) async fn failure_reply(
     }
     for (name, value) in [
         ("exception", failure.exception.clone()),
-        ("exception_name", failure.name.to_owned()),
-        ("exception_type", failure.source.to_owned()),
+        ("exception_name", failure.name.to_string()),
+        ("exception_type", failure.source.to_string()),
     ] {
         reply.set_header(name, HeaderValue::Text(value));
     }
@@ -98,10 +98,13 @@ pub(super) fn dead_letter_copy(
     let mut copy = input.clone();
     for (name, value) in [
         ("exception", HeaderValue::Text(failure.exception.clone())),
-        ("exception_name", HeaderValue::Text(failure.name.to_owned())),
+        (
+            "exception_name",
+            HeaderValue::Text(failure.name.to_string()),
+        ),
         (
             "exception_type",
-            HeaderValue::Text(failure.source.to_owned()),
+            HeaderValue::Text(failure.source.to_string()),
         ),
         ("x-wharf-route", HeaderValue::Text(route.name.clone())),
         (

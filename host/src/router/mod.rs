@@ -23,6 +23,7 @@
 
 mod failure;
 use failure::*;
+use std::borrow::Cow;
 
 use crate::broker::{Address, BrokerError, Connections, ConsumeOptions, Delivery, Nack};
 use crate::config::RetryConfig;
@@ -132,18 +133,23 @@ struct Effects {
 #[derive(Debug)]
 struct Failure {
     exception: String,
-    name: &'static str,
-    /// `plugin`, `host` or `broker`.
-    source: &'static str,
+    /// The kind of failure, or the plugin's own name for it (`KeyError`).
+    name: Cow<'static, str>,
+    /// `plugin`, `host` or `broker`, or the plugin's own type for its error.
+    source: Cow<'static, str>,
     plugin: Option<String>,
     retryable: bool,
 }
 
 impl From<PluginError> for Failure {
     fn from(e: PluginError) -> Self {
+        let (name, source) = match e.exception() {
+            Some(own) => (Cow::Owned(own.name.clone()), Cow::Owned(own.kind.clone())),
+            None => (Cow::Borrowed(e.kind_name()), Cow::Borrowed("plugin")),
+        };
         Failure {
-            name: e.exception_name(),
-            source: "plugin",
+            name,
+            source,
             plugin: Some(e.plugin().to_owned()),
             retryable: e.is_retryable(),
             exception: e.to_string(),
@@ -155,8 +161,8 @@ impl Failure {
     fn host(name: &'static str, exception: String) -> Self {
         Failure {
             exception,
-            name,
-            source: "host",
+            name: Cow::Borrowed(name),
+            source: Cow::Borrowed("host"),
             plugin: None,
             retryable: false,
         }
@@ -165,8 +171,8 @@ impl Failure {
     fn broker(error: BrokerError) -> Self {
         Failure {
             exception: error.to_string(),
-            name: error.exception_name(),
-            source: "broker",
+            name: Cow::Borrowed(error.exception_name()),
+            source: Cow::Borrowed("broker"),
             plugin: None,
             retryable: error.is_retryable(),
         }
@@ -564,8 +570,8 @@ async fn commit(
     let Effects { sends, kv } = effects;
     let store_failed = |e: crate::store::StoreError| Failure {
         exception: e.to_string(),
-        name: "Store",
-        source: "host",
+        name: Cow::Borrowed("Store"),
+        source: Cow::Borrowed("host"),
         plugin: None,
         retryable: true,
     };

@@ -32,6 +32,7 @@ mod generated {
                 "wharf:plugin/types": super::handler::wharf::plugin::types,
                 "wharf:plugin/log": super::handler::wharf::plugin::log,
                 "wharf:plugin/config": super::handler::wharf::plugin::config,
+                "wharf:plugin/exception": super::handler::wharf::plugin::exception,
             },
         });
     }
@@ -46,6 +47,7 @@ mod generated {
                 "wharf:plugin/types": super::handler::wharf::plugin::types,
                 "wharf:plugin/log": super::handler::wharf::plugin::log,
                 "wharf:plugin/config": super::handler::wharf::plugin::config,
+                "wharf:plugin/exception": super::handler::wharf::plugin::exception,
                 "wharf:plugin/host": super::handler::wharf::plugin::host,
                 "wasi:http": wasmtime_wasi_http::p2::bindings::http,
                 "wasi:io": wasmtime_wasi::p2::bindings::io,
@@ -57,7 +59,7 @@ mod generated {
 
 pub(crate) use generated::daemon::wharf::plugin::daemon_host;
 pub(crate) use generated::daemon::{Daemon, DaemonPre};
-pub(crate) use generated::handler::wharf::plugin::{config, host, log, types};
+pub(crate) use generated::handler::wharf::plugin::{config, exception, host, log, types};
 pub(crate) use generated::handler::{Handler, HandlerPre};
 pub(crate) use generated::transformer::{Transformer, TransformerPre};
 

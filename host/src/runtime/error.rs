@@ -9,10 +9,19 @@ use std::time::Duration;
 pub enum PluginError {
     /// The plugin returned `failure::retry`: transient, try again later.
     #[error("plugin `{plugin}` asked to retry: {reason}")]
-    Retry { plugin: String, reason: String },
+    Retry {
+        plugin: String,
+        reason: String,
+        /// The plugin's own name for the error, if it gave one (`exception.name-failure`).
+        exception: Option<Exception>,
+    },
     /// The plugin returned `failure::reject`: the message will never succeed.
     #[error("plugin `{plugin}` rejected the message: {reason}")]
-    Rejected { plugin: String, reason: String },
+    Rejected {
+        plugin: String,
+        reason: String,
+        exception: Option<Exception>,
+    },
     /// The call used more CPU time than its limit and was stopped.
     #[error("plugin `{plugin}` was stopped at its CPU deadline of {} ms", limit.as_millis())]
     Deadline { plugin: String, limit: Duration },
@@ -65,9 +74,49 @@ pub enum PluginError {
     },
 }
 
+/// A plugin's own name for the error it failed with: a Python plugin raising `KeyError` says
+/// `KeyError` and `<class 'KeyError'>` (edeposit's `exception_name` and `exception_type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exception {
+    pub name: String,
+    pub kind: String,
+}
+
+impl Exception {
+    /// The longest name or type kept, in bytes.
+    pub const MAX_BYTES: usize = 255;
+
+    /// `name` and `kind` if each is 1 to 255 bytes without control characters.
+    pub fn new(name: String, kind: String) -> Option<Exception> {
+        let fits = |text: &str| {
+            !text.is_empty() && text.len() <= Self::MAX_BYTES && !text.chars().any(char::is_control)
+        };
+        (fits(&name) && fits(&kind)).then_some(Exception { name, kind })
+    }
+}
+
 impl PluginError {
-    /// The error's kind, as it goes in a dead letter's `exception_name` header.
-    pub fn exception_name(&self) -> &'static str {
+    /// The plugin's own name for the error, where it gave one.
+    pub fn exception(&self) -> Option<&Exception> {
+        match self {
+            PluginError::Retry { exception, .. } | PluginError::Rejected { exception, .. } => {
+                exception.as_ref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The error's name as a dead letter's `exception_name` says it: the plugin's own, if it
+    /// gave one, else the kind of failure.
+    pub fn exception_name(&self) -> &str {
+        if let Some(exception) = self.exception() {
+            return &exception.name;
+        }
+        self.kind_name()
+    }
+
+    /// The kind of failure: `Retry`, `Rejected`, `Deadline`, ...
+    pub fn kind_name(&self) -> &'static str {
         match self {
             PluginError::Retry { .. } => "Retry",
             PluginError::Rejected { .. } => "Rejected",

@@ -28,7 +28,7 @@ mod state;
 
 pub use crate::contract::{KvLimits, KvWrite, PluginInfo, PluginKind};
 pub use bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
-pub use error::{InvalidPlugin, PluginError};
+pub use error::{Exception, InvalidPlugin, PluginError};
 pub use journal::{Level, LogLine, Source};
 pub use plugin::{CallCost, CallReport, DaemonExit, Plugin, PluginSettings};
 pub use services::{HostFuture, HostServices, Inbox, Settlement, Standalone, Taken};
@@ -271,6 +271,7 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     bindings::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     bindings::config::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    bindings::exception::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     bindings::daemon_host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
     // Outbound HTTP for handlers and daemons; each request is checked by `outbound`.

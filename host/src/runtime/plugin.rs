@@ -407,10 +407,16 @@ impl Plugin {
                     Err(detail) => Err(PluginError::OutputLimit { plugin, detail }),
                 },
             },
-            Ok(Err(types::Failure::Retry(reason))) => Err(PluginError::Retry { plugin, reason }),
-            Ok(Err(types::Failure::Reject(reason))) => {
-                Err(PluginError::Rejected { plugin, reason })
-            }
+            Ok(Err(types::Failure::Retry(reason))) => Err(PluginError::Retry {
+                plugin,
+                reason,
+                exception: state.exception.take(),
+            }),
+            Ok(Err(types::Failure::Reject(reason))) => Err(PluginError::Rejected {
+                plugin,
+                reason,
+                exception: state.exception.take(),
+            }),
             Err(error) => Err(classify(plugin, &error, state, &logs)),
         };
         // Over its output budget: the call fails so, even if the plugin carried on after a

@@ -5,7 +5,7 @@
 //! behind an `Arc`; what one call or one instance needs is a [`CallState`], the data of a
 //! fresh `Store`. A reused instance keeps its `CallState`, reset at the start of every call.
 
-use super::bindings::{config, daemon_host, host, log, types};
+use super::bindings::{config, daemon_host, exception, host, log, types};
 use super::journal::{Journal, Level, LogGate, LogLine, SharedJournal, Source};
 use super::outbound::Outbound;
 use super::services::HostServices;
@@ -191,6 +191,8 @@ pub(crate) struct CallState {
     /// Set while the instance runs a daemon: publications go out at once, and what it takes
     /// is held here until it settles it.
     pub daemon: Option<DaemonRun>,
+    /// The plugin's own name for the failure it is about to return.
+    pub exception: Option<super::error::Exception>,
     http: WasiHttpCtx,
     /// Outbound HTTP: the grants checked, the requests counted.
     pub outbound: Outbound,
@@ -284,6 +286,7 @@ impl CallState {
             kv_held: BTreeMap::new(),
             hold_kv: true,
             daemon: None,
+            exception: None,
             http: WasiHttpCtx::new(),
             outbound: Outbound::new(plugin.clone(), journal_for_http),
             plugin,
@@ -300,6 +303,7 @@ impl CallState {
         self.refused = None;
         self.wall_deadline = None;
         self.outbound.begin_call();
+        self.exception = None;
         self.kv_held.clear();
     }
 
@@ -447,6 +451,14 @@ impl log::Host for CallState {
             log::Level::Error => Level::Error,
         };
         CallState::log(self, level, text);
+    }
+}
+
+impl exception::Host for CallState {
+    async fn name_failure(&mut self, name: String, kind: String) {
+        // Both strings came through the hostcall fuel, bounded by the output budget; what is
+        // kept is at most 255 bytes each.
+        self.exception = super::error::Exception::new(name, kind);
     }
 }
 

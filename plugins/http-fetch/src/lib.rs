@@ -32,10 +32,11 @@ impl Guest for Fetch {
         }
         let answer = request.send()?;
         if answer.status >= 500 {
-            return Err(Failure::Retry(format!(
-                "the service answered {}",
-                answer.status
-            )));
+            // Named in the dead letter's exception_name (`ServerError`), not just `Retry`.
+            return Err(
+                Failure::Retry(format!("the service answered {}", answer.status))
+                    .named("ServerError", "http-fetch"),
+            );
         }
         let mut reply = msg.reply(answer.body);
         reply.set_header("http_status", Value::Int(answer.status.into()));

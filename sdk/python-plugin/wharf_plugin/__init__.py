@@ -45,6 +45,8 @@ try:
 except ImportError:
     from wit_world.imports import types as _types
 
+from wit_world.imports import exception as _exception
+
 from . import config, log
 
 __all__ = [
@@ -224,6 +226,9 @@ class Plugin:
     reusable: bool = False
     #: Grants it asks for, such as ``publish:local:audit.*``.
     wants: list = []
+    #: Exception classes that are permanent: raised, the message is dead-lettered (or its
+    #: request answered) at once instead of retried, as with ``Reject``.
+    permanent: tuple = ()
 
     _kind = None
 
@@ -268,14 +273,25 @@ class Daemon(Plugin):
         raise NotImplementedError
 
 
-def _failure(error: BaseException):
-    """The WIT failure for an exception a plugin raised."""
+def _failure(error: BaseException, permanent: tuple = ()):
+    """The WIT failure for an exception a plugin raised.
+
+    Its class names it in the dead letter's ``exception_name`` and ``exception_type``
+    (``KeyError``, ``<class 'KeyError'>``), unless it is the SDK's own ``Retry`` or ``Reject``.
+    ``Reject``, a class in the plugin's ``permanent`` and an exception whose ``permanent``
+    attribute is true fail for good; anything else is retried.
+    """
+    if type(error) not in (Reject, Retry):
+        _exception.name_failure(type(error).__name__, repr(type(error)))
     if isinstance(error, Reject):
         return _types.Failure_Reject(str(error))
     if isinstance(error, Retry):
         return _types.Failure_Retry(str(error))
     log.error("".join(_traceback.format_exception(error)))
-    return _types.Failure_Retry(f"{type(error).__name__}: {error}")
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, tuple(permanent)) or getattr(error, "permanent", False) is True:
+        return _types.Failure_Reject(text)
+    return _types.Failure_Retry(text)
 
 
 def _outputs(result) -> list:
@@ -310,7 +326,7 @@ def export(cls):
                 try:
                     return _outputs(plugin().transform(_from_wit(msg)))
                 except Exception as e:  # noqa: BLE001 - every failure becomes a WIT failure
-                    raise _Err(_failure(e)) from None
+                    raise _Err(_failure(e, cls.permanent)) from None
 
     elif issubclass(cls, Handler):
 
@@ -323,7 +339,7 @@ def export(cls):
                     reply = plugin().handle(_from_wit(msg))
                     return None if reply is None else _to_wit(reply)
                 except Exception as e:  # noqa: BLE001
-                    raise _Err(_failure(e)) from None
+                    raise _Err(_failure(e, cls.permanent)) from None
 
     else:
 
