@@ -13,6 +13,7 @@ mod connections;
 pub mod embedded;
 pub mod http;
 pub mod kafka;
+pub mod log;
 pub mod mqtt;
 pub mod nats;
 pub mod registry;

@@ -389,6 +389,7 @@ transports! {
     Http("http") => super::http::config::HttpConfig,
     Nats("nats") => super::nats::config::NatsConfig,
     Mqtt("mqtt") => super::mqtt::config::MqttConfig,
+    Log("log") => super::log::config::LogConfig,
 }
 
 impl ConnectionConfig {
