@@ -819,3 +819,81 @@ async fn a_message_names_its_own_url_and_method() {
     assert_eq!(body["error"]["field"], "allowed_hosts[0]", "{body}");
     host.stop().await;
 }
+
+/// streamtools' chosen ingress paths: `POST /hooks/orders` lands where
+/// `/ingress/web/orders.in` does, under the connection's tokens and limits; a path nobody
+/// takes is 404; a connection that would take another's path is refused, naming it; a path
+/// that is not plain words is refused when the connection is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_take_ingress_at_paths_the_admin_chose() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = Config::default();
+    config.connections.insert(
+        "web".into(),
+        ConnectionConfig::Http(Box::new(HttpConfig {
+            hooks: [
+                ("orders".to_string(), "orders.in".to_string()),
+                ("shop/refunds".to_string(), "refunds.in".to_string()),
+            ]
+            .into(),
+            ..HttpConfig::default()
+        })),
+    );
+    config.routes = vec![route(
+        "orders",
+        "web:orders.in",
+        &["uppercase"],
+        Some("local:orders"),
+    )];
+    let (host, broker) = start_host(&db, config).await;
+    let base = format!("http://{}", host.addr);
+    let admin = client_with_token(&local_token(host.addr));
+
+    let sent = admin
+        .post(format!("{base}/hooks/orders"))
+        .body("order 7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202, "{:?}", sent.text().await);
+    let arrived = support::arrived(&broker, "orders").await;
+    assert_eq!(arrived[0].payload, b"ORDER 7");
+
+    // The connection's rules hold: no token, no ingress.
+    let anonymous = reqwest::Client::new()
+        .post(format!("{base}/hooks/orders"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // A path no connection takes, and one whose address no route reads: 404, naming nothing.
+    for path in ["nothing", "shop/refunds", "orders/more"] {
+        let missing = admin
+            .post(format!("{base}/hooks/{path}"))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404, "{path}");
+        let text = missing.text().await.unwrap();
+        assert!(!text.contains("web") && !text.contains("refunds"), "{text}");
+    }
+
+    // Another connection may not take `/hooks/orders`, and a hook path is plain words.
+    for (hooks, field) in [
+        (json!({ "orders": "mine.in" }), "hooks.orders"),
+        (json!({ "/etc/passwd": "x" }), "hooks"),
+    ] {
+        let refused = admin
+            .post(format!("{base}/api/v1/connections"))
+            .json(&json!({ "name": "web2", "kind": "http", "hooks": hooks }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let answer: Value = refused.json().await.unwrap();
+        assert_eq!(answer["error"]["field"], field, "{answer}");
+    }
+    host.stop().await;
+}

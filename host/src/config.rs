@@ -153,6 +153,17 @@ impl Config {
         }
         self.events
             .validate(&|name| self.connections.contains_key(name))?;
+        let mut hooks: std::collections::HashMap<String, &str> = Default::default();
+        for (name, connection) in &self.connections {
+            for (path, _) in connection.hooks() {
+                if let Some(first) = hooks.insert(path.clone(), name) {
+                    return Err(invalid(
+                        format!("connections.{name}.hooks.{path}"),
+                        format!("`/hooks/{path}` is connection `{first}`'s already"),
+                    ));
+                }
+            }
+        }
         let plugins = self.plugin_sources()?;
         // Routes, subscriptions and daemons share one set of names: a clash names both.
         let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();

@@ -108,7 +108,7 @@ try {
   await page.setInputFiles("#file", join(plugins, "uppercase.wasm"));
   await submit(page, "form.stack button[type=submit]");
   // Stored disabled: what it declares is shown before it serves; then it is enabled.
-  await see(page, "Uploaded uppercase 0.1.0 (transformer, wharf:plugin@0.1.2); it asks for: nothing. Stored disabled");
+  await see(page, "Uploaded uppercase 0.1.0 (transformer, wharf:plugin@0.1.3); it asks for: nothing. Stored disabled");
   await submit(page, "form[action^='/plugins/uppercase/versions/0.1.0/enable?'] button");
   await see(page, "uppercase 0.1.0: enabled");
 

@@ -119,6 +119,20 @@ impl Connections {
         self.read().keys().cloned().collect()
     }
 
+    /// The connections taking `/hooks/{path}`, each with the address it lands on (one, unless
+    /// connections added at once claim the same path; the caller refuses then).
+    pub fn hook(&self, path: &str) -> Vec<(String, String)> {
+        self.read()
+            .iter()
+            .filter_map(|(name, producer)| {
+                let http =
+                    <dyn Transport as AsAny>::as_any(&*producer.0).downcast_ref::<HttpBroker>()?;
+                let address = http.config().hooks.get(path)?;
+                Some((name.clone(), address.clone()))
+            })
+            .collect()
+    }
+
     /// HTTP connection `name`, for its ingress (the web server's door into it).
     pub fn http(&self, name: &str) -> Option<HttpBroker> {
         self.read().get(name).and_then(|p| {

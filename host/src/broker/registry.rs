@@ -217,6 +217,11 @@ pub trait TransportConfig: Sized + Clone + Serialize + DeserializeOwned {
     fn max_deliveries(&self, _address: &str) -> Option<u32> {
         None
     }
+    /// The paths under `/hooks/` the host's listener takes as ingress to this connection,
+    /// each with the address it lands on (streamtools' chosen ingress paths).
+    fn hooks(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// What it declares on its broker, described without connecting; `None` for nothing.
     fn schema(&self, _name: &str, _routes: &[RouteConfig]) -> Option<Vec<String>> {
         None
@@ -341,6 +346,13 @@ macro_rules! transports {
             pub fn max_deliveries(&self, address: &str) -> Option<u32> {
                 match self {
                     $(ConnectionConfig::$variant(c) => c.max_deliveries(address),)*
+                }
+            }
+
+            /// The `/hooks/` paths this definition takes as ingress, each with its address.
+            pub fn hooks(&self) -> Vec<(String, String)> {
+                match self {
+                    $(ConnectionConfig::$variant(c) => c.hooks(),)*
                 }
             }
 

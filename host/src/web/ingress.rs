@@ -89,6 +89,52 @@ pub async fn ingress(
     response
 }
 
+/// Ingress at a path the admin chose (`hooks` of an `http` connection, streamtools'):
+/// `/hooks/{path}` is taken exactly as `/ingress/{connection}/{address}` for the connection
+/// and address the path names, with its methods, tokens and limits; 404 for a path no
+/// connection takes (or two do: connections added at once on other hosts).
+#[utoipa::path(post, path = "/hooks/{path}", tag = "ingress",
+    params(("path" = String, Path, description = "a path an `http` connection's `hooks` names")),
+    request_body(content = String, description = "the payload, in any content type"),
+    responses(
+        (status = 202, body = Object, description = "held for the route: `{\"id\"}`"),
+        (status = 200, description = "the reply of a route that replies"),
+        (status = 401), (status = 403),
+        (status = 404, description = "no connection takes the path, or no route its address"),
+        (status = 405), (status = 413), (status = 429),
+        (status = 502), (status = 504)))]
+pub async fn hook(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let owners = state.connections.hook(&path);
+    let mut response = match owners.as_slice() {
+        [(connection, address)] => {
+            let answer = take(&state, &parts, connection, address, query, body).await;
+            let mut response = answer.unwrap_or_else(IntoResponse::into_response);
+            security::sandbox(&mut response);
+            crate::metrics::http_ingress(Some(connection), response.status().as_u16());
+            return response;
+        }
+        [] => AppError::NotFound("nothing takes messages at this address".into()).into_response(),
+        [(first, _), (second, ..), ..] => {
+            tracing::warn!(
+                path,
+                first,
+                second,
+                "two connections take one /hooks/ path: refused until one lets it go"
+            );
+            AppError::NotFound("nothing takes messages at this address".into()).into_response()
+        }
+    };
+    security::sandbox(&mut response);
+    crate::metrics::http_ingress(None, response.status().as_u16());
+    response
+}
+
 async fn take(
     state: &AppState,
     parts: &Parts,

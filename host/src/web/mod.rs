@@ -258,6 +258,10 @@ pub fn router(state: AppState) -> Router {
             "/ingress/{connection}/{*path}",
             any(ingress::ingress).layer(DefaultBodyLimit::max(state.max_message_bytes)),
         )
+        .route(
+            "/hooks/{*path}",
+            any(ingress::hook).layer(DefaultBodyLimit::max(state.max_message_bytes)),
+        )
         .merge(api)
         .merge(ui::router(upload_limit))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -45,6 +45,10 @@ pub struct HttpConfig {
     /// with `:8443` for one port or `:*` for any (none: the scheme's own port). The
     /// connection's `headers` go only to URLs under `base_url`.
     pub allowed_hosts: Vec<String>,
+    /// Ingress at paths the admin chooses (streamtools'): `{"orders" = "orders.in"}` takes
+    /// `POST /hooks/orders` as it takes `/ingress/{connection}/orders.in`, with the same
+    /// methods, tokens and limits. A path is unique among the host's connections.
+    pub hooks: BTreeMap<String, String>,
 }
 
 impl Default for HttpConfig {
@@ -62,6 +66,7 @@ impl Default for HttpConfig {
             ingress_bytes_per_second: 64 * 1024 * 1024,
             tls: None,
             allowed_hosts: Vec::new(),
+            hooks: BTreeMap::new(),
         }
     }
 }
@@ -79,6 +84,7 @@ impl std::fmt::Debug for HttpConfig {
             .field("ingress_bytes_per_second", &self.ingress_bytes_per_second)
             .field("tls", &self.tls.is_some())
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("hooks", &self.hooks)
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,36 @@ use crate::redact::{HIDDEN, hidden_in, origin_of, redact, redacted_map, shows_hi
 use crate::store::Store;
 use crate::tls::bundle_password_kept;
 
+/// Whether `path` may follow `/hooks/`: at most 200 bytes of words (letters, digits, `.`, `_`,
+/// `-`, not `.` or `..`) between single `/`s.
+pub fn valid_hook_path(path: &str) -> bool {
+    path.len() <= 200
+        && path.split('/').all(|word| {
+            !word.is_empty()
+                && word != "."
+                && word != ".."
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        })
+}
+
+/// The most `/hooks/` paths one connection takes.
+const MAX_HOOKS: usize = 256;
+
+#[cfg(test)]
+#[test]
+fn hook_paths_are_plain_words() {
+    for good in ["orders", "shop/orders", "v1.2/in_x-y"] {
+        assert!(valid_hook_path(good), "{good}");
+    }
+    for bad in [
+        "", "/orders", "orders/", "a//b", "../etc", "a/./b", "a b", "a?b", "ö",
+    ] {
+        assert!(!valid_hook_path(bad), "{bad}");
+    }
+}
+
 impl TransportConfig for HttpConfig {
     const KIND: Kind = Kind {
         name: "http",
@@ -45,6 +75,13 @@ impl TransportConfig for HttpConfig {
                 label: "Ingress bytes a second",
                 help: "per caller (64 MiB unless set)",
                 input: Input::Number,
+            },
+            Field {
+                path: "hooks",
+                flag: "hook",
+                label: "Hooks",
+                help: "PATH=ADDRESS, one a line: POST /hooks/PATH is ingress to ADDRESS (orders=orders.in)",
+                input: Input::Pairs,
             },
             TLS_CA,
             TLS_CERT,
@@ -132,6 +169,34 @@ impl TransportConfig for HttpConfig {
         if let Some(tls) = &self.tls {
             crate::tls::check(tls).map_err(|problem| invalid(format!("{key}tls"), problem))?;
         }
+        if self.hooks.len() > MAX_HOOKS {
+            return Err(invalid(
+                format!("{key}hooks"),
+                format!("at most {MAX_HOOKS} hooks a connection"),
+            ));
+        }
+        for (path, address) in &self.hooks {
+            if !valid_hook_path(path) {
+                return Err(invalid(
+                    format!("{key}hooks"),
+                    format!(
+                        "`{}` is not a hook path: words of letters, digits, `.`, `_` or `-` between `/`, no `/` first or last (`orders`, `shop/orders`)",
+                        path.escape_debug()
+                    ),
+                ));
+            }
+            let address_ok = crate::broker::check_name("hook", address, false).is_ok()
+                && !super::HttpBroker::is_held(address);
+            if !address_ok {
+                return Err(invalid(
+                    format!("{key}hooks.{path}"),
+                    format!(
+                        "`{}` is not an address this connection's ingress takes",
+                        address.escape_debug()
+                    ),
+                ));
+            }
+        }
         for (i, pattern) in self.allowed_hosts.iter().enumerate() {
             if !crate::check::valid_host_pattern(pattern) {
                 return Err(invalid(
@@ -195,6 +260,12 @@ impl TransportConfig for HttpConfig {
             .map(|_| "base_url".to_owned())
             .or_else(|| hidden_in("headers", &self.headers))
             .or_else(|| crate::tls::hidden_bundle(&self.tls))
+    }
+    fn hooks(&self) -> Vec<(String, String)> {
+        self.hooks
+            .iter()
+            .map(|(path, address)| (path.clone(), address.clone()))
+            .collect()
     }
     async fn test(&self, name: &str, _store: &Store) -> ConnectionTest {
         test(name, self).await

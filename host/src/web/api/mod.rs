@@ -35,6 +35,7 @@ use axum::Json;
         audit::list,
         units::status, units::stop, units::start, units::restart, units::drain, rpc::call,
         ingress::ingress,
+        ingress::hook,
         routes::list, routes::get, routes::create, routes::update, routes::delete,
         plugins::list, plugins::get, plugins::upload, plugins::enable, plugins::disable,
         plugins::rollback, plugins::delete_version, plugins::set_policy, plugins::grant,

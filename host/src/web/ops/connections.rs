@@ -137,6 +137,24 @@ pub async fn get(
     view(state, name).await
 }
 
+/// Refuses a `/hooks/` path another connection of this host takes already.
+fn hooks_free(state: &AppState, name: &str, connection: &ConnectionConfig) -> Result<(), AppError> {
+    for (path, _) in connection.hooks() {
+        if let Some((other, _)) = state
+            .connections
+            .hook(&path)
+            .into_iter()
+            .find(|(other, _)| other != name)
+        {
+            return Err(crate::web::error::invalid(
+                &format!("hooks.{path}"),
+                format!("`/hooks/{path}` is connection `{other}`'s already"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Adds a connection (`name` and its definition); every host on this database opens it.
 pub async fn create(
     state: &AppState,
@@ -150,6 +168,7 @@ pub async fn create(
         return Err(file_defined(state, "connection", &name));
     }
     connection.check("")?;
+    hooks_free(state, &name, &connection)?;
     if let Some(field) = connection.hidden_field() {
         return Err(crate::web::error::invalid(
             &field,
@@ -209,6 +228,7 @@ pub async fn update(
     let (_, mut connection) = definition(body, false)?;
     connection.keep_secrets(&old)?;
     connection.check("")?;
+    hooks_free(state, name, &connection)?;
     let spec = serde_json::to_string(&connection).expect("a connection serialises");
     state
         .store
