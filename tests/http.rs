@@ -610,6 +610,7 @@ async fn events_go_out_as_requests_over_http() {
     config.events = wharf::config::EventsConfig {
         connection: "hooks".into(),
         exchange: "events".into(),
+        prefix: None,
     };
     let (host, _broker) = start_host(&db, config).await;
     let base = format!("http://{}", host.addr);

@@ -960,6 +960,7 @@ async fn two_services_each_get_every_booking_event_on_kafka() {
     config.events = wharf::config::EventsConfig {
         connection: "kafka".into(),
         exchange: topic.clone(),
+        prefix: None,
     };
     let (host, broker) = support::start_host(&db, config).await;
     let client = support::client_with_token(&support::local_token(host.addr));
@@ -1199,5 +1200,54 @@ async fn leased_takes_of_a_topic_share_one_member() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    host.stop().await;
+}
+
+/// A plugin's `request` over Kafka: `asker` asks a route reading a Kafka topic; the request
+/// crosses the broker and the reply comes back through the host's reply topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_request_over_kafka_is_answered() {
+    let _exclusive = BROKER.lock().await;
+    let requests = unique("ask-in");
+    create_topic(&requests, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = start(
+        dir.path(),
+        &unique("g"),
+        &format!(
+            r#"
+[[routes]]
+name = "echo"
+from = "kafka:{requests}"
+through = ["echo"]
+
+[[routes]]
+name = "asking"
+from = "local:ask.in"
+through = ["asker"]
+
+[plugins.asker]
+path = "{asker}"
+request = ["kafka:**"]
+config = {{ to = "kafka:{requests}" }}
+"#,
+            asker = support::plugin_path("asker").display()
+        ),
+    )
+    .await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let reply: serde_json::Value = client
+        .post(format!(
+            "http://{}/api/v1/rpc/local/ask.in?timeout_ms=30000",
+            host.addr
+        ))
+        .json(&serde_json::json!({ "payload": "over kafka" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["payload"], "asked: over kafka", "{reply}");
     host.stop().await;
 }

@@ -711,6 +711,7 @@ async fn two_services_each_get_every_booking_event_on_mqtt() {
         events: EventsConfig {
             connection: "mqtt".into(),
             exchange: exchange.clone(),
+            prefix: None,
         },
         subscriptions,
         ..Config::default()

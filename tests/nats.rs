@@ -193,6 +193,7 @@ async fn two_services_each_get_every_booking_event_on_nats() {
         events: EventsConfig {
             connection: "nats".into(),
             exchange: exchange.clone(),
+            prefix: None,
         },
         subscriptions,
         ..Config::default()

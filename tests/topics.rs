@@ -538,6 +538,7 @@ async fn two_services_each_get_every_booking_event_on_rabbitmq() {
         EventsConfig {
             connection: "rabbit".into(),
             exchange: exchange.clone(),
+            prefix: None,
         },
         vec![
             subscription(
@@ -845,4 +846,78 @@ async fn drain_empties_and_exits_with_the_count() {
         "the unit the cancelled drain started is held stopped again"
     );
     host.stop().await;
+}
+
+/// PDC's topic prefix: with `[events] prefix = "pdc.prod"` every event goes out as
+/// `pdc.prod.{Model}.{event}` (from the API and from a plugin, whose grant names the key
+/// without it), and a subscription's `Booking.*` takes the prefixed events only: an event of
+/// another environment on the same exchange (`Booking.created` bare, or under `pdc.stage`)
+/// does not reach it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_keeps_one_environments_events_apart() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = config_with(
+        EventsConfig {
+            prefix: Some("pdc.prod".into()),
+            ..EventsConfig::default()
+        },
+        vec![subscription(
+            "billing-bookings",
+            "billing",
+            "Booking.*",
+            &[],
+            "local:billing.out",
+        )],
+    );
+    config.plugins.insert(
+        "relay".into(),
+        wharf::config::PluginConfig {
+            path: support::plugin_path("relay"),
+            publish: vec!["local:events/Booking.*".into()],
+            config: [("event".to_string(), "shop.models.Booking:paid".to_string())].into(),
+            ..wharf::config::PluginConfig::default()
+        },
+    );
+    config.routes.push(wharf::config::RouteConfig {
+        name: "payments".into(),
+        from: "local:payments.in".into(),
+        through: vec!["relay".into()],
+        to: Some("local:payments.out".into()),
+        ..wharf::config::RouteConfig::default()
+    });
+    let (host, broker) = support::start_host(&db, config).await;
+    let client = support::client_with_token(&support::local_token(host.addr));
+    let base = format!("http://{}", host.addr);
+    all_running(&client, &base).await;
+
+    let created = publish(&client, &base, "shop.models.Booking", "created").await;
+    assert_eq!(
+        created["routing_key"], "pdc.prod.Booking.created",
+        "{created}"
+    );
+    publish(&client, &base, "shop.models.Order", "created").await;
+    broker
+        .publish("payments.in", Message::new("t", br#"{"id": 9}"#.to_vec()))
+        .await
+        .unwrap();
+    // Another environment's events on the same exchange, sent as plain messages.
+    let connections = host.connections();
+    for key in ["Booking.created", "pdc.stage.Booking.created"] {
+        let to = wharf::broker::Address::parse(&format!("local:events/{key}")).unwrap();
+        connections
+            .send(&to, Message::new(key, b"{}".to_vec()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        topics_in(&broker, "billing.out", 2).await,
+        vec!["pdc.prod.Booking.created", "pdc.prod.Booking.paid"]
+    );
+    host.stop().await;
+
+    // A prefix that is not words is refused, naming the setting.
+    let mut bad = Config::default();
+    bad.events.prefix = Some("pdc..prod".into());
+    let error = bad.validate().unwrap_err().to_string();
+    assert!(error.contains("events.prefix"), "{error}");
 }

@@ -137,6 +137,11 @@ pub struct EventsConfig {
     pub connection: String,
     /// The topic exchange (AMQP, embedded) or topic (Kafka) events are published to.
     pub exchange: String,
+    /// Words put before every event's routing key (PDC's `pdc.prod`): `Booking.created` goes
+    /// out as `pdc.prod.Booking.created`, and a subscription's or daemon's pattern
+    /// (`Booking.*`) takes only the events under it, so environments sharing a broker keep
+    /// apart. Grants and patterns are written without it.
+    pub prefix: Option<String>,
 }
 
 impl Default for EventsConfig {
@@ -144,12 +149,39 @@ impl Default for EventsConfig {
         EventsConfig {
             connection: "local".into(),
             exchange: "events".into(),
+            prefix: None,
         }
     }
 }
 
 impl EventsConfig {
+    /// `key` (a routing key or a pattern) as it goes on the wire: behind the prefix, if any.
+    pub fn key(&self, key: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix}.{key}"),
+            None => key.to_owned(),
+        }
+    }
+
+    /// Whether `connection:exchange` is where this host's events go (so the prefix applies).
+    pub fn is_at(&self, connection: &str, exchange: &str) -> bool {
+        self.connection == connection && self.exchange == exchange
+    }
+
     pub fn validate(&self, has_connection: &dyn Fn(&str) -> bool) -> Result<(), ConfigError> {
+        if let Some(prefix) = &self.prefix {
+            let word = |w: &str| {
+                !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            };
+            if prefix.len() > 100 || !prefix.split('.').all(word) {
+                return Err(invalid(
+                    "events.prefix",
+                    "must be words of letters, digits, `_` or `-` joined by `.` (`pdc.prod`), at most 100 bytes",
+                ));
+            }
+        }
         if !has_connection(&self.connection) {
             return Err(invalid(
                 "events.connection",

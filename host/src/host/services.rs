@@ -66,7 +66,7 @@ impl HostServices for StoreServices {
         source: &'a str,
     ) -> HostFuture<'a, Result<Box<dyn Inbox>, String>> {
         Box::pin(async move {
-            DaemonInbox::open(&self.connections, &self.store, daemon, source)
+            DaemonInbox::open(&self.connections, &self.store, &self.events, daemon, source)
                 .await
                 .map(|inbox| Box::new(inbox) as Box<dyn Inbox>)
                 .map_err(|e| e.to_string())
@@ -83,7 +83,7 @@ impl HostServices for StoreServices {
             let mut released = 0;
             let mut failed = None;
             for source in sources {
-                match unbind_daemon_source(&self.connections, daemon, &source).await {
+                match unbind_daemon_source(&self.connections, &self.events, daemon, &source).await {
                     Ok(()) => {
                         self.store
                             .forget_daemon_binding(daemon, &source)
@@ -151,6 +151,10 @@ impl HostServices for StoreServices {
         self.limits
     }
 
+    fn event_key(&self, key: &str) -> String {
+        self.events.key(key)
+    }
+
     fn event_destination(&self, key: &str) -> Result<String, String> {
         crate::events::address(&self.connections, &self.events, key)
             .map(|address| address.to_string())
@@ -188,6 +192,7 @@ fn daemon_queue(daemon: &str, pattern: &str) -> String {
 /// Takes daemon `daemon`'s queue for events source `source` off its exchange.
 async fn unbind_daemon_source(
     connections: &Connections,
+    events: &crate::config::EventsConfig,
     daemon: &str,
     source: &str,
 ) -> Result<(), crate::broker::BrokerError> {
@@ -198,14 +203,34 @@ async fn unbind_daemon_source(
     connections
         .producer(&at)?
         .transport()
-        .unsubscribe(exchange, &daemon_queue(daemon, pattern), pattern)
+        .unsubscribe(
+            exchange,
+            &daemon_queue(daemon, pattern),
+            &bound_pattern(events, &at.connection, exchange, pattern),
+        )
         .await
+}
+
+/// The pattern a daemon's events source binds: behind the host's `[events] prefix` when the
+/// source is the host's events exchange.
+fn bound_pattern(
+    events: &crate::config::EventsConfig,
+    connection: &str,
+    exchange: &str,
+    pattern: &str,
+) -> String {
+    if events.is_at(connection, exchange) {
+        events.key(pattern)
+    } else {
+        pattern.to_owned()
+    }
 }
 
 impl DaemonInbox {
     async fn open(
         connections: &Connections,
         store: &Store,
+        events: &crate::config::EventsConfig,
         daemon: &str,
         source: &str,
     ) -> Result<DaemonInbox, crate::broker::BrokerError> {
@@ -233,11 +258,12 @@ impl DaemonInbox {
                     )));
                 }
                 let producer = connections.producer(&at)?;
+                let bound = bound_pattern(events, &at.connection, exchange, pattern);
                 let subscribed = producer
                     .transport()
-                    .subscribe(exchange, &queue, pattern)
+                    .subscribe(exchange, &queue, &bound)
                     .await?;
-                let filter = subscribed.shared_log.then(|| pattern.to_owned());
+                let filter = subscribed.shared_log.then_some(bound);
                 (at.sibling(subscribed.address), filter)
             }
             None => {

@@ -83,6 +83,10 @@ pub trait HostServices: Send + Sync + 'static {
     fn event_destination(&self, key: &str) -> Result<String, String> {
         Ok(format!("local:events/{key}"))
     }
+    /// Routing key `key` as it goes out: behind `[events] prefix`, if the host has one.
+    fn event_key(&self, key: &str) -> String {
+        key.to_owned()
+    }
 }
 
 /// Messages of one source, as a daemon takes them.

@@ -520,9 +520,13 @@ impl host::Host for CallState {
     ) -> Result<(), String> {
         self.touch();
         self.charge_output("an event", model.len() + event.len() + payload.len())?;
-        let message = crate::event::message(&model, &event, payload).map_err(|e| e.to_string())?;
+        let mut message =
+            crate::event::message(&model, &event, payload).map_err(|e| e.to_string())?;
+        // Grants name the key as the plugin wrote it; it goes out behind the host's prefix.
+        let granted = self.plugin.services.event_destination(&message.topic)?;
+        self.check_grant(Access::Publish, &granted)?;
+        message.topic = self.plugin.services.event_key(&message.topic);
         let destination = self.plugin.services.event_destination(&message.topic)?;
-        self.check_grant(Access::Publish, &destination)?;
         self.send_or_hold(destination, message).await
     }
 

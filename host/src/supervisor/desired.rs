@@ -347,7 +347,7 @@ impl Desired {
                     route: Box::new(item.spec.route(events)),
                     subscription: Some(crate::router::Subscription {
                         exchange: events.exchange.clone(),
-                        pattern: item.spec.pattern.clone(),
+                        pattern: events.key(&item.spec.pattern),
                         queue: item.spec.queue(),
                     }),
                 },

@@ -40,9 +40,10 @@ pub async fn publish(
             ),
         ));
     }
-    let msg =
+    let mut msg =
         crate::events::message(model, event, payload).map_err(|e| invalid(e.field, e.problem))?;
     let events = &state.supervisor.file().events;
+    msg.topic = events.key(&msg.topic);
     let connections = state.supervisor.connections();
     let to = crate::events::address(connections, events, &msg.topic)?;
     let published = Published {
