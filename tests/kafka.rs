@@ -1211,7 +1211,7 @@ async fn a_plugin_request_over_kafka_is_answered() {
     let requests = unique("ask-in");
     create_topic(&requests, 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let host = start(
+    let mut config = Config::load(Some(&write_config(
         dir.path(),
         &unique("g"),
         &format!(
@@ -1220,34 +1220,13 @@ async fn a_plugin_request_over_kafka_is_answered() {
 name = "echo"
 from = "kafka:{requests}"
 through = ["echo"]
-
-[[routes]]
-name = "asking"
-from = "local:ask.in"
-through = ["asker"]
-
-[plugins.asker]
-path = "{asker}"
-request = ["kafka:**"]
-config = {{ to = "kafka:{requests}" }}
-"#,
-            asker = support::plugin_path("asker").display()
+"#
         ),
-    )
-    .await;
-    let client = support::client_with_token(&support::local_token(host.addr));
-    let reply: serde_json::Value = client
-        .post(format!(
-            "http://{}/api/v1/rpc/local/ask.in?timeout_ms=30000",
-            host.addr
-        ))
-        .json(&serde_json::json!({ "payload": "over kafka" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    )))
+    .expect("a valid config");
+    support::asker(&mut config, &format!("kafka:{requests}"), "kafka:**");
+    let host = wharf::host::start(config).await.expect("the host starts");
+    let reply = support::ask(host.addr, "over kafka").await;
     assert_eq!(reply["payload"], "asked: over kafka", "{reply}");
     host.stop().await;
 }

@@ -404,16 +404,11 @@ async fn a_flood_of_requests_is_held_to_its_bounds() {
 /// connection's base URL and the service's answer comes back as the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_request_over_an_http_connection_gets_the_service_answer() {
-    use support::{Backend, TestDb, client_with_token, local_token, start_host};
+    use support::{Backend, TestDb, ask, asker, start_host};
     let addr = service().await;
     let db = TestDb::new(Backend::Sqlite).await;
     let mut config = wharf::config::Config::default();
-    config.routes = vec![wharf::config::RouteConfig {
-        name: "asking".into(),
-        from: "local:ask.in".into(),
-        through: vec!["asker".into()],
-        ..Default::default()
-    }];
+    config.routes.clear();
     config.connections.insert(
         "api".into(),
         wharf::config::ConnectionConfig::Http(Box::new(wharf::broker::http::HttpConfig {
@@ -422,29 +417,9 @@ async fn a_plugin_request_over_an_http_connection_gets_the_service_answer() {
             ..Default::default()
         })),
     );
-    config.plugins.insert(
-        "asker".into(),
-        wharf::config::PluginConfig {
-            path: support::plugin_path("asker"),
-            request: vec!["api:**".into()],
-            config: [("to".to_owned(), "api:lookup".to_owned())].into(),
-            ..Default::default()
-        },
-    );
+    asker(&mut config, "api:lookup", "api:**");
     let (host, _broker) = start_host(&db, config).await;
-    let client = client_with_token(&local_token(host.addr));
-    let reply: serde_json::Value = client
-        .post(format!(
-            "http://{}/api/v1/rpc/local/ask.in?timeout_ms=20000",
-            host.addr
-        ))
-        .json(&serde_json::json!({ "payload": "isbn-1" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply = ask(host.addr, "isbn-1").await;
     assert_eq!(reply["payload"], "asked: found:isbn-1", "{reply}");
     host.stop().await;
 }

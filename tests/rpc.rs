@@ -573,39 +573,15 @@ async fn a_plugin_request_over_rabbitmq_is_answered() {
             ..AmqpConfig::default()
         })),
     );
-    config.routes = vec![
-        echo_route("echo", &format!("rabbit:{queue}")),
-        RouteConfig {
-            name: "asking".into(),
-            from: "local:ask.in".into(),
-            through: vec!["asker".into()],
-            ..RouteConfig::default()
-        },
-    ];
-    config.plugins.insert(
-        "asker".into(),
-        wharf::config::PluginConfig {
-            path: support::plugin_path("asker"),
-            request: vec!["rabbit:wharf.ask.*".into()],
-            config: [("to".to_owned(), format!("rabbit:{queue}"))].into(),
-            ..Default::default()
-        },
+    config.routes = vec![echo_route("echo", &format!("rabbit:{queue}"))];
+    support::asker(
+        &mut config,
+        &format!("rabbit:{queue}"),
+        "rabbit:wharf.ask.*",
     );
     let (host, _broker) = start_host(&db, config).await;
-    let client = client_with_token(&local_token(host.addr));
     for i in 0..3 {
-        let reply: Value = client
-            .post(format!(
-                "http://{}/api/v1/rpc/local/ask.in?timeout_ms=20000",
-                host.addr
-            ))
-            .json(&json!({ "payload": format!("over rabbit {i}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let reply = support::ask(host.addr, &format!("over rabbit {i}")).await;
         assert_eq!(
             reply["payload"],
             format!("asked: over rabbit {i}"),

@@ -1868,6 +1868,7 @@ async fn every_mutating_endpoint_is_audited() {
         ("post", "/api/v1/outbox"),
         ("post", "/api/v1/rpc/{connection}/{address}"),
         ("post", "/ingress/{connection}/{path}"),
+        ("post", "/hooks/{path}"),
         ("post", "/api/v1/logout"),
     ];
     // (method, the document's path, the path called, body): in an order that works.

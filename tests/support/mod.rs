@@ -839,3 +839,38 @@ pub async fn declare_durable_queue(queue: &str) {
         .unwrap();
     let _ = client.close(200, "done".into()).await;
 }
+
+/// The `asker` test plugin, granted `request` on `grant` and asking `to`, with the route
+/// `asking` that runs it on `local:ask.in`: a plugin's `request` through the host.
+pub fn asker(config: &mut wharf::config::Config, to: &str, grant: &str) {
+    config.routes.push(wharf::config::RouteConfig {
+        name: "asking".into(),
+        from: "local:ask.in".into(),
+        through: vec!["asker".into()],
+        ..Default::default()
+    });
+    config.plugins.insert(
+        "asker".into(),
+        wharf::config::PluginConfig {
+            path: plugin_path("asker"),
+            request: vec![grant.into()],
+            config: [("to".to_owned(), to.to_owned())].into(),
+            ..Default::default()
+        },
+    );
+}
+
+/// What the host at `addr` answers to an RPC with `payload` to `local:ask.in` (see [`asker`]).
+pub async fn ask(addr: std::net::SocketAddr, payload: &str) -> serde_json::Value {
+    client_with_token(&local_token(addr))
+        .post(format!(
+            "http://{addr}/api/v1/rpc/local/ask.in?timeout_ms=30000"
+        ))
+        .json(&serde_json::json!({ "payload": payload }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

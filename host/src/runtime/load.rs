@@ -120,7 +120,14 @@ impl Runtime {
                 max_wait: settings.max_wait,
                 log_gate: log_gate.clone(),
                 services: services.clone(),
-                http: self.http_client(),
+                outbound: Arc::new(super::outbound::Policy {
+                    plugin: name.into(),
+                    grants: grants.clone(),
+                    http: self.http_client(),
+                    max_output_bytes: settings.max_output_bytes,
+                    memory_limit: settings.memory_bytes,
+                    max_wait: settings.max_wait,
+                }),
                 shutdown: self.shutdown_signal(),
             })
         };

@@ -18,7 +18,7 @@
 //!   spent counts against the call's wall-clock limit, not its CPU limit.
 
 use super::journal::{Level, SharedJournal, Source};
-use super::state::PluginContext;
+use crate::grant::Grants;
 use http_body_util::{BodyExt, Limited};
 use std::future::Future;
 use std::path::Path;
@@ -54,9 +54,22 @@ pub(crate) fn client(extra_ca: Option<&Path>) -> Result<reqwest::Client, String>
         .map_err(|e| format!("cannot build the plugins' HTTP client: {e}"))
 }
 
+/// What one plugin may do over outbound HTTP: made once when it is loaded, shared by its
+/// instances.
+pub(crate) struct Policy {
+    pub plugin: Arc<str>,
+    pub grants: Grants,
+    pub http: reqwest::Client,
+    /// A request's body: at most the plugin's output budget.
+    pub max_output_bytes: usize,
+    /// A response's body: at most the plugin's memory limit.
+    pub memory_limit: usize,
+    pub max_wait: Duration,
+}
+
 /// What one instance may do over outbound HTTP, and what it has done in this call.
 pub(crate) struct Outbound {
-    plugin: Arc<PluginContext>,
+    plugin: Arc<Policy>,
     journal: SharedJournal,
     /// When the current call must be over; `None` for a daemon's run.
     pub deadline: Option<Instant>,
@@ -67,7 +80,7 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(plugin: Arc<PluginContext>, journal: SharedJournal) -> Self {
+    pub fn new(plugin: Arc<Policy>, journal: SharedJournal) -> Self {
         Outbound {
             plugin,
             journal,
@@ -107,7 +120,7 @@ impl Outbound {
                 Level::Warn,
                 format!("outbound HTTP to {origin} refused: no http: grant names it"),
             );
-            count(&self.plugin.name, "denied");
+            count(&self.plugin.plugin, "denied");
             return Err(HttpError::HttpRequestDenied);
         }
         if self.per_call && self.made >= MAX_PER_CALL {
@@ -115,7 +128,7 @@ impl Outbound {
                 Level::Warn,
                 format!("outbound HTTP to {origin} refused: a call may make {MAX_PER_CALL}"),
             );
-            count(&self.plugin.name, "limited");
+            count(&self.plugin.plugin, "limited");
             return Err(HttpError::ConnectionLimitReached);
         }
         let in_flight = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
@@ -125,7 +138,7 @@ impl Outbound {
                 Level::Warn,
                 format!("outbound HTTP to {origin} refused: {MAX_IN_FLIGHT} already in flight"),
             );
-            count(&self.plugin.name, "limited");
+            count(&self.plugin.plugin, "limited");
             return Err(HttpError::ConnectionLimitReached);
         }
         self.made += 1;
@@ -186,7 +199,7 @@ impl WasiHttpHooks for Outbound {
         let admitted = self.admit(&request);
         let timeout = self.timeout(options);
         let client = self.plugin.http.clone();
-        let plugin = self.plugin.name.clone();
+        let plugin = self.plugin.plugin.clone();
         let max_request = self.plugin.max_output_bytes;
         let max_response = self.plugin.memory_limit;
         Box::new(async move {

@@ -7,7 +7,7 @@
 
 use super::bindings::{config, daemon_host, exception, host, log, types};
 use super::journal::{Journal, Level, LogGate, LogLine, SharedJournal, Source};
-use super::outbound::Outbound;
+use super::outbound::{Outbound, Policy};
 use super::services::HostServices;
 use crate::contract::KvWrite;
 use crate::grant::{Access, Grants};
@@ -45,8 +45,8 @@ pub(crate) struct PluginContext {
     /// The plugin's log rate, shared by its instances.
     pub log_gate: Arc<LogGate>,
     pub services: Arc<dyn HostServices>,
-    /// The runtime's client for outbound HTTP (see [`super::outbound`]).
-    pub http: reqwest::Client,
+    /// What it may do over outbound HTTP (see [`super::outbound`]).
+    pub outbound: Arc<Policy>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -288,7 +288,7 @@ impl CallState {
             daemon: None,
             exception: None,
             http: WasiHttpCtx::new(),
-            outbound: Outbound::new(plugin.clone(), journal_for_http),
+            outbound: Outbound::new(plugin.outbound.clone(), journal_for_http),
             plugin,
         }
     }
