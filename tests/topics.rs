@@ -45,6 +45,27 @@ fn config_with(events: EventsConfig, subscriptions: Vec<Value>) -> Config {
     }
 }
 
+/// A route `payments` on `local:payments.in` through `relay`, a handler that publishes the
+/// model event `Booking.paid` of its own (`publish-event`, under a `Booking.*` grant).
+fn with_relay(config: &mut Config) {
+    config.plugins.insert(
+        "relay".into(),
+        wharf::config::PluginConfig {
+            path: support::plugin_path("relay"),
+            publish: vec!["local:events/Booking.*".into()],
+            config: [("event".to_string(), "shop.models.Booking:paid".to_string())].into(),
+            ..wharf::config::PluginConfig::default()
+        },
+    );
+    config.routes.push(wharf::config::RouteConfig {
+        name: "payments".into(),
+        from: "local:payments.in".into(),
+        through: vec!["relay".into()],
+        to: Some("local:payments.out".into()),
+        ..wharf::config::RouteConfig::default()
+    });
+}
+
 async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backend: Backend) {
     let db = TestDb::new(backend).await;
     let config = config_with(
@@ -69,22 +90,7 @@ async fn two_services_each_get_every_booking_event_on_the_embedded_broker(backen
     );
     // A handler that publishes a model event of its own (`publish-event`, under a grant).
     let mut config = config;
-    config.plugins.insert(
-        "relay".into(),
-        wharf::config::PluginConfig {
-            path: support::plugin_path("relay"),
-            publish: vec!["local:events/Booking.*".into()],
-            config: [("event".to_string(), "shop.models.Booking:paid".to_string())].into(),
-            ..wharf::config::PluginConfig::default()
-        },
-    );
-    config.routes.push(wharf::config::RouteConfig {
-        name: "payments".into(),
-        from: "local:payments.in".into(),
-        through: vec!["relay".into()],
-        to: Some("local:payments.out".into()),
-        ..wharf::config::RouteConfig::default()
-    });
+    with_relay(&mut config);
     let (host, broker) = support::start_host(&db, config).await;
     let client = support::client_with_token(&support::local_token(host.addr));
     let base = format!("http://{}", host.addr);
@@ -869,22 +875,7 @@ async fn a_prefix_keeps_one_environments_events_apart() {
             "local:billing.out",
         )],
     );
-    config.plugins.insert(
-        "relay".into(),
-        wharf::config::PluginConfig {
-            path: support::plugin_path("relay"),
-            publish: vec!["local:events/Booking.*".into()],
-            config: [("event".to_string(), "shop.models.Booking:paid".to_string())].into(),
-            ..wharf::config::PluginConfig::default()
-        },
-    );
-    config.routes.push(wharf::config::RouteConfig {
-        name: "payments".into(),
-        from: "local:payments.in".into(),
-        through: vec!["relay".into()],
-        to: Some("local:payments.out".into()),
-        ..wharf::config::RouteConfig::default()
-    });
+    with_relay(&mut config);
     let (host, broker) = support::start_host(&db, config).await;
     let client = support::client_with_token(&support::local_token(host.addr));
     let base = format!("http://{}", host.addr);
