@@ -7,13 +7,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn wharf(args: &[&str], port: u16) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .args(["--url", &format!("http://127.0.0.1:{port}")])
-        .output()
-        .unwrap()
-}
+use support::wharf_cli as wharf;
 
 #[test]
 fn what_is_sent_to_a_log_connection_is_in_the_hosts_log() {

@@ -30,13 +30,7 @@ fn serve(dir: &Path, port: u16, extra_env: &[(&str, &str)]) -> Child {
     child
 }
 
-fn wharf(args: &[&str], port: u16) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .args(["--url", &format!("http://127.0.0.1:{port}")])
-        .output()
-        .unwrap()
-}
+use support::wharf_cli as wharf;
 
 /// A plain HTTP/1.1 GET; returns the whole response.
 fn http_get(port: u16, path: &str) -> String {

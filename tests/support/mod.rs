@@ -874,3 +874,12 @@ pub async fn ask(addr: std::net::SocketAddr, payload: &str) -> serde_json::Value
         .await
         .unwrap()
 }
+
+/// `wharf ARGS --url http://127.0.0.1:PORT`: the CLI against a host on this machine.
+pub fn wharf_cli(args: &[&str], port: u16) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .args(["--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap()
+}
