@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use support::plugin_dir;
 use wharf::broker::{EmbeddedBroker, EmbeddedConfig};
