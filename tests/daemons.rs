@@ -152,6 +152,109 @@ async fn a_daemon_that_traps_is_restarted_with_backoff_then_marked_failed_until_
     host.stop().await;
 }
 
+/// A daemon names its failures as a handler does (`exception::name` before it fails): a
+/// message it dead-letters carries the name and type in `exception_name` and
+/// `exception_type`, and its status's error says it; unnamed, they are the host's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_names_its_dead_letters_and_its_failures() {
+    let text = |message: &Message, header: &str| match message.header(header) {
+        Some(wharf::message::HeaderValue::Text(text)) => text.clone(),
+        other => panic!("{header}: {other:?}"),
+    };
+    for (name, expected) in [
+        (Some("KeyError"), ("KeyError", "probe::KeyError")),
+        (None, ("Rejected", "plugin")),
+    ] {
+        let db = TestDb::new(Backend::Sqlite).await;
+        let mut config = bare_config();
+        let mut settings = vec![("source", "local:work")];
+        if let Some(name) = name {
+            settings.push(("fail_name", name));
+        }
+        config.plugins.insert(
+            "daemon-probe".into(),
+            probe("refuse", &settings, &[], &["local:work"]),
+        );
+        config.daemons.push(daemon("refuser", "daemon-probe"));
+        let (host, broker) = support::start_host(&db, config).await;
+        broker
+            .publish("work", Message::new("w", "unwanted"))
+            .await
+            .unwrap();
+        let dead = wait_for(&broker, "work.dead", 1).await;
+        assert_eq!(dead[0].payload, b"unwanted");
+        assert_eq!(
+            (
+                text(&dead[0], "exception_name"),
+                text(&dead[0], "exception_type")
+            ),
+            (expected.0.to_owned(), expected.1.to_owned())
+        );
+        assert!(text(&dead[0], "exception").contains("refused"));
+        host.stop().await;
+    }
+
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = bare_config();
+    config.plugins.insert(
+        "daemon-probe".into(),
+        probe("fail", &[("fail_name", "TimeoutError")], &[], &[]),
+    );
+    config.daemons.push(DaemonConfig {
+        max_failures: 1,
+        ..daemon("failer", "daemon-probe")
+    });
+    let (host, _broker) = support::start_host(&db, config).await;
+    let failed = Api::new(host.addr).wait_unit("failer", "failed").await;
+    assert_eq!(
+        failed["error"],
+        "daemon `daemon-probe` failed: TimeoutError: the probe fails as asked"
+    );
+    host.stop().await;
+}
+
+/// A daemon in Python (`plugins/py-ticker`) ticks, and fails named by its exception's class,
+/// as a Python handler's failures are named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_daemon_ticks_and_fails_named_by_its_exception() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut config = bare_config();
+    let mut settings = std::collections::BTreeMap::new();
+    for (key, value) in [
+        ("to", "local:ticks"),
+        ("interval_ms", "50"),
+        ("fail_at", "3"),
+    ] {
+        settings.insert(key.to_owned(), value.to_owned());
+    }
+    config.plugins.insert(
+        "py-ticker".into(),
+        PluginConfig {
+            path: support::plugin_path("py-ticker"),
+            publish: vec!["local:ticks".into()],
+            config: settings,
+            ..PluginConfig::default()
+        },
+    );
+    config.daemons.push(DaemonConfig {
+        max_failures: 1,
+        ..daemon("ticker", "py-ticker")
+    });
+    let (host, broker) = support::start_host(&db, config).await;
+    let failed = Api::new(host.addr).wait_unit("ticker", "failed").await;
+    assert_eq!(
+        failed["error"],
+        "daemon `py-ticker` failed: TickerStopped: stopped at tick 3 as asked"
+    );
+    let ticks: Vec<String> = wait_for(&broker, "ticks", 2)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(ticks, [r#"{"tick": 1}"#, r#"{"tick": 2}"#]);
+    host.stop().await;
+}
+
 /// A daemon that traps while it holds messages it took: they go back to their queue, and a
 /// daemon allowed one failure is marked failed at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -729,3 +729,460 @@ async fn a_batch_of_leases_is_settled_in_one_call() {
     );
     host.stop().await;
 }
+
+/// A lease stream's answer, read a line at a time.
+struct Stream {
+    id: String,
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+/// What a lease stream sent next.
+#[derive(Debug)]
+enum Line {
+    Leased(Value),
+    Heartbeat,
+    Error(Value),
+    End,
+}
+
+impl Stream {
+    /// Opens a lease stream of `address` with `query` (`prefetch=2&heartbeat_ms=100`).
+    async fn open(api: &Api, address: &str, query: &str) -> Stream {
+        let (connection, queue) = address.split_once(':').unwrap();
+        let response = api
+            .client
+            .post(format!(
+                "{}/queues/{connection}/{queue}/lease/stream?{query}",
+                api.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/x-ndjson",
+            "one JSON document per line"
+        );
+        let id = response.headers()["wharf-lease-stream"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        Stream {
+            id,
+            response,
+            buffer: Vec::new(),
+        }
+    }
+
+    async fn line(&mut self) -> Line {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                if line.len() == 1 {
+                    return Line::Heartbeat;
+                }
+                let doc: Value = serde_json::from_slice(&line).expect("a JSON line");
+                return match doc.get("error") {
+                    Some(_) => Line::Error(doc),
+                    None => Line::Leased(doc),
+                };
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(10), self.response.chunk())
+                .await
+                .expect("a line within 10 s (the heartbeat is shorter)")
+                .unwrap();
+            match chunk {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                None => return Line::End,
+            }
+        }
+    }
+
+    /// The next message, past heartbeats.
+    async fn leased(&mut self) -> Value {
+        loop {
+            match self.line().await {
+                Line::Leased(doc) => return doc,
+                Line::Heartbeat => continue,
+                other => panic!("the stream sent {other:?} where a message was due"),
+            }
+        }
+    }
+
+    /// The messages sent until the stream ends.
+    async fn rest(&mut self) -> Vec<Value> {
+        let mut rest = Vec::new();
+        loop {
+            match self.line().await {
+                Line::Leased(doc) => rest.push(doc),
+                Line::Heartbeat => continue,
+                Line::End => return rest,
+                Line::Error(error) => panic!("the stream failed: {error}"),
+            }
+        }
+    }
+
+    /// Asserts only heartbeats come for `quiet`: the prefetch holds the rest back.
+    async fn only_heartbeats(&mut self, quiet: Duration) {
+        let until = Instant::now() + quiet;
+        while Instant::now() < until {
+            match self.line().await {
+                Line::Heartbeat => continue,
+                other => panic!("{other:?} came past the stream's prefetch"),
+            }
+        }
+    }
+}
+
+fn lease_of(leased: &Value) -> String {
+    leased["lease"].as_str().unwrap().to_owned()
+}
+
+/// The body of `/api/v1/leases/settle` giving `leases` back to their queues.
+fn requeue_all(leases: &[String]) -> Value {
+    json!({ "nack": leases.iter().map(|l| json!({"lease": l, "requeue": true})).collect::<Vec<_>>() })
+}
+
+/// A lease stream on `address` (holding `m0`..`m4`): messages come in order as the broker
+/// delivers them, at most the prefetch unsettled; the next comes as one is settled; it is
+/// listed and counted while open; another operator cannot stop it, its taker can, and its
+/// answer then ends with what it leased still held, to settle as any lease.
+async fn a_lease_stream_holds_its_prefetch(
+    api: &Api,
+    stranger: &Api,
+    address: &str,
+    host: std::net::SocketAddr,
+) {
+    let mut stream = Stream::open(api, address, "prefetch=2&heartbeat_ms=100&lease_ms=30000").await;
+    let first = stream.leased().await;
+    let second = stream.leased().await;
+    assert_eq!([payload(&first), payload(&second)], ["m0", "m1"]);
+    assert_eq!(first["deliveries"], 1);
+    stream.only_heartbeats(Duration::from_millis(600)).await;
+
+    let listed = api.ok(Method::GET, "leases/streams", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["stream"], stream.id.as_str());
+    assert_eq!(listed[0]["address"], address);
+    assert_eq!(listed[0]["prefetch"], 2);
+    assert_eq!(listed[0]["streamed"], 2);
+    assert!(
+        listed[0]["taker"].as_str().unwrap().starts_with("token:"),
+        "{listed}"
+    );
+    let metrics = support::scrape(host).await;
+    assert_eq!(support::metric(&metrics, "wharf_lease_streams"), 1.0);
+
+    // Settled: the broker sends the next.
+    api.ok(
+        Method::POST,
+        "leases/settle",
+        Some(json!({ "ack": [lease_of(&first)] })),
+    )
+    .await;
+    let third = stream.leased().await;
+    assert_eq!(payload(&third), "m2");
+    stream.only_heartbeats(Duration::from_millis(300)).await;
+
+    // Only its taker (or an admin) stops it.
+    let (status, error) = stranger
+        .call(
+            Method::DELETE,
+            &format!("leases/streams/{}", stream.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{error}");
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("leases/streams/{}", stream.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let after = stream.rest().await;
+    assert!(after.is_empty(), "nothing past the prefetch: {after:?}");
+    let listed = api.ok(Method::GET, "leases/streams", None).await;
+    assert_eq!(listed, json!([]));
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("leases/streams/{}", stream.id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "stopped already");
+
+    // What it leased is still held, and settles as any lease: given back, every message
+    // not acked is there for the next taker.
+    let held: Vec<String> = api
+        .ok(Method::GET, "leases", None)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["lease"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected = vec![lease_of(&second), lease_of(&third)];
+    expected.sort();
+    let mut sorted = held.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+    let settled = api
+        .ok(Method::POST, "leases/settle", Some(requeue_all(&held)))
+        .await;
+    assert_eq!(settled["settled"], 2, "{settled}");
+    let mut left: Vec<String> = api
+        .lease(address, 10, 30_000)
+        .await
+        .iter()
+        .map(|l| payload(l).to_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["m1", "m2", "m3", "m4"]);
+}
+
+async fn operator_token(admin: &Api, name: &str, role: &str) -> Api {
+    let made = admin
+        .ok(
+            Method::POST,
+            "tokens",
+            Some(json!({ "name": name, "role": role })),
+        )
+        .await;
+    Api {
+        client: support::client_with_token(made["token"].as_str().unwrap()),
+        base: admin.base.clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_stream_on_the_embedded_broker_holds_its_prefetch_and_stops_cleanly() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    let api = Api::new(host.addr);
+    let taker = operator_token(&api, "worker", "operator").await;
+    let stranger = operator_token(&api, "stranger", "operator").await;
+    for i in 0..5 {
+        broker
+            .publish("jobs", Message::new("j", format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    a_lease_stream_holds_its_prefetch(&taker, &stranger, "local:jobs", host.addr).await;
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_stream_on_rabbitmq_holds_its_prefetch_and_stops_cleanly() {
+    let _shared = support::RABBIT.read().await;
+    let queue = format!("leases.{}", uuid::Uuid::new_v4().simple());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let host = rabbit_host(&db, &queue).await;
+    let api = Api::new(host.addr);
+    let taker = operator_token(&api, "worker", "operator").await;
+    let stranger = operator_token(&api, "stranger", "operator").await;
+    for i in 0..5 {
+        api.ok(
+            Method::POST,
+            &format!("queues/rabbit/{queue}/messages"),
+            Some(json!({"payload": format!("m{i}")})),
+        )
+        .await;
+    }
+    a_lease_stream_holds_its_prefetch(&taker, &stranger, &format!("rabbit:{queue}"), host.addr)
+        .await;
+    host.stop().await;
+    support::delete_amqp_queues(&[queue]).await;
+}
+
+/// A worker that hangs up mid-stream loses nothing: the host notices at the next heartbeat
+/// and closes the stream; what it leased (read or not) comes back at the leases' deadline.
+/// The host stopping ends every stream's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_stream_whose_worker_hangs_up_loses_nothing() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    let api = Api::new(host.addr);
+    for i in 0..3 {
+        broker
+            .publish("jobs", Message::new("j", format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let mut stream = Stream::open(
+        &api,
+        "local:jobs",
+        "prefetch=3&heartbeat_ms=100&lease_ms=1000",
+    )
+    .await;
+    assert_eq!(payload(&stream.leased().await), "m0");
+    drop(stream);
+    let started = Instant::now();
+    while api.ok(Method::GET, "leases/streams", None).await != json!([]) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the host keeps a stream nobody reads"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut back: Vec<String> = api
+        .lease_within("local:jobs", 3, 30_000, 5_000)
+        .await
+        .iter()
+        .map(|l| payload(l).to_owned())
+        .collect();
+    back.sort();
+    assert_eq!(
+        back,
+        ["m0", "m1", "m2"],
+        "every message is back after the leases ran out, each once"
+    );
+
+    let mut stream = Stream::open(&api, "local:jobs", "heartbeat_ms=100").await;
+    let stopping = tokio::spawn(async move { host.stop().await });
+    assert!(stream.rest().await.is_empty());
+    stopping.await.unwrap();
+}
+
+/// Bad parameters are refused with the field at fault before anything is taken; a viewer
+/// cannot open a stream; an unknown stream is not found, its name not echoed whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_stream_refuses_bad_input() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    broker
+        .publish("jobs", Message::new("j", "kept"))
+        .await
+        .unwrap();
+    let api = Api::new(host.addr);
+    for (query, field) in [
+        ("prefetch=0", "prefetch"),
+        ("prefetch=1001", "prefetch"),
+        ("heartbeat_ms=5", "heartbeat_ms"),
+        ("heartbeat_ms=60001", "heartbeat_ms"),
+        ("lease_ms=0", "lease_ms"),
+        ("lease_ms=3600001", "lease_ms"),
+    ] {
+        let (status, error) = api
+            .call(
+                Method::POST,
+                &format!("queues/local/jobs/lease/stream?{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{query}: {error}");
+        assert_eq!(error["error"]["field"], field, "{query}: {error}");
+    }
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "queues/local/jobs/lease/stream?surprise=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = api
+        .call(Method::POST, "queues/nowhere/jobs/lease/stream", None)
+        .await;
+    assert_eq!(status, 404);
+    let viewer = operator_token(&api, "watcher", "viewer").await;
+    let (status, _) = viewer
+        .call(Method::POST, "queues/local/jobs/lease/stream", None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = viewer.call(Method::GET, "leases/streams", None).await;
+    assert_eq!(status, 403);
+    let long = "x".repeat(10_000);
+    let (status, error) = api
+        .call(Method::DELETE, &format!("leases/streams/{long}"), None)
+        .await;
+    assert_eq!(status, 404);
+    assert!(error.to_string().len() < 1_000, "{error}");
+    // Nothing was taken by the refusals.
+    assert_eq!(api.ok(Method::GET, "leases/streams", None).await, json!([]));
+    let kept = api.lease("local:jobs", 1, 1_000).await;
+    assert_eq!(payload(&kept[0]), "kept");
+    host.stop().await;
+}
+
+/// The CLI follows a queue (`consume --lease SECS --follow`): each message printed after its
+/// lease as it arrives, at most `--count` unsettled; `lease streams` lists the stream and
+/// `lease stop` ends it, and the follower with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_follows_a_queue_under_leases() {
+    use tokio::io::AsyncBufReadExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let (host, broker) = support::start_host(&db, config()).await;
+    for text in ["first", "second"] {
+        broker
+            .publish("jobs", Message::new("j", text))
+            .await
+            .unwrap();
+    }
+    let base = format!("http://{}", host.addr);
+    let mut follower = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "consume",
+            "local:jobs",
+            "--lease",
+            "30",
+            "--follow",
+            "--count",
+            "1",
+        ])
+        .args(["--url", &base])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("a message within 20 s")
+        .unwrap()
+        .expect("a line");
+    let (lease, text) = line.split_once('\t').expect("LEASE<TAB>payload");
+    assert_eq!(text, "first");
+    // One unsettled at most: the second comes once the first is acked.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), lines.next_line())
+            .await
+            .is_err(),
+        "a second message came before the first was settled"
+    );
+    let out = support::wharf_cli(&["lease", "ack", lease], host.addr.port());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("the second within 20 s")
+        .unwrap()
+        .expect("a line");
+    assert!(line.ends_with("\tsecond"), "{line}");
+
+    let out = support::wharf_cli(&["lease", "streams"], host.addr.port());
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let stream = listed.split('\t').next().unwrap().to_owned();
+    assert!(listed.contains("local:jobs"), "{listed}");
+    assert!(listed.contains("2 leased"), "{listed}");
+    let out = support::wharf_cli(&["lease", "stop", &stream], host.addr.port());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), follower.wait())
+        .await
+        .expect("the follower ends with its stream")
+        .unwrap();
+    assert!(status.success());
+    host.stop().await;
+}

@@ -166,10 +166,13 @@ async fn a_python_worker_handles_retries_dead_letters_answers_and_stops_cleanly(
         let out = run_script("worker_test.py", &python, part, &base, &token, &queue).await;
         assert!(out.contains(&format!("{part} ok")), "{out}");
     }
-    // RabbitMQ's dead letters: the permanent failure and the one out of deliveries.
+    // RabbitMQ's dead letters: the permanent failure and the one out of deliveries, each
+    // carrying the worker's exception headers (the host sends a copy to the dead-letter
+    // exchange, as RabbitMQ's own dead-lettering cannot add them).
     let client = support::amqp_client().await;
     let channel = client.create_channel().await.unwrap();
     let mut numbers = Vec::new();
+    let mut names = Vec::new();
     for _ in 0..100 {
         match channel
             .basic_get(
@@ -181,6 +184,25 @@ async fn a_python_worker_handles_retries_dead_letters_answers_and_stops_cleanly(
             Ok(Some(message)) => {
                 let body: serde_json::Value = serde_json::from_slice(&message.data).unwrap();
                 numbers.push(body["n"].as_u64().unwrap());
+                let header = |name: &str| {
+                    message
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| h.inner().get(name).cloned())
+                        .map(|v| match v {
+                            lapin::types::AMQPValue::LongString(s) => {
+                                String::from_utf8_lossy(s.as_bytes()).into_owned()
+                            }
+                            other => format!("{other:?}"),
+                        })
+                        .unwrap_or_default()
+                };
+                names.push((
+                    body["n"].as_u64().unwrap(),
+                    header("exception_name"),
+                    header("x-wharf-queue"),
+                ));
                 if numbers.len() == 2 {
                     break;
                 }
@@ -190,6 +212,15 @@ async fn a_python_worker_handles_retries_dead_letters_answers_and_stops_cleanly(
     }
     numbers.sort();
     assert_eq!(numbers, vec![8, 9], "RabbitMQ's dead letters");
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            (8, "KeyError".to_owned(), queue.clone()),
+            (9, "RuntimeError".to_owned(), queue.clone())
+        ],
+        "RabbitMQ's dead letters name the worker's exceptions"
+    );
     let _ = client.close(200, "done".into()).await;
     host.stop().await;
     support::delete_amqp_queues(&[queue, dead]).await;

@@ -2062,6 +2062,13 @@ async fn every_mutating_endpoint_is_audited() {
         ),
         (
             "post",
+            "/api/v1/queues/{connection}/{queue}/lease/stream",
+            "/api/v1/queues/local/q5/lease/stream?heartbeat_ms=60000".into(),
+            None,
+        ),
+        ("delete", "/api/v1/leases/streams/{id}", String::new(), None),
+        (
+            "post",
             "/api/v1/leases/{id}/extend",
             String::new(),
             Some(json!({ "lease_ms": 60000 })),
@@ -2163,6 +2170,8 @@ async fn every_mutating_endpoint_is_audited() {
     .await;
     assert!(handed["ids"].is_array(), "{handed}");
     let mut leases: Vec<String> = Vec::new();
+    // The lease stream opened, kept open (its answer goes on) until it is stopped.
+    let mut stream: Option<(String, reqwest::Response)> = None;
     let mut dead_seq = String::new();
     let mut covered = std::collections::BTreeSet::new();
     for (method, template, path, body) in calls {
@@ -2174,6 +2183,9 @@ async fn every_mutating_endpoint_is_audited() {
                 let action = template.rsplit('/').next().unwrap();
                 let lease = &leases[usize::from(action != "nack")];
                 format!("/api/v1/leases/{lease}/{action}")
+            }
+            "/api/v1/leases/streams/{id}" => {
+                format!("/api/v1/leases/streams/{}", stream.as_ref().unwrap().0)
             }
             "/api/v1/outbox/dead/{seq}/retry" | "/api/v1/outbox/dead/{seq}" => {
                 for _ in 0..100 {
@@ -2206,6 +2218,20 @@ async fn every_mutating_endpoint_is_audited() {
         };
         let answer = request.send().await.unwrap();
         let status = answer.status();
+        if template == "/api/v1/queues/{connection}/{queue}/lease/stream" {
+            assert!(status.is_success(), "{method} {path}: {status}");
+            let id = answer.headers()["wharf-lease-stream"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            stream = Some((id, answer));
+            assert!(
+                entries().await > before,
+                "{method} {path} wrote no audit entry"
+            );
+            covered.insert((method, template));
+            continue;
+        }
         let said = answer.text().await.unwrap();
         assert!(status.is_success(), "{method} {path}: {status} {said}");
         if template == "/api/v1/queues/{connection}/{queue}/lease" {

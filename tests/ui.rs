@@ -3,7 +3,8 @@
 //! first admin is set up, adds a RabbitMQ connection, uploads `uppercase`, creates a route,
 //! sends a message and sees it upper-cased on the Consume page; a failing plugin's message is
 //! dead-lettered and replayed; messages a client holds under a lease are shown on their
-//! queue's page and returned or dead-lettered by the admin; a bad upload names its check; a
+//! queue's page and returned or dead-lettered by the admin, and a worker's lease stream is
+//! listed and stopped; a bad upload names its check; a
 //! form without its CSRF token and a viewer's forced upload are refused; five wrong passwords
 //! are throttled. Screenshots of each main page at laptop and phone width go to
 //! `target/screenshots/`.
@@ -66,6 +67,21 @@ async fn the_admin_ui_in_a_real_browser() {
         .map(|l| l["lease"].as_str().unwrap())
         .collect();
     assert_eq!(leases.len(), 2, "{leased}");
+    // A worker's lease stream on another queue, open while the admin looks at it and stops it.
+    let stream = api
+        .client
+        .post(format!(
+            "{}/queues/local/held.stream/lease/stream?heartbeat_ms=60000",
+            api.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let stream_id = stream.headers()["wharf-lease-stream"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let screenshots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     let out = tokio::process::Command::new("node")
         .arg(browser_dir().join("ui.mjs"))
@@ -79,6 +95,7 @@ async fn the_admin_ui_in_a_real_browser() {
         .env("WHARF_AMQP", amqp_url())
         .env("WHARF_QUEUE", &queue)
         .env("WHARF_LEASES", leases.join(" "))
+        .env("WHARF_STREAM", &stream_id)
         .env("WHARF_PLUGINS", plugin_dir())
         .env("SCREENSHOTS", &screenshots)
         .env("CHROMIUM", &chromium)
@@ -86,6 +103,11 @@ async fn the_admin_ui_in_a_real_browser() {
         .await
         .expect("running node (the browser tests need Node.js)");
     if out.status.success() {
+        // The stream the admin stopped has ended its answer.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), stream.bytes())
+            .await
+            .expect("the stopped stream's answer ends");
+        assert!(ended.is_ok());
         // The taker's own settling finds its leases gone: the admin settled them, and the
         // audit log says who did, through the UI.
         for lease in &leases {
@@ -95,6 +117,17 @@ async fn the_admin_ui_in_a_real_browser() {
             assert_eq!(status, 404, "{error}");
         }
         let audit = api.ok(reqwest::Method::GET, "audit?limit=1000", None).await;
+        assert!(
+            audit
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == "queue.lease_stream_stopped"
+                    && e["actor"] == "ada"
+                    && e["via"] == "ui"
+                    && e["detail"]["stream"] == stream_id.as_str()),
+            "the stopped stream in {audit:#}"
+        );
         for (action, lease) in [
             ("queue.lease_returned", leases[0]),
             ("queue.lease_dead_lettered", leases[1]),

@@ -16,6 +16,9 @@
 //!   batches (leased takes of one AMQP queue share one channel, of one Kafka topic one
 //!   member of the take group); each for at most [`MAX_LEASE`] at a
 //!   time and [`MAX_LEASE_LIFETIME`] in all, however often it is extended.
+//! - A lease stream (a worker's standing consumer, [`LeaseStream`]) is one batch while it is
+//!   open and after, until the last message it leased is settled; it leases a delivery only
+//!   when there is room for it, and the broker hands it at most its prefetch unsettled.
 
 use crate::broker::{AckHandle, Address, BrokerError, Consumer, DeadLetter, Delivery, Nack};
 use crate::message::now_ms;
@@ -45,6 +48,8 @@ pub struct Leases {
     reserved: Arc<Mutex<usize>>,
     /// Batches open: their consumers held open for what they took.
     batches: Arc<std::sync::atomic::AtomicUsize>,
+    /// Lease streams open now.
+    streams: Arc<Mutex<HashMap<String, Arc<StreamInfo>>>>,
 }
 
 /// Room for leases promised to one take, given back (what was not used) when dropped.
@@ -115,6 +120,204 @@ impl Drop for Source {
     }
 }
 
+/// A leased take under way (see [`Leases::batch`]).
+pub struct Batch {
+    leases: Leases,
+    taker: String,
+    address: String,
+    lease: Duration,
+    until: Instant,
+    source: Arc<Source>,
+    leased: Vec<Leased>,
+}
+
+impl Batch {
+    /// Holds `delivery` under a new lease. One whose lease cannot be set (its message was
+    /// lost to a redelivery) is left out.
+    pub async fn hold(&mut self, delivery: Delivery) {
+        let lease = self.lease + self.until.saturating_duration_since(Instant::now());
+        let held = self
+            .leases
+            .hold_one(&self.taker, &self.address, &self.source, delivery, lease)
+            .await;
+        if let Some(leased) = held {
+            crate::metrics::leases_taken(1);
+            self.leased.push(leased);
+        }
+    }
+
+    /// The take is done: each lease now runs `lease` from now (a take that ended before its
+    /// wait did held them longer meanwhile), and the consumer stays open until the last of
+    /// its messages is settled (closed at once if it took none). Answers what was leased.
+    pub async fn finish(mut self, consumer: Consumer) -> Vec<Leased> {
+        if self.leased.is_empty() {
+            consumer.close().await;
+            return self.leased;
+        }
+        *self.source.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(consumer);
+        if self.until > Instant::now() {
+            for leased in &mut self.leased {
+                if let Ok(deadline_ms) = self.leases.renew(&leased.lease, self.lease).await {
+                    leased.deadline_ms = deadline_ms;
+                }
+            }
+        }
+        self.leased
+    }
+}
+
+/// A lease stream open now: a worker's standing consumer, each delivery leased as it comes.
+pub struct StreamInfo {
+    id: String,
+    taker: String,
+    address: String,
+    prefetch: usize,
+    lease_ms: u64,
+    opened_ms: u64,
+    streamed: std::sync::atomic::AtomicU64,
+    stopped: std::sync::atomic::AtomicBool,
+    stop: tokio::sync::Notify,
+}
+
+/// A lease stream, as `GET /api/v1/leases/streams` lists it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamView {
+    /// Names the stream to stop it (`DELETE /api/v1/leases/streams/{stream}`).
+    pub stream: String,
+    /// Where it takes from: `connection:queue`.
+    pub address: String,
+    /// Who opened it (a user's or a token's name).
+    pub taker: String,
+    /// Messages it holds unsettled at most (the broker hands it no more).
+    pub prefetch: usize,
+    /// Each message's lease.
+    pub lease_ms: u64,
+    /// When it was opened (ms since the epoch).
+    pub opened_ms: u64,
+    /// Messages it has leased so far.
+    pub streamed: u64,
+}
+
+/// A standing leased take (`POST /api/v1/queues/{connection}/{queue}/lease/stream`): one
+/// consumer, kept open, whose every delivery is leased as it arrives and handed to the
+/// caller, so a worker pays no round trip per batch; the broker's prefetch bounds what it
+/// holds unsettled, and the caller settles as it would any lease. Dropped (its caller gone,
+/// stopped, the host stopping), it takes no more; what it leased stays held until settled
+/// or due, and its consumer is closed once the last of that is settled.
+pub struct LeaseStream {
+    leases: Leases,
+    info: Arc<StreamInfo>,
+    address: String,
+    lease: Duration,
+    /// What the stream's reader took from the consumer: a task of its own, so waiting for a
+    /// heartbeat never cancels a consumer's `next` half-way.
+    deliveries: tokio::sync::mpsc::Receiver<Result<Delivery, BrokerError>>,
+    source: Arc<Source>,
+    shutdown: Shutdown,
+}
+
+/// A lease stream's reader: hands each delivery over until the stream is dropped or the
+/// consumer fails, then leaves the consumer with the stream's source, which closes it once
+/// the last message the stream leased is settled.
+async fn read(
+    mut consumer: Consumer,
+    deliveries: tokio::sync::mpsc::Sender<Result<Delivery, BrokerError>>,
+    source: Arc<Source>,
+) {
+    loop {
+        let next = tokio::select! {
+            _ = deliveries.closed() => break,
+            next = consumer.next() => next,
+        };
+        let failed = next.is_err();
+        if let Err(tokio::sync::mpsc::error::SendError(unsent)) = deliveries.send(next).await {
+            if let Ok(delivery) = unsent
+                && let Err(error) = delivery.ack.nack(Nack::Requeue).await
+            {
+                tracing::warn!(%error, "a streamed message could not be returned; the broker returns it by itself");
+            }
+            break;
+        }
+        if failed {
+            break;
+        }
+    }
+    *source.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(consumer);
+}
+
+/// What a lease stream has next.
+pub enum Streamed {
+    /// A message, leased.
+    Leased(Leased),
+    /// Nothing came within the heartbeat: the caller is told the stream is alive.
+    Idle,
+}
+
+impl LeaseStream {
+    /// The stream's name.
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+
+    /// The next message leased; [`Streamed::Idle`] when none came within `heartbeat`;
+    /// `None` once the stream is over (stopped, or the host stopping). An error ends it: the
+    /// consumer failed, or the host holds [`MAX_LEASES`] (the delivery goes back first).
+    pub async fn next(&mut self, heartbeat: Duration) -> Result<Option<Streamed>, LeaseError> {
+        let info = self.info.clone();
+        let stopped = || info.stopped.load(std::sync::atomic::Ordering::Acquire);
+        if stopped() || self.shutdown.is_fired() {
+            return Ok(None);
+        }
+        let delivery = tokio::select! {
+            delivery = self.deliveries.recv() => match delivery {
+                Some(delivery) => delivery?,
+                None => return Ok(None),
+            },
+            _ = tokio::time::sleep(heartbeat) => return Ok(Some(Streamed::Idle)),
+            _ = info.stop.notified() => return Ok(None),
+            _ = self.shutdown.fired() => return Ok(None),
+        };
+        let room = self.leases.reserve(1);
+        if room.count == 0 {
+            if let Err(error) = delivery.ack.nack(Nack::Requeue).await {
+                tracing::warn!(%error, "a streamed message could not be returned; the broker returns it by itself");
+            }
+            return Err(LeaseError::Full);
+        }
+        let taker = self.info.taker.clone();
+        let Some(leased) = self
+            .leases
+            .hold_one(&taker, &self.address, &self.source, delivery, self.lease)
+            .await
+        else {
+            return Ok(Some(Streamed::Idle));
+        };
+        drop(room);
+        self.info
+            .streamed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::leases_taken(1);
+        Ok(Some(Streamed::Leased(leased)))
+    }
+}
+
+impl Drop for LeaseStream {
+    fn drop(&mut self) {
+        // The reader stops; a delivery it had handed over and nobody leased goes back.
+        self.deliveries.close();
+        while let Ok(Ok(delivery)) = self.deliveries.try_recv() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(delivery.ack.nack(Nack::Requeue));
+            }
+        }
+        self.leases
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.info.id);
+    }
+}
+
 /// One message taken with a lease, as the API answers it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Leased {
@@ -154,6 +357,12 @@ pub enum LeaseError {
         hours = MAX_LEASE_LIFETIME.as_secs() / 3600
     )]
     TooLong(String),
+    #[error("this host holds {MAX_LEASES} leased messages already; settle some first")]
+    Full,
+    #[error("no lease stream `{0}` is open on this host")]
+    NoStream(String),
+    #[error("lease stream `{0}` was opened by another caller; only its taker or an admin stops it")]
+    StreamNotYours(String),
     #[error(transparent)]
     Broker(#[from] BrokerError),
 }
@@ -176,6 +385,90 @@ impl Leases {
         }
     }
 
+    /// Opens a lease stream of `address` on `consumer` for `taker`: up to `prefetch`
+    /// unsettled, each leased for `lease`.
+    pub fn stream(
+        &self,
+        taker: &str,
+        address: &Address,
+        consumer: Consumer,
+        prefetch: usize,
+        lease: Duration,
+        shutdown: Shutdown,
+    ) -> LeaseStream {
+        let lease = lease.min(MAX_LEASE);
+        let info = Arc::new(StreamInfo {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            taker: taker.to_owned(),
+            address: address.to_string(),
+            prefetch,
+            lease_ms: lease.as_millis() as u64,
+            opened_ms: now_ms(),
+            streamed: Default::default(),
+            stopped: Default::default(),
+            stop: Default::default(),
+        });
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.id.clone(), info.clone());
+        let source = self.source(None);
+        let (sender, deliveries) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(read(consumer, sender, source.clone()));
+        LeaseStream {
+            leases: self.clone(),
+            info,
+            address: address.to_string(),
+            lease,
+            deliveries,
+            source,
+            shutdown,
+        }
+    }
+
+    /// The lease streams open now, oldest first.
+    pub fn streams(&self) -> Vec<StreamView> {
+        let mut streams: Vec<StreamView> = self
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|s| StreamView {
+                stream: s.id.clone(),
+                address: s.address.clone(),
+                taker: s.taker.clone(),
+                prefetch: s.prefetch,
+                lease_ms: s.lease_ms,
+                opened_ms: s.opened_ms,
+                streamed: s.streamed.load(std::sync::atomic::Ordering::Relaxed),
+            })
+            .collect();
+        streams.sort_by_key(|s| s.opened_ms);
+        streams
+    }
+
+    /// How many lease streams are open now.
+    pub fn stream_count(&self) -> usize {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Stops a lease stream (only its taker or an admin): it takes nothing more and ends its
+    /// answer after what it has sent; its leases stay held. Answers where it took from.
+    pub fn stop(&self, id: &str, by: &Settler<'_>) -> Result<String, LeaseError> {
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        match streams.get(id) {
+            None => Err(LeaseError::NoStream(crate::broker::shorten(id))),
+            Some(s) if !by.admin && s.taker != by.actor => {
+                Err(LeaseError::StreamNotYours(crate::broker::shorten(id)))
+            }
+            Some(s) => {
+                s.stopped.store(true, std::sync::atomic::Ordering::Release);
+                s.stop.notify_one();
+                Ok(s.address.clone())
+            }
+        }
+    }
+
     /// How many leased batches hold their consumers open now.
     pub fn batches(&self) -> usize {
         self.batches.load(std::sync::atomic::Ordering::Relaxed)
@@ -186,51 +479,64 @@ impl Leases {
         lock(&self.held).len()
     }
 
-    /// Holds `deliveries`, taken from `address` by `consumer`, each under a new lease of
-    /// `lease`. A delivery whose lease cannot be set (its message was lost to a redelivery)
-    /// is left out.
-    pub async fn hold(
-        &self,
-        taker: &str,
-        address: &Address,
-        consumer: Consumer,
-        deliveries: Vec<Delivery>,
-        lease: Duration,
-    ) -> Vec<Leased> {
+    /// A leased take under way, which waits for its messages until `until`: each delivery
+    /// is held as it arrives (so a message waiting in the take for the others is not given
+    /// to anyone else meanwhile) until `lease` after `until`, so none runs out before it is
+    /// answered; the consumer it came from is handed over when the take is done.
+    pub fn batch(&self, taker: &str, address: &Address, lease: Duration, until: Instant) -> Batch {
+        Batch {
+            leases: self.clone(),
+            taker: taker.to_owned(),
+            address: address.to_string(),
+            lease,
+            until,
+            source: self.source(None),
+            leased: Vec::new(),
+        }
+    }
+
+    /// A batch's source, counted among the open batches until it is dropped.
+    fn source(&self, consumer: Option<Consumer>) -> Arc<Source> {
         self.batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let source = Arc::new(Source(Mutex::new(Some(consumer)), self.batches.clone()));
+        Arc::new(Source(Mutex::new(consumer), self.batches.clone()))
+    }
+
+    async fn hold_one(
+        &self,
+        taker: &str,
+        address: &str,
+        source: &Arc<Source>,
+        delivery: Delivery,
+        lease: Duration,
+    ) -> Option<Leased> {
         let lease = lease.min(MAX_LEASE);
-        let mut leased = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            if let Err(error) = delivery.ack.extend(lease).await {
-                tracing::warn!(%error, "a taken message could not be leased; it stays in its queue");
-                continue;
-            }
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            let deadline_ms = now_ms() + lease.as_millis() as u64;
-            leased.push(Leased {
-                lease: id.clone(),
-                deadline_ms,
-                deliveries: delivery.deliveries,
-                message: delivery.message.to_json(),
-            });
-            lock(&self.held).insert(
-                id,
-                Held {
-                    taker: taker.to_owned(),
-                    taken: Instant::now(),
-                    address: address.to_string(),
-                    message_id: delivery.message.id.clone(),
-                    ack: delivery.ack,
-                    deadline: Instant::now() + lease,
-                    deadline_ms,
-                    _source: source.clone(),
-                },
-            );
+        if let Err(error) = delivery.ack.extend(lease).await {
+            tracing::warn!(%error, "a taken message could not be leased; it stays in its queue");
+            return None;
         }
-        crate::metrics::leases_taken(leased.len());
-        leased
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let deadline_ms = now_ms() + lease.as_millis() as u64;
+        let leased = Leased {
+            lease: id.clone(),
+            deadline_ms,
+            deliveries: delivery.deliveries,
+            message: delivery.message.to_json(),
+        };
+        lock(&self.held).insert(
+            id,
+            Held {
+                taker: taker.to_owned(),
+                taken: Instant::now(),
+                address: address.to_owned(),
+                message_id: delivery.message.id.clone(),
+                ack: delivery.ack,
+                deadline: Instant::now() + lease,
+                deadline_ms,
+                _source: source.clone(),
+            },
+        );
+        Some(leased)
     }
 
     fn take(&self, id: &str, by: &Settler<'_>) -> Result<Held, LeaseError> {
@@ -298,6 +604,22 @@ impl Leases {
             }
         }))
         .await
+    }
+
+    /// Sets a lease just taken to end `lease` from now, whoever asks (its take does).
+    async fn renew(&self, id: &str, lease: Duration) -> Result<u64, LeaseError> {
+        let Some(mut held) = lock(&self.held).remove(id) else {
+            return Err(LeaseError::Unknown(crate::broker::shorten(id)));
+        };
+        let lease = lease.min(MAX_LEASE);
+        let renewed = held.ack.extend(lease).await;
+        if renewed.is_ok() {
+            held.deadline = Instant::now() + lease;
+            held.deadline_ms = now_ms() + lease.as_millis() as u64;
+        }
+        let deadline_ms = held.deadline_ms;
+        lock(&self.held).insert(id.to_owned(), held);
+        renewed.map(|()| deadline_ms).map_err(Into::into)
     }
 
     /// Moves the deadline to `lease` from now; answers the new deadline.

@@ -40,8 +40,8 @@
 //! - `wharf_leases_taken_total`: messages taken through the API under a lease;
 //!   `wharf_leases_settled_total{outcome}`: how their leases ended (`ack`, `requeue`,
 //!   `dead_letter`, `expired` at the deadline, `shutdown` when the host stopped); and
-//!   `wharf_leases_held`, the leases this host holds now. The queue is not a label: callers
-//!   choose queues.
+//!   `wharf_leases_held`, the leases this host holds now; `wharf_lease_streams`, the
+//!   workers' lease streams open now. The queue is not a label: callers choose queues.
 //!
 //! *Invariant*: every label value names something the host knows (a route, a plugin, a
 //! connection, a status code, an outcome): nothing a caller sends adds a series. Ingress to a
@@ -80,6 +80,7 @@ pub const EVENTS_PUBLISHED: &str = "wharf_events_published_total";
 pub const LEASES_TAKEN: &str = "wharf_leases_taken_total";
 pub const LEASES_SETTLED: &str = "wharf_leases_settled_total";
 pub const LEASES_HELD: &str = "wharf_leases_held";
+pub const LEASE_STREAMS: &str = "wharf_lease_streams";
 pub const DAEMON_STARTS: &str = "wharf_daemon_starts_total";
 pub const DAEMON_FAILURES: &str = "wharf_daemon_failures_total";
 pub const DAEMON_RETURNED: &str = "wharf_daemon_returned_messages_total";
@@ -184,6 +185,10 @@ fn describe() {
     metrics::describe_counter!(LEASES_TAKEN, "Messages taken through the API under a lease");
     metrics::describe_counter!(LEASES_SETTLED, "Leases ended, by how");
     metrics::describe_gauge!(LEASES_HELD, "Leases this host holds now");
+    metrics::describe_gauge!(
+        LEASE_STREAMS,
+        "Lease streams (workers' standing consumers) open now"
+    );
     metrics::describe_counter!(
         INBOX_DUPLICATES,
         "Redelivered inputs a route's inbox acked without running the chain"

@@ -2,6 +2,7 @@
 // nacks it; what it still holds when it returns, fails or is stopped goes back to its source.
 // `receive` settles on receipt.
 import * as daemonHost from 'wharf:plugin/daemon-host@0.1.3';
+import { nameFailure } from 'wharf:plugin/exception@0.1.3';
 import { fromWit } from './wharf.js';
 import { HostError } from './host.js';
 
@@ -36,7 +37,12 @@ export function take(source, timeoutMs = 1000) {
   }
   if (delivery === undefined) return undefined;
   const tag = delivery.tag;
-  return { tag, msg: fromWit(delivery.msg), ack: () => ack(tag), nack: (requeue = true) => nack(tag, requeue) };
+  return {
+    tag,
+    msg: fromWit(delivery.msg),
+    ack: () => ack(tag),
+    nack: (requeue = true, error = undefined) => nack(tag, requeue, error),
+  };
 }
 
 /** Settle a taken message as done. */
@@ -48,8 +54,13 @@ export function ack(tag) {
   }
 }
 
-/** Give a taken message back (`requeue`) or dead-letter it. */
-export function nack(tag, requeue = true) {
+/** Give a taken message back (`requeue`) or dead-letter it; a dead letter is named by
+ * `error`'s class when one is given (`exception_name` `RangeError`). */
+export function nack(tag, requeue = true, error = undefined) {
+  if (error !== undefined && !requeue) {
+    const name = String(error?.name ?? 'Error');
+    nameFailure(name, String(error?.constructor?.name || name));
+  }
   try {
     daemonHost.nack(tag, requeue);
   } catch (e) {

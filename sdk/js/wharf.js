@@ -301,7 +301,10 @@ export function daemon(plugin) {
         plugin.run();
       } catch (e) {
         log.error(e?.stack ?? String(e));
-        const text = `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
+        // Its class names the failure in the daemon's status.
+        const name = String(e?.name ?? 'Error');
+        nameFailure(name, String(e?.constructor?.name || name));
+        const text = String(e?.message ?? e);
         const error = new Error(text);
         error.payload = text;
         throw error;

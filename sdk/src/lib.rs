@@ -122,6 +122,19 @@ pub mod host {
     };
 }
 
+/// Naming a failure as the plugin's language would (edeposit's `exception_name` and
+/// `exception_type`): for a handler, [`Failure::named`] does it; a daemon calls [`name`]
+/// (exception::name) before it returns its error, or before it dead-letters a message with
+/// [`nack`](daemon_host::nack), and the daemon's status or the dead letter carries the name.
+pub mod exception {
+    /// Names the failure that comes next: `name` is the error's class (`NotFound`), `kind`
+    /// its type as the plugin's language says it (`lookup::NotFound`). Each is 1 to 255
+    /// bytes without control characters; anything else is ignored.
+    pub fn name(name: &str, kind: &str) {
+        crate::transformer::wharf::plugin::exception::name_failure(name, kind)
+    }
+}
+
 /// Sleeping and receiving: for daemons only.
 ///
 /// [`take`](daemon_host::take) holds a message until the daemon settles it with

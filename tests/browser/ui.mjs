@@ -2,7 +2,7 @@
 // Each step asserts what a person would see; any failure exits non-zero with the step's name.
 //
 // Environment: WHARF_URL (the host), WHARF_AMQP (RabbitMQ URL), WHARF_QUEUE (a fresh RabbitMQ
-// queue name), WHARF_LEASES (two lease ids a client holds on local:held.jobs), WHARF_PLUGINS (folder of built .wasm files), SCREENSHOTS (folder to write to),
+// queue name), WHARF_LEASES (two lease ids a client holds on local:held.jobs), WHARF_STREAM (a lease stream open on local:held.stream), WHARF_PLUGINS (folder of built .wasm files), SCREENSHOTS (folder to write to),
 // CHROMIUM (the browser binary; default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -344,6 +344,24 @@ try {
   expect(!unknownText.includes("<img src=x"), "the made-up lease's markup is escaped");
   const badAction = await page.request.post(settle, { form: { address: "local:held.jobs", lease: heldOne, action: "delete" } });
   expect(badAction.status() >= 400 && badAction.status() < 500, `an unknown action is refused, not ${badAction.status()}`);
+
+  step = "a worker's lease stream: listed on its queue's page and stopped by the admin";
+  const streamId = process.env.WHARF_STREAM;
+  await page.goto(base + "/queue?address=local:held.stream");
+  await see(page, "Lease streams");
+  await see(page, streamId);
+  let askedStop = "";
+  page.once("dialog", (dialog) => { askedStop = dialog.message(); dialog.accept(); });
+  await submit(page, `#lease-streams tr:has-text("${streamId}") button`);
+  expect(askedStop.includes(streamId), `the stop button asks first, naming the stream (asked ${JSON.stringify(askedStop)})`);
+  await see(page, `Stopped lease stream ${streamId}.`);
+  expect(!(await text(page)).includes("Lease streams"), "no stream is left on the page");
+  const stopUrl = base + take.replace("/queue/take", "/queue/stream/stop");
+  const madeUpStream = await page.request.post(stopUrl, { form: { address: "local:held.stream", stream: madeUp } });
+  const madeUpText = await madeUpStream.text();
+  expect(madeUpStream.status() === 404, `an unknown stream answers 404, not ${madeUpStream.status()}`);
+  expect(!madeUpText.includes("x".repeat(1000)), "the refusal does not echo the whole made-up stream");
+  expect(!madeUpText.includes("<img src=x"), "the made-up stream's markup is escaped");
 
   step = "a form without its CSRF token is refused";
   const forged = await page.request.post(base + "/routes/new", {

@@ -133,6 +133,33 @@ def basics(client: Client) -> None:
     except wharf_client.Invalid as e:
         check(e.field == "ack", f"{e.field}")
 
+    # A lease stream: each message as it comes, at most `prefetch` unsettled; stopped, it
+    # ends after what is on its way, and what it leased is still held.
+    for i in range(3):
+        client.publish("local:py.stream", f"s{i}")
+    got = []
+    with client.lease_stream("local:py.stream", prefetch=2, heartbeat=0.2) as stream:
+        check(len(stream.id) == 32, f"the stream's id: {stream.id!r}")
+        quiet = 0
+        for held in stream:
+            if held is None:
+                quiet += 1
+                if quiet == 3:
+                    check([g.message.text for g in got] == ["s0", "s1"], f"the prefetch holds: {got}")
+                    got[0].ack()
+                if quiet == 8:
+                    stream.stop()
+                continue
+            got.append(held)
+    check([g.message.text for g in got] == ["s0", "s1", "s2"], f"{got}")
+    report = client.settle(ack=got[1:])
+    check(report["settled"] == 2, f"held after the stream ended: {report}")
+    try:
+        client.lease_stream("local:py.stream", prefetch=0)
+        raise AssertionError("a stream of prefetch 0 was opened")
+    except wharf_client.Invalid as e:
+        check(e.field == "prefetch", f"{e.field}")
+
     # Typed errors, from the API's one error shape.
     try:
         Client(token="wharf_not_a_token").publish("local:py.in", "x")
@@ -188,6 +215,13 @@ async def with_asyncio() -> None:
             raise AssertionError("an RPC nobody answers returned")
         except wharf_client.Timeout:
             pass
+        await client.publish("local:py.astream", "a0")
+        async with await client.lease_stream("local:py.astream", heartbeat=0.2) as stream:
+            async for held in stream:
+                if held is not None:
+                    check(held.message.text == "a0", f"{held}")
+                    await held.ack()
+                    await stream.stop()
 
 
 def durable(client: Client) -> None:

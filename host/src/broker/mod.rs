@@ -330,6 +330,12 @@ pub struct ConsumeOptions {
     /// queue that say so, where the transport can: leased takes, which keep what they took
     /// unsettled for long, so a caller's many small leases hold one channel, not one each.
     pub shared: bool,
+    /// Whether a dead letter of this consumer's deliveries carries the headers its taker
+    /// gives (`Nack::DeadLetter`'s exception): a transport whose own dead-lettering cannot
+    /// add headers (RabbitMQ's dead-letter exchange) keeps a copy of each delivery to send in
+    /// its place, within a budget. For takers that cannot send the copy themselves (leased
+    /// takes, daemons); a route sends its own.
+    pub dead_letter_copies: bool,
 }
 
 impl ConsumeOptions {
@@ -339,6 +345,7 @@ impl ConsumeOptions {
             limited: true,
             unit: None,
             shared: false,
+            dead_letter_copies: false,
         }
     }
 }

@@ -114,6 +114,11 @@ pub(crate) async fn answer(request: reqwest::RequestBuilder, url: &str) -> anyho
         .send()
         .await
         .with_context(|| format!("cannot reach the host at {url}: is `wharf serve` running?"))?;
+    answer_of(response).await
+}
+
+/// A response's JSON body, or its error answer as an error.
+pub(crate) async fn answer_of(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

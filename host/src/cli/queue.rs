@@ -51,6 +51,11 @@ pub struct ConsumeArgs {
     /// ack|nack|extend LEASE`; one not settled in time goes back to its queue.
     #[arg(long, value_name = "SECS")]
     lease: Option<f64>,
+    /// With --lease: keep taking, each message printed as it arrives, at most --count held
+    /// unsettled at once (the next comes as one is settled), until interrupted. Leases held
+    /// then go back to their queues at their deadlines unless settled.
+    #[arg(long, requires = "lease")]
+    follow: bool,
     #[command(flatten)]
     host: HostArg,
 }
@@ -177,6 +182,9 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     if !args.timeout.is_finite() || args.timeout < 0.0 {
         bail!("--timeout must be a number of seconds, 0 or more");
     }
+    if args.follow {
+        return follow(args).await;
+    }
     let timeout_ms = (args.timeout * 1000.0) as u64;
     let mut query = vec![("count", args.count as u64), ("timeout_ms", timeout_ms)];
     let verb = match args.lease {
@@ -195,12 +203,7 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let messages = body.as_array().cloned().unwrap_or_default();
     if args.lease.is_some() {
         for leased in &messages {
-            if args.json {
-                println!("{leased}");
-            } else {
-                print!("{}\t", leased["lease"].as_str().unwrap_or(""));
-                print_messages(std::slice::from_ref(&leased["message"]), false)?;
-            }
+            print_leased(leased, args.json)?;
         }
     } else {
         print_messages(&messages, args.json)?;
@@ -215,6 +218,75 @@ pub async fn consume(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one leased message as `consume --lease` does.
+fn print_leased(leased: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{leased}");
+    } else {
+        print!("{}\t", leased["lease"].as_str().unwrap_or(""));
+        print_messages(std::slice::from_ref(&leased["message"]), false)?;
+    }
+    Ok(())
+}
+
+/// `consume --lease SECS --follow`: a lease stream, each message printed as it arrives.
+async fn follow(args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let secs = args.lease.unwrap_or(30.0);
+    if !secs.is_finite() || secs <= 0.0 {
+        bail!("--lease must be a number of seconds above 0");
+    }
+    let url = format!("{}/lease/stream", queue_url(&args.host, &args.address)?);
+    let query = [
+        ("prefetch", args.count as u64),
+        ("lease_ms", (secs * 1000.0).ceil() as u64),
+    ];
+    let mut response = args
+        .host
+        .client()?
+        .post(&url)
+        .query(&query)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the host at {url}: is `wharf serve` running?"))?;
+    if !response.status().is_success() {
+        // The refusal is the API's usual error body.
+        return super::api::answer_of(response)
+            .await
+            .map(|_| ExitCode::FAILURE);
+    }
+    let mut line = Vec::new();
+    loop {
+        let chunk = tokio::select! {
+            chunk = response.chunk() => chunk.context("the host's stream broke off")?,
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        };
+        let Some(chunk) = chunk else {
+            eprintln!("the host ended the stream");
+            return Ok(ExitCode::SUCCESS);
+        };
+        for byte in chunk {
+            if byte != b'\n' {
+                line.push(byte);
+                continue;
+            }
+            if !line.is_empty() {
+                let doc: Value = serde_json::from_slice(&line)
+                    .context("the host sent a line that is not JSON")?;
+                if let Some(error) = doc.get("error") {
+                    bail!(
+                        "the stream failed: {}",
+                        error["message"].as_str().unwrap_or("no detail")
+                    );
+                }
+                print_leased(&doc, args.json)?;
+                std::io::stdout().flush()?;
+            }
+            line.clear();
+        }
+    }
 }
 
 pub async fn queue(command: QueueCommand) -> anyhow::Result<ExitCode> {
@@ -413,6 +485,21 @@ pub enum LeaseCommand {
         #[command(flatten)]
         host: HostArg,
     },
+    /// The lease streams open on the host (`consume --lease --follow`, workers): stream,
+    /// queue, taker, messages leased.
+    Streams {
+        #[command(flatten)]
+        host: HostArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a lease stream (your own, or any as an admin): it takes nothing more; what it
+    /// leased stays its taker's to settle.
+    Stop {
+        stream: String,
+        #[command(flatten)]
+        host: HostArg,
+    },
 }
 
 /// Settles a batch through `/api/v1/leases/settle`: a line for each lease settled (`done`
@@ -533,6 +620,37 @@ pub async fn lease(command: LeaseCommand) -> anyhow::Result<ExitCode> {
                 "{lease} is held for {} more",
                 crate::time::span_text(deadline.saturating_sub(crate::message::now_ms()))
             );
+        }
+        LeaseCommand::Streams { host, json } => {
+            let streams = super::api::Api::new(&host)?.get("leases/streams").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&streams)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let all = streams.as_array().map_or(&[][..], Vec::as_slice);
+            if all.is_empty() {
+                eprintln!("no lease streams");
+            }
+            for stream in all {
+                println!(
+                    "{}\t{}\t{}\tprefetch {}\t{} leased",
+                    stream["stream"].as_str().unwrap_or(""),
+                    stream["address"].as_str().unwrap_or(""),
+                    stream["taker"].as_str().unwrap_or(""),
+                    stream["prefetch"],
+                    stream["streamed"],
+                );
+            }
+        }
+        LeaseCommand::Stop { stream, host } => {
+            super::api::Api::new(&host)?
+                .send(
+                    Method::DELETE,
+                    &format!("leases/streams/{}", segment(&stream)),
+                    None,
+                )
+                .await?;
+            println!("stopped {stream}");
         }
     }
     Ok(ExitCode::SUCCESS)

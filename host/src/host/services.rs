@@ -273,6 +273,8 @@ impl DaemonInbox {
         };
         let options = crate::broker::ConsumeOptions {
             unit: Some(unit),
+            // A message the daemon dead-letters carries the name it gave.
+            dead_letter_copies: true,
             ..crate::broker::ConsumeOptions::new(DAEMON_PREFETCH)
         };
         let mut consumer = connections.consume_with(&address, options).await?;
@@ -369,15 +371,23 @@ impl Settlement for DaemonSettlement {
         Box::pin(async move { self.ack.ack().await.map_err(|e| e.to_string()) })
     }
 
-    fn nack(self: Box<Self>, requeue: bool) -> HostFuture<'static, Result<(), String>> {
+    fn nack(
+        self: Box<Self>,
+        requeue: bool,
+        exception: Option<crate::runtime::Exception>,
+    ) -> HostFuture<'static, Result<(), String>> {
         Box::pin(async move {
             let nack = if requeue {
                 crate::broker::Nack::Requeue
             } else {
+                let (name, kind) = match &exception {
+                    Some(e) => (e.name.as_str(), e.kind.as_str()),
+                    None => ("Rejected", "plugin"),
+                };
                 crate::broker::Nack::DeadLetter(crate::broker::DeadLetter::new(
                     format!("daemon `{}` refused the message", self.daemon),
-                    "Rejected",
-                    "plugin",
+                    name,
+                    kind,
                 ))
             };
             self.ack.nack(nack).await.map_err(|e| e.to_string())

@@ -51,9 +51,13 @@ pub enum PluginError {
     /// No instance could be made (the pool is full, the host is shutting down).
     #[error("plugin `{plugin}` could not be instantiated: {detail}")]
     Instantiate { plugin: String, detail: String },
-    /// A daemon's `run` returned an error.
-    #[error("daemon `{plugin}` failed: {reason}")]
-    Failed { plugin: String, reason: String },
+    /// A daemon's `run` returned an error (named by the daemon where it gave one).
+    #[error("daemon `{plugin}` failed: {}{reason}", named(exception))]
+    Failed {
+        plugin: String,
+        reason: String,
+        exception: Option<Exception>,
+    },
     /// A daemon used more than its CPU budget within one window of wall-clock time.
     #[error(
         "daemon `{plugin}` used more than {} ms of CPU within {} s and was stopped",
@@ -72,6 +76,14 @@ pub enum PluginError {
         actual: &'static str,
         wanted: &'static str,
     },
+}
+
+/// `KeyError: ` before a failure's reason when the plugin named it, else nothing.
+fn named(exception: &Option<Exception>) -> String {
+    exception
+        .as_ref()
+        .map(|e| format!("{}: ", e.name))
+        .unwrap_or_default()
 }
 
 /// A plugin's own name for the error it failed with: a Python plugin raising `KeyError` says
@@ -99,9 +111,9 @@ impl PluginError {
     /// The plugin's own name for the error, where it gave one.
     pub fn exception(&self) -> Option<&Exception> {
         match self {
-            PluginError::Retry { exception, .. } | PluginError::Rejected { exception, .. } => {
-                exception.as_ref()
-            }
+            PluginError::Retry { exception, .. }
+            | PluginError::Rejected { exception, .. }
+            | PluginError::Failed { exception, .. } => exception.as_ref(),
             _ => None,
         }
     }

@@ -312,7 +312,11 @@ impl Plugin {
             }
             Some(Ok(Ok(_))) => Ok(()),
             Some(Ok(Err(types::Failure::Reject(reason) | types::Failure::Retry(reason)))) => {
-                Err(PluginError::Failed { plugin, reason })
+                Err(PluginError::Failed {
+                    plugin,
+                    reason,
+                    exception: state.exception.take(),
+                })
             }
             Some(Err(error)) => Err(match classify(plugin, &error, state, &logs) {
                 PluginError::Deadline { plugin, limit } => PluginError::Spinning {

@@ -109,8 +109,13 @@ pub struct Taken {
 pub trait Settlement: Send + 'static {
     /// Done with: removed from its source.
     fn ack(self: Box<Self>) -> HostFuture<'static, Result<(), String>>;
-    /// Back to its source (`requeue`), or to its dead letters.
-    fn nack(self: Box<Self>, requeue: bool) -> HostFuture<'static, Result<(), String>>;
+    /// Back to its source (`requeue`), or to its dead letters, named by the daemon's own
+    /// `exception` where it gave one (`name-failure` before the nack).
+    fn nack(
+        self: Box<Self>,
+        requeue: bool,
+        exception: Option<super::error::Exception>,
+    ) -> HostFuture<'static, Result<(), String>>;
 }
 
 /// Services for a plugin that runs without a broker: state in memory, no requests.

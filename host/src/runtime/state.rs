@@ -231,7 +231,7 @@ impl DaemonRun {
     pub async fn release(self) -> usize {
         let returned = self.held.len();
         for (_, settle) in self.held {
-            if let Err(error) = settle.nack(true).await {
+            if let Err(error) = settle.nack(true, None).await {
                 tracing::warn!(%error, "could not give a daemon's unsettled message back; the broker returns it when the consumer closes");
             }
         }
@@ -722,6 +722,8 @@ impl daemon_host::Host for CallState {
     }
 
     async fn nack(&mut self, tag: u64, requeue: bool) -> Result<(), String> {
-        self.settlement(tag)?.nack(requeue).await
+        // A name the daemon gave just before (`name-failure`) names this dead letter.
+        let exception = self.exception.take();
+        self.settlement(tag)?.nack(requeue, exception).await
     }
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Every error the API returns: a status and a message that says what to fix, never internals.
 #[derive(Debug)]
@@ -120,6 +120,9 @@ impl From<crate::leases::LeaseError> for AppError {
             crate::leases::LeaseError::Unknown(_) => AppError::NotFound(e.to_string()),
             crate::leases::LeaseError::NotYours(_) => AppError::Forbidden(e.to_string()),
             crate::leases::LeaseError::TooLong(_) => AppError::Conflict(e.to_string()),
+            crate::leases::LeaseError::Full => AppError::Conflict(e.to_string()),
+            crate::leases::LeaseError::NoStream(_) => AppError::NotFound(e.to_string()),
+            crate::leases::LeaseError::StreamNotYours(_) => AppError::Forbidden(e.to_string()),
             crate::leases::LeaseError::Broker(error) => error.into(),
         }
     }
@@ -185,6 +188,13 @@ impl AppError {
             Some(field) => (status, format!("{field}: {message}")),
             None => (status, message),
         }
+    }
+
+    /// The error as the API's body gives it (`{"error": {"code", "message", "field"}}`), for
+    /// an answer already under way (a stream's last line).
+    pub fn body(self) -> Value {
+        let (_, code, message, field) = self.parts();
+        json!({ "error": { "code": code, "message": message, "field": field } })
     }
 
     fn parts(self) -> (StatusCode, &'static str, String, Option<String>) {

@@ -91,7 +91,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render(&status, state.rpc.in_flight(), state.leases.count()),
+        render(&status, state.rpc.in_flight(), &state.leases),
     )
         .into_response()
 }
@@ -126,7 +126,11 @@ fn outbox_gauges<'a>(
 
 /// The text a scrape gets, with the gauges set from `status` (and the RPC calls waiting and
 /// leases held now) first.
-fn render(status: &crate::supervisor::Status, rpc_in_flight: usize, leases_held: usize) -> String {
+fn render(
+    status: &crate::supervisor::Status,
+    rpc_in_flight: usize,
+    leases: &crate::leases::Leases,
+) -> String {
     let handle = crate::metrics::handle();
     if let Some(stats) = &status.outbox {
         outbox_gauges(stats, status.connections.iter().map(|c| c.name.as_str()));
@@ -138,7 +142,8 @@ fn render(status: &crate::supervisor::Status, rpc_in_flight: usize, leases_held:
         }
     }
     metrics::gauge!(crate::metrics::RPC_IN_FLIGHT).set(rpc_in_flight as f64);
-    metrics::gauge!(crate::metrics::LEASES_HELD).set(leases_held as f64);
+    metrics::gauge!(crate::metrics::LEASES_HELD).set(leases.count() as f64);
+    metrics::gauge!(crate::metrics::LEASE_STREAMS).set(leases.stream_count() as f64);
     for connection in &status.connections {
         metrics::gauge!(crate::metrics::CONNECTION_UP, "connection" => connection.name.clone())
             .set(if connection.state == "up" { 1.0 } else { 0.0 });

@@ -123,8 +123,17 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/queues/{connection}/{queue}/lease",
             post(api::queues::lease),
         )
+        .route(
+            "/api/v1/queues/{connection}/{queue}/lease/stream",
+            post(api::queues::lease_stream),
+        )
         .route("/api/v1/leases", get(api::queues::leases))
         .route("/api/v1/leases/settle", post(api::queues::settle))
+        .route("/api/v1/leases/streams", get(api::queues::lease_streams))
+        .route(
+            "/api/v1/leases/streams/{id}",
+            delete(api::queues::stop_lease_stream),
+        )
         .route("/api/v1/leases/{id}/ack", post(api::queues::ack))
         .route("/api/v1/leases/{id}/nack", post(api::queues::nack))
         .route("/api/v1/leases/{id}/extend", post(api::queues::extend))

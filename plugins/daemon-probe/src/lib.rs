@@ -1,6 +1,6 @@
 //! Test daemon. Its config's `mode` says what it does:
 //! - `trap`: panics (after `delay_ms`);
-//! - `fail`: returns an error (after `delay_ms`);
+//! - `fail`: returns an error (after `delay_ms`), named `fail_name` when that is set;
 //! - `spin`: loops without ever calling the host;
 //! - `log-spin`: spins `spin_ms` (900 by default), logs a line, and again, for ever: a host
 //!   call now and then must not renew its CPU budget;
@@ -9,6 +9,8 @@
 //!   many, when it panics);
 //! - `ack`: takes messages from `source`, publishes each payload to `report` (with the
 //!   probe's version as the topic), then acks it;
+//! - `refuse`: takes messages from `source` and dead-letters each (`nack` without requeue),
+//!   named `fail_name` when that is set;
 //! - `probe`: tries to take from `source` and publishes the error it got (or `ok`) to
 //!   `report`, then sleeps until asked to stop.
 use wharf_sdk::{Info, Message, config, daemon::Guest, daemon_host, host};
@@ -17,6 +19,13 @@ struct Probe;
 
 fn setting(key: &str) -> Result<String, String> {
     config::get(key).ok_or_else(|| format!("config `{key}` is not set"))
+}
+
+/// Names the failure that comes next `fail_name` (its type `probe::FAIL_NAME`), if set.
+fn name_failure() {
+    if let Some(name) = config::get("fail_name") {
+        wharf_sdk::exception::name(&name, &format!("probe::{name}"));
+    }
 }
 
 fn wait_for_stop() {
@@ -41,7 +50,21 @@ impl Guest for Probe {
             }
             "fail" => {
                 daemon_host::sleep(delay);
+                name_failure();
                 Err("the probe fails as asked".into())
+            }
+            "refuse" => {
+                let source = setting("source")?;
+                loop {
+                    match daemon_host::take(&source, 500)? {
+                        Some(delivery) => {
+                            name_failure();
+                            daemon_host::nack(delivery.tag, false)?;
+                        }
+                        None if !daemon_host::sleep(0) => return Ok(()),
+                        None => {}
+                    }
+                }
             }
             "spin" => {
                 let mut n: u64 = 0;

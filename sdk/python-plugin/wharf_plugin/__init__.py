@@ -352,7 +352,9 @@ def export(cls):
                     plugin().run()
                 except Exception as e:  # noqa: BLE001
                     log.error("".join(_traceback.format_exception(e)))
-                    raise _Err(f"{type(e).__name__}: {e}") from None
+                    # Its class names the failure in the daemon's status.
+                    _exception.name_failure(type(e).__name__, repr(type(e)))
+                    raise _Err(str(e)) from None
 
     WitWorld.__name__ = "WitWorld"
     return WitWorld

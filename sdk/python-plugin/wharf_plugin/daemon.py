@@ -12,6 +12,7 @@ from typing import Optional
 
 from componentize_py_types import Err as _Err
 from wit_world.imports import daemon_host as _daemon
+from wit_world.imports import exception as _exception
 
 from . import Message, _from_wit
 from .host import HostError
@@ -41,8 +42,8 @@ class Delivery:
     def ack(self) -> None:
         ack(self.tag)
 
-    def nack(self, requeue: bool = True) -> None:
-        nack(self.tag, requeue)
+    def nack(self, requeue: bool = True, exception: Optional[BaseException] = None) -> None:
+        nack(self.tag, requeue, exception)
 
 
 def take(source: str, timeout_ms: int = 1000) -> Optional[Delivery]:
@@ -63,8 +64,11 @@ def ack(tag: int) -> None:
         raise HostError(e.value) from None
 
 
-def nack(tag: int, requeue: bool = True) -> None:
-    """Give a taken message back (``requeue``) or dead-letter it."""
+def nack(tag: int, requeue: bool = True, exception: Optional[BaseException] = None) -> None:
+    """Give a taken message back (``requeue``) or dead-letter it; a dead letter is named by
+    ``exception``'s class when one is given (``exception_name`` ``KeyError``)."""
+    if exception is not None and not requeue:
+        _exception.name_failure(type(exception).__name__, repr(type(exception)))
     try:
         _daemon.nack(tag, requeue)
     except _Err as e:

@@ -2,6 +2,8 @@
 //! queue's shared channel), and the acknowledgement of each delivery.
 
 use super::*;
+use crate::broker::DeadLetter;
+use crate::message::HeaderValue;
 
 impl AmqpBroker {
     /// Starts consuming `queue` with manual acks and at most `prefetch` unacked deliveries.
@@ -77,6 +79,7 @@ impl AmqpBroker {
             queue: Arc::from(queue),
             dead_letters,
             redeliveries: self.inner.redeliveries.clone(),
+            copies: None,
         })
     }
 }
@@ -107,9 +110,111 @@ pub struct AmqpConsumer {
     /// The queue is configured with a dead-letter exchange.
     dead_letters: bool,
     redeliveries: Arc<Redeliveries>,
+    /// Where a copy of a dead letter goes, when its deliveries keep copies for dead letters
+    /// that carry their taker's headers (see [`AmqpConsumer::keep_copies`]).
+    copies: Option<(AmqpBroker, Arc<DeadLetterTo>)>,
+}
+
+/// The budget of bytes kept for dead letters that carry their taker's headers, per
+/// connection: past it a delivery keeps no copy, and its dead letter is RabbitMQ's own.
+pub(super) const MAX_KEPT_BYTES: usize = 64 << 20;
+
+/// Where a queue's dead letters go: its dead-letter exchange, with its dead-letter routing
+/// key or else the message's own.
+pub(super) struct DeadLetterTo {
+    exchange: String,
+    routing_key: Option<String>,
+}
+
+impl DeadLetterTo {
+    fn address(&self, msg: &Message) -> String {
+        let key = self.routing_key.as_deref().unwrap_or(&msg.topic);
+        if self.exchange.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.exchange)
+        }
+    }
+}
+
+/// A delivery's message kept so its dead letter can carry its taker's headers; its bytes
+/// count against the connection's budget until it is dropped.
+pub(super) struct Kept {
+    broker: AmqpBroker,
+    to: Arc<DeadLetterTo>,
+    message: Option<Message>,
+    bytes: usize,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.broker
+            .inner
+            .kept
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl Kept {
+    /// Sends the copy with `dead`'s headers and `x-wharf-queue`, confirmed.
+    async fn send(mut self, queue: &str, dead: DeadLetter) -> Result<(), BrokerError> {
+        let mut message = self.message.take().expect("a kept copy is sent once");
+        message.headers.extend(dead.headers);
+        message.set_header("x-wharf-queue", HeaderValue::Text(queue.to_owned()));
+        let address = self.to.address(&message);
+        self.broker.publish(&address, message).await
+    }
 }
 
 impl AmqpConsumer {
+    /// Keeps a copy of each delivery (within [`MAX_KEPT_BYTES`] per connection) so that its
+    /// dead letter is sent as a copy carrying the taker's headers, then acked: RabbitMQ's own
+    /// dead-lettering adds only `x-death`. Only for a queue the config gives a dead-letter
+    /// exchange.
+    pub(super) fn keep_copies(&mut self, broker: &AmqpBroker) {
+        let queue = broker
+            .inner
+            .topology
+            .queues
+            .iter()
+            .find(|q| *q.name == *self.queue);
+        if let Some(q) = queue
+            && let Some(exchange) = &q.dead_letter_exchange
+        {
+            self.copies = Some((
+                broker.clone(),
+                Arc::new(DeadLetterTo {
+                    exchange: exchange.clone(),
+                    routing_key: q.dead_letter_routing_key.clone(),
+                }),
+            ));
+        }
+    }
+
+    /// A copy of `message` for its dead letter, if this consumer keeps them and the budget
+    /// has room.
+    fn kept(&self, message: &Message) -> Option<Box<Kept>> {
+        let (broker, to) = self.copies.as_ref()?;
+        let bytes = message.payload.len()
+            + message
+                .headers
+                .iter()
+                .map(|(name, _)| name.len() + 64)
+                .sum::<usize>();
+        let before = broker.inner.kept.fetch_add(bytes, Ordering::Relaxed);
+        if before + bytes > MAX_KEPT_BYTES {
+            broker.inner.kept.fetch_sub(bytes, Ordering::Relaxed);
+            tracing::debug!(queue = %self.queue, "no room to keep a copy for a dead letter; its dead letter will be RabbitMQ's own");
+            return None;
+        }
+        Some(Box::new(Kept {
+            broker: broker.clone(),
+            to: to.clone(),
+            message: Some(message.clone()),
+            bytes,
+        }))
+    }
+
     pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
         match self.consumer.next().await {
             Some(Ok(delivery)) => {
@@ -150,6 +255,7 @@ impl AmqpConsumer {
                         dead_letters: self.dead_letters,
                         counted: host_counted
                             .then(|| (self.redeliveries.clone(), message.id.clone())),
+                        kept: self.kept(&message),
                     }),
                     message,
                     deliveries,
@@ -202,6 +308,8 @@ pub struct AmqpAck {
     dead_letters: bool,
     /// Set when the host counts this message's redeliveries: forgotten once it is settled.
     counted: Option<(Arc<Redeliveries>, String)>,
+    /// A copy for a dead letter that carries its taker's headers.
+    kept: Option<Box<Kept>>,
 }
 
 impl Drop for AmqpAck {
@@ -291,9 +399,27 @@ impl AmqpAck {
                     "queue `{queue}` has no dead-letter exchange in the config, so the message was returned to it rather than dropped"
                 )))
             }
-            Nack::DeadLetter(_) => {
+            Nack::DeadLetter(dead) => {
                 self.forget();
                 let mut this = self;
+                if let Some(kept) = this.kept.take() {
+                    // The copy carries the taker's headers; once RabbitMQ has confirmed it,
+                    // the delivery is done with. A copy that cannot be sent leaves
+                    // RabbitMQ's own dead letter.
+                    match kept.send(&this.queue, dead).await {
+                        Ok(()) => {
+                            return this
+                                .take_acker()
+                                .ack(BasicAckOptions::default())
+                                .await
+                                .map(drop)
+                                .map_err(|e| this.settle_error(e));
+                        }
+                        Err(error) => {
+                            tracing::warn!(queue = %this.queue, %error, "the dead letter's copy could not be sent; RabbitMQ dead-letters the message itself")
+                        }
+                    }
+                }
                 this.take_acker()
                     .reject(BasicRejectOptions { requeue: false })
                     .await

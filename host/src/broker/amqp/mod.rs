@@ -107,6 +107,9 @@ struct Inner {
     /// The channel shared by the passing consumers of each queue that ask to share one
     /// (leased takes), open while any of their deliveries is held.
     shared: tokio::sync::Mutex<HashMap<String, std::sync::Weak<ChannelGuard>>>,
+    /// Bytes of deliveries kept for dead letters that carry their taker's headers
+    /// (`consume::Kept`), at most [`consume::MAX_KEPT_BYTES`].
+    kept: AtomicUsize,
 }
 
 /// How often each message has come back, per queue, for queues without `x-delivery-count`
@@ -214,6 +217,7 @@ impl AmqpBroker {
             redeliveries: Arc::default(),
             inspect: tokio::sync::Mutex::new(None),
             shared: tokio::sync::Mutex::default(),
+            kept: AtomicUsize::new(0),
         });
         tokio::spawn(keep_connected(Arc::downgrade(&inner)));
         Ok(AmqpBroker { inner })
@@ -551,11 +555,14 @@ impl super::Transport for AmqpBroker {
         queue: &str,
         options: super::ConsumeOptions,
     ) -> Result<super::Consumer, BrokerError> {
-        let consumer = if options.shared {
+        let mut consumer = if options.shared {
             AmqpBroker::consume_shared(self, queue, options.prefetch).await?
         } else {
             AmqpBroker::consume(self, queue, options.prefetch).await?
         };
+        if options.dead_letter_copies {
+            consumer.keep_copies(self);
+        }
         Ok(super::Consumer::new(consumer))
     }
 

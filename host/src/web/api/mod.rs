@@ -27,7 +27,7 @@ use axum::Json;
     paths(
         health::healthz, health::readyz, sessions::login, sessions::logout,
         queues::list, queues::stats, queues::peek, queues::publish, queues::take, queues::purge,
-        queues::replay, queues::lease, queues::leases, queues::ack, queues::nack, queues::settle,
+        queues::replay, queues::lease, queues::lease_stream, queues::lease_streams, queues::stop_lease_stream, queues::leases, queues::ack, queues::nack, queues::settle,
         queues::extend,
         users::list, users::add, users::set_password, users::remove, users::update,
         users::issue_reset, users::settings, users::set_settings,

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -163,7 +164,8 @@ fn lease_duration(field: &str, ms: u64) -> Result<Duration, AppError> {
 }
 
 /// Takes up to `count` messages (default 1), waiting up to `timeout_ms` (default 5000), and
-/// holds each unsettled under a lease of `lease_ms` (default 30,000; at most an hour): settle
+/// holds each unsettled under a lease of `lease_ms` (default 30,000; at most an hour) from the
+/// end of the wait (one that arrives early is held meanwhile, for no one else): settle
 /// each with `/api/v1/leases/{lease}/ack`, `/nack` or `/extend`. One not settled by its
 /// deadline goes back to its queue. Leases are this host's: settle them here.
 #[utoipa::path(post, path = "/api/v1/queues/{connection}/{queue}/lease", tag = "queues",
@@ -194,6 +196,124 @@ pub async fn lease(
     Ok(Json(
         ops::lease(&state, &who, &address, count, timeout, lease).await?,
     ))
+}
+
+/// What a lease stream asks for.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    pub prefetch: Option<usize>,
+    pub lease_ms: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// The shortest and longest heartbeat a lease stream may ask for, in ms.
+const HEARTBEAT_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
+
+/// A standing leased take, for a worker: the answer is `application/x-ndjson` that goes on
+/// until the caller hangs up, the stream is stopped (`DELETE /api/v1/leases/streams/{id}`,
+/// its id in the `Wharf-Lease-Stream` header) or the host stops. Each line is a leased
+/// message as `/lease` answers one, sent as the broker delivers it; an empty line when
+/// nothing came for `heartbeat_ms` (10,000 by default, 100 to 60,000); a last line
+/// `{"error": …}` if the stream fails. At most `prefetch` (64 by default, 1 to 1,000) are
+/// unsettled at once: the broker sends the next as one is settled. Settle each as any lease;
+/// those held when the stream ends stay held until settled or due.
+#[utoipa::path(post, path = "/api/v1/queues/{connection}/{queue}/lease/stream", tag = "queues",
+    params(("connection" = String, Path), ("queue" = String, Path),
+        ("prefetch" = Option<usize>, Query, description = "1 to 1,000; 64 by default"),
+        ("lease_ms" = Option<u64>, Query, description = "how long each is held; 30,000 by default, at most 3,600,000"),
+        ("heartbeat_ms" = Option<u64>, Query, description = "an empty line after this long without a message; 10,000 by default, 100 to 60,000")),
+    responses((status = 200, description = "one leased message per line (`Leased`), an empty line as a heartbeat", content_type = "application/x-ndjson", body = crate::leases::Leased,
+        headers(("Wharf-Lease-Stream" = String, description = "the stream's id, to stop it"))),
+        (status = 400), (status = 404), (status = 409)))]
+pub async fn lease_stream(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    Path((connection, queue)): QueuePath,
+    params: Result<Query<StreamParams>, QueryRejection>,
+) -> Result<axum::response::Response, AppError> {
+    let Query(params) = params?;
+    let prefetch = match params.prefetch.unwrap_or(64) {
+        n @ 1..=crate::web::MAX_COUNT => n,
+        n => {
+            return Err(crate::web::error::invalid(
+                "prefetch",
+                format!(
+                    "prefetch {n} is out of range: from 1 to {}",
+                    crate::web::MAX_COUNT
+                ),
+            ));
+        }
+    };
+    let lease = lease_duration("lease_ms", params.lease_ms.unwrap_or(30_000))?;
+    let heartbeat = match params.heartbeat_ms.unwrap_or(10_000) {
+        ms if HEARTBEAT_MS.contains(&ms) => Duration::from_millis(ms),
+        ms => {
+            return Err(crate::web::error::invalid(
+                "heartbeat_ms",
+                format!(
+                    "heartbeat_ms {ms} is out of range: {} to {}",
+                    HEARTBEAT_MS.start(),
+                    HEARTBEAT_MS.end()
+                ),
+            ));
+        }
+    };
+    let address = ops::known(&state, &connection, &queue)?;
+    let stream = ops::lease_stream(&state, &who, &address, prefetch, lease).await?;
+    let id = stream.id().to_owned();
+    let lines = futures::stream::unfold(Some(stream), move |stream| async move {
+        let mut stream = stream?;
+        let line = match stream.next(heartbeat).await {
+            Ok(None) => return None,
+            Ok(Some(crate::leases::Streamed::Idle)) => "\n".to_owned(),
+            Ok(Some(crate::leases::Streamed::Leased(leased))) => {
+                let mut line = serde_json::to_string(&leased).expect("a lease serialises");
+                line.push('\n');
+                line
+            }
+            Err(error) => {
+                let mut line = AppError::from(error).body().to_string();
+                line.push('\n');
+                // The last line: the stream ends after it.
+                return Some((Ok::<_, std::convert::Infallible>(line), None));
+            }
+        };
+        Some((Ok(line), Some(stream)))
+    });
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/x-ndjson"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        [("wharf-lease-stream", id)],
+        axum::body::Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+/// The lease streams open on this host, oldest first.
+#[utoipa::path(get, path = "/api/v1/leases/streams", tag = "queues",
+    responses((status = 200, body = [crate::leases::StreamView])))]
+pub async fn lease_streams(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+) -> Json<Vec<crate::leases::StreamView>> {
+    Json(ops::lease_streams(&state, &who))
+}
+
+/// Stops a lease stream (its taker's, or any for an admin): it takes nothing more and its
+/// answer ends after the messages already sent; their leases stay held until settled.
+#[utoipa::path(delete, path = "/api/v1/leases/streams/{id}", tag = "queues",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 403), (status = 404)))]
+pub async fn stop_lease_stream(
+    State(state): State<AppState>,
+    who: Allowed<Operator>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    ops::stop_lease_stream(&state, &who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The leased messages this host holds, soonest deadline first.

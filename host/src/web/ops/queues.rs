@@ -139,6 +139,8 @@ impl Taking {
     ) -> Result<Taking, AppError> {
         let options = crate::broker::ConsumeOptions {
             shared,
+            // A leased message's dead letter carries its taker's error.
+            dead_letter_copies: shared,
             ..crate::broker::ConsumeOptions::new(count.min(TAKE_PREFETCH))
         };
         Ok(Taking {
@@ -273,34 +275,28 @@ pub async fn lease(
         )));
     }
     let mut taking = Taking::open(state, address, room.count, timeout, true).await?;
-    let mut deliveries = Vec::new();
+    // Each is leased as it arrives, so none waits unleased for the others.
+    let mut batch = state
+        .leases
+        .batch(&who.caller.actor(), address, lease, taking.deadline);
     loop {
         match taking.next().await {
             Ok(Some(delivery)) => {
                 taking.handed_over(&delivery.message);
-                deliveries.push(delivery);
+                batch.hold(delivery).await;
             }
             Ok(None) => break,
             Err(error) => {
-                taking.consumer.close().await;
+                // Nothing was handed over (else the take ends with what it has).
+                batch.finish(taking.consumer).await;
                 return Err(error);
             }
         }
     }
-    if deliveries.is_empty() {
-        taking.consumer.close().await;
-        return Ok(Vec::new());
+    let held = batch.finish(taking.consumer).await;
+    if held.is_empty() {
+        return Ok(held);
     }
-    let held = state
-        .leases
-        .hold(
-            &who.caller.actor(),
-            address,
-            taking.consumer,
-            deliveries,
-            lease,
-        )
-        .await;
     drop(room);
     audit::record(
         state,
@@ -311,6 +307,79 @@ pub async fn lease(
     )
     .await;
     Ok(held)
+}
+
+/// Opens a lease stream of `address` (see [`crate::leases::LeaseStream`]): a standing
+/// consumer whose every delivery is leased for `lease` as it arrives, at most `prefetch`
+/// unsettled. Counts as one leased batch while it is open, and after, until what it leased
+/// is settled.
+pub async fn lease_stream(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    address: &Address,
+    prefetch: usize,
+    lease: Duration,
+) -> Result<crate::leases::LeaseStream, AppError> {
+    if state.leases.reserve(1).count == 0 {
+        return Err(crate::leases::LeaseError::Full.into());
+    }
+    if state.leases.batches() >= crate::leases::MAX_LEASE_BATCHES {
+        return Err(AppError::Conflict(format!(
+            "this host holds {} leased batches and streams open already; settle or stop some first",
+            crate::leases::MAX_LEASE_BATCHES
+        )));
+    }
+    let options = crate::broker::ConsumeOptions {
+        shared: true,
+        dead_letter_copies: true,
+        ..crate::broker::ConsumeOptions::new(prefetch)
+    };
+    let consumer = state.connections.consume_with(address, options).await?;
+    let stream = state.leases.stream(
+        &who.caller.actor(),
+        address,
+        consumer,
+        prefetch,
+        lease,
+        state.shutdown.clone(),
+    );
+    audit::record(
+        state,
+        who,
+        "queue.lease_stream",
+        &address.to_string(),
+        json!({ "stream": stream.id(), "prefetch": prefetch, "lease_ms": lease.as_millis() as u64 }),
+    )
+    .await;
+    Ok(stream)
+}
+
+/// The lease streams open on this host.
+pub fn lease_streams(state: &AppState, _: &Allowed<Operator>) -> Vec<crate::leases::StreamView> {
+    state.leases.streams()
+}
+
+/// Stops a lease stream: its taker's, or any for an admin. What it leased stays held.
+pub async fn stop_lease_stream(
+    state: &AppState,
+    who: &Allowed<Operator>,
+    id: &str,
+) -> Result<(), AppError> {
+    let actor = who.caller.actor();
+    let by = crate::leases::Settler {
+        actor: &actor,
+        admin: who.caller.role >= crate::auth::Role::Admin,
+    };
+    let address = state.leases.stop(id, &by)?;
+    audit::record(
+        state,
+        who,
+        "queue.lease_stream_stopped",
+        &address,
+        json!({ "stream": crate::broker::shorten(id) }),
+    )
+    .await;
+    Ok(())
 }
 
 /// A consumer of one message at a time, for the UI's live consume (each message acked once

@@ -142,6 +142,7 @@ pub fn router(upload_limit: usize) -> Router<AppState> {
         .route("/queue/replay", post(queues::replay))
         .route("/queue/lease", post(queues::settle_lease))
         .route("/queue/leases", post(queues::settle_leases))
+        .route("/queue/stream/stop", post(queues::stop_stream))
         .route("/queue/live", get(queues::live))
         .route("/users", get(users::page).post(users::add))
         .route("/users/{name}/delete", post(users::remove))

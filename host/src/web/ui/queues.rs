@@ -128,14 +128,14 @@ async fn render<R>(
                 let embedded = state.connections.is_embedded(&at.connection);
                 let stats = described(&stats);
                 // Leases are an operator's to see (as in the API); a viewer's page leaves them out.
-                let leases = if page.who.caller.role >= crate::auth::Role::Operator {
-                    held(state, &at)
+                let (leases, streams) = if page.who.caller.role >= crate::auth::Role::Operator {
+                    (held(state, &at), streams(state, &at))
                 } else {
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 };
                 // Only a lease's taker or an admin settles it.
                 let settles_leases = page.who.caller.role >= crate::auth::Role::Admin;
-                ctx = context! { stats, messages, dead_letters, embedded, leases, settles_leases, ..ctx };
+                ctx = context! { stats, messages, dead_letters, embedded, leases, streams, settles_leases, ..ctx };
             }
             Err(error) => return page.error(error),
         }
@@ -159,6 +159,30 @@ fn held(state: &AppState, at: &crate::address::Address) -> Vec<Value> {
                 "message_id": l.message_id,
                 "deadline_ms": l.deadline_ms,
                 "left": crate::time::span_text(l.deadline_ms.saturating_sub(now)),
+            })
+        })
+        .collect()
+}
+
+/// The lease streams open on `at` (workers' standing consumers), oldest first, with how long
+/// each has been open.
+fn streams(state: &AppState, at: &crate::address::Address) -> Vec<Value> {
+    let address = at.to_string();
+    let now = crate::message::now_ms();
+    state
+        .leases
+        .streams()
+        .into_iter()
+        .filter(|s| s.address == address)
+        .map(|s| {
+            json!({
+                "stream": s.stream,
+                "taker": s.taker,
+                "prefetch": s.prefetch,
+                "lease": crate::time::span_text(s.lease_ms),
+                "opened_ms": s.opened_ms,
+                "open_for": crate::time::span_text(now.saturating_sub(s.opened_ms)),
+                "streamed": s.streamed,
             })
         })
         .collect()
@@ -395,6 +419,29 @@ pub async fn settle_leases(
             } else {
                 format!("Dead-lettered {count} leased messages.")
             },
+        ),
+        Err(error) => page.error(error),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct StreamForm {
+    stream: String,
+    address: String,
+}
+
+/// Stops a worker's lease stream in its taker's place (a worker to move elsewhere, or one
+/// that takes from a queue it should not), then shows the queue. An admin's; what the stream
+/// leased stays with its taker to settle.
+pub async fn stop_stream(
+    State(state): State<AppState>,
+    page: Page<Admin>,
+    Form(form): Form<StreamForm>,
+) -> Response {
+    match ops::stop_lease_stream(&state, &page.who.lesser(), &form.stream).await {
+        Ok(()) => done(
+            &back(&form.address),
+            &format!("Stopped lease stream {}.", form.stream),
         ),
         Err(error) => page.error(error),
     }

@@ -5,7 +5,7 @@ service's handlers of queues and requests (leased, retried, dead-lettered, answe
 :mod:`wharf_client.outbox`, messages written in the application's own transactions. Errors
 are typed, one class per code of the API's error shape (:mod:`wharf_client.errors`)."""
 
-from .client import AsyncClient, AsyncLeased, Client, Leased, Message
+from .client import AsyncClient, AsyncLeased, AsyncLeaseStream, Client, Leased, LeaseStream, Message
 from .worker import Permanent, Worker
 from . import outbox
 from .errors import (
@@ -30,6 +30,7 @@ from .errors import (
 __all__ = [
     "AsyncClient",
     "AsyncLeased",
+    "AsyncLeaseStream",
     "BadGateway",
     "BadRequest",
     "Client",
@@ -38,6 +39,7 @@ __all__ = [
     "Internal",
     "Invalid",
     "Leased",
+    "LeaseStream",
     "Message",
     "outbox",
     "MethodNotAllowed",

@@ -142,6 +142,143 @@ def _ms(seconds: float, name: str) -> int:
     return int(round(seconds * 1000))
 
 
+class LeaseStream:
+    """A standing leased take (:meth:`Client.lease_stream`): the host leases each message as
+    the broker delivers it and sends it down one long answer. Iterating yields each
+    :class:`Leased`, or ``None`` when a heartbeat passed without one; it ends when the stream
+    is stopped (:meth:`stop`, or an admin) or the host stops, and raises
+    :class:`~wharf_client.WharfError` if the stream fails. Leases still held when it ends stay
+    held until settled or due."""
+
+    def __init__(self, client: "Client", address: str, prefetch: int, lease: float, heartbeat: float):
+        self._client = client
+        params = {
+            "prefetch": prefetch,
+            "lease_ms": _ms(lease, "lease"),
+            "heartbeat_ms": _ms(heartbeat, "heartbeat"),
+        }
+        # A read that waits well past the heartbeat means the host is gone.
+        timeout = httpx.Timeout(client._http.timeout.connect or 10.0, read=heartbeat + 30.0)
+        request = client._http.build_request(
+            "POST", f"{_queue_path(address)}/lease/stream", params=params, timeout=timeout
+        )
+        try:
+            self._response = client._http.send(request, stream=True)
+        except httpx.HTTPError as e:
+            raise errors.Unreachable(f"cannot reach the host: {e}") from e
+        if not self._response.is_success:
+            self._response.read()
+            self._response.close()
+            _answer(self._response)
+        self.id: str = self._response.headers.get("wharf-lease-stream", "")
+
+    def __iter__(self) -> Iterator[Optional[Leased]]:
+        try:
+            for line in self._response.iter_lines():
+                if not line:
+                    yield None
+                    continue
+                doc = json.loads(line)
+                if "error" in doc:
+                    raise errors.from_answer(200, doc)
+                yield Leased(
+                    doc["lease"],
+                    doc["deadline_ms"],
+                    Message.from_json(doc["message"]),
+                    self._client,
+                    doc.get("deliveries", 1),
+                )
+        except httpx.HTTPError as e:
+            raise errors.Unreachable(f"the host's lease stream broke off: {e}") from e
+
+    def stop(self) -> None:
+        """Asks the host to end the stream after what is on its way (iterating then finishes
+        with those). Stopping one already over does nothing."""
+        try:
+            self._client._call("DELETE", f"leases/streams/{quote(self.id, safe='')}")
+        except errors.NotFound:
+            pass
+
+    def close(self) -> None:
+        """Hangs up at once: messages the host sent and this did not read stay leased until
+        their deadlines (:meth:`stop`, then iterating to the end, hands them over instead)."""
+        self._response.close()
+
+    def __enter__(self) -> "LeaseStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncLeaseStream:
+    """:class:`LeaseStream`, for :class:`AsyncClient`."""
+
+    def __init__(self, client: "AsyncClient"):
+        self._client = client
+        self._response: Optional[httpx.Response] = None
+        self.id = ""
+
+    async def _open(self, address: str, prefetch: int, lease: float, heartbeat: float) -> None:
+        params = {
+            "prefetch": prefetch,
+            "lease_ms": _ms(lease, "lease"),
+            "heartbeat_ms": _ms(heartbeat, "heartbeat"),
+        }
+        timeout = httpx.Timeout(self._client._http.timeout.connect or 10.0, read=heartbeat + 30.0)
+        request = self._client._http.build_request(
+            "POST", f"{_queue_path(address)}/lease/stream", params=params, timeout=timeout
+        )
+        try:
+            response = await self._client._http.send(request, stream=True)
+        except httpx.HTTPError as e:
+            raise errors.Unreachable(f"cannot reach the host: {e}") from e
+        if not response.is_success:
+            await response.aread()
+            await response.aclose()
+            _answer(response)
+        self._response = response
+        self.id = response.headers.get("wharf-lease-stream", "")
+
+    async def __aiter__(self) -> AsyncIterator[Optional[AsyncLeased]]:
+        assert self._response is not None
+        try:
+            async for line in self._response.aiter_lines():
+                if not line:
+                    yield None
+                    continue
+                doc = json.loads(line)
+                if "error" in doc:
+                    raise errors.from_answer(200, doc)
+                yield AsyncLeased(
+                    doc["lease"],
+                    doc["deadline_ms"],
+                    Message.from_json(doc["message"]),
+                    self._client,
+                    doc.get("deliveries", 1),
+                )
+        except httpx.HTTPError as e:
+            raise errors.Unreachable(f"the host's lease stream broke off: {e}") from e
+
+    async def stop(self) -> None:
+        """:meth:`LeaseStream.stop`."""
+        try:
+            await self._client._call("DELETE", f"leases/streams/{quote(self.id, safe='')}")
+        except errors.NotFound:
+            pass
+
+    async def close(self) -> None:
+        """:meth:`LeaseStream.close`."""
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def __aenter__(self) -> "AsyncLeaseStream":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 def _answer(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:
         body: Any = None
@@ -508,6 +645,20 @@ class Client:
             for doc in answer
         ]
 
+    def lease_stream(
+        self,
+        address: str,
+        *,
+        prefetch: int = 64,
+        lease: float = 30.0,
+        heartbeat: float = 10.0,
+    ) -> "LeaseStream":
+        """Opens a standing leased take of ``address``: each message leased for ``lease``
+        seconds as the broker delivers it, at most ``prefetch`` unsettled at once (the next
+        comes as one is settled). Iterate it for the messages (``None`` after ``heartbeat``
+        seconds without one); :meth:`LeaseStream.stop` ends it after what is on its way."""
+        return LeaseStream(self, address, prefetch, lease, heartbeat)
+
     def settle(self, ack: Iterable[Any] = (), nack: Iterable[NackItem] = ()) -> Dict[str, Any]:
         """Settles many leases in one call (up to 1,000): each of ``ack`` acked, each of
         ``nack`` given back, alone (to its queue at once) or as ``(leased, {"delay": 5})`` or
@@ -654,6 +805,19 @@ class AsyncClient:
             )
             for doc in answer
         ]
+
+    async def lease_stream(
+        self,
+        address: str,
+        *,
+        prefetch: int = 64,
+        lease: float = 30.0,
+        heartbeat: float = 10.0,
+    ) -> "AsyncLeaseStream":
+        """:meth:`Client.lease_stream`: ``async for`` over it."""
+        stream = AsyncLeaseStream(self)
+        await stream._open(address, prefetch, lease, heartbeat)
+        return stream
 
     async def settle(self, ack: Iterable[Any] = (), nack: Iterable[NackItem] = ()) -> Dict[str, Any]:
         """:meth:`Client.settle`."""

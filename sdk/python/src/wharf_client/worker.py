@@ -16,9 +16,11 @@ daemons gave them, over the same API as :class:`~wharf_client.Client`.
 
     app.run()                    # until SIGTERM or SIGINT
 
-Each message is taken under a lease, in batches of as many as the handler has room for, and
-settled by what its handler did, in batches too (one call settles every message whose handler
-finished while the previous call was on its way): acked when it returns; given back after a delay (doubling
+Each handler reads one standing lease stream of its queue: the host leases each message as the
+broker delivers it (as many unsettled as the handler's concurrency) and the worker hands it
+to the handler as a slot comes free. Each is settled by what its handler did, in batches (one
+call settles every message whose handler finished while the previous call was on its way):
+acked when it returns; given back after a delay (doubling
 from ``backoff`` up to ``max_backoff``) when it raises, until its ``max_deliveries``-th
 delivery, then dead-lettered; dead-lettered at once when it raises :class:`Permanent` (or an
 error of a class named in ``permanent``). A dead letter carries the error's text, its class's
@@ -42,7 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 from urllib.parse import quote
 
 from . import errors
-from .client import Client, Leased, Message
+from .client import Client, Leased, LeaseStream, Message
 
 log = logging.getLogger("wharf_client.worker")
 
@@ -69,6 +71,9 @@ class _Unit:
     handled: int = 0
     lost: int = 0
     slots: threading.Semaphore = field(init=False)
+    # The lease stream the taker reads now, and whether it was asked to stop.
+    stream: Optional[LeaseStream] = None
+    stopping: bool = False
 
     def __post_init__(self) -> None:
         self.slots = threading.Semaphore(self.concurrency)
@@ -125,12 +130,14 @@ class _Subscription:
 
 @dataclass
 class _Settling:
-    """A lease to settle: acked (``nack`` None) or given back so, then ``done(settled)``."""
+    """A lease to settle: acked (``nack`` None) or given back so; the handler's slot it held
+    (``slot``: not one given back unstarted) comes free once it is settled."""
 
     unit: _Unit
     held: Leased
     nack: Optional[Dict[str, Any]]
     handled: bool
+    slot: bool = True
 
 
 class _Settler:
@@ -196,7 +203,8 @@ class _Settler:
                     "%s: settling message %s failed (%s); the host gives it back at its deadline",
                     unit.address, held.message.id, error,
                 )
-            unit.slots.release()
+            if settling.slot:
+                unit.slots.release()
 
 
 _MOST_SETTLED = 1000
@@ -384,12 +392,27 @@ class Worker:
                 for taker in takers:
                     while taker.is_alive():
                         taker.join(0.2)
+                        if self._stop.is_set():
+                            self._stop_streams()
         finally:
             self._settler.close()
             client.close()
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+
+    def _stop_streams(self) -> None:
+        """Asks the host to end each handler's lease stream: its taker then reads what is on
+        its way (and gives it back) to the stream's end, rather than hanging up on it."""
+        for unit in self._units:
+            stream = unit.stream
+            if stream is not None and not unit.stopping:
+                unit.stopping = True
+                try:
+                    stream.stop()
+                except errors.WharfError as error:
+                    log.warning("stopping the lease stream of %s failed: %s", unit.address, error)
+                    stream.close()
 
     def _take(
         self,
@@ -399,18 +422,21 @@ class Worker:
         until_empty: bool,
         quiet: float,
     ) -> None:
-        """One handler's taker: leases as many messages as the handler has room for, one
-        batch per round trip, and hands each to the pool."""
-        poll = min(self._poll, quiet) if until_empty else self._poll
+        """One handler's taker: reads a lease stream of its address (the host leases each
+        message as the broker delivers it, as many unsettled as the handler's concurrency) and
+        hands each to the pool as a slot comes free; opens another if the stream breaks off.
+        A message whose lease ran out while it waited for a slot is not started: the host has
+        given it back to its queue."""
+        heartbeat = max(0.1, min(self._poll, quiet) if until_empty else self._poll)
+        prefetch = unit.concurrency
         idle_since = time.monotonic()
-        while not self._stop.is_set():
-            room = self._room(unit)
-            if room == 0:
-                continue
+        drained = False
+        while not self._stop.is_set() and not drained:
             try:
-                taken = client.consume(unit.address, room, timeout=poll, lease=unit.lease)
+                stream = client.lease_stream(
+                    unit.address, prefetch=prefetch, lease=unit.lease, heartbeat=heartbeat
+                )
             except errors.WharfError as error:
-                self._give_room(unit, room)
                 if isinstance(
                     error, (errors.Unauthorized, errors.Forbidden, errors.NotFound, errors.Invalid)
                 ):
@@ -421,36 +447,48 @@ class Worker:
                 log.warning("taking from %s failed, trying again: %s", unit.address, error)
                 self._stop.wait(1.0)
                 continue
-            self._give_room(unit, room - len(taken))
-            if taken:
-                idle_since = time.monotonic()
-            elif until_empty and time.monotonic() - idle_since >= quiet and self._idle(unit):
-                return
-            for index, held in enumerate(taken):
-                if self._stop.is_set():
-                    # Taken but not started: back to the queue at once.
-                    for rest in taken[index:]:
-                        self._settler.put(_Settling(unit, rest, {}, False))
-                    break
-                pool.submit(self._handle, client, unit, held)
+            unit.stream, unit.stopping = stream, False
+            try:
+                with stream:
+                    for held in stream:
+                        if held is None:
+                            if (
+                                until_empty
+                                and not unit.stopping
+                                and time.monotonic() - idle_since >= quiet
+                                and self._idle(unit)
+                            ):
+                                drained = unit.stopping = True
+                                stream.stop()
+                            continue
+                        idle_since = received = time.monotonic()
+                        if self._stop.is_set() or not self._slot(unit):
+                            # Taken but not started: back to the queue at once.
+                            self._settler.put(_Settling(unit, held, {}, False, slot=False))
+                            continue
+                        if time.monotonic() - received >= unit.lease:
+                            unit.slots.release()
+                            unit.lost += 1
+                            log.warning(
+                                "%s: message %s waited out its lease of %.0f s for a free handler; the host gave it back to its queue",
+                                unit.address, held.message.id, unit.lease,
+                            )
+                            continue
+                        pool.submit(self._handle, client, unit, held)
+            except errors.WharfError as error:
+                if not self._stop.is_set():
+                    log.warning("the lease stream of %s broke off, opening another: %s", unit.address, error)
+                    self._stop.wait(1.0)
+            finally:
+                unit.stream = None
         self._wait_idle(unit)
 
-    def _room(self, unit: _Unit) -> int:
-        """Takes the handler's free slots: at least one (waiting for it), and up to half of
-        them when they come free within a few milliseconds (slots come back a settled batch
-        at a time), so each lease carries a batch rather than a message."""
-        if not unit.slots.acquire(timeout=0.2):
-            return 0
-        room = 1
-        half = max(1, unit.concurrency // 2)
-        while room < unit.concurrency:
-            if unit.slots.acquire(blocking=False):
-                room += 1
-            elif room >= half or not unit.slots.acquire(timeout=0.005):
-                break
-            else:
-                room += 1
-        return room
+    def _slot(self, unit: _Unit) -> bool:
+        """Waits for a free slot of the handler; False if the worker is stopped meanwhile."""
+        while not unit.slots.acquire(timeout=0.2):
+            if self._stop.is_set():
+                return False
+        return True
 
     @staticmethod
     def _give_room(unit: _Unit, count: int) -> None:
