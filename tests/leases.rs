@@ -416,25 +416,8 @@ async fn a_lease_is_settled_only_by_its_taker_or_an_admin() {
     let db = TestDb::new(Backend::Sqlite).await;
     let (host, broker) = support::start_host(&db, config()).await;
     let admin = Api::new(host.addr);
-    let operator = |name: &str| {
-        let admin = &admin;
-        let name = name.to_owned();
-        async move {
-            let made = admin
-                .ok(
-                    Method::POST,
-                    "tokens",
-                    Some(serde_json::json!({ "name": name, "role": "operator" })),
-                )
-                .await;
-            Api {
-                client: support::client_with_token(made["token"].as_str().unwrap()),
-                base: admin.base.clone(),
-            }
-        }
-    };
-    let taker = operator("taker").await;
-    let stranger = operator("stranger").await;
+    let taker = token_of(&admin, "taker", "operator").await;
+    let stranger = token_of(&admin, "stranger", "operator").await;
     for i in 0..2 {
         broker
             .publish("jobs", Message::new("j", format!("job {i}")))
@@ -576,17 +559,7 @@ async fn a_batch_of_leases_is_settled_in_one_call() {
     let db = TestDb::new(Backend::Sqlite).await;
     let (host, broker) = support::start_host(&db, config()).await;
     let admin = Api::new(host.addr);
-    let made = admin
-        .ok(
-            Method::POST,
-            "tokens",
-            Some(json!({ "name": "worker", "role": "operator" })),
-        )
-        .await;
-    let worker = Api {
-        client: support::client_with_token(made["token"].as_str().unwrap()),
-        base: admin.base.clone(),
-    };
+    let worker = token_of(&admin, "worker", "operator").await;
     for i in 0..5 {
         broker
             .publish("jobs", Message::new("j", format!("job {i}")))
@@ -945,7 +918,8 @@ async fn a_lease_stream_holds_its_prefetch(
     assert_eq!(left, ["m1", "m2", "m3", "m4"]);
 }
 
-async fn operator_token(admin: &Api, name: &str, role: &str) -> Api {
+/// The API as a new token `name` of `role` sees it.
+async fn token_of(admin: &Api, name: &str, role: &str) -> Api {
     let made = admin
         .ok(
             Method::POST,
@@ -964,8 +938,8 @@ async fn a_lease_stream_on_the_embedded_broker_holds_its_prefetch_and_stops_clea
     let db = TestDb::new(Backend::Sqlite).await;
     let (host, broker) = support::start_host(&db, config()).await;
     let api = Api::new(host.addr);
-    let taker = operator_token(&api, "worker", "operator").await;
-    let stranger = operator_token(&api, "stranger", "operator").await;
+    let taker = token_of(&api, "worker", "operator").await;
+    let stranger = token_of(&api, "stranger", "operator").await;
     for i in 0..5 {
         broker
             .publish("jobs", Message::new("j", format!("m{i}")))
@@ -983,8 +957,8 @@ async fn a_lease_stream_on_rabbitmq_holds_its_prefetch_and_stops_cleanly() {
     let db = TestDb::new(Backend::Sqlite).await;
     let host = rabbit_host(&db, &queue).await;
     let api = Api::new(host.addr);
-    let taker = operator_token(&api, "worker", "operator").await;
-    let stranger = operator_token(&api, "stranger", "operator").await;
+    let taker = token_of(&api, "worker", "operator").await;
+    let stranger = token_of(&api, "stranger", "operator").await;
     for i in 0..5 {
         api.ok(
             Method::POST,
@@ -1089,7 +1063,7 @@ async fn a_lease_stream_refuses_bad_input() {
         .call(Method::POST, "queues/nowhere/jobs/lease/stream", None)
         .await;
     assert_eq!(status, 404);
-    let viewer = operator_token(&api, "watcher", "viewer").await;
+    let viewer = token_of(&api, "watcher", "viewer").await;
     let (status, _) = viewer
         .call(Method::POST, "queues/local/jobs/lease/stream", None)
         .await;

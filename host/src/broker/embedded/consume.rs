@@ -23,12 +23,31 @@ pub struct EmbeddedConsumer {
     pub(super) permits: Arc<Semaphore>,
     /// Claimed messages not yet handed out.
     pub(super) ready: VecDeque<Delivery>,
+    /// A claim written and not yet answered, with the permits it asked for and its time:
+    /// kept here, so a `next` given up half-way (its caller stopped waiting) loses no
+    /// claimed message; the next `next`, or `close`, takes its answer.
+    pub(super) claiming: Option<(Written, Vec<OwnedSemaphorePermit>, i64)>,
+    /// Claimed messages that must not be delivered, still to dead-letter.
+    pub(super) doomed: Vec<(Claimed, DeadLetter)>,
 }
 
 impl EmbeddedConsumer {
     /// Stops consuming: messages claimed but not yet handed out go back to the queue now.
     /// (Dropping the consumer instead leaves them until their visibility timeout.)
     pub async fn close(mut self) {
+        // A claim under way, and what is still to dead-letter: back to the queue too (the
+        // next claim of an undeliverable one dead-letters it).
+        let mut back: Vec<Claimed> = self.doomed.drain(..).map(|(claimed, _)| claimed).collect();
+        if let Some((written, _, _)) = self.claiming.take()
+            && let Ok(OpOutcome::Claimed(claimed)) = EmbeddedBroker::written(written).await
+        {
+            back.extend(claimed);
+        }
+        for claimed in back {
+            if let Err(error) = self.settlement(&claimed, None).nack(Nack::Requeue).await {
+                tracing::warn!(queue = %self.queue, %error, "could not return a claimed message on close");
+            }
+        }
         for delivery in std::mem::take(&mut self.ready) {
             if let Err(error) = delivery.ack.nack(Nack::Requeue).await {
                 tracing::warn!(queue = %self.queue, %error, "could not return a claimed message on close");
@@ -36,52 +55,68 @@ impl EmbeddedConsumer {
         }
     }
 
+    /// The next delivery. Given up half-way (a caller that stops waiting), it loses nothing:
+    /// a claim under way is answered at the next call, or returned by `close`.
     pub async fn next(&mut self) -> Result<Delivery, BrokerError> {
         loop {
+            // Undeliverable messages claimed earlier: dead-lettered before anything else, each
+            // removed once done (again harmlessly if the call was given up after the write).
+            while let Some((claimed, reason)) = self.doomed.last() {
+                self.dead_letter(claimed.clone(), reason.clone()).await?;
+                self.doomed.pop();
+            }
             if let Some(delivery) = self.ready.pop_front() {
                 return Ok(delivery);
-            }
-            // Wait for room under the prefetch, then take as much room as there is.
-            let mut permits = vec![
-                self.permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| BrokerError::Closed)?,
-            ];
-            while permits.len() < self.prefetch {
-                match self.permits.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
             }
             let waker = self.waker.clone();
             let woken = waker.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-
-            let now = now_ms() as i64;
-            let lease = self.options.visibility_timeout.as_millis() as i64;
-            let claimed = match self
-                .broker
-                .write(QueueOp::Claim {
-                    queue: self.stored_queue.to_string(),
-                    max: permits.len() as i64,
-                    now_ms: now,
-                    lease_until_ms: now + lease,
-                })
-                .await?
-            {
+            if self.claiming.is_none() {
+                // Wait for room under the prefetch, then take as much room as there is.
+                let mut permits = vec![
+                    self.permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| BrokerError::Closed)?,
+                ];
+                while permits.len() < self.prefetch {
+                    match self.permits.clone().try_acquire_owned() {
+                        Ok(permit) => permits.push(permit),
+                        Err(_) => break,
+                    }
+                }
+                let now = now_ms() as i64;
+                let lease = self.options.visibility_timeout.as_millis() as i64;
+                let written = self
+                    .broker
+                    .begin_write(QueueOp::Claim {
+                        queue: self.stored_queue.to_string(),
+                        max: permits.len() as i64,
+                        now_ms: now,
+                        lease_until_ms: now + lease,
+                    })
+                    .await?;
+                self.claiming = Some((written, permits, now));
+            }
+            let (written, _, _) = self.claiming.as_mut().expect("a claim under way");
+            let outcome = EmbeddedBroker::written(written).await;
+            let (_, mut permits, now) = self.claiming.take().expect("a claim under way");
+            let claimed = match outcome? {
                 OpOutcome::Claimed(claimed) => claimed,
                 OpOutcome::Done(_) => unreachable!("a claim answers with messages"),
             };
             for claimed in claimed {
                 if let Some(reason) = self.undeliverable(&claimed, now) {
-                    self.dead_letter(claimed, reason).await?;
+                    self.doomed.push((claimed, reason));
                     continue;
                 }
                 let permit = permits.pop().expect("no more claimed than permits");
                 self.ready.push_back(self.delivery(claimed, permit));
+            }
+            if !self.doomed.is_empty() {
+                continue;
             }
             if self.ready.is_empty() {
                 tokio::select! {

@@ -90,6 +90,9 @@ struct Write {
     done: oneshot::Sender<Result<OpOutcome, Arc<BrokerError>>>,
 }
 
+/// The answer to a write under way.
+pub(super) type Written = oneshot::Receiver<Result<OpOutcome, Arc<BrokerError>>>;
+
 impl EmbeddedBroker {
     /// Starts the broker on `store`, with its writer task on the current tokio runtime.
     pub fn new(store: Store, config: EmbeddedConfig) -> EmbeddedBroker {
@@ -325,6 +328,8 @@ impl EmbeddedBroker {
             prefetch: prefetch.max(1),
             permits: Arc::new(Semaphore::new(prefetch.max(1))),
             ready: VecDeque::new(),
+            claiming: None,
+            doomed: Vec::new(),
         })
     }
 
@@ -454,12 +459,24 @@ impl EmbeddedBroker {
     }
 
     async fn write(&self, op: QueueOp) -> Result<OpOutcome, BrokerError> {
+        let outcome = self.begin_write(op).await?;
+        Self::written(outcome).await
+    }
+
+    /// Hands `op` to the writer; its outcome comes on the answer. Awaiting the answer (by
+    /// `&mut`) may be given up and taken up again: the op is written either way.
+    pub(super) async fn begin_write(&self, op: QueueOp) -> Result<Written, BrokerError> {
         let (done, outcome) = oneshot::channel();
         self.inner
             .writes
             .send(Write { op, done })
             .await
             .map_err(|_| BrokerError::Closed)?;
+        Ok(outcome)
+    }
+
+    /// The outcome of a write begun with [`Self::begin_write`].
+    pub(super) async fn written(outcome: impl std::future::Future<Output = Result<Result<OpOutcome, Arc<BrokerError>>, oneshot::error::RecvError>>) -> Result<OpOutcome, BrokerError> {
         match outcome.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(shared)) => Err(match Arc::try_unwrap(shared) {

@@ -142,6 +142,31 @@ def _ms(seconds: float, name: str) -> int:
     return int(round(seconds * 1000))
 
 
+def _stream_request(
+    http: Union[httpx.Client, httpx.AsyncClient], address: str, prefetch: int, lease: float, heartbeat: float
+) -> httpx.Request:
+    """The request that opens a lease stream. A read that waits well past the heartbeat
+    means the host is gone."""
+    params = {
+        "prefetch": prefetch,
+        "lease_ms": _ms(lease, "lease"),
+        "heartbeat_ms": _ms(heartbeat, "heartbeat"),
+    }
+    timeout = httpx.Timeout(http.timeout.connect or 10.0, read=heartbeat + 30.0)
+    return http.build_request("POST", f"{_queue_path(address)}/lease/stream", params=params, timeout=timeout)
+
+
+def _streamed(line: str, leased: Any, client: Any) -> Any:
+    """One line of a lease stream as ``leased`` (:class:`Leased` or :class:`AsyncLeased`),
+    or the error it reports raised."""
+    doc = json.loads(line)
+    if "error" in doc:
+        raise errors.from_answer(200, doc)
+    return leased(
+        doc["lease"], doc["deadline_ms"], Message.from_json(doc["message"]), client, doc.get("deliveries", 1)
+    )
+
+
 class LeaseStream:
     """A standing leased take (:meth:`Client.lease_stream`): the host leases each message as
     the broker delivers it and sends it down one long answer. Iterating yields each
@@ -152,16 +177,7 @@ class LeaseStream:
 
     def __init__(self, client: "Client", address: str, prefetch: int, lease: float, heartbeat: float):
         self._client = client
-        params = {
-            "prefetch": prefetch,
-            "lease_ms": _ms(lease, "lease"),
-            "heartbeat_ms": _ms(heartbeat, "heartbeat"),
-        }
-        # A read that waits well past the heartbeat means the host is gone.
-        timeout = httpx.Timeout(client._http.timeout.connect or 10.0, read=heartbeat + 30.0)
-        request = client._http.build_request(
-            "POST", f"{_queue_path(address)}/lease/stream", params=params, timeout=timeout
-        )
+        request = _stream_request(client._http, address, prefetch, lease, heartbeat)
         try:
             self._response = client._http.send(request, stream=True)
         except httpx.HTTPError as e:
@@ -178,16 +194,7 @@ class LeaseStream:
                 if not line:
                     yield None
                     continue
-                doc = json.loads(line)
-                if "error" in doc:
-                    raise errors.from_answer(200, doc)
-                yield Leased(
-                    doc["lease"],
-                    doc["deadline_ms"],
-                    Message.from_json(doc["message"]),
-                    self._client,
-                    doc.get("deliveries", 1),
-                )
+                yield _streamed(line, Leased, self._client)
         except httpx.HTTPError as e:
             raise errors.Unreachable(f"the host's lease stream broke off: {e}") from e
 
@@ -220,15 +227,7 @@ class AsyncLeaseStream:
         self.id = ""
 
     async def _open(self, address: str, prefetch: int, lease: float, heartbeat: float) -> None:
-        params = {
-            "prefetch": prefetch,
-            "lease_ms": _ms(lease, "lease"),
-            "heartbeat_ms": _ms(heartbeat, "heartbeat"),
-        }
-        timeout = httpx.Timeout(self._client._http.timeout.connect or 10.0, read=heartbeat + 30.0)
-        request = self._client._http.build_request(
-            "POST", f"{_queue_path(address)}/lease/stream", params=params, timeout=timeout
-        )
+        request = _stream_request(self._client._http, address, prefetch, lease, heartbeat)
         try:
             response = await self._client._http.send(request, stream=True)
         except httpx.HTTPError as e:
@@ -247,16 +246,7 @@ class AsyncLeaseStream:
                 if not line:
                     yield None
                     continue
-                doc = json.loads(line)
-                if "error" in doc:
-                    raise errors.from_answer(200, doc)
-                yield AsyncLeased(
-                    doc["lease"],
-                    doc["deadline_ms"],
-                    Message.from_json(doc["message"]),
-                    self._client,
-                    doc.get("deliveries", 1),
-                )
+                yield _streamed(line, AsyncLeased, self._client)
         except httpx.HTTPError as e:
             raise errors.Unreachable(f"the host's lease stream broke off: {e}") from e
 
