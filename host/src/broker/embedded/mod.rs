@@ -476,7 +476,11 @@ impl EmbeddedBroker {
     }
 
     /// The outcome of a write begun with [`Self::begin_write`].
-    pub(super) async fn written(outcome: impl std::future::Future<Output = Result<Result<OpOutcome, Arc<BrokerError>>, oneshot::error::RecvError>>) -> Result<OpOutcome, BrokerError> {
+    pub(super) async fn written(
+        outcome: impl std::future::Future<
+            Output = Result<Result<OpOutcome, Arc<BrokerError>>, oneshot::error::RecvError>,
+        >,
+    ) -> Result<OpOutcome, BrokerError> {
         match outcome.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(shared)) => Err(match Arc::try_unwrap(shared) {

@@ -4,6 +4,7 @@
 use crate::message::Message;
 use crate::web::caller::{Allowed, Operator, Viewer};
 use crate::web::json::JsonBody;
+use crate::web::ops::leases as lease_ops;
 use crate::web::ops::queues::{self as ops, ReplayParams, Replayed};
 use crate::web::{AppError, AppState, MAX_WAIT_MS};
 use axum::Json;
@@ -194,7 +195,7 @@ pub async fn lease(
     let lease = lease_duration("lease_ms", params.lease_ms.unwrap_or(30_000))?;
     let address = ops::known(&state, &connection, &queue)?;
     Ok(Json(
-        ops::lease(&state, &who, &address, count, timeout, lease).await?,
+        lease_ops::lease(&state, &who, &address, count, timeout, lease).await?,
     ))
 }
 
@@ -260,7 +261,7 @@ pub async fn lease_stream(
         }
     };
     let address = ops::known(&state, &connection, &queue)?;
-    let stream = ops::lease_stream(&state, &who, &address, prefetch, lease).await?;
+    let stream = lease_ops::lease_stream(&state, &who, &address, prefetch, lease).await?;
     let id = stream.id().to_owned();
     let lines = futures::stream::unfold(Some(stream), move |stream| async move {
         let mut stream = stream?;
@@ -299,7 +300,7 @@ pub async fn lease_streams(
     State(state): State<AppState>,
     who: Allowed<Operator>,
 ) -> Json<Vec<crate::leases::StreamView>> {
-    Json(ops::lease_streams(&state, &who))
+    Json(lease_ops::lease_streams(&state, &who))
 }
 
 /// Stops a lease stream (its taker's, or any for an admin): it takes nothing more and its
@@ -312,7 +313,7 @@ pub async fn stop_lease_stream(
     who: Allowed<Operator>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    ops::stop_lease_stream(&state, &who, &id).await?;
+    lease_ops::stop_lease_stream(&state, &who, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -323,7 +324,7 @@ pub async fn leases(
     State(state): State<AppState>,
     who: Allowed<Operator>,
 ) -> Json<Vec<crate::leases::LeaseView>> {
-    Json(ops::leases(&state, &who))
+    Json(lease_ops::leases(&state, &who))
 }
 
 /// A leased message is done with: removed from its queue.
@@ -335,7 +336,7 @@ pub async fn ack(
     who: Allowed<Operator>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    ops::settle_lease(&state, &who, &id, ops::Settle::Ack).await?;
+    lease_ops::settle_lease(&state, &who, &id, lease_ops::Settle::Ack).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -450,7 +451,7 @@ pub async fn nack(
     } else {
         crate::web::json::parse_json::<NackBody>(&body)?.give_back()?
     };
-    ops::settle_lease(&state, &who, &id, ops::Settle::Nack(back)).await?;
+    lease_ops::settle_lease(&state, &who, &id, lease_ops::Settle::Nack(back)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -484,12 +485,12 @@ pub struct NackOne {
 /// before anything is settled.
 #[utoipa::path(post, path = "/api/v1/leases/settle", tag = "queues",
     request_body = SettleBody,
-    responses((status = 200, body = ops::Settled), (status = 400)))]
+    responses((status = 200, body = lease_ops::Settled), (status = 400)))]
 pub async fn settle(
     State(state): State<AppState>,
     who: Allowed<Operator>,
     crate::web::json::JsonBody(body): crate::web::json::JsonBody<SettleBody>,
-) -> Result<Json<ops::Settled>, AppError> {
+) -> Result<Json<lease_ops::Settled>, AppError> {
     let mut batch: Vec<(String, Option<crate::leases::GiveBack>)> =
         body.ack.into_iter().map(|id| (id, None)).collect();
     for (index, one) in body.nack.into_iter().enumerate() {
@@ -508,7 +509,7 @@ pub async fn settle(
         })?;
         batch.push((one.lease, Some(back)));
     }
-    Ok(Json(ops::settle_leases(&state, &who, batch).await?))
+    Ok(Json(lease_ops::settle_leases(&state, &who, batch).await?))
 }
 
 /// A new deadline for a leased message.
@@ -530,7 +531,8 @@ pub async fn extend(
     crate::web::json::JsonBody(body): crate::web::json::JsonBody<ExtendBody>,
 ) -> Result<Json<Value>, AppError> {
     let lease = lease_duration("lease_ms", body.lease_ms)?;
-    let deadline = ops::settle_lease(&state, &who, &id, ops::Settle::Extend { lease }).await?;
+    let deadline =
+        lease_ops::settle_lease(&state, &who, &id, lease_ops::Settle::Extend { lease }).await?;
     Ok(Json(
         serde_json::json!({ "lease": id, "deadline_ms": deadline }),
     ))

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod connections;
 pub mod drain;
 pub mod events;
+pub mod leases;
 pub mod outbox;
 pub mod overview;
 pub mod plugins;

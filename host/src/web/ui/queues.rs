@@ -7,6 +7,7 @@ use super::{Page, Params, Taking, done, escape, flash};
 use crate::message::Message;
 use crate::web::caller::Admin;
 use crate::web::caller::{Operator, Viewer};
+use crate::web::ops::leases as lease_ops;
 use crate::web::ops::queues::{self as ops, ReplayParams};
 use crate::web::{AppError, AppState};
 use axum::Form;
@@ -379,7 +380,7 @@ pub async fn settle_lease(
     Form(form): Form<LeaseForm>,
 ) -> Response {
     let requeue = matches!(form.action, LeaseAction::Requeue);
-    match ops::return_lease(&state, &page.who, &form.lease, requeue).await {
+    match lease_ops::return_lease(&state, &page.who, &form.lease, requeue).await {
         Ok(address) => done(
             &back(&address),
             &if requeue {
@@ -408,7 +409,7 @@ pub async fn settle_leases(
     let requeue = matches!(form.action, LeaseAction::Requeue);
     let returned = async {
         let at = ops::parse(&state, &form.address)?;
-        ops::return_leases(&state, &page.who, &at, requeue).await
+        lease_ops::return_leases(&state, &page.who, &at, requeue).await
     }
     .await;
     match returned {
@@ -438,7 +439,7 @@ pub async fn stop_stream(
     page: Page<Admin>,
     Form(form): Form<StreamForm>,
 ) -> Response {
-    match ops::stop_lease_stream(&state, &page.who.lesser(), &form.stream).await {
+    match lease_ops::stop_lease_stream(&state, &page.who.lesser(), &form.stream).await {
         Ok(()) => done(
             &back(&form.address),
             &format!("Stopped lease stream {}.", form.stream),
