@@ -156,8 +156,12 @@ impl Batch {
         }
         *self.source.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(consumer);
         if self.until > Instant::now() {
+            let by = Settler {
+                actor: &self.taker,
+                admin: false,
+            };
             for leased in &mut self.leased {
-                if let Ok(deadline_ms) = self.leases.renew(&leased.lease, self.lease).await {
+                if let Ok(deadline_ms) = self.leases.extend(&leased.lease, self.lease, &by).await {
                     leased.deadline_ms = deadline_ms;
                 }
             }
@@ -604,22 +608,6 @@ impl Leases {
             }
         }))
         .await
-    }
-
-    /// Sets a lease just taken to end `lease` from now, whoever asks (its take does).
-    async fn renew(&self, id: &str, lease: Duration) -> Result<u64, LeaseError> {
-        let Some(mut held) = lock(&self.held).remove(id) else {
-            return Err(LeaseError::Unknown(crate::broker::shorten(id)));
-        };
-        let lease = lease.min(MAX_LEASE);
-        let renewed = held.ack.extend(lease).await;
-        if renewed.is_ok() {
-            held.deadline = Instant::now() + lease;
-            held.deadline_ms = now_ms() + lease.as_millis() as u64;
-        }
-        let deadline_ms = held.deadline_ms;
-        lock(&self.held).insert(id.to_owned(), held);
-        renewed.map(|()| deadline_ms).map_err(Into::into)
     }
 
     /// Moves the deadline to `lease` from now; answers the new deadline.

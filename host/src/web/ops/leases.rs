@@ -130,10 +130,7 @@ pub async fn stop_lease_stream(
     id: &str,
 ) -> Result<(), AppError> {
     let actor = who.caller.actor();
-    let by = crate::leases::Settler {
-        actor: &actor,
-        admin: who.caller.role >= crate::auth::Role::Admin,
-    };
+    let by = settler(who, &actor);
     let address = state.leases.stop(id, &by)?;
     audit::record(
         state,
@@ -160,10 +157,7 @@ pub async fn settle_lease(
     settle: Settle,
 ) -> Result<Option<u64>, AppError> {
     let actor = who.caller.actor();
-    let by = crate::leases::Settler {
-        actor: &actor,
-        admin: who.caller.role >= crate::auth::Role::Admin,
-    };
+    let by = settler(who, &actor);
     let (action, detail, answer) = match settle {
         Settle::Ack => {
             state.leases.ack(id, &by).await?;
@@ -241,10 +235,7 @@ pub async fn settle_leases(
         ));
     }
     let actor = who.caller.actor();
-    let by = crate::leases::Settler {
-        actor: &actor,
-        admin: who.caller.role >= crate::auth::Role::Admin,
-    };
+    let by = settler(who, &actor);
     let (mut acks, mut requeues, mut dead) = (0usize, 0usize, 0usize);
     for (_, back) in &batch {
         match back {
@@ -295,10 +286,8 @@ pub async fn return_lease(
     id: &str,
     requeue: bool,
 ) -> Result<String, AppError> {
-    let by = crate::leases::Settler {
-        actor: &who.caller.actor(),
-        admin: true,
-    };
+    let actor = who.caller.actor();
+    let by = settler(who, &actor);
     let back = if requeue {
         GiveBack::Requeue { delay: None }
     } else {
@@ -329,10 +318,8 @@ pub async fn return_leases(
     address: &Address,
     requeue: bool,
 ) -> Result<usize, AppError> {
-    let by = crate::leases::Settler {
-        actor: &who.caller.actor(),
-        admin: true,
-    };
+    let actor = who.caller.actor();
+    let by = settler(who, &actor);
     let at = address.to_string();
     let ids: Vec<String> = state
         .leases
@@ -381,4 +368,13 @@ pub enum Settle {
     Ack,
     Nack(GiveBack),
     Extend { lease: Duration },
+}
+
+/// Who settles (or stops) as `who`: the lease's taker by the audit log's name `actor`, or an
+/// admin, who may settle anyone's.
+fn settler<'a, R>(who: &Allowed<R>, actor: &'a str) -> crate::leases::Settler<'a> {
+    crate::leases::Settler {
+        actor,
+        admin: who.caller.role >= crate::auth::Role::Admin,
+    }
 }
