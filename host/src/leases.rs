@@ -211,7 +211,6 @@ pub struct StreamView {
 pub struct LeaseStream {
     leases: Leases,
     info: Arc<StreamInfo>,
-    address: String,
     lease: Duration,
     /// What the stream's reader took from the consumer: a task of its own, so waiting for a
     /// heartbeat never cancels a consumer's `next` half-way.
@@ -267,9 +266,8 @@ impl LeaseStream {
     /// `None` once the stream is over (stopped, or the host stopping). An error ends it: the
     /// consumer failed, or the host holds [`MAX_LEASES`] (the delivery goes back first).
     pub async fn next(&mut self, heartbeat: Duration) -> Result<Option<Streamed>, LeaseError> {
-        let info = self.info.clone();
-        let stopped = || info.stopped.load(std::sync::atomic::Ordering::Acquire);
-        if stopped() || self.shutdown.is_fired() {
+        if self.info.stopped.load(std::sync::atomic::Ordering::Acquire) || self.shutdown.is_fired()
+        {
             return Ok(None);
         }
         let delivery = tokio::select! {
@@ -278,7 +276,7 @@ impl LeaseStream {
                 None => return Ok(None),
             },
             _ = tokio::time::sleep(heartbeat) => return Ok(Some(Streamed::Idle)),
-            _ = info.stop.notified() => return Ok(None),
+            _ = self.info.stop.notified() => return Ok(None),
             _ = self.shutdown.fired() => return Ok(None),
         };
         let room = self.leases.reserve(1);
@@ -288,10 +286,16 @@ impl LeaseStream {
             }
             return Err(LeaseError::Full);
         }
-        let taker = self.info.taker.clone();
+        let info = &self.info;
         let Some(leased) = self
             .leases
-            .hold_one(&taker, &self.address, &self.source, delivery, self.lease)
+            .hold_one(
+                &info.taker,
+                &info.address,
+                &self.source,
+                delivery,
+                self.lease,
+            )
             .await
         else {
             return Ok(Some(Streamed::Idle));
@@ -422,7 +426,6 @@ impl Leases {
         LeaseStream {
             leases: self.clone(),
             info,
-            address: address.to_string(),
             lease,
             deliveries,
             source,
